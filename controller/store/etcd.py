@@ -1,0 +1,246 @@
+"""A thin, typed client over etcd's raw gRPC stubs (from ``python3-etcd3``'s ``etcdrpc``).
+
+Where it sits: the only module that talks gRPC to etcd. The object store, the watch loop,
+leases and leader election call it. It exists because the library's high-level client marks
+an endpoint "failed" for 300 s after one UNAVAILABLE (so a single-member etcd that restarts
+stays unusable for five minutes) and hides response headers; here every call returns the raw
+response (with ``header.revision``), channels reconnect by themselves, and gRPC errors become
+``StoreUnavailableError`` (retryable) after a short bounded retry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+from etcd3 import etcdrpc  # type: ignore[import-untyped]
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from controller.errors import StoreUnavailableError
+
+__all__ = [
+    "EtcdClient",
+    "cmp_create_revision",
+    "cmp_mod_revision",
+    "op_delete",
+    "op_get",
+    "op_put",
+    "prefix_range_end",
+]
+
+T = TypeVar("T")
+
+#: Large ranges must not fail at gRPC's 4 MB default (DESIGN §2).
+_GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+_RETRYABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def prefix_range_end(prefix: bytes) -> bytes:
+    """The exclusive end of the range holding every key that starts with ``prefix``."""
+    end = bytearray(prefix)
+    for i in reversed(range(len(end))):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"
+
+
+class _Unavailable(Exception):
+    """Internal marker so tenacity retries only connection-level failures."""
+
+
+class EtcdClient:
+    """Calls one of several endpoints; rotates to the next on UNAVAILABLE."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = 10.0,
+        retry_for: float = 5.0,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is required")
+        self._netlocs = [self._netloc(e) for e in endpoints]
+        self.endpoints = tuple(endpoints)
+        self.timeout = timeout
+        self._retry_for = retry_for
+        self._lock = threading.Lock()
+        self._index = 0
+        self._channels: dict[int, grpc.Channel] = {}
+
+    @staticmethod
+    def _netloc(endpoint: str) -> str:
+        parsed = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        if parsed.scheme not in ("http", ""):
+            raise ValueError(f"etcd endpoint {endpoint!r}: only http:// endpoints are supported")
+        if not parsed.hostname or not parsed.port:
+            raise ValueError(f"etcd endpoint {endpoint!r}: expected host:port")
+        return f"{parsed.hostname}:{parsed.port}"
+
+    def _channel(self) -> tuple[int, grpc.Channel]:
+        with self._lock:
+            index = self._index
+            channel = self._channels.get(index)
+            if channel is None:
+                channel = grpc.insecure_channel(self._netlocs[index], options=_GRPC_OPTIONS)
+                self._channels[index] = channel
+            return index, channel
+
+    def _rotate(self, failed_index: int) -> None:
+        with self._lock:
+            if self._index == failed_index:
+                self._index = (self._index + 1) % len(self._netlocs)
+
+    def _call(self, make_call: Callable[[grpc.Channel], T]) -> T:
+        @retry(
+            retry=retry_if_exception_type(_Unavailable),
+            stop=stop_after_delay(self._retry_for),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            reraise=True,
+        )
+        def attempt() -> T:
+            index, channel = self._channel()
+            try:
+                return make_call(channel)
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                if code in _RETRYABLE_CODES:
+                    self._rotate(index)
+                    raise _Unavailable(f"{self._netlocs[index]}: {code}") from exc
+                raise
+
+        try:
+            return attempt()
+        except _Unavailable as exc:
+            raise StoreUnavailableError(f"etcd unavailable: {exc}") from exc
+
+    # --- KV -------------------------------------------------------------------------------
+
+    def range(
+        self,
+        key: bytes,
+        range_end: bytes | None = None,
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+    ) -> Any:
+        request = etcdrpc.RangeRequest(
+            key=key,
+            range_end=range_end or b"",
+            revision=revision,
+            limit=limit,
+            keys_only=keys_only,
+            count_only=count_only,
+        )
+        return self._call(lambda ch: etcdrpc.KVStub(ch).Range(request, self.timeout))
+
+    def txn(self, compare: list[Any], success: list[Any], failure: list[Any] | None = None) -> Any:
+        request = etcdrpc.TxnRequest(compare=compare, success=success, failure=failure or [])
+        return self._call(lambda ch: etcdrpc.KVStub(ch).Txn(request, self.timeout))
+
+    def put(self, key: bytes, value: bytes, lease: int = 0) -> Any:
+        request = etcdrpc.PutRequest(key=key, value=value, lease=lease)
+        return self._call(lambda ch: etcdrpc.KVStub(ch).Put(request, self.timeout))
+
+    def delete_range(self, key: bytes, range_end: bytes | None = None) -> Any:
+        request = etcdrpc.DeleteRangeRequest(key=key, range_end=range_end or b"")
+        return self._call(lambda ch: etcdrpc.KVStub(ch).DeleteRange(request, self.timeout))
+
+    def compact(self, revision: int, physical: bool = True) -> Any:
+        request = etcdrpc.CompactionRequest(revision=revision, physical=physical)
+        return self._call(lambda ch: etcdrpc.KVStub(ch).Compact(request, self.timeout))
+
+    def current_revision(self) -> int:
+        return int(self.range(b"\0", count_only=True).header.revision)
+
+    # --- leases ---------------------------------------------------------------------------
+
+    def lease_grant(self, ttl: int) -> int:
+        request = etcdrpc.LeaseGrantRequest(TTL=ttl, ID=0)
+        response = self._call(lambda ch: etcdrpc.LeaseStub(ch).LeaseGrant(request, self.timeout))
+        return int(response.ID)
+
+    def lease_keepalive_once(self, lease_id: int) -> int:
+        """Refresh a lease; returns the remaining TTL (<= 0 means the lease is gone)."""
+        request = etcdrpc.LeaseKeepAliveRequest(ID=lease_id)
+
+        def call(ch: grpc.Channel) -> Any:
+            responses = etcdrpc.LeaseStub(ch).LeaseKeepAlive(iter([request]), self.timeout)
+            return next(iter(responses))
+
+        return int(self._call(call).TTL)
+
+    def lease_revoke(self, lease_id: int) -> None:
+        request = etcdrpc.LeaseRevokeRequest(ID=lease_id)
+        try:
+            self._call(lambda ch: etcdrpc.LeaseStub(ch).LeaseRevoke(request, self.timeout))
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+
+    # --- watch ----------------------------------------------------------------------------
+
+    def watch_stream(self, requests: Iterator[Any]) -> Any:
+        """Open a raw bidirectional watch stream; the caller owns reconnection (see watch.py)."""
+        _, channel = self._channel()
+        return etcdrpc.WatchStub(channel).Watch(requests)
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+
+# Builders for transaction operations, kept here so no other module touches etcdrpc.
+
+
+def cmp_mod_revision(key: bytes, revision: int) -> Any:
+    return etcdrpc.Compare(
+        key=key,
+        result=etcdrpc.Compare.EQUAL,
+        target=etcdrpc.Compare.MOD,
+        mod_revision=revision,
+    )
+
+
+def cmp_create_revision(key: bytes, revision: int) -> Any:
+    return etcdrpc.Compare(
+        key=key,
+        result=etcdrpc.Compare.EQUAL,
+        target=etcdrpc.Compare.CREATE,
+        create_revision=revision,
+    )
+
+
+def op_put(key: bytes, value: bytes, lease: int = 0) -> Any:
+    return etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key, value=value, lease=lease))
+
+
+def op_get(key: bytes) -> Any:
+    return etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key))
+
+
+def op_delete(key: bytes, range_end: bytes | None = None) -> Any:
+    return etcdrpc.RequestOp(
+        request_delete_range=etcdrpc.DeleteRangeRequest(key=key, range_end=range_end or b"")
+    )

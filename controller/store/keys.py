@@ -1,0 +1,93 @@
+"""The etcd key layout of DESIGN §2, in one place.
+
+Where it sits: every store module builds and parses keys only through ``KeyLayout``::
+
+    {prefix}/registry/{plural}/{namespace}/{name}    namespaced objects
+    {prefix}/registry/{plural}/{name}                cluster-scoped objects
+    {prefix}/events/{namespace}/{name}               events (leased)
+    {prefix}/history/{plural}/{namespace}/{name}/{revision}
+    {prefix}/leases/{name}                           leader election and shards
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CLUSTER_SCOPE", "KeyLayout", "ObjectKey"]
+
+#: The namespace segment used in history keys of cluster-scoped objects.
+CLUSTER_SCOPE = "_cluster"
+_REVISION_DIGITS = 20
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    """Identifies one object: what a workqueue holds and what a reconcile request carries."""
+
+    plural: str
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.plural}/{self.namespace}/{self.name}"
+            if self.namespace
+            else (f"{self.plural}/{self.name}")
+        )
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    prefix: str = "/skybroker"
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError(f"key prefix {self.prefix!r} must start with '/' and not end with it")
+
+    @property
+    def registry_root(self) -> bytes:
+        return f"{self.prefix}/registry/".encode()
+
+    def kind_prefix(self, plural: str, namespace: str | None = None) -> bytes:
+        if namespace is None:
+            return f"{self.prefix}/registry/{plural}/".encode()
+        return f"{self.prefix}/registry/{plural}/{namespace}/".encode()
+
+    def object_key(self, key: ObjectKey) -> bytes:
+        if key.namespace is None:
+            return f"{self.prefix}/registry/{key.plural}/{key.name}".encode()
+        return f"{self.prefix}/registry/{key.plural}/{key.namespace}/{key.name}".encode()
+
+    def parse_object_key(self, raw: bytes) -> ObjectKey | None:
+        """Turn an etcd key under ``registry/`` back into an ObjectKey (None if malformed)."""
+        root = self.registry_root
+        if not raw.startswith(root):
+            return None
+        parts = raw[len(root) :].decode("utf-8", errors="replace").split("/")
+        if len(parts) == 2 and all(parts):
+            return ObjectKey(parts[0], None, parts[1])
+        if len(parts) == 3 and all(parts):
+            return ObjectKey(parts[0], parts[1], parts[2])
+        return None
+
+    def history_prefix(self, key: ObjectKey) -> bytes:
+        namespace = key.namespace or CLUSTER_SCOPE
+        return f"{self.prefix}/history/{key.plural}/{namespace}/{key.name}/".encode()
+
+    def history_key(self, key: ObjectKey, sequence: int) -> bytes:
+        return self.history_prefix(key) + f"{sequence:0{_REVISION_DIGITS}d}".encode()
+
+    @property
+    def history_root(self) -> bytes:
+        return f"{self.prefix}/history/".encode()
+
+    def events_prefix(self, namespace: str | None = None) -> bytes:
+        if namespace is None:
+            return f"{self.prefix}/events/".encode()
+        return f"{self.prefix}/events/{namespace}/".encode()
+
+    def event_key(self, namespace: str, name: str) -> bytes:
+        return f"{self.prefix}/events/{namespace}/{name}".encode()
+
+    def lease_key(self, name: str) -> bytes:
+        return f"{self.prefix}/leases/{name}".encode()

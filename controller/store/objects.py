@@ -1,0 +1,564 @@
+"""The object store: typed CRUD over etcd with compare-and-swap on every write (DESIGN §2).
+
+Where it sits: the only writer of ``{prefix}/registry/…`` and ``{prefix}/history/…``. The
+informer lists and watches through it, reconcilers write status through it, the API server and
+``skyctl --etcd`` create and update through it.
+
+Rules it enforces, so no caller has to:
+- every write is a CAS on ``mod_revision`` (create: ``create_revision == 0``); a lost race is
+  a ``ConflictError`` and the caller re-reads;
+- ``update`` writes the spec part and user metadata and never status; ``update_status`` writes
+  status and never anything else; ``generation`` moves only when the spec part changes;
+- a write that changes nothing is not sent (a converged system writes nothing);
+- finalizers: ``delete`` of an object with finalizers only sets ``deletionTimestamp``; the
+  update that removes the last finalizer deletes the key in the same transaction;
+- a history record goes into the same transaction as the change it describes.
+
+To avoid a read before every write, the store remembers the last stored value it saw for each
+key together with its revision; it is used only when the caller's resourceVersion matches, and
+the CAS rejects it if the key moved since — so a stale memory can cost a conflict, never a lost
+update.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import pydantic
+
+from api_types import registry
+from api_types.meta import Resource, Scope
+from controller.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    FieldCause,
+    InvalidObjectError,
+    NotFoundError,
+)
+from controller.labels import LabelSelector
+from controller.store.codec import DecodeError, decode_value, encode_value
+from controller.store.etcd import (
+    EtcdClient,
+    cmp_create_revision,
+    cmp_mod_revision,
+    op_delete,
+    op_get,
+    op_put,
+    prefix_range_end,
+)
+from controller.store.history import HistoryRecord, diff_fields, status_changes
+from controller.store.keys import KeyLayout, ObjectKey
+
+__all__ = ["InvalidValue", "ObjectList", "Store", "TxnExtras", "spec_part"]
+
+R = TypeVar("R", bound=Resource)
+
+_ENVELOPE = ("apiVersion", "kind", "metadata", "status")
+_USER_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+_DELETE_RETRIES = 5
+
+
+def spec_part(wire: dict[str, Any]) -> dict[str, Any]:
+    """Everything a user declares: the wire object minus envelope and status."""
+    return {k: v for k, v in wire.items() if k not in _ENVELOPE}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InvalidValue:
+    """A stored value that does not decode or validate (typically a bad direct write)."""
+
+    key: ObjectKey
+    mod_revision: int
+    causes: tuple[FieldCause, ...]
+
+
+@dataclass(frozen=True)
+class ObjectList(Generic[R]):
+    items: list[R]
+    resource_version: int
+    invalid: list[InvalidValue] = field(default_factory=list)
+    #: Opaque continuation for paged lists: the last key returned (None = complete).
+    continue_after: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TxnExtras:
+    """More compares and operations to run atomically with a write (e.g. quota reservation)."""
+
+    compares: Sequence[Any] = ()
+    operations: Sequence[Any] = ()
+
+
+def _causes(exc: pydantic.ValidationError) -> tuple[FieldCause, ...]:
+    return tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
+
+
+class Store:
+    def __init__(
+        self,
+        client: EtcdClient,
+        layout: KeyLayout | None = None,
+        *,
+        now: Callable[[], datetime] = _now,
+    ) -> None:
+        self.client = client
+        self.layout = layout or KeyLayout()
+        self._now = now
+        self._bases: dict[bytes, tuple[int, dict[str, Any]]] = {}
+        self._bases_lock = threading.Lock()
+        self._last_revision = 0
+
+    def _saw_revision(self, revision: int) -> None:
+        self._last_revision = max(self._last_revision, revision)
+
+    # --- keys and decoding ----------------------------------------------------------------
+
+    def key_of(self, obj: Resource) -> ObjectKey:
+        info = registry.by_kind(obj.kind)
+        namespace = obj.metadata.namespace
+        if info.scope is Scope.NAMESPACED and not namespace:
+            raise InvalidObjectError(
+                f"{info.kind} is namespaced",
+                (FieldCause("metadata.namespace", "required for a namespaced kind"),),
+            )
+        if info.scope is Scope.CLUSTER and namespace:
+            raise InvalidObjectError(
+                f"{info.kind} is cluster-scoped",
+                (FieldCause("metadata.namespace", "must be empty for a cluster-scoped kind"),),
+            )
+        return ObjectKey(info.plural, namespace, obj.metadata.name)
+
+    def decode(self, key: ObjectKey, raw: bytes, mod_revision: int) -> Resource:
+        """Decode and validate one stored value; remembers it as the base for later writes."""
+        try:
+            wire = decode_value(raw)
+        except DecodeError as exc:
+            raise InvalidObjectError(f"{key}: cannot decode", (FieldCause("", str(exc)),)) from None
+        obj = self.validate_at_key(key, wire)
+        obj.metadata.resource_version = str(mod_revision)
+        self._remember(self.layout.object_key(key), mod_revision, wire)
+        return obj
+
+    def validate_at_key(self, key: ObjectKey, wire: dict[str, Any]) -> Resource:
+        """Validate a wire dict and check it belongs at ``key`` (kind, name, namespace)."""
+        try:
+            obj = registry.parse_object(wire)
+        except pydantic.ValidationError as exc:
+            raise InvalidObjectError(f"{key}: invalid", _causes(exc)) from None
+        except registry.UnknownKindError as exc:
+            raise InvalidObjectError(f"{key}: invalid", (FieldCause("kind", str(exc)),)) from None
+        info = registry.by_kind(obj.kind)
+        problems = []
+        if info.plural != key.plural:
+            problems.append(FieldCause("kind", f"{obj.kind} does not belong under {key.plural}/"))
+        if obj.metadata.name != key.name:
+            problems.append(FieldCause("metadata.name", f"must equal the key's name {key.name!r}"))
+        if (obj.metadata.namespace or None) != key.namespace:
+            problems.append(
+                FieldCause(
+                    "metadata.namespace", f"must equal the key's namespace {key.namespace!r}"
+                )
+            )
+        if problems:
+            raise InvalidObjectError(f"{key}: does not match its key", tuple(problems))
+        return obj
+
+    def _remember(self, etcd_key: bytes, revision: int, wire: dict[str, Any]) -> None:
+        with self._bases_lock:
+            known = self._bases.get(etcd_key)
+            if known is None or known[0] <= revision:
+                self._bases[etcd_key] = (revision, wire)
+
+    def _forget(self, etcd_key: bytes) -> None:
+        with self._bases_lock:
+            self._bases.pop(etcd_key, None)
+
+    def _base(self, key: ObjectKey, resource_version: str | None) -> tuple[int, dict[str, Any]]:
+        """The stored wire value the caller's write is based on; ConflictError if it moved."""
+        if not resource_version or not resource_version.isdigit():
+            raise InvalidObjectError(
+                f"{key}: update needs the resourceVersion it is based on",
+                (FieldCause("metadata.resourceVersion", "required for an update"),),
+            )
+        wanted = int(resource_version)
+        etcd_key = self.layout.object_key(key)
+        with self._bases_lock:
+            known = self._bases.get(etcd_key)
+        if known is None or known[0] != wanted:
+            response = self.client.range(etcd_key)
+            if not response.kvs:
+                raise NotFoundError(f"{key} not found")
+            kv = response.kvs[0]
+            try:
+                known = (int(kv.mod_revision), decode_value(kv.value))
+            except DecodeError as exc:
+                raise InvalidObjectError(
+                    f"{key}: stored value", (FieldCause("", str(exc)),)
+                ) from None
+            self._remember(etcd_key, *known)
+        if known[0] != wanted:
+            raise ConflictError(
+                f"{key}: resourceVersion {wanted} is stale (stored: {known[0]}); re-read and retry"
+            )
+        return known
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, model: type[R], name: str, namespace: str | None = None) -> R:
+        key = ObjectKey(model.PLURAL, namespace, name)
+        response = self.client.range(self.layout.object_key(key))
+        if not response.kvs:
+            raise NotFoundError(f"{model.KIND} {key} not found")
+        kv = response.kvs[0]
+        obj = self.decode(key, kv.value, int(kv.mod_revision))
+        if not isinstance(obj, model):
+            raise InvalidObjectError(f"{key}: stored kind {obj.kind} is not {model.KIND}")
+        return obj
+
+    def list(
+        self,
+        model: type[R],
+        namespace: str | None = None,
+        selector: LabelSelector | None = None,
+        *,
+        limit: int = 0,
+        continue_after: bytes | None = None,
+        revision: int = 0,
+        page_size: int = 1000,
+    ) -> ObjectList[R]:
+        """List a kind, pinned to one revision; ``limit`` > 0 returns one page to continue."""
+        items: list[R] = []
+        invalid: list[InvalidValue] = []
+        pinned = revision
+        for kvs, pinned, more in self._range_pages(
+            self.layout.kind_prefix(model.PLURAL, namespace),
+            revision=revision,
+            start_after=continue_after,
+            page_size=min(page_size, limit) if limit else page_size,
+        ):
+            for index, kv in enumerate(kvs):
+                key = self.layout.parse_object_key(bytes(kv.key))
+                if key is None:
+                    continue
+                try:
+                    obj = self.decode(key, kv.value, int(kv.mod_revision))
+                except InvalidObjectError as exc:
+                    invalid.append(InvalidValue(key, int(kv.mod_revision), exc.causes))
+                    continue
+                if not isinstance(obj, model):
+                    continue
+                if selector is None or selector.matches(obj.metadata.labels):
+                    items.append(obj)
+                if limit and len(items) >= limit:
+                    has_more = more or index < len(kvs) - 1
+                    return ObjectList(items, pinned, invalid, bytes(kv.key) if has_more else None)
+        return ObjectList(items, pinned, invalid, None)
+
+    def _range_pages(
+        self,
+        prefix: bytes,
+        *,
+        revision: int,
+        start_after: bytes | None,
+        page_size: int,
+    ) -> Iterator[tuple[Sequence[Any], int, bool]]:
+        """Yield (kvs, revision, more) pages over a prefix, every page at the same revision.
+
+        No sort order: etcd returns keys in order anyway, and asking for a sort makes it re-read
+        the rest of the range on every page (DESIGN §2).
+        """
+        end = prefix_range_end(prefix)
+        start = start_after + b"\0" if start_after else prefix
+        while True:
+            response = self.client.range(start, end, revision=revision, limit=page_size)
+            revision = revision or int(response.header.revision)
+            self._saw_revision(int(response.header.revision))
+            yield response.kvs, revision, bool(response.more)
+            if not response.more or not response.kvs:
+                return
+            start = bytes(response.kvs[-1].key) + b"\0"
+
+    def raw_range(self, prefix: bytes, *, revision: int = 0) -> Iterator[tuple[Any, int]]:
+        """Every (kv, revision) under a prefix at one revision: for informers and maintenance."""
+        for kvs, pinned, _ in self._range_pages(
+            prefix, revision=revision, start_after=None, page_size=1000
+        ):
+            for kv in kvs:
+                yield kv, pinned
+
+    def history(self, key: ObjectKey) -> list[HistoryRecord]:
+        records = []
+        for kv, _ in self.raw_range(self.layout.history_prefix(key)):
+            try:
+                records.append(
+                    HistoryRecord.from_wire(decode_value(kv.value), int(kv.mod_revision))
+                )
+            except (DecodeError, ValueError):
+                continue
+        return records
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _history_op(self, key: ObjectKey, sequence: int, record: HistoryRecord | None) -> list[Any]:
+        if record is None:
+            return []
+        return [op_put(self.layout.history_key(key, sequence), encode_value(record.to_wire()))]
+
+    def _written(self, key: ObjectKey, wire: dict[str, Any], revision: int) -> Resource:
+        wire["metadata"]["resourceVersion"] = str(revision)
+        self._remember(self.layout.object_key(key), revision, wire)
+        return self.validate_at_key(key, wire)
+
+    def create(
+        self,
+        obj: R,
+        *,
+        actor: str = "system",
+        dry_run: bool = False,
+        extras: TxnExtras | None = None,
+    ) -> R:
+        """Create ``obj`` with a uid, generation 1 and a creationTimestamp (AlreadyExistsError)."""
+        key = self.key_of(obj)
+        wire = obj.to_wire()
+        metadata = wire["metadata"]
+        for system_field in ("resourceVersion", "deletionTimestamp"):
+            metadata.pop(system_field, None)
+        metadata.setdefault("uid", str(uuid.uuid4()))
+        metadata["generation"] = 1
+        metadata["creationTimestamp"] = self._now().isoformat()
+        created = self.validate_at_key(key, wire)
+        if dry_run:
+            return created  # type: ignore[return-value]
+        changes = tuple(diff_fields({}, spec_part(wire)))
+        record = HistoryRecord("Created", actor, self._now(), 1, changes)
+        etcd_key = self.layout.object_key(key)
+        # Later writes key their history record by the revision they replace; a create has none,
+        # so it uses the newest revision this store has seen, guarded against reuse by a compare.
+        sequence = self._last_revision
+        history_key = self.layout.history_key(key, sequence)
+        response = self.client.txn(
+            [
+                cmp_create_revision(etcd_key, 0),
+                cmp_create_revision(history_key, 0),
+                *(extras.compares if extras else ()),
+            ],
+            [
+                op_put(etcd_key, encode_value(wire)),
+                *self._history_op(key, sequence, record),
+                *(extras.operations if extras else ()),
+            ],
+            [op_get(etcd_key)],
+        )
+        self._saw_revision(int(response.header.revision))
+        if not response.succeeded:
+            if response.responses[0].response_range.kvs:
+                raise AlreadyExistsError(f"{obj.kind} {key} already exists")
+            raise ConflictError(f"{key}: a precondition of the create failed; retry")
+        return self._written(key, wire, int(response.header.revision))  # type: ignore[return-value]
+
+    def update(
+        self,
+        obj: R,
+        *,
+        actor: str = "system",
+        dry_run: bool = False,
+        extras: TxnExtras | None = None,
+    ) -> R:
+        """Write spec and user metadata (labels, annotations, finalizers, ownerReferences)."""
+        key = self.key_of(obj)
+        base_revision, base = self._base(key, obj.metadata.resource_version)
+        wire = obj.to_wire()
+        new_metadata = dict(base["metadata"])
+        for name in _USER_METADATA:
+            if name in wire["metadata"]:
+                new_metadata[name] = wire["metadata"][name]
+            else:
+                new_metadata.pop(name, None)
+        if base["metadata"].get("deletionTimestamp"):
+            added = set(new_metadata.get("finalizers", [])) - set(
+                base["metadata"].get("finalizers", [])
+            )
+            if added:
+                raise InvalidObjectError(
+                    f"{key} is being deleted",
+                    (FieldCause("metadata.finalizers", f"cannot add {sorted(added)} now"),),
+                )
+        new = {"apiVersion": base.get("apiVersion"), "kind": base.get("kind")}
+        new.update(spec_part(wire))
+        new["metadata"] = new_metadata
+        if "status" in base:
+            new["status"] = base["status"]
+        spec_changes = diff_fields(spec_part(base), spec_part(new))
+        if spec_changes:
+            new_metadata["generation"] = int(base["metadata"].get("generation") or 0) + 1
+        new_metadata.pop("resourceVersion", None)
+        base_metadata = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
+        if not spec_changes and new_metadata == base_metadata:
+            return self._written(key, dict(base), base_revision)  # type: ignore[return-value]
+        validated = self.validate_at_key(key, new)
+        if dry_run:
+            validated.metadata.resource_version = str(base_revision)
+            return validated  # type: ignore[return-value]
+        if new_metadata.get("deletionTimestamp") and not new_metadata.get("finalizers"):
+            return self._finalize(key, base_revision, new, actor)  # type: ignore[return-value]
+        record = (
+            HistoryRecord(
+                "SpecChanged",
+                actor,
+                self._now(),
+                new_metadata.get("generation"),
+                tuple(spec_changes),
+            )
+            if spec_changes
+            else None
+        )
+        return self._cas_put(key, base_revision, new, record, extras)  # type: ignore[return-value]
+
+    def update_status(
+        self,
+        obj: R,
+        *,
+        actor: str = "system",
+        request_id: str | None = None,
+        dry_run: bool = False,
+    ) -> R:
+        """Write ``status`` only; spec, metadata and generation stay as stored."""
+        key = self.key_of(obj)
+        if not obj.HAS_STATUS:
+            raise InvalidObjectError(f"{obj.kind} has no status subresource")
+        base_revision, base = self._base(key, obj.metadata.resource_version)
+        new_status = obj.to_wire().get("status", {})
+        if base.get("status", {}) == new_status:
+            return self._written(key, dict(base), base_revision)  # type: ignore[return-value]
+        new = dict(base)
+        new["metadata"] = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
+        new["status"] = new_status
+        validated = self.validate_at_key(key, new)
+        if dry_run:
+            validated.metadata.resource_version = str(base_revision)
+            return validated  # type: ignore[return-value]
+        changes = status_changes(base.get("status", {}), new_status)
+        record = (
+            HistoryRecord(
+                "StatusChanged",
+                actor,
+                self._now(),
+                new["metadata"].get("generation"),
+                tuple(changes),
+                request_id,
+            )
+            if changes
+            else None
+        )
+        return self._cas_put(key, base_revision, new, record, None)  # type: ignore[return-value]
+
+    def _cas_put(
+        self,
+        key: ObjectKey,
+        base_revision: int,
+        new: dict[str, Any],
+        record: HistoryRecord | None,
+        extras: TxnExtras | None,
+    ) -> Resource:
+        etcd_key = self.layout.object_key(key)
+        response = self.client.txn(
+            [cmp_mod_revision(etcd_key, base_revision), *(extras.compares if extras else ())],
+            [
+                op_put(etcd_key, encode_value(new)),
+                *self._history_op(key, base_revision, record),
+                *(extras.operations if extras else ()),
+            ],
+        )
+        if not response.succeeded:
+            self._forget(etcd_key)
+            raise ConflictError(f"{key} was modified since resourceVersion {base_revision}; retry")
+        return self._written(key, new, int(response.header.revision))
+
+    def _finalize(
+        self, key: ObjectKey, base_revision: int, last: dict[str, Any], actor: str
+    ) -> Resource:
+        """Delete the key: its last finalizer is gone (or it never had one)."""
+        etcd_key = self.layout.object_key(key)
+        record = HistoryRecord("Deleted", actor, self._now(), last["metadata"].get("generation"))
+        response = self.client.txn(
+            [cmp_mod_revision(etcd_key, base_revision)],
+            [op_delete(etcd_key), *self._history_op(key, base_revision, record)],
+        )
+        self._forget(etcd_key)
+        if not response.succeeded:
+            raise ConflictError(f"{key} was modified since resourceVersion {base_revision}; retry")
+        last["metadata"]["resourceVersion"] = str(response.header.revision)
+        return self.validate_at_key(key, last)
+
+    def delete(
+        self,
+        model: type[R],
+        name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        actor: str = "system",
+        dry_run: bool = False,
+    ) -> tuple[R, bool]:
+        """Delete, honouring finalizers. Returns (object as last seen, gone-from-store)."""
+        key = ObjectKey(model.PLURAL, namespace, name)
+        for _ in range(_DELETE_RETRIES):
+            current = self.get(model, name, namespace)
+            revision = current.metadata.resource_version
+            if resource_version is not None and resource_version != revision:
+                raise ConflictError(
+                    f"{key}: precondition resourceVersion {resource_version} != stored {revision}"
+                )
+            wire = current.to_wire()
+            if dry_run:
+                return current, not wire["metadata"].get("finalizers")
+            try:
+                if not wire["metadata"].get("finalizers"):
+                    wire["metadata"].pop("resourceVersion", None)
+                    gone = self._finalize(key, int(str(revision)), wire, actor)
+                    return gone, True  # type: ignore[return-value]
+                if wire["metadata"].get("deletionTimestamp"):
+                    return current, False
+                wire["metadata"]["deletionTimestamp"] = self._now().isoformat()
+                wire["metadata"].pop("resourceVersion", None)
+                record = HistoryRecord(
+                    "DeletionRequested", actor, self._now(), wire["metadata"].get("generation")
+                )
+                marked = self._cas_put(key, int(str(revision)), wire, record, None)
+                return marked, False  # type: ignore[return-value]
+            except ConflictError:
+                if resource_version is not None:
+                    raise
+        raise ConflictError(f"{key}: kept changing during delete; retry")
+
+    # --- maintenance ----------------------------------------------------------------------
+
+    def trim_history(self, limit: int = 200) -> int:
+        """Keep the newest ``limit`` records per object; returns how many were deleted."""
+        deleted = 0
+        current_object: bytes | None = None
+        keys: list[bytes] = []
+
+        def flush() -> int:
+            excess = keys[:-limit] if len(keys) > limit else []
+            if excess:
+                self.client.delete_range(excess[0], excess[-1] + b"\0")
+            return len(excess)
+
+        for kv, _ in self.raw_range(self.layout.history_root):
+            record_key = bytes(kv.key)
+            owner = record_key.rsplit(b"/", 1)[0]
+            if owner != current_object:
+                deleted += flush()
+                current_object, keys = owner, []
+            keys.append(record_key)
+        return deleted + flush()
