@@ -287,17 +287,19 @@ class Store:
                 return
             start = bytes(response.kvs[-1].key) + b"\0"
 
-    def raw_range(self, prefix: bytes, *, revision: int = 0) -> Iterator[tuple[Any, int]]:
-        """Every (kv, revision) under a prefix at one revision: for informers and maintenance."""
-        for kvs, pinned, _ in self._range_pages(
+    def raw_list(self, prefix: bytes, *, revision: int = 0) -> tuple[list[Any], int]:
+        """Every raw kv under a prefix, read at one revision, and that revision."""
+        kvs: list[Any] = []
+        for page, pinned, _ in self._range_pages(
             prefix, revision=revision, start_after=None, page_size=1000
         ):
-            for kv in kvs:
-                yield kv, pinned
+            kvs.extend(page)
+            revision = pinned
+        return kvs, revision
 
     def history(self, key: ObjectKey) -> list[HistoryRecord]:
         records = []
-        for kv, _ in self.raw_range(self.layout.history_prefix(key)):
+        for kv in self.raw_list(self.layout.history_prefix(key))[0]:
             try:
                 records.append(
                     HistoryRecord.from_wire(decode_value(kv.value), int(kv.mod_revision))
@@ -461,6 +463,17 @@ class Store:
         )
         return self._cas_put(key, base_revision, new, record, None)  # type: ignore[return-value]
 
+    def replace(
+        self,
+        key: ObjectKey,
+        base_revision: int,
+        wire: dict[str, Any],
+        record: HistoryRecord | None,
+    ) -> Resource:
+        """Write a whole value over ``base_revision`` by CAS (direct-write normalisation)."""
+        self.validate_at_key(key, wire)
+        return self._cas_put(key, base_revision, wire, record, None)
+
     def _cas_put(
         self,
         key: ObjectKey,
@@ -554,7 +567,7 @@ class Store:
                 self.client.delete_range(excess[0], excess[-1] + b"\0")
             return len(excess)
 
-        for kv, _ in self.raw_range(self.layout.history_root):
+        for kv in self.raw_list(self.layout.history_root)[0]:
             record_key = bytes(kv.key)
             owner = record_key.rsplit(b"/", 1)[0]
             if owner != current_object:

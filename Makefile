@@ -1,0 +1,40 @@
+# skybroker — `make test` and `make demo` work from a fresh clone (they create .venv first).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := api_types controller providers reconcilers skybroker
+
+.PHONY: install lint typecheck test unit integration demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy $(PACKAGES)
+
+test: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/pytest -q tests/integration
+
+demo: install
+	$(BIN)/python -m skybroker.demo
+
+bench: install
+	$(BIN)/python bench/store_limits.py
+
+clean:
+	rm -rf $(VENV) .skybroker .pytest_cache .mypy_cache .ruff_cache
