@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CLUSTER_SCOPE", "KeyLayout", "ObjectKey"]
+__all__ = ["CLUSTER_SCOPE", "EVENTS_PLURAL", "KeyLayout", "ObjectKey"]
+
+#: Events live outside the registry (they carry leases), but are addressed like any object.
+EVENTS_PLURAL = "events"
 
 #: The namespace segment used in history keys of cluster-scoped objects.
 CLUSTER_SCOPE = "_cluster"
@@ -49,17 +52,27 @@ class KeyLayout:
         return f"{self.prefix}/registry/".encode()
 
     def kind_prefix(self, plural: str, namespace: str | None = None) -> bytes:
+        if plural == EVENTS_PLURAL:
+            return self.events_prefix(namespace)
         if namespace is None:
             return f"{self.prefix}/registry/{plural}/".encode()
         return f"{self.prefix}/registry/{plural}/{namespace}/".encode()
 
     def object_key(self, key: ObjectKey) -> bytes:
+        if key.plural == EVENTS_PLURAL and key.namespace:
+            return self.event_key(key.namespace, key.name)
         if key.namespace is None:
             return f"{self.prefix}/registry/{key.plural}/{key.name}".encode()
         return f"{self.prefix}/registry/{key.plural}/{key.namespace}/{key.name}".encode()
 
     def parse_object_key(self, raw: bytes) -> ObjectKey | None:
-        """Turn an etcd key under ``registry/`` back into an ObjectKey (None if malformed)."""
+        """Turn an object's etcd key back into an ObjectKey (None if it is not one)."""
+        events_root = self.events_prefix()
+        if raw.startswith(events_root):
+            parts = raw[len(events_root) :].decode("utf-8", errors="replace").split("/")
+            if len(parts) == 2 and all(parts):
+                return ObjectKey(EVENTS_PLURAL, parts[0], parts[1])
+            return None
         root = self.registry_root
         if not raw.startswith(root):
             return None

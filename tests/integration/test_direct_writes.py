@@ -1,0 +1,183 @@
+"""Manifests written straight into etcd: normalised when valid, reported when not."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from api_types import registry
+from controller.errors import FieldCause
+from controller.normalize import DirectWriteNormalizer, Outcome
+from controller.store.keys import ObjectKey
+from controller.store.objects import Store
+
+Instance = registry.by_kind("Instance").model
+
+VALID_YAML = b"""
+apiVersion: skybroker.io/v1alpha1
+kind: Instance
+metadata: {name: web-1, namespace: acme, labels: {app: web}}
+spec:
+  pool: general
+  hardware: {profile: small}
+  image: ubuntu-22.04
+"""
+
+YAML_BOMB = b"""
+apiVersion: skybroker.io/v1alpha1
+kind: Instance
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+metadata: {name: bomb, namespace: acme}
+"""
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.seen: list[tuple[ObjectKey, int, tuple[FieldCause, ...]]] = []
+
+    def __call__(self, key: ObjectKey, mod_revision: int, causes: tuple[FieldCause, ...]) -> None:
+        self.seen.append((key, mod_revision, causes))
+
+
+@pytest.fixture
+def reports() -> Reports:
+    return Reports()
+
+
+@pytest.fixture
+def normaliser(store: Store, reports: Reports) -> DirectWriteNormalizer:
+    return DirectWriteNormalizer(store, reports)
+
+
+def put(store: Store, key: ObjectKey, value: bytes) -> int:
+    return int(store.client.put(store.layout.object_key(key), value).header.revision)
+
+
+def normalise(store: Store, normaliser: DirectWriteNormalizer, key: ObjectKey) -> Outcome:
+    kv = store.client.range(store.layout.object_key(key)).kvs[0]
+    return normaliser.normalise(bytes(kv.key), bytes(kv.value), int(kv.mod_revision))
+
+
+def test_valid_yaml_is_normalised_to_json_with_metadata(
+    store: Store, normaliser: DirectWriteNormalizer
+) -> None:
+    key = ObjectKey("instances", "acme", "web-1")
+    put(store, key, VALID_YAML)
+    assert normalise(store, normaliser, key) is Outcome.NORMALISED
+    raw = store.client.range(store.layout.object_key(key)).kvs[0].value
+    stored = json.loads(raw)
+    assert stored["metadata"]["uid"]
+    assert stored["metadata"]["generation"] == 1
+    assert stored["metadata"]["creationTimestamp"]
+    assert "resourceVersion" not in stored["metadata"]
+    obj = store.get(Instance, "web-1", "acme")
+    assert obj.metadata.labels == {"app": "web"}
+    assert [r.action for r in store.history(key)] == ["Created"]
+    # normalising again is a no-op
+    assert normalise(store, normaliser, key) is Outcome.UNCHANGED
+
+
+def test_direct_spec_change_bumps_generation(
+    store: Store, normaliser: DirectWriteNormalizer
+) -> None:
+    key = ObjectKey("instances", "acme", "web-1")
+    put(store, key, VALID_YAML)
+    normalise(store, normaliser, key)
+    kv = store.client.range(store.layout.object_key(key)).kvs[0]
+    edited = json.loads(kv.value)
+    edited["spec"]["image"] = "debian-12"
+    revision = put(store, key, json.dumps(edited).encode())
+    latest = store.client.range(store.layout.object_key(key)).kvs[0]
+    outcome = normaliser.normalise(
+        bytes(latest.key), bytes(latest.value), revision, prev_raw=bytes(kv.value)
+    )
+    assert outcome is Outcome.NORMALISED
+    obj = store.get(Instance, "web-1", "acme")
+    assert obj.metadata.generation == 2
+    assert obj.spec.image == "debian-12"
+    assert store.history(key)[-1].changes[0]["path"] == "spec.image"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected_field", "expected_text"),
+    [
+        ("wrong-types", json.dumps({
+            "apiVersion": "skybroker.io/v1alpha1", "kind": "Instance",
+            "metadata": {"name": "wrong-types", "namespace": "acme"},
+            "spec": {"pool": 7, "hardware": "big", "image": ["x"]},
+        }).encode(), "spec.", ""),
+        ("bomb", YAML_BOMB, "", "aliases"),
+        ("huge", b'{"kind": "Instance", "pad": "' + b"x" * (10 * 1024 * 1024) + b'"}', "",
+         "limit"),
+        ("unknown-kind", json.dumps({
+            "apiVersion": "skybroker.io/v1alpha1", "kind": "Spaceship",
+            "metadata": {"name": "unknown-kind", "namespace": "acme"}, "spec": {},
+        }).encode(), "kind", "Spaceship"),
+        ("mismatch", VALID_YAML, "metadata.name", "key"),
+        ("not-a-map", b"- just\n- a list\n", "", "mapping"),
+        ("binary", b"\xff\xfe\x00garbage", "", "UTF-8"),
+    ],
+)  # fmt: skip
+def test_invalid_direct_writes_are_reported_and_left_alone(
+    store: Store,
+    normaliser: DirectWriteNormalizer,
+    reports: Reports,
+    name: str,
+    value: bytes,
+    expected_field: str,
+    expected_text: str,
+) -> None:
+    bystander = ObjectKey("instances", "acme", "web-1")
+    put(store, bystander, VALID_YAML)
+    normalise(store, normaliser, bystander)
+    bystander_revision = store.client.range(store.layout.object_key(bystander)).kvs[0].mod_revision
+
+    key = ObjectKey("instances", "acme", name)
+    revision = put(store, key, value)
+    assert normalise(store, normaliser, key) is Outcome.INVALID
+    (reported_key, reported_revision, causes), *_ = reports.seen
+    assert reported_key == key and reported_revision == revision
+    matching = [c for c in causes if c.field.startswith(expected_field) and expected_text in str(c)]
+    assert matching, causes
+    # the invalid value and everything else are untouched
+    kv = store.client.range(store.layout.object_key(key)).kvs[0]
+    assert kv.mod_revision == revision and kv.value == value
+    assert (
+        store.client.range(store.layout.object_key(bystander)).kvs[0].mod_revision
+        == bystander_revision
+    )
+
+
+@pytest.fixture
+def running(normaliser: DirectWriteNormalizer) -> Iterator[DirectWriteNormalizer]:
+    stop = threading.Event()
+    thread = threading.Thread(target=normaliser.run, args=(stop,), daemon=True)
+    thread.start()
+    yield normaliser
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_run_loop_normalises_writes_as_they_arrive(
+    store: Store, running: DirectWriteNormalizer, reports: Reports
+) -> None:
+    key = ObjectKey("instances", "acme", "web-1")
+    put(store, key, VALID_YAML)
+    bad = ObjectKey("instances", "acme", "bomb")
+    put(store, bad, YAML_BOMB)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        value = store.client.range(store.layout.object_key(key)).kvs[0].value
+        if value.startswith(b"{") and reports.seen:
+            break
+        time.sleep(0.05)
+    assert store.get(Instance, "web-1", "acme").metadata.uid
+    assert [r[0] for r in reports.seen] == [bad]
