@@ -1,0 +1,83 @@
+"""Prometheus metrics of the controller runtime, defined once and shared by every module.
+
+Where it sits: beside the pipeline (etcd watch → informer cache → handler → workqueue → workers
+→ reconcile → status write → events/history), counting what passes through it; the manager
+serves ``prometheus_client.REGISTRY`` on ``/metrics``. Registering a metric name twice on a
+registry raises, so the process-wide families are created on first use by
+:func:`runtime_metrics` and every controller, informer and recorder shares them; tests build a
+private :class:`RuntimeMetrics` on their own ``CollectorRegistry``.
+
+The workqueue families (``workqueue_depth`` and friends) belong to the workqueue package
+(``controller.workqueue.default_workqueue_metrics``) and are not redefined here.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+__all__ = ["RECONCILE_RESULTS", "RuntimeMetrics", "runtime_metrics"]
+
+#: Values of the ``result`` label of ``reconcile_total``.
+RECONCILE_RESULTS = ("success", "requeue", "error", "transient", "terminal")
+
+# A reconcile is a cache read plus, at worst, a few cloud calls: milliseconds to a minute.
+_RECONCILE_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"),
+)  # fmt: skip
+
+
+class RuntimeMetrics:
+    """The runtime's metric families on one registry."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.reconcile_total = Counter(
+            "reconcile_total",
+            "Reconciles by kind and outcome (success|requeue|error|transient|terminal).",
+            ["kind", "result"],
+            registry=registry,
+        )
+        self.reconcile_duration = Histogram(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile call.",
+            ["kind"],
+            registry=registry,
+            buckets=_RECONCILE_BUCKETS,
+        )
+        self.informer_events = Counter(
+            "informer_events_total",
+            "Watch events applied to an informer cache, by kind and type "
+            "(add|update|delete|invalid).",
+            ["kind", "type"],
+            registry=registry,
+        )
+        self.informer_relists = Counter(
+            "informer_relists_total",
+            "Full re-lists after the watch revision was compacted.",
+            ["kind"],
+            registry=registry,
+        )
+        self.events_written = Counter(
+            "events_written_total",
+            "Event writes to etcd (one write may aggregate several records).",
+            registry=registry,
+        )
+        self.events_dropped = Counter(
+            "events_dropped_total",
+            "Event records dropped because the recorder's queue was full.",
+            registry=registry,
+        )
+
+
+_default_lock = threading.Lock()
+_default_metrics: RuntimeMetrics | None = None
+
+
+def runtime_metrics() -> RuntimeMetrics:
+    """The families on ``prometheus_client.REGISTRY``, created once per process."""
+    global _default_metrics
+    with _default_lock:
+        if _default_metrics is None:
+            _default_metrics = RuntimeMetrics()
+        return _default_metrics
