@@ -1,0 +1,238 @@
+# mypy: disable-error-code="no-untyped-call"
+# (libcloud ships py.typed but leaves the EC2 driver unannotated)
+"""``Ec2Provider``: the ``ec2`` driver — instances, volumes, catalogue and tags over libcloud.
+
+Where it sits: registered as ``ec2`` in ``providers.registry``; networks, subnets and
+firewalls come from ``Ec2NetworkOps``. Idempotency is by the ``skybroker/token`` tag, looked up
+before every create (EC2-compatible servers ignore ``ClientToken``); instances and volumes
+carry their tags from birth (``TagSpecification``). libcloud's boolean returns are ignored:
+no exception means the call was accepted, and state is read back by listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from libcloud.compute.base import Node, NodeImage, NodeSize, StorageVolume
+from libcloud.compute.drivers.ec2 import EC2NetworkSubnet, EC2NodeLocation, ExEC2AvailabilityZone
+
+from controller.errors import TerminalError
+from providers.ec2.base import LIVE_INSTANCE_STATES
+from providers.ec2.driver import ResourceRef
+from providers.ec2.errors import ec2_errors, missing_ok
+from providers.ec2.network import Ec2NetworkOps
+from providers.types import (
+    CloudImage,
+    CloudInstance,
+    CloudSize,
+    CloudVolume,
+    CloudZone,
+    FirewallId,
+    ImageId,
+    InstanceCreate,
+    InstanceId,
+    InstanceState,
+    NetworkId,
+    SizeId,
+    SubnetId,
+    VolumeCreate,
+    VolumeId,
+    VolumeState,
+    ZoneName,
+)
+
+__all__ = ["Ec2Provider"]
+
+
+def _enum(kind: type[InstanceState] | type[VolumeState], value: Any) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        return kind("unknown")
+
+
+def _arch(size: NodeSize) -> str:
+    processor = str(size.extra.get("physicalProcessor", "")).lower()
+    return "arm64" if "graviton" in processor else "x86_64"
+
+
+class Ec2Provider(Ec2NetworkOps):
+    """One EC2 account in one region (a ``CloudProvider``)."""
+
+    # catalogue
+    def list_zones(self) -> list[CloudZone]:
+        with ec2_errors():
+            return [
+                CloudZone(ZoneName(z.name), z.region_name, z.zone_state == "available")
+                for z in self.driver.ex_list_availability_zones(only_available=False)
+            ]
+
+    def list_sizes(self) -> list[CloudSize]:
+        with ec2_errors():
+            return [
+                CloudSize(
+                    id=SizeId(size.id),
+                    cpu=int(size.extra.get("vcpu") or 0),
+                    memory_mib=int(size.ram or 0),
+                    disk_gib=int(size.disk or 0),
+                    price_per_hour=float(size.price) if size.price is not None else None,
+                    arch=_arch(size),
+                )
+                for size in self.driver.list_sizes()
+            ]
+
+    def list_images(self) -> list[CloudImage]:
+        with ec2_errors():
+            images = list(self.driver.list_images(ex_owner="self"))
+            mapped = sorted(set(self.config.images.values()))
+            if mapped:
+                images += self.driver.list_images(ex_filters={"image-id": mapped})
+            unique = {image.id: image for image in images}
+            return [
+                CloudImage(ImageId(i.id), i.name or i.id, i.extra.get("architecture") or "x86_64")
+                for i in unique.values()
+            ]
+
+    # instances
+    def _instance(self, node: Node) -> CloudInstance:
+        extra = node.extra or {}
+        tags = self.tags_of(node)
+        groups: list[dict[str, str]] = extra.get("groups") or []
+        return CloudInstance(
+            id=InstanceId(str(node.id)),
+            name=tags.get("Name", str(node.id)),
+            state=_enum(InstanceState, extra.get("status")),
+            size=SizeId(extra.get("instance_type") or ""),
+            image=ImageId(extra.get("image_id") or ""),
+            zone=ZoneName(extra["availability"]) if extra.get("availability") else None,
+            subnet_id=SubnetId(extra["subnet_id"]) if extra.get("subnet_id") else None,
+            network_id=NetworkId(extra["vpc_id"]) if extra.get("vpc_id") else None,
+            firewall_ids=tuple(FirewallId(g["group_id"]) for g in groups if g.get("group_id")),
+            private_ips=tuple(node.private_ips),
+            public_ips=tuple(node.public_ips),
+            tags=tags,
+        )
+
+    def _live_nodes(self, **filters: Any) -> list[Node]:
+        nodes: list[Node] = self.driver.list_nodes(
+            ex_filters={"instance-state-name": LIVE_INSTANCE_STATES, **filters}
+        )
+        return nodes
+
+    def list_instances(self) -> list[CloudInstance]:
+        with ec2_errors():
+            return [self._instance(node) for node in self._live_nodes()]
+
+    def create_instance(self, request: InstanceCreate) -> CloudInstance:
+        with ec2_errors():
+            found = self.first(self._live_nodes(**self.token_filter(request.tags)))
+            if found is not None:
+                return self._instance(found)
+            if request.firewall_ids and not request.subnet_id:
+                raise TerminalError(
+                    "firewalls need a subnet",
+                    reason="InvalidRequest",
+                    code="InvalidParameterCombination",
+                )
+            kwargs: dict[str, Any] = {
+                "ex_metadata": request.tags.as_dict(),
+                "ex_userdata": request.user_data,
+            }
+            if request.subnet_id:
+                kwargs["ex_subnet"] = EC2NetworkSubnet(request.subnet_id, "", "")
+                kwargs["ex_security_group_ids"] = list(request.firewall_ids) or None
+            elif request.zone:
+                zone = ExEC2AvailabilityZone(request.zone, "available", self.region)
+                kwargs["location"] = EC2NodeLocation(
+                    request.zone, request.zone, "", self.driver, zone
+                )
+            node = self.driver.create_node(
+                name=request.tags.name,
+                size=NodeSize(request.size, request.size, 0, 0, 0, 0, self.driver),
+                image=NodeImage(request.image, request.image, self.driver),
+                **kwargs,
+            )
+            return self._instance(node)
+
+    def start_instance(self, instance_id: InstanceId) -> None:
+        with ec2_errors():
+            self.driver.start_node(ResourceRef(instance_id))
+
+    def stop_instance(self, instance_id: InstanceId) -> None:
+        with ec2_errors():
+            self.driver.stop_node(ResourceRef(instance_id))
+
+    def delete_instance(self, instance_id: InstanceId) -> None:
+        with ec2_errors(), missing_ok():
+            self.driver.destroy_node(ResourceRef(instance_id))
+
+    # volumes
+    def _volume(self, vol: StorageVolume) -> CloudVolume:
+        extra = vol.extra or {}
+        tags = self.tags_of(vol)
+        attached = (
+            extra.get("instance_id") if extra.get("attachment_status") != "detached" else None
+        )
+        return CloudVolume(
+            id=VolumeId(vol.id),
+            name=tags.get("Name", vol.id),
+            size_gib=int(vol.size),
+            zone=ZoneName(extra.get("zone") or ""),
+            state=_enum(VolumeState, extra.get("state")),
+            volume_type=extra.get("volume_type") or "",
+            attached_to=InstanceId(attached) if attached else None,
+            device=extra.get("device") if attached else None,
+            tags=tags,
+        )
+
+    def _read_volume(self, volume_id: VolumeId) -> StorageVolume:
+        vol: StorageVolume | None = self.first(
+            self.driver.list_volumes(ex_filters={"volume-id": volume_id})
+        )
+        if vol is None:
+            raise TerminalError(
+                f"volume {volume_id} does not exist",
+                reason="NotFound",
+                code="InvalidVolume.NotFound",
+            )
+        return vol
+
+    def list_volumes(self) -> list[CloudVolume]:
+        with ec2_errors():
+            return [self._volume(vol) for vol in self.driver.list_volumes()]
+
+    def create_volume(self, request: VolumeCreate) -> CloudVolume:
+        with ec2_errors():
+            found = self.first(self.driver.list_volumes(ex_filters=self.token_filter(request.tags)))
+            vol = found or self.driver.ex_create_tagged_volume(
+                request.size_gib, request.zone, request.volume_type, request.tags.as_dict()
+            )
+            return self._volume(vol)
+
+    def attach_volume(self, volume_id: VolumeId, instance_id: InstanceId, device: str) -> None:
+        with ec2_errors():
+            current = self._volume(self._read_volume(volume_id))
+            if current.attached_to == instance_id and current.device == device:
+                return
+            self.driver.attach_volume(ResourceRef(instance_id), ResourceRef(volume_id), device)
+
+    def detach_volume(self, volume_id: VolumeId) -> None:
+        with ec2_errors():
+            current = self._volume(self._read_volume(volume_id))
+            if current.attached_to is None:
+                return
+            self.driver.detach_volume(ResourceRef(volume_id), ex_instance_id=current.attached_to)
+
+    def delete_volume(self, volume_id: VolumeId) -> None:
+        with ec2_errors(), missing_ok():
+            self.driver.destroy_volume(ResourceRef(volume_id))
+
+    # tags
+    def set_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
+        with ec2_errors():
+            self.driver.ex_create_tags(ResourceRef(resource_id), tags)
+
+    def remove_tags(self, resource_id: str, keys: Iterable[str]) -> None:
+        with ec2_errors():
+            self.driver.ex_delete_tags(ResourceRef(resource_id), dict.fromkeys(keys))

@@ -1,0 +1,86 @@
+# mypy: disable-error-code="no-untyped-call"
+# (libcloud ships py.typed but leaves the EC2 driver unannotated)
+"""Construction of the EC2 driver from an ``AccountConfig``, and the shared helpers of the adapter.
+
+Where it sits: ``Ec2Base`` is the root of ``Ec2Provider`` (``adapter.py``) and its network
+half (``network.py``). Credentials come from the account's Secret (``key``, ``secret``,
+optional ``token`` for session credentials); ``endpoint`` (e.g. ``http://127.0.0.1:5000``)
+overrides AWS's regional endpoint; ``options["timeout"]`` sets the HTTP timeout in seconds
+(default 30). Signature version 4 always (moto and every current AWS region accept it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from controller.errors import TerminalError
+from providers.config import AccountConfig
+from providers.ec2.driver import PortableEC2NodeDriver
+from providers.ec2.errors import ec2_errors
+from providers.types import TAG_TOKEN, ResourceTags
+
+__all__ = ["LIVE_INSTANCE_STATES", "Ec2Base"]
+
+LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+_KNOWN_OPTIONS = frozenset({"timeout"})
+
+
+def _driver(config: AccountConfig) -> PortableEC2NodeDriver:
+    key, secret = config.credentials.get("key"), config.credentials.get("secret")
+    if not key or not secret:
+        raise TerminalError(
+            f"account {config.name}: credentials need 'key' and 'secret'",
+            reason="AuthFailure",
+            code="MissingCredentials",
+        )
+    unknown = set(config.options) - _KNOWN_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown ec2-driver options: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {
+        "region": config.region,
+        "token": config.credentials.get("token"),
+        "signature_version": "4",
+        "timeout": float(config.options.get("timeout", "30")),
+    }
+    if config.endpoint:
+        url = urlsplit(config.endpoint)
+        secure = url.scheme == "https"
+        kwargs.update(secure=secure, host=url.hostname, port=url.port or (443 if secure else 80))
+    with ec2_errors():
+        return PortableEC2NodeDriver(key, secret, **kwargs)
+
+
+class Ec2Base:
+    """The driver of one account and region, plus helpers shared by every operation."""
+
+    def __init__(self, config: AccountConfig) -> None:
+        self.config = config
+        self.driver = _driver(config)
+
+    @property
+    def account(self) -> str:
+        return self.config.name
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @staticmethod
+    def token_filter(tags: ResourceTags, **more: Any) -> dict[str, Any]:
+        """Describe filters selecting the resource created with ``tags.token``.
+
+        EC2 ignores nothing here, but EC2-compatible servers (moto) ignore ``ClientToken``,
+        so the token tag is the idempotency key on every cloud.
+        """
+        return {f"tag:{TAG_TOKEN}": tags.token, **more}
+
+    @staticmethod
+    def tags_of(obj: Any) -> dict[str, str]:
+        extra: Mapping[str, Any] = getattr(obj, "extra", None) or {}
+        return dict(extra.get("tags") or {})
+
+    @staticmethod
+    def first(items: Iterable[Any]) -> Any | None:
+        return next(iter(items), None)

@@ -1,0 +1,320 @@
+# mypy: disable-error-code="no-untyped-call"
+# (libcloud ships py.typed but leaves the EC2 driver unannotated)
+"""libcloud's EC2 driver with the portability fixes skybroker needs (all valid against AWS).
+
+Where it sits: under ``providers.ec2.adapter``; nothing else touches libcloud. The fixes:
+
+* Response namespace: EC2-compatible servers (moto answers ``…/doc/2013-10-15/``, some
+  without the trailing slash) use another XML namespace than libcloud's, and libcloud then
+  silently finds nothing in the response. Every body is normalised to libcloud's namespace.
+* Errors become ``Ec2ApiError`` carrying HTTP status, error code, request id and Retry-After,
+  instead of libcloud's flattened message string.
+* ``ex_create_tags``/``ex_delete_tags`` number ``ResourceId``/``Tag`` from 1, as EC2 requires.
+* ``detach_volume`` sends ``InstanceId`` (EC2-compatible servers look the attachment up by it).
+* Every Describe call follows ``NextToken`` (moto pages instances at 100 reservations); the
+  instance list skips libcloud's extra DescribeAddresses call per listing.
+* Creates carry ``TagSpecification`` so a resource never exists untagged (libcloud tags
+  volumes, VPCs and subnets in a second call: a crash in between would leak them).
+* Security-group rules are authorized/revoked in one call per direction (``IpPermissions.N``).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from libcloud.compute.base import Node, StorageVolume
+from libcloud.compute.drivers.ec2 import (
+    NAMESPACE,
+    EC2Connection,
+    EC2Network,
+    EC2NetworkSubnet,
+    EC2NodeDriver,
+    EC2Response,
+    EC2SecurityGroup,
+)
+from libcloud.utils.xml import findall, findtext
+
+__all__ = ["Ec2ApiError", "IpPermission", "PortableEC2NodeDriver", "ResourceRef"]
+
+_FOREIGN_NAMESPACE = re.compile(r'xmlns="http://ec2\.amazonaws\.com/doc/[^"]*"')
+_OUR_NAMESPACE = f'xmlns="{NAMESPACE}"'
+
+
+class Ec2ApiError(Exception):
+    """An error answer of the EC2 API, with everything needed to classify and report it."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str | None,
+        retry_after: float | None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+class PortableEC2Response(EC2Response):
+    """Normalises the namespace of answers and raises ``Ec2ApiError`` for error answers."""
+
+    def parse_body(self) -> Any:
+        if self.body:
+            self.body = _FOREIGN_NAMESPACE.sub(_OUR_NAMESPACE, self.body, count=1)
+        return super().parse_body()
+
+    def parse_error(self) -> str:
+        code, message, request_id = f"HTTP{self.status}", str(self.error or ""), None
+        try:
+            root = ET.fromstring(self.body or "")
+        except ET.ParseError:
+            root = None
+        if root is not None:
+            for element in root.iter():
+                name = _local(element.tag)
+                if name == "Code" and element.text:
+                    code = element.text.strip()
+                elif name == "Message" and element.text:
+                    message = element.text.strip()
+                elif name in ("RequestID", "RequestId") and element.text:
+                    request_id = element.text.strip()
+        headers = self.headers or {}
+        request_id = request_id or headers.get("x-amzn-requestid")
+        raise Ec2ApiError(int(self.status), code, message, request_id, _retry_after(headers))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:  # an HTTP date: libcloud converts those for its own errors only
+        return None
+
+
+class PortableEC2Connection(EC2Connection):
+    responseCls = PortableEC2Response
+
+
+@dataclass(frozen=True)
+class IpPermission:
+    """One ``IpPermissions.N`` entry: protocol (``-1`` = all), optional ports, CIDRs."""
+
+    protocol: str
+    from_port: int | None
+    to_port: int | None
+    cidrs: tuple[str, ...]
+
+
+class ResourceRef:
+    """Any EC2 resource addressed by id alone (libcloud's calls on one resource read ``.id``)."""
+
+    def __init__(self, resource_id: str) -> None:
+        self.id = resource_id
+        self.extra: dict[str, Any] = {}
+
+
+def _tag_specification(resource_type: str, tags: Mapping[str, str]) -> dict[str, str]:
+    params = {"TagSpecification.1.ResourceType": resource_type}
+    for index, (key, value) in enumerate(tags.items(), start=1):
+        params[f"TagSpecification.1.Tag.{index}.Key"] = key
+        params[f"TagSpecification.1.Tag.{index}.Value"] = value
+    return params
+
+
+class PortableEC2NodeDriver(EC2NodeDriver):
+    """``EC2NodeDriver`` with the fixes listed in the module docstring."""
+
+    connectionCls = PortableEC2Connection
+
+    def _request(self, params: Mapping[str, str]) -> Any:
+        return self.connection.request(self.path, params=dict(params)).object
+
+    def _describe_all(self, params: Mapping[str, str]) -> list[Any]:
+        """Every page of a Describe call (``NextToken`` followed to the end)."""
+        pages: list[Any] = []
+        token: str | None = None
+        while True:
+            page_params = dict(params)
+            if token:
+                page_params["NextToken"] = token
+            page = self._request(page_params)
+            pages.append(page)
+            token = findtext(element=page, xpath="nextToken", namespace=NAMESPACE)
+            if not token:
+                return pages
+
+    def _filtered(self, action: str, filters: Mapping[str, Any] | None) -> dict[str, str]:
+        params = {"Action": action}
+        if filters:
+            params.update(self._build_filters(dict(filters)))
+        return params
+
+    # listings (paged)
+    def list_nodes(  # type: ignore[override]  # libcloud's type comment says str; it takes lists
+        self, ex_node_ids: Iterable[str] | None = None, ex_filters: Mapping[str, Any] | None = None
+    ) -> list[Node]:
+        params = self._filtered("DescribeInstances", ex_filters)
+        if ex_node_ids:
+            params.update(self._pathlist("InstanceId", list(ex_node_ids)))
+        nodes: list[Node] = []
+        for page in self._describe_all(params):
+            for reservation in findall(page, "reservationSet/item", NAMESPACE):
+                nodes += self._to_nodes(reservation, "instancesSet/item")
+        return nodes
+
+    def list_volumes(
+        self, node: Node | None = None, ex_filters: Mapping[str, Any] | None = None
+    ) -> list[StorageVolume]:
+        filters = dict(ex_filters or {})
+        if node is not None:
+            filters["attachment.instance-id"] = node.id
+        pages = self._describe_all(self._filtered("DescribeVolumes", filters))
+        return [
+            self._to_volume(el)
+            for page in pages
+            for el in findall(page, "volumeSet/item", NAMESPACE)
+        ]
+
+    def ex_list_networks(
+        self, network_ids: Iterable[str] | None = None, filters: Mapping[str, Any] | None = None
+    ) -> list[EC2Network]:
+        params = self._filtered("DescribeVpcs", filters)
+        if network_ids:
+            params.update(self._pathlist("VpcId", list(network_ids)))
+        return [net for page in self._describe_all(params) for net in self._to_networks(page)]
+
+    def ex_list_subnets(
+        self, subnet_ids: Iterable[str] | None = None, filters: Mapping[str, Any] | None = None
+    ) -> list[EC2NetworkSubnet]:
+        params = self._filtered("DescribeSubnets", filters)
+        if subnet_ids:
+            params.update(self._pathlist("SubnetId", list(subnet_ids)))
+        return [sub for page in self._describe_all(params) for sub in self._to_subnets(page)]
+
+    def ex_get_security_groups(
+        self,
+        group_ids: Iterable[str] | None = None,
+        group_names: Iterable[str] | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[EC2SecurityGroup]:
+        params = self._filtered("DescribeSecurityGroups", filters)
+        if group_ids:
+            params.update(self._pathlist("GroupId", list(group_ids)))
+        if group_names:
+            params.update(self._pathlist("GroupName", list(group_names)))
+        pages = self._describe_all(params)
+        return [group for page in pages for group in self._to_security_groups(page)]
+
+    # tags
+    def ex_create_tags(self, resource: ResourceRef, tags: Mapping[str, str]) -> bool:
+        if tags:
+            params = {"Action": "CreateTags", "ResourceId.1": resource.id}
+            for index, (key, value) in enumerate(tags.items(), start=1):
+                params[f"Tag.{index}.Key"] = key
+                params[f"Tag.{index}.Value"] = value
+            self._request(params)
+        return True
+
+    def ex_delete_tags(self, resource: ResourceRef, tags: Mapping[str, str | None]) -> bool:
+        if tags:
+            params = {"Action": "DeleteTags", "ResourceId.1": resource.id}
+            for index, (key, value) in enumerate(tags.items(), start=1):
+                params[f"Tag.{index}.Key"] = key
+                if value is not None:
+                    params[f"Tag.{index}.Value"] = value
+            self._request(params)
+        return True
+
+    def detach_volume(
+        self,
+        volume: StorageVolume | ResourceRef,
+        ex_force: bool = False,
+        ex_instance_id: str | None = None,
+    ) -> bool:
+        params = {"Action": "DetachVolume", "VolumeId": volume.id}
+        instance_id = ex_instance_id or (volume.extra or {}).get("instance_id")
+        if instance_id:
+            params["InstanceId"] = instance_id
+        if ex_force:
+            params["Force"] = "true"
+        self._request(params)
+        return True
+
+    # creates tagged from birth
+    def ex_create_tagged_volume(
+        self, size_gib: int, zone: str, volume_type: str, tags: Mapping[str, str]
+    ) -> StorageVolume:
+        params = {
+            "Action": "CreateVolume",
+            "Size": str(size_gib),
+            "AvailabilityZone": zone,
+            "VolumeType": volume_type,
+            **_tag_specification("volume", tags),
+        }
+        volume: StorageVolume = self._to_volume(self._request(params))
+        return volume
+
+    def ex_create_tagged_network(self, cidr: str, tags: Mapping[str, str]) -> EC2Network:
+        params = {"Action": "CreateVpc", "CidrBlock": cidr, **_tag_specification("vpc", tags)}
+        network: EC2Network = self._to_network(findall(self._request(params), "vpc", NAMESPACE)[0])
+        return network
+
+    def ex_create_tagged_subnet(
+        self, vpc_id: str, cidr: str, zone: str, tags: Mapping[str, str]
+    ) -> EC2NetworkSubnet:
+        params = {
+            "Action": "CreateSubnet",
+            "VpcId": vpc_id,
+            "CidrBlock": cidr,
+            "AvailabilityZone": zone,
+            **_tag_specification("subnet", tags),
+        }
+        subnet: EC2NetworkSubnet = self._to_subnet(
+            findall(self._request(params), "subnet", NAMESPACE)[0]
+        )
+        return subnet
+
+    def ex_create_tagged_security_group(
+        self, name: str, description: str, vpc_id: str, tags: Mapping[str, str]
+    ) -> str:
+        params = {
+            "Action": "CreateSecurityGroup",
+            "GroupName": name,
+            "GroupDescription": description,
+            "VpcId": vpc_id,
+            **_tag_specification("security-group", tags),
+        }
+        group_id: str = findtext(
+            element=self._request(params), xpath="groupId", namespace=NAMESPACE
+        )
+        return group_id
+
+    def ex_change_rules(
+        self, action: str, group_id: str, permissions: Iterable[IpPermission]
+    ) -> None:
+        """One Authorize/RevokeSecurityGroupIngress/Egress call for many permissions."""
+        params = {"Action": action, "GroupId": group_id}
+        for index, perm in enumerate(permissions, start=1):
+            prefix = f"IpPermissions.{index}."
+            params[prefix + "IpProtocol"] = perm.protocol
+            if perm.from_port is not None and perm.to_port is not None:
+                params[prefix + "FromPort"] = str(perm.from_port)
+                params[prefix + "ToPort"] = str(perm.to_port)
+            for cidr_index, cidr in enumerate(perm.cidrs, start=1):
+                params[f"{prefix}IpRanges.{cidr_index}.CidrIp"] = cidr
+        if len(params) > 2:
+            self._request(params)

@@ -1,0 +1,109 @@
+"""Classification of cloud errors into the runtime's ``TransientError`` / ``TerminalError``.
+
+Where it sits: every driver funnels its failures through ``classify`` so that one table decides
+what is retried and what is surfaced. Both drivers speak EC2's error codes (the simulated cloud
+raises the codes EC2 would), so a reconciler sees the same ``code`` and ``reason`` whichever
+cloud answered. Terminal: authentication, unknown image or size, provider quota, capacity,
+malformed requests, missing resources. Transient: throttling (honouring Retry-After), 5xx,
+timeouts, connection failures, resources in a state that will change.
+"""
+
+from __future__ import annotations
+
+from controller.errors import ReconcileError, TerminalError, TransientError
+
+__all__ = [
+    "DEFAULT_THROTTLE_DELAY",
+    "classify",
+    "is_not_found",
+]
+
+DEFAULT_THROTTLE_DELAY = 1.0
+"""Seconds to wait after throttling when the cloud gave no Retry-After."""
+
+_TERMINAL_REASONS: dict[str, str] = {
+    "AuthFailure": "AuthFailure",
+    "InvalidClientTokenId": "AuthFailure",
+    "SignatureDoesNotMatch": "AuthFailure",
+    "OptInRequired": "AuthFailure",
+    "UnauthorizedOperation": "Unauthorized",
+    "InvalidInstanceType": "InvalidSize",
+    "InstanceLimitExceeded": "ProviderQuotaExceeded",
+    "VcpuLimitExceeded": "ProviderQuotaExceeded",
+    "VolumeLimitExceeded": "ProviderQuotaExceeded",
+    "VpcLimitExceeded": "ProviderQuotaExceeded",
+    "SecurityGroupLimitExceeded": "ProviderQuotaExceeded",
+    "RulesPerSecurityGroupLimitExceeded": "ProviderQuotaExceeded",
+    "ResourceLimitExceeded": "ProviderQuotaExceeded",
+    "InsufficientInstanceCapacity": "InsufficientCapacity",
+    "InsufficientVolumeCapacity": "InsufficientCapacity",
+    "InsufficientFreeAddressesInSubnet": "InsufficientCapacity",
+}
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "Unavailable",
+        "Timeout",
+        "ConnectionError",
+        "DependencyViolation",
+        "IncorrectState",
+        "IncorrectInstanceState",
+        "VolumeInUse",
+        "InvalidGroup.InUse",
+    }
+)
+
+_THROTTLE_CODES = frozenset(
+    {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequests"}
+)
+
+# Prefix families: checked after the exact tables, first match wins.
+_TERMINAL_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("InvalidAMIID.", "InvalidImage"),
+    ("InvalidInstanceType", "InvalidSize"),
+    ("InvalidParameter", "InvalidRequest"),
+    ("MissingParameter", "InvalidRequest"),
+    ("InvalidSubnet.", "InvalidRequest"),
+    ("InvalidVpc.", "InvalidRequest"),
+    ("InvalidPermission.", "InvalidRequest"),
+    ("InvalidVolume.ZoneMismatch", "InvalidRequest"),
+)
+
+
+def is_not_found(code: str | None) -> bool:
+    """True for EC2's ``*.NotFound`` family (``InvalidInstanceID.NotFound``, …)."""
+    return code is not None and (code.endswith(".NotFound") or code.endswith("NotFound"))
+
+
+def classify(
+    code: str,
+    message: str,
+    *,
+    status: int | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> ReconcileError:
+    """The runtime error for one cloud error (returned, for the caller to raise ``from``)."""
+    text = f"{code}: {message}" if message else code
+    if code in _THROTTLE_CODES or status == 429:
+        delay = retry_after if retry_after is not None else DEFAULT_THROTTLE_DELAY
+        return TransientError(text, delay=delay, code=code, request_id=request_id)
+    if code in _TRANSIENT_CODES:
+        return TransientError(text, delay=retry_after, code=code, request_id=request_id)
+    reason = _TERMINAL_REASONS.get(code)
+    if reason is None:
+        reason = next((r for prefix, r in _TERMINAL_PREFIXES if code.startswith(prefix)), None)
+    if reason is None and is_not_found(code):
+        reason = "NotFound"
+    if reason is None and status is not None and status >= 500:
+        return TransientError(text, delay=retry_after, code=code, request_id=request_id)
+    if reason is None and status in (401, 403):
+        reason = "AuthFailure"
+    return TerminalError(text, reason=reason or "ProviderError", code=code, request_id=request_id)

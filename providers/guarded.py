@@ -1,0 +1,186 @@
+"""``GuardedProvider``: any ``CloudProvider`` behind the account's API gate, with metrics.
+
+Where it sits: ``providers.registry.open_provider`` wraps every driver in one of these, and the
+reconcilers only ever hold the wrapper. Each call passes the account's ``ApiGate`` (token bucket
+with a delete reserve, then circuit breaker), is timed and counted in
+``provider_calls_total{account,op,code}`` / ``provider_call_seconds``, and reports its outcome
+to the breaker: transient failures count against the cloud, terminal ones do not (the cloud
+answered; the request was at fault).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import ParamSpec, TypeVar
+
+from controller.errors import ReconcileError, TransientError
+from providers.budget import ApiGate
+from providers.metrics import ProviderMetrics
+from providers.protocol import CloudProvider
+from providers.rules import FirewallRule
+from providers.types import (
+    CloudFirewall,
+    CloudImage,
+    CloudInstance,
+    CloudNetwork,
+    CloudSize,
+    CloudSubnet,
+    CloudVolume,
+    CloudZone,
+    FirewallCreate,
+    FirewallId,
+    InstanceCreate,
+    InstanceId,
+    NetworkCreate,
+    NetworkId,
+    SubnetCreate,
+    SubnetId,
+    VolumeCreate,
+    VolumeId,
+)
+
+__all__ = ["GuardedProvider"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_GATE_CODES = frozenset({"BudgetExhausted", "CircuitOpen"})
+
+
+class GuardedProvider:
+    """A ``CloudProvider`` that budgets, breaks and measures the calls of ``inner``."""
+
+    def __init__(self, inner: CloudProvider, gate: ApiGate, metrics: ProviderMetrics) -> None:
+        self.inner = inner
+        self.gate = gate
+        self._metrics = metrics
+
+    @property
+    def account(self) -> str:
+        return self.inner.account
+
+    @property
+    def region(self) -> str:
+        return self.inner.region
+
+    def _call(self, op: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        account = self.inner.account
+        try:
+            self.gate.enter(is_delete=op.startswith("delete_"))
+        except TransientError as exc:
+            self._metrics.record(account, op, exc.code or "Throttled", None)
+            raise
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            result = fn(*args, **kwargs)
+        except TransientError as exc:
+            code = exc.code or "Transient"
+            self.gate.breaker.record_failure()
+            raise
+        except ReconcileError as exc:
+            code = exc.code or "Terminal"
+            self.gate.breaker.record_success()
+            raise
+        except BaseException:
+            code = "Error"
+            self.gate.breaker.release()
+            raise
+        finally:
+            self._metrics.record(account, op, code, time.perf_counter() - started)
+        self.gate.breaker.record_success()
+        return result
+
+    # catalogue
+    def list_zones(self) -> list[CloudZone]:
+        return self._call("list_zones", self.inner.list_zones)
+
+    def list_sizes(self) -> list[CloudSize]:
+        return self._call("list_sizes", self.inner.list_sizes)
+
+    def list_images(self) -> list[CloudImage]:
+        return self._call("list_images", self.inner.list_images)
+
+    # instances
+    def list_instances(self) -> list[CloudInstance]:
+        return self._call("list_instances", self.inner.list_instances)
+
+    def create_instance(self, request: InstanceCreate) -> CloudInstance:
+        return self._call("create_instance", self.inner.create_instance, request)
+
+    def start_instance(self, instance_id: InstanceId) -> None:
+        self._call("start_instance", self.inner.start_instance, instance_id)
+
+    def stop_instance(self, instance_id: InstanceId) -> None:
+        self._call("stop_instance", self.inner.stop_instance, instance_id)
+
+    def delete_instance(self, instance_id: InstanceId) -> None:
+        self._call("delete_instance", self.inner.delete_instance, instance_id)
+
+    # networks and subnets
+    def list_networks(self) -> list[CloudNetwork]:
+        return self._call("list_networks", self.inner.list_networks)
+
+    def create_network(self, request: NetworkCreate) -> CloudNetwork:
+        return self._call("create_network", self.inner.create_network, request)
+
+    def delete_network(self, network_id: NetworkId) -> None:
+        self._call("delete_network", self.inner.delete_network, network_id)
+
+    def list_subnets(self) -> list[CloudSubnet]:
+        return self._call("list_subnets", self.inner.list_subnets)
+
+    def create_subnet(self, request: SubnetCreate) -> CloudSubnet:
+        return self._call("create_subnet", self.inner.create_subnet, request)
+
+    def delete_subnet(self, subnet_id: SubnetId) -> None:
+        self._call("delete_subnet", self.inner.delete_subnet, subnet_id)
+
+    # firewalls
+    def list_firewalls(self) -> list[CloudFirewall]:
+        return self._call("list_firewalls", self.inner.list_firewalls)
+
+    def create_firewall(self, request: FirewallCreate) -> CloudFirewall:
+        return self._call("create_firewall", self.inner.create_firewall, request)
+
+    def update_firewall_rules(
+        self,
+        firewall_id: FirewallId,
+        *,
+        authorize: Iterable[FirewallRule] = (),
+        revoke: Iterable[FirewallRule] = (),
+    ) -> None:
+        self._call(
+            "update_firewall_rules",
+            self.inner.update_firewall_rules,
+            firewall_id,
+            authorize=authorize,
+            revoke=revoke,
+        )
+
+    def delete_firewall(self, firewall_id: FirewallId) -> None:
+        self._call("delete_firewall", self.inner.delete_firewall, firewall_id)
+
+    # volumes
+    def list_volumes(self) -> list[CloudVolume]:
+        return self._call("list_volumes", self.inner.list_volumes)
+
+    def create_volume(self, request: VolumeCreate) -> CloudVolume:
+        return self._call("create_volume", self.inner.create_volume, request)
+
+    def attach_volume(self, volume_id: VolumeId, instance_id: InstanceId, device: str) -> None:
+        self._call("attach_volume", self.inner.attach_volume, volume_id, instance_id, device)
+
+    def detach_volume(self, volume_id: VolumeId) -> None:
+        self._call("detach_volume", self.inner.detach_volume, volume_id)
+
+    def delete_volume(self, volume_id: VolumeId) -> None:
+        self._call("delete_volume", self.inner.delete_volume, volume_id)
+
+    # tags
+    def set_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
+        self._call("set_tags", self.inner.set_tags, resource_id, tags)
+
+    def remove_tags(self, resource_id: str, keys: Iterable[str]) -> None:
+        self._call("remove_tags", self.inner.remove_tags, resource_id, keys)

@@ -1,0 +1,211 @@
+"""Shared plumbing of the simulated cloud: options, catalogue, faults, ids, adoption, tags.
+
+Where it sits: ``SimulatedProvider`` (``engine.py``) and its network half (``network.py``)
+build on ``SimBase``. Options come from ``AccountConfig.options`` (strings, as a manifest
+holds them): ``boot_seconds``, ``stop_seconds``, ``terminate_seconds``, ``volume_seconds``
+(asynchronous transitions), ``quota_instances``, ``quota_vcpus``, ``quota_volumes``
+(provider-side quotas per account and region), ``zone_capacity_vcpus`` (capacity per zone,
+shared by every account on the same state file), ``latency``, ``error_rate``,
+``throttle_rate``, ``timeout_rate``, ``retry_after`` and ``seed`` (fault injection).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from controller.errors import ReconcileError
+from providers.clock import Clock, WallClock
+from providers.config import AccountConfig
+from providers.simulated.catalog import image_catalogue, size_catalogue, zone_names
+from providers.simulated.faults import FaultInjector, FaultRates, sim_error
+from providers.simulated.store import Row, Scoped, SimStore
+from providers.types import (
+    CloudImage,
+    CloudSize,
+    CloudZone,
+    ResourceKind,
+    ResourceTags,
+    ZoneName,
+)
+
+__all__ = ["SimBase", "SimOptions"]
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    boot_seconds: float = 1.0
+    stop_seconds: float = 0.5
+    terminate_seconds: float = 0.5
+    volume_seconds: float = 0.5
+    quota_instances: int = 100_000
+    quota_vcpus: int = 400_000
+    quota_volumes: int = 100_000
+    zone_capacity_vcpus: int = 10_000_000
+    latency: float = 0.0
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    timeout_rate: float = 0.0
+    retry_after: float = 1.0
+    seed: int | None = None
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> SimOptions:
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(options) - set(known)
+        if unknown:
+            raise ValueError(f"unknown simulated-driver options: {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, text in options.items():
+            kind = int if name.startswith(("quota_", "zone_")) or name == "seed" else float
+            values[name] = kind(text)
+        return cls(**values)
+
+    def fault_rates(self) -> FaultRates:
+        return FaultRates(
+            error_rate=self.error_rate,
+            throttle_rate=self.throttle_rate,
+            timeout_rate=self.timeout_rate,
+            latency=self.latency,
+            retry_after=self.retry_after,
+        )
+
+
+_ID_PREFIX = {
+    ResourceKind.INSTANCE: "i",
+    ResourceKind.NETWORK: "vpc",
+    ResourceKind.SUBNET: "subnet",
+    ResourceKind.FIREWALL: "sg",
+    ResourceKind.VOLUME: "vol",
+}
+
+_NOT_FOUND = {
+    ResourceKind.INSTANCE: "InvalidInstanceID.NotFound",
+    ResourceKind.NETWORK: "InvalidVpcID.NotFound",
+    ResourceKind.SUBNET: "InvalidSubnetID.NotFound",
+    ResourceKind.FIREWALL: "InvalidGroup.NotFound",
+    ResourceKind.VOLUME: "InvalidVolume.NotFound",
+}
+
+
+class SimBase:
+    """State, catalogue and helpers of one simulated account in one region."""
+
+    def __init__(
+        self,
+        config: AccountConfig,
+        *,
+        clock: Clock | None = None,
+        store: SimStore | None = None,
+    ) -> None:
+        self.config = config
+        self.options = SimOptions.parse(config.options)
+        self.clock: Clock = clock or WallClock()
+        self.store = store or SimStore.open(config.endpoint)
+        self.scope = Scoped(config.name, config.region)
+        self.faults = FaultInjector(self.options.fault_rates(), seed=self.options.seed)
+        self.sizes = size_catalogue(config.region)
+        self.images = image_catalogue(config.images)
+        self.zones = zone_names(config.region)
+        self._zone_names = {zone.name for zone in self.zones}
+
+    @property
+    def account(self) -> str:
+        return self.config.name
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    # catalogue
+    def list_zones(self) -> list[CloudZone]:
+        with self.faults.around("list_zones"):
+            return list(self.zones)
+
+    def list_sizes(self) -> list[CloudSize]:
+        with self.faults.around("list_sizes"):
+            return list(self.sizes.values())
+
+    def list_images(self) -> list[CloudImage]:
+        with self.faults.around("list_images"):
+            return list(self.images.values())
+
+    # helpers for the operations
+    def account_scope(self) -> str:
+        return f"account/{self.account}/{self.region}"
+
+    @staticmethod
+    def zone_scope(region: str, zone: str) -> str:
+        return f"zone/{region}/{zone}"
+
+    def check_zone(self, zone: str) -> ZoneName:
+        if zone not in self._zone_names:
+            raise sim_error(
+                "InvalidParameterValue", f"zone {zone!r} is not in region {self.region}"
+            )
+        return ZoneName(zone)
+
+    @staticmethod
+    def new_row(kind: ResourceKind, tags: ResourceTags, data: dict[str, Any]) -> Row:
+        rid = f"{_ID_PREFIX[kind]}-{secrets.token_hex(9)[:17]}"
+        return Row(id=rid, kind=kind.value, state="available", data=data, tags=tags.as_dict())
+
+    @staticmethod
+    def not_found(kind: ResourceKind, rid: str) -> ReconcileError:
+        return sim_error(_NOT_FOUND[kind], f"the {kind.value} {rid!r} does not exist")
+
+    def live(self, row: Row | None, kind: ResourceKind) -> Row | None:
+        """``row`` if it is a live resource of ``kind`` (terminated instances are gone)."""
+        if row is None or row.kind != kind.value:
+            return None
+        if row.effective_state(self.clock.now()) == "terminated":
+            return None
+        return row
+
+    def require(self, conn: sqlite3.Connection, kind: ResourceKind, rid: str) -> Row:
+        row = self.live(self.scope.get(conn, rid), kind)
+        if row is None:
+            raise self.not_found(kind, rid)
+        return row
+
+    def adopt(self, conn: sqlite3.Connection, kind: ResourceKind, token: str) -> Row | None:
+        """The live resource created with ``token``, if any (idempotent create)."""
+        for row in self.scope.by_token(conn, kind.value, token):
+            if self.live(row, kind) is not None:
+                return row
+        return None
+
+    def live_rows(self, kind: ResourceKind) -> list[Row]:
+        now = self.clock.now()
+        return [
+            row
+            for row in self.scope.rows(self.store.reader(), kind.value)
+            if row.effective_state(now) != "terminated"
+        ]
+
+    def due(self, delay: float) -> float | None:
+        """When a transition started now and lasting ``delay`` ends (None = at once)."""
+        return self.clock.now() + delay if delay > 0 else None
+
+    # tags
+    def set_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
+        with self.faults.around("set_tags"), self.store.transaction() as conn:
+            row = self._tagged_row(conn, resource_id)
+            row.tags.update(tags)
+            self.scope.put(conn, row)
+
+    def remove_tags(self, resource_id: str, keys: Iterable[str]) -> None:
+        with self.faults.around("remove_tags"), self.store.transaction() as conn:
+            row = self._tagged_row(conn, resource_id)
+            for key in keys:
+                row.tags.pop(key, None)
+            self.scope.put(conn, row)
+
+    def _tagged_row(self, conn: sqlite3.Connection, resource_id: str) -> Row:
+        row = self.scope.get(conn, resource_id)
+        if row is None or row.effective_state(self.clock.now()) == "terminated":
+            raise sim_error("InvalidID.NotFound", f"resource {resource_id!r} does not exist")
+        return row
