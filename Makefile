@@ -34,7 +34,7 @@ demo: install
 	$(BIN)/python -m skybroker.demo
 
 bench: install
-	$(BIN)/python bench/store_limits.py
+	$(BIN)/python -m bench.store_limits
 
 clean:
 	rm -rf $(VENV) .skybroker .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,327 @@
+"""The manager: runs informers, controllers, leadership, maintenance and the health endpoints.
+
+Where it sits: on top of the runtime, below the composition root (``skybroker/``), which
+registers one reconciler per kind with :meth:`Manager.add_controller` and calls
+:meth:`Manager.run`. The manager
+
+- shares one informer per kind between every controller that watches it;
+- holds its share of the shards (:class:`~controller.leader.ShardSet`; one shard = plain
+  leader election); a worker reconciles a key only while this process validly holds the key's
+  shard, and the holder of shard 0 runs the maintenance loops (direct-write normaliser, owner
+  garbage collection, history trimming);
+- turns a ``TerminalError`` into a Warning event and condition ``Ready=False``;
+- serves ``/healthz``, ``/readyz`` and ``/metrics`` and shuts down cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api_types.meta import Condition, ConditionStatus, Resource
+from controller.cache import Informer
+from controller.controller import Controller
+from controller.errors import (
+    ConflictError,
+    FieldCause,
+    NotFoundError,
+    StoreError,
+    TerminalError,
+)
+from controller.events import EventRecorder, involved_for_key
+from controller.gc import GarbageCollector
+from controller.handler import EnqueueObject, EventHandler
+from controller.leader import ShardSet, default_identity
+from controller.normalize import DirectWriteNormalizer, is_normalised
+from controller.predicate import Predicate
+from controller.reconcile import Reconciler, Request
+from controller.store.keys import ObjectKey
+from controller.store.objects import Store
+from controller.workqueue import RateLimitingQueue
+
+__all__ = ["Manager", "ManagerOptions", "Normalised"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    identity: str = field(default_factory=default_identity)
+    workers: int = 4
+    shards: int = 1
+    lease_ttl: int = 15
+    renew_every: float = 5.0
+    resync_period: float = 600.0
+    #: ``host:port`` for /healthz, /readyz and /metrics; None = no HTTP server.
+    health_listen: str | None = None
+    maintenance_interval: float = 60.0
+    history_limit: int = 200
+
+
+class Normalised:
+    """Predicate: skip objects written straight into etcd until the normaliser completed them."""
+
+    def create(self, obj: Resource) -> bool:
+        return is_normalised(obj)
+
+    def update(self, old: Resource, new: Resource) -> bool:
+        return is_normalised(new)
+
+    def delete(self, obj: Resource) -> bool:
+        return True
+
+
+class Manager:
+    def __init__(self, store: Store, options: ManagerOptions | None = None) -> None:
+        self.store = store
+        self.options = options or ManagerOptions()
+        self.shards = ShardSet(
+            store.client,
+            store.layout,
+            self.options.shards,
+            self.options.identity,
+            ttl=self.options.lease_ttl,
+            renew_every=self.options.renew_every,
+        )
+        self.recorder = EventRecorder(store)
+        self.normaliser = DirectWriteNormalizer(
+            store, self._report_invalid, is_active=self.is_maintainer
+        )
+        self.garbage_collector = GarbageCollector(store, is_active=self.is_maintainer)
+        self._informers: dict[str, Informer[Any]] = {}
+        self._controllers: list[Controller] = []
+        self._stop = threading.Event()
+        self._http: ThreadingHTTPServer | None = None
+        self.health_address: tuple[str, int] | None = None
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    def informer(self, model: type[Any]) -> Informer[Any]:
+        """The shared informer of a kind (created on first use, started by :meth:`run`)."""
+        informer = self._informers.get(model.PLURAL)
+        if informer is None:
+            informer = Informer(self.store, model)
+            self._informers[model.PLURAL] = informer
+        return informer
+
+    def add_controller(
+        self,
+        model: type[Any],
+        reconciler: Reconciler,
+        *,
+        workers: int | None = None,
+        watches: Sequence[tuple[type[Any], EventHandler]] = (),
+        predicates: Sequence[Predicate] = (),
+    ) -> Controller:
+        """Reconcile ``model`` objects; ``watches`` maps other kinds' events to its keys."""
+        controller = Controller(
+            model.PLURAL,
+            reconciler,
+            RateLimitingQueue(model.PLURAL),
+            workers=workers or self.options.workers,
+            kind=model.KIND,
+            is_active=self.owns,
+            on_terminal=self._on_terminal,
+            resync_source=self.informer(model),
+            resync_period=self.options.resync_period,
+        )
+        controller.watch(self.informer(model), EnqueueObject(), Normalised(), *predicates)
+        for watched, handler in watches:
+            controller.watch(self.informer(watched), handler, Normalised())
+        self._controllers.append(controller)
+        return controller
+
+    # --- leadership -----------------------------------------------------------------------
+
+    def owns(self, key: ObjectKey) -> bool:
+        """True while this process validly holds the shard of ``key``."""
+        return self.shards.owns(key.namespace, key.name)
+
+    def is_maintainer(self) -> bool:
+        return self.shards.leadership(0) is not None
+
+    def fence_for(self, key: ObjectKey) -> list[Any]:
+        """Txn compares that fail if this process no longer holds the key's shard."""
+        leadership = self.shards.leadership_for(key.namespace, key.name)
+        if leadership is None:
+            raise ConflictError(f"{key}: this process does not hold its shard")
+        return leadership.fence()
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def _report_invalid(
+        self, key: ObjectKey, revision: int, causes: tuple[FieldCause, ...]
+    ) -> None:
+        errors = "; ".join(str(c) for c in causes)
+        key_text = self.store.layout.object_key(key).decode(errors="replace")
+        self.recorder.record(
+            involved_for_key(key),
+            "Warning",
+            "InvalidObject",
+            f"{key_text} (revision {revision}) is not a valid object and was left alone: {errors}",
+        )
+
+    def _on_terminal(self, request: Request, error: TerminalError) -> None:
+        informer = self._informers.get(request.plural)
+        obj = informer.get(request.key) if informer else None
+        if obj is None:
+            return
+        self.recorder.record(obj, "Warning", error.reason, error.message)
+        if obj.HAS_STATUS:
+            self._set_not_ready(obj, error)
+
+    def _set_not_ready(self, obj: Any, error: TerminalError) -> None:
+        for _ in range(3):
+            try:
+                current = self.store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+                conditions = [c for c in current.status.conditions if c.type != "Ready"]
+                previous = current.status.condition("Ready")
+                changed = previous is None or (previous.status, previous.reason) != (
+                    ConditionStatus.FALSE, error.reason,
+                )  # fmt: skip
+                conditions.append(
+                    Condition(
+                        type="Ready",
+                        status=ConditionStatus.FALSE,
+                        reason=error.reason,
+                        message=error.message,
+                        last_transition_time=(
+                            datetime.now(UTC) if changed else previous.last_transition_time  # type: ignore[union-attr]
+                        ),
+                        observed_generation=current.metadata.generation,
+                    )
+                )
+                current.status.conditions = conditions
+                self.store.update_status(current, actor="controller")
+                return
+            except ConflictError:
+                continue
+            except (NotFoundError, StoreError):
+                return
+
+    # --- running --------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Run until :meth:`stop` (or SIGTERM with the handlers installed); blocks."""
+        self._start_http()
+        for informer in self._informers.values():
+            informer.start()
+        for informer in self._informers.values():
+            while not informer.wait_for_sync(0.5):
+                if self._stop.is_set():
+                    break
+        threads = [
+            threading.Thread(target=self.shards.run, args=(self._stop,), name="shards"),
+            threading.Thread(target=self._maintain, name="maintenance"),
+        ]
+        for thread in threads:
+            thread.start()
+        for controller in self._controllers:
+            controller.start()
+        log.info(
+            "manager running",
+            identity=self.options.identity,
+            controllers=[c.name for c in self._controllers],
+            shards=self.options.shards,
+        )
+        if ready is not None:
+            ready()
+        self._stop.wait()
+        log.info("manager stopping")
+        for controller in self._controllers:
+            controller.stop()
+        for thread in threads:
+            thread.join(timeout=self.options.lease_ttl)
+        for informer in self._informers.values():
+            informer.stop()
+        self.recorder.stop()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        log.info("manager stopped")
+
+    def _maintain(self) -> None:
+        """While holding shard 0: normalise direct writes, collect garbage, trim history."""
+        while not self._stop.is_set():
+            if not self.is_maintainer():
+                self._stop.wait(0.2)
+                continue
+            tenure = threading.Event()
+            normaliser = threading.Thread(
+                target=self.normaliser.run, args=(tenure,), name="normaliser", daemon=True
+            )
+            normaliser.start()
+            next_sweep = 0.0
+            while self.is_maintainer() and not self._stop.is_set():
+                if time.monotonic() >= next_sweep:
+                    self._sweep()
+                    next_sweep = time.monotonic() + self.options.maintenance_interval
+                self._stop.wait(0.2)
+            tenure.set()
+            normaliser.join(timeout=5)
+
+    def _sweep(self) -> None:
+        try:
+            self.garbage_collector.collect_once()
+            self.store.trim_history(self.options.history_limit)
+        except StoreError as exc:
+            log.warning("maintenance sweep failed; will retry", error=str(exc))
+
+    # --- health endpoints -----------------------------------------------------------------
+
+    def ready(self) -> bool:
+        if not all(i.has_synced() for i in self._informers.values()):
+            return False
+        try:
+            self.store.client.current_revision()
+        except StoreError:
+            return False
+        return True
+
+    def _start_http(self) -> None:
+        if not self.options.health_listen:
+            return
+        host, _, port = self.options.health_listen.rpartition(":")
+        manager = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/healthz":
+                    self._answer(200, b"ok", "text/plain")
+                elif self.path == "/readyz":
+                    ok = manager.ready()
+                    self._answer(200 if ok else 503, b"ok" if ok else b"not ready", "text/plain")
+                elif self.path == "/metrics":
+                    self._answer(200, generate_latest(), CONTENT_TYPE_LATEST)
+                else:
+                    self._answer(404, b"not found", "text/plain")
+
+            def _answer(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # access logs would drown the structured log
+
+        self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        self.health_address = (str(self._http.server_address[0]), int(self._http.server_address[1]))
+        threading.Thread(target=self._http.serve_forever, name="health-http", daemon=True).start()

@@ -1,0 +1,125 @@
+"""The ``skybroker`` server command: the composition root that wires runtime, store and kinds.
+
+Where it sits: on top of everything. ``up`` runs everything in one process on an embedded etcd
+(the default for trying skybroker out); ``controller`` runs only the controllers beside an
+existing etcd cluster, leader-elected and sharded. Until kind reconcilers exist, the manager
+runs the kind-independent loops: direct-write normalisation, owner garbage collection and
+history trimming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+import structlog
+
+from controller.logging import configure_logging
+from controller.manager import Manager, ManagerOptions
+from controller.store.embedded import EmbeddedEtcd
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout
+from controller.store.objects import Store
+
+__all__ = ["main"]
+
+log = structlog.get_logger(__name__)
+
+
+def _manager_options(args: argparse.Namespace) -> ManagerOptions:
+    options = {
+        "workers": args.workers,
+        "shards": args.shards,
+        "health_listen": args.health_listen,
+        "lease_ttl": args.lease_ttl,
+        "renew_every": args.renew_every,
+    }
+    if args.identity:
+        options["identity"] = args.identity
+    return ManagerOptions(**options)
+
+
+def _run_manager(endpoints: list[str], args: argparse.Namespace, on_ready: str | None) -> int:
+    client = EtcdClient(endpoints)
+    store = Store(client, KeyLayout(args.prefix))
+    manager = Manager(store, _manager_options(args))
+    manager.install_signal_handlers()
+
+    def ready() -> None:
+        if on_ready:
+            print(on_ready, flush=True)
+        address = manager.health_address
+        log.info("ready", health=f"http://{address[0]}:{address[1]}" if address else None)
+
+    try:
+        manager.run(ready=ready)
+    finally:
+        client.close()
+    return 0
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    endpoints = [e.strip() for e in args.etcd_endpoints.split(",") if e.strip()]
+    return _run_manager(endpoints, args, None)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    etcd = EmbeddedEtcd(data_dir=data_dir)
+    etcd.start()
+    state = {"etcdEndpoint": etcd.endpoint, "prefix": args.prefix, "pid": etcd.pid}
+    (data_dir / "endpoints.json").write_text(json.dumps(state))
+    print(f"skybroker up: etcd at {etcd.endpoint} (data in {data_dir})", flush=True)
+    try:
+        return _run_manager([etcd.endpoint], args, "skybroker up: controllers running")
+    finally:
+        etcd.stop()
+        print("skybroker up: stopped", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skybroker", description=__doc__.split("\n")[0])
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def runtime_flags(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--workers", type=int, default=4, help="worker threads per controller")
+        sub.add_argument("--shards", type=int, default=1, help="shard leases to split work")
+        sub.add_argument("--prefix", default="/skybroker", help="etcd key prefix")
+        sub.add_argument("--identity", default="", help="this process in leases (default host-pid)")
+        sub.add_argument("--lease-ttl", type=int, default=15)
+        sub.add_argument("--renew-every", type=float, default=5.0)
+        sub.add_argument("--health-listen", default="127.0.0.1:8081",
+                         help="host:port of /healthz, /readyz and /metrics ('' = off)")  # fmt: skip
+
+    up = commands.add_parser("up", help="everything in one process on an embedded etcd")
+    up.add_argument("--data-dir", default="./.skybroker")
+    up.add_argument("--listen", default="127.0.0.1:7480", help="REST API address (later)")
+    runtime_flags(up)
+    up.set_defaults(func=cmd_up)
+
+    controller = commands.add_parser("controller", help="the controllers beside an etcd cluster")
+    controller.add_argument("--etcd-endpoints", required=True, help="URL[,URL…]")
+    runtime_flags(controller)
+    controller.set_defaults(func=cmd_controller)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
+    configure_logging(json=json_logs, level=args.log_level)
+    if args.shards < 1 or args.workers < 1:
+        print("skybroker: --shards and --workers must be at least 1", file=sys.stderr)
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "main"
+    sys.exit(main())
