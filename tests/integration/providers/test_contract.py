@@ -8,6 +8,8 @@ from typing import TypeVar
 import pytest
 
 from controller.errors import TerminalError, TransientError
+from providers.ec2 import Ec2Provider
+from providers.protocol import CloudProvider
 from providers.rules import DEFAULT_EGRESS, expand_rules
 from providers.types import (
     TAG_NAME,
@@ -29,8 +31,8 @@ from providers.types import (
     VolumeId,
     VolumeState,
 )
-from tests.integration.providers.conftest import Cloud
-from tests.integration.providers.helpers import tags
+from tests.integration.providers.conftest import Cloud, MotoServer, ec2_config
+from tests.integration.providers.helpers import free_port, tags
 
 R = TypeVar("R", bound=Tagged)
 
@@ -347,3 +349,27 @@ def test_timeout_is_transient(cloud: Cloud) -> None:
     with pytest.raises(TransientError) as err:
         cloud.provider.list_instances()
     assert err.value.code == "Timeout"
+
+
+def test_authentication_failure_is_terminal(cloud: Cloud, request: pytest.FixtureRequest) -> None:
+    if isinstance(cloud.provider, Ec2Provider):  # a moto_server that checks credentials
+        auth_server: MotoServer = request.getfixturevalue("moto_auth_server")
+        provider: CloudProvider = Ec2Provider(ec2_config(auth_server.port))
+    else:
+        cloud.provider.faults.fail_next("AuthFailure")
+        provider = cloud.provider
+    with pytest.raises(TerminalError) as err:
+        provider.list_instances()
+    assert (err.value.reason, err.value.code) == ("AuthFailure", "AuthFailure")
+    assert err.value.request_id
+
+
+def test_unreachable_endpoint_is_transient(cloud: Cloud) -> None:
+    if isinstance(cloud.provider, Ec2Provider):
+        provider: CloudProvider = Ec2Provider(ec2_config(free_port()))  # nothing listens
+    else:
+        cloud.provider.faults.fail_next("ConnectionError")
+        provider = cloud.provider
+    with pytest.raises(TransientError) as err:
+        provider.list_volumes()
+    assert err.value.code == "ConnectionError"

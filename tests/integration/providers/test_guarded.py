@@ -1,0 +1,133 @@
+"""The per-account API gate (token bucket, delete reserve, circuit breaker) and the metrics,
+driven by a fake clock around a real simulated cloud: no sleeps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.errors import TerminalError, TransientError
+from providers.budget import BreakerState, TokenBucket
+from providers.config import ApiBudget
+from providers.guarded import GuardedProvider
+from providers.metrics import ProviderMetrics, default_metrics
+from providers.registry import open_provider
+from providers.simulated import SimulatedProvider
+from providers.types import ImageId, InstanceCreate, InstanceId, SizeId
+from tests.integration.providers.conftest import sim_config
+from tests.integration.providers.helpers import FakeClock, tags
+
+
+def _guarded(
+    tmp_path: Path, budget: ApiBudget, clock: FakeClock
+) -> tuple[GuardedProvider, SimulatedProvider, CollectorRegistry]:
+    config = replace(sim_config(tmp_path / "sim.db", boot_seconds="0"), api_budget=budget)
+    sim = SimulatedProvider(config, clock=clock)
+    registry = CollectorRegistry()
+    guarded = open_provider(config, clock=clock, metrics=ProviderMetrics(registry), inner=sim)
+    return guarded, sim, registry
+
+
+def _calls(registry: CollectorRegistry, op: str, code: str) -> float:
+    value = registry.get_sample_value(
+        "provider_calls_total", {"account": "sim-test", "op": op, "code": code}
+    )
+    return value or 0.0
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2.0, burst=4, clock=clock)
+    assert [bucket.try_take() for _ in range(4)] == [0.0] * 4
+    assert bucket.try_take() == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert bucket.try_take() == 0.0
+    clock.advance(100)
+    assert bucket.tokens == pytest.approx(4.0)  # never above the burst
+
+
+def test_budget_exhaustion_is_transient_with_the_wait(tmp_path: Path) -> None:
+    clock = FakeClock()
+    guarded, _, registry = _guarded(
+        tmp_path, ApiBudget(rate=1.0, burst=4, delete_reserve=0.0), clock
+    )
+    for _ in range(4):
+        guarded.list_instances()
+    with pytest.raises(TransientError) as err:
+        guarded.list_instances()
+    assert err.value.code == "BudgetExhausted"
+    assert err.value.delay == pytest.approx(1.0)
+    assert _calls(registry, "list_instances", "OK") == 4
+    assert _calls(registry, "list_instances", "BudgetExhausted") == 1
+    clock.advance(1.0)
+    guarded.list_instances()
+
+
+def test_deletes_go_first_when_the_budget_is_tight(tmp_path: Path) -> None:
+    clock = FakeClock()
+    budget = ApiBudget(rate=1.0, burst=10, delete_reserve=0.3)
+    guarded, _, _ = _guarded(tmp_path, budget, clock)
+    for _ in range(7):  # spend down to the reserve
+        guarded.list_instances()
+    with pytest.raises(TransientError) as refused:
+        guarded.create_instance(
+            InstanceCreate(tags("vm"), SizeId("s1.small"), ImageId("img-ubuntu-2204"))
+        )
+    assert refused.value.code == "BudgetExhausted"
+    for _ in range(3):  # the reserve is the deletes'
+        guarded.delete_instance(InstanceId("i-0123456789abcdef0"))
+    with pytest.raises(TransientError):
+        guarded.delete_instance(InstanceId("i-0123456789abcdef0"))
+
+
+def test_circuit_opens_after_consecutive_transient_failures_then_probes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    budget = ApiBudget(rate=1000, burst=1000, breaker_threshold=3, breaker_cooldown=30)
+    guarded, sim, registry = _guarded(tmp_path, budget, clock)
+    sim.faults.fail_next("InternalError", count=3)
+    for _ in range(3):
+        with pytest.raises(TransientError):
+            guarded.list_volumes()
+    assert guarded.gate.breaker.state is BreakerState.OPEN
+
+    with pytest.raises(TransientError) as fast:  # fails fast, the cloud is not called
+        guarded.list_volumes()
+    assert fast.value.code == "CircuitOpen"
+    assert fast.value.delay == pytest.approx(30)
+    assert _calls(registry, "list_volumes", "CircuitOpen") == 1
+
+    clock.advance(30)
+    assert guarded.gate.breaker.state is BreakerState.HALF_OPEN
+    sim.faults.fail_next("InternalError")
+    with pytest.raises(TransientError):  # the probe fails: open again for a full cooldown
+        guarded.list_volumes()
+    assert guarded.gate.breaker.state is BreakerState.OPEN
+    clock.advance(30)
+    assert guarded.list_volumes() == []  # the probe succeeds: closed
+    assert guarded.gate.breaker.state is BreakerState.CLOSED
+
+
+def test_terminal_errors_do_not_trip_the_breaker(tmp_path: Path) -> None:
+    clock = FakeClock()
+    guarded, _, registry = _guarded(tmp_path, ApiBudget(breaker_threshold=2), clock)
+    for _ in range(5):
+        with pytest.raises(TerminalError):
+            guarded.start_instance(InstanceId("i-0123456789abcdef0"))
+    assert guarded.gate.breaker.state is BreakerState.CLOSED
+    assert _calls(registry, "start_instance", "InvalidInstanceID.NotFound") == 5
+
+
+def test_call_latency_is_observed(tmp_path: Path) -> None:
+    guarded, _, registry = _guarded(tmp_path, ApiBudget(), FakeClock())
+    guarded.list_sizes()
+    count = registry.get_sample_value(
+        "provider_call_seconds_count", {"account": "sim-test", "op": "list_sizes"}
+    )
+    assert count == 1
+
+
+def test_default_metrics_register_once_per_process() -> None:
+    assert default_metrics() is default_metrics()
