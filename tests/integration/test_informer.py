@@ -55,7 +55,10 @@ class Recorder:
         self.seen.append(("add", obj.metadata.name, int(obj.metadata.resource_version or 0)))
 
     def update(self, old: Resource, new: Resource) -> None:
-        assert int(old.metadata.resource_version or 0) < int(new.metadata.resource_version or 0)
+        # No assert here: the informer would contain it. A non-update shows in ``seen``.
+        if old.metadata.resource_version == new.metadata.resource_version:
+            self.seen.append(("non-update", new.metadata.name, 0))
+            return
         self.seen.append(("update", new.metadata.name, int(new.metadata.resource_version or 0)))
 
     def delete(self, obj: Resource) -> None:

@@ -1,0 +1,355 @@
+"""The worker loop: one key per worker at a time, retry decisions, leadership, resync, wiring."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+
+from api_types.accounts import HardwareProfile, HardwareProfileSpec
+from api_types.common import IntRange
+from api_types.meta import ObjectMeta, OwnerReference
+from api_types.tenancy import Secret
+from controller.cache import Informer
+from controller.controller import Controller
+from controller.handler import EnqueueMapped, EnqueueObject, EnqueueOwner, request_for
+from controller.metrics import RuntimeMetrics
+from controller.predicate import GenerationChanged, LabelsChanged, any_of
+from controller.reconcile import Request, Result, TerminalError, TransientError
+from controller.store.keys import ObjectKey
+from controller.store.objects import Store
+from controller.workqueue import ItemExponentialFailureRateLimiter, RateLimitingQueue
+
+Behaviour = Callable[[Request, int], Result]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+class ScriptedReconciler:
+    """Runs ``behaviour(request, n)`` for the n-th call on a key; records calls and contexts."""
+
+    def __init__(self, behaviour: Behaviour = lambda request, n: Result()) -> None:
+        self.behaviour = behaviour
+        self.lock = threading.Lock()
+        self.calls: list[tuple[ObjectKey, float]] = []
+        self.contexts: list[dict[str, object]] = []
+        self.in_flight: set[ObjectKey] = set()
+        self.overlaps: list[ObjectKey] = []
+        self.max_parallel = 0
+
+    def reconcile(self, request: Request) -> Result:
+        with self.lock:
+            if request.key in self.in_flight:
+                self.overlaps.append(request.key)
+            self.in_flight.add(request.key)
+            self.max_parallel = max(self.max_parallel, len(self.in_flight))
+            n = sum(1 for key, _ in self.calls if key == request.key)
+            self.calls.append((request.key, time.monotonic()))
+            self.contexts.append(structlog.contextvars.get_contextvars())
+        try:
+            return self.behaviour(request, n)
+        finally:
+            with self.lock:
+                self.in_flight.discard(request.key)
+
+    def times(self, key: ObjectKey) -> list[float]:
+        with self.lock:
+            return [t for k, t in self.calls if k == key]
+
+
+@pytest.fixture
+def metrics() -> RuntimeMetrics:
+    return RuntimeMetrics(CollectorRegistry())
+
+
+@pytest.fixture
+def make_controller(metrics: RuntimeMetrics) -> Iterator[Callable[..., Controller]]:
+    started: list[Controller] = []
+
+    def make(reconciler: ScriptedReconciler, **options: object) -> Controller:
+        queue: RateLimitingQueue[ObjectKey] = RateLimitingQueue(
+            "test", rate_limiter=ItemExponentialFailureRateLimiter(0.05, 1.0)
+        )
+        controller = Controller("tests", reconciler, queue, metrics=metrics, **options)  # type: ignore[arg-type]
+        controller.start()
+        started.append(controller)
+        return controller
+
+    yield make
+    for controller in started:
+        controller.stop()
+
+
+def observed(metrics: RuntimeMetrics) -> float:
+    """How many reconcile durations the histogram recorded."""
+    (family,) = metrics.reconcile_duration.collect()
+    return float(sum(s.value for s in family.samples if s.name.endswith("_count")))
+
+
+def results(metrics: RuntimeMetrics) -> dict[str, float]:
+    return {
+        result: metrics.reconcile_total.labels(kind="tests", result=result)._value.get()
+        for result in ("success", "requeue", "error", "transient", "terminal")
+    }
+
+
+KEY = ObjectKey("things", "ns", "one")
+
+
+def test_a_key_is_never_reconciled_by_two_workers_at_once(
+    make_controller: Callable[..., Controller],
+) -> None:
+    def slow(request: Request, n: int) -> Result:
+        time.sleep(random.uniform(0, 0.002))
+        return Result()
+
+    reconciler = ScriptedReconciler(slow)
+    controller = make_controller(reconciler, workers=8)
+    keys = [ObjectKey("things", "ns", f"k{i}") for i in range(5)]
+
+    def hammer() -> None:
+        for _ in range(500):
+            controller.enqueue(Request(random.choice(keys)))
+            time.sleep(0.0001)
+
+    adders = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in adders:
+        thread.start()
+    for thread in adders:
+        thread.join()
+    eventually(lambda: len(controller.queue) == 0 and not reconciler.in_flight)
+
+    assert reconciler.overlaps == []
+    assert reconciler.max_parallel > 1  # the workers did run in parallel, on different keys
+    assert {key for key, _ in reconciler.calls} == set(keys)
+    assert len(reconciler.calls) < 2000  # duplicates collapsed in the queue
+
+
+def test_a_re_add_during_processing_replays_after_it(
+    make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    controller: Controller
+
+    def re_add_once(request: Request, n: int) -> Result:
+        if n == 0:
+            controller.enqueue(request)  # an event arrives while we work
+            time.sleep(0.05)
+        return Result()
+
+    reconciler = ScriptedReconciler(re_add_once)
+    controller = make_controller(reconciler, workers=4)
+    controller.enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.times(KEY)) == 2)
+    time.sleep(0.1)
+    assert len(reconciler.times(KEY)) == 2
+    assert reconciler.overlaps == []
+    assert results(metrics)["success"] == 2
+
+
+def test_transient_error_delay_is_honoured(
+    make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    def throttled(request: Request, n: int) -> Result:
+        if n == 0:
+            raise TransientError("throttled", delay=0.3)
+        if n == 1:
+            raise TransientError("busy")  # no delay: the backoff chooses (50 ms here)
+        return Result()
+
+    reconciler = ScriptedReconciler(throttled)
+    make_controller(reconciler).enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.times(KEY)) == 3)
+    first, second, third = reconciler.times(KEY)
+    assert 0.3 <= second - first < 0.6
+    assert 0.05 <= third - second < 0.3
+    assert results(metrics)["transient"] == 2
+    eventually(lambda: results(metrics)["success"] == 1)
+
+
+def test_terminal_error_is_not_retried_and_calls_the_hook(
+    make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    hooked: list[tuple[Request, TerminalError]] = []
+
+    def hopeless(request: Request, n: int) -> Result:
+        raise TerminalError("the image does not exist", reason="ImageNotFound")
+
+    reconciler = ScriptedReconciler(hopeless)
+    make_controller(
+        reconciler, on_terminal=lambda request, error: hooked.append((request, error))
+    ).enqueue(Request(KEY))
+    eventually(lambda: len(hooked) == 1)
+    time.sleep(0.3)
+    assert len(reconciler.times(KEY)) == 1
+    assert hooked[0][0] == Request(KEY) and hooked[0][1].reason == "ImageNotFound"
+    assert results(metrics)["terminal"] == 1
+
+
+def test_exceptions_are_retried_with_backoff_counted_and_never_kill_a_worker(
+    make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    def flaky(request: Request, n: int) -> Result:
+        if request.key == KEY and n < 3:
+            raise RuntimeError(f"bug #{n}")
+        return Result()
+
+    reconciler = ScriptedReconciler(flaky)
+    controller = make_controller(reconciler, workers=1)
+    controller.enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.times(KEY)) == 4)
+    times = reconciler.times(KEY)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # 50 ms, 100 ms, 200 ms: the per-key exponential backoff.
+    for gap, expected in zip(gaps, (0.05, 0.1, 0.2), strict=True):
+        assert expected <= gap < expected + 0.15
+    eventually(lambda: results(metrics)["success"] == 1)
+    assert results(metrics)["error"] == 3
+    assert observed(metrics) == 4
+    assert controller.queue.num_requeues(KEY) == 0  # forgotten after the success
+
+    other = ObjectKey("things", "ns", "other")  # the single worker is still alive
+    controller.enqueue(Request(other))
+    eventually(lambda: len(reconciler.times(other)) == 1)
+
+
+def test_requeue_after_calls_again_later(
+    make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    reconciler = ScriptedReconciler(
+        lambda request, n: Result(requeue_after=0.2) if n == 0 else Result()
+    )
+    make_controller(reconciler).enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.times(KEY)) == 2)
+    first, second = reconciler.times(KEY)
+    assert 0.2 <= second - first < 0.5
+    eventually(lambda: results(metrics)["success"] == 1)
+    assert results(metrics)["requeue"] == 1
+
+
+def test_inactive_controller_parks_keys_until_active(
+    make_controller: Callable[..., Controller],
+) -> None:
+    active = threading.Event()
+    reconciler = ScriptedReconciler()
+    controller = make_controller(reconciler, workers=2, is_active=active.is_set)
+    controller.enqueue(Request(KEY))
+    time.sleep(0.3)
+    assert reconciler.calls == []
+    active.set()
+    eventually(lambda: len(reconciler.times(KEY)) == 1, timeout=2)
+
+
+def test_every_reconcile_logs_with_kind_key_and_a_reconcile_id(
+    make_controller: Callable[..., Controller],
+) -> None:
+    reconciler = ScriptedReconciler(
+        lambda request, n: Result(requeue_after=0.01) if n == 0 else Result()
+    )
+    make_controller(reconciler, kind="Thing").enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.contexts) == 2)
+    first, second = reconciler.contexts
+    assert {k: first[k] for k in ("kind", "namespace", "name")} == {
+        "kind": "Thing",
+        "namespace": "ns",
+        "name": "one",
+    }
+    assert len(str(first["reconcile_id"])) == 8
+    assert first["reconcile_id"] != second["reconcile_id"]
+
+
+def profile(name: str, cpu: int = 1) -> HardwareProfile:
+    return HardwareProfile(
+        metadata=ObjectMeta(name=name), spec=HardwareProfileSpec(cpu=IntRange(min=1, max=cpu))
+    )
+
+
+def test_watch_with_predicates_and_periodic_resync(
+    store: Store, make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    profiles = Informer(store, HardwareProfile, metrics=metrics)
+    reconciler = ScriptedReconciler()
+    controller = make_controller(reconciler, resync_source=profiles, resync_period=0.5)
+    controller.watch(profiles, EnqueueObject(), GenerationChanged())
+    key = ObjectKey("hardwareprofiles", None, "small")
+    try:
+        store.create(profile("small"))
+        profiles.start()
+        eventually(lambda: len(reconciler.times(key)) == 1)
+
+        # Resync re-enqueues every object about every period (± 10 %), with no event at all.
+        eventually(lambda: len(reconciler.times(key)) == 3, timeout=3)
+        times = reconciler.times(key)
+        assert 0.45 * 2 <= times[2] - times[0] < 0.55 * 2 + 0.3
+
+        store.delete(HardwareProfile, "small")
+        eventually(lambda: profiles.get(key) is None)
+        calls = len(reconciler.times(key))
+        time.sleep(1.0)  # a deleted object is no longer resynced
+        assert len(reconciler.times(key)) <= calls + 1
+    finally:
+        profiles.stop()
+
+
+def test_generation_predicate_filters_status_and_label_updates(
+    store: Store, make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    profiles = Informer(store, HardwareProfile, metrics=metrics)
+    reconciler = ScriptedReconciler()
+    controller = make_controller(reconciler)
+    controller.watch(profiles, EnqueueObject(), GenerationChanged())
+    key = ObjectKey("hardwareprofiles", None, "small")
+    try:
+        profiles.start()
+        created = store.create(profile("small"))
+        eventually(lambda: len(reconciler.times(key)) == 1)
+        created.metadata.labels = {"team": "a"}
+        labelled = store.update(created)
+        labelled.status.phase = "Seen"
+        store.update_status(labelled)
+        eventually(lambda: (profiles.get(key) or labelled).status.phase == "Seen")
+        time.sleep(0.1)
+        assert len(reconciler.times(key)) == 1
+        changed = store.get(HardwareProfile, "small")
+        changed.spec.cpu = IntRange(min=1, max=8)
+        store.update(changed)
+        eventually(lambda: len(reconciler.times(key)) == 2)
+    finally:
+        profiles.stop()
+
+
+def test_handlers_map_objects_to_requests() -> None:
+    owner_ref = OwnerReference(kind="HardwareProfile", name="small", uid="u1", controller=True)
+    other_ref = OwnerReference(kind="Secret", name="creds", uid="u2")
+    owned = Secret(
+        metadata=ObjectMeta(name="s", namespace="ns1", owner_references=[owner_ref, other_ref])
+    )
+    assert list(EnqueueObject().requests(owned)) == [Request.of("secrets", "ns1", "s")]
+    assert list(EnqueueOwner(HardwareProfile).requests(owned)) == [
+        Request.of("hardwareprofiles", None, "small")
+    ]
+    assert list(EnqueueOwner(Secret, controller_only=True).requests(owned)) == []
+    assert list(EnqueueOwner(Secret).requests(owned)) == [Request.of("secrets", "ns1", "creds")]
+    mapped = EnqueueMapped(lambda obj: [Request.of("instances", "ns1", obj.metadata.name + "-vm")])
+    assert list(mapped.requests(owned)) == [Request.of("instances", "ns1", "s-vm")]
+    assert request_for(owned).key == ObjectKey("secrets", "ns1", "s")
+
+    old, new = profile("p"), profile("p")
+    new.metadata.labels = {"a": "b"}
+    either = any_of(GenerationChanged(), LabelsChanged())
+    assert not GenerationChanged().update(old, new)
+    assert LabelsChanged().update(old, new) and either.update(old, new)
+    assert not either.update(old, old) and either.create(old) and either.delete(old)
+    new.metadata.generation = 2
+    assert GenerationChanged().update(old, new)
