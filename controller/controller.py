@@ -7,22 +7,23 @@ to its queue through handlers and predicates, ``start`` runs the workers. Each w
 never races itself on one object. The outcome decides what happens to the key next (the
 contract is in ``controller.reconcile``):
 
-=====================  ===========================================  ==========================
-outcome                queue                                        ``reconcile_total`` result
-=====================  ===========================================  ==========================
-``Result()``           forget (reset the backoff)                   success
-``requeue_after=s``    forget, ``add_after(s)``                     requeue
-``TransientError``     ``add_after(delay)``, else ``add_rate_limited``  transient
-``TerminalError``      forget, no retry, ``on_terminal`` hook        terminal
-any other exception    ``add_rate_limited`` (logged with traceback)  error
-=====================  ===========================================  ==========================
+* ``Result()`` → forget (reset the backoff); counted as ``success``;
+* ``Result(requeue_after=s)`` → forget, ``add_after(s)``; ``requeue``;
+* ``TransientError(delay=s)`` → ``add_after(s)``, or ``add_rate_limited`` without a delay;
+  ``transient``;
+* ``TerminalError`` → forget, no retry, the ``on_terminal(request, error)`` hook (the manager
+  posts the Warning event and sets Ready=False); ``terminal``;
+* any other exception → ``add_rate_limited``, logged with its traceback; ``error``.
 
-``is_active()`` is asked before every reconcile: leader election plugs in there, and a process
-that lost its lease parks the keys it is handed instead of reconciling them; a housekeeping
-thread re-queues the parked keys once ``is_active()`` is true again. The same thread drives the
-periodic resync: every key of ``resync_source`` (the kind's informer) is re-queued once per
-``resync_period`` ± 10 %, counted from its last successful reconcile, so the actual state of
-every object is re-checked even when nothing changes in etcd.
+Exceptions never end a worker thread. The counts are ``reconcile_total{kind,result}``.
+
+``is_active(key)`` is asked before every reconcile: leader election and sharding plug in
+there (does this process hold the lease of the key's shard?). A key this process may not
+reconcile is parked instead, and a housekeeping thread re-queues it once ``is_active(key)`` is
+true again — a process that lost its lease stops at once and resumes where it left off. The
+same thread drives the periodic resync: every key of ``resync_source`` (the kind's informer)
+is re-queued once per ``resync_period`` ± 10 %, counted from its last successful reconcile, so
+the actual state of every object is re-checked even when nothing changes in etcd.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class Controller:
         *,
         workers: int = 1,
         kind: str | None = None,
-        is_active: Callable[[], bool] = lambda: True,
+        is_active: Callable[[ObjectKey], bool] = lambda key: True,
         on_terminal: TerminalHook | None = None,
         resync_source: KeySource | None = None,
         resync_period: float = 600.0,
@@ -173,7 +174,7 @@ class Controller:
     def _process(self, key: ObjectKey) -> None:
         if self._stopping:
             return
-        if not self._is_active():
+        if not self._may_reconcile(key):
             with self._lock:
                 self._parked.add(key)
             return
@@ -234,14 +235,26 @@ class Controller:
                 self._clock.wait_until(self._wake, self._clock.now() + self._tick)
                 if self._stopping:
                     return
-            if not self._is_active():
-                continue
             with self._lock:
                 parked, self._parked = self._parked, set()
+            still_parked = set()
             for key in parked:
-                self.queue.add(key)
+                if self._may_reconcile(key):
+                    self.queue.add(key)
+                else:
+                    still_parked.add(key)
+            with self._lock:
+                self._parked |= still_parked
             if self._resync_source is not None:
                 self._resync(self._resync_source.keys())
+
+    def _may_reconcile(self, key: ObjectKey) -> bool:
+        """Ask ``is_active``; an error there counts as "not now", never as a dead worker."""
+        try:
+            return self._is_active(key)
+        except Exception:
+            log.exception("is_active failed; treating the key as inactive", key=str(key))
+            return False
 
     def _next_resync(self) -> float:
         jitter = random.uniform(1.0 - _RESYNC_JITTER, 1.0 + _RESYNC_JITTER)
@@ -262,7 +275,8 @@ class Controller:
                 if when is not None and when <= now:
                     due.append(key)
         for key in due:
-            self.queue.add(key)
+            if self._may_reconcile(key):  # another process resyncs the keys it owns
+                self.queue.add(key)
 
     def _postpone_resync(self, key: ObjectKey) -> None:
         """A successful reconcile has just checked the object: its next resync can wait."""

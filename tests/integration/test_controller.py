@@ -238,17 +238,27 @@ def test_requeue_after_calls_again_later(
     assert results(metrics)["requeue"] == 1
 
 
-def test_inactive_controller_parks_keys_until_active(
+def test_keys_this_process_may_not_reconcile_are_parked_until_it_may(
     make_controller: Callable[..., Controller],
 ) -> None:
+    mine = ObjectKey("things", "ns", "mine")
     active = threading.Event()
+
+    def owns(key: ObjectKey) -> bool:
+        if key.name == "broken":
+            raise RuntimeError("lease store hiccup")
+        return key == mine or active.is_set()
+
     reconciler = ScriptedReconciler()
-    controller = make_controller(reconciler, workers=2, is_active=active.is_set)
-    controller.enqueue(Request(KEY))
+    controller = make_controller(reconciler, workers=2, is_active=owns)
+    for key in (KEY, mine, ObjectKey("things", "ns", "broken")):
+        controller.enqueue(Request(key))
+    eventually(lambda: len(reconciler.times(mine)) == 1)
     time.sleep(0.3)
-    assert reconciler.calls == []
-    active.set()
+    assert [key for key, _ in reconciler.calls] == [mine]  # the others are parked
+    active.set()  # e.g. this process acquired the other shard's lease
     eventually(lambda: len(reconciler.times(KEY)) == 1, timeout=2)
+    assert len(reconciler.calls) == 2  # an is_active error never reconciles, never kills
 
 
 def test_every_reconcile_logs_with_kind_key_and_a_reconcile_id(
