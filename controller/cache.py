@@ -37,7 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import structlog
 
 from api_types.meta import Resource
-from controller.errors import FieldCause, InvalidObjectError
+from controller.errors import FieldCause, InvalidObjectError, StoreUnavailableError
 from controller.labels import LabelSelector
 from controller.metrics import RuntimeMetrics, runtime_metrics
 from controller.store.keys import ObjectKey
@@ -234,15 +234,19 @@ class Informer(Generic[R]):
                 if needs_list:
                     self._relist()
                     needs_list = False
+                    backoff = 0.05
                 self._watch_until_stopped()
             except WatchCompacted as exc:
                 log.info("watch compacted; re-listing", kind=self.model.KIND, error=str(exc))
                 self._metrics.informer_relists.labels(kind=self.model.KIND).inc()
                 needs_list = True
                 continue
+            except StoreUnavailableError as exc:
+                log.warning("cannot list; retrying", kind=self.model.KIND, error=str(exc))
+                needs_list = True
             except Exception:
-                # Store unavailable, or anything unexpected: start over from a fresh list,
-                # whose diff against the cache emits whatever happened meanwhile.
+                # Anything unexpected: start over from a fresh list, whose diff against the
+                # cache emits whatever happened meanwhile.
                 log.exception("informer failed; re-listing", kind=self.model.KIND)
                 needs_list = True
             if self._stopped.wait(backoff):

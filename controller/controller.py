@@ -228,6 +228,7 @@ class Controller:
     # --- housekeeping: parked keys and periodic resync ------------------------------------
 
     def _housekeep(self) -> None:
+        next_scan = self._clock.now()
         while True:
             with self._wake:
                 if self._stopping:
@@ -245,7 +246,8 @@ class Controller:
                     still_parked.add(key)
             with self._lock:
                 self._parked |= still_parked
-            if self._resync_source is not None:
+            if self._resync_source is not None and self._clock.now() >= next_scan:
+                next_scan = self._clock.now() + self._resync_period / _SCANS_PER_RESYNC_PERIOD
                 self._resync(self._resync_source.keys())
 
     def _may_reconcile(self, key: ObjectKey) -> bool:

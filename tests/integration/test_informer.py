@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from controller.cache import NAMESPACE_INDEX, Informer
 from controller.errors import FieldCause
 from controller.labels import LabelSelector
 from controller.metrics import RuntimeMetrics
-from controller.store.keys import ObjectKey
+from controller.store.embedded import EmbeddedEtcd
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.objects import Store
 
 
@@ -254,3 +257,28 @@ def test_late_handlers_get_the_cache_replayed_and_failing_handlers_are_contained
     assert [s[:2] for s in late.seen] == [("add", "a"), ("add", "b")]
     store.create(profile("c"))
     eventually(lambda: ("add", "c") in [s[:2] for s in late.seen])
+
+
+@pytest.mark.slow
+def test_an_etcd_restart_is_invisible(tmp_path: Path, metrics: RuntimeMetrics) -> None:
+    server = EmbeddedEtcd(data_dir=tmp_path)
+    server.start()
+    client = EtcdClient([server.endpoint], retry_for=1.0, timeout=2.0)
+    store = Store(client, KeyLayout("/own"))
+    informer = Informer(store, HardwareProfile, metrics=metrics)
+    recorder = Recorder()
+    recorder.attach(informer)
+    try:
+        store.create(profile("before"))
+        informer.start()
+        assert informer.wait_for_sync(5)
+        server.kill()
+        server.start()
+        store.create(profile("after"))
+        eventually(lambda: len(recorder.seen) == 2, timeout=10)
+        assert [s[:2] for s in recorder.seen] == [("add", "before"), ("add", "after")]
+        assert metrics.informer_relists.labels(kind="HardwareProfile")._value.get() == 0
+    finally:
+        informer.stop()
+        client.close()
+        server.stop()
