@@ -33,7 +33,6 @@ from controller.controller import Controller
 from controller.errors import (
     ConflictError,
     FieldCause,
-    NotFoundError,
     StoreError,
     TerminalError,
 )
@@ -51,6 +50,10 @@ from controller.workqueue import RateLimitingQueue
 __all__ = ["Manager", "ManagerOptions", "Normalised"]
 
 log = structlog.get_logger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ class Manager:
     # --- hooks ----------------------------------------------------------------------------
 
     def _report_invalid(
-        self, key: ObjectKey, revision: int, causes: tuple[FieldCause, ...]
+        self, key: ObjectKey, mod_revision: int, causes: tuple[FieldCause, ...]
     ) -> None:
         errors = "; ".join(str(c) for c in causes)
         key_text = self.store.layout.object_key(key).decode(errors="replace")
@@ -167,7 +170,7 @@ class Manager:
             involved_for_key(key),
             "Warning",
             "InvalidObject",
-            f"{key_text} (revision {revision}) is not a valid object and was left alone: {errors}",
+            f"{key_text} (revision {mod_revision}) is invalid and was left alone: {errors}",
         )
 
     def _on_terminal(self, request: Request, error: TerminalError) -> None:
@@ -183,29 +186,29 @@ class Manager:
         for _ in range(3):
             try:
                 current = self.store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
-                conditions = [c for c in current.status.conditions if c.type != "Ready"]
                 previous = current.status.condition("Ready")
-                changed = previous is None or (previous.status, previous.reason) != (
+                unchanged = previous is not None and (previous.status, previous.reason) == (
                     ConditionStatus.FALSE, error.reason,
                 )  # fmt: skip
-                conditions.append(
-                    Condition(
-                        type="Ready",
-                        status=ConditionStatus.FALSE,
-                        reason=error.reason,
-                        message=error.message,
-                        last_transition_time=(
-                            datetime.now(UTC) if changed else previous.last_transition_time  # type: ignore[union-attr]
-                        ),
-                        observed_generation=current.metadata.generation,
-                    )
+                ready = Condition(
+                    type="Ready",
+                    status=ConditionStatus.FALSE,
+                    reason=error.reason,
+                    message=error.message,
+                    last_transition_time=(
+                        previous.last_transition_time if unchanged and previous else _utc_now()
+                    ),
+                    observed_generation=current.metadata.generation,
                 )
-                current.status.conditions = conditions
+                current.status.conditions = [
+                    *(c for c in current.status.conditions if c.type != "Ready"),
+                    ready,
+                ]
                 self.store.update_status(current, actor="controller")
                 return
             except ConflictError:
                 continue
-            except (NotFoundError, StoreError):
+            except StoreError:
                 return
 
     # --- running --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
-from etcd3 import etcdrpc  # type: ignore[import-untyped]
+from etcd3 import etcdrpc
 from tenacity import (
     retry,
     retry_if_exception_type,

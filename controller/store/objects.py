@@ -22,6 +22,7 @@ update.
 
 from __future__ import annotations
 
+import builtins
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -287,9 +288,9 @@ class Store:
                 return
             start = bytes(response.kvs[-1].key) + b"\0"
 
-    def raw_list(self, prefix: bytes, *, revision: int = 0) -> tuple[list[Any], int]:
+    def raw_list(self, prefix: bytes, *, revision: int = 0) -> tuple[builtins.list[Any], int]:
         """Every raw kv under a prefix, read at one revision, and that revision."""
-        kvs: list[Any] = []
+        kvs: builtins.list[Any] = []
         for page, pinned, _ in self._range_pages(
             prefix, revision=revision, start_after=None, page_size=1000
         ):
@@ -297,7 +298,8 @@ class Store:
             revision = pinned
         return kvs, revision
 
-    def history(self, key: ObjectKey) -> list[HistoryRecord]:
+    def history(self, key: ObjectKey) -> builtins.list[HistoryRecord]:
+        """The object's durable history, oldest first (by the revision of each record)."""
         records = []
         for kv in self.raw_list(self.layout.history_prefix(key))[0]:
             try:
@@ -306,11 +308,13 @@ class Store:
                 )
             except (DecodeError, ValueError):
                 continue
-        return records
+        return sorted(records, key=lambda record: record.revision)
 
     # --- writes ---------------------------------------------------------------------------
 
-    def _history_op(self, key: ObjectKey, sequence: int, record: HistoryRecord | None) -> list[Any]:
+    def _history_op(
+        self, key: ObjectKey, sequence: int, record: HistoryRecord | None
+    ) -> builtins.list[Any]:
         if record is None:
             return []
         return [op_put(self.layout.history_key(key, sequence), encode_value(record.to_wire()))]
@@ -411,7 +415,7 @@ class Store:
             validated.metadata.resource_version = str(base_revision)
             return validated  # type: ignore[return-value]
         if new_metadata.get("deletionTimestamp") and not new_metadata.get("finalizers"):
-            return self._finalize(key, base_revision, new, actor)  # type: ignore[return-value]
+            return self._finalize(key, base_revision, new, actor, extras)  # type: ignore[return-value]
         record = (
             HistoryRecord(
                 "SpecChanged",
@@ -432,6 +436,7 @@ class Store:
         actor: str = "system",
         request_id: str | None = None,
         dry_run: bool = False,
+        extras: TxnExtras | None = None,
     ) -> R:
         """Write ``status`` only; spec, metadata and generation stay as stored."""
         key = self.key_of(obj)
@@ -461,7 +466,7 @@ class Store:
             if changes
             else None
         )
-        return self._cas_put(key, base_revision, new, record, None)  # type: ignore[return-value]
+        return self._cas_put(key, base_revision, new, record, extras)  # type: ignore[return-value]
 
     def replace(
         self,
@@ -497,14 +502,23 @@ class Store:
         return self._written(key, new, int(response.header.revision))
 
     def _finalize(
-        self, key: ObjectKey, base_revision: int, last: dict[str, Any], actor: str
+        self,
+        key: ObjectKey,
+        base_revision: int,
+        last: dict[str, Any],
+        actor: str,
+        extras: TxnExtras | None,
     ) -> Resource:
         """Delete the key: its last finalizer is gone (or it never had one)."""
         etcd_key = self.layout.object_key(key)
         record = HistoryRecord("Deleted", actor, self._now(), last["metadata"].get("generation"))
         response = self.client.txn(
-            [cmp_mod_revision(etcd_key, base_revision)],
-            [op_delete(etcd_key), *self._history_op(key, base_revision, record)],
+            [cmp_mod_revision(etcd_key, base_revision), *(extras.compares if extras else ())],
+            [
+                op_delete(etcd_key),
+                *self._history_op(key, base_revision, record),
+                *(extras.operations if extras else ()),
+            ],
         )
         self._forget(etcd_key)
         if not response.succeeded:
@@ -521,6 +535,7 @@ class Store:
         resource_version: str | None = None,
         actor: str = "system",
         dry_run: bool = False,
+        extras: TxnExtras | None = None,
     ) -> tuple[R, bool]:
         """Delete, honouring finalizers. Returns (object as last seen, gone-from-store)."""
         key = ObjectKey(model.PLURAL, namespace, name)
@@ -537,7 +552,7 @@ class Store:
             try:
                 if not wire["metadata"].get("finalizers"):
                     wire["metadata"].pop("resourceVersion", None)
-                    gone = self._finalize(key, int(str(revision)), wire, actor)
+                    gone = self._finalize(key, int(str(revision)), wire, actor, extras)
                     return gone, True  # type: ignore[return-value]
                 if wire["metadata"].get("deletionTimestamp"):
                     return current, False
@@ -546,7 +561,7 @@ class Store:
                 record = HistoryRecord(
                     "DeletionRequested", actor, self._now(), wire["metadata"].get("generation")
                 )
-                marked = self._cas_put(key, int(str(revision)), wire, record, None)
+                marked = self._cas_put(key, int(str(revision)), wire, record, extras)
                 return marked, False  # type: ignore[return-value]
             except ConflictError:
                 if resource_version is not None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from etcd3 import etcdrpc  # type: ignore[import-untyped]
-from etcd3.etcdrpc import kv_pb2  # type: ignore[import-untyped]
+from etcd3 import etcdrpc
+from etcd3.etcdrpc import kv_pb2
 
 from controller.store.etcd import EtcdClient, prefix_range_end
 
