@@ -1,0 +1,214 @@
+"""Instance: a virtual machine drawn from a pool (or one account), and how it is described.
+
+Where it sits: pure data, namespaced. The instance reconciler schedules it (placement writes
+``status.placement``, sticky once bound, with ``status.rejections`` explaining the members not
+chosen), records the create intent in ``status.createToken``, creates it through the provider
+and keeps it converged with ``spec`` (power state, drift per ``driftPolicy``).
+
+``spec.hardware`` takes exactly one of three forms::
+
+    hardware: {profile: small}                     # a HardwareProfile by name
+    hardware: {cpu: 2, memoryMiB: {min: 4096}}     # inline: exact ints or {min, max}
+    hardware: {size: t3.micro}                     # an explicit provider size
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from api_types.accounts import Arch
+from api_types.common import (
+    IntOrRange,
+    IntRange,
+    ObjectName,
+    PlacedStatus,
+    Placement,
+    ProviderToken,
+    TargetSpec,
+    as_range,
+    field_error,
+)
+from api_types.meta import Resource, Scope, WireModel
+
+__all__ = [
+    "MAX_USER_DATA_BYTES",
+    "AddressType",
+    "DeletionPolicy",
+    "DriftPolicy",
+    "HardwareSpec",
+    "Instance",
+    "InstanceAddress",
+    "InstancePhase",
+    "InstancePlacement",
+    "InstanceSpec",
+    "InstanceStatus",
+    "PlacementHints",
+    "PowerState",
+]
+
+MAX_USER_DATA_BYTES = 16 * 1024
+
+
+class PowerState(StrEnum):
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+
+
+class DriftPolicy(StrEnum):
+    """What to do when the cloud differs from spec: put it back, or only report it."""
+
+    CORRECT = "Correct"
+    REPORT = "Report"
+
+
+class DeletionPolicy(StrEnum):
+    """On delete: delete the cloud resource, or untag and leave it (orphan)."""
+
+    DELETE = "Delete"
+    ORPHAN = "Orphan"
+
+
+class InstancePhase(StrEnum):
+    """Pending → Scheduled → Provisioning → Running/Stopped; Failed; Deleting."""
+
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    PROVISIONING = "Provisioning"
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class AddressType(StrEnum):
+    PUBLIC_IP = "PublicIP"
+    PRIVATE_IP = "PrivateIP"
+    HOSTNAME = "Hostname"
+
+
+class HardwareSpec(WireModel):
+    """Exactly one form: ``profile``; or ``size``; or inline ``cpu``/``memoryMiB``/``diskGiB``/
+    ``arch`` (each number exact or ``{min, max}``)."""
+
+    profile: ObjectName | None = Field(None, description="Name of a HardwareProfile.")
+    size: ProviderToken | None = Field(
+        None, description="Explicit provider size name, e.g. t3.micro."
+    )
+    cpu: IntOrRange | None = Field(None, description="Inline: vCPUs, exact or {min, max}.")
+    memory_mib: IntOrRange | None = Field(
+        None, alias="memoryMiB", description="Inline: memory in MiB, exact or {min, max}."
+    )
+    disk_gib: IntOrRange | None = Field(
+        None, alias="diskGiB", description="Inline: root disk in GiB, exact or {min, max}."
+    )
+    arch: Arch | None = Field(None, description="Inline: x86_64 or arm64.")
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> HardwareSpec:
+        inline = [
+            info.alias or name
+            for name, info in type(self).model_fields.items()
+            if name not in ("profile", "size") and getattr(self, name) is not None
+        ]
+        forms = [name for name in ("profile", "size") if getattr(self, name) is not None]
+        if inline:
+            forms.append("inline constraints (" + ", ".join(inline) + ")")
+        if len(forms) != 1:
+            got = " and ".join(forms) if forms else "none"
+            raise field_error(
+                (),
+                "give exactly one of: profile; size; inline constraints (cpu, memoryMiB, "
+                f"diskGiB, arch) — got {got}",
+                None,
+            )
+        return self
+
+    @property
+    def inline(self) -> bool:
+        """True for the inline-constraints form."""
+        return self.profile is None and self.size is None
+
+    def constraints(self) -> tuple[IntRange | None, IntRange | None, IntRange | None]:
+        """Inline (cpu, memoryMiB, diskGiB) as ranges; exact numbers become min = max."""
+        return as_range(self.cpu), as_range(self.memory_mib), as_range(self.disk_gib)
+
+
+def _user_data_size(value: str) -> str:
+    size = len(value.encode("utf-8"))
+    if size > MAX_USER_DATA_BYTES:
+        raise ValueError(f"must be at most {MAX_USER_DATA_BYTES} bytes (got {size})")
+    return value
+
+
+class PlacementHints(WireModel):
+    """Constraints on where a pool may place the instance."""
+
+    zone: ProviderToken | None = Field(None, description="Only this zone.")
+    region: ProviderToken | None = Field(None, description="Only this region.")
+    account: ObjectName | None = Field(None, description="Only this pool member's account.")
+
+
+class InstanceSpec(TargetSpec):
+    hardware: HardwareSpec = Field(description="A profile name, inline constraints or a size.")
+    image: ProviderToken = Field(
+        description="Logical image name, mapped per account by ProviderAccount.spec.images."
+    )
+    subnet_ref: ObjectName | None = Field(
+        None, description="Subnet in the same namespace; the instance is placed where it is."
+    )
+    firewall_refs: list[ObjectName] = Field(
+        default_factory=list, description="Firewalls in the same namespace applied to it."
+    )
+    user_data: Annotated[str, AfterValidator(_user_data_size)] | None = Field(
+        None, description=f"Boot-time user data (cloud-init), ≤ {MAX_USER_DATA_BYTES} bytes."
+    )
+    power_state: PowerState = Field(PowerState.RUNNING, description="Running or Stopped.")
+    placement: PlacementHints | None = Field(
+        None, description="Optional zone/region/account constraints for scheduling."
+    )
+    drift_policy: DriftPolicy = Field(
+        DriftPolicy.CORRECT, description="Correct drift from spec, or only Report it."
+    )
+    deletion_policy: DeletionPolicy = Field(
+        DeletionPolicy.DELETE, description="Delete the VM with the object, or Orphan it."
+    )
+
+
+class InstancePlacement(Placement):
+    size: ProviderToken = Field(description="Provider size chosen.")
+
+
+class InstanceAddress(WireModel):
+    type: AddressType = Field(description="PublicIP, PrivateIP or Hostname.")
+    address: str = Field(min_length=1, description="The address.")
+
+
+class InstanceStatus(PlacedStatus):
+    phase: InstancePhase | None = Field(
+        None,
+        description="Pending, Scheduled, Provisioning, Running, Stopped, Failed or Deleting.",
+    )
+    placement: InstancePlacement | None = Field(
+        None, description="Account, region, zone and size chosen; sticky once bound."
+    )
+    addresses: list[InstanceAddress] = Field(
+        default_factory=list, description="Addresses reported by the cloud."
+    )
+
+
+class Instance(Resource):
+    """A virtual machine. Conditions: Scheduled, Provisioned, Ready, Drifted, QuotaExceeded."""
+
+    KIND: ClassVar[str] = "Instance"
+    PLURAL: ClassVar[str] = "instances"
+    SCOPE: ClassVar[Scope] = Scope.NAMESPACED
+    HAS_STATUS: ClassVar[bool] = True
+
+    kind: Literal["Instance"] = Field("Instance", description="Instance.")
+    spec: InstanceSpec = Field(description="Desired state of the VM.")
+    status: InstanceStatus = Field(
+        default_factory=InstanceStatus, description="Observed state of the VM."
+    )

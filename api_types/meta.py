@@ -1,0 +1,201 @@
+"""The object envelope shared by every kind: ObjectMeta, Condition, OwnerReference, Resource.
+
+Where it sits: pure data at the bottom of the stack. The store serialises these to JSON in
+etcd, the runtime reads ``metadata`` generically, the API server validates request bodies with
+them. No I/O here and no imports of other skybroker packages.
+
+Field names on the wire are camelCase (``resourceVersion``, ``ownerReferences``); Python
+attributes are snake_case. Unknown fields are rejected everywhere except in ``status``
+subtrees that a kind chooses to leave open.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from api_types.validation import (
+    validate_dns1123_label,
+    validate_dns1123_subdomain,
+    validate_label_map,
+)
+
+__all__ = [
+    "API_VERSION",
+    "Condition",
+    "ConditionStatus",
+    "ObjectMeta",
+    "OwnerReference",
+    "Resource",
+    "Scope",
+    "Status",
+    "WireModel",
+]
+
+API_VERSION = "skybroker.io/v1alpha1"
+
+
+class WireModel(BaseModel):
+    """Base of every model: camelCase on the wire, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=False,
+    )
+
+
+class Scope(StrEnum):
+    """Whether objects of a kind live in a namespace (keys and REST paths include it) or not."""
+
+    NAMESPACED = "Namespaced"
+    CLUSTER = "Cluster"
+
+
+class ConditionStatus(StrEnum):
+    """Kubernetes' tri-state condition status."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(WireModel):
+    """One observation about an object, Kubernetes' shape."""
+
+    type: str = Field(
+        min_length=1,
+        max_length=316,
+        description="Condition type in CamelCase, e.g. Ready, Scheduled, Provisioned, Drifted.",
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field("", description="One CamelCase word explaining the status.")
+    message: str = Field("", description="Human-readable details.")
+    last_transition_time: datetime | None = Field(
+        None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        None, description="metadata.generation the condition was computed from."
+    )
+
+
+class OwnerReference(WireModel):
+    """Points at the object that owns this one; owned objects are garbage collected after it."""
+
+    api_version: str = Field(API_VERSION, description="apiVersion of the owner.")
+    kind: str = Field(min_length=1, description="Kind of the owner.")
+    name: str = Field(min_length=1, description="Name of the owner.")
+    uid: str = Field(min_length=1, description="UID of the owner (guards against re-creation).")
+    controller: bool = Field(False, description="True for the managing controller's owner.")
+    block_owner_deletion: bool = Field(
+        False, description="Owner deletion waits for this object when true."
+    )
+
+
+class ObjectMeta(WireModel):
+    """Identity and bookkeeping of an object; the server fills uid, versions and timestamps."""
+
+    name: str = Field(description="Object name: a DNS-1123 subdomain (≤ 253 characters).")
+    namespace: str | None = Field(
+        None,
+        description="Namespace (a DNS-1123 label) of namespaced kinds; empty for cluster-scoped.",
+    )
+    uid: str | None = Field(None, description="Unique id set by the server at creation.")
+    resource_version: str | None = Field(
+        None, description="Opaque version (the etcd mod_revision) used for optimistic writes."
+    )
+    generation: int | None = Field(None, description="Incremented on every spec change.")
+    creation_timestamp: datetime | None = Field(None, description="When the object was created.")
+    deletion_timestamp: datetime | None = Field(
+        None, description="Set when deletion was requested; finalizers still pending."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Key/value labels used by label selectors."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Free-form key/value metadata for tools."
+    )
+    finalizers: list[str] = Field(
+        default_factory=list, description="Deletion waits until this list is empty."
+    )
+    owner_references: list[OwnerReference] = Field(
+        default_factory=list, description="Objects this one belongs to (garbage collection)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns1123(cls, value: str) -> str:
+        return validate_dns1123_subdomain(value)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_dns1123(cls, value: str | None) -> str | None:
+        return None if value is None else validate_dns1123_label(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_are_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        return validate_label_map(value)
+
+
+class Status(WireModel):
+    """Fields every status carries; kinds extend it with their own."""
+
+    phase: str | None = Field(None, description="Coarse lifecycle phase.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Current observations (Ready, Scheduled, …)."
+    )
+    observed_generation: int | None = Field(
+        None, description="metadata.generation the controller last acted upon."
+    )
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+class Resource(WireModel):
+    """Base of every kind. Subclasses set ``KIND``, ``PLURAL``, ``SCOPE`` and their own fields.
+
+    Most kinds add ``spec`` and ``status``; Secret and the RBAC kinds keep Kubernetes' top-level
+    fields (``data``, ``rules``, ``roleRef``, ``subjects``). The store treats everything except
+    ``apiVersion``, ``kind``, ``metadata`` and ``status`` as the desired state ("spec part"):
+    changes to it bump ``metadata.generation``.
+    """
+
+    KIND: ClassVar[str] = ""
+    PLURAL: ClassVar[str] = ""
+    SCOPE: ClassVar[Scope] = Scope.NAMESPACED
+    #: Kinds without a status subresource (Secret, RBAC, Namespace-less config) set False.
+    HAS_STATUS: ClassVar[bool] = True
+
+    api_version: str = Field(API_VERSION, description=f"Always {API_VERSION}.")
+    kind: str = Field(description="The kind of the object.")
+    metadata: ObjectMeta = Field(description="Name, namespace, labels and server bookkeeping.")
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version_is_ours(cls, value: str) -> str:
+        if value != API_VERSION:
+            raise ValueError(f"must be {API_VERSION!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_scoped_has_no_namespace(self) -> Resource:
+        # Kubernetes' behaviour: a namespace given for a cluster-scoped kind is ignored.
+        if self.SCOPE is Scope.CLUSTER and self.metadata.namespace is not None:
+            self.metadata.namespace = None
+        return self
+
+    @classmethod
+    def namespaced(cls) -> bool:
+        """True for namespaced kinds."""
+        return cls.SCOPE is Scope.NAMESPACED
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict stored in etcd and served by the API (camelCase, no None)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
