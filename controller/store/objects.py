@@ -42,7 +42,7 @@ from controller.errors import (
     NotFoundError,
 )
 from controller.labels import LabelSelector
-from controller.store.codec import DecodeError, decode_value, encode_value
+from controller.store.codec import MAX_VALUE_BYTES, DecodeError, decode_value, encode_value
 from controller.store.etcd import (
     EtcdClient,
     cmp_create_revision,
@@ -114,7 +114,7 @@ class Store:
         self.client = client
         self.layout = layout or KeyLayout()
         self._now = now
-        self._bases: dict[bytes, tuple[int, dict[str, Any]]] = {}
+        self._bases: dict[bytes, tuple[int, bytes]] = {}
         self._bases_lock = threading.Lock()
         self._last_revision = 0
 
@@ -140,13 +140,35 @@ class Store:
 
     def decode(self, key: ObjectKey, raw: bytes, mod_revision: int) -> Resource:
         """Decode and validate one stored value; remembers it as the base for later writes."""
-        try:
-            wire = decode_value(raw)
-        except DecodeError as exc:
-            raise InvalidObjectError(f"{key}: cannot decode", (FieldCause("", str(exc)),)) from None
-        obj = self.validate_at_key(key, wire)
+        obj = self._decode_canonical(key, raw)
+        if obj is None:
+            try:
+                wire = decode_value(raw)
+            except DecodeError as exc:
+                cause = FieldCause("", str(exc))
+                raise InvalidObjectError(f"{key}: cannot decode", (cause,)) from None
+            obj = self.validate_at_key(key, wire)
         obj.metadata.resource_version = str(mod_revision)
-        self._remember(self.layout.object_key(key), mod_revision, wire)
+        self._remember(self.layout.object_key(key), mod_revision, raw)
+        return obj
+
+    @staticmethod
+    def _decode_canonical(key: ObjectKey, raw: bytes) -> Resource | None:
+        """The fast path for values the store wrote: JSON validated by pydantic's own parser.
+
+        Returns None for anything else (YAML, unknown kinds, invalid or misplaced values); the
+        careful path then decodes them again and says exactly what is wrong.
+        """
+        if not raw.startswith(b"{") or len(raw) > MAX_VALUE_BYTES:
+            return None
+        try:
+            model = registry.by_plural(key.plural).model
+            obj = model.model_validate_json(raw)
+        except (registry.UnknownKindError, pydantic.ValidationError):
+            return None
+        metadata = obj.metadata
+        if metadata.name != key.name or (metadata.namespace or None) != key.namespace:
+            return None
         return obj
 
     def validate_at_key(self, key: ObjectKey, wire: dict[str, Any]) -> Resource:
@@ -173,18 +195,20 @@ class Store:
             raise InvalidObjectError(f"{key}: does not match its key", tuple(problems))
         return obj
 
-    def _remember(self, etcd_key: bytes, revision: int, wire: dict[str, Any]) -> None:
+    def _remember(self, etcd_key: bytes, revision: int, raw: bytes) -> None:
         with self._bases_lock:
             known = self._bases.get(etcd_key)
             if known is None or known[0] <= revision:
-                self._bases[etcd_key] = (revision, wire)
+                self._bases[etcd_key] = (revision, raw)
 
     def _forget(self, etcd_key: bytes) -> None:
         with self._bases_lock:
             self._bases.pop(etcd_key, None)
 
-    def _base(self, key: ObjectKey, resource_version: str | None) -> tuple[int, dict[str, Any]]:
-        """The stored wire value the caller's write is based on; ConflictError if it moved."""
+    def _base(
+        self, key: ObjectKey, resource_version: str | None
+    ) -> tuple[int, bytes, dict[str, Any]]:
+        """(revision, raw, wire) of the stored value a write is based on; ConflictError if moved."""
         if not resource_version or not resource_version.isdigit():
             raise InvalidObjectError(
                 f"{key}: update needs the resourceVersion it is based on",
@@ -199,18 +223,17 @@ class Store:
             if not response.kvs:
                 raise NotFoundError(f"{key} not found")
             kv = response.kvs[0]
-            try:
-                known = (int(kv.mod_revision), decode_value(kv.value))
-            except DecodeError as exc:
-                raise InvalidObjectError(
-                    f"{key}: stored value", (FieldCause("", str(exc)),)
-                ) from None
+            known = (int(kv.mod_revision), bytes(kv.value))
             self._remember(etcd_key, *known)
         if known[0] != wanted:
             raise ConflictError(
                 f"{key}: resourceVersion {wanted} is stale (stored: {known[0]}); re-read and retry"
             )
-        return known
+        try:
+            return known[0], known[1], decode_value(known[1])
+        except DecodeError as exc:
+            cause = FieldCause("", str(exc))
+            raise InvalidObjectError(f"{key}: stored value", (cause,)) from None
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -319,10 +342,9 @@ class Store:
             return []
         return [op_put(self.layout.history_key(key, sequence), encode_value(record.to_wire()))]
 
-    def _written(self, key: ObjectKey, wire: dict[str, Any], revision: int) -> Resource:
-        wire["metadata"]["resourceVersion"] = str(revision)
-        self._remember(self.layout.object_key(key), revision, wire)
-        return self.validate_at_key(key, wire)
+    def _written(self, key: ObjectKey, raw: bytes, revision: int) -> Resource:
+        """The object as stored at ``revision`` (``raw`` is its value), remembered as a base."""
+        return self.decode(key, raw, revision)
 
     def create(
         self,
@@ -358,7 +380,7 @@ class Store:
                 *(extras.compares if extras else ()),
             ],
             [
-                op_put(etcd_key, encode_value(wire)),
+                op_put(etcd_key, raw := encode_value(wire)),
                 *self._history_op(key, sequence, record),
                 *(extras.operations if extras else ()),
             ],
@@ -369,7 +391,7 @@ class Store:
             if response.responses[0].response_range.kvs:
                 raise AlreadyExistsError(f"{obj.kind} {key} already exists")
             raise ConflictError(f"{key}: a precondition of the create failed; retry")
-        return self._written(key, wire, int(response.header.revision))  # type: ignore[return-value]
+        return self._written(key, raw, int(response.header.revision))  # type: ignore[return-value]
 
     def update(
         self,
@@ -381,7 +403,7 @@ class Store:
     ) -> R:
         """Write spec and user metadata (labels, annotations, finalizers, ownerReferences)."""
         key = self.key_of(obj)
-        base_revision, base = self._base(key, obj.metadata.resource_version)
+        base_revision, base_raw, base = self._base(key, obj.metadata.resource_version)
         wire = obj.to_wire()
         new_metadata = dict(base["metadata"])
         for name in _USER_METADATA:
@@ -409,7 +431,7 @@ class Store:
         new_metadata.pop("resourceVersion", None)
         base_metadata = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
         if not spec_changes and new_metadata == base_metadata:
-            return self._written(key, dict(base), base_revision)  # type: ignore[return-value]
+            return self._written(key, base_raw, base_revision)  # type: ignore[return-value]
         validated = self.validate_at_key(key, new)
         if dry_run:
             validated.metadata.resource_version = str(base_revision)
@@ -442,10 +464,10 @@ class Store:
         key = self.key_of(obj)
         if not obj.HAS_STATUS:
             raise InvalidObjectError(f"{obj.kind} has no status subresource")
-        base_revision, base = self._base(key, obj.metadata.resource_version)
+        base_revision, base_raw, base = self._base(key, obj.metadata.resource_version)
         new_status = obj.to_wire().get("status", {})
         if base.get("status", {}) == new_status:
-            return self._written(key, dict(base), base_revision)  # type: ignore[return-value]
+            return self._written(key, base_raw, base_revision)  # type: ignore[return-value]
         new = dict(base)
         new["metadata"] = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
         new["status"] = new_status
@@ -491,7 +513,7 @@ class Store:
         response = self.client.txn(
             [cmp_mod_revision(etcd_key, base_revision), *(extras.compares if extras else ())],
             [
-                op_put(etcd_key, encode_value(new)),
+                op_put(etcd_key, raw := encode_value(new)),
                 *self._history_op(key, base_revision, record),
                 *(extras.operations if extras else ()),
             ],
@@ -499,7 +521,7 @@ class Store:
         if not response.succeeded:
             self._forget(etcd_key)
             raise ConflictError(f"{key} was modified since resourceVersion {base_revision}; retry")
-        return self._written(key, new, int(response.header.revision))
+        return self._written(key, raw, int(response.header.revision))
 
     def _finalize(
         self,
