@@ -22,7 +22,7 @@ from api_types.common import (
     ProviderToken,
     SecretReference,
 )
-from api_types.meta import Resource, Scope, Status, WireModel
+from api_types.meta import Resource, Scope, Status, WireEnum, WireModel
 from api_types.validation import validate_dns1123_label, validate_http_url, validate_token
 
 __all__ = [
@@ -146,7 +146,7 @@ class HardwareProfileSpec(WireModel):
     disk_gib: IntRange | None = Field(
         None, alias="diskGiB", description="Root disk in GiB {min, max}."
     )
-    arch: Arch | None = Field(None, description="x86_64 or arm64; absent = any.")
+    arch: WireEnum[Arch] | None = Field(None, description="x86_64 or arm64; absent = any.")
 
 
 class HardwareProfileStatus(Status):

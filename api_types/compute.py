@@ -31,7 +31,7 @@ from api_types.common import (
     as_range,
     field_error,
 )
-from api_types.meta import Resource, Scope, WireModel
+from api_types.meta import Resource, Scope, WireEnum, WireModel
 
 __all__ = [
     "MAX_USER_DATA_BYTES",
@@ -104,7 +104,7 @@ class HardwareSpec(WireModel):
     disk_gib: IntOrRange | None = Field(
         None, alias="diskGiB", description="Inline: root disk in GiB, exact or {min, max}."
     )
-    arch: Arch | None = Field(None, description="Inline: x86_64 or arm64.")
+    arch: WireEnum[Arch] | None = Field(None, description="Inline: x86_64 or arm64.")
 
     @model_validator(mode="after")
     def _exactly_one_form(self) -> HardwareSpec:
@@ -165,14 +165,14 @@ class InstanceSpec(TargetSpec):
     user_data: Annotated[str, AfterValidator(_user_data_size)] | None = Field(
         None, description=f"Boot-time user data (cloud-init), ≤ {MAX_USER_DATA_BYTES} bytes."
     )
-    power_state: PowerState = Field(PowerState.RUNNING, description="Running or Stopped.")
+    power_state: WireEnum[PowerState] = Field(PowerState.RUNNING, description="Running or Stopped.")
     placement: PlacementHints | None = Field(
         None, description="Optional zone/region/account constraints for scheduling."
     )
-    drift_policy: DriftPolicy = Field(
+    drift_policy: WireEnum[DriftPolicy] = Field(
         DriftPolicy.CORRECT, description="Correct drift from spec, or only Report it."
     )
-    deletion_policy: DeletionPolicy = Field(
+    deletion_policy: WireEnum[DeletionPolicy] = Field(
         DeletionPolicy.DELETE, description="Delete the VM with the object, or Orphan it."
     )
 
@@ -182,12 +182,12 @@ class InstancePlacement(Placement):
 
 
 class InstanceAddress(WireModel):
-    type: AddressType = Field(description="PublicIP, PrivateIP or Hostname.")
+    type: WireEnum[AddressType] = Field(description="PublicIP, PrivateIP or Hostname.")
     address: str = Field(min_length=1, description="The address.")
 
 
 class InstanceStatus(PlacedStatus):
-    phase: InstancePhase | None = Field(
+    phase: WireEnum[InstancePhase] | None = Field(
         None,
         description="Pending, Scheduled, Provisioning, Running, Stopped, Failed or Deleting.",
     )

@@ -6,7 +6,8 @@ Where it sits: pure data written by the event recorder of the controller runtime
 
 ``involvedObject`` is deliberately lax (any non-empty kind and name): events also describe
 objects that failed validation — a manifest written straight into etcd with a bad name still
-gets a Warning event naming its key and the errors.
+gets a Warning event naming its key and the errors. Timestamps are not cross-checked either
+(recorders on different hosts may disagree slightly about the time).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from api_types.common import PositiveInt, field_error
-from api_types.meta import Resource, Scope, WireModel
+from api_types.common import PositiveInt
+from api_types.meta import Resource, Scope, WireEnum, WireModel
 
 __all__ = [
     "Event",
@@ -66,21 +67,8 @@ class Event(Resource):
         min_length=1, max_length=256, description="Short CamelCase reason, e.g. Scheduled."
     )
     message: str = Field("", description="Human-readable description.")
-    type: EventType = Field(EventType.NORMAL, description="Normal or Warning.")
+    type: WireEnum[EventType] = Field(EventType.NORMAL, description="Normal or Warning.")
     count: PositiveInt = Field(1, description="How many times it happened (aggregated).")
     first_timestamp: datetime | None = Field(None, description="First occurrence.")
     last_timestamp: datetime | None = Field(None, description="Latest occurrence.")
     source: EventSource = Field(default_factory=EventSource, description="Who reported it.")
-
-    @model_validator(mode="after")
-    def _timestamps_ordered(self) -> Event:
-        first, last = self.first_timestamp, self.last_timestamp
-        if first is not None and last is not None and _comparable(first, last) and last < first:
-            raise field_error(
-                ("lastTimestamp",), "must not be earlier than firstTimestamp", last.isoformat()
-            )
-        return self
-
-
-def _comparable(a: datetime, b: datetime) -> bool:
-    return (a.tzinfo is None) == (b.tzinfo is None)

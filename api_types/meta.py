@@ -12,10 +12,19 @@ subtrees that a kind chooses to leave open.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, ClassVar
+from enum import Enum, StrEnum
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from api_types.validation import (
@@ -33,10 +42,24 @@ __all__ = [
     "Resource",
     "Scope",
     "Status",
+    "WireEnum",
     "WireModel",
 ]
 
 API_VERSION = "skybroker.io/v1alpha1"
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _enum_wire_value(value: object) -> object:
+    return value.value if isinstance(value, Enum) else value
+
+
+#: An enum field that validates strictly against the enum's values but also serialises a plain
+#: string assigned in Python (``status.phase = "Running"``) without pydantic's warning.
+#: Models are not re-validated on assignment (``validate_assignment=False``).
+WireEnum = Annotated[_E, PlainSerializer(_enum_wire_value)]
 
 
 class WireModel(BaseModel):
@@ -73,13 +96,13 @@ class Condition(WireModel):
         max_length=316,
         description="Condition type in CamelCase, e.g. Ready, Scheduled, Provisioned, Drifted.",
     )
-    status: ConditionStatus = Field(description="True, False or Unknown.")
+    status: WireEnum[ConditionStatus] = Field(description="True, False or Unknown.")
     reason: str = Field("", description="One CamelCase word explaining the status.")
     message: str = Field("", description="Human-readable details.")
     last_transition_time: datetime | None = Field(
         None, description="When the status last changed (RFC 3339)."
     )
-    observed_generation: int | None = Field(
+    observed_generation: StrictInt | None = Field(
         None, description="metadata.generation the condition was computed from."
     )
 
@@ -91,8 +114,8 @@ class OwnerReference(WireModel):
     kind: str = Field(min_length=1, description="Kind of the owner.")
     name: str = Field(min_length=1, description="Name of the owner.")
     uid: str = Field(min_length=1, description="UID of the owner (guards against re-creation).")
-    controller: bool = Field(False, description="True for the managing controller's owner.")
-    block_owner_deletion: bool = Field(
+    controller: StrictBool = Field(False, description="True for the managing controller's owner.")
+    block_owner_deletion: StrictBool = Field(
         False, description="Owner deletion waits for this object when true."
     )
 
@@ -109,7 +132,7 @@ class ObjectMeta(WireModel):
     resource_version: str | None = Field(
         None, description="Opaque version (the etcd mod_revision) used for optimistic writes."
     )
-    generation: int | None = Field(None, description="Incremented on every spec change.")
+    generation: StrictInt | None = Field(None, description="Incremented on every spec change.")
     creation_timestamp: datetime | None = Field(None, description="When the object was created.")
     deletion_timestamp: datetime | None = Field(
         None, description="Set when deletion was requested; finalizers still pending."
@@ -150,7 +173,7 @@ class Status(WireModel):
     conditions: list[Condition] = Field(
         default_factory=list, description="Current observations (Ready, Scheduled, …)."
     )
-    observed_generation: int | None = Field(
+    observed_generation: StrictInt | None = Field(
         None, description="metadata.generation the controller last acted upon."
     )
 

@@ -26,7 +26,7 @@ from api_types.common import (
     TargetSpec,
     field_error,
 )
-from api_types.meta import Resource, Scope, Status, WireModel
+from api_types.meta import Resource, Scope, Status, WireEnum, WireModel
 from api_types.validation import validate_cidr_within, validate_port_range
 
 __all__ = [
@@ -107,8 +107,8 @@ class Protocol(StrEnum):
 class FirewallRule(WireModel):
     """One allow rule. ``ports`` is required for tcp/udp and forbidden for icmp/all."""
 
-    direction: RuleDirection = Field(description="Ingress or Egress.")
-    protocol: Protocol = Field(description="tcp, udp, icmp or all.")
+    direction: WireEnum[RuleDirection] = Field(description="Ingress or Egress.")
+    protocol: WireEnum[Protocol] = Field(description="tcp, udp, icmp or all.")
     ports: StrictStr | None = Field(
         None,
         description='Port "80" or inclusive range "8000-8100" (a string); required for tcp '

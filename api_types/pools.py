@@ -22,7 +22,7 @@ from api_types.common import (
     ProviderToken,
     field_error,
 )
-from api_types.meta import Resource, Scope, Status, WireModel
+from api_types.meta import Resource, Scope, Status, WireEnum, WireModel
 
 __all__ = [
     "DEFAULT_FAILURE_PENALTY_SECONDS",
@@ -85,7 +85,7 @@ class PoolPolicy(WireModel):
     recent failure until the penalty has elapsed. 0 disables the penalty.
     """
 
-    type: PoolPolicyType = Field(
+    type: WireEnum[PoolPolicyType] = Field(
         PoolPolicyType.PRIORITY,
         description="Priority, LowestCost, RoundRobin, LeastLoaded or WeightedRandom.",
     )

@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar, Final, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from api_types.common import NamespaceName, ObjectName, field_error
-from api_types.meta import Resource, Scope, WireModel
+from api_types.meta import Resource, Scope, WireEnum, WireModel
 
 __all__ = [
     "RBAC_API_GROUP",
@@ -100,14 +100,14 @@ class RoleRef(WireModel):
     api_group: Literal["rbac.authorization.k8s.io", "skybroker.io"] = Field(
         RBAC_API_GROUP, description="rbac.authorization.k8s.io (as in Kubernetes) or skybroker.io."
     )
-    kind: RoleRefKind = Field(description="Role or ClusterRole.")
+    kind: WireEnum[RoleRefKind] = Field(description="Role or ClusterRole.")
     name: ObjectName = Field(description="Name of the role.")
 
 
 class Subject(WireModel):
     """Who is granted: a user or a group from the token file (e.g. system:masters)."""
 
-    kind: SubjectKind = Field(description="User or Group.")
+    kind: WireEnum[SubjectKind] = Field(description="User or Group.")
     name: _NonEmpty = Field(description="User or group name, exactly as authenticated.")
     api_group: str | None = Field(
         None, description="Accepted for Kubernetes compatibility (rbac.authorization.k8s.io)."

@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, StrictBool, field_validator
 
 from api_types.common import NonNegativeInt, field_error
-from api_types.meta import ObjectMeta, Resource, Scope, Status, WireModel
+from api_types.meta import ObjectMeta, Resource, Scope, Status, WireEnum, WireModel
 from api_types.validation import validate_base64, validate_dns1123_label, validate_secret_key
 
 __all__ = [
@@ -44,7 +44,7 @@ class NamespaceSpec(WireModel):
 
 
 class NamespaceStatus(Status):
-    phase: NamespacePhase | None = Field(
+    phase: WireEnum[NamespacePhase] | None = Field(
         None, description="Active, or Terminating while its objects are being deleted."
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import pytest
@@ -482,8 +483,50 @@ def test_other_rules() -> None:
     d["type"] = "Error"
     assert_rejected(d, "type", "Warning")
     d = doc("Event")
-    d["lastTimestamp"] = "2024-05-01T09:00:00Z"
-    assert_rejected(d, "lastTimestamp", "firstTimestamp")
+    d["count"] = 0
+    assert_rejected(d, "count", "greater than 0")
     d = doc("Instance")
     d["kind"] = "Volume"
     assert_rejected(d, "spec.hardware", "unknown field")
+
+
+# --------------------------------------------------------------------------- envelope
+
+
+def test_plain_strings_assigned_in_python_serialise_cleanly() -> None:
+    obj = parse_object(doc("Instance"))
+    assert isinstance(obj, at.Instance)
+    obj.status.phase = "Running"  # type: ignore[assignment]
+    obj.status.conditions.append(at.Condition(type="Ready", status="True", reason="Up"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wire = obj.to_wire()
+    assert wire["status"]["phase"] == "Running"
+    assert wire["status"]["conditions"][0]["status"] == "True"
+    again = parse_object(wire)
+    assert isinstance(again, at.Instance) and again.status.phase is at.InstancePhase.RUNNING
+    ready = again.status.condition("Ready")
+    assert ready is not None and ready.status is at.ConditionStatus.TRUE
+
+
+def test_metadata_is_strict_and_complete() -> None:
+    d = doc("Instance")
+    d["metadata"].update(
+        uid="u-1",
+        resourceVersion="42",
+        generation=3,
+        creationTimestamp="2024-05-01T10:00:00Z",
+        annotations={"note": "free text allowed here"},
+        finalizers=["skybroker.io/cloud"],
+        ownerReferences=[{"kind": "Pool", "name": "general", "uid": "u-0", "controller": True}],
+    )
+    obj = parse_object(d)
+    assert obj.metadata.generation == 3 and obj.metadata.owner_references[0].controller
+    assert obj.to_wire()["metadata"]["resourceVersion"] == "42"
+    assert parse_object(obj.to_wire()) == obj
+    d["metadata"]["generation"] = "3"
+    assert_rejected(d, "metadata.generation", "integer")
+    d["metadata"]["generation"] = 3
+    d["metadata"]["ownerReferences"][0]["controller"] = "yes"
+    assert_rejected(d, "metadata.ownerReferences[0].controller", "boolean")
+    assert at.Instance.namespaced() and not at.Pool.namespaced()
