@@ -120,13 +120,18 @@ class Ec2Provider(Ec2NetworkOps):
         )
         return nodes
 
+    def _adoptable(self, request: InstanceCreate) -> Node | None:
+        ids = self.token_ids("instance", request.tags)
+        found: Node | None = self.first(self._live_nodes(**{"instance-id": ids})) if ids else None
+        return found
+
     def list_instances(self) -> list[CloudInstance]:
         with ec2_errors():
             return [self._instance(node) for node in self._live_nodes()]
 
     def create_instance(self, request: InstanceCreate) -> CloudInstance:
         with ec2_errors():
-            found = self.first(self._live_nodes(**self.token_filter(request.tags)))
+            found = self._adoptable(request)
             if found is not None:
                 return self._instance(found)
             if request.firewall_ids and not request.subnet_id:
@@ -204,8 +209,9 @@ class Ec2Provider(Ec2NetworkOps):
 
     def create_volume(self, request: VolumeCreate) -> CloudVolume:
         with ec2_errors():
-            found = self.first(self.driver.list_volumes(ex_filters=self.token_filter(request.tags)))
-            vol = found or self.driver.ex_create_tagged_volume(
+            ids = self.token_ids("volume", request.tags)
+            found = self.driver.list_volumes(ex_filters={"volume-id": ids}) if ids else []
+            vol = self.first(found) or self.driver.ex_create_tagged_volume(
                 request.size_gib, request.zone, request.volume_type, request.tags.as_dict()
             )
             return self._volume(vol)

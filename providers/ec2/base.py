@@ -11,6 +11,7 @@ overrides AWS's regional endpoint; ``options["timeout"]`` sets the HTTP timeout 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,11 +54,23 @@ def _driver(config: AccountConfig) -> PortableEC2NodeDriver:
 
 
 class Ec2Base:
-    """The driver of one account and region, plus helpers shared by every operation."""
+    """The driver of one account and region, plus helpers shared by every operation.
+
+    libcloud connections keep per-request state, so each worker thread gets its own driver
+    (and HTTP connection); the provider object itself is shared by all workers.
+    """
 
     def __init__(self, config: AccountConfig) -> None:
         self.config = config
-        self.driver = _driver(config)
+        self._local = threading.local()
+        self._local.driver = _driver(config)  # fail fast on bad credentials or options
+
+    @property
+    def driver(self) -> PortableEC2NodeDriver:
+        driver: PortableEC2NodeDriver | None = getattr(self._local, "driver", None)
+        if driver is None:
+            driver = self._local.driver = _driver(self.config)
+        return driver
 
     @property
     def account(self) -> str:
@@ -67,14 +80,14 @@ class Ec2Base:
     def region(self) -> str:
         return self.config.region
 
-    @staticmethod
-    def token_filter(tags: ResourceTags, **more: Any) -> dict[str, Any]:
-        """Describe filters selecting the resource created with ``tags.token``.
+    def token_ids(self, resource_type: str, tags: ResourceTags) -> list[str]:
+        """Ids of the resources of ``resource_type`` created with ``tags.token``.
 
-        EC2 ignores nothing here, but EC2-compatible servers (moto) ignore ``ClientToken``,
-        so the token tag is the idempotency key on every cloud.
+        EC2-compatible servers (moto) ignore ``ClientToken``, so the token tag is the
+        idempotency key on every cloud. The ids may include deleted resources: callers
+        describe them with an id *filter*, which drops those instead of failing NotFound.
         """
-        return {f"tag:{TAG_TOKEN}": tags.token, **more}
+        return self.driver.ex_find_tagged(resource_type, TAG_TOKEN, tags.token)
 
     @staticmethod
     def tags_of(obj: Any) -> dict[str, str]:

@@ -92,7 +92,8 @@ class Ec2NetworkOps(Ec2Base):
 
     def create_network(self, request: NetworkCreate) -> CloudNetwork:
         with ec2_errors():
-            found = self.driver.ex_list_networks(filters=self.token_filter(request.tags))
+            ids = self.token_ids("vpc", request.tags)
+            found = self.driver.ex_list_networks(filters={"vpc-id": ids}) if ids else []
             net = self.first(found) or self.driver.ex_create_tagged_network(
                 request.cidr, request.tags.as_dict()
             )
@@ -120,7 +121,8 @@ class Ec2NetworkOps(Ec2Base):
 
     def create_subnet(self, request: SubnetCreate) -> CloudSubnet:
         with ec2_errors():
-            found = self.driver.ex_list_subnets(filters=self.token_filter(request.tags))
+            ids = self.token_ids("subnet", request.tags)
+            found = self.driver.ex_list_subnets(filters={"subnet-id": ids}) if ids else []
             sub = self.first(found) or self.driver.ex_create_tagged_subnet(
                 request.network_id, request.cidr, request.zone, request.tags.as_dict()
             )
@@ -161,7 +163,9 @@ class Ec2NetworkOps(Ec2Base):
     def create_firewall(self, request: FirewallCreate) -> CloudFirewall:
         with ec2_errors():
             tags = request.tags
-            found = self.first(self.driver.ex_get_security_groups(filters=self.token_filter(tags)))
+            ids = self.token_ids("security-group", tags)
+            groups = self.driver.ex_get_security_groups(filters={"group-id": ids}) if ids else []
+            found = self.first(groups)
             group_id = FirewallId(found.id) if found is not None else None
             if group_id is None:
                 group_id = FirewallId(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import pytest
@@ -373,3 +374,14 @@ def test_unreachable_endpoint_is_transient(cloud: Cloud) -> None:
     with pytest.raises(TransientError) as err:
         provider.list_volumes()
     assert err.value.code == "ConnectionError"
+
+
+def test_one_provider_shared_by_many_workers(cloud: Cloud) -> None:
+    def create(n: int) -> str:
+        return cloud.provider.create_instance(_instance(cloud, f"vm-{n % 20}")).id
+
+    with ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(create, range(20)))
+        again = list(pool.map(create, range(20)))  # the same 20 tokens again: adopted
+    assert len(set(ids)) == 20 and again == ids
+    assert len(cloud.provider.list_instances()) == 20
