@@ -43,6 +43,7 @@ from api_types.meta import (
     Resource,
     Scope,
     Status,
+    WireEnum,
     WireModel,
 )
 from api_types.network import (
@@ -191,6 +192,7 @@ __all__ = [
     "VolumeAttachmentStatus",
     "VolumeSpec",
     "VolumeStatus",
+    "WireEnum",
     "WireModel",
     "all_kinds",
     "by_kind",

@@ -28,9 +28,11 @@ from api_types.validation import validate_dns1123_label, validate_http_url, vali
 __all__ = [
     "ApiBudget",
     "Arch",
+    "DriverName",
     "HardwareProfile",
     "HardwareProfileSpec",
     "HardwareProfileStatus",
+    "HttpUrl",
     "ManagedResourceCounts",
     "ProviderAccount",
     "ProviderAccountSpec",

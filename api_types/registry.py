@@ -138,6 +138,8 @@ def parse_object(data: Mapping[str, Any]) -> Resource:
 
     Raises ``ValidationError`` (field ``kind`` missing or not a string, or any field of the
     kind invalid) or :class:`UnknownKindError` (a kind that is not registered).
+    ``metadata.namespace`` may be absent for a namespaced kind (the caller knows it from the
+    path or key); for a cluster-scoped kind it is dropped, as Kubernetes does.
     """
     if not isinstance(data, Mapping):
         raise ValidationError.from_exception_data(

@@ -28,6 +28,8 @@ __all__ = [
     "QuotaStatus",
     "QuotaUsage",
     "Secret",
+    "SecretData",
+    "SecretStringData",
 ]
 
 

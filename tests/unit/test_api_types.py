@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from typing import Any
 
@@ -530,3 +531,23 @@ def test_metadata_is_strict_and_complete() -> None:
     d["metadata"]["ownerReferences"][0]["controller"] = "yes"
     assert_rejected(d, "metadata.ownerReferences[0].controller", "boolean")
     assert at.Instance.namespaced() and not at.Pool.namespaced()
+
+
+@pytest.mark.parametrize("data", ALL_DOCS, ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_json_mode_validation_agrees(data: dict[str, Any]) -> None:
+    """The store decodes its own values with ``model_validate_json``: same result as dicts."""
+    obj = parse_object(data)
+    model = at.by_kind(data["kind"]).model
+    assert model.model_validate_json(json.dumps(obj.to_wire())) == obj
+    assert model.model_validate_json(json.dumps(data)) == obj
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"sizeGiB": "10"}, {"sizeGiB": 10.5}, {"sizeGiB": True}, {"pool": "A"}, {"account": "x"}],
+)
+def test_json_mode_rejects_like_dict_mode(change: dict[str, Any]) -> None:
+    data = with_spec("Volume", **change)
+    with pytest.raises(ValidationError) as info:
+        at.Volume.model_validate_json(json.dumps(data))
+    assert field_errors(info.value) == errors_of(data)
