@@ -16,6 +16,7 @@ import pytest
 
 from api_types import registry
 from controller.events import EventRecorder
+from controller.leader import shard_of
 from controller.store.embedded import EmbeddedEtcd, free_port
 from controller.store.etcd import EtcdClient
 from controller.store.keys import ObjectKey
@@ -114,6 +115,55 @@ def test_leader_failover_is_fenced_and_fast(
     )
     counts = [c for c, _, _ in history]
     assert counts == list(range(1, len(counts) + 1)), "a fenced increment was lost or doubled"
+
+
+def test_two_sharded_managers_split_the_objects_and_one_takes_over(
+    etcd_server: EmbeddedEtcd,
+    etcd_client: EtcdClient,
+    store: Store,
+    key_prefix: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    names = [f"p-{i}" for i in range(12)]
+    for name in names:
+        store.create(
+            registry.parse_object(
+                {
+                    "apiVersion": "skybroker.io/v1alpha1",
+                    "kind": "HardwareProfile",
+                    "metadata": {"name": name},
+                    "spec": {"cpu": {"min": 1}},
+                }
+            )
+        )
+    script = str(HERE / "manager_process.py")
+    processes.append(spawn(script, etcd_server.endpoint, key_prefix, "alpha", "4"))
+    processes.append(spawn(script, etcd_server.endpoint, key_prefix, "beta", "4"))
+
+    def owners() -> dict[str, str]:
+        found = {}
+        for name in names:
+            kvs = etcd_client.range(f"{key_prefix}/owners/{name}".encode()).kvs
+            if kvs:
+                found[name] = kvs[0].value.decode()
+        return found
+
+    def split_between_both() -> dict[str, str] | None:
+        current = owners()
+        return (
+            current if len(current) == 12 and set(current.values()) == {"alpha", "beta"} else None
+        )
+
+    split = wait_for(split_between_both)
+    by_shard: dict[int, set[str]] = {}
+    for name, owner in split.items():
+        by_shard.setdefault(shard_of(None, name, 4), set()).add(owner)
+    assert all(len(o) == 1 for o in by_shard.values()), f"a shard had two owners: {by_shard}"
+
+    processes[0].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(lambda: set(owners().values()) == {"beta"}, timeout=LEASE_TTL + 10)
+    assert time.monotonic() - killed_at <= LEASE_TTL + 2.0 + 0.5
 
 
 def test_skybroker_controller_process_normalises_reports_and_stops_cleanly(
