@@ -45,7 +45,7 @@ from controller.predicate import Predicate
 from controller.reconcile import Reconciler, Request
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
-from controller.workqueue import RateLimitingQueue
+from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
 
 __all__ = ["Manager", "ManagerOptions", "Normalised"]
 
@@ -129,7 +129,7 @@ class Manager:
         controller = Controller(
             model.PLURAL,
             reconciler,
-            RateLimitingQueue(model.PLURAL),
+            RateLimitingQueue(model.PLURAL, metrics=default_workqueue_metrics()),
             workers=workers or self.options.workers,
             kind=model.KIND,
             is_active=self.owns,
