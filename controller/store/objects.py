@@ -342,9 +342,21 @@ class Store:
             return []
         return [op_put(self.layout.history_key(key, sequence), encode_value(record.to_wire()))]
 
-    def _written(self, key: ObjectKey, raw: bytes, revision: int) -> Resource:
-        """The object as stored at ``revision`` (``raw`` is its value), remembered as a base."""
-        return self.decode(key, raw, revision)
+    def _txn(
+        self,
+        compares: Sequence[Any],
+        operations: Sequence[Any],
+        extras: TxnExtras | None,
+        failure: Sequence[Any] = (),
+    ) -> Any:
+        """One etcd transaction of a write, with the caller's extra compares and operations."""
+        response = self.client.txn(
+            [*compares, *(extras.compares if extras else ())],
+            [*operations, *(extras.operations if extras else ())],
+            list(failure),
+        )
+        self._saw_revision(int(response.header.revision))
+        return response
 
     def create(
         self,
@@ -373,25 +385,17 @@ class Store:
         # so it uses the newest revision this store has seen, guarded against reuse by a compare.
         sequence = self._last_revision
         history_key = self.layout.history_key(key, sequence)
-        response = self.client.txn(
-            [
-                cmp_create_revision(etcd_key, 0),
-                cmp_create_revision(history_key, 0),
-                *(extras.compares if extras else ()),
-            ],
-            [
-                op_put(etcd_key, raw := encode_value(wire)),
-                *self._history_op(key, sequence, record),
-                *(extras.operations if extras else ()),
-            ],
+        response = self._txn(
+            [cmp_create_revision(etcd_key, 0), cmp_create_revision(history_key, 0)],
+            [op_put(etcd_key, raw := encode_value(wire)), *self._history_op(key, sequence, record)],
+            extras,
             [op_get(etcd_key)],
         )
-        self._saw_revision(int(response.header.revision))
         if not response.succeeded:
             if response.responses[0].response_range.kvs:
                 raise AlreadyExistsError(f"{obj.kind} {key} already exists")
             raise ConflictError(f"{key}: a precondition of the create failed; retry")
-        return self._written(key, raw, int(response.header.revision))  # type: ignore[return-value]
+        return self.decode(key, raw, int(response.header.revision))  # type: ignore[return-value]
 
     def update(
         self,
@@ -431,7 +435,7 @@ class Store:
         new_metadata.pop("resourceVersion", None)
         base_metadata = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
         if not spec_changes and new_metadata == base_metadata:
-            return self._written(key, base_raw, base_revision)  # type: ignore[return-value]
+            return self.decode(key, base_raw, base_revision)  # type: ignore[return-value]
         validated = self.validate_at_key(key, new)
         if dry_run:
             validated.metadata.resource_version = str(base_revision)
@@ -467,7 +471,7 @@ class Store:
         base_revision, base_raw, base = self._base(key, obj.metadata.resource_version)
         new_status = obj.to_wire().get("status", {})
         if base.get("status", {}) == new_status:
-            return self._written(key, base_raw, base_revision)  # type: ignore[return-value]
+            return self.decode(key, base_raw, base_revision)  # type: ignore[return-value]
         new = dict(base)
         new["metadata"] = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
         new["status"] = new_status
@@ -510,18 +514,18 @@ class Store:
         extras: TxnExtras | None,
     ) -> Resource:
         etcd_key = self.layout.object_key(key)
-        response = self.client.txn(
-            [cmp_mod_revision(etcd_key, base_revision), *(extras.compares if extras else ())],
+        response = self._txn(
+            [cmp_mod_revision(etcd_key, base_revision)],
             [
                 op_put(etcd_key, raw := encode_value(new)),
                 *self._history_op(key, base_revision, record),
-                *(extras.operations if extras else ()),
             ],
+            extras,
         )
         if not response.succeeded:
             self._forget(etcd_key)
             raise ConflictError(f"{key} was modified since resourceVersion {base_revision}; retry")
-        return self._written(key, raw, int(response.header.revision))
+        return self.decode(key, raw, int(response.header.revision))
 
     def _finalize(
         self,
@@ -534,13 +538,10 @@ class Store:
         """Delete the key: its last finalizer is gone (or it never had one)."""
         etcd_key = self.layout.object_key(key)
         record = HistoryRecord("Deleted", actor, self._now(), last["metadata"].get("generation"))
-        response = self.client.txn(
-            [cmp_mod_revision(etcd_key, base_revision), *(extras.compares if extras else ())],
-            [
-                op_delete(etcd_key),
-                *self._history_op(key, base_revision, record),
-                *(extras.operations if extras else ()),
-            ],
+        response = self._txn(
+            [cmp_mod_revision(etcd_key, base_revision)],
+            [op_delete(etcd_key), *self._history_op(key, base_revision, record)],
+            extras,
         )
         self._forget(etcd_key)
         if not response.succeeded:
