@@ -30,6 +30,7 @@ from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from controller.errors import TransientError
 from providers.config import AccountConfig, ApiBudget
 from providers.guarded import GuardedProvider
 from providers.registry import open_provider
@@ -117,7 +118,13 @@ def through_adapter(
 ) -> float:
     def create(n: int) -> None:
         tags = ResourceTags(name=f"vm-{n}", uid=f"uid-{n}", token=f"tok-{workers}-{n}")
-        provider.create_instance(InstanceCreate(tags, SizeId(size), ImageId(image)))
+        for _attempt in range(20):  # transient errors are retried, as the workqueue does
+            try:
+                provider.create_instance(InstanceCreate(tags, SizeId(size), ImageId(image)))
+                return
+            except TransientError:
+                continue
+        raise RuntimeError(f"create {n} kept failing")
 
     def run() -> None:
         if workers == 1:
