@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import re
 from urllib.parse import urlsplit
@@ -65,6 +66,9 @@ def validate_dns1123_subdomain(value: str) -> str:
     return value
 
 
+# Labels repeat across thousands of objects (every relist validates them all): remember the
+# keys and values already accepted. Rejections raise, so they are never cached.
+@functools.lru_cache(maxsize=8192)
 def _validate_label_key(key: str) -> None:
     prefix, _, name = key.rpartition("/")
     if prefix:
@@ -83,12 +87,17 @@ def validate_label_map(labels: dict[str, str]) -> dict[str, str]:
     """Kubernetes label rules: optional DNS prefix + '/' + name (≤ 63), values ≤ 63."""
     for key, value in labels.items():
         _validate_label_key(key)
-        if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+        if not _is_label_value(value):
             raise ValueError(
                 f"label {key!r}: value must be at most 63 alphanumerics, '-', '_' or '.', "
                 "starting and ending with an alphanumeric"
             )
     return labels
+
+
+@functools.lru_cache(maxsize=8192)
+def _is_label_value(value: str) -> bool:
+    return len(value) <= 63 and _LABEL_VALUE.fullmatch(value) is not None
 
 
 def validate_cidr(value: str) -> str:
