@@ -63,9 +63,9 @@ def test_repeats_of_one_reason_aggregate_into_one_event(
     recorder = make_recorder(component="instance-controller")
     for attempt in range(5):
         assert recorder.record(secret(), "Warning", "ImageNotFound", f"attempt {attempt}")
-        assert recorder.flush(5)  # separate writes: each one a CAS on the stored event
+        assert recorder.flush(10)  # separate writes: each one a CAS on the stored event
     recorder.record(secret(), "Normal", "Synced", "fine")
-    assert recorder.flush(5)
+    assert recorder.flush(10)
 
     events = {e.reason: e for e in recorder.list_events("team-a", involved=SECRET_KEY)}
     assert set(events) == {"ImageNotFound", "Synced"}
@@ -89,7 +89,7 @@ def test_concurrent_recorders_never_lose_a_count(
     def record_many(recorder: EventRecorder) -> None:
         for _ in range(15):
             recorder.record(secret(), "Warning", "Throttled", "slow down")
-            recorder.flush(5)
+            recorder.flush(10)
 
     threads = [threading.Thread(target=record_many, args=(r,)) for r in recorders]
     for thread in threads:
@@ -108,7 +108,7 @@ def test_cluster_scoped_and_unparseable_objects_get_events_in_default(
     recorder.record(profile, "Normal", "Validated", "ok")
     broken_key = ObjectKey("hardwareprofiles", None, "Not_A_Valid.Name")
     recorder.record(involved_for_key(broken_key), "Warning", "InvalidObject", "spec.cpu: bad")
-    assert recorder.flush(5)
+    assert recorder.flush(10)
 
     (about_profile,) = recorder.list_events(involved=ObjectKey("hardwareprofiles", None, "small"))
     assert about_profile.metadata.namespace == "default"
@@ -131,14 +131,14 @@ def test_events_share_the_current_buckets_lease_and_move_to_the_next(
 
     recorder.record(secret(), "Normal", "Created", "")
     recorder.record(secret(), "Normal", "Started", "")
-    assert recorder.flush(5)
+    assert recorder.flush(10)
     first_lease = lease_of("Created")
     assert first_lease != 0
     assert lease_of("Started") == first_lease
 
     clock.now += timedelta(hours=1)
     recorder.record(secret(), "Normal", "Created", "again")
-    assert recorder.flush(5)
+    assert recorder.flush(10)
     assert lease_of("Created") not in (0, first_lease)  # re-attached: it lives on
     assert lease_of("Started") == first_lease
 
@@ -148,7 +148,7 @@ def test_events_expire_with_their_lease(
 ) -> None:
     recorder = make_recorder(ttl=1.0, lease_bucket=1.0)
     recorder.record(secret(), "Normal", "Fleeting", "")
-    assert recorder.flush(5)
+    assert recorder.flush(10)
     assert len(recorder.list_events("team-a")) == 1
     deadline = time.monotonic() + 10
     while recorder.list_events("team-a"):
@@ -165,7 +165,7 @@ def test_recording_never_blocks_while_etcd_is_down(tmp_path: Path) -> None:
     recorder = EventRecorder(Store(client, KeyLayout("/own")), max_queue=20, metrics=metrics)
     try:
         recorder.record(secret(), "Normal", "Up", "")
-        assert recorder.flush(5)
+        assert recorder.flush(10)
         server.kill()
 
         started = time.monotonic()

@@ -24,7 +24,7 @@ from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.objects import Store
 
 
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
