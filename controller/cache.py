@@ -294,7 +294,7 @@ class Informer(Generic[R]):
                     changes.append(decoded)
             else:
                 fresh[key] = decoded
-        del kvs  # the raw values are not kept: the cache holds models only
+        del listed, kvs  # the raw values are not kept: the cache holds models only
         self._invalid_revisions = invalid
         with self._dispatch:
             with self._lock:

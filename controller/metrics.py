@@ -65,7 +65,7 @@ class RuntimeMetrics:
         )
         self.events_dropped = Counter(
             "events_dropped_total",
-            "Event records dropped because the recorder's queue was full.",
+            "Event records dropped: the recorder's queue was full, or the write failed for good.",
             registry=registry,
         )
 
