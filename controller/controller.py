@@ -41,7 +41,7 @@ from api_types.meta import Resource
 from controller.cache import Informer
 from controller.clock import Clock, RealClock
 from controller.handler import EventHandler
-from controller.metrics import RuntimeMetrics, runtime_metrics
+from controller.metrics import RECONCILE_RESULTS, RuntimeMetrics, runtime_metrics
 from controller.predicate import Predicate
 from controller.reconcile import Reconciler, Request, TerminalError, TransientError
 from controller.store.keys import ObjectKey
@@ -101,6 +101,9 @@ class Controller:
         self._resync_period = resync_period
         self._clock: Clock = clock or RealClock()
         self._metrics = metrics or runtime_metrics()
+        # Every outcome is exported from the start (as 0), so rate() and alerts see the series.
+        for result in RECONCILE_RESULTS:
+            self._metrics.reconcile_total.labels(kind=self.kind, result=result)
         self._tick = min(_INACTIVE_POLL, resync_period / _SCANS_PER_RESYNC_PERIOD)
         self._lock = threading.Lock()
         self._parked: set[ObjectKey] = set()
