@@ -304,6 +304,8 @@ class Informer(Generic[R]):
                         continue
                     self._put(key, new)
                     changes.append(_Change(key, old, new))
+                    if new is None:
+                        self._store.forget(key)
                 self.last_revision = revision
             self._notify(changes)
             self._synced.set()
@@ -318,6 +320,7 @@ class Informer(Generic[R]):
                 new: R | None = None
                 if event.deleted:
                     self._invalid_revisions.pop(key, None)
+                    self._store.forget(key)
                 else:
                     decoded = self._decode(key, event.value, event.mod_revision)
                     if isinstance(decoded, _Change):

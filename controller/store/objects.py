@@ -205,6 +205,10 @@ class Store:
         with self._bases_lock:
             self._bases.pop(etcd_key, None)
 
+    def forget(self, key: ObjectKey) -> None:
+        """Drop what is remembered of a key deleted elsewhere (informers call it on deletes)."""
+        self._forget(self.layout.object_key(key))
+
     def _base(
         self, key: ObjectKey, resource_version: str | None
     ) -> tuple[int, bytes, dict[str, Any]]:
