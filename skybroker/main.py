@@ -10,6 +10,7 @@ history trimming.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import threading
@@ -24,9 +25,16 @@ from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 
-__all__ = ["main"]
+__all__ = ["main", "tune_garbage_collector"]
 
 log = structlog.get_logger(__name__)
+
+
+def tune_garbage_collector() -> None:
+    """Collect young objects less often: an informer relist allocates ~100 objects per stored
+    object, and CPython's default threshold (700) then spends a third of a 10,000-object relist
+    in the cyclic collector, which finds almost nothing there (models are acyclic)."""
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _manager_options(args: argparse.Namespace) -> ManagerOptions:
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(json=json_logs, level=args.log_level)
+    tune_garbage_collector()
     if args.shards < 1 or args.workers < 1:
         print("skybroker: --shards and --workers must be at least 1", file=sys.stderr)
         return 2
