@@ -100,7 +100,7 @@ def relist(client: EtcdClient, store: Store, objects: int) -> Row:
     prefix = store.layout.kind_prefix("instances", "relist")
 
     def raw_once(_: int) -> None:
-        assert len(store.raw_list(prefix)[0]) == objects // 8 * 8
+        assert len(client.range_prefix(prefix)[0]) == objects // 8 * 8
 
     def store_once(_: int) -> None:
         assert len(store.list(Instance, "relist").items) == objects // 8 * 8

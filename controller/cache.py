@@ -278,7 +278,7 @@ class Informer(Generic[R]):
         return obj
 
     def _relist(self) -> None:
-        listed: tuple[builtins.list[Any], int] = self._store.raw_list(self._prefix)
+        listed: tuple[builtins.list[Any], int] = self._store.client.range_prefix(self._prefix)
         kvs, revision = listed
         fresh: dict[ObjectKey, R] = {}
         invalid: dict[ObjectKey, int] = {}

@@ -206,7 +206,9 @@ class EventRecorder:
         if involved is not None:
             about = involved_for_key(involved)
             namespace = _event_namespace(about)
-        listed: tuple[list[Any], int] = self._store.raw_list(self._layout.events_prefix(namespace))
+        listed: tuple[list[Any], int] = self._client.range_prefix(
+            self._layout.events_prefix(namespace)
+        )
         events = []
         for kv in listed[0]:
             try:

@@ -33,7 +33,8 @@ from controller.errors import ConflictError, FieldCause, InvalidObjectError, Sto
 from controller.store.codec import DecodeError, decode_value
 from controller.store.history import HistoryRecord, diff_fields
 from controller.store.keys import ObjectKey
-from controller.store.objects import Store, spec_part
+from controller.store.objects import Store
+from controller.store.results import spec_part
 from controller.store.watch import PrefixWatch, WatchCompacted
 
 __all__ = ["DirectWriteNormalizer", "InvalidValueReporter", "Outcome", "is_normalised"]
@@ -135,7 +136,7 @@ class DirectWriteNormalizer:
         """List then watch the whole registry, normalising every value, until ``stop``."""
         while not stop.is_set():
             try:
-                kvs, revision = self.store.raw_list(self.store.layout.registry_root)
+                kvs, revision = self.store.client.range_prefix(self.store.layout.registry_root)
                 for kv in kvs:
                     if self.is_active():
                         self.normalise(bytes(kv.key), bytes(kv.value), int(kv.mod_revision))

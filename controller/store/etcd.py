@@ -169,6 +169,37 @@ class EtcdClient:
         request = etcdrpc.CompactionRequest(revision=revision, physical=physical)
         return self._call(lambda ch: etcdrpc.KVStub(ch).Compact(request, self.timeout))
 
+    def range_pages(
+        self,
+        prefix: bytes,
+        *,
+        revision: int = 0,
+        start_after: bytes | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[tuple[Sequence[Any], int, bool]]:
+        """Yield (kvs, revision, more) pages over a prefix, every page at the same revision.
+
+        No sort order: etcd returns keys in order anyway, and asking for a sort makes it re-read
+        the rest of the range on every page (DESIGN §2).
+        """
+        end = prefix_range_end(prefix)
+        start = start_after + b"\0" if start_after else prefix
+        while True:
+            response = self.range(start, end, revision=revision, limit=page_size)
+            revision = revision or int(response.header.revision)
+            yield response.kvs, revision, bool(response.more)
+            if not response.more or not response.kvs:
+                return
+            start = bytes(response.kvs[-1].key) + b"\0"
+
+    def range_prefix(self, prefix: bytes, *, revision: int = 0) -> tuple[list[Any], int]:
+        """Every kv under a prefix, read page by page at one revision, and that revision."""
+        kvs: list[Any] = []
+        for page, pinned, _ in self.range_pages(prefix, revision=revision):
+            kvs.extend(page)
+            revision = pinned
+        return kvs, revision
+
     def current_revision(self) -> int:
         return int(self.range(b"\0", count_only=True).header.revision)
 

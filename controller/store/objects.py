@@ -25,10 +25,9 @@ from __future__ import annotations
 import builtins
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 
@@ -50,53 +49,21 @@ from controller.store.etcd import (
     op_delete,
     op_get,
     op_put,
-    prefix_range_end,
 )
 from controller.store.history import HistoryRecord, diff_fields, status_changes
 from controller.store.keys import KeyLayout, ObjectKey
+from controller.store.results import InvalidValue, ObjectList, TxnExtras, spec_part
 
-__all__ = ["InvalidValue", "ObjectList", "Store", "TxnExtras", "spec_part"]
+__all__ = ["Store"]
 
 R = TypeVar("R", bound=Resource)
 
-_ENVELOPE = ("apiVersion", "kind", "metadata", "status")
 _USER_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
 _DELETE_RETRIES = 5
 
 
-def spec_part(wire: dict[str, Any]) -> dict[str, Any]:
-    """Everything a user declares: the wire object minus envelope and status."""
-    return {k: v for k, v in wire.items() if k not in _ENVELOPE}
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class InvalidValue:
-    """A stored value that does not decode or validate (typically a bad direct write)."""
-
-    key: ObjectKey
-    mod_revision: int
-    causes: tuple[FieldCause, ...]
-
-
-@dataclass(frozen=True)
-class ObjectList(Generic[R]):
-    items: list[R]
-    resource_version: int
-    invalid: list[InvalidValue] = field(default_factory=list)
-    #: Opaque continuation for paged lists: the last key returned (None = complete).
-    continue_after: bytes | None = None
-
-
-@dataclass(frozen=True)
-class TxnExtras:
-    """More compares and operations to run atomically with a write (e.g. quota reservation)."""
-
-    compares: Sequence[Any] = ()
-    operations: Sequence[Any] = ()
 
 
 def _causes(exc: pydantic.ValidationError) -> tuple[FieldCause, ...]:
@@ -267,12 +234,13 @@ class Store:
         items: list[R] = []
         invalid: list[InvalidValue] = []
         pinned = revision
-        for kvs, pinned, more in self._range_pages(
+        for kvs, pinned, more in self.client.range_pages(
             self.layout.kind_prefix(model.PLURAL, namespace),
             revision=revision,
             start_after=continue_after,
             page_size=min(page_size, limit) if limit else page_size,
         ):
+            self._saw_revision(pinned)
             for index, kv in enumerate(kvs):
                 key = self.layout.parse_object_key(bytes(kv.key))
                 if key is None:
@@ -291,44 +259,10 @@ class Store:
                     return ObjectList(items, pinned, invalid, bytes(kv.key) if has_more else None)
         return ObjectList(items, pinned, invalid, None)
 
-    def _range_pages(
-        self,
-        prefix: bytes,
-        *,
-        revision: int,
-        start_after: bytes | None,
-        page_size: int,
-    ) -> Iterator[tuple[Sequence[Any], int, bool]]:
-        """Yield (kvs, revision, more) pages over a prefix, every page at the same revision.
-
-        No sort order: etcd returns keys in order anyway, and asking for a sort makes it re-read
-        the rest of the range on every page (DESIGN §2).
-        """
-        end = prefix_range_end(prefix)
-        start = start_after + b"\0" if start_after else prefix
-        while True:
-            response = self.client.range(start, end, revision=revision, limit=page_size)
-            revision = revision or int(response.header.revision)
-            self._saw_revision(int(response.header.revision))
-            yield response.kvs, revision, bool(response.more)
-            if not response.more or not response.kvs:
-                return
-            start = bytes(response.kvs[-1].key) + b"\0"
-
-    def raw_list(self, prefix: bytes, *, revision: int = 0) -> tuple[builtins.list[Any], int]:
-        """Every raw kv under a prefix, read at one revision, and that revision."""
-        kvs: builtins.list[Any] = []
-        for page, pinned, _ in self._range_pages(
-            prefix, revision=revision, start_after=None, page_size=1000
-        ):
-            kvs.extend(page)
-            revision = pinned
-        return kvs, revision
-
     def history(self, key: ObjectKey) -> builtins.list[HistoryRecord]:
         """The object's durable history, oldest first (by the revision of each record)."""
         records = []
-        for kv in self.raw_list(self.layout.history_prefix(key))[0]:
+        for kv in self.client.range_prefix(self.layout.history_prefix(key))[0]:
             try:
                 records.append(
                     HistoryRecord.from_wire(decode_value(kv.value), int(kv.mod_revision))
@@ -609,7 +543,7 @@ class Store:
                 self.client.delete_range(excess[0], excess[-1] + b"\0")
             return len(excess)
 
-        for kv in self.raw_list(self.layout.history_root)[0]:
+        for kv in self.client.range_prefix(self.layout.history_root)[0]:
             record_key = bytes(kv.key)
             owner = record_key.rsplit(b"/", 1)[0]
             if owner != current_object:

@@ -32,7 +32,8 @@ from controller.leader._session import DeadlinePassed, LeaseSession, call_before
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient, op_put, prefix_range_end
 from controller.store.keys import KeyLayout
-from controller.store.objects import Store, TxnExtras
+from controller.store.objects import Store
+from controller.store.results import TxnExtras
 
 TTL = 2
 RENEW = 0.5

@@ -1,0 +1,52 @@
+"""What the object store returns besides objects: lists, invalid values, transaction extras.
+
+Where it sits: beside ``controller.store.objects``; the informer, the API server and the
+reconcilers read these shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from api_types.meta import Resource
+from controller.errors import FieldCause
+from controller.store.keys import ObjectKey
+
+__all__ = ["InvalidValue", "ObjectList", "TxnExtras", "spec_part"]
+
+R = TypeVar("R", bound=Resource)
+
+_ENVELOPE = ("apiVersion", "kind", "metadata", "status")
+
+
+def spec_part(wire: dict[str, Any]) -> dict[str, Any]:
+    """Everything a user declares: the wire object minus envelope and status."""
+    return {k: v for k, v in wire.items() if k not in _ENVELOPE}
+
+
+@dataclass(frozen=True)
+class InvalidValue:
+    """A stored value that does not decode or validate (typically a bad direct write)."""
+
+    key: ObjectKey
+    mod_revision: int
+    causes: tuple[FieldCause, ...]
+
+
+@dataclass(frozen=True)
+class ObjectList(Generic[R]):
+    items: list[R]
+    resource_version: int
+    invalid: list[InvalidValue] = field(default_factory=list)
+    #: Opaque continuation for paged lists: the last key returned (None = complete).
+    continue_after: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TxnExtras:
+    """More compares and operations to run atomically with a write (e.g. quota reservation)."""
+
+    compares: Sequence[Any] = ()
+    operations: Sequence[Any] = ()
