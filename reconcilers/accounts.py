@@ -1,0 +1,120 @@
+"""Account name → a live cloud provider and its inventory, built from ProviderAccount + Secret.
+
+Where it sits: shared by every reconciler that talks to a cloud (instances, subnets, firewalls,
+volumes, the account health probe, the leak sweeper). It maps the stored ``ProviderAccount``
+and its credentials Secret onto ``providers.AccountConfig`` and keeps one guarded provider (API
+budget, circuit breaker, metrics) and one ``Inventory`` per account, shared by all workers, so
+the budget and the batched reads really are per account. A provider is rebuilt when the
+account's generation or its Secret's resourceVersion changes.
+
+Simulated accounts keep their state in ``{simulated_state_dir}/simulated.sqlite`` (one file for
+all of them, so capacity per zone is shared as in a real region) unless the account sets an
+endpoint. Annotations ``options.skybroker.io/<name>: <value>`` become driver options (the
+simulated cloud's latency, fault rates, quotas…), so tests and demos configure a cloud the
+same way an operator would.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from api_types import ProviderAccount, Secret
+from controller.errors import NotFoundError, TerminalError
+from controller.store.objects import Store
+from providers import AccountConfig, ApiBudget, GuardedProvider, Inventory, open_provider
+from providers.clock import Clock, MonotonicClock
+
+__all__ = ["OPTION_ANNOTATION_PREFIX", "AccountHandle", "ProviderRegistry", "account_config"]
+
+OPTION_ANNOTATION_PREFIX = "options.skybroker.io/"
+
+
+@dataclass(frozen=True)
+class AccountHandle:
+    """One account's provider and inventory, valid for the account version it was built from."""
+
+    name: str
+    provider: GuardedProvider
+    inventory: Inventory
+    version: tuple[str, int, str]
+
+
+def account_config(
+    account: ProviderAccount, credentials: dict[str, str], simulated_state_dir: Path | None
+) -> AccountConfig:
+    spec = account.spec
+    endpoint = str(spec.endpoint) if spec.endpoint else None
+    if spec.driver == "simulated" and endpoint is None and simulated_state_dir is not None:
+        endpoint = str(simulated_state_dir / "simulated.sqlite")
+    options = {
+        key[len(OPTION_ANNOTATION_PREFIX) :]: value
+        for key, value in account.metadata.annotations.items()
+        if key.startswith(OPTION_ANNOTATION_PREFIX)
+    }
+    budget = spec.api_budget
+    return AccountConfig(
+        name=account.metadata.name,
+        driver=spec.driver,
+        region=spec.region,
+        endpoint=endpoint,
+        credentials=credentials,
+        images=dict(spec.images),
+        options=options,
+        api_budget=ApiBudget(rate=budget.requests_per_second, burst=budget.burst),
+    )
+
+
+class ProviderRegistry:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        simulated_state_dir: Path | None = None,
+        inventory_interval: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self._store = store
+        self._simulated_state_dir = simulated_state_dir
+        self._inventory_interval = inventory_interval
+        self._clock = clock or MonotonicClock()
+        self._lock = threading.Lock()
+        self._handles: dict[str, AccountHandle] = {}
+
+    def handle(self, account: ProviderAccount) -> AccountHandle:
+        """The account's provider; TerminalError if its Secret or driver is unusable."""
+        credentials, secret_version = self._credentials(account)
+        version = (str(account.metadata.uid), account.metadata.generation or 0, secret_version)
+        name = account.metadata.name
+        with self._lock:
+            known = self._handles.get(name)
+            if known is not None and known.version == version:
+                return known
+            config = account_config(account, credentials, self._simulated_state_dir)
+            try:
+                provider = open_provider(config, clock=self._clock)
+            except ValueError as exc:
+                raise TerminalError(str(exc), reason="InvalidAccount") from None
+            inventory = Inventory(provider, clock=self._clock, interval=self._inventory_interval)
+            handle = AccountHandle(name, provider, inventory, version)
+            self._handles[name] = handle
+            return handle
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._handles.pop(name, None)
+
+    def _credentials(self, account: ProviderAccount) -> tuple[dict[str, str], str]:
+        ref = account.spec.credentials_ref
+        if ref is None:
+            return {}, ""
+        try:
+            secret = self._store.get(Secret, ref.name, ref.namespace)
+        except NotFoundError:
+            raise TerminalError(
+                f"credentials Secret {ref.namespace}/{ref.name} does not exist",
+                reason="CredentialsMissing",
+            ) from None
+        values = {key: value.decode("utf-8", "replace") for key, value in secret.decoded().items()}
+        return values, str(secret.metadata.resource_version)
