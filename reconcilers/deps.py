@@ -1,0 +1,33 @@
+"""What every reconciler is built with: the manager's store, caches and events, and the clouds.
+
+Where it sits: the composition root (``skybroker``) builds one ``Deps`` and hands it to each
+reconciler module's ``register(deps)``, which adds its controller to the manager. Reconcilers
+read desired state from ``deps.manager.informer(Kind)`` caches, write through ``deps.store``
+(adding ``deps.manager.fence_for(key)`` to writes that must not outlive this process's shard),
+report through ``deps.recorder`` and reach clouds through ``deps.providers``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.events import EventRecorder
+from controller.manager import Manager
+from controller.store.objects import Store
+from reconcilers.accounts import ProviderRegistry
+
+__all__ = ["Deps"]
+
+
+@dataclass(frozen=True)
+class Deps:
+    manager: Manager
+    providers: ProviderRegistry
+
+    @property
+    def store(self) -> Store:
+        return self.manager.store
+
+    @property
+    def recorder(self) -> EventRecorder:
+        return self.manager.recorder
