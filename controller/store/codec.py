@@ -13,7 +13,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_DEPTH", "MAX_VALUE_BYTES", "DecodeError", "decode_value", "encode_value"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_VALUE_BYTES",
+    "DecodeError",
+    "decode_documents",
+    "decode_value",
+    "encode_value",
+]
 
 #: Larger values are refused without parsing (etcd's own default request limit is 1.5 MiB).
 MAX_VALUE_BYTES = 1536 * 1024
@@ -46,37 +53,42 @@ def _check_depth(value: Any, limit: int) -> None:
             stack.extend((child, depth + 1) for child in node)
 
 
-def decode_value(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> dict[str, Any]:
+def decode_documents(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> list[dict[str, Any]]:
+    """Every document of a JSON value or a (multi-document) YAML stream, each a mapping."""
     if len(raw) > max_bytes:
         raise DecodeError(f"value is {len(raw)} bytes; the limit is {max_bytes}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"value is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        try:
-            value = json.loads(text)
-        except RecursionError:
-            raise DecodeError(f"document nests deeper than {MAX_DEPTH} levels") from None
-        except json.JSONDecodeError as exc:
-            raise DecodeError(f"invalid JSON: {exc}") from None
-    else:
-        try:
-            documents = list(yaml.load_all(text, Loader=_NoAliasLoader))
-        except DecodeError:
-            raise
-        except RecursionError:
-            raise DecodeError(f"document nests deeper than {MAX_DEPTH} levels") from None
-        except yaml.YAMLError as exc:
-            raise DecodeError(f"invalid YAML: {exc}") from None
-        if len(documents) != 1:
-            raise DecodeError(f"expected exactly one document, found {len(documents)}")
-        value = documents[0]
-    if not isinstance(value, dict):
-        raise DecodeError(f"expected a mapping at the top, found {type(value).__name__}")
-    _check_depth(value, MAX_DEPTH)
-    return value
+    try:
+        if text.lstrip().startswith("{"):
+            documents = [json.loads(text)]
+        else:
+            loaded = yaml.load_all(text, Loader=_NoAliasLoader)
+            documents = [doc for doc in loaded if doc is not None]
+    except RecursionError:
+        raise DecodeError(f"document nests deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise DecodeError(f"invalid YAML: {exc}") from None
+    for index, document in enumerate(documents):
+        if not isinstance(document, dict):
+            where = f"document {index + 1}" if len(documents) > 1 else "the value"
+            raise DecodeError(
+                f"expected a mapping at the top of {where}, found {type(document).__name__}"
+            )
+        _check_depth(document, MAX_DEPTH)
+    return documents
+
+
+def decode_value(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> dict[str, Any]:
+    """A stored value: exactly one JSON or YAML mapping."""
+    documents = decode_documents(raw, max_bytes=max_bytes)
+    if len(documents) != 1:
+        raise DecodeError(f"expected exactly one document, found {len(documents)}")
+    return documents[0]
 
 
 def encode_value(value: dict[str, Any]) -> bytes:
