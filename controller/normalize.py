@@ -75,6 +75,7 @@ class DirectWriteNormalizer:
         if key is None:
             return Outcome.UNCHANGED
         try:
+            raw = self.store.plain(key, raw)  # encrypted Secrets are read like any value
             wire = decode_value(raw)
             obj = self.store.validate_at_key(key, wire)
         except DecodeError as exc:
@@ -88,7 +89,7 @@ class DirectWriteNormalizer:
         missing = [f for f in ("uid", "generation", "creationTimestamp") if f not in metadata]
         stored_revision_field = "resourceVersion" in wire.get("metadata", {})
         is_json = raw.lstrip().startswith(b"{")
-        spec_changes = self._unbumped_spec_changes(canonical, prev_raw)
+        spec_changes = self._unbumped_spec_changes(key, canonical, prev_raw)
         if not (missing or stored_revision_field or not is_json or spec_changes):
             return Outcome.UNCHANGED
         metadata.pop("resourceVersion", None)
@@ -114,16 +115,15 @@ class DirectWriteNormalizer:
         log.info("normalised direct write", key=str(key), missing=missing)
         return Outcome.NORMALISED
 
-    @staticmethod
     def _unbumped_spec_changes(
-        canonical: dict[str, Any], prev_raw: bytes | None
+        self, key: ObjectKey, canonical: dict[str, Any], prev_raw: bytes | None
     ) -> list[dict[str, Any]]:
         """Spec changes made by a direct write that kept the previous generation."""
         if prev_raw is None:
             return []
         try:
-            previous = decode_value(prev_raw)
-        except DecodeError:
+            previous = decode_value(self.store.plain(key, prev_raw))
+        except (DecodeError, InvalidObjectError):
             return []
         same_generation = previous.get("metadata", {}).get("generation") == canonical[
             "metadata"

@@ -24,6 +24,7 @@ from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
+from skybroker.apiserver import HttpServer, load_cipher, prepare_data_dir
 
 __all__ = ["main", "tune_garbage_collector"]
 
@@ -52,7 +53,7 @@ def _manager_options(args: argparse.Namespace) -> ManagerOptions:
 
 def _run_manager(endpoints: list[str], args: argparse.Namespace, on_ready: str | None) -> int:
     client = EtcdClient(endpoints)
-    store = Store(client, KeyLayout(args.prefix))
+    store = Store(client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file))
     manager = Manager(store, _manager_options(args))
     manager.install_signal_handlers()
 
@@ -81,11 +82,39 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = {"etcdEndpoint": etcd.endpoint, "prefix": args.prefix, "pid": etcd.pid}
     (data_dir / "endpoints.json").write_text(json.dumps(state))
     print(f"skybroker up: etcd at {etcd.endpoint} (data in {data_dir})", flush=True)
+    files = prepare_data_dir(data_dir, f"http://{args.listen}")
+    args.encryption_key_file = args.encryption_key_file or str(files.encryption_key_file)
+    api_client = EtcdClient([etcd.endpoint])
+    api_store = Store(
+        api_client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file)
+    )
+    http = HttpServer(api_store, files.token_file, args.listen)
+    http.start()
+    print(
+        f"skybroker up: API at {http.url}\n"
+        f"  export SKYCONFIG={files.skyctl_config}\n  skyctl get namespaces",
+        flush=True,
+    )
     try:
         return _run_manager([etcd.endpoint], args, "skybroker up: controllers running")
     finally:
+        http.stop()
+        api_client.close()
         etcd.stop()
         print("skybroker up: stopped", flush=True)
+
+
+def cmd_apiserver(args: argparse.Namespace) -> int:
+    endpoints = [e.strip() for e in args.etcd_endpoints.split(",") if e.strip()]
+    client = EtcdClient(endpoints)
+    store = Store(client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file))
+    http = HttpServer(store, Path(args.token_file), args.listen)
+    log.info("apiserver listening", url=http.url)
+    try:
+        http.run()
+    finally:
+        client.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,12 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--identity", default="", help="this process in leases (default host-pid)")
         sub.add_argument("--lease-ttl", type=int, default=15)
         sub.add_argument("--renew-every", type=float, default=5.0)
+        sub.add_argument("--encryption-key-file", default="",
+                         help="AES-GCM keys of Secrets at rest (as the apiserver's)")  # fmt: skip
         sub.add_argument("--health-listen", default="127.0.0.1:8081",
                          help="host:port of /healthz, /readyz and /metrics ('' = off)")  # fmt: skip
 
     up = commands.add_parser("up", help="everything in one process on an embedded etcd")
     up.add_argument("--data-dir", default="./.skybroker")
-    up.add_argument("--listen", default="127.0.0.1:7480", help="REST API address (later)")
+    up.add_argument("--listen", default="127.0.0.1:7480", help="REST API address")
     runtime_flags(up)
     up.set_defaults(func=cmd_up)
 
@@ -114,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     controller.add_argument("--etcd-endpoints", required=True, help="URL[,URL…]")
     runtime_flags(controller)
     controller.set_defaults(func=cmd_controller)
+
+    apiserver = commands.add_parser("apiserver", help="the REST API beside an etcd cluster")
+    apiserver.add_argument("--etcd-endpoints", required=True, help="URL[,URL…]")
+    apiserver.add_argument("--listen", default="127.0.0.1:7480", help="host:port to serve on")
+    apiserver.add_argument("--token-file", required=True, help='token,user,uid,"groups" lines')
+    apiserver.add_argument("--encryption-key-file", default="", help="AES-GCM keys for Secrets")
+    apiserver.add_argument("--prefix", default="/skybroker", help="etcd key prefix")
+    apiserver.set_defaults(func=cmd_apiserver, shards=1, workers=1)
     return parser
 
 

@@ -23,6 +23,7 @@ update.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ from controller.errors import (
 )
 from controller.labels import LabelSelector
 from controller.store.codec import MAX_VALUE_BYTES, DecodeError, decode_value, encode_value
+from controller.store.encryption import ENCRYPTED_PLURALS, CipherError, SecretCipher
 from controller.store.etcd import (
     EtcdClient,
     cmp_create_revision,
@@ -77,10 +79,12 @@ class Store:
         layout: KeyLayout | None = None,
         *,
         now: Callable[[], datetime] = _now,
+        cipher: SecretCipher | None = None,
     ) -> None:
         self.client = client
         self.layout = layout or KeyLayout()
         self._now = now
+        self._cipher = cipher
         self._bases: dict[bytes, tuple[int, bytes]] = {}
         self._bases_lock = threading.Lock()
         self._last_revision = 0
@@ -105,8 +109,24 @@ class Store:
             )
         return ObjectKey(info.plural, namespace, obj.metadata.name)
 
+    def plain(self, key: ObjectKey, raw: bytes) -> bytes:
+        """The stored value as written by the user: encrypted kinds are opened (see encryption)."""
+        if self._cipher is None or key.plural not in ENCRYPTED_PLURALS:
+            return raw
+        try:
+            return self._cipher.open(raw, str(key).encode())
+        except CipherError as exc:
+            cause = FieldCause("", str(exc))
+            raise InvalidObjectError(f"{key}: cannot decrypt", (cause,)) from None
+
+    def _sealed(self, key: ObjectKey, raw: bytes) -> bytes:
+        if self._cipher is None or key.plural not in ENCRYPTED_PLURALS:
+            return raw
+        return self._cipher.seal(raw, str(key).encode())
+
     def decode(self, key: ObjectKey, raw: bytes, mod_revision: int) -> Resource:
         """Decode and validate one stored value; remembers it as the base for later writes."""
+        raw = self.plain(key, raw)
         obj = self._decode_canonical(key, raw)
         if obj is None:
             try:
@@ -194,7 +214,7 @@ class Store:
             if not response.kvs:
                 raise NotFoundError(f"{key} not found")
             kv = response.kvs[0]
-            known = (int(kv.mod_revision), bytes(kv.value))
+            known = (int(kv.mod_revision), self.plain(key, bytes(kv.value)))
             self._remember(etcd_key, *known)
         if known[0] != wanted:
             raise ConflictError(
@@ -278,6 +298,13 @@ class Store:
     ) -> builtins.list[Any]:
         if record is None:
             return []
+        if key.plural in ENCRYPTED_PLURALS:
+            # History is at rest too: it says which secret keys changed, never their values.
+            changes = tuple(
+                {**change, **{side: "(redacted)" for side in ("before", "after") if side in change}}
+                for change in record.changes
+            )
+            record = dataclasses.replace(record, changes=changes)
         return [op_put(self.layout.history_key(key, sequence), encode_value(record.to_wire()))]
 
     def _txn(
@@ -325,7 +352,10 @@ class Store:
         history_key = self.layout.history_key(key, sequence)
         response = self._txn(
             [cmp_create_revision(etcd_key, 0), cmp_create_revision(history_key, 0)],
-            [op_put(etcd_key, raw := encode_value(wire)), *self._history_op(key, sequence, record)],
+            [
+                op_put(etcd_key, self._sealed(key, raw := encode_value(wire))),
+                *self._history_op(key, sequence, record),
+            ],
             extras,
             [op_get(etcd_key)],
         )
@@ -455,7 +485,7 @@ class Store:
         response = self._txn(
             [cmp_mod_revision(etcd_key, base_revision)],
             [
-                op_put(etcd_key, raw := encode_value(new)),
+                op_put(etcd_key, self._sealed(key, raw := encode_value(new))),
                 *self._history_op(key, base_revision, record),
             ],
             extras,

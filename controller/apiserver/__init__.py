@@ -1,0 +1,14 @@
+"""The REST API of DESIGN §7: FastAPI routes over the object store, with authentication, RBAC,
+admission and race-free quotas.
+
+Where it sits: beside the controllers, on the same store. A request flows
+``app`` (dispatch) → ``auth`` (Bearer token) → ``paths`` → ``body`` (size limit, safe decoding)
+→ ``handlers`` (``rbac`` → validation → ``admission`` → ``quota`` → store) or ``watch``;
+failures become ``status`` objects. ``openapi`` documents every route from the models.
+``skybroker apiserver`` and ``skybroker up`` serve :class:`ApiServer` with uvicorn.
+"""
+
+from controller.apiserver.app import ApiOptions, ApiServer
+from controller.apiserver.auth import TokenAuthenticator, User
+
+__all__ = ["ApiOptions", "ApiServer", "TokenAuthenticator", "User"]

@@ -1,0 +1,125 @@
+"""Admission: what the API server does to a valid object before it is written.
+
+Where it sits: after authentication, authorization and schema validation (the pydantic models),
+before the quota reservation and the store write. In order:
+
+1. defaulting — a create starts from a fresh status (a client cannot forge one) whose phase is
+   ``Pending`` wherever the kind's phase allows it, so every create answers at once with
+   ``Pending`` (DESIGN §3); a new Quota starts with the namespace's current usage;
+   a Secret's ``stringData`` is folded into ``data`` (base64), as Kubernetes does, so the
+   stored object has one form;
+2. references — the pool, account, hardware profile, subnet and firewalls an object names must
+   exist, and the pool's ``allowedNamespaces`` must admit the object's namespace; each failure is
+   a cause naming the field (422). On an update only references that changed are checked, so an
+   object whose pool was since deleted can still be relabelled or have its finalizers removed.
+"""
+
+from __future__ import annotations
+
+import base64
+from functools import cache
+from typing import Any, NamedTuple
+
+import pydantic
+
+from api_types.accounts import HardwareProfile, ProviderAccount
+from api_types.common import TargetSpec
+from api_types.compute import Instance
+from api_types.meta import Resource
+from api_types.network import Firewall, Subnet
+from api_types.pools import Pool
+from api_types.tenancy import Quota, QuotaUsage, Secret
+from controller.apiserver.quota import initial_usage
+from controller.errors import FieldCause, InvalidObjectError, NotFoundError
+from controller.store.objects import Store
+
+__all__ = ["admit", "default_for_create"]
+
+
+@cache
+def _pending_status(model: type[Resource]) -> Any:
+    """A fresh status of ``model``, in phase Pending if the kind's phase allows it."""
+    field = model.model_fields.get("status")
+    status_type = field.annotation if field is not None else None
+    if not isinstance(status_type, type) or not issubclass(status_type, pydantic.BaseModel):
+        return None
+    try:
+        return status_type.model_validate({"phase": "Pending"})
+    except pydantic.ValidationError:
+        return status_type()
+
+
+def default_for_create(store: Store, obj: Resource) -> Resource:
+    status = _pending_status(type(obj))
+    if status is not None:
+        obj.status = status.model_copy(deep=True)  # type: ignore[attr-defined]
+    if isinstance(obj, Quota) and obj.metadata.namespace:
+        used = initial_usage(store, obj.metadata.namespace)
+        obj.status.used = QuotaUsage.model_validate(used)
+    return obj
+
+
+def _fold_string_data(secret: Secret) -> None:
+    for key, text in secret.string_data.items():
+        secret.data[key] = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    secret.string_data = {}
+
+
+class _Reference(NamedTuple):
+    field: str
+    model: type[Resource]
+    name: str
+    namespace: str | None
+
+
+def _references(obj: Resource) -> list[_Reference]:
+    spec = getattr(obj, "spec", None)
+    namespace = obj.metadata.namespace
+    found: list[_Reference] = []
+    if isinstance(spec, TargetSpec):
+        if spec.pool:
+            found.append(_Reference("spec.pool", Pool, spec.pool, None))
+        if spec.account:
+            found.append(_Reference("spec.account", ProviderAccount, spec.account, None))
+    if isinstance(obj, Instance):
+        hardware, instance = obj.spec.hardware, obj.spec
+        if hardware.profile:
+            found.append(
+                _Reference("spec.hardware.profile", HardwareProfile, hardware.profile, None)
+            )
+        if instance.subnet_ref:
+            found.append(_Reference("spec.subnetRef", Subnet, instance.subnet_ref, namespace))
+        found.extend(
+            _Reference(f"spec.firewallRefs[{i}]", Firewall, name, namespace)
+            for i, name in enumerate(instance.firewall_refs)
+        )
+    return found
+
+
+def _problem(store: Store, ref: _Reference, namespace: str | None) -> str | None:
+    try:
+        target = store.get(ref.model, ref.name, ref.namespace)
+    except NotFoundError:
+        where = f" in namespace {ref.namespace!r}" if ref.namespace else ""
+        return f"{ref.model.KIND} {ref.name!r} not found{where}"
+    if isinstance(target, Pool) and namespace and not target.spec.allows(namespace):
+        return f"pool {ref.name!r} does not allow namespace {namespace!r}"
+    return None
+
+
+def admit(store: Store, obj: Resource, old: Resource | None = None) -> Resource:
+    """Default and check ``obj`` (a create when ``old`` is None); 422 naming every bad field."""
+    if isinstance(obj, Secret):
+        _fold_string_data(obj)
+    unchanged = set(_references(old)) if old is not None else set()
+    causes = []
+    for ref in _references(obj):
+        if ref in unchanged:
+            continue
+        problem = _problem(store, ref, obj.metadata.namespace)
+        if problem:
+            causes.append(FieldCause(ref.field, problem))
+    if causes:
+        message = f"{obj.kind} {obj.metadata.name!r}: admission denied"
+        raise InvalidObjectError(message, tuple(causes))
+    return obj

@@ -1,0 +1,119 @@
+"""Kubernetes-style ``Status`` answers: every error of the REST API, and successful deletes.
+
+Where it sits: at the edge of the API server. Handlers raise :class:`ApiError` (or let the
+store's exceptions through); :func:`error_from` maps both to one ``ApiError`` and
+:func:`status_response` renders it. The mapping is the contract clients rely on::
+
+    NotFoundError, unknown kind       404 NotFound
+    AlreadyExistsError                409 AlreadyExists
+    ConflictError                     409 Conflict
+    InvalidObjectError                422 Invalid (details.causes: every offending field)
+    StoreUnavailableError             503 ServiceUnavailable
+    compacted revision (etcd)         410 Gone
+    anything else                     500 InternalError (logged, never echoed)
+
+Bad requests (400 BadRequest), 401 Unauthorized, 403 Forbidden, 413 RequestEntityTooLarge and
+415 UnsupportedMediaType are raised as ``ApiError`` by the modules that detect them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+from fastapi.responses import JSONResponse
+
+from api_types.registry import UnknownKindError
+from controller.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    FieldCause,
+    InvalidObjectError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+
+__all__ = ["ApiError", "error_from", "status_object", "status_response", "success_status"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ApiError(Exception):
+    code: int
+    reason: str
+    message: str
+    causes: tuple[FieldCause, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reason}: {self.message}"
+
+
+def _is_compacted(exc: grpc.RpcError) -> bool:
+    # etcd answers a read at a compacted revision with OUT_OF_RANGE ("required revision has
+    # been compacted").
+    code = exc.code() if hasattr(exc, "code") else None
+    return bool(code == grpc.StatusCode.OUT_OF_RANGE)
+
+
+def error_from(exc: BaseException) -> ApiError:
+    """The API answer for an exception raised while serving a request."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, NotFoundError | UnknownKindError):
+        return ApiError(404, "NotFound", str(exc))
+    if isinstance(exc, AlreadyExistsError):
+        return ApiError(409, "AlreadyExists", str(exc))
+    if isinstance(exc, ConflictError):
+        return ApiError(409, "Conflict", str(exc))
+    if isinstance(exc, InvalidObjectError):
+        causes = exc.causes or (FieldCause("", exc.message),)
+        return ApiError(422, "Invalid", exc.message, causes)
+    if isinstance(exc, StoreUnavailableError):
+        return ApiError(503, "ServiceUnavailable", "the object store is unavailable; retry")
+    if isinstance(exc, grpc.RpcError) and _is_compacted(exc):
+        return ApiError(410, "Gone", "the requested resourceVersion is too old (compacted)")
+    # Never echo the exception: it may quote a request body (a Secret).
+    log.error("internal error serving a request", error_type=type(exc).__name__)
+    return ApiError(500, "InternalError", "internal error")
+
+
+def status_object(error: ApiError) -> dict[str, Any]:
+    details = dict(error.details)
+    if error.causes:
+        details["causes"] = [{"field": c.field, "message": c.message} for c in error.causes]
+    status: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "message": error.message,
+        "reason": error.reason,
+        "code": error.code,
+    }
+    if details:
+        status["details"] = details
+    return status
+
+
+def status_response(error: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.code == 401 else None
+    return JSONResponse(status_object(error), status_code=error.code, headers=headers)
+
+
+def success_status(kind: str, name: str, uid: str | None) -> dict[str, Any]:
+    """What a delete that removed the object answers (Kubernetes' shape)."""
+    details: dict[str, Any] = {"name": name, "kind": kind}
+    if uid:
+        details["uid"] = uid
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+        "code": 200,
+    }
