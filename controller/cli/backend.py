@@ -1,0 +1,114 @@
+"""The interface every skyctl verb is written against, and the one error type it raises.
+
+Where it sits: between the verbs (``commands``, ``apply``, ``describe``) and the two ways of
+reaching the objects — the REST API (``controller.cli.http``) and the store itself in the
+``--etcd`` admin mode (``controller.cli.etcd``). Objects cross this boundary as wire dicts
+(what the API serves and etcd holds), so both backends are interchangeable and the verbs never
+see a transport.
+
+Errors are :class:`ApiError`, shaped like the Kubernetes ``Status`` object the API returns
+(code, reason, message, field causes); the etcd backend maps the store's exceptions onto the
+same codes, so scripts see one behaviour whichever backend is used.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol
+
+from api_types.registry import KindInfo
+
+__all__ = ["ApiError", "Backend", "ListResult", "WatchEvent", "client_version", "object_ref"]
+
+Wire = dict[str, Any]
+
+
+@dataclass
+class ApiError(Exception):
+    """A failed request: HTTP-like ``code``, CamelCase ``reason``, and field ``causes``."""
+
+    code: int
+    reason: str
+    message: str
+    causes: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def not_found(self) -> bool:
+        return self.code == 404
+
+    @property
+    def conflict(self) -> bool:
+        """A lost compare-and-swap (stale resourceVersion), not a name already taken."""
+        return self.code == 409 and self.reason == "Conflict"
+
+
+@dataclass(frozen=True)
+class ListResult:
+    items: list[Wire]
+    #: The revision the list is consistent at; a watch resumes from it.
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: Wire
+
+
+def client_version() -> str:
+    try:
+        return version("skybroker")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def object_ref(obj: Wire) -> str:
+    """``namespace/name`` or ``name``: how messages name an object."""
+    metadata = obj.get("metadata") or {}
+    namespace = metadata.get("namespace")
+    return f"{namespace}/{metadata.get('name')}" if namespace else str(metadata.get("name"))
+
+
+class Backend(Protocol):
+    """CRUD, watch and the read-only extras (history, access review) of one server or store.
+
+    ``namespace`` is None for cluster-scoped kinds, and for lists across every namespace.
+    """
+
+    description: str
+
+    def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire: ...
+
+    def list(self, info: KindInfo, namespace: str | None, selector: str | None) -> ListResult: ...
+
+    def create(self, obj: Wire, *, dry_run: bool) -> Wire: ...
+
+    def update(self, obj: Wire, *, dry_run: bool) -> Wire:
+        """Replace spec and user metadata; ``metadata.resourceVersion`` is a precondition."""
+        ...
+
+    def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
+        """Request deletion (finalizers may keep the object a while); returns it as last seen."""
+        ...
+
+    def watch(
+        self, info: KindInfo, namespace: str | None, selector: str | None, resource_version: str
+    ) -> Iterator[WatchEvent]: ...
+
+    def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:
+        """Durable history records, oldest first: revision, time, action, actor, changes."""
+        ...
+
+    def can_i(self, verb: str, info: KindInfo, namespace: str | None) -> tuple[bool, str]:
+        """(allowed, reason) for the current user."""
+        ...
+
+    def version(self) -> Wire: ...
+
+    def close(self) -> None: ...

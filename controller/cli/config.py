@@ -1,0 +1,140 @@
+"""skyctl's client configuration: named contexts (server, token, default namespace).
+
+Where it sits: read first by every verb to know where to send requests. The file is
+``$SKYCONFIG`` or ``~/.config/skybroker/config.yaml`` (``skybroker up`` writes one for its admin
+to ``DIR/skyctl.yaml``)::
+
+    current-context: local
+    contexts:
+      - name: local
+        server: http://127.0.0.1:7480
+        token: 3f0c…
+        namespace: default        # optional
+
+Flags override the chosen context field by field: ``--context``, ``--server``, ``--token``,
+``-n/--namespace``. The file holds bearer tokens, so it is written readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.store.codec import DecodeError, decode_value
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "ConfigError",
+    "Context",
+    "config_path",
+    "load_config",
+    "resolve_context",
+    "save_config",
+    "set_context",
+    "use_context",
+]
+
+DEFAULT_NAMESPACE = "default"
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or names a context that does not exist."""
+
+
+@dataclass(frozen=True)
+class Context:
+    name: str
+    server: str | None
+    token: str | None
+    namespace: str
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("SKYCONFIG")
+    if explicit:
+        return Path(explicit)
+    return Path.home() / ".config" / "skybroker" / "config.yaml"
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The parsed file; an absent file is an empty configuration."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {"contexts": []}
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        config = decode_value(raw) if raw.strip() else {}
+    except DecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    contexts = config.setdefault("contexts", [])
+    if not isinstance(contexts, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("name"), str) for c in contexts
+    ):
+        raise ConfigError(f"{path}: contexts must be a list of mappings with a name")
+    return config
+
+
+def save_config(path: Path, config: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
+
+
+def _find(config: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((c for c in config["contexts"] if c["name"] == name), None)
+
+
+def resolve_context(
+    config: dict[str, Any],
+    *,
+    context: str | None = None,
+    server: str | None = None,
+    token: str | None = None,
+    namespace: str | None = None,
+) -> Context:
+    """The context to use: named by ``context`` or ``current-context``, flags on top."""
+    name = context or config.get("current-context")
+    chosen: dict[str, Any] = {}
+    if name:
+        found = _find(config, str(name))
+        if found is None:
+            raise ConfigError(f"context {name!r} is not in the configuration")
+        chosen = found
+    return Context(
+        name=str(name or ""),
+        server=server or chosen.get("server"),
+        token=token or chosen.get("token"),
+        namespace=namespace or chosen.get("namespace") or DEFAULT_NAMESPACE,
+    )
+
+
+def use_context(config: dict[str, Any], name: str) -> None:
+    if _find(config, name) is None:
+        raise ConfigError(f"context {name!r} is not in the configuration")
+    config["current-context"] = name
+
+
+def set_context(
+    config: dict[str, Any],
+    name: str,
+    *,
+    server: str | None,
+    token: str | None,
+    namespace: str | None,
+) -> None:
+    """Create or update a context; fields not given are left as they were."""
+    entry = _find(config, name)
+    if entry is None:
+        entry = {"name": name}
+        config["contexts"].append(entry)
+    for field, value in (("server", server), ("token", token), ("namespace", namespace)):
+        if value is not None:
+            entry[field] = value
+    config.setdefault("current-context", name)

@@ -1,0 +1,268 @@
+"""``skyctl``: argument parsing, backend selection and exit codes (DESIGN §7).
+
+Where it sits: the console script ``skyctl = controller.cli.main:main``. It parses the command
+line, resolves the context (``controller.cli.config``), opens the backend — the REST API, or
+the store itself with ``--etcd ENDPOINTS`` — and runs the verb (``controller.cli.commands``).
+
+Exit codes scripts can trust:
+
+* ``0`` — success; ``diff`` found no difference; ``auth can-i`` answered yes;
+* ``1`` — an error (the API's Status message and its field causes go to stderr, including
+  401/403), ``diff`` found a difference, ``wait`` or ``delete --wait`` timed out,
+  ``auth can-i`` answered no;
+* ``2`` — usage: unknown verb, flag or kind, a malformed selector, duration or ``--for``;
+* ``130`` — interrupted (Ctrl-C, e.g. ending ``get -w``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from controller.cli import config as configuration
+from controller.cli.backend import ApiError, Backend
+from controller.cli.commands import VERBS, Session, UsageError, report_error
+from controller.cli.completion import SHELLS, completion_script
+from controller.cli.etcd import EtcdBackend
+from controller.cli.explain import ExplainError, explain
+from controller.cli.http import HttpBackend
+from controller.cli.manifests import ManifestError
+from controller.labels import SelectorError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _common(sub: argparse.ArgumentParser, defaults: bool) -> None:
+    """Flags accepted before or after the verb. After it they default to SUPPRESS, so a
+    value given before the verb is not overwritten by the subcommand's default."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    sub.add_argument("--context", default=default(None), help="context of the config to use")
+    sub.add_argument("--server", default=default(None), help="API server URL")
+    sub.add_argument("--token", default=default(None), help="bearer token")
+    sub.add_argument("-n", "--namespace", default=default(None), help="namespace")
+    sub.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        default=default(False),
+        help="list across every namespace",
+    )
+    sub.add_argument(
+        "--etcd",
+        metavar="ENDPOINTS",
+        default=default(None),
+        help="admin mode: use these etcd endpoints directly instead of an API server",
+    )
+    sub.add_argument(
+        "--etcd-prefix", default=default("/skybroker"), help="etcd key prefix (admin mode)"
+    )
+
+
+def _files(sub: argparse.ArgumentParser, required: bool) -> None:
+    sub.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=required,
+        default=None,
+        help="manifest file, directory or - for stdin (repeatable)",
+    )
+    sub.add_argument("-R", "--recursive", action="store_true", help="recurse into directories")
+
+
+def _kind(sub: argparse.ArgumentParser, optional: bool = False) -> None:
+    sub.add_argument("kind", nargs="?" if optional else None, help="KIND or KIND/NAME")
+    sub.add_argument("names", nargs="*", help="object names")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skyctl", description="Drive skybroker.")
+    _common(parser, defaults=True)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common, defaults=False)
+
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    apply = verb("apply", "create or update objects from manifests")
+    _files(apply, required=True)
+    apply.add_argument(
+        "--dry-run", action="store_true", help="validate on the server, write nothing"
+    )
+    apply.add_argument("--prune", action="store_true", help="delete applied objects left out")
+    apply.add_argument("-l", "--selector", help="label selector of the objects --prune considers")
+
+    diff = verb("diff", "show what apply would change (exit 1 if anything)")
+    _files(diff, required=True)
+
+    get = verb("get", "list or show objects")
+    _kind(get)
+    get.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
+    get.add_argument("-w", "--watch", action="store_true", help="stream changes after listing")
+    get.add_argument("-l", "--selector", help="label selector")
+
+    describe = verb("describe", "show an object with conditions, placement, events, history")
+    _kind(describe)
+
+    delete = verb("delete", "delete objects by name or from manifests")
+    _kind(delete, optional=True)
+    _files(delete, required=False)
+    delete.add_argument("--wait", action="store_true", help="wait until the objects are gone")
+    delete.add_argument("--timeout", default="60s", help="for --wait (default 60s)")
+    delete.add_argument("--dry-run", action="store_true")
+    delete.add_argument("--ignore-not-found", action="store_true")
+
+    wait = verb("wait", "wait for a condition or a deletion")
+    _kind(wait)
+    wait.add_argument("--for", dest="for_", required=True, help="condition=TYPE[=STATUS] or delete")
+    wait.add_argument("--timeout", default="30s", help="give up after this long (default 30s)")
+
+    events = verb("events", "list events")
+    events.add_argument("--for", dest="object", metavar="KIND/NAME", help="only about this object")
+    events.add_argument("-o", "--output", choices=["wide", "yaml", "json"])
+
+    history = verb("history", "the durable history of an object")
+    _kind(history)
+    history.add_argument("-o", "--output", choices=["yaml", "json"])
+
+    explain_verb = verb("explain", "document a kind or field")
+    explain_verb.add_argument("path", metavar="KIND[.field]")
+
+    auth = verb("auth", "inspect authorization")
+    can_i = auth.add_subparsers(dest="auth_verb", required=True, metavar="can-i")
+    check = can_i.add_parser("can-i", parents=[common], help="may I VERB KIND?")
+    check.add_argument("verb_to_check", metavar="VERB")
+    check.add_argument("kind", metavar="KIND")
+
+    verb("version", "client and server versions")
+
+    completion = verb("completion", "shell completion script")
+    completion.add_argument("shell", choices=SHELLS)
+
+    config = verbs.add_parser("config", help="manage contexts")
+    config_verbs = config.add_subparsers(dest="config_verb", required=True, metavar="SUBCOMMAND")
+    config_verbs.add_parser("get-contexts", help="list contexts")
+    config_verbs.add_parser("current-context", help="print the current context")
+    use = config_verbs.add_parser("use-context", help="make a context current")
+    use.add_argument("name")
+    set_context = config_verbs.add_parser("set-context", help="create or update a context")
+    set_context.add_argument("name")
+    set_context.add_argument("--server")
+    set_context.add_argument("--token")
+    set_context.add_argument("--namespace", dest="context_namespace")
+    return parser
+
+
+def _config_command(args: argparse.Namespace, out: IO[str]) -> int:
+    path = configuration.config_path()
+    config = configuration.load_config(path)
+    if args.config_verb == "get-contexts":
+        current = config.get("current-context")
+        rows = [["CURRENT", "NAME", "SERVER", "NAMESPACE"]]
+        rows += [
+            [
+                "*" if c["name"] == current else "",
+                c["name"],
+                str(c.get("server", "")),
+                str(c.get("namespace", configuration.DEFAULT_NAMESPACE)),
+            ]
+            for c in config["contexts"]
+        ]
+        out.write("\n".join("   ".join(r).rstrip() for r in rows) + "\n")
+        return EXIT_OK
+    if args.config_verb == "current-context":
+        current = config.get("current-context")
+        if not current:
+            raise configuration.ConfigError("current-context is not set")
+        out.write(f"{current}\n")
+        return EXIT_OK
+    if args.config_verb == "use-context":
+        configuration.use_context(config, args.name)
+        out.write(f'Switched to context "{args.name}".\n')
+    else:
+        configuration.set_context(
+            config,
+            args.name,
+            server=args.server,
+            token=args.token,
+            namespace=args.context_namespace,
+        )
+        out.write(f'Context "{args.name}" set.\n')
+    configuration.save_config(path, config)
+    return EXIT_OK
+
+
+def _open_session(
+    args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] | None
+) -> Session:
+    context = configuration.resolve_context(
+        configuration.load_config(configuration.config_path()),
+        context=args.context,
+        server=args.server,
+        token=args.token,
+        namespace=args.namespace,
+    )
+    backend: Backend
+    if args.etcd:
+        backend = EtcdBackend([e for e in args.etcd.split(",") if e], args.etcd_prefix)
+    elif context.server:
+        backend = HttpBackend(context.server, context.token)
+    else:
+        raise configuration.ConfigError(
+            "no server: pass --server, set a context (skyctl config set-context), "
+            "point $SKYCONFIG at a config (skybroker up writes DIR/skyctl.yaml), or use --etcd"
+        )
+    return Session(backend, context.namespace, args.namespace, args.all_namespaces, out, err, stdin)
+
+
+def _run(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] | None) -> int:
+    if args.verb == "explain":
+        out.write(explain(args.path))
+        return EXIT_OK
+    if args.verb == "completion":
+        out.write(completion_script(args.shell))
+        return EXIT_OK
+    if args.verb == "config":
+        return _config_command(args, out)
+    handler = VERBS["can-i" if args.verb == "auth" else args.verb]
+    session = _open_session(args, out, err, stdin)
+    try:
+        return handler(session, args)
+    finally:
+        session.backend.close()
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    stdin: IO[bytes] | None = None,
+) -> int:
+    """Run skyctl; returns the exit code (the console script exits with it)."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse prints usage and "exits" 2 (or 0 for --help)
+        return int(exc.code or 0)
+    try:
+        return _run(args, out, err, stdin if stdin is not None else sys.stdin.buffer)
+    except ApiError as exc:
+        report_error(err, exc)
+        return EXIT_ERROR
+    except (ManifestError, configuration.ConfigError) as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_ERROR
+    except (UsageError, SelectorError, ExplainError) as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

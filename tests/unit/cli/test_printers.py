@@ -1,0 +1,79 @@
+"""skyctl output: tables like kubectl, wide columns, yaml/json, ages, explain."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import yaml
+
+from api_types import registry
+from controller.cli.explain import ExplainError, explain
+from controller.cli.printers import age, format_objects
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def web(name: str, namespace: str = "acme") -> dict:
+    return {
+        "kind": "Instance",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        },
+        "spec": {"pool": "general"},
+        "status": {
+            "phase": "Running",
+            "placement": {"account": "sim-east", "region": "r1", "zone": "r1a", "size": "m1"},
+            "addresses": [{"type": "PublicIP", "address": "198.51.100.7"}],
+        },
+    }
+
+
+def test_table_wide_and_all_namespaces() -> None:
+    info = registry.lookup("instances")
+    table = format_objects(
+        info, [web("web-1"), web("a-much-longer-name")], None, namespaces=False, single=False
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["NAME", "POOL", "PHASE", "ACCOUNT", "AGE"]
+    assert lines[1].split() == ["web-1", "general", "Running", "sim-east", "5m"]
+    # Columns line up: every row starts its second column at the same offset.
+    assert lines[1].index("general") == lines[2].index("general") == lines[0].index("POOL")
+    wide = format_objects(info, [web("web-1")], "wide", namespaces=True, single=False)
+    assert wide.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert "198.51.100.7" in wide and "r1a" in wide
+
+
+def test_yaml_json_and_name_outputs_round_trip() -> None:
+    info = registry.lookup("instance")
+    one = yaml.safe_load(format_objects(info, [web("a")], "yaml", namespaces=False, single=True))
+    assert one["metadata"]["name"] == "a"
+    many = json.loads(
+        format_objects(info, [web("a"), web("b")], "json", namespaces=False, single=False)
+    )
+    assert many["kind"] == "List" and len(many["items"]) == 2
+    assert format_objects(info, [web("a")], "name", namespaces=False, single=False) == (
+        "instance.skybroker.io/a\n"
+    )
+
+
+def test_age_units() -> None:
+    assert age((NOW - timedelta(seconds=42)).isoformat(), NOW) == "42s"
+    assert age((NOW - timedelta(minutes=3)).isoformat(), NOW) == "3m"
+    assert age((NOW - timedelta(hours=5)).isoformat(), NOW) == "5h"
+    assert age((NOW - timedelta(days=2)).isoformat(), NOW) == "2d"
+    assert age(None, NOW) == "<none>"
+
+
+def test_explain_walks_fields_lists_and_reports_unknown_ones() -> None:
+    text = explain("instance.spec.hardware")
+    assert "FIELD:    hardware <HardwareSpec>" in text and "profile" in text
+    assert "account" in explain("pools.spec.members")
+    try:
+        explain("instance.spec.nope")
+    except ExplainError as exc:
+        assert "image" in str(exc)
+    else:
+        raise AssertionError("unknown field accepted")
