@@ -1,0 +1,275 @@
+"""Firewall: a logical rule set realised as a security group wherever a user of it lives.
+
+Where it sits: the Firewall controller, fed by the Firewall, Instance and Subnet caches. A
+Firewall has no placement of its own: it is realised once per (account, region, network) where
+a placed Instance that lists it in ``spec.firewallRefs`` lives — the network being the one of
+the instance's Subnet (clouds attach security groups inside a network). ``status.realisations``
+lists them; the Instance reconciler picks the ``providerID`` whose (account, region,
+network = subnet.spec.network.name) matches its own subnet, and waits until it is there.
+
+* Rules are applied as a diff (``providers.diff_rules``: authorize/revoke), never by
+  recreating the group. The cloud's rules come from the account's inventory (one list call per
+  account per interval); after a spec change they are read fresh.
+* Drift: a rule added or removed outside skybroker shows up in the inventory and is reverted
+  (Firewall has no ``driftPolicy``; it is always corrected), with a ``DriftCorrected`` event.
+* A realisation no instance uses any more is deleted; while the cloud still reports the group
+  in use (an instance still terminating) the deletion is retried.
+* Deleting the Firewall deletes every realisation first (finalizer ``skybroker.io/firewall``).
+Security groups are created idempotently: their create token is derived from the firewall's
+uid and the place, so a crash between the cloud call and the status write adopts the group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api_types import Firewall, FirewallRealisation, Instance, Subnet
+from api_types.meta import Resource
+from controller.errors import TransientError
+from controller.handler import EnqueueMapped
+from controller.reconcile import Request, Result
+from controller.store.keys import ObjectKey
+from providers import (
+    CloudFirewall,
+    FirewallCreate,
+    FirewallId,
+    FirewallRule,
+    NetworkId,
+    ResourceKind,
+    diff_rules,
+    expand_rules,
+)
+from reconcilers._common import (
+    INSTANCES_BY_FIREWALL,
+    INSTANCES_BY_SUBNET,
+    account_handle,
+    add_finalizer,
+    cloud_tags,
+    conflicts_retry,
+    derived_token,
+    install_indexes,
+    namespaced_key,
+    remove_finalizer,
+    set_condition,
+    snapshot,
+    write_status,
+)
+from reconcilers.accounts import AccountHandle
+from reconcilers.deps import Deps
+
+__all__ = ["FINALIZER", "FirewallReconciler", "desired_rules", "register"]
+
+FINALIZER = "skybroker.io/firewall"
+#: How soon to retry removing a security group the cloud still reports in use.
+IN_USE_RETRY_SECONDS = 2.0
+
+
+@dataclass(frozen=True, order=True)
+class _Place:
+    account: str
+    region: str
+    network: str
+    network_id: str
+
+
+def desired_rules(firewall: Firewall) -> frozenset[FirewallRule]:
+    """The canonical cloud rules of ``spec.rules`` (one per CIDR)."""
+    return frozenset(
+        rule
+        for spec_rule in firewall.spec.rules
+        for rule in expand_rules(
+            spec_rule.direction.value, spec_rule.protocol.value, spec_rule.ports, spec_rule.cidrs
+        )
+    )
+
+
+class FirewallReconciler:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._firewalls = deps.manager.informer(Firewall)
+        self._instances = deps.manager.informer(Instance)
+        self._subnets = deps.manager.informer(Subnet)
+        install_indexes(deps)
+
+    # --- mapping other kinds' events --------------------------------------------------------
+
+    def firewalls_of_instance(self, obj: Resource) -> list[Request]:
+        assert isinstance(obj, Instance)
+        namespace = obj.metadata.namespace
+        return [Request.of(Firewall.PLURAL, namespace, ref) for ref in obj.spec.firewall_refs]
+
+    def firewalls_of_subnet(self, obj: Resource) -> list[Request]:
+        """A subnet that gains its network id makes its instances' firewalls realisable."""
+        users = self._instances.by_index(
+            INSTANCES_BY_SUBNET, namespaced_key(obj.metadata.namespace, obj.metadata.name)
+        )
+        return sorted({r for user in users for r in self.firewalls_of_instance(user)})
+
+    # --- reconcile --------------------------------------------------------------------------
+
+    @conflicts_retry
+    def reconcile(self, request: Request) -> Result:
+        firewall = self._firewalls.get(request.key)
+        if firewall is None:
+            return Result()  # gone; any cloud leftover is the leak sweeper's
+        before = snapshot(firewall)
+        generation = firewall.metadata.generation
+        if firewall.metadata.deletion_timestamp is not None:
+            firewall.status.phase = "Deleting"
+            remaining = self._remove(firewall, set())
+            if remaining:
+                firewall.status.realisations = remaining
+                write_status(self._deps, firewall, before)
+                return Result(requeue_after=IN_USE_RETRY_SECONDS)
+            remove_finalizer(self._deps, firewall, FINALIZER)
+            return Result()
+        firewall = add_finalizer(self._deps, firewall, FINALIZER)
+        places = self._places(firewall)
+        rules = desired_rules(firewall)
+        fresh = firewall.status.observed_generation != generation
+        realised = [self._realise(firewall, place, rules, fresh=fresh) for place in places]
+        lingering = self._remove(firewall, set(places))
+        firewall.status.realisations = sorted(
+            realised + lingering, key=lambda r: (r.account, r.region, r.network or "")
+        )
+        firewall.status.phase = "Ready"
+        message = (
+            f"realised in {len(realised)} network(s)"
+            if realised
+            else "no placed instance with a subnet uses it yet"
+        )
+        set_condition(
+            firewall.status,
+            "Ready",
+            True,
+            "Realised" if realised else "NotInUse",
+            message,
+            generation=generation,
+        )
+        firewall.status.observed_generation = generation
+        write_status(self._deps, firewall, before)
+        return Result(requeue_after=IN_USE_RETRY_SECONDS) if lingering else Result()
+
+    def _places(self, firewall: Firewall) -> list[_Place]:
+        """Where referencing instances live: their subnets' (account, region, network)."""
+        namespace = firewall.metadata.namespace
+        users = self._instances.by_index(
+            INSTANCES_BY_FIREWALL, namespaced_key(namespace, firewall.metadata.name)
+        )
+        places: set[_Place] = set()
+        for instance in users:
+            if instance.status.placement is None or instance.spec.subnet_ref is None:
+                continue
+            subnet = self._subnets.get(
+                ObjectKey(Subnet.PLURAL, namespace, instance.spec.subnet_ref)
+            )
+            if subnet is None or subnet.status.placement is None or not subnet.status.network_id:
+                continue  # not realised yet; its status change reconciles us again
+            placement = subnet.status.placement
+            places.add(
+                _Place(
+                    placement.account,
+                    placement.region,
+                    subnet.spec.network.name,
+                    subnet.status.network_id,
+                )
+            )
+        return sorted(places)
+
+    def _known(self, firewall: Firewall, place: _Place) -> FirewallRealisation | None:
+        return next(
+            (
+                r
+                for r in firewall.status.realisations
+                if (r.account, r.region, r.network) == (place.account, place.region, place.network)
+            ),
+            None,
+        )
+
+    def _lookup(
+        self, handle: AccountHandle, provider_id: str | None, token: str, *, fresh: bool
+    ) -> CloudFirewall | None:
+        view = handle.inventory.firewalls(max_age=0 if fresh else None)
+        found = (view.get(provider_id) if provider_id else None) or view.by_token(token)
+        if found is None and not fresh:
+            return self._lookup(handle, provider_id, token, fresh=True)
+        return found
+
+    def _realise(
+        self, firewall: Firewall, place: _Place, rules: frozenset[FirewallRule], *, fresh: bool
+    ) -> FirewallRealisation:
+        """Ensure the security group of ``place`` exists and holds exactly ``rules``."""
+        handle = account_handle(self._deps, place.account)
+        token = derived_token(str(firewall.metadata.uid), place.account, place.network_id)
+        known = self._known(firewall, place)
+        cloud = self._lookup(handle, known.provider_id if known else None, token, fresh=fresh)
+        if cloud is None:
+            tags = cloud_tags(firewall, token)
+            created = handle.provider.create_firewall(
+                FirewallCreate(tags=tags, network_id=NetworkId(place.network_id), rules=rules)
+            )
+            handle.inventory.invalidate(ResourceKind.FIREWALL)
+            self._deps.recorder.record(
+                firewall,
+                "Normal",
+                "Realised",
+                f"security group {created.id} in {place.account}/{place.network}",
+            )
+            provider_id = str(created.id)
+        else:
+            provider_id = str(cloud.id)
+            diff = diff_rules(cloud.rules, rules)
+            if diff:
+                handle.provider.update_firewall_rules(
+                    cloud.id, authorize=diff.authorize, revoke=diff.revoke
+                )
+                handle.inventory.invalidate(ResourceKind.FIREWALL)
+                drift = firewall.status.observed_generation == firewall.metadata.generation
+                self._deps.recorder.record(
+                    firewall,
+                    "Warning" if drift else "Normal",
+                    "DriftCorrected" if drift else "RulesUpdated",
+                    f"{cloud.id} in {place.account}/{place.network}: authorized "
+                    f"{len(diff.authorize)}, revoked {len(diff.revoke)} rule(s)",
+                )
+        return FirewallRealisation(
+            account=place.account,
+            region=place.region,
+            network=place.network,
+            provider_id=provider_id,
+        )
+
+    def _remove(self, firewall: Firewall, keep: set[_Place]) -> list[FirewallRealisation]:
+        """Delete realisations outside ``keep``; returns those the cloud still has in use."""
+        wanted = {(p.account, p.region, p.network) for p in keep}
+        lingering: list[FirewallRealisation] = []
+        for realisation in firewall.status.realisations:
+            if (realisation.account, realisation.region, realisation.network) in wanted:
+                continue
+            try:
+                handle = account_handle(self._deps, realisation.account)
+                handle.provider.delete_firewall(FirewallId(realisation.provider_id))
+            except TransientError:
+                lingering.append(realisation)  # in use by a terminating instance: retry
+                continue
+            handle.inventory.invalidate(ResourceKind.FIREWALL)
+            self._deps.recorder.record(
+                firewall,
+                "Normal",
+                "Unrealised",
+                f"security group {realisation.provider_id} removed from "
+                f"{realisation.account}/{realisation.network}: no instance there uses it",
+            )
+        return lingering
+
+
+def register(deps: Deps) -> None:
+    reconciler = FirewallReconciler(deps)
+    deps.manager.add_controller(
+        Firewall,
+        reconciler,
+        watches=[
+            (Instance, EnqueueMapped(reconciler.firewalls_of_instance)),
+            (Subnet, EnqueueMapped(reconciler.firewalls_of_subnet)),
+        ],
+    )

@@ -1,0 +1,206 @@
+"""Quota: what a namespace uses (``status.used``), and the pure usage arithmetic behind it.
+
+Where it sits: one reconciler per Quota object, fed by the Instance, Volume and
+HardwareProfile caches; the pure functions are also what the Instance (and Volume) reconcilers
+call to decide ``QuotaExceeded`` for objects written straight into the store (DESIGN §3):
+
+* ``instance_usage(instance, profiles, size=None) -> QuotaUsage`` — one instance: count 1,
+  cpu and memory of the actual provider ``size`` when the caller knows it, else the declared
+  minimum (HardwareProfile or inline constraints; an explicit size without a catalogue
+  counts 0).
+* ``volume_usage(volume) -> QuotaUsage`` — count 1 and ``sizeGiB``.
+* ``counts_against_quota(obj) -> bool`` — objects blocked by ``QuotaExceeded=True`` use
+  nothing (they were never provisioned), so they cannot keep themselves blocked.
+* ``namespace_usage(instances, volumes, profiles, *, exclude=None, sizes=None) -> QuotaUsage``
+  — the sum over what counts; ``exclude`` drops one uid (the object asking for admission).
+* ``would_exceed(quota, used, extra) -> list[str]`` — wire names (``cpu``, ``volumeGiB``…)
+  that ``used + extra`` would push above ``quota.spec.hard``; empty = admit.
+
+A direct write is admitted with, for every Quota ``q`` of the namespace,
+``would_exceed(q, namespace_usage(..., exclude=obj.uid), instance_usage(obj, profiles))``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume
+from api_types.meta import ConditionStatus, Resource
+from controller.handler import EnqueueMapped
+from controller.reconcile import Request, Result
+from controller.store.keys import ObjectKey
+from providers import CloudSize
+from reconcilers._common import (
+    conflicts_retry,
+    install_indexes,
+    set_condition,
+    snapshot,
+    write_status,
+)
+from reconcilers.deps import Deps
+from reconcilers.scheduling import account_sizes
+
+__all__ = [
+    "QUOTA_EXCEEDED",
+    "QuotaReconciler",
+    "counts_against_quota",
+    "instance_usage",
+    "namespace_usage",
+    "register",
+    "volume_usage",
+    "would_exceed",
+]
+
+#: The condition Instances and Volumes carry while quota keeps them from being provisioned.
+QUOTA_EXCEEDED = "QuotaExceeded"
+#: A quota is recounted at most this often: a burst of instance status writes costs one count.
+MIN_RECOUNT_SECONDS = 1.0
+
+SizeLookup = Callable[[Instance], CloudSize | None]
+
+
+def instance_usage(
+    instance: Instance, profiles: Mapping[str, HardwareProfile], size: CloudSize | None = None
+) -> QuotaUsage:
+    """What one instance uses: the actual ``size`` if known, else its declared minimum."""
+    if size is not None:
+        return QuotaUsage(instances=1, cpu=size.cpu, memory_mib=size.memory_mib)
+    hardware = instance.spec.hardware
+    if hardware.profile is not None:
+        profile = profiles.get(hardware.profile)
+        cpu = profile.spec.cpu if profile else None
+        memory = profile.spec.memory_mib if profile else None
+    else:
+        cpu, memory, _ = hardware.constraints()
+    return QuotaUsage(
+        instances=1,
+        cpu=(cpu.min or 0) if cpu else 0,
+        memory_mib=(memory.min or 0) if memory else 0,
+    )
+
+
+def volume_usage(volume: Volume) -> QuotaUsage:
+    return QuotaUsage(volumes=1, volume_gib=volume.spec.size_gib)
+
+
+def counts_against_quota(obj: Resource) -> bool:
+    condition = obj.status.condition(QUOTA_EXCEEDED)  # type: ignore[attr-defined]
+    return condition is None or condition.status != ConditionStatus.TRUE
+
+
+def _add(total: QuotaUsage, extra: QuotaUsage) -> QuotaUsage:
+    return QuotaUsage(
+        instances=total.instances + extra.instances,
+        cpu=total.cpu + extra.cpu,
+        memory_mib=total.memory_mib + extra.memory_mib,
+        volumes=total.volumes + extra.volumes,
+        volume_gib=total.volume_gib + extra.volume_gib,
+    )
+
+
+def namespace_usage(
+    instances: Iterable[Instance],
+    volumes: Iterable[Volume],
+    profiles: Mapping[str, HardwareProfile],
+    *,
+    exclude: str | None = None,
+    sizes: SizeLookup | None = None,
+) -> QuotaUsage:
+    """Usage of the given objects that count (see :func:`counts_against_quota`)."""
+    total = QuotaUsage()
+    for instance in instances:
+        if instance.metadata.uid != exclude and counts_against_quota(instance):
+            size = sizes(instance) if sizes is not None else None
+            total = _add(total, instance_usage(instance, profiles, size))
+    for volume in volumes:
+        if volume.metadata.uid != exclude and counts_against_quota(volume):
+            total = _add(total, volume_usage(volume))
+    return total
+
+
+def would_exceed(quota: Quota, used: QuotaUsage, extra: QuotaUsage) -> list[str]:
+    """Resources (wire names) over ``quota.spec.hard`` if ``extra`` were added to ``used``."""
+    return _add(used, extra).exceeds(quota.spec.hard)
+
+
+def _placed_size(deps: Deps) -> SizeLookup:
+    """The provider size an instance was placed on, from its account's catalogue."""
+
+    def lookup(instance: Instance) -> CloudSize | None:
+        placement = instance.status.placement
+        if placement is None:
+            return None
+        return account_sizes(deps, placement.account).get(placement.size)
+
+    return lookup
+
+
+class QuotaReconciler:
+    """Recounts ``status.used`` of one Quota from the caches; condition ``Exceeded``."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._quotas = deps.manager.informer(Quota)
+        self._instances = deps.manager.informer(Instance)
+        self._volumes = deps.manager.informer(Volume)
+        self._profiles = deps.manager.informer(HardwareProfile)
+        self._sizes = _placed_size(deps)
+        install_indexes(deps)
+        self._last_count: dict[ObjectKey, float] = {}
+
+    def quotas_of(self, obj: Resource) -> list[Request]:
+        """Every Quota of ``obj``'s namespace (all of them for a cluster-scoped object)."""
+        return [
+            Request(ObjectKey(Quota.PLURAL, q.metadata.namespace, q.metadata.name))
+            for q in self._quotas.list(obj.metadata.namespace)
+        ]
+
+    @conflicts_retry
+    def reconcile(self, request: Request) -> Result:
+        quota = self._quotas.get(request.key)
+        if quota is None:
+            self._last_count.pop(request.key, None)
+            return Result()
+        waited = time.monotonic() - self._last_count.get(request.key, 0.0)
+        if waited < MIN_RECOUNT_SECONDS:
+            return Result(requeue_after=MIN_RECOUNT_SECONDS - waited)
+        self._last_count[request.key] = time.monotonic()
+        namespace = quota.metadata.namespace
+        before = snapshot(quota)
+        profiles = {p.metadata.name: p for p in self._profiles.list()}
+        used = namespace_usage(
+            self._instances.list(namespace),
+            self._volumes.list(namespace),
+            profiles,
+            sizes=self._sizes,
+        )
+        quota.status.used = used
+        over = used.exceeds(quota.spec.hard)
+        generation = quota.metadata.generation
+        set_condition(
+            quota.status,
+            "Exceeded",
+            bool(over),
+            "OverLimit" if over else "WithinLimits",
+            f"usage above the hard limit of: {', '.join(over)}" if over else "",
+            generation=generation,
+        )
+        set_condition(quota.status, "Ready", True, "Counted", generation=generation)
+        quota.status.observed_generation = generation
+        write_status(self._deps, quota, before)
+        return Result()
+
+
+def register(deps: Deps) -> None:
+    reconciler = QuotaReconciler(deps)
+    deps.manager.add_controller(
+        Quota,
+        reconciler,
+        workers=1,
+        watches=[
+            (Instance, EnqueueMapped(reconciler.quotas_of)),
+            (Volume, EnqueueMapped(reconciler.quotas_of)),
+            (HardwareProfile, EnqueueMapped(reconciler.quotas_of)),
+        ],
+    )

@@ -1,0 +1,272 @@
+"""Subnet: placed on a pool member, realised as a subnet inside a shared network (VPC).
+
+Where it sits: the Subnet controller, fed by the Subnet cache and by Instances (a subnet being
+deleted waits for the instances that use it). Instances that reference a subnet are placed
+where it is (``status.placement``) and created in it (``status.providerID``).
+
+Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``; ``Deleting``):
+
+1. Finalizer ``skybroker.io/subnet`` before anything exists in a cloud.
+2. Placement through ``reconcilers.scheduling`` (pool member and zone; sticky once written);
+   the rejected members and why go to ``status.rejections``.
+3. The create token (from uid and generation) is written to ``status.createToken`` before the
+   first cloud call, then the network and the subnet are created idempotently by token.
+4. The network named by ``spec.network`` is shared by every subnet of the namespace with that
+   network name in the same account and region: its token is derived from exactly those, so
+   whoever comes first creates it and the others find it. It is tagged with the uid of a live
+   subnet using it (re-tagged when that one goes), so the leak sweeper only ever sees it as
+   leaked once no subnet is left; the last subnet to go deletes it.
+5. Deletion waits until no Instance references the subnet, then deletes the subnet, then the
+   network if no other subnet uses it, then removes the finalizer.
+A subnet deleted behind skybroker's back is recreated (drift is always corrected here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api_types import Instance, Placement, Subnet
+from api_types.meta import Resource
+from controller.handler import EnqueueMapped
+from controller.reconcile import Request, Result
+from providers import (
+    TAG_UID,
+    CloudNetwork,
+    NetworkCreate,
+    NetworkId,
+    ResourceKind,
+    SubnetCreate,
+    SubnetId,
+    ZoneName,
+)
+from reconcilers._common import (
+    INSTANCES_BY_SUBNET,
+    account_handle,
+    add_finalizer,
+    cloud_tags,
+    conflicts_retry,
+    derived_token,
+    install_indexes,
+    namespaced_key,
+    remove_finalizer,
+    set_condition,
+    snapshot,
+    write_status,
+)
+from reconcilers.accounts import AccountHandle
+from reconcilers.deps import Deps
+from reconcilers.scheduling import Unschedulable, schedule
+
+__all__ = ["FINALIZER", "SubnetReconciler", "register"]
+
+FINALIZER = "skybroker.io/subnet"
+#: How often an unschedulable subnet, or one waiting for its instances to go, looks again.
+WAIT_SECONDS = 5.0
+
+
+def network_token(subnet: Subnet, account: str, region: str) -> str:
+    """The create token of the network shared by same-named subnets of one namespace."""
+    return derived_token(
+        "network", str(subnet.metadata.namespace), subnet.spec.network.name, account, region
+    )
+
+
+class SubnetReconciler:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._subnets = deps.manager.informer(Subnet)
+        self._instances = deps.manager.informer(Instance)
+        install_indexes(deps)
+
+    def subnet_of_instance(self, obj: Resource) -> list[Request]:
+        assert isinstance(obj, Instance)
+        ref = obj.spec.subnet_ref
+        return [] if ref is None else [Request.of(Subnet.PLURAL, obj.metadata.namespace, ref)]
+
+    @conflicts_retry
+    def reconcile(self, request: Request) -> Result:
+        subnet = self._subnets.get(request.key)
+        if subnet is None:
+            return Result()  # gone; any cloud leftover is the leak sweeper's
+        if subnet.metadata.deletion_timestamp is not None:
+            return self._delete(subnet, snapshot(subnet))
+        subnet = add_finalizer(self._deps, subnet, FINALIZER)
+        return self._converge(subnet, snapshot(subnet))
+
+    # --- converge ---------------------------------------------------------------------------
+
+    def _converge(self, subnet: Subnet, before: dict[str, Any]) -> Result:
+        status = subnet.status
+        generation = subnet.metadata.generation
+        if status.placement is None:
+            try:
+                decision = schedule(self._deps, subnet, subnet.spec, zone=subnet.spec.zone)
+            except Unschedulable as exc:
+                status.phase = "Pending"
+                set_condition(
+                    status, "Scheduled", False, "Unschedulable", str(exc), generation=generation
+                )
+                write_status(self._deps, subnet, before)
+                return Result(requeue_after=WAIT_SECONDS)
+            chosen = decision.chosen
+            assert chosen is not None
+            status.placement = Placement(
+                account=chosen.account, region=chosen.region, zone=chosen.zone, member=chosen.key
+            )
+            status.rejections = [r.to_api() for r in decision.rejections]
+            status.create_token = derived_token(str(subnet.metadata.uid), str(generation))
+            status.phase = "Scheduled"
+            set_condition(status, "Scheduled", True, "Placed", chosen.key, generation=generation)
+            # The placement and the create intent are durable before any cloud call.
+            subnet = write_status(self._deps, subnet, before)
+            before = snapshot(subnet)
+            self._deps.recorder.record(
+                subnet, "Normal", "Scheduled", f"placed on {chosen.key} in {chosen.zone}"
+            )
+            status = subnet.status
+        placement = status.placement
+        assert placement is not None and status.create_token is not None
+        handle = account_handle(self._deps, placement.account)
+        network = self._ensure_network(handle, subnet, placement)
+        subnet_id = self._ensure_subnet(handle, subnet, placement, network.id)
+        status.network_id = str(network.id)
+        status.provider_id = str(subnet_id)
+        status.phase = "Ready"
+        set_condition(
+            status,
+            "Ready",
+            True,
+            "Provisioned",
+            f"{subnet_id} in network {network.id}",
+            generation=generation,
+        )
+        status.observed_generation = generation
+        write_status(self._deps, subnet, before)
+        return Result()
+
+    def _live_uids(self, subnet: Subnet) -> set[str]:
+        return {
+            str(s.metadata.uid)
+            for s in self._subnets.list(subnet.metadata.namespace)
+            if s.metadata.deletion_timestamp is None
+        }
+
+    def _ensure_network(
+        self, handle: AccountHandle, subnet: Subnet, placement: Placement
+    ) -> CloudNetwork:
+        token = network_token(subnet, placement.account, placement.region)
+        network = handle.inventory.networks().by_token(token) or (
+            handle.inventory.networks(max_age=0).by_token(token)
+        )
+        if network is None:
+            tags = cloud_tags(subnet, token, name=subnet.spec.network.name)
+            network = handle.provider.create_network(
+                NetworkCreate(tags=tags, cidr=subnet.spec.network.cidr)
+            )
+            handle.inventory.invalidate(ResourceKind.NETWORK)
+            self._deps.recorder.record(
+                subnet,
+                "Normal",
+                "NetworkCreated",
+                f"network {subnet.spec.network.name} is {network.id} in {placement.account}",
+            )
+        elif network.uid not in self._live_uids(subnet):
+            # Its tagging subnet is gone: adopt it so it is never mistaken for a leak.
+            handle.provider.set_tags(network.id, {TAG_UID: str(subnet.metadata.uid)})
+            handle.inventory.invalidate(ResourceKind.NETWORK)
+        return network
+
+    def _ensure_subnet(
+        self, handle: AccountHandle, subnet: Subnet, placement: Placement, network_id: NetworkId
+    ) -> SubnetId:
+        token = str(subnet.status.create_token)
+        known = subnet.status.provider_id
+        for max_age in (None, 0.0):
+            view = handle.inventory.subnets(max_age=max_age)
+            found = (view.get(known) if known else None) or view.by_token(token)
+            if found is not None:
+                return found.id
+        if known:
+            self._deps.recorder.record(
+                subnet, "Warning", "DriftCorrected", f"{known} vanished from the cloud; recreating"
+            )
+        assert placement.zone is not None
+        created = handle.provider.create_subnet(
+            SubnetCreate(
+                tags=cloud_tags(subnet, token),
+                network_id=network_id,
+                cidr=subnet.spec.cidr,
+                zone=ZoneName(placement.zone),
+            )
+        )
+        handle.inventory.invalidate(ResourceKind.SUBNET)
+        self._deps.recorder.record(subnet, "Normal", "Created", f"subnet {created.id}")
+        return created.id
+
+    # --- delete -----------------------------------------------------------------------------
+
+    def _delete(self, subnet: Subnet, before: dict[str, Any]) -> Result:
+        status = subnet.status
+        status.phase = "Deleting"
+        users = self._instances.by_index(
+            INSTANCES_BY_SUBNET, namespaced_key(subnet.metadata.namespace, subnet.metadata.name)
+        )
+        if users:
+            names = ", ".join(u.metadata.name for u in users[:5])
+            set_condition(
+                status,
+                "Ready",
+                False,
+                "InUse",
+                f"waiting for {len(users)} instance(s) to go: {names}",
+                generation=subnet.metadata.generation,
+            )
+            write_status(self._deps, subnet, before)
+            return Result(requeue_after=WAIT_SECONDS)
+        placement = status.placement
+        if placement is not None:
+            handle = account_handle(self._deps, placement.account)
+            if status.provider_id:
+                handle.provider.delete_subnet(SubnetId(status.provider_id))
+                handle.inventory.invalidate(ResourceKind.SUBNET)
+                # Progress is durable: a retry (say the network is still in use) does not
+                # spend the account's API budget on deleting the subnet again.
+                status.provider_id = None
+                subnet = write_status(self._deps, subnet, before)
+            self._release_network(handle, subnet, placement)
+        remove_finalizer(self._deps, subnet, FINALIZER)
+        return Result()
+
+    def _release_network(self, handle: AccountHandle, subnet: Subnet, placement: Placement) -> None:
+        """Delete the network if no other subnet uses it, else hand its uid tag to one that does."""
+        token = network_token(subnet, placement.account, placement.region)
+        network = handle.inventory.networks().by_token(token)
+        if network is None:
+            return
+        siblings = [
+            s
+            for s in self._subnets.list(subnet.metadata.namespace)
+            if s.metadata.uid != subnet.metadata.uid
+            and s.metadata.deletion_timestamp is None
+            and s.status.placement is not None
+            and network_token(s, s.status.placement.account, s.status.placement.region) == token
+        ]
+        if siblings:
+            if network.uid == subnet.metadata.uid:
+                handle.provider.set_tags(network.id, {TAG_UID: str(siblings[0].metadata.uid)})
+                handle.inventory.invalidate(ResourceKind.NETWORK)
+            return
+        handle.provider.delete_network(network.id)
+        handle.inventory.invalidate(ResourceKind.NETWORK)
+        self._deps.recorder.record(
+            subnet, "Normal", "NetworkDeleted", f"network {network.id}: its last subnet is gone"
+        )
+
+
+def register(deps: Deps) -> None:
+    reconciler = SubnetReconciler(deps)
+    deps.manager.add_controller(
+        Subnet,
+        reconciler,
+        watches=[(Instance, EnqueueMapped(reconciler.subnet_of_instance))],
+    )
