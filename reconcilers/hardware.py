@@ -37,7 +37,7 @@ def _range_text(name: str, bounds: IntRange | None) -> str | None:
 
 @dataclass(frozen=True)
 class HardwareConstraints:
-    """What a size must offer; ``size`` set = exactly that provider size, nothing else asked."""
+    """What a size must offer; ``size`` set = exactly that provider size (and ``arch``)."""
 
     cpu: IntRange | None = None
     memory_mib: IntRange | None = None
@@ -67,19 +67,19 @@ class HardwareConstraints:
 
     def allows(self, size: CloudSize) -> bool:
         """True if ``size`` satisfies every constraint."""
+        if self.arch is not None and self.arch != size.arch:
+            return False
         if self.size is not None:
             return size.id == self.size
         checks = ((self.cpu, size.cpu), (self.memory_mib, size.memory_mib))
         if any(bounds is not None and not bounds.contains(value) for bounds, value in checks):
             return False
-        if self.disk_gib is not None and not self.disk_gib.contains(size.disk_gib):
-            return False
-        return self.arch is None or self.arch == size.arch
+        return self.disk_gib is None or self.disk_gib.contains(size.disk_gib)
 
     def describe(self) -> str:
         """Human-readable form for rejection reasons, e.g. ``cpu 1-2, memoryMiB>=1024``."""
         if self.size is not None:
-            return f"size {self.size}"
+            return f"size {self.size}" + (f", arch={self.arch}" if self.arch else "")
         parts = [
             _range_text("cpu", self.cpu),
             _range_text("memoryMiB", self.memory_mib),

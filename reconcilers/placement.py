@@ -28,7 +28,8 @@ circuit open, API budget exhausted — ``AccountState.problem``); pool member re
 from the account's; hints (``spec.placement`` account/region) and the location the object is
 bound to (an instance goes where its subnet is); image not mapped; no size matches the hardware;
 member full (``maxInstances``); namespace quota; no zone left after member zones, hints and
-location. Policies: Priority (higher first), LowestCost (cheapest matching size), RoundRobin
+location (sizes must also have the image's architecture when ``AccountState.image_arch``
+knows it). Policies: Priority (higher first), LowestCost (cheapest matching size), RoundRobin
 (pool order rotated by ``rotation``), LeastLoaded (fewest placed), WeightedRandom (weighted
 shuffle seeded by the uid, so the same object always draws the same order). Ties fall back to
 priority, then pool order. Failure penalty: a member that failed less than
@@ -41,7 +42,7 @@ import math
 import random
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -85,6 +86,8 @@ class AccountState:
     sizes: tuple[CloudSize, ...] = ()
     images: Mapping[str, str] = field(default_factory=dict)
     problem: str | None = None
+    #: Architecture of provider image ids, where known: sizes must match the image's.
+    image_arch: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -270,11 +273,15 @@ def _evaluate(
             )
     size = None
     if need.hardware is not None:
-        size = cheapest_match(account.sizes, need.hardware)
+        hardware = need.hardware
+        arch = account.image_arch.get(image_id) if image_id else None
+        if arch is not None and hardware.arch is None:
+            hardware = replace(hardware, arch=arch)
+        size = cheapest_match(account.sizes, hardware)
         if size is None:
             raise _Rejected(
                 RejectionCode.HARDWARE,
-                f"no size of account {account.name} matches {need.hardware.describe()}",
+                f"no size of account {account.name} matches {hardware.describe()}",
             )
     if candidate.max_instances is not None and load >= candidate.max_instances:
         raise _Rejected(

@@ -145,6 +145,19 @@ def test_hints_location_and_quota() -> None:
     blocked = place(over, candidates, ACCOUNTS)
     assert blocked.chosen is None and blocked.quota_only
     assert "cpu 3+2 > 4" in blocked.rejections[0].reason
+    arm_image = {"a": account("a", image_arch={"img-a": "arm64"})}
+    armed = place(
+        Need(uid="u", hardware=HardwareConstraints(cpu=IntRange(min=2)), image="ubuntu"),
+        [Candidate.for_account("a")],
+        arm_image,
+    )
+    assert armed.chosen is not None and armed.chosen.size == SIZES[3]
+    x86_only = place(
+        Need(uid="u", hardware=HardwareConstraints(size="big"), image="ubuntu"),
+        [Candidate.for_account("a")],
+        arm_image,
+    )
+    assert x86_only.chosen is None and "size big, arch=arm64" in x86_only.summary()
     single = place(Need(uid="u"), [Candidate.for_account("a")], ACCOUNTS)
     assert single.chosen is not None and single.chosen.key == "a"
 

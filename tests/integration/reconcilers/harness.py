@@ -1,0 +1,178 @@
+"""A real controller for reconciler tests: Manager + ProviderRegistry on the test's etcd prefix.
+
+Where it sits: test support shared by every reconciler test module. ``Harness`` runs a real
+``Manager`` (informers, workqueues, leader lease, normaliser) in a thread with the reconcilers
+a test registers, against the session's etcd under the test's own key prefix, and simulated
+accounts whose state lives in the test's ``tmp_path``. Tests talk to it as a user would
+(``apply`` manifests into the store) and look at the cloud directly (``provider(account)``)::
+
+    def test_something(harness: Harness) -> None:
+        harness.apply(sim_account("sim-a"), pool("general", ["sim-a"]))
+        harness.start(instance.register)
+        harness.apply(instance_manifest("web-1", pool="general"))
+        harness.wait_for(Instance, "web-1", "acme", lambda i: i.status.phase == "Running")
+
+Timings are short (resync 2 s, inventory 0.3 s, boot 0.2 s) so convergence and drift show up
+within a few seconds even on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from api_types import ProviderAccount, Resource, registry
+from controller.errors import NotFoundError
+from controller.manager import Manager, ManagerOptions
+from controller.store.objects import Store
+from providers import GuardedProvider
+from reconcilers.accounts import ProviderRegistry
+from reconcilers.deps import Deps
+
+__all__ = ["Harness", "harness", "instance_manifest", "pool_manifest", "sim_account"]
+
+R = TypeVar("R", bound=Resource)
+Register = Callable[[Deps], None]
+
+API = "skybroker.io/v1alpha1"
+REGION = "sim-east"
+IMAGES = {"ubuntu-22.04": "img-ubuntu-2204"}
+
+
+def sim_account(name: str, region: str = REGION, **options: object) -> dict[str, Any]:
+    """A simulated ProviderAccount; ``options`` become ``options.skybroker.io/*`` annotations."""
+    annotations = {"options.skybroker.io/boot_seconds": "0.2", "options.skybroker.io/seed": "1"}
+    annotations.update({f"options.skybroker.io/{k}": str(v) for k, v in options.items()})
+    return {
+        "apiVersion": API,
+        "kind": "ProviderAccount",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"driver": "simulated", "region": region, "images": dict(IMAGES)},
+    }
+
+
+def pool_manifest(
+    name: str, members: list[dict[str, Any]], policy: str = "Priority", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Pool",
+        "metadata": {"name": name},
+        "spec": {"members": members, "policy": {"type": policy}, **spec},
+    }
+
+
+def instance_manifest(name: str, namespace: str = "acme", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"hardware": {"cpu": 1}, "image": "ubuntu-22.04"}
+    body.update(spec)
+    return {
+        "apiVersion": API,
+        "kind": "Instance",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+class Harness:
+    def __init__(self, store: Store, state_dir: Path) -> None:
+        self.store = store
+        self.state_dir = state_dir
+        self.providers = ProviderRegistry(
+            store, simulated_state_dir=state_dir, inventory_interval=0.3
+        )
+        options = ManagerOptions(
+            workers=4, lease_ttl=5, renew_every=1.0, resync_period=2.0, maintenance_interval=1.0
+        )
+        self.manager = Manager(store, options)
+        self.deps = Deps(self.manager, self.providers)
+        self._thread: threading.Thread | None = None
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self, *registers: Register, timeout: float = 20.0) -> None:
+        """Register the reconcilers and run the manager until it holds its lease."""
+        for register in registers:
+            register(self.deps)
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self.manager.run, kwargs={"ready": ready.set}, name="harness", daemon=True
+        )
+        self._thread.start()
+        assert ready.wait(timeout), "manager did not start"
+        self.eventually(self.manager.is_maintainer, timeout, "the manager never got its lease")
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.manager.stop()
+            self._thread.join(30)
+            self._thread = None
+
+    # --- objects --------------------------------------------------------------------------
+
+    def apply(self, *manifests: dict[str, Any]) -> list[Resource]:
+        """Create each manifest in the store (as ``skyctl --etcd`` would)."""
+        return [self.store.create(registry.parse_object(m), actor="test") for m in manifests]
+
+    def get(self, model: type[R], name: str, namespace: str | None = None) -> R | None:
+        try:
+            return self.store.get(model, name, namespace)
+        except NotFoundError:
+            return None
+
+    def wait_for(
+        self,
+        model: type[R],
+        name: str,
+        namespace: str | None,
+        check: Callable[[R], bool],
+        timeout: float = 30.0,
+    ) -> R:
+        """Poll the store until ``check(obj)``; returns the object (AssertionError on timeout)."""
+        found: list[R] = []
+
+        def done() -> bool:
+            obj = self.get(model, name, namespace)
+            if obj is not None and check(obj):
+                found.append(obj)
+                return True
+            return False
+
+        def detail() -> str:
+            return f"{model.KIND} {name}: {self.get(model, name, namespace)!r}"
+
+        self.eventually(done, timeout, detail)
+        return found[0]
+
+    def wait_gone(
+        self, model: type[Resource], name: str, namespace: str | None, timeout: float = 30.0
+    ) -> None:
+        self.eventually(lambda: self.get(model, name, namespace) is None, timeout, f"{name} stays")
+
+    @staticmethod
+    def eventually(
+        check: Callable[[], bool], timeout: float = 30.0, what: str | Callable[[], str] = ""
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                detail = what() if callable(what) else what
+                raise AssertionError(f"not reached in {timeout} s: {detail}")
+            time.sleep(0.05)
+
+    # --- the cloud, directly --------------------------------------------------------------
+
+    def provider(self, account: str) -> GuardedProvider:
+        """The account's provider, as the reconcilers use it (same state file)."""
+        return self.providers.handle(self.store.get(ProviderAccount, account)).provider
+
+
+@pytest.fixture
+def harness(store: Store, tmp_path: Path) -> Iterator[Harness]:
+    running = Harness(store, tmp_path)
+    yield running
+    running.stop()
