@@ -25,6 +25,8 @@ from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer, load_cipher, prepare_data_dir
+from skybroker.seed import seed_if_empty
+from skybroker.wiring import register_reconcilers
 
 __all__ = ["main", "tune_garbage_collector"]
 
@@ -55,6 +57,7 @@ def _run_manager(endpoints: list[str], args: argparse.Namespace, on_ready: str |
     client = EtcdClient(endpoints)
     store = Store(client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file))
     manager = Manager(store, _manager_options(args))
+    register_reconcilers(manager, Path(args.simulated_state_dir).resolve())
     manager.install_signal_handlers()
 
     def ready() -> None:
@@ -82,12 +85,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = {"etcdEndpoint": etcd.endpoint, "prefix": args.prefix, "pid": etcd.pid}
     (data_dir / "endpoints.json").write_text(json.dumps(state))
     print(f"skybroker up: etcd at {etcd.endpoint} (data in {data_dir})", flush=True)
+    args.simulated_state_dir = args.simulated_state_dir or str(data_dir)
     files = prepare_data_dir(data_dir, f"http://{args.listen}")
     args.encryption_key_file = args.encryption_key_file or str(files.encryption_key_file)
     api_client = EtcdClient([etcd.endpoint])
     api_store = Store(
         api_client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file)
     )
+    for created in seed_if_empty(api_store):
+        print(f"skybroker up: created {created}", flush=True)
     http = HttpServer(api_store, files.token_file, args.listen)
     http.start()
     print(
@@ -132,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--renew-every", type=float, default=5.0)
         sub.add_argument("--encryption-key-file", default="",
                          help="AES-GCM keys of Secrets at rest (as the apiserver's)")  # fmt: skip
+        sub.add_argument("--simulated-state-dir", default="",
+                         help="state of simulated clouds (default: data dir, or .)")  # fmt: skip
         sub.add_argument("--health-listen", default="127.0.0.1:8081",
                          help="host:port of /healthz, /readyz and /metrics ('' = off)")  # fmt: skip
 

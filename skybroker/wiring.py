@@ -1,0 +1,25 @@
+"""Which reconcilers run in the manager: the one place that lists every kind's controller.
+
+Where it sits: ``skybroker.main`` builds the manager, then calls :func:`register_reconcilers`,
+which builds the shared account registry and lets each reconciler module add its controller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.manager import Manager
+from reconcilers import firewall, quota, subnet
+from reconcilers.accounts import ProviderRegistry
+from reconcilers.deps import Deps
+
+__all__ = ["register_reconcilers"]
+
+_MODULES = (quota, subnet, firewall)
+
+
+def register_reconcilers(manager: Manager, simulated_state_dir: Path | None) -> Deps:
+    deps = Deps(manager, ProviderRegistry(manager.store, simulated_state_dir=simulated_state_dir))
+    for module in _MODULES:
+        module.register(deps)
+    return deps
