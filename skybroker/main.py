@@ -47,6 +47,7 @@ def _manager_options(args: argparse.Namespace) -> ManagerOptions:
         "health_listen": args.health_listen,
         "lease_ttl": args.lease_ttl,
         "renew_every": args.renew_every,
+        "resync_period": args.resync_period,
     }
     if args.identity:
         options["identity"] = args.identity
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--identity", default="", help="this process in leases (default host-pid)")
         sub.add_argument("--lease-ttl", type=int, default=15)
         sub.add_argument("--renew-every", type=float, default=5.0)
+        sub.add_argument("--resync-period", type=float, default=600.0,
+                         help="seconds between re-checks of each object's cloud state")  # fmt: skip
         sub.add_argument("--encryption-key-file", default="",
                          help="AES-GCM keys of Secrets at rest (as the apiserver's)")  # fmt: skip
         sub.add_argument("--simulated-state-dir", default="",
