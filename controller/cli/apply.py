@@ -19,6 +19,7 @@ Where it sits: called by ``controller.cli.main`` with manifests from
 
 from __future__ import annotations
 
+import base64
 import copy
 import difflib
 import json
@@ -115,6 +116,11 @@ def prepare(manifest: Manifest, default_namespace: str, forced_namespace: str | 
     annotations.pop(LAST_APPLIED, None)
     metadata["annotations"] = annotations
     last_applied = copy.deepcopy(obj)
+    for secret_field in ("data", "stringData") if info.kind == "Secret" else ():
+        # The annotation is served to anyone who may list Secrets, even without `get`: keep
+        # only the keys (all the three-way merge needs to see what was removed).
+        if isinstance(last_applied.get(secret_field), dict):
+            last_applied[secret_field] = dict.fromkeys(last_applied[secret_field], "")
     annotations[LAST_APPLIED] = json.dumps(last_applied, sort_keys=True, separators=(",", ":"))
     try:
         parsed = registry.parse_object(obj)
@@ -122,6 +128,8 @@ def prepare(manifest: Manifest, default_namespace: str, forced_namespace: str | 
         raise _invalid(manifest.source, "invalid", registry.field_errors(exc)) from None
     desired = parsed.to_wire()
     desired.pop("status", None)
+    if desired.get("stringData"):
+        _fold_string_data(desired)
     normalised_metadata = desired["metadata"]
     desired["metadata"] = {
         key: value
@@ -129,6 +137,16 @@ def prepare(manifest: Manifest, default_namespace: str, forced_namespace: str | 
         if key in ("name", "namespace", "annotations") or key in metadata
     }
     return Target(info, metadata.get("namespace"), metadata["name"], desired, last_applied)
+
+
+def _fold_string_data(secret: Wire) -> None:
+    """Compare a Secret in the form it is stored: admission folds ``stringData`` into
+    ``data`` (base64), as Kubernetes does; unfolded, an unchanged Secret would look changed on
+    every apply."""
+    data = dict(secret.get("data") or {})
+    for key, text in secret["stringData"].items():
+        data[key] = base64.b64encode(str(text).encode("utf-8")).decode("ascii")
+    secret["data"], secret["stringData"] = data, {}
 
 
 def _last_applied_of(live: Wire) -> Wire:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from api_types.registry import KindInfo
 
-__all__ = ["ApiError", "Backend", "ListResult", "WatchEvent", "client_version", "object_ref"]
+__all__ = ["ApiError", "Backend", "ListResult", "WatchEvent", "client_version", "deleted"]
 
 Wire = dict[str, Any]
 
@@ -68,11 +68,12 @@ def client_version() -> str:
         return "unknown"
 
 
-def object_ref(obj: Wire) -> str:
-    """``namespace/name`` or ``name``: how messages name an object."""
-    metadata = obj.get("metadata") or {}
-    namespace = metadata.get("namespace")
-    return f"{namespace}/{metadata.get('name')}" if namespace else str(metadata.get("name"))
+def deleted(info: KindInfo, namespace: str | None, name: str, answer: Any) -> Wire:
+    """The object a delete answered with; a finished delete answers with a ``Status`` (as in
+    Kubernetes) and is then described by its kind and name only."""
+    if isinstance(answer, dict) and answer.get("kind") != "Status":
+        return answer
+    return {"kind": info.kind, "metadata": {"name": name, "namespace": namespace}}
 
 
 class Backend(Protocol):

@@ -1,37 +1,35 @@
 """The ``--etcd ENDPOINTS`` admin backend: skyctl on the object store itself, no API server.
 
-Where it sits: an implementation of ``controller.cli.backend.Backend`` over
-``controller.store.objects.Store``. It is for operators who hold the etcd endpoints (bootstrap,
-repair, a dead API server): RBAC does not apply, but validation does — every write goes through
-the store's own validation and compare-and-swap, exactly as the API server's writes do. Store
-exceptions become :class:`ApiError` with the HTTP codes the API would answer, so verbs and exit
-codes behave the same in both modes.
+Where it sits: an implementation of ``controller.cli.backend.Backend`` for operators who hold
+the etcd endpoints (bootstrap, repair, a dead API server). It runs the API server's own
+resource operations (``controller.apiserver.handlers.Resources``) in-process as a member of
+``system:masters``: RBAC is thereby bypassed, but everything else is identical to a request
+through the API — schema validation, admission (defaulting, reference checks, the pool's
+allowed namespaces), the quota reservation in the write's transaction, compare-and-swap, and
+the same error codes. Only the watch is read here directly, from the store's resumable etcd
+watch (``controller.store.watch``).
 """
 
 from __future__ import annotations
 
 import builtins
 import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-import pydantic
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 from api_types import registry
-from api_types.meta import Resource
+from api_types.meta import API_VERSION, Resource
 from api_types.registry import KindInfo
-from controller.cli.backend import ApiError, ListResult, WatchEvent, client_version
-from controller.errors import (
-    AlreadyExistsError,
-    ConflictError,
-    InvalidObjectError,
-    NotFoundError,
-    StoreError,
-    StoreUnavailableError,
-)
-from controller.labels import LabelSelector, SelectorError
+from controller.apiserver.auth import MASTERS_GROUP, User
+from controller.apiserver.handlers import Resources, parse_selector
+from controller.apiserver.paths import Target
+from controller.apiserver.rbac import Authorizer
+from controller.apiserver.status import error_from
+from controller.cli.backend import ApiError, ListResult, WatchEvent, client_version, deleted
+from controller.errors import InvalidObjectError
 from controller.store.codec import DecodeError, decode_value
+from controller.store.encryption import SecretCipher
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.objects import Store
@@ -40,79 +38,75 @@ from controller.store.watch import PrefixWatch
 __all__ = ["EtcdBackend"]
 
 Wire = dict[str, Any]
+T = TypeVar("T")
 
 
-@contextmanager
-def _as_api_errors() -> Iterator[None]:
-    """Give store failures the codes and reasons the REST API uses for them."""
+def _call(operation: Callable[[], T]) -> T:
+    """Run one API operation; its failure becomes the ApiError the REST API would answer."""
     try:
-        yield
-    except NotFoundError as exc:
-        raise ApiError(404, "NotFound", str(exc)) from None
-    except AlreadyExistsError as exc:
-        raise ApiError(409, "AlreadyExists", str(exc)) from None
-    except ConflictError as exc:
-        raise ApiError(409, "Conflict", str(exc)) from None
-    except InvalidObjectError as exc:
-        causes = [(c.field, c.message) for c in exc.causes]
-        raise ApiError(422, "Invalid", exc.message, causes) from None
-    except StoreUnavailableError as exc:
-        raise ApiError(503, "ServiceUnavailable", str(exc)) from None
-    except StoreError as exc:
-        raise ApiError(500, "InternalError", str(exc)) from None
-    except SelectorError as exc:
-        raise ApiError(400, "BadRequest", str(exc)) from None
+        return operation()
+    except Exception as exc:
+        error = error_from(exc)
+        causes = [(c.field, c.message) for c in error.causes]
+        raise ApiError(error.code, error.reason, error.message, causes) from None
 
 
-def _parse(obj: Wire) -> Resource:
-    try:
-        return registry.parse_object(obj)
-    except pydantic.ValidationError as exc:
-        raise ApiError(422, "Invalid", "invalid object", registry.field_errors(exc)) from None
-    except registry.UnknownKindError as exc:
-        raise ApiError(422, "Invalid", "invalid object", [("kind", str(exc))]) from None
+def _target(obj: Wire) -> Target:
+    info = registry.by_kind(str(obj.get("kind")))
+    metadata = obj.get("metadata") or {}
+    return Target(info, metadata.get("namespace") if info.namespaced else None)
 
 
 class EtcdBackend:
-    def __init__(self, endpoints: list[str], prefix: str = "/skybroker") -> None:
+    def __init__(
+        self, endpoints: list[str], prefix: str = "/skybroker", key_file: str | None = None
+    ) -> None:
         self.description = f"etcd {','.join(endpoints)} (prefix {prefix})"
+        cipher = SecretCipher.from_file(Path(key_file)) if key_file else None
         self._client = EtcdClient(endpoints)
-        self._store = Store(self._client, KeyLayout(prefix))
-        # The durable history names who made each change; here that is the local operator.
-        self._actor = f"etcd-admin:{getpass.getuser()}"
+        self._store = Store(self._client, KeyLayout(prefix), cipher=cipher)
+        # The authorizer's informers are never started: masters are allowed before any lookup.
+        self._resources = Resources(self._store, Authorizer(self._store))
+        # The durable history names who made each change: here, the local operator.
+        name = f"etcd-admin:{getpass.getuser()}"
+        self._user = User(name, name, frozenset({MASTERS_GROUP}))
 
     def close(self) -> None:
         self._client.close()
 
     def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire:
-        with _as_api_errors():
-            return self._store.get(info.model, name, namespace).to_wire()
+        return _call(lambda: self._resources.get(self._user, Target(info, namespace, name)))
 
     def list(self, info: KindInfo, namespace: str | None, selector: str | None) -> ListResult:
-        with _as_api_errors():
-            listed = self._store.list(info.model, namespace, LabelSelector.parse(selector))
-        return ListResult([o.to_wire() for o in listed.items], str(listed.resource_version))
+        listed = _call(
+            lambda: self._resources.list(self._user, Target(info, namespace), selector, 0, None)
+        )
+        return ListResult(listed["items"], str(listed["metadata"]["resourceVersion"]))
 
     def create(self, obj: Wire, *, dry_run: bool) -> Wire:
-        with _as_api_errors():
-            return self._store.create(_parse(obj), actor=self._actor, dry_run=dry_run).to_wire()
+        return _call(lambda: self._resources.create(self._user, _target(obj), obj, dry_run))
 
     def update(self, obj: Wire, *, dry_run: bool) -> Wire:
-        with _as_api_errors():
-            return self._store.update(_parse(obj), actor=self._actor, dry_run=dry_run).to_wire()
+        def update() -> Wire:
+            target = _target(obj)
+            named = Target(target.info, target.namespace, (obj.get("metadata") or {}).get("name"))
+            return self._resources.update(self._user, named, obj, dry_run)
+
+        return _call(update)
 
     def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
-        with _as_api_errors():
-            obj, _ = self._store.delete(
-                info.model, name, namespace, actor=self._actor, dry_run=dry_run
-            )
-        return obj.to_wire()
+        target = Target(info, namespace, name)
+        return deleted(
+            info,
+            namespace,
+            name,
+            _call(lambda: self._resources.delete(self._user, target, dry_run)),
+        )
 
     def watch(
         self, info: KindInfo, namespace: str | None, selector: str | None, resource_version: str
     ) -> Iterator[WatchEvent]:
-        with _as_api_errors():
-            wanted = LabelSelector.parse(selector)
+        wanted = _call(lambda: parse_selector(selector))
         layout = self._store.layout
         watch = PrefixWatch(
             self._client,
@@ -122,7 +116,7 @@ class EtcdBackend:
         )
         try:
             for batch in watch:
-                if not batch:
+                if not batch:  # a progress notification
                     metadata = {"resourceVersion": str(watch.last_revision)}
                     yield WatchEvent("BOOKMARK", {"kind": info.kind, "metadata": metadata})
                 for event in batch:
@@ -144,7 +138,7 @@ class EtcdBackend:
 
     def _decode_event(self, key: ObjectKey | None, raw: bytes | None) -> Resource | None:
         """The object of a watch event; None for values that do not validate (skipped, as the
-        API server skips them: `get` reports those keys)."""
+        API server's watch skips them)."""
         if key is None or not raw:
             return None
         try:
@@ -153,12 +147,17 @@ class EtcdBackend:
             return None
 
     def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:
-        with _as_api_errors():
-            records = self._store.history(ObjectKey(info.plural, namespace, name))
-        return [{**r.to_wire(), "revision": r.revision} for r in records]
+        target = Target(info, namespace, name, "history")
+        items: builtins.list[Wire] = _call(lambda: self._resources.history(self._user, target))[
+            "items"
+        ]
+        return items
 
     def can_i(self, verb: str, info: KindInfo, namespace: str | None) -> tuple[bool, str]:
         return True, "the --etcd admin mode is not subject to RBAC"
 
     def version(self) -> Wire:
-        return {"server": self.description, "client": client_version()}
+        return {
+            "server": {"store": self.description, "apiVersion": API_VERSION},
+            "client": client_version(),
+        }

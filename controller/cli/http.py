@@ -20,7 +20,7 @@ import httpx
 from api_types import registry
 from api_types.meta import API_VERSION
 from api_types.registry import KindInfo
-from controller.cli.backend import ApiError, ListResult, WatchEvent, client_version
+from controller.cli.backend import ApiError, ListResult, WatchEvent, client_version, deleted
 
 __all__ = ["HttpBackend"]
 
@@ -137,13 +137,10 @@ class HttpBackend:
         return result
 
     def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
-        result = self._request(
+        answer = self._request(
             "DELETE", self._item(info, namespace, name), params=self._dry_run(dry_run)
         )
-        # Kubernetes answers a finished delete with a Status, a pending one with the object.
-        if isinstance(result, dict) and result.get("kind") != "Status":
-            return result
-        return {"kind": info.kind, "metadata": {"name": name, "namespace": namespace}}
+        return deleted(info, namespace, name, answer)
 
     def watch(
         self, info: KindInfo, namespace: str | None, selector: str | None, resource_version: str

@@ -63,6 +63,11 @@ def _common(sub: argparse.ArgumentParser, defaults: bool) -> None:
     sub.add_argument(
         "--etcd-prefix", default=default("/skybroker"), help="etcd key prefix (admin mode)"
     )
+    sub.add_argument(
+        "--encryption-key-file",
+        default=default(None),
+        help="admin mode: the API server's key file, to read and write Secrets",
+    )
 
 
 def _files(sub: argparse.ArgumentParser, required: bool) -> None:
@@ -212,7 +217,8 @@ def _open_session(
     )
     backend: Backend
     if args.etcd:
-        backend = EtcdBackend([e for e in args.etcd.split(",") if e], args.etcd_prefix)
+        endpoints = [e for e in args.etcd.split(",") if e]
+        backend = EtcdBackend(endpoints, args.etcd_prefix, args.encryption_key_file)
     elif context.server:
         backend = HttpBackend(context.server, context.token)
     else:

@@ -8,6 +8,14 @@ from pathlib import Path
 
 from controller.cli.main import main
 
+#: Admission checks references, so the pool exists beforehand (see ``POOL``).
+POOL = {
+    "apiVersion": "skybroker.io/v1alpha1",
+    "kind": "Pool",
+    "metadata": {"name": "general"},
+    "spec": {"members": [{"account": "sim-a"}]},
+}
+
 INSTANCES = """\
 apiVersion: skybroker.io/v1alpha1
 kind: HardwareProfile

@@ -99,3 +99,13 @@ def test_prepare_reports_every_invalid_field() -> None:
     assert caught.value.code == 422 and "file.yaml" in caught.value.message
     with pytest.raises(ApiError, match="unknown kind"):
         prepare(Manifest("t", {"kind": "Nope", "metadata": {"name": "x"}}), "acme", None)
+
+
+def test_secret_string_data_compares_in_its_stored_form() -> None:
+    secret = {"kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"key": "k1"}}
+    target = prepare(Manifest("t", secret), "acme", None)
+    assert target.desired["data"] == {"key": "azE="} and target.desired["stringData"] == {}
+    live = stored(target.desired)
+    del live["status"]
+    assert decide(target, live) == ("unchanged", None)
+    assert "k1" not in target.desired["metadata"]["annotations"][LAST_APPLIED]
