@@ -229,9 +229,7 @@ class ApiServer:
         async def access_review(request: Request) -> Response:
             return await self._answer(request, "selfsubjectaccessreviews", self._review)
 
-        @app.api_route(
-            f"{API_ROOT}/{{path:path}}", methods=["GET", *sorted(_WRITE_METHODS)]
-        )
+        @app.api_route(f"{API_ROOT}/{{path:path}}", methods=["GET", *sorted(_WRITE_METHODS)])
         async def dispatch(request: Request, path: str) -> Response:
             return await self._answer(request, path, self._resource)
 

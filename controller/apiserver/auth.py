@@ -73,7 +73,7 @@ class TokenAuthenticator:
         for number, line in lines:
             row = next(csv.reader([line], skipinitialspace=True))
             if len(row) < 3 or not row[0].strip() or not row[1].strip():
-                raise TokenFileError(f"{source}:{number}: expected token,user,uid[,\"groups\"]")
+                raise TokenFileError(f'{source}:{number}: expected token,user,uid[,"groups"]')
             token, name, uid = (cell.strip() for cell in row[:3])
             groups = {g.strip() for g in row[3].split(",") if g.strip()} if len(row) > 3 else set()
             if token in users:

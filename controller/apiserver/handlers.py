@@ -123,8 +123,7 @@ class Resources:
         self.authorize(user, "get", target)
         key = ObjectKey(target.info.plural, target.namespace, str(target.name))
         items = [
-            {**record.to_wire(), "revision": record.revision}
-            for record in self.store.history(key)
+            {**record.to_wire(), "revision": record.revision} for record in self.store.history(key)
         ]
         return {"apiVersion": API_VERSION, "kind": "HistoryList", "items": items}
 
@@ -168,9 +167,7 @@ class Resources:
             self.store,
             obj.metadata.namespace,
             usage_of(self.store, obj),
-            lambda extras: self.store.create(
-                obj, actor=user.name, dry_run=dry_run, extras=extras
-            ),
+            lambda extras: self.store.create(obj, actor=user.name, dry_run=dry_run, extras=extras),
         )
         return created.to_wire()
 

@@ -103,8 +103,10 @@ def _kind_paths(info: KindInfo) -> dict[str, Any]:
     }
     ns_param = [_param("namespace", "path", _STRING, "Namespace.")] if info.namespaced else []
     name_param = [_param("name", "path", _STRING, "Object name.")]
-    base = f"{API_ROOT}/namespaces/{{namespace}}/{info.plural}" if info.namespaced else (
-        f"{API_ROOT}/{info.plural}"
+    base = (
+        f"{API_ROOT}/namespaces/{{namespace}}/{info.plural}"
+        if info.namespaced
+        else (f"{API_ROOT}/{info.plural}")
     )
     tag = [info.kind]
     item = {

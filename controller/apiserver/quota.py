@@ -104,9 +104,7 @@ def _reserve(store: Store, namespace: str, delta: Usage) -> tuple[TxnExtras, dic
                 f"limited {getattr(quota.spec.hard, _ATTRS[name])}"
                 for name in over
             )
-            raise ApiError(
-                403, "Forbidden", f"exceeded quota: {quota.metadata.name}, {detail}"
-            )
+            raise ApiError(403, "Forbidden", f"exceeded quota: {quota.metadata.name}, {detail}")
         revision = str(quota.metadata.resource_version)
         revisions[quota.metadata.name] = revision
         wire = quota.to_wire()

@@ -81,7 +81,8 @@ class WatchRequest:
         if event.deleted or not self.selector.empty:
             old = self._decode(event.key, event.prev_value, event.mod_revision)
         if self._matches(new):
-            created = event.create_revision == event.mod_revision or not self._matches(old)
+            entered = not self.selector.empty and not self._matches(old)
+            created = event.create_revision == event.mod_revision or entered
             assert new is not None
             return _line("ADDED" if created else "MODIFIED", self.resources.visible(self.user, new))
         if self._matches(old):

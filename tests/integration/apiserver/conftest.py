@@ -75,9 +75,7 @@ def api_store(etcd_client: EtcdClient, layout: KeyLayout, cipher: SecretCipher) 
 def server(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
     token_file = tmp_path / "tokens.csv"
     token_file.write_text(TOKEN_FILE)
-    http = HttpServer(
-        api_store, token_file, "127.0.0.1:0", ApiOptions(bookmark_interval=0.3)
-    )
+    http = HttpServer(api_store, token_file, "127.0.0.1:0", ApiOptions(bookmark_interval=0.3))
     http.start()
     yield http
     http.stop()
