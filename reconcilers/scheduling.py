@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from api_types import Pool, PoolPolicy, ProviderAccount
+from api_types import Placement, Pool, PoolPolicy, ProviderAccount
 from api_types.common import TargetSpec
 from api_types.meta import ConditionStatus, Resource
 from controller.errors import ReconcileError, TransientError
@@ -150,11 +150,25 @@ def candidates(deps: Deps, spec: TargetSpec, namespace: str | None) -> Targets:
     return Targets(candidates_of_pool(pool.spec), pool.spec.policy, spec.pool)
 
 
-def schedule(deps: Deps, obj: Resource, spec: TargetSpec, *, zone: str | None) -> Decision:
-    """Place ``obj`` (no hardware, no image: subnets and volumes) within ``zone`` if given."""
+def schedule(
+    deps: Deps,
+    obj: Resource,
+    spec: TargetSpec,
+    *,
+    zone: str | None,
+    bound_to: Placement | None = None,
+) -> Decision:
+    """Place ``obj`` (no hardware, no image: subnets and volumes) within ``zone`` if given,
+    and where ``bound_to`` is (a volume goes where its instance is)."""
     targets = candidates(deps, spec, obj.metadata.namespace)
     states = account_states(deps, (c.account for c in targets.candidates))
-    need = Need(uid=str(obj.metadata.uid), zone=zone)
+    need = Need(
+        uid=str(obj.metadata.uid),
+        zone=zone,
+        location_account=bound_to.account if bound_to else None,
+        location_region=bound_to.region if bound_to else None,
+        location_zone=bound_to.zone if bound_to else None,
+    )
     decision = place(need, targets.candidates, states, policy=targets.policy)
     if decision.chosen is None:
         raise Unschedulable(f"no member can take it: {decision.summary()}")

@@ -1,0 +1,318 @@
+"""Volume: a block device placed on a pool member, attached once its instance runs beside it.
+
+Where it sits: the Volume controller, fed by the Volume cache and by Instances (a volume acts
+when the instance named in ``spec.attachTo`` is placed, starts running, or is deleted).
+
+Phases: ``Pending → Scheduled → Provisioning → Available → Attached``; ``Deleting``.
+
+1. Finalizer ``skybroker.io/volume``; a volume written straight into the store is held with
+   ``QuotaExceeded=True`` while the namespace quota has no room for it (``reconcilers.quota``).
+2. Placement through ``reconcilers.scheduling``; with ``attachTo`` the volume goes where the
+   instance is (account and zone) and waits until the instance is placed. Sticky.
+3. Create intent in ``status.createToken`` before the cloud call; created idempotently.
+4. Attach when the instance is Running in the same zone (condition ``Attached`` says what it
+   waits for otherwise); a volume detached behind skybroker's back is reattached (drift is
+   always corrected); ``attachTo`` changed or removed, or the instance being deleted, detaches.
+5. Deletion: detach first, then delete, then the finalizer goes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api_types import (
+    HardwareProfile,
+    Instance,
+    InstancePhase,
+    Placement,
+    Quota,
+    Volume,
+    VolumeAttachmentStatus,
+)
+from api_types.meta import Resource
+from controller.errors import TerminalError
+from controller.handler import EnqueueMapped
+from controller.reconcile import Request, Result
+from controller.store.keys import ObjectKey
+from providers import CloudVolume, InstanceId, ResourceKind, VolumeCreate, VolumeId, VolumeState
+from providers.errors import is_not_found
+from reconcilers._common import (
+    VOLUMES_BY_INSTANCE,
+    account_handle,
+    add_finalizer,
+    cloud_tags,
+    conflicts_retry,
+    derived_token,
+    install_indexes,
+    namespaced_key,
+    remove_finalizer,
+    set_condition,
+    snapshot,
+    write_status,
+)
+from reconcilers.accounts import AccountHandle
+from reconcilers.deps import Deps
+from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, volume_usage, would_exceed
+from reconcilers.scheduling import Unschedulable, schedule
+
+__all__ = ["FINALIZER", "VolumeReconciler", "register"]
+
+FINALIZER = "skybroker.io/volume"
+#: How often a volume waiting for its instance, its quota or its placement looks again.
+WAIT_SECONDS = 5.0
+#: How soon to look at a volume the cloud is still creating.
+CREATING_SECONDS = 0.5
+
+
+class VolumeReconciler:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._volumes = deps.manager.informer(Volume)
+        self._instances = deps.manager.informer(Instance)
+        self._quotas = deps.manager.informer(Quota)
+        self._profiles = deps.manager.informer(HardwareProfile)
+        install_indexes(deps)
+
+    def volumes_of_instance(self, obj: Resource) -> list[Request]:
+        key = namespaced_key(obj.metadata.namespace, obj.metadata.name)
+        return [
+            Request.of(Volume.PLURAL, v.metadata.namespace, v.metadata.name)
+            for v in self._volumes.by_index(VOLUMES_BY_INSTANCE, key)
+        ]
+
+    def _instance(self, volume: Volume) -> Instance | None:
+        target = volume.spec.attach_to
+        if target is None:
+            return None
+        return self._instances.get(
+            ObjectKey(Instance.PLURAL, volume.metadata.namespace, target.instance)
+        )
+
+    @conflicts_retry
+    def reconcile(self, request: Request) -> Result:
+        volume = self._volumes.get(request.key)
+        if volume is None:
+            return Result()  # gone; any cloud leftover is the leak sweeper's
+        if volume.metadata.deletion_timestamp is not None:
+            return self._delete(volume, snapshot(volume))
+        volume = add_finalizer(self._deps, volume, FINALIZER)
+        before = snapshot(volume)
+        generation = volume.metadata.generation
+        status = volume.status
+        if status.placement is None:
+            waiting = self._quota_problem(volume) or self._place(volume)
+            if waiting is not None:
+                status.phase = "Pending"
+                write_status(self._deps, volume, before)
+                return Result(requeue_after=WAIT_SECONDS)
+            volume = write_status(self._deps, volume, before)  # placement + intent, durably
+            before, status = snapshot(volume), volume.status
+        placement = status.placement
+        assert placement is not None
+        handle = account_handle(self._deps, placement.account)
+        cloud = self._ensure(handle, volume, placement)
+        status.provider_id = str(cloud.id)
+        status.observed_generation = generation
+        if cloud.state is VolumeState.CREATING:
+            status.phase = "Provisioning"
+            write_status(self._deps, volume, before)
+            return Result(requeue_after=CREATING_SECONDS)
+        cloud = self._attachment(handle, volume, cloud)
+        status.attached_to = self._observed(volume, cloud)
+        status.phase = "Attached" if status.attached_to else "Available"
+        set_condition(status, "Ready", True, "Provisioned", str(cloud.id), generation=generation)
+        write_status(self._deps, volume, before)
+        attached = volume.spec.attach_to is None or status.attached_to is not None
+        return Result() if attached else Result(requeue_after=WAIT_SECONDS)
+
+    # --- admission and placement ------------------------------------------------------------
+
+    def _quota_problem(self, volume: Volume) -> str | None:
+        namespace = volume.metadata.namespace
+        generation = volume.metadata.generation
+        used = namespace_usage(
+            self._instances.list(namespace),
+            self._volumes.list(namespace),
+            {p.metadata.name: p for p in self._profiles.list()},
+            exclude=volume.metadata.uid,
+        )
+        over = sorted(
+            {
+                name
+                for q in self._quotas.list(namespace)
+                for name in would_exceed(q, used, volume_usage(volume))
+            }
+        )
+        if over:
+            set_condition(
+                volume.status,
+                QUOTA_EXCEEDED,
+                True,
+                "QuotaExceeded",
+                f"the namespace quota has no room for: {', '.join(over)}",
+                generation=generation,
+            )
+            return "quota"
+        if volume.status.condition(QUOTA_EXCEEDED) is not None:
+            set_condition(
+                volume.status, QUOTA_EXCEEDED, False, "WithinQuota", generation=generation
+            )
+        return None
+
+    def _place(self, volume: Volume) -> str | None:
+        """Write the placement and create token into ``volume.status``; or why it must wait."""
+        status, generation = volume.status, volume.metadata.generation
+        bound_to: Placement | None = None
+        if volume.spec.attach_to is not None:
+            instance = self._instance(volume)
+            if instance is None or instance.status.placement is None:
+                message = f"waiting for instance {volume.spec.attach_to.instance} to be placed"
+                set_condition(
+                    status, "Scheduled", False, "WaitingForInstance", message, generation=generation
+                )
+                return message
+            bound_to = instance.status.placement
+        try:
+            decision = schedule(
+                self._deps, volume, volume.spec, zone=volume.spec.zone, bound_to=bound_to
+            )
+        except Unschedulable as exc:
+            set_condition(
+                status, "Scheduled", False, "Unschedulable", str(exc), generation=generation
+            )
+            return str(exc)
+        chosen = decision.chosen
+        assert chosen is not None
+        status.placement = Placement(
+            account=chosen.account, region=chosen.region, zone=chosen.zone, member=chosen.key
+        )
+        status.rejections = [r.to_api() for r in decision.rejections]
+        status.create_token = derived_token(str(volume.metadata.uid), str(generation))
+        status.phase = "Scheduled"
+        set_condition(status, "Scheduled", True, "Placed", chosen.key, generation=generation)
+        self._deps.recorder.record(
+            volume, "Normal", "Scheduled", f"placed on {chosen.key} in {chosen.zone}"
+        )
+        return None
+
+    # --- cloud ------------------------------------------------------------------------------
+
+    def _ensure(self, handle: AccountHandle, volume: Volume, placement: Placement) -> CloudVolume:
+        token, known = str(volume.status.create_token), volume.status.provider_id
+        for max_age in (None, 0.0):
+            view = handle.inventory.volumes(max_age=max_age)
+            found = (view.get(known) if known else None) or view.by_token(token)
+            if found is not None:
+                return found
+        assert placement.zone is not None
+        created = handle.provider.create_volume(
+            VolumeCreate(
+                tags=cloud_tags(volume, token),
+                size_gib=volume.spec.size_gib,
+                zone=placement.zone,  # type: ignore[arg-type]
+                volume_type=volume.spec.type or "gp3",
+            )
+        )
+        handle.inventory.invalidate(ResourceKind.VOLUME)
+        self._deps.recorder.record(volume, "Normal", "Created", f"volume {created.id}")
+        return created
+
+    def _attachment(self, handle: AccountHandle, volume: Volume, cloud: CloudVolume) -> CloudVolume:
+        """Attach, detach or leave ``cloud`` as ``spec.attachTo`` and the instance allow."""
+        status, generation = volume.status, volume.metadata.generation
+        target = volume.spec.attach_to
+        instance = self._instance(volume)
+        wanted: str | None = None
+        reason, message = "NotRequested", ""
+        if target is not None:
+            reason, message = self._attach_blocker(volume, instance)
+            if not reason and instance is not None:
+                wanted = instance.status.provider_id
+        if cloud.attached_to is not None and cloud.attached_to != wanted:
+            handle.provider.detach_volume(cloud.id)
+            self._deps.recorder.record(
+                volume, "Normal", "Detached", f"detached from {cloud.attached_to}"
+            )
+            cloud = self._reread(handle, cloud)
+        if wanted is not None and target is not None and cloud.attached_to != wanted:
+            if status.attached_to is not None:  # it was attached: someone detached it
+                self._deps.recorder.record(
+                    volume, "Warning", "DriftCorrected", "found detached; reattaching"
+                )
+            handle.provider.attach_volume(cloud.id, InstanceId(wanted), target.device)
+            self._deps.recorder.record(
+                volume, "Normal", "Attached", f"attached to {target.instance} as {target.device}"
+            )
+            cloud = self._reread(handle, cloud)
+        attached = wanted is not None and cloud.attached_to == wanted
+        set_condition(
+            status,
+            "Attached",
+            attached,
+            "Attached" if attached else reason,
+            message,
+            generation=generation,
+        )
+        return cloud
+
+    @staticmethod
+    def _attach_blocker(volume: Volume, instance: Instance | None) -> tuple[str, str]:
+        """("", "") when the instance can take the volume now, else (reason, message)."""
+        name = volume.spec.attach_to.instance if volume.spec.attach_to else ""
+        if instance is None or instance.metadata.deletion_timestamp is not None:
+            return "InstanceGone", f"instance {name} does not exist or is being deleted"
+        if instance.status.phase != InstancePhase.RUNNING or not instance.status.provider_id:
+            return "WaitingForInstance", f"instance {name} is not Running"
+        zone = instance.status.placement.zone if instance.status.placement else None
+        mine = volume.status.placement.zone if volume.status.placement else None
+        if zone != mine:
+            return "ZoneMismatch", f"instance {name} is in zone {zone}, the volume in {mine}"
+        return "", ""
+
+    @staticmethod
+    def _reread(handle: AccountHandle, cloud: CloudVolume) -> CloudVolume:
+        handle.inventory.invalidate(ResourceKind.VOLUME)
+        return handle.inventory.volumes().get(cloud.id) or cloud
+
+    def _observed(self, volume: Volume, cloud: CloudVolume) -> VolumeAttachmentStatus | None:
+        if cloud.attached_to is None:
+            return None
+        target = volume.spec.attach_to
+        instance = self._instance(volume)
+        ours = instance is not None and instance.status.provider_id == cloud.attached_to
+        return VolumeAttachmentStatus(
+            instance=target.instance if ours and target else str(cloud.attached_to),
+            device=cloud.device or "",
+            provider_id=str(cloud.attached_to),
+        )
+
+    # --- delete -----------------------------------------------------------------------------
+
+    def _delete(self, volume: Volume, before: dict[str, Any]) -> Result:
+        status = volume.status
+        status.phase = "Deleting"
+        if status.placement is not None and status.provider_id:
+            handle = account_handle(self._deps, status.placement.account)
+            volume_id = VolumeId(status.provider_id)
+            try:
+                # Detach before delete, always: the cloud refuses to delete an attached volume.
+                handle.provider.detach_volume(volume_id)
+                handle.provider.delete_volume(volume_id)
+            except TerminalError as exc:
+                if not is_not_found(exc.code):
+                    raise  # already gone (deleted behind our back) is what we wanted
+            handle.inventory.invalidate(ResourceKind.VOLUME)
+            status.provider_id = None
+            status.attached_to = None
+            volume = write_status(self._deps, volume, before)
+        remove_finalizer(self._deps, volume, FINALIZER)
+        return Result()
+
+
+def register(deps: Deps) -> None:
+    reconciler = VolumeReconciler(deps)
+    deps.manager.add_controller(
+        Volume,
+        reconciler,
+        watches=[(Instance, EnqueueMapped(reconciler.volumes_of_instance))],
+    )

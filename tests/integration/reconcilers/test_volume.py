@@ -1,0 +1,121 @@
+"""Volume reconciler: placed beside its instance, attached only once it runs, drift, delete order.
+
+The Instance reconciler is not running here: the test creates the VM in the simulated cloud
+and writes the instance's status as that reconciler would, which is all a volume reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api_types import Instance, InstancePhase, InstancePlacement, Volume
+from providers import ImageId, InstanceCreate, ResourceTags, SizeId, ZoneName
+from reconcilers import volume
+from tests.integration.reconcilers.harness import (
+    API,
+    Harness,
+    instance_manifest,
+    pool_manifest,
+    sim_account,
+)
+
+ZONE = "sim-eastb"
+
+
+def volume_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Volume",
+        "metadata": {"name": name, "namespace": "acme"},
+        "spec": {"pool": "general", "sizeGiB": 10, **spec},
+    }
+
+
+def run_instance(harness: Harness, name: str, phase: InstancePhase) -> str:
+    """Create the VM in the cloud (once) and record it in the instance's status."""
+    instance = harness.store.get(Instance, name, "acme")
+    cloud = harness.provider("sim-a").inner.create_instance(  # type: ignore[attr-defined]
+        InstanceCreate(
+            tags=ResourceTags(name=name, uid=str(instance.metadata.uid), token=f"t-{name}"),
+            size=SizeId("s1.small"),
+            image=ImageId("img-ubuntu-2204"),
+            zone=ZoneName(ZONE),
+        )
+    )
+    instance.status.placement = InstancePlacement(
+        account="sim-a", region="sim-east", zone=ZONE, member="sim-a", size="s1.small"
+    )
+    instance.status.provider_id = cloud.id
+    instance.status.phase = phase
+    harness.store.update_status(instance)
+    return str(cloud.id)
+
+
+def condition_reason(obj: Volume, type_: str) -> str | None:
+    condition = obj.status.condition(type_)
+    return condition.reason if condition else None
+
+
+def test_attach_waits_for_running_instance_reattaches_and_detaches_before_delete(
+    harness: Harness,
+) -> None:
+    harness.apply(
+        sim_account("sim-a", volume_seconds=0.1),
+        pool_manifest("general", [{"account": "sim-a"}]),
+        instance_manifest("web-1", pool="general"),
+    )
+    harness.start(volume.register)
+    harness.apply(volume_manifest("data-1", attachTo={"instance": "web-1", "device": "/dev/sdf"}))
+    harness.wait_for(
+        Volume, "data-1", "acme", lambda v: condition_reason(v, "Scheduled") == "WaitingForInstance"
+    )
+    assert harness.get(Volume, "data-1", "acme").status.provider_id is None  # type: ignore[union-attr]
+
+    vm = run_instance(harness, "web-1", InstancePhase.PROVISIONING)
+    waiting = harness.wait_for(
+        Volume,
+        "data-1",
+        "acme",
+        lambda v: (
+            v.status.phase == "Available"
+            and condition_reason(v, "Attached") == "WaitingForInstance"
+        ),
+    )
+    assert waiting.status.placement is not None and waiting.status.placement.zone == ZONE
+
+    instance = harness.store.get(Instance, "web-1", "acme")
+    instance.status.phase = InstancePhase.RUNNING
+    harness.store.update_status(instance)
+    attached = harness.wait_for(Volume, "data-1", "acme", lambda v: v.status.phase == "Attached")
+    assert attached.status.attached_to is not None
+    assert (attached.status.attached_to.instance, attached.status.attached_to.device) == (
+        "web-1",
+        "/dev/sdf",
+    )
+    cloud = harness.provider("sim-a").inner
+    (disk,) = cloud.list_volumes()  # type: ignore[attr-defined]
+    assert (disk.id, disk.attached_to) == (attached.status.provider_id, vm)
+
+    # Detached behind skybroker's back: reattached at the next look.
+    cloud.detach_volume(disk.id)  # type: ignore[attr-defined]
+    harness.eventually(
+        lambda: [v.attached_to for v in cloud.list_volumes()] == [vm],  # type: ignore[attr-defined]
+        20,
+        "reattached",
+    )
+
+    harness.store.delete(Volume, "data-1", "acme")
+    harness.wait_gone(Volume, "data-1", "acme")
+    assert cloud.list_volumes() == []  # type: ignore[attr-defined]
+
+
+def test_volume_without_attachment_is_available(harness: Harness) -> None:
+    harness.apply(
+        sim_account("sim-a", volume_seconds=0.1), pool_manifest("general", [{"account": "sim-a"}])
+    )
+    harness.start(volume.register)
+    harness.apply(volume_manifest("scratch", sizeGiB=5, type="io2"))
+    ready = harness.wait_for(Volume, "scratch", "acme", lambda v: v.status.phase == "Available")
+    (disk,) = harness.provider("sim-a").inner.list_volumes()  # type: ignore[attr-defined]
+    assert (disk.id, disk.size_gib, disk.volume_type) == (ready.status.provider_id, 5, "io2")
+    assert ready.metadata.finalizers == [volume.FINALIZER]
