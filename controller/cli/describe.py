@@ -147,6 +147,8 @@ def describe(backend: Backend, info: KindInfo, namespace: str | None, name: str)
     text = "\n".join(lines) + "\n"
     envelope = ("apiVersion", "kind", "metadata", "status")
     desired = {k: v for k, v in obj.items() if k not in envelope}
+    if set(desired) == {"spec"}:  # most kinds; Secrets and RBAC kinds keep top-level fields
+        desired = desired["spec"]
     if desired:
         text += "Spec:\n" + _indent(yaml.safe_dump(desired, sort_keys=False).rstrip())
     if info.has_status:

@@ -159,7 +159,10 @@ class HttpBackend:
                 for line in response.iter_lines():
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        raise ApiError(502, "BadGateway", "a watch event is not JSON") from None
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         raise ApiError(
