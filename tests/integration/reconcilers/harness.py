@@ -29,8 +29,9 @@ import pytest
 from api_types import ProviderAccount, Resource, registry
 from controller.errors import NotFoundError
 from controller.manager import Manager, ManagerOptions
+from controller.store.keys import ObjectKey
 from controller.store.objects import Store
-from providers import GuardedProvider
+from providers import CloudProvider, GuardedProvider
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
 
@@ -164,11 +165,21 @@ class Harness:
                 raise AssertionError(f"not reached in {timeout} s: {detail}")
             time.sleep(0.05)
 
+    def event_reasons(self, plural: str, name: str, namespace: str | None) -> set[str]:
+        """Reasons of the events recorded about one object (after flushing the recorder)."""
+        recorder = self.manager.recorder
+        recorder.flush(10)
+        return {e.reason for e in recorder.list_events(involved=ObjectKey(plural, namespace, name))}
+
     # --- the cloud, directly --------------------------------------------------------------
 
     def provider(self, account: str) -> GuardedProvider:
         """The account's provider, as the reconcilers use it (same state file)."""
         return self.providers.handle(self.store.get(ProviderAccount, account)).provider
+
+    def cloud(self, account: str) -> CloudProvider:
+        """The account's cloud itself, past skybroker's API budget (tests may poll it freely)."""
+        return self.provider(account).inner
 
 
 @pytest.fixture

@@ -1,0 +1,359 @@
+"""The cloud half of the Instance reconciler: create, observe, power, drift, re-place, delete.
+
+Where it sits: ``reconcilers.instance.reconciler`` calls :class:`CloudSteps` once an instance
+is placed and its dependencies exist (``converge``) and when it is being deleted
+(``finalize``). Actual state is read from the account's ``Inventory`` (one list call per
+account per interval shared by every instance), never by one cloud call per object.
+
+Crash consistency (DESIGN §5): the create token (derived from uid and generation) is written
+to ``status.createToken`` before the create call; a create retried after a crash finds the
+instance by token in the inventory, or the provider adopts it. An instance whose providerID is
+recorded but is missing from the inventory is only declared gone after a view listed at least
+``LISTING_GRACE_SECONDS`` after it was created (a fresh list is forced then, at most one per
+``FRESH_VIEW_SECONDS`` per account), so a stale view never makes a duplicate.
+
+Drift (``spec.driftPolicy``): Correct — terminated outside → recreated under a new token,
+stopped/started outside → put back; Report — condition ``Drifted=True`` with the difference.
+A terminal capacity or provider-quota failure records a failure against the member and clears
+the placement, so the next reconcile places the instance elsewhere (event ``Replacing``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Literal
+
+import structlog
+
+from api_types import (
+    AddressType,
+    DeletionPolicy,
+    DriftPolicy,
+    Instance,
+    InstanceAddress,
+    InstancePhase,
+    PowerState,
+    ProviderAccount,
+)
+from controller.errors import TerminalError, TransientError
+from controller.reconcile import Result
+from controller.store.keys import ObjectKey
+from providers import (
+    TAG_TOKEN,
+    TAG_UID,
+    CloudInstance,
+    FirewallId,
+    ImageId,
+    InstanceCreate,
+    InstanceState,
+    KindView,
+    ResourceKind,
+    SizeId,
+    SubnetId,
+    ZoneName,
+)
+from reconcilers._common import (
+    account_handle,
+    cloud_tags,
+    derived_token,
+    remove_finalizer,
+    set_condition,
+    snapshot,
+    write_status,
+)
+from reconcilers.accounts import AccountHandle
+from reconcilers.deps import Deps
+from reconcilers.instance.scheduler import PlacementMemory
+
+__all__ = ["BOOT_POLL_SECONDS", "DELETE_POLL_SECONDS", "CloudSteps", "Work"]
+
+log = structlog.get_logger(__name__)
+
+#: Provider failures after which the instance is placed on another member.
+REPLACE_REASONS = frozenset({"InsufficientCapacity", "ProviderQuotaExceeded"})
+#: Polling an instance that is booting, stopping or starting.
+BOOT_POLL_SECONDS = 2.0
+#: Polling a deletion until the inventory no longer lists the instance.
+DELETE_POLL_SECONDS = 1.0
+#: How long after a create a missing instance may just not be listed yet.
+LISTING_GRACE_SECONDS = 2.0
+#: Age of the forced view that decides whether an instance is really gone.
+FRESH_VIEW_SECONDS = 1.0
+
+_GONE = (InstanceState.SHUTTING_DOWN, InstanceState.TERMINATED)
+_PHASE = {PowerState.RUNNING: InstancePhase.RUNNING, PowerState.STOPPED: InstancePhase.STOPPED}
+
+
+class Work:
+    """One reconcile's instance, the status it started from, and helpers that write it."""
+
+    def __init__(self, deps: Deps, instance: Instance, before: dict[str, Any]) -> None:
+        self.deps = deps
+        self.instance = instance
+        self.before = before
+
+    @property
+    def generation(self) -> int | None:
+        return self.instance.metadata.generation
+
+    @property
+    def uid(self) -> str:
+        return str(self.instance.metadata.uid)
+
+    def condition(self, type_: str, value: bool, reason: str, message: str = "") -> bool:
+        """Set a condition with this generation; True if it changed."""
+        return set_condition(
+            self.instance.status, type_, value, reason, message, generation=self.generation
+        )
+
+    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.deps.recorder.record(self.instance, type_, reason, message)
+
+    def save(self) -> None:
+        """Write the status if it changed since the last save (or the read)."""
+        self.instance = write_status(self.deps, self.instance, self.before)
+        self.before = snapshot(self.instance)
+
+
+def _addresses(cloud: CloudInstance) -> list[InstanceAddress]:
+    return [
+        InstanceAddress(type=kind, address=ip)
+        for kind, ips in (
+            (AddressType.PRIVATE_IP, cloud.private_ips),
+            (AddressType.PUBLIC_IP, cloud.public_ips),
+        )
+        for ip in ips
+    ]
+
+
+def _lookup(
+    view: KindView[CloudInstance], provider_id: str | None, token: str | None
+) -> CloudInstance | None:
+    found = view.get(provider_id) if provider_id else None
+    if found is None and token:
+        found = view.by_token(token)
+    return None if found is None or found.state in _GONE else found
+
+
+class CloudSteps:
+    def __init__(self, deps: Deps, memory: PlacementMemory) -> None:
+        self._deps = deps
+        self._memory = memory
+        self._accounts = deps.manager.informer(ProviderAccount)
+        self._lock = threading.Lock()
+        self._created: dict[str, float] = {}
+        self._started = time.monotonic()
+
+    def _since_create(self, uid: str) -> float:
+        with self._lock:
+            return time.monotonic() - self._created.get(uid, self._started)
+
+    # --- converge -------------------------------------------------------------------------
+
+    def converge(
+        self,
+        work: Work,
+        handle: AccountHandle,
+        subnet_id: SubnetId | None,
+        firewall_ids: tuple[FirewallId, ...],
+    ) -> Result:
+        try:
+            status = work.instance.status
+            cloud = _lookup(handle.inventory.instances(), status.provider_id, status.create_token)
+            if cloud is None and status.provider_id is not None:
+                waited = self._since_create(work.uid)
+                if waited < LISTING_GRACE_SECONDS:
+                    return Result(requeue_after=LISTING_GRACE_SECONDS - waited)
+                fresh = handle.inventory.instances(max_age=FRESH_VIEW_SECONDS)
+                cloud = _lookup(fresh, status.provider_id, None)
+                if cloud is None:
+                    return self._vanished(work)
+            if cloud is None:
+                created = self._create(work, handle, subnet_id, firewall_ids)
+                if isinstance(created, Result):
+                    return created
+                cloud = created
+            return self._observe(work, handle, cloud)
+        except TransientError as exc:
+            if exc.code == "BudgetExhausted":
+                self._memory.record_budget_exhausted(handle.name, exc.delay)
+            raise
+
+    def _image_id(self, work: Work, account: str) -> str:
+        found = self._accounts.get(ObjectKey(ProviderAccount.PLURAL, None, account))
+        image = work.instance.spec.image
+        image_id: str | None = found.spec.images.get(image) if found is not None else None
+        if image_id is None:
+            raise TerminalError(
+                f"image {image} is not mapped for account {account}", reason="ImageNotMapped"
+            )
+        return image_id
+
+    def _create(
+        self,
+        work: Work,
+        handle: AccountHandle,
+        subnet_id: SubnetId | None,
+        firewall_ids: tuple[FirewallId, ...],
+    ) -> CloudInstance | Result:
+        instance = work.instance
+        status = instance.status
+        placement = status.placement
+        assert placement is not None
+        if status.create_token is None:
+            status.create_token = derived_token(work.uid, str(work.generation))
+            status.phase = InstancePhase.PROVISIONING
+            work.condition("Provisioned", False, "Creating", f"creating in {placement.account}")
+            work.save()  # the intent is durable before the cloud call
+        token = status.create_token
+        assert token is not None
+        cloud = handle.inventory.instances().by_token(token)
+        if cloud is None:
+            request = InstanceCreate(
+                tags=cloud_tags(instance, token),
+                size=SizeId(placement.size),
+                image=ImageId(self._image_id(work, placement.account)),
+                zone=ZoneName(placement.zone) if placement.zone else None,
+                subnet_id=subnet_id,
+                firewall_ids=firewall_ids,
+                user_data=instance.spec.user_data,
+            )
+            try:
+                cloud = handle.provider.create_instance(request)
+            except TerminalError as exc:
+                if exc.reason in REPLACE_REASONS:
+                    return self._replace(work, exc)
+                status.phase = InstancePhase.FAILED
+                work.condition("Provisioned", False, exc.reason, exc.message)
+                raise
+        with self._lock:
+            self._created[work.uid] = time.monotonic()
+        status.provider_id = cloud.id
+        where = f"{placement.account}/{cloud.zone or placement.region}"
+        work.condition("Provisioned", True, "Created", f"{cloud.id} in {where}")
+        work.event("Normal", "Created", f"created {cloud.id} ({placement.size}) in {where}")
+        log.info("instance created", provider_id=cloud.id, account=placement.account)
+        return cloud
+
+    def _replace(self, work: Work, error: TerminalError) -> Result:
+        status = work.instance.status
+        placement = status.placement
+        assert placement is not None
+        member = placement.member or placement.account
+        self._memory.record_failure(work.instance.spec.pool, member, work.uid)
+        message = f"create on {member} failed ({error.reason}: {error.message}); re-placing"
+        work.event("Warning", "Replacing", message)
+        log.warning("instance re-placed", member=member, reason=error.reason)
+        status.placement = None
+        status.create_token = None
+        status.phase = InstancePhase.PENDING
+        work.condition("Scheduled", False, "Replacing", message)
+        work.condition("Provisioned", False, error.reason, error.message)
+        return Result(requeue_after=0.1)
+
+    def _vanished(self, work: Work) -> Result:
+        """The recorded instance is gone from the cloud (terminated outside skybroker)."""
+        instance = work.instance
+        status = instance.status
+        message = f"{status.provider_id} was terminated outside skybroker"
+        spec_changed = status.observed_generation != work.generation
+        if instance.spec.drift_policy == DriftPolicy.REPORT and not spec_changed:
+            if work.condition("Drifted", True, "Terminated", message):
+                work.event("Warning", "Drifted", message)
+            status.phase = InstancePhase.FAILED
+            work.condition("Ready", False, "Drifted", message)
+            return Result()
+        work.event("Normal", "DriftCorrected", f"{message}; recreating it")
+        log.warning("instance vanished; recreating", provider_id=status.provider_id)
+        status.create_token = derived_token(
+            work.uid, str(work.generation), status.create_token or ""
+        )
+        status.provider_id = None
+        status.addresses = []
+        status.phase = InstancePhase.PROVISIONING
+        work.condition("Drifted", False, "InSync")
+        work.condition("Provisioned", False, "Recreating", message)
+        work.condition("Ready", False, "Recreating", message)
+        return Result(requeue_after=0.1)
+
+    def _observe(self, work: Work, handle: AccountHandle, cloud: CloudInstance) -> Result:
+        instance = work.instance
+        status = instance.status
+        status.provider_id = cloud.id
+        status.addresses = _addresses(cloud)
+        if cloud.state not in (InstanceState.RUNNING, InstanceState.STOPPED):
+            if status.phase not in (InstancePhase.RUNNING, InstancePhase.STOPPED):
+                status.phase = InstancePhase.PROVISIONING
+            work.condition("Ready", False, "Transitioning", f"{cloud.id} is {cloud.state.value}")
+            return Result(requeue_after=BOOT_POLL_SECONDS)
+        actual = PowerState.RUNNING if cloud.state is InstanceState.RUNNING else PowerState.STOPPED
+        desired = instance.spec.power_state
+        if actual == desired:
+            status.phase = _PHASE[actual]
+            work.condition("Ready", True, actual.value)
+            work.condition("Drifted", False, "InSync")
+            return Result()
+        spec_changed = status.observed_generation != work.generation
+        drifted_before = status.condition("Drifted")
+        drifted = not spec_changed and (
+            status.phase == _PHASE[desired]
+            or (drifted_before is not None and drifted_before.status == "True")
+        )
+        message = f"{cloud.id} is {actual.value} but spec.powerState is {desired.value}"
+        if drifted and instance.spec.drift_policy == DriftPolicy.REPORT:
+            if work.condition("Drifted", True, "PowerState", message):
+                work.event("Warning", "Drifted", message)
+            status.phase = _PHASE[actual]
+            work.condition("Ready", False, "Drifted", message)
+            return Result()
+        if drifted:
+            work.event("Normal", "DriftCorrected", f"{message}: changed outside skybroker")
+        if desired == PowerState.RUNNING:
+            handle.provider.start_instance(cloud.id)
+        else:
+            handle.provider.stop_instance(cloud.id)
+        handle.inventory.invalidate(ResourceKind.INSTANCE)
+        work.condition("Drifted", False, "InSync")
+        work.condition("Ready", False, "Transitioning", f"{cloud.id}: going {desired.value}")
+        return Result(requeue_after=BOOT_POLL_SECONDS)
+
+    # --- deletion -------------------------------------------------------------------------
+
+    def finalize(self, work: Work, finalizer: str) -> Result:
+        """Delete (or orphan) the cloud instance, then release ``finalizer``."""
+        instance = work.instance
+        status = instance.status
+        if status.phase != InstancePhase.DELETING:
+            status.phase = InstancePhase.DELETING
+            work.condition("Ready", False, "Deleting")
+            work.save()
+        placement = status.placement
+        if placement is None or (status.provider_id is None and status.create_token is None):
+            remove_finalizer(self._deps, work.instance, finalizer)
+            return Result()
+        waited = self._since_create(work.uid)
+        if waited < LISTING_GRACE_SECONDS:
+            return Result(requeue_after=LISTING_GRACE_SECONDS - waited)
+        handle = account_handle(self._deps, placement.account)
+        view = handle.inventory.instances(max_age=FRESH_VIEW_SECONDS)
+        ours = {c.id: c for c in view.by_uid(work.uid)}
+        if instance.spec.deletion_policy == DeletionPolicy.ORPHAN:
+            for cloud_id in ours:
+                handle.provider.remove_tags(cloud_id, (TAG_UID, TAG_TOKEN))
+            handle.inventory.invalidate(ResourceKind.INSTANCE)
+            work.event("Normal", "Orphaned", f"left {sorted(ours) or 'nothing'} untagged")
+        elif ours:
+            for cloud in ours.values():
+                if cloud.state is not InstanceState.SHUTTING_DOWN:
+                    handle.provider.delete_instance(cloud.id)
+            if work.condition("Provisioned", False, "Deleting", f"deleting {sorted(ours)}"):
+                work.event("Normal", "Deleting", f"deleting {sorted(ours)}")
+                work.save()
+            return Result(requeue_after=DELETE_POLL_SECONDS)
+        else:
+            work.event("Normal", "Deleted", f"{status.provider_id or 'nothing'} is gone")
+        with self._lock:
+            self._created.pop(work.uid, None)
+        remove_finalizer(self._deps, work.instance, finalizer)
+        return Result()

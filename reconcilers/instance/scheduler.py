@@ -1,0 +1,278 @@
+"""Scheduling an Instance: quota for direct writes, then placement with the pool's memory.
+
+Where it sits: called by the Instance reconciler (``reconcilers.instance.reconciler``) while an
+instance has no ``status.placement``. It gathers the inputs of ``reconcilers.placement.place``
+from the caches — candidates and account states through ``reconcilers.scheduling``, hardware
+profiles, the instance's subnet location, per-member load, the namespace quota — and adds what
+only a running controller knows, kept in :class:`PlacementMemory`:
+
+* recent failures per (pool, member) for the failure penalty. They are kept in memory, not in
+  ``Pool.status``: the Pool reconciler owns that status (usage and health), a second writer
+  would fight it with CAS conflicts, and a penalty is a short-lived hint whose loss on restart
+  only means one more attempt on a member that may have recovered meanwhile. Each failure is
+  also a Warning event on the Instance, so it stays visible;
+* accounts whose API budget ran out recently (``BudgetExhausted``): skipped for the delay the
+  gate asked for, so a busy account sheds new placements to the other members;
+* the RoundRobin cursor per pool.
+
+Quota for objects written straight into the store (DESIGN §3): an instance counts against its
+namespace once placed, or while it is unplaced, not blocked itself and older than the instance
+asking (creation time, then name). This first-come order is the same in every worker, so three
+direct writes under a limit of two admit the two oldest and block the third — and the third is
+admitted once one of the others is deleted — instead of all blocking each other (or none).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import defaultdict
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from api_types import (
+    HardwareProfile,
+    HardwareProfileSpec,
+    Instance,
+    Quota,
+    QuotaLimits,
+    QuotaUsage,
+    Subnet,
+    Volume,
+)
+from controller.errors import ReconcileError
+from controller.store.keys import ObjectKey
+from providers import CloudSize
+from reconcilers._common import account_handle
+from reconcilers.deps import Deps
+from reconcilers.hardware import HardwareConstraints
+from reconcilers.placement import AccountState, Decision, Need, place
+from reconcilers.quota import counts_against_quota, instance_usage, namespace_usage
+from reconcilers.scheduling import CATALOGUE_TTL, account_states, candidates
+
+__all__ = [
+    "SAME_MEMBER_BACKOFF_SECONDS",
+    "PlacementMemory",
+    "QuotaVerdict",
+    "Scheduler",
+    "tightest",
+]
+
+#: After a failed create, the same object waits this long before trying the same member again.
+SAME_MEMBER_BACKOFF_SECONDS = 10.0
+
+
+class PlacementMemory:
+    """What this controller learned from recent placements; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, dict[str, datetime]] = defaultdict(dict)
+        self._own: dict[str, tuple[str, float]] = {}
+        self._budget_until: dict[str, float] = {}
+        self._cursors: dict[str, itertools.count[int]] = defaultdict(itertools.count)
+
+    def record_failure(self, pool: str | None, member: str, uid: str) -> None:
+        """A create on ``member`` failed terminally for the object ``uid``."""
+        with self._lock:
+            if pool is not None:
+                self._failures[pool][member] = datetime.now(UTC)
+            self._own[uid] = (member, time.monotonic())
+
+    def recently_failed(self, uid: str, member: str) -> float:
+        """Seconds ``uid`` should still wait before trying ``member`` again (0 = go ahead).
+
+        Keeps a pool without alternatives (or without a failure penalty) from retrying the
+        member that just failed in a tight loop.
+        """
+        with self._lock:
+            failed = self._own.get(uid)
+        if failed is None or failed[0] != member:
+            return 0.0
+        return max(0.0, failed[1] + SAME_MEMBER_BACKOFF_SECONDS - time.monotonic())
+
+    def failures(self, pool: str) -> dict[str, datetime]:
+        with self._lock:
+            return dict(self._failures.get(pool, {}))
+
+    def record_budget_exhausted(self, account: str, delay: float | None) -> None:
+        with self._lock:
+            self._budget_until[account] = time.monotonic() + (delay or 1.0)
+
+    def budget_exhausted(self, account: str) -> bool:
+        with self._lock:
+            return self._budget_until.get(account, 0.0) > time.monotonic()
+
+    def rotation(self, pool: str) -> int:
+        with self._lock:
+            return next(self._cursors[pool])
+
+
+class QuotaVerdict:
+    """The namespace's tightest limits, what it uses without the instance, and the excess."""
+
+    def __init__(self, hard: QuotaLimits | None, used: QuotaUsage, over: list[str]) -> None:
+        self.hard = hard
+        self.used = used
+        self.over = over
+
+    def message(self) -> str:
+        used = ", ".join(f"{k}={v}" for k, v in self.used.model_dump(by_alias=True).items() if v)
+        return f"namespace quota exceeded for {', '.join(self.over)} (in use: {used or 'nothing'})"
+
+
+def tightest(quotas: list[Quota]) -> QuotaLimits | None:
+    """One set of limits holding the smallest limit of every resource over ``quotas``."""
+    if not quotas:
+        return None
+    merged: dict[str, int] = {}
+    for quota in quotas:
+        for name in QuotaLimits.model_fields:
+            limit = getattr(quota.spec.hard, name)
+            if limit is not None:
+                merged[name] = min(limit, merged.get(name, limit))
+    return QuotaLimits.model_validate(
+        {QuotaLimits.model_fields[n].alias or n: v for n, v in merged.items()}
+    )
+
+
+def _queue_position(instance: Instance) -> tuple[datetime, str]:
+    created = instance.metadata.creation_timestamp or datetime.max.replace(tzinfo=UTC)
+    return created, instance.metadata.name
+
+
+class Scheduler:
+    def __init__(self, deps: Deps, memory: PlacementMemory) -> None:
+        self._deps = deps
+        self.memory = memory
+        self._instances = deps.manager.informer(Instance)
+        self._profiles = deps.manager.informer(HardwareProfile)
+        self._quotas = deps.manager.informer(Quota)
+        self._volumes = deps.manager.informer(Volume)
+        self._images_lock = threading.Lock()
+        self._images: dict[str, tuple[float, dict[str, str]]] = {}
+
+    def profile(self, name: str) -> HardwareProfile | None:
+        return self._profiles.get(ObjectKey(HardwareProfile.PLURAL, None, name))
+
+    def _profile_spec(self, name: str) -> HardwareProfileSpec | None:
+        found = self.profile(name)
+        return None if found is None else found.spec
+
+    def hardware(self, instance: Instance) -> HardwareConstraints:
+        """``spec.hardware`` resolved (UnknownProfileError for a missing profile)."""
+        return HardwareConstraints.from_spec(instance.spec.hardware, self._profile_spec)
+
+    def _size_of(self, instance: Instance) -> CloudSize | None:
+        placement = instance.status.placement
+        if placement is None:
+            return None
+        state = account_states(self._deps, [placement.account]).get(placement.account)
+        sizes = state.sizes if state is not None else ()
+        return next((s for s in sizes if s.id == placement.size), None)
+
+    def quota(self, instance: Instance) -> QuotaVerdict:
+        """Would admitting ``instance`` exceed a Quota of its namespace (first come first)?"""
+        namespace = instance.metadata.namespace
+        quotas = self._quotas.list(namespace)
+        if not quotas:
+            return QuotaVerdict(None, QuotaUsage(), [])
+        mine = _queue_position(instance)
+        counted = [
+            other
+            for other in self._instances.list(namespace)
+            if other.metadata.uid != instance.metadata.uid
+            and other.metadata.deletion_timestamp is None
+            and (
+                other.status.placement is not None
+                or (counts_against_quota(other) and _queue_position(other) < mine)
+            )
+        ]
+        profiles = {p.metadata.name: p for p in self._profiles.list()}
+        used = namespace_usage(
+            counted, self._volumes.list(namespace), profiles, sizes=self._size_of
+        )
+        hard = tightest(quotas)
+        assert hard is not None
+        wanted = instance_usage(instance, profiles)
+        total = QuotaUsage(
+            **{
+                name: getattr(used, name) + getattr(wanted, name)
+                for name in QuotaUsage.model_fields
+            }
+        )
+        return QuotaVerdict(hard, used, total.exceeds(hard))
+
+    def _load(self, pool: str) -> dict[str, int]:
+        load: dict[str, int] = defaultdict(int)
+        for other in self._instances.list():
+            placement = other.status.placement
+            if other.spec.pool == pool and placement is not None and placement.member:
+                load[placement.member] += 1
+        return load
+
+    def _image_arch(self, account: str) -> dict[str, str]:
+        """Architecture per image id of ``account``, listed once per ``CATALOGUE_TTL``."""
+        with self._images_lock:
+            known = self._images.get(account)
+        if known is not None and time.monotonic() - known[0] < CATALOGUE_TTL:
+            return known[1]
+        try:
+            images = account_handle(self._deps, account).provider.list_images()
+        except ReconcileError:  # unknown for now: the cloud rejects a mismatch at create
+            return known[1] if known else {}
+        arch: dict[str, str] = {image.id: image.arch for image in images}
+        with self._images_lock:
+            self._images[account] = (time.monotonic(), arch)
+        return arch
+
+    def _complete(self, states: dict[str, AccountState]) -> dict[str, AccountState]:
+        """Add image architectures and this controller's view of exhausted API budgets."""
+        completed = {}
+        for name, state in states.items():
+            if state.problem is None and self.memory.budget_exhausted(name):
+                state = AccountState(name, state.region, problem=f"{name}: API budget exhausted")
+            elif state.problem is None:
+                state = replace(state, image_arch=self._image_arch(name))
+            completed[name] = state
+        return completed
+
+    def schedule(
+        self, instance: Instance, subnet: Subnet | None, quota: QuotaVerdict
+    ) -> tuple[Decision, str | None]:
+        """The placement decision and the pool it was made in (Unschedulable: pool problems)."""
+        spec = instance.spec
+        targets = candidates(self._deps, spec, instance.metadata.namespace)
+        states = self._complete(account_states(self._deps, (c.account for c in targets.candidates)))
+        hints = spec.placement
+        location = subnet.status.placement if subnet is not None else None
+        need = Need(
+            uid=str(instance.metadata.uid),
+            hardware=self.hardware(instance),
+            image=spec.image,
+            account=hints.account if hints else None,
+            region=hints.region if hints else None,
+            zone=hints.zone if hints else None,
+            location_account=location.account if location else None,
+            location_region=location.region if location else None,
+            location_zone=location.zone if location else None,
+            quota=quota.hard,
+            used=quota.used,
+            adds=QuotaUsage(instances=1),
+        )
+        pool = targets.pool
+        counted = any(c.max_instances is not None for c in targets.candidates)
+        policy = targets.policy
+        needs_load = counted or (policy is not None and policy.type == "LeastLoaded")
+        decision = place(
+            need,
+            targets.candidates,
+            states,
+            policy=policy,
+            load=self._load(pool) if pool and needs_load else {},
+            failures=self.memory.failures(pool) if pool else {},
+            now=datetime.now(UTC),
+            rotation=self.memory.rotation(pool) if pool else 0,
+        )
+        return decision, pool

@@ -1,0 +1,151 @@
+"""Instance reconciler on the simulated cloud: convergence, sticky placement, waits, deletion."""
+
+from __future__ import annotations
+
+from api_types import Firewall, Instance, InstancePhase, Placement, Subnet
+from providers import CloudInstance
+from reconcilers import instance
+from tests.integration.reconcilers.harness import (
+    Harness,
+    instance_manifest,
+    pool_manifest,
+    sim_account,
+)
+
+NS = "acme"
+
+
+def running(obj: Instance) -> bool:
+    return obj.status.phase == InstancePhase.RUNNING
+
+
+def condition(obj: Instance, type_: str) -> tuple[str, str] | None:
+    found = obj.status.condition(type_)
+    return None if found is None else (found.status.value, found.reason)
+
+
+def test_converges_to_running_and_deletion_empties_the_cloud(harness: Harness) -> None:
+    harness.apply(
+        sim_account("sim-a"),
+        sim_account("sim-b"),
+        pool_manifest("general", [{"account": "sim-a", "priority": 1}, {"account": "sim-b"}]),
+    )
+    harness.start(instance.register)
+    harness.apply(instance_manifest("web-1", pool="general"))
+    web = harness.wait_for(Instance, "web-1", NS, running)
+    assert web.status.placement is not None
+    assert (web.status.placement.account, web.status.placement.member) == ("sim-a", "sim-a")
+    assert web.status.placement.size == "s1.small"
+    assert web.status.provider_id and web.status.create_token and web.status.addresses
+    assert web.metadata.finalizers == [instance.FINALIZER]
+    for type_ in ("Scheduled", "Provisioned", "Ready"):
+        assert condition(web, type_) is not None and condition(web, type_)[0] == "True"  # type: ignore[index]
+    assert [r.member for r in web.status.rejections] == []
+    cloud: dict[str, CloudInstance] = {i.id: i for i in harness.cloud("sim-a").list_instances()}
+    assert list(cloud) == [web.status.provider_id]
+    assert cloud[web.status.provider_id].uid == web.metadata.uid
+
+    harness.store.delete(Instance, "web-1", NS)
+    harness.wait_gone(Instance, "web-1", NS)
+    assert harness.cloud("sim-a").list_instances() == []
+    assert harness.cloud("sim-b").list_instances() == []
+
+
+def test_waits_for_subnet_and_firewall_then_places_where_the_subnet_is(harness: Harness) -> None:
+    harness.apply(
+        sim_account("sim-a"),
+        sim_account("sim-b"),
+        pool_manifest("general", [{"account": "sim-a", "priority": 9}, {"account": "sim-b"}]),
+        {
+            "apiVersion": "skybroker.io/v1alpha1",
+            "kind": "Subnet",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "pool": "general",
+                "network": {"name": "main", "cidr": "10.10.0.0/16"},
+                "cidr": "10.10.1.0/24",
+            },
+        },
+        {
+            "apiVersion": "skybroker.io/v1alpha1",
+            "kind": "Firewall",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "rules": [
+                    {
+                        "direction": "Ingress",
+                        "protocol": "tcp",
+                        "ports": "80",
+                        "cidrs": ["0.0.0.0/0"],
+                    }
+                ]
+            },
+        },
+    )
+    harness.start(instance.register)
+    harness.apply(instance_manifest("web-1", pool="general", subnetRef="web", firewallRefs=["web"]))
+    waiting = harness.wait_for(
+        Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "WaitingForSubnet")
+    )
+    assert waiting.status.placement is None
+    # Stand in for the Subnet reconciler: the subnet is placed on sim-b (the lower priority).
+    provider = harness.cloud("sim-b")
+    from providers import NetworkCreate, ResourceTags, SubnetCreate, ZoneName
+
+    tags = ResourceTags(name="main", uid="test-network", token="net-1")
+    network = provider.create_network(NetworkCreate(tags=tags, cidr="10.10.0.0/16"))
+    subnet_tags = ResourceTags(name="web", uid="test-subnet", token="sub-1")
+    cloud_subnet = provider.create_subnet(
+        SubnetCreate(subnet_tags, network.id, "10.10.1.0/24", ZoneName("sim-eastb"))
+    )
+    subnet = harness.get(Subnet, "web", NS)
+    assert subnet is not None
+    subnet.status.placement = Placement(account="sim-b", region="sim-east", zone="sim-eastb")
+    subnet.status.network_id = network.id
+    subnet = harness.store.update_status(subnet)
+    placed = harness.wait_for(
+        Instance,
+        "web-1",
+        NS,
+        lambda i: (
+            condition(i, "Ready") == ("False", "WaitingForSubnet")
+            and i.status.placement is not None
+        ),
+    )
+    assert placed.status.placement is not None
+    assert (placed.status.placement.account, placed.status.placement.zone) == ("sim-b", "sim-eastb")
+    subnet.status.provider_id = cloud_subnet.id
+    harness.store.update_status(subnet)
+    harness.wait_for(
+        Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "WaitingForFirewall")
+    )
+    from providers import FirewallCreate
+
+    group = provider.create_firewall(
+        FirewallCreate(ResourceTags("web", "test-fw", "fw-1"), network.id)
+    )
+    firewall = harness.get(Firewall, "web", NS)
+    assert firewall is not None
+    firewall.status = firewall.status.model_validate(
+        {
+            "realisations": [
+                {
+                    "account": "sim-b",
+                    "region": "sim-east",
+                    "network": "main",
+                    "providerID": group.id,
+                }
+            ]
+        }
+    )
+    harness.store.update_status(firewall)
+    web = harness.wait_for(Instance, "web-1", NS, running)
+    (cloud,) = provider.list_instances()
+    assert cloud.id == web.status.provider_id
+    assert (cloud.subnet_id, cloud.firewall_ids, cloud.zone) == (
+        cloud_subnet.id,
+        (group.id,),
+        "sim-eastb",
+    )
+    assert condition(web, "Ready") == ("True", "Running")
+    assert condition(web, "Scheduled") == ("True", "Placed")

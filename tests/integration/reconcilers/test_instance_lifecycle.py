@@ -1,0 +1,194 @@
+"""Instance life cycle on the simulated cloud: re-placement, drift, orphaning, quota, no writes.
+
+The cloud is changed behind skybroker's back through the provider directly, and checked by
+listing it directly, never through skybroker's status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from api_types import Instance, InstancePhase, Pool, PoolPolicyType
+from providers import InstanceId
+from reconcilers import instance
+from tests.integration.reconcilers.harness import (
+    API,
+    Harness,
+    instance_manifest,
+    pool_manifest,
+    sim_account,
+)
+
+NS = "acme"
+
+
+def phase_is(phase: InstancePhase) -> Callable[[Instance], bool]:
+    return lambda obj: obj.status.phase == phase
+
+
+def condition(obj: Instance, type_: str) -> tuple[str, str] | None:
+    found = obj.status.condition(type_)
+    return None if found is None else (found.status.value, found.reason)
+
+
+def two_accounts(harness: Harness, policy: str = "Priority", **sim_a_options: str) -> None:
+    harness.apply(
+        sim_account("sim-a", **sim_a_options),
+        sim_account("sim-b"),
+        pool_manifest(
+            "general", [{"account": "sim-a", "priority": 9}, {"account": "sim-b"}], policy
+        ),
+    )
+    harness.start(instance.register)
+
+
+def test_placement_is_explained_sticky_and_replaced_after_a_capacity_failure(
+    harness: Harness,
+) -> None:
+    # sim-a takes no instance at all (provider quota) but ranks first: the create fails there.
+    two_accounts(harness, quota_instances="0")
+    harness.apply(
+        {**sim_account("sim-c"), "spec": {"driver": "simulated", "region": "sim-east"}},
+    )
+    pool = harness.store.get(Pool, "general")
+    pool.spec.members.append(pool.spec.members[1].model_copy(update={"account": "sim-c"}))
+    harness.store.update(pool)
+    harness.apply(instance_manifest("web-1", pool="general"))
+    web = harness.wait_for(Instance, "web-1", NS, phase_is(InstancePhase.RUNNING))
+    placement = web.status.placement
+    assert placement is not None and placement.account == "sim-b"
+    assert [(r.member, r.reason) for r in web.status.rejections] == [
+        ("sim-c", "image ubuntu-22.04 is not mapped for account sim-c")
+    ]
+    reasons = harness.event_reasons("instances", "web-1", NS)
+    assert {"Replacing", "Scheduled", "Created"} <= reasons
+    assert harness.cloud("sim-a").list_instances() == []
+    (cloud,) = harness.cloud("sim-b").list_instances()
+    assert cloud.id == web.status.provider_id
+    # Sticky: the pool now prefers sim-c… but the bound placement does not move.
+    pool = harness.store.get(Pool, "general")
+    pool.spec.policy.type = PoolPolicyType.LOWEST_COST
+    harness.store.update(pool)
+    time.sleep(2.5)
+    again = harness.get(Instance, "web-1", NS)
+    assert again is not None and again.status.placement == placement
+
+
+def test_unschedulable_says_why_for_every_member(harness: Harness) -> None:
+    two_accounts(harness)
+    harness.apply(instance_manifest("big", pool="general", hardware={"cpu": 64}))
+    big = harness.wait_for(
+        Instance, "big", NS, lambda i: condition(i, "Scheduled") == ("False", "Unschedulable")
+    )
+    assert {r.member for r in big.status.rejections} == {"sim-a", "sim-b"}
+    assert all("cpu=64" in r.reason for r in big.status.rejections)
+    message = big.status.condition("Scheduled").message  # type: ignore[union-attr]
+    assert "sim-a:" in message and "sim-b:" in message
+    assert "Unschedulable" in harness.event_reasons("instances", "big", NS)
+
+
+def test_drift_is_corrected(harness: Harness) -> None:
+    two_accounts(harness)
+    harness.apply(instance_manifest("web-1", pool="general"))
+    web = harness.wait_for(Instance, "web-1", NS, phase_is(InstancePhase.RUNNING))
+    provider = harness.cloud("sim-a")
+    first_id, first_token = web.status.provider_id, web.status.create_token
+    assert first_id is not None
+    provider.delete_instance(InstanceId(first_id))  # terminated outside skybroker
+    web = harness.wait_for(
+        Instance,
+        "web-1",
+        NS,
+        lambda i: (
+            i.status.provider_id not in (None, first_id) and i.status.phase == InstancePhase.RUNNING
+        ),
+    )
+    assert web.status.create_token != first_token
+    live = [i for i in provider.list_instances()]
+    assert [i.id for i in live] == [web.status.provider_id]
+    provider.stop_instance(InstanceId(str(web.status.provider_id)))
+    harness.eventually(
+        lambda: {i.state.value for i in provider.list_instances()} == {"stopped"}, 10
+    )
+    harness.eventually(
+        lambda: {i.state.value for i in provider.list_instances()} == {"running"}, 15
+    )
+    assert "DriftCorrected" in harness.event_reasons("instances", "web-1", NS)
+
+
+def test_drift_is_reported_not_corrected(harness: Harness) -> None:
+    two_accounts(harness)
+    harness.apply(instance_manifest("web-1", pool="general", driftPolicy="Report"))
+    web = harness.wait_for(Instance, "web-1", NS, phase_is(InstancePhase.RUNNING))
+    provider = harness.cloud("sim-a")
+    provider.stop_instance(InstanceId(str(web.status.provider_id)))
+    web = harness.wait_for(
+        Instance,
+        "web-1",
+        NS,
+        lambda i: (
+            condition(i, "Drifted") is not None
+            and condition(i, "Drifted") == ("True", "PowerState")
+        ),
+    )
+    assert "Running" in web.status.condition("Drifted").message  # type: ignore[union-attr]
+    time.sleep(2.5)  # a resync later it is still stopped: reported, not corrected
+    assert {i.state.value for i in provider.list_instances()} == {"stopped"}
+    provider.delete_instance(InstanceId(str(web.status.provider_id)))
+    web = harness.wait_for(
+        Instance, "web-1", NS, lambda i: condition(i, "Drifted") == ("True", "Terminated")
+    )
+    assert web.status.phase == InstancePhase.FAILED
+    time.sleep(2.5)
+    assert provider.list_instances() == []
+
+
+def test_orphan_leaves_the_vm_untagged(harness: Harness) -> None:
+    two_accounts(harness)
+    harness.apply(instance_manifest("keep", pool="general", deletionPolicy="Orphan"))
+    kept = harness.wait_for(Instance, "keep", NS, phase_is(InstancePhase.RUNNING))
+    harness.store.delete(Instance, "keep", NS)
+    harness.wait_gone(Instance, "keep", NS)
+    (cloud,) = harness.cloud("sim-a").list_instances()
+    assert cloud.id == kept.status.provider_id
+    assert cloud.uid is None and cloud.token is None and cloud.state.value == "running"
+
+
+def test_quota_on_direct_writes_then_provisioned_when_usage_falls(harness: Harness) -> None:
+    two_accounts(harness)
+    harness.apply(
+        {
+            "apiVersion": API,
+            "kind": "Quota",
+            "metadata": {"name": "default", "namespace": NS},
+            "spec": {"hard": {"instances": 2}},
+        },
+        *(instance_manifest(f"vm-{i}", pool="general") for i in range(3)),
+    )
+    for name in ("vm-0", "vm-1"):
+        harness.wait_for(Instance, name, NS, phase_is(InstancePhase.RUNNING))
+    blocked = harness.wait_for(
+        Instance, "vm-2", NS, lambda i: condition(i, "QuotaExceeded") == ("True", "QuotaExceeded")
+    )
+    assert blocked.status.placement is None and blocked.status.provider_id is None
+    assert len(harness.cloud("sim-a").list_instances()) == 2
+    harness.store.delete(Instance, "vm-0", NS)
+    vm2 = harness.wait_for(Instance, "vm-2", NS, phase_is(InstancePhase.RUNNING))
+    assert condition(vm2, "QuotaExceeded") == ("False", "WithinQuota")
+    assert len(harness.cloud("sim-a").list_instances()) == 2
+
+
+def test_a_converged_system_writes_nothing(harness: Harness) -> None:
+    two_accounts(harness, policy="RoundRobin")
+    harness.apply(
+        instance_manifest("vm-0", pool="general"),
+        instance_manifest("vm-1", pool="general", powerState="Stopped"),
+    )
+    harness.wait_for(Instance, "vm-0", NS, phase_is(InstancePhase.RUNNING))
+    harness.wait_for(Instance, "vm-1", NS, phase_is(InstancePhase.STOPPED))
+    harness.manager.recorder.flush(10)
+    time.sleep(1.0)
+    before = harness.store.client.current_revision()
+    time.sleep(5.0)  # resync every 2 s: two or more resyncs of each instance
+    assert harness.store.client.current_revision() == before
