@@ -32,6 +32,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from api_types import (
+    Arch,
     HardwareProfile,
     HardwareProfileSpec,
     Instance,
@@ -222,7 +223,9 @@ class Scheduler:
             images = account_handle(self._deps, account).provider.list_images()
         except ReconcileError:  # unknown for now: the cloud rejects a mismatch at create
             return known[1] if known else {}
-        arch: dict[str, str] = {image.id: image.arch for image in images}
+        # Some clouds report no (or odd) architectures: those images constrain nothing.
+        arches = {a.value for a in Arch}
+        arch: dict[str, str] = {i.id: i.arch for i in images if i.arch in arches}
         with self._images_lock:
             self._images[account] = (time.monotonic(), arch)
         return arch
