@@ -12,6 +12,8 @@ reconciler uses it as much as the network and storage ones do:
 * :func:`add_finalizer` / :func:`remove_finalizer` — fenced CAS updates of metadata.
 * :func:`conflicts_retry` — decorate ``reconcile``: a lost CAS race becomes a quiet
   ``TransientError`` (re-read from the cache on the next attempt) instead of a traceback.
+* :class:`Throttle` — at most one run per key per interval, for reconcilers that sum over
+  many objects (Quota, Pool).
 * :func:`account_handle` — the provider and inventory of a ProviderAccount named by a spec or
   placement; a missing or unusable account is a wait, not a failure.
 * :func:`cloud_tags` / :func:`derived_token` — the ``Name``/``skybroker/uid``/``skybroker/token``
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -44,6 +48,7 @@ __all__ = [
     "INSTANCES_BY_FIREWALL",
     "INSTANCES_BY_SUBNET",
     "VOLUMES_BY_INSTANCE",
+    "Throttle",
     "account_handle",
     "add_finalizer",
     "cloud_tags",
@@ -165,6 +170,35 @@ def conflicts_retry(
             raise TransientError(f"{request.key} changed meanwhile: {exc}") from None
 
     return wrapper
+
+
+class Throttle:
+    """At most one run per key every ``interval`` seconds, for aggregate reconcilers.
+
+    Quota and Pool status sum over many objects and are enqueued by every change of any of
+    them; during a burst (thousands of instances converging) recounting on each event would
+    cost O(n) per event. ``delay(key)`` returns 0.0 and starts a new period when a run may go
+    ahead, else the seconds to wait — return ``Result(requeue_after=...)`` with it, and the one
+    delayed run sees everything that changed meanwhile.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last: dict[ObjectKey, float] = {}
+        self._lock = threading.Lock()
+
+    def delay(self, key: ObjectKey) -> float:
+        now = time.monotonic()
+        with self._lock:
+            waited = now - self._last.get(key, -self._interval)
+            if waited < self._interval:
+                return self._interval - waited
+            self._last[key] = now
+            return 0.0
+
+    def forget(self, key: ObjectKey) -> None:
+        with self._lock:
+            self._last.pop(key, None)
 
 
 # --------------------------------------------------------------------------- accounts and tags

@@ -22,7 +22,6 @@ A direct write is admitted with, for every Quota ``q`` of the namespace,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 
 from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume
@@ -32,6 +31,7 @@ from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudSize
 from reconcilers._common import (
+    Throttle,
     conflicts_retry,
     install_indexes,
     set_condition,
@@ -147,7 +147,7 @@ class QuotaReconciler:
         self._profiles = deps.manager.informer(HardwareProfile)
         self._sizes = _placed_size(deps)
         install_indexes(deps)
-        self._last_count: dict[ObjectKey, float] = {}
+        self._throttle = Throttle(MIN_RECOUNT_SECONDS)
 
     def quotas_of(self, obj: Resource) -> list[Request]:
         """Every Quota of ``obj``'s namespace (all of them for a cluster-scoped object)."""
@@ -160,12 +160,11 @@ class QuotaReconciler:
     def reconcile(self, request: Request) -> Result:
         quota = self._quotas.get(request.key)
         if quota is None:
-            self._last_count.pop(request.key, None)
+            self._throttle.forget(request.key)
             return Result()
-        waited = time.monotonic() - self._last_count.get(request.key, 0.0)
-        if waited < MIN_RECOUNT_SECONDS:
-            return Result(requeue_after=MIN_RECOUNT_SECONDS - waited)
-        self._last_count[request.key] = time.monotonic()
+        wait = self._throttle.delay(request.key)
+        if wait:
+            return Result(requeue_after=wait)
         namespace = quota.metadata.namespace
         before = snapshot(quota)
         profiles = {p.metadata.name: p for p in self._profiles.list()}

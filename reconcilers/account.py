@@ -1,0 +1,133 @@
+"""ProviderAccount health: a periodic cheap probe through the guarded provider.
+
+Where it sits: the ProviderAccount controller. Every ``probe_interval`` (30 s) it calls
+``list_zones`` through the account's shared provider (so the API budget and circuit breaker
+see it like any other call) and writes:
+
+* condition ``Ready``: True/``Healthy``, or False with the reason — the driver's error code
+  (``InternalError``, ``AuthFailure``…), ``CircuitOpen`` / ``BudgetExhausted`` from the gate, or
+  the registry's ``InvalidAccount`` / ``CredentialsMissing``. Placement reads this condition:
+  an account whose Ready is False is not scheduled on (``reconcilers.scheduling``).
+* ``errorRate`` and ``latencyMs`` over the last ``WINDOW`` probes (latency: median of the
+  successful ones), and ``managedResources`` from the account's inventory.
+
+Status is written only when it changes meaningfully: the condition, the error rate, the counts,
+or a latency that moved by more than half — so a steady, healthy account writes nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import deque
+
+from api_types import ManagedResourceCounts, ProviderAccount
+from controller.errors import ReconcileError, TerminalError
+from controller.predicate import GenerationChanged
+from controller.reconcile import Request, Result
+from controller.store.keys import ObjectKey
+from reconcilers._common import conflicts_retry, set_condition, snapshot, write_status
+from reconcilers.accounts import AccountHandle
+from reconcilers.deps import Deps
+
+__all__ = ["PROBE_SECONDS", "AccountReconciler", "register"]
+
+PROBE_SECONDS = 30.0
+WINDOW = 10
+#: Latency changes smaller than this (ms), or within a factor of two, are not written.
+LATENCY_SLACK_MS = 5.0
+
+
+def _latency_moved(old: float | None, new: float | None) -> bool:
+    if old is None or new is None:
+        return old != new
+    return abs(new - old) > LATENCY_SLACK_MS and not old / 2 <= new <= old * 2
+
+
+class AccountReconciler:
+    def __init__(self, deps: Deps, probe_interval: float = PROBE_SECONDS) -> None:
+        self._deps = deps
+        self._accounts = deps.manager.informer(ProviderAccount)
+        self._interval = probe_interval
+        self._lock = threading.Lock()
+        self._probes: dict[ObjectKey, deque[tuple[bool, float]]] = {}
+
+    def _record(self, key: ObjectKey, ok: bool, seconds: float) -> tuple[float, float | None]:
+        """Add one probe; returns (error rate, median latency ms of successes) of the window."""
+        with self._lock:
+            window = self._probes.setdefault(key, deque(maxlen=WINDOW))
+            window.append((ok, seconds))
+            probes = list(window)
+        failures = sum(1 for ok_, _ in probes if not ok_)
+        latencies = [s * 1000 for ok_, s in probes if ok_]
+        median = round(statistics.median(latencies), 3) if latencies else None
+        return round(failures / len(probes), 3), median
+
+    @conflicts_retry
+    def reconcile(self, request: Request) -> Result:
+        account = self._accounts.get(request.key)
+        if account is None:
+            with self._lock:
+                self._probes.pop(request.key, None)
+            return Result()
+        before = snapshot(account)
+        status, generation = account.status, account.metadata.generation
+        try:
+            handle = self._deps.providers.handle(account)
+        except TerminalError as exc:
+            set_condition(status, "Ready", False, exc.reason, exc.message, generation=generation)
+            status.observed_generation = generation
+            write_status(self._deps, account, before)
+            return Result(requeue_after=self._interval)
+        started = time.perf_counter()
+        try:
+            handle.provider.list_zones()
+            problem: ReconcileError | None = None
+        except ReconcileError as exc:
+            problem = exc
+        error_rate, latency = self._record(
+            request.key, problem is None, time.perf_counter() - started
+        )
+        if problem is None:
+            set_condition(status, "Ready", True, "Healthy", generation=generation)
+        else:
+            reason = problem.code or type(problem).__name__
+            set_condition(status, "Ready", False, reason, problem.message, generation=generation)
+        status.error_rate = error_rate
+        if _latency_moved(status.latency_ms, latency):
+            status.latency_ms = latency
+        status.managed_resources = self._counts(handle, status.managed_resources)
+        status.observed_generation = generation
+        write_status(self._deps, account, before)
+        return Result(requeue_after=self._interval)
+
+    @staticmethod
+    def _counts(handle: AccountHandle, known: ManagedResourceCounts) -> ManagedResourceCounts:
+        """Managed (uid-tagged) resources per kind, from the batched inventory."""
+        inventory = handle.inventory
+        try:
+            views = (
+                inventory.instances(),
+                inventory.subnets(),
+                inventory.firewalls(),
+                inventory.volumes(),
+            )
+        except ReconcileError:
+            return known  # the probe's condition already says the cloud is unwell
+        instances, subnets, firewalls, volumes = (
+            sum(1 for item in view.by_id.values() if item.uid is not None) for view in views
+        )
+        return ManagedResourceCounts(
+            instances=instances, subnets=subnets, firewalls=firewalls, volumes=volumes
+        )
+
+
+def register(deps: Deps, *, probe_interval: float = PROBE_SECONDS) -> None:
+    # Only spec changes: the account's own status writes must not trigger extra probes.
+    deps.manager.add_controller(
+        ProviderAccount,
+        AccountReconciler(deps, probe_interval),
+        workers=1,
+        predicates=[GenerationChanged()],
+    )

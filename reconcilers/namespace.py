@@ -1,0 +1,108 @@
+"""Namespace: Active while it lives; deleting it deletes everything in it (Kubernetes' way).
+
+Where it sits: the Namespace controller. Every Namespace gets the finalizer
+``skybroker.io/namespace`` and phase ``Active``. Once deletion is requested the phase becomes
+``Terminating`` and every object of every namespaced kind in it is deleted through the store —
+so each object's own finalizers still run (instances are deleted in the cloud, subnets wait
+for their instances, volumes detach first). The finalizer is removed, and the Namespace goes,
+only when nothing is left in it; until then condition ``ContentRemaining`` counts what is left
+per kind.
+
+The namespace's contents are listed straight from the store rather than from informers: a
+deletion is rare and must see every kind, including ones no controller of this process watches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from api_types import Namespace, NamespacePhase, registry
+from api_types.meta import Resource
+from controller.errors import ConflictError, NotFoundError
+from controller.predicate import GenerationChanged
+from controller.reconcile import Request, Result
+from reconcilers._common import (
+    ACTOR,
+    add_finalizer,
+    conflicts_retry,
+    remove_finalizer,
+    set_condition,
+    snapshot,
+    write_status,
+)
+from reconcilers.deps import Deps
+
+__all__ = ["FINALIZER", "NamespaceReconciler", "register"]
+
+FINALIZER = "skybroker.io/namespace"
+#: How often a terminating namespace looks again at what is left in it.
+TERMINATING_POLL_SECONDS = 1.0
+#: Kinds kept outside the object registry's keys (events are leased and expire on their own).
+_NOT_CONTENT = frozenset({"Event"})
+
+
+class NamespaceReconciler:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._namespaces = deps.manager.informer(Namespace)
+
+    @conflicts_retry
+    def reconcile(self, request: Request) -> Result:
+        namespace = self._namespaces.get(request.key)
+        if namespace is None:
+            return Result()
+        generation = namespace.metadata.generation
+        if namespace.metadata.deletion_timestamp is None:
+            namespace = add_finalizer(self._deps, namespace, FINALIZER)
+            before = snapshot(namespace)
+            namespace.status.phase = NamespacePhase.ACTIVE
+            namespace.status.observed_generation = generation
+            write_status(self._deps, namespace, before)
+            return Result()
+        before = snapshot(namespace)
+        namespace.status.phase = NamespacePhase.TERMINATING
+        left = self._delete_contents(namespace.metadata.name)
+        if not left:
+            write_status(self._deps, namespace, before)
+            remove_finalizer(self._deps, namespace, FINALIZER)
+            return Result()
+        summary = ", ".join(f"{count} {kind}" for kind, count in sorted(left.items()))
+        set_condition(
+            namespace.status,
+            "ContentRemaining",
+            True,
+            "SomeResourcesRemain",
+            f"waiting for: {summary}",
+            generation=generation,
+        )
+        write_status(self._deps, namespace, before)
+        return Result(requeue_after=TERMINATING_POLL_SECONDS)
+
+    def _delete_contents(self, name: str) -> Counter[str]:
+        """Request deletion of everything in namespace ``name``; counts what is still there."""
+        left: Counter[str] = Counter()
+        for info in registry.all_kinds():
+            if not info.model.namespaced() or info.kind in _NOT_CONTENT:
+                continue
+            for obj in self._deps.store.list(info.model, name).items:
+                left[info.kind] += 1
+                if obj.metadata.deletion_timestamp is None:
+                    self._delete(obj)
+        return left
+
+    def _delete(self, obj: Resource) -> None:
+        try:
+            self._deps.store.delete(
+                type(obj), obj.metadata.name, obj.metadata.namespace, actor=ACTOR
+            )
+        except (NotFoundError, ConflictError):
+            return  # gone or changing: the next look sees it again
+        self._deps.recorder.record(
+            obj, "Normal", "NamespaceTerminating", "deleted with its namespace"
+        )
+
+
+def register(deps: Deps) -> None:
+    deps.manager.add_controller(
+        Namespace, NamespaceReconciler(deps), workers=1, predicates=[GenerationChanged()]
+    )

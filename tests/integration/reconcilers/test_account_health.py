@@ -1,0 +1,80 @@
+"""ProviderAccount health probe and Pool status: Ready follows the cloud, members follow Ready."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from api_types import Instance, InstancePlacement, Pool, ProviderAccount
+from providers import ResourceTags, VolumeCreate, ZoneName
+from reconcilers import account, pool
+from tests.integration.reconcilers.harness import (
+    Harness,
+    instance_manifest,
+    pool_manifest,
+    sim_account,
+)
+
+
+def ready_is(value: str, obj: ProviderAccount) -> bool:
+    condition = obj.status.condition("Ready")
+    return condition is not None and condition.status == value
+
+
+def faults(harness: Harness, name: str):  # type: ignore[no-untyped-def]
+    """The fault injector of the simulated cloud behind the controller's own provider."""
+    return harness.provider(name).inner.faults  # type: ignore[attr-defined]
+
+
+def test_ready_follows_the_cloud_and_pool_members_follow_ready(harness: Harness) -> None:
+    harness.apply(
+        sim_account("sim-a"),
+        sim_account("sim-b"),
+        pool_manifest("general", [{"account": "sim-a"}, {"account": "sim-b"}]),
+        instance_manifest("web-1", pool="general"),
+    )
+    harness.start(partial(account.register, probe_interval=0.3), pool.register)
+    healthy = harness.wait_for(ProviderAccount, "sim-a", None, partial(ready_is, "True"))
+    assert healthy.status.error_rate == 0.0
+    assert healthy.status.latency_ms is not None
+
+    # The instance reconciler's placement, done by hand: usage shows on the member.
+    instance = harness.store.get(Instance, "web-1", "acme")
+    instance.status.placement = InstancePlacement(
+        account="sim-a", region="sim-east", zone="sim-easta", member="sim-a", size="s1.medium"
+    )
+    harness.store.update_status(instance)
+    counted = harness.wait_for(
+        Pool, "general", None, lambda p: bool(p.status.members) and p.status.members[0].instances
+    )
+    first, second = counted.status.members
+    assert (first.member, first.instances, first.cpu, first.memory_mib) == ("sim-a", 1, 2, 4096)
+    assert (second.member, second.instances, second.healthy) == ("sim-b", 0, True)
+
+    # Two failed probes: not Ready (placement skips it), the member unhealthy; then back.
+    faults(harness, "sim-b").fail_next("InternalError", op="list_zones", count=2)
+    down = harness.wait_for(ProviderAccount, "sim-b", None, partial(ready_is, "False"))
+    condition = down.status.condition("Ready")
+    assert condition is not None and condition.reason == "InternalError"
+    assert (down.status.error_rate or 0) > 0
+    harness.wait_for(Pool, "general", None, lambda p: not p.status.members[1].healthy)
+    harness.wait_for(ProviderAccount, "sim-b", None, partial(ready_is, "True"))
+    harness.wait_for(Pool, "general", None, lambda p: p.status.members[1].healthy)
+
+
+def test_failing_cloud_is_not_ready_and_counts_managed_resources(harness: Harness) -> None:
+    harness.apply(sim_account("sim-a"), sim_account("broken", error_rate=1))
+    harness.start(partial(account.register, probe_interval=0.3))
+    broken = harness.wait_for(ProviderAccount, "broken", None, partial(ready_is, "False"))
+    assert broken.status.error_rate == 1.0
+
+    harness.wait_for(ProviderAccount, "sim-a", None, partial(ready_is, "True"))
+    harness.provider("sim-a").inner.create_volume(  # type: ignore[attr-defined]
+        VolumeCreate(
+            tags=ResourceTags(name="v", uid="some-uid", token="t-v"),
+            size_gib=1,
+            zone=ZoneName("sim-easta"),
+        )
+    )
+    harness.wait_for(
+        ProviderAccount, "sim-a", None, lambda a: a.status.managed_resources.volumes == 1
+    )
