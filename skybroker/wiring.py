@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.manager import Manager
-from reconcilers import firewall, quota, subnet
+from reconcilers import firewall, instance, quota, subnet, volume
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
 
 __all__ = ["register_reconcilers"]
 
-_MODULES = (quota, subnet, firewall)
+_MODULES = (quota, subnet, firewall, instance, volume)
 
 
 def register_reconcilers(manager: Manager, simulated_state_dir: Path | None) -> Deps:

@@ -21,8 +21,15 @@ from pathlib import Path
 __all__ = ["EmbeddedEtcd", "EtcdNotFoundError", "find_etcd_binary", "free_port"]
 
 
+_PORT_ATTEMPTS = 5
+
+
 class EtcdNotFoundError(RuntimeError):
     """No etcd binary could be found."""
+
+
+class _PortTaken(RuntimeError):
+    """Another process bound a port between our choosing it and etcd binding it."""
 
 
 def find_etcd_binary() -> str:
@@ -62,6 +69,7 @@ class EmbeddedEtcd:
     quota_backend_bytes: int = 4 * 1024 * 1024 * 1024
     log_path: Path | None = None
     _process: subprocess.Popen[bytes] | None = None
+    _started: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -72,6 +80,18 @@ class EmbeddedEtcd:
         return self._process.pid if self._process else None
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start etcd. A first start whose free ports were taken meanwhile retries on new ones;
+        a restart keeps its ports, because clients hold the endpoint."""
+        for _ in range(_PORT_ATTEMPTS - 1):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if self._started:
+                    raise
+                self.client_port, self.peer_port = free_port(), free_port()
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
@@ -93,15 +113,18 @@ class EmbeddedEtcd:
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._wait_healthy(timeout, log_path)
+        self._started = True
 
     def _wait_healthy(self, timeout: float, log_path: Path) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                if "address already in use" in tail:
+                    raise _PortTaken(tail)
                 raise RuntimeError(
-                    f"etcd exited with {self._process.returncode}; see {log_path}:\n"
-                    + log_path.read_text(errors="replace")[-2000:]
+                    f"etcd exited with {self._process.returncode}; see {log_path}:\n{tail}"
                 )
             try:
                 with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as response:

@@ -213,16 +213,17 @@ class Scheduler:
                 load[placement.member] += 1
         return load
 
-    def _image_arch(self, account: str) -> dict[str, str]:
-        """Architecture per image id of ``account``, listed once per ``CATALOGUE_TTL``."""
+    def _image_arch(self, account: str) -> dict[str, str] | None:
+        """Architecture per image id of ``account``, listed once per ``CATALOGUE_TTL``; None
+        while the cloud cannot say (a guess could pick an arm64 size for an x86_64 image)."""
         with self._images_lock:
             known = self._images.get(account)
         if known is not None and time.monotonic() - known[0] < CATALOGUE_TTL:
             return known[1]
         try:
             images = account_handle(self._deps, account).provider.list_images()
-        except ReconcileError:  # unknown for now: the cloud rejects a mismatch at create
-            return known[1] if known else {}
+        except ReconcileError:
+            return known[1] if known else None
         # Some clouds report no (or odd) architectures: those images constrain nothing.
         arches = {a.value for a in Arch}
         arch: dict[str, str] = {i.id: i.arch for i in images if i.arch in arches}
@@ -237,7 +238,12 @@ class Scheduler:
             if state.problem is None and self.memory.budget_exhausted(name):
                 state = AccountState(name, state.region, problem=f"{name}: API budget exhausted")
             elif state.problem is None:
-                state = replace(state, image_arch=self._image_arch(name))
+                arch = self._image_arch(name)
+                state = (
+                    replace(state, image_arch=arch)
+                    if arch is not None
+                    else AccountState(name, state.region, problem=f"{name}: images unlistable now")
+                )
             completed[name] = state
         return completed
 
