@@ -1,13 +1,14 @@
-"""ProviderAccount health probe and Pool status: Ready follows the cloud, members follow Ready."""
+"""ProviderAccount health probe, Pool and HardwareProfile status: all follow the clouds."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from api_types import Instance, InstancePlacement, Pool, ProviderAccount
+from api_types import HardwareProfile, Instance, InstancePlacement, Pool, ProviderAccount
 from providers import ResourceTags, VolumeCreate, ZoneName
-from reconcilers import account, pool
+from reconcilers import account, hardwareprofile, pool
 from tests.integration.reconcilers.harness import (
+    API,
     Harness,
     instance_manifest,
     pool_manifest,
@@ -15,7 +16,7 @@ from tests.integration.reconcilers.harness import (
 )
 
 
-def ready_is(value: str, obj: ProviderAccount) -> bool:
+def ready_is(value: str, obj: ProviderAccount | HardwareProfile) -> bool:
     condition = obj.status.condition("Ready")
     return condition is not None and condition.status == value
 
@@ -32,7 +33,7 @@ def test_ready_follows_the_cloud_and_pool_members_follow_ready(harness: Harness)
         pool_manifest("general", [{"account": "sim-a"}, {"account": "sim-b"}]),
         instance_manifest("web-1", pool="general"),
     )
-    harness.start(partial(account.register, probe_interval=0.3), pool.register)
+    harness.start(partial(account.register, probe_interval=0.5), pool.register)
     healthy = harness.wait_for(ProviderAccount, "sim-a", None, partial(ready_is, "True"))
     assert healthy.status.error_rate == 0.0
     assert healthy.status.latency_ms is not None
@@ -50,8 +51,9 @@ def test_ready_follows_the_cloud_and_pool_members_follow_ready(harness: Harness)
     assert (first.member, first.instances, first.cpu, first.memory_mib) == ("sim-a", 1, 2, 4096)
     assert (second.member, second.instances, second.healthy) == ("sim-b", 0, True)
 
-    # Two failed probes: not Ready (placement skips it), the member unhealthy; then back.
-    faults(harness, "sim-b").fail_next("InternalError", op="list_zones", count=2)
+    # Four failed probes (about 2 s; fewer than the breaker's threshold of five): not Ready, so
+    # placement skips it, and the member unhealthy; then back.
+    faults(harness, "sim-b").fail_next("InternalError", op="list_zones", count=4)
     down = harness.wait_for(ProviderAccount, "sim-b", None, partial(ready_is, "False"))
     condition = down.status.condition("Ready")
     assert condition is not None and condition.reason == "InternalError"
@@ -78,3 +80,24 @@ def test_failing_cloud_is_not_ready_and_counts_managed_resources(harness: Harnes
     harness.wait_for(
         ProviderAccount, "sim-a", None, lambda a: a.status.managed_resources.volumes == 1
     )
+
+
+def test_hardware_profile_reports_the_size_per_account(harness: Harness) -> None:
+    def profile(name: str, **spec: object) -> dict[str, object]:
+        return {
+            "apiVersion": API,
+            "kind": "HardwareProfile",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+
+    harness.apply(
+        sim_account("sim-a"),
+        profile("small", cpu={"min": 2, "max": 2}, memoryMiB={"min": 4096}, arch="x86_64"),
+        profile("huge", cpu={"min": 64}),
+    )
+    harness.start(hardwareprofile.register)
+    small = harness.wait_for(HardwareProfile, "small", None, partial(ready_is, "True"))
+    assert (small.status.condition("Ready") or None).message == "sim-a: s1.medium"  # type: ignore[union-attr]
+    huge = harness.wait_for(HardwareProfile, "huge", None, partial(ready_is, "False"))
+    assert (huge.status.condition("Ready") or None).reason == "NoMatchingSize"  # type: ignore[union-attr]
