@@ -199,11 +199,12 @@ class VolumeReconciler:
 
     def _ensure(self, handle: AccountHandle, volume: Volume, placement: Placement) -> CloudVolume:
         token, known = str(volume.status.create_token), volume.status.provider_id
-        for max_age in (None, 0.0):
-            view = handle.inventory.volumes(max_age=max_age)
-            found = (view.get(known) if known else None) or view.by_token(token)
-            if found is not None:
-                return found
+        # The cached view only: create_volume itself adopts a volume that already carries the
+        # token, so a fresh list here would only spend the account's API budget on every retry.
+        view = handle.inventory.volumes()
+        found = (view.get(known) if known else None) or view.by_token(token)
+        if found is not None:
+            return found
         assert placement.zone is not None
         created = handle.provider.create_volume(
             VolumeCreate(

@@ -1,10 +1,12 @@
-"""``make demo``: skybroker on its embedded etcd, driven by writes straight into the store.
+"""``make demo``: skybroker on its embedded etcd and simulated cloud, driven with skyctl.
 
-Where it sits: a script over the real command. It starts ``skybroker up`` as a separate
-process, writes the manifests of ``examples/direct-write/`` straight into etcd (as an operator
-with ``etcdctl`` would), shows the valid one normalised and recorded in history, shows the
-Warning event for the invalid one, then stops the server with SIGTERM and exits 0 only if
-everything happened and the server stopped cleanly.
+Where it sits: a script over the real commands. It starts ``skybroker up`` as a separate
+process (embedded etcd, REST API, controllers, two seeded simulated accounts with a pool),
+applies ``examples/acme`` with ``skyctl`` (a tenant with a quota, a hardware profile, a subnet,
+a firewall, five instances and a volume attached to one), prints progress until everything is
+Ready, shows the tables, deletes one instance in the cloud behind skybroker's back and shows it
+recreated, shows what a manifest written straight into etcd becomes, then stops the server
+with SIGTERM. It exits 0 only if every step happened and the server stopped cleanly.
 """
 
 from __future__ import annotations
@@ -19,29 +21,31 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from controller.events import EventRecorder
 from controller.store.embedded import free_port
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout, ObjectKey
-from controller.store.objects import Store
+from providers import AccountConfig
+from providers.simulated import SimulatedProvider
 
 T = TypeVar("T")
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "direct-write"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 
 
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(0.5)
     raise SystemExit(f"demo: timed out waiting for {what}")
 
 
@@ -53,58 +57,124 @@ def http_ok(url: str) -> bool:
         return False
 
 
+class Skyctl:
+    def __init__(self, config: Path) -> None:
+        self.env = {**os.environ, "SKYCONFIG": str(config)}
+
+    def show(self, *args: str) -> None:
+        print(f"$ skyctl {' '.join(args)}", flush=True)
+        subprocess.run([SKYCTL, *args], env=self.env, check=True)
+
+    def json(self, *args: str) -> Any:
+        out = subprocess.run(
+            [SKYCTL, *args, "-o", "json"], env=self.env, check=True, capture_output=True
+        )
+        return json.loads(out.stdout)
+
+
+def ready(obj: dict[str, Any]) -> bool:
+    conditions = obj.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def items(listing: Any) -> list[dict[str, Any]]:
+    return list(listing.get("items", [])) if isinstance(listing, dict) else list(listing)
+
+
+def converge(skyctl: Skyctl) -> None:
+    kinds = ("subnets", "firewalls", "instances", "volumes")
+    last = ""
+
+    def all_ready() -> bool:
+        nonlocal last
+        counts = {k: items(skyctl.json("get", k, "-n", "acme")) for k in kinds}
+        line = "  " + ", ".join(
+            f"{k} {sum(ready(o) for o in objs)}/{len(objs)} ready" for k, objs in counts.items()
+        )
+        if line != last:
+            print(line, flush=True)
+            last = line
+        return all(objs and all(ready(o) for o in objs) for objs in counts.values())
+
+    wait_for("every object Ready", all_ready, timeout=180)
+
+
+def delete_behind_the_back(skyctl: Skyctl, data_dir: Path, name: str) -> str:
+    instance = skyctl.json("get", "instance", name, "-n", "acme")
+    placement = instance["status"]["placement"]
+    provider_id = str(instance["status"]["providerID"])
+    account = skyctl.json("get", "provideraccount", placement["account"])
+    config = AccountConfig(
+        name=placement["account"],
+        driver="simulated",
+        region=account["spec"]["region"],
+        endpoint=str(data_dir / "simulated.sqlite"),
+    )
+    SimulatedProvider(config).delete_instance(provider_id)  # type: ignore[arg-type]
+    print(f"deleted {provider_id} ({name}) in {placement['account']} directly, not via skybroker")
+    return provider_id
+
+
 def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="skybroker-demo-"))
-    health = f"127.0.0.1:{free_port()}"
-    step(f"starting `skybroker up --data-dir {data_dir}`")
+    listen, health = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    step(f"skybroker up --data-dir {data_dir}")
     server = subprocess.Popen(
         [sys.executable, "-m", "skybroker", "--log-format", "console", "--log-level", "warning",
-         "up", "--data-dir", str(data_dir), "--health-listen", health],
+         "up", "--data-dir", str(data_dir), "--listen", listen, "--health-listen", health,
+         "--resync-period", "5"],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
-        state_file = data_dir / "endpoints.json"
-        wait_for("the embedded etcd", lambda: state_file.exists() and state_file.read_text())
-        wait_for("/readyz", lambda: http_ok(f"http://{health}/readyz"))
-        state = json.loads(state_file.read_text())
-        client = EtcdClient([state["etcdEndpoint"]])
-        store = Store(client, KeyLayout(state["prefix"]))
-        print(f"etcd {state['etcdEndpoint']}, health and metrics on http://{health}")
+        wait_for("the API", lambda: http_ok(f"http://{listen}/healthz"))
+        wait_for("the controllers", lambda: http_ok(f"http://{health}/readyz"))
+        skyctl = Skyctl(data_dir / "skyctl.yaml")
+        skyctl.show("get", "provideraccounts")
+        skyctl.show("get", "pools")
 
-        key = ObjectKey("instances", "acme", "web-1")
-        etcd_key = store.layout.object_key(key)
-        manifest = (EXAMPLES / "web-1.yaml").read_bytes()
-        step(f"etcdctl put {etcd_key.decode()} < examples/direct-write/web-1.yaml")
-        client.put(etcd_key, manifest)
+        step("skyctl apply -R -f examples/acme")
+        skyctl.show("apply", "-R", "-f", str(EXAMPLES / "acme"))
+        step("waiting until everything is Ready")
+        converge(skyctl)
+        for kind in ("subnets", "firewalls", "instances", "volumes"):
+            skyctl.show("get", kind, "-n", "acme", "-o", "wide")
 
-        def normalised() -> dict[str, object] | None:
-            kvs = client.range(etcd_key).kvs
-            value = kvs[0].value if kvs else b""
-            return json.loads(value) if value.startswith(b"{") else None
-
-        stored = wait_for("normalisation", normalised)
-        step("the controller validated it and completed it by compare-and-swap:")
-        print(json.dumps(stored, indent=2))
-
-        step(f"durable history of {key}:")
-        for record in store.history(key):
-            print(f"  revision {record.revision}  {record.action:<12} by {record.actor}")
-
-        broken_key = store.layout.object_key(ObjectKey("instances", "acme", "broken"))
-        step(f"etcdctl put {broken_key.decode()} < examples/direct-write/broken.yaml")
-        client.put(broken_key, (EXAMPLES / "broken.yaml").read_bytes())
-        recorder_view = EventRecorder(store)
-        events = wait_for(
-            "the Warning event",
-            lambda: [e for e in recorder_view.list_events("acme") if e.reason == "InvalidObject"],
+        step("an instance disappears from the cloud behind skybroker's back")
+        old_id = delete_behind_the_back(skyctl, data_dir, "web-3")
+        wait_for(
+            "web-3 recreated",
+            lambda: (
+                (i := skyctl.json("get", "instance", "web-3", "-n", "acme"))["status"].get(
+                    "providerID"
+                )
+                not in (None, old_id)
+                and ready(i)
+            ),
         )
-        recorder_view.stop()
-        step("it is left alone, and a Warning event says why:")
-        for event in events:
-            print(f"  {event.type} {event.reason}: {event.message}")
-        untouched = client.range(broken_key).kvs[0].value
-        assert untouched == (EXAMPLES / "broken.yaml").read_bytes(), "invalid value was changed"
+        skyctl.show("get", "instance", "web-3", "-n", "acme", "-o", "wide")
+        skyctl.show("history", "instance/web-3", "-n", "acme")
+
+        step("a manifest written straight into etcd, and a broken one")
+        endpoints = json.loads((data_dir / "endpoints.json").read_text())
+        client = EtcdClient([endpoints["etcdEndpoint"]])
+        layout = KeyLayout(endpoints["prefix"])
+        for name in ("web-6", "broken"):
+            key = layout.object_key(ObjectKey("instances", "acme", name))
+            print(f"$ etcdctl put {key.decode()} < examples/direct-write/{name}.yaml")
+            client.put(key, (EXAMPLES / "direct-write" / f"{name}.yaml").read_bytes())
         client.close()
+        wait_for(
+            "web-6 Ready", lambda: ready(skyctl.json("get", "instance", "web-6", "-n", "acme"))
+        )
+        skyctl.show("get", "instance", "web-6", "-n", "acme", "-o", "wide")
+        wait_for(
+            "the Warning event",
+            lambda: any(
+                e.get("reason") == "InvalidObject"
+                for e in items(skyctl.json("events", "-n", "acme"))
+            ),
+        )
+        skyctl.show("events", "-n", "acme")
     finally:
         step("stopping skybroker (SIGTERM)")
         server.send_signal(signal.SIGTERM)

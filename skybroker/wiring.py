@@ -9,13 +9,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.manager import Manager
-from reconcilers import firewall, instance, quota, subnet, volume
+from reconcilers import (
+    account,
+    firewall,
+    hardwareprofile,
+    instance,
+    namespace,
+    pool,
+    quota,
+    subnet,
+    sweeper,
+    volume,
+)
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
 
 __all__ = ["register_reconcilers"]
 
-_MODULES = (quota, subnet, firewall, instance, volume)
+_MODULES = (
+    account,
+    pool,
+    hardwareprofile,
+    quota,
+    namespace,
+    subnet,
+    firewall,
+    instance,
+    volume,
+    sweeper,
+)
 
 
 def register_reconcilers(manager: Manager, simulated_state_dir: Path | None) -> Deps:

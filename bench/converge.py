@@ -1,0 +1,146 @@
+"""N instances from manifests in the store to all Running, against raw etcd in the same run.
+
+Runs the real manager and reconcilers in-process on an embedded etcd and the simulated cloud
+with zero latency (two accounts in a pool). Measures, in one run:
+
+- raw CAS transactions/s of the same etcd at the controller's concurrency (``--workers``);
+- seconds from the manager's start (informer relist included) until every Instance is Running;
+- reconciles/s over that time, and its ratio to the raw CAS rate;
+- etcd revisions consumed per object (every write is one revision; history rides along);
+- etcd revisions per second during ``--steady`` seconds after convergence (should be 0).
+
+The last line is exactly::
+
+    converge N=<n> seconds=<s> reconciles_per_s=<r> raw_cas_per_s=<c> ratio=<r/c> \
+writes_per_object=<w> steady_writes_per_s=<x>
+
+    python -m bench.converge --count 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from api_types import Instance, registry
+from bench._common import etcd_for_bench
+from bench.store_limits import raw_cas_rate
+from controller.manager import Manager, ManagerOptions
+from controller.store.keys import KeyLayout
+from controller.store.objects import Store
+from skybroker.main import tune_garbage_collector
+from skybroker.wiring import register_reconcilers
+
+API = "skybroker.io/v1alpha1"
+
+
+def manifests(count: int) -> list[dict[str, Any]]:
+    accounts = [
+        {
+            "apiVersion": API,
+            "kind": "ProviderAccount",
+            "metadata": {
+                "name": name,
+                "annotations": {
+                    "options.skybroker.io/boot_seconds": "0",
+                    "options.skybroker.io/stop_seconds": "0",
+                    "options.skybroker.io/terminate_seconds": "0",
+                },
+            },
+            "spec": {
+                "driver": "simulated",
+                "region": region,
+                "images": {"ubuntu-22.04": "img-ubuntu-2204"},
+                "apiBudget": {"requestsPerSecond": 100_000, "burst": 100_000},
+            },
+        }
+        for name, region in (("sim-east", "sim-east-1"), ("sim-west", "sim-west-2"))
+    ]
+    pool = {
+        "apiVersion": API,
+        "kind": "Pool",
+        "metadata": {"name": "general"},
+        "spec": {
+            "members": [{"account": "sim-east"}, {"account": "sim-west"}],
+            "policy": {"type": "RoundRobin"},
+        },
+    }
+    instances = [
+        {
+            "apiVersion": API,
+            "kind": "Instance",
+            "metadata": {"name": f"vm-{i:05d}", "namespace": "bench"},
+            "spec": {"pool": "general", "hardware": {"cpu": 1}, "image": "ubuntu-22.04"},
+        }
+        for i in range(count)
+    ]
+    return [*accounts, pool, *instances]
+
+
+def reconcile_count() -> float:
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name == "reconcile":
+            total += sum(s.value for s in metric.samples if s.name == "reconcile_total")
+    return total
+
+
+def running(manager: Manager) -> int:
+    return sum(1 for i in manager.informer(Instance).list() if i.status.phase == "Running")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--steady", type=float, default=30.0, help="seconds watched after")
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--etcd-endpoints", default="")
+    args = parser.parse_args()
+    tune_garbage_collector()
+    prefix = f"/converge-{uuid.uuid4().hex[:8]}"
+    with etcd_for_bench(args) as client, tempfile.TemporaryDirectory() as state_dir:
+        raw = raw_cas_rate(client, prefix + "-raw", args.workers, 300)
+        store = Store(client, KeyLayout(prefix))
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(store.create, map(registry.parse_object, manifests(args.count))))
+        options = ManagerOptions(workers=args.workers, health_listen=None)
+        manager = Manager(store, options)
+        register_reconcilers(manager, Path(state_dir))
+        start_revision = client.current_revision()
+        before = reconcile_count()
+        started = time.monotonic()
+        thread = threading.Thread(target=manager.run, daemon=True)
+        thread.start()
+        while running(manager) < args.count:
+            if time.monotonic() - started > args.timeout:
+                raise SystemExit(f"not converged after {args.timeout}s: {running(manager)}")
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+        reconciles = reconcile_count() - before
+        converged_revision = client.current_revision()
+        time.sleep(2.0)  # let the last status writes and events land before watching
+        steady_from = client.current_revision()
+        time.sleep(args.steady)
+        steady_writes = (client.current_revision() - steady_from) / args.steady
+        manager.stop()
+        thread.join(60)
+    rate = reconciles / seconds
+    writes = (converged_revision - start_revision) / args.count
+    print(
+        f"converge N={args.count} seconds={seconds:.2f} reconciles_per_s={rate:.1f} "
+        f"raw_cas_per_s={raw:.1f} ratio={rate / raw:.3f} writes_per_object={writes:.2f} "
+        f"steady_writes_per_s={steady_writes:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
