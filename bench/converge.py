@@ -33,6 +33,7 @@ from prometheus_client import REGISTRY
 from api_types import Instance, registry
 from bench._common import etcd_for_bench
 from bench.store_limits import raw_cas_rate
+from controller.logging import configure_logging
 from controller.manager import Manager, ManagerOptions
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
@@ -104,7 +105,9 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=30.0, help="seconds watched after")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--etcd-endpoints", default="")
+    parser.add_argument("--log-level", default="warning", help="the controllers' log level")
     args = parser.parse_args()
+    configure_logging(json=True, level=args.log_level)
     tune_garbage_collector()
     prefix = f"/converge-{uuid.uuid4().hex[:8]}"
     with etcd_for_bench(args) as client, tempfile.TemporaryDirectory() as state_dir:
