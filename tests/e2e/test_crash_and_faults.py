@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +86,6 @@ def cloud_instances(state_dir: Path) -> list[Any]:
     return found
 
 
-@pytest.fixture
-def controller_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
 def spawn_controller(server: EmbeddedEtcd, prefix: str, state_dir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "skybroker", "--log-level", "warning", "controller",
@@ -142,18 +131,18 @@ def test_sigkill_at_random_moments_neither_duplicates_nor_leaks(
     store: Store,
     key_prefix: str,
     tmp_path: Path,
-    controller_processes: list[subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     count = 50
     seed(store, count, boot_seconds="0.3", latency="0.02", seed="7")
     rng = random.Random(20261121)
     for _ in range(6):
         process = spawn_controller(etcd_server, key_prefix, tmp_path)
-        controller_processes.append(process)
+        processes.append(process)
         time.sleep(rng.uniform(2.5, 4.5))  # lease takeover (≤ 2 s) + some provisioning
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-    controller_processes.append(spawn_controller(etcd_server, key_prefix, tmp_path))
+    processes.append(spawn_controller(etcd_server, key_prefix, tmp_path))
     wait_all_running(store, count, timeout=120)
     assert_cloud_matches_store(store, tmp_path, count)
 
@@ -164,13 +153,13 @@ def test_thirty_percent_faults_and_throttling_still_converge(
     store: Store,
     key_prefix: str,
     tmp_path: Path,
-    controller_processes: list[subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     count = 30
     seed(
         store, count, boot_seconds="0.2", error_rate="0.2", throttle_rate="0.1",
         retry_after="0.2", seed="3",
     )  # fmt: skip
-    controller_processes.append(spawn_controller(etcd_server, key_prefix, tmp_path))
+    processes.append(spawn_controller(etcd_server, key_prefix, tmp_path))
     wait_all_running(store, count, timeout=150)
     assert_cloud_matches_store(store, tmp_path, count)

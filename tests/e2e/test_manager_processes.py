@@ -8,11 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-
-import pytest
 
 from api_types import registry
 from controller.events import EventRecorder
@@ -39,16 +37,6 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30.0) -> T:
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
 
 
 def counter_history(client: EtcdClient, key: bytes, since: int) -> list[tuple[int, str, int]]:
