@@ -169,9 +169,18 @@ class Informer(Generic[R]):
     # --- reads ----------------------------------------------------------------------------
 
     def get(self, key: ObjectKey) -> R | None:
-        """A deep copy of the cached object, or None if absent."""
+        """A deep copy of the cached object, or None if absent.
+
+        Read-your-writes: when this process's store has written (or read) a newer revision of
+        the key than the watch has delivered yet, that one is returned, so a reconcile right
+        after a write starts from what it wrote instead of losing a CAS race against itself.
+        """
         with self._lock:
             obj = self._items.get(key)
+        cached = int(obj.metadata.resource_version or 0) if obj is not None else 0
+        newer = self._store.newer_than(key, cached) if obj is not None else None
+        if isinstance(newer, self.model):
+            return newer
         return None if obj is None else obj.model_copy(deep=True)
 
     def list(self, namespace: str | None = None, selector: LabelSelector | None = None) -> list[R]:

@@ -192,6 +192,18 @@ class Store:
         with self._bases_lock:
             self._bases.pop(etcd_key, None)
 
+    def newer_than(self, key: ObjectKey, revision: int) -> Resource | None:
+        """The object at the newest revision this store knows for ``key``, if above
+        ``revision`` (a cache lagging behind this process's own writes asks this)."""
+        with self._bases_lock:
+            known = self._bases.get(self.layout.object_key(key))
+        if known is None or known[0] <= revision:
+            return None
+        try:
+            return self.decode(key, known[1], known[0])
+        except InvalidObjectError:
+            return None
+
     def forget(self, key: ObjectKey) -> None:
         """Drop what is remembered of a key deleted elsewhere (informers call it on deletes)."""
         self._forget(self.layout.object_key(key))

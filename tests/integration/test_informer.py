@@ -282,3 +282,25 @@ def test_an_etcd_restart_is_invisible(tmp_path: Path, metrics: RuntimeMetrics) -
         informer.stop()
         client.close()
         server.stop()
+
+
+def test_get_reads_this_process_writes_before_the_watch_delivers_them(
+    store: Store, profiles: Informer[HardwareProfile]
+) -> None:
+    created = store.create(profile("ryw"))
+    profiles.start()
+    assert profiles.wait_for_sync(5)
+    key = ObjectKey("hardwareprofiles", None, "ryw")
+    eventually(lambda: profiles.get(key) is not None)
+    profiles.stop()  # the watch delivers nothing more: only the store's memory can help
+    created.metadata.labels["tier"] = "gold"
+    written = store.update(created)
+    seen = profiles.get(key)
+    assert seen is not None
+    assert seen.metadata.resource_version == written.metadata.resource_version
+    assert seen.metadata.labels == {"tier": "gold"}
+    other = Store(store.client, store.layout)  # a write by someone else is not visible early
+    current = other.get(HardwareProfile, "ryw")
+    current.metadata.labels["tier"] = "silver"
+    other.update(current)
+    assert profiles.get(key).metadata.labels == {"tier": "gold"}  # type: ignore[union-attr]
