@@ -11,7 +11,7 @@ subtrees that a kind chooses to leave open.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -179,6 +179,47 @@ class Status(WireModel):
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
+
+    def set_condition(
+        self,
+        type_: str,
+        value: bool | ConditionStatus,
+        reason: str,
+        message: str = "",
+        *,
+        generation: int | None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Set condition ``type_``; True if anything about it changed.
+
+        ``lastTransitionTime`` moves only when the status flips, so re-asserting a condition
+        (every converged reconcile does) changes nothing and writes nothing.
+        """
+        if isinstance(value, bool):
+            value = ConditionStatus.TRUE if value else ConditionStatus.FALSE
+        previous = self.condition(type_)
+        if previous is not None and (
+            previous.status,
+            previous.reason,
+            previous.message,
+            previous.observed_generation,
+        ) == (value, reason, message, generation):
+            return False
+        flipped = previous is None or previous.status != value
+        condition = Condition(
+            type=type_,
+            status=value,
+            reason=reason,
+            message=message,
+            last_transition_time=(
+                (now or datetime.now(UTC))
+                if flipped or previous is None
+                else previous.last_transition_time
+            ),
+            observed_generation=generation,
+        )
+        self.conditions = [c for c in self.conditions if c.type != type_] + [condition]
+        return True
 
 
 class Resource(WireModel):

@@ -20,14 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api_types.meta import Condition, ConditionStatus, Resource
+from api_types.meta import Resource
 from controller.cache import Informer
 from controller.controller import Controller
 from controller.errors import (
@@ -50,10 +49,6 @@ from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
 __all__ = ["Manager", "ManagerOptions", "Normalised"]
 
 log = structlog.get_logger(__name__)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -186,24 +181,13 @@ class Manager:
         for _ in range(3):
             try:
                 current = self.store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
-                previous = current.status.condition("Ready")
-                unchanged = previous is not None and (previous.status, previous.reason) == (
-                    ConditionStatus.FALSE, error.reason,
-                )  # fmt: skip
-                ready = Condition(
-                    type="Ready",
-                    status=ConditionStatus.FALSE,
-                    reason=error.reason,
-                    message=error.message,
-                    last_transition_time=(
-                        previous.last_transition_time if unchanged and previous else _utc_now()
-                    ),
-                    observed_generation=current.metadata.generation,
+                current.status.set_condition(
+                    "Ready",
+                    False,
+                    error.reason,
+                    error.message,
+                    generation=current.metadata.generation,
                 )
-                current.status.conditions = [
-                    *(c for c in current.status.conditions if c.type != "Ready"),
-                    ready,
-                ]
                 self.store.update_status(current, actor="controller")
                 return
             except ConflictError:
@@ -291,11 +275,7 @@ class Manager:
     def ready(self) -> bool:
         if not all(i.has_synced() for i in self._informers.values()):
             return False
-        try:
-            self.store.client.current_revision()
-        except StoreError:
-            return False
-        return True
+        return self.store.client.reachable()
 
     def _start_http(self) -> None:
         if not self.options.health_listen:

@@ -4,9 +4,9 @@ Where it sits: under the per-kind reconcilers (``reconcilers/<kind>.py``), above
 (``controller``) and the providers. Everything here is kind-independent, so the Instance
 reconciler uses it as much as the network and storage ones do:
 
-* :func:`set_condition` — Kubernetes' rules: ``lastTransitionTime`` moves only when the status
-  flips, ``observedGeneration`` is the generation the condition was computed from. Keep
-  messages free of timestamps/counters so a converged object compares equal and is not written.
+* conditions are set with ``Status.set_condition`` (api_types): ``lastTransitionTime`` moves
+  only when the status flips. Keep messages free of timestamps/counters so a converged object
+  compares equal and is not written.
 * :func:`write_status` — a status write (fenced by the shard lease) only when ``status``
   differs from the snapshot taken before reconciling (``snapshot(obj)``).
 * :func:`add_finalizer` / :func:`remove_finalizer` — fenced CAS updates of metadata.
@@ -29,11 +29,10 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from api_types import Instance, Pool, ProviderAccount, Volume
-from api_types.meta import Condition, ConditionStatus, Resource, Status
+from api_types.meta import Resource
 from controller.cache import Informer
 from controller.errors import ConflictError, NotFoundError, TerminalError, TransientError
 from controller.reconcile import Request, Result
@@ -57,7 +56,6 @@ __all__ = [
     "install_indexes",
     "namespaced_key",
     "remove_finalizer",
-    "set_condition",
     "shared_index",
     "snapshot",
     "write_status",
@@ -78,46 +76,7 @@ INSTANCES_BY_SUBNET = "subnetRef"
 VOLUMES_BY_INSTANCE = "attachTo"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 # --------------------------------------------------------------------------- conditions/status
-
-
-def set_condition(
-    status: Status,
-    type_: str,
-    value: bool | ConditionStatus,
-    reason: str,
-    message: str = "",
-    *,
-    generation: int | None,
-) -> bool:
-    """Set condition ``type_`` on ``status``; True if anything about it changed."""
-    if isinstance(value, bool):
-        value = ConditionStatus.TRUE if value else ConditionStatus.FALSE
-    previous = status.condition(type_)
-    if (
-        previous is not None
-        and previous.status == value
-        and (previous.reason, previous.message, previous.observed_generation)
-        == (reason, message, generation)
-    ):
-        return False
-    flipped = previous is None or previous.status != value
-    condition = Condition(
-        type=type_,
-        status=value,
-        reason=reason,
-        message=message,
-        last_transition_time=(
-            _utc_now() if flipped or previous is None else previous.last_transition_time
-        ),
-        observed_generation=generation,
-    )
-    status.conditions = [c for c in status.conditions if c.type != type_] + [condition]
-    return True
 
 
 def snapshot(obj: Resource) -> dict[str, Any]:

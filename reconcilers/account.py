@@ -27,7 +27,7 @@ from controller.errors import ReconcileError, TerminalError
 from controller.predicate import GenerationChanged
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
-from reconcilers._common import conflicts_retry, set_condition, snapshot, write_status
+from reconcilers._common import conflicts_retry, snapshot, write_status
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 
@@ -76,7 +76,7 @@ class AccountReconciler:
         try:
             handle = self._deps.providers.handle(account)
         except TerminalError as exc:
-            set_condition(status, "Ready", False, exc.reason, exc.message, generation=generation)
+            status.set_condition("Ready", False, exc.reason, exc.message, generation=generation)
             status.observed_generation = generation
             write_status(self._deps, account, before)
             return Result(requeue_after=self._interval)
@@ -90,10 +90,10 @@ class AccountReconciler:
             request.key, problem is None, time.perf_counter() - started
         )
         if problem is None:
-            set_condition(status, "Ready", True, "Healthy", generation=generation)
+            status.set_condition("Ready", True, "Healthy", generation=generation)
         else:
             reason = problem.code or type(problem).__name__
-            set_condition(status, "Ready", False, reason, problem.message, generation=generation)
+            status.set_condition("Ready", False, reason, problem.message, generation=generation)
         status.error_rate = error_rate
         if _latency_moved(status.latency_ms, latency):
             status.latency_ms = latency

@@ -50,7 +50,6 @@ from reconcilers._common import (
     install_indexes,
     namespaced_key,
     remove_finalizer,
-    set_condition,
     snapshot,
     write_status,
 )
@@ -138,8 +137,7 @@ class FirewallReconciler:
             if realised
             else "no placed instance with a subnet uses it yet"
         )
-        set_condition(
-            firewall.status,
+        firewall.status.set_condition(
             "Ready",
             True,
             "Realised" if realised else "NotInUse",

@@ -18,7 +18,6 @@ from controller.reconcile import Request, Result
 from reconcilers._common import (
     conflicts_retry,
     install_indexes,
-    set_condition,
     snapshot,
     write_status,
 )
@@ -56,8 +55,7 @@ class HardwareProfileReconciler:
             matches.append(f"{name}: {size.id if size else 'none'}")
             found += size is not None
         generation = profile.metadata.generation
-        set_condition(
-            profile.status,
+        profile.status.set_condition(
             "Ready",
             found > 0,
             "Matched" if found else "NoMatchingSize",

@@ -26,7 +26,6 @@ from reconcilers._common import (
     add_finalizer,
     conflicts_retry,
     remove_finalizer,
-    set_condition,
     snapshot,
     write_status,
 )
@@ -67,8 +66,7 @@ class NamespaceReconciler:
             remove_finalizer(self._deps, namespace, FINALIZER)
             return Result()
         summary = ", ".join(f"{count} {kind}" for kind, count in sorted(left.items()))
-        set_condition(
-            namespace.status,
+        namespace.status.set_condition(
             "ContentRemaining",
             True,
             "SomeResourcesRemain",

@@ -29,7 +29,6 @@ from reconcilers._common import (
     Throttle,
     conflicts_retry,
     install_indexes,
-    set_condition,
     shared_index,
     snapshot,
     write_status,
@@ -93,8 +92,7 @@ class PoolReconciler:
         ]
         healthy = sum(1 for m in pool.status.members if m.healthy)
         generation = pool.metadata.generation
-        set_condition(
-            pool.status,
+        pool.status.set_condition(
             "Ready",
             healthy > 0,
             "MembersHealthy" if healthy else "NoHealthyMember",

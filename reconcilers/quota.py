@@ -34,7 +34,6 @@ from reconcilers._common import (
     Throttle,
     conflicts_retry,
     install_indexes,
-    set_condition,
     snapshot,
     write_status,
 )
@@ -177,15 +176,14 @@ class QuotaReconciler:
         quota.status.used = used
         over = used.exceeds(quota.spec.hard)
         generation = quota.metadata.generation
-        set_condition(
-            quota.status,
+        quota.status.set_condition(
             "Exceeded",
             bool(over),
             "OverLimit" if over else "WithinLimits",
             f"usage above the hard limit of: {', '.join(over)}" if over else "",
             generation=generation,
         )
-        set_condition(quota.status, "Ready", True, "Counted", generation=generation)
+        quota.status.set_condition("Ready", True, "Counted", generation=generation)
         quota.status.observed_generation = generation
         write_status(self._deps, quota, before)
         return Result()

@@ -49,7 +49,6 @@ from reconcilers._common import (
     install_indexes,
     namespaced_key,
     remove_finalizer,
-    set_condition,
     snapshot,
     write_status,
 )
@@ -103,8 +102,8 @@ class SubnetReconciler:
                 decision = schedule(self._deps, subnet, subnet.spec, zone=subnet.spec.zone)
             except Unschedulable as exc:
                 status.phase = "Pending"
-                set_condition(
-                    status, "Scheduled", False, "Unschedulable", str(exc), generation=generation
+                status.set_condition(
+                    "Scheduled", False, "Unschedulable", str(exc), generation=generation
                 )
                 write_status(self._deps, subnet, before)
                 return Result(requeue_after=WAIT_SECONDS)
@@ -116,7 +115,7 @@ class SubnetReconciler:
             status.rejections = [r.to_api() for r in decision.rejections]
             status.create_token = derived_token(str(subnet.metadata.uid), str(generation))
             status.phase = "Scheduled"
-            set_condition(status, "Scheduled", True, "Placed", chosen.key, generation=generation)
+            status.set_condition("Scheduled", True, "Placed", chosen.key, generation=generation)
             # The placement and the create intent are durable before any cloud call.
             subnet = write_status(self._deps, subnet, before)
             before = snapshot(subnet)
@@ -132,8 +131,7 @@ class SubnetReconciler:
         status.network_id = str(network.id)
         status.provider_id = str(subnet_id)
         status.phase = "Ready"
-        set_condition(
-            status,
+        status.set_condition(
             "Ready",
             True,
             "Provisioned",
@@ -213,8 +211,7 @@ class SubnetReconciler:
         )
         if users:
             names = ", ".join(u.metadata.name for u in users[:5])
-            set_condition(
-                status,
+            status.set_condition(
                 "Ready",
                 False,
                 "InUse",

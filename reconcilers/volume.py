@@ -46,7 +46,6 @@ from reconcilers._common import (
     install_indexes,
     namespaced_key,
     remove_finalizer,
-    set_condition,
     snapshot,
     write_status,
 )
@@ -120,7 +119,7 @@ class VolumeReconciler:
         cloud = self._attachment(handle, volume, cloud)
         status.attached_to = self._observed(volume, cloud)
         status.phase = "Attached" if status.attached_to else "Available"
-        set_condition(status, "Ready", True, "Provisioned", str(cloud.id), generation=generation)
+        status.set_condition("Ready", True, "Provisioned", str(cloud.id), generation=generation)
         write_status(self._deps, volume, before)
         attached = volume.spec.attach_to is None or status.attached_to is not None
         return Result() if attached else Result(requeue_after=WAIT_SECONDS)
@@ -144,8 +143,7 @@ class VolumeReconciler:
             }
         )
         if over:
-            set_condition(
-                volume.status,
+            volume.status.set_condition(
                 QUOTA_EXCEEDED,
                 True,
                 "QuotaExceeded",
@@ -154,9 +152,7 @@ class VolumeReconciler:
             )
             return "quota"
         if volume.status.condition(QUOTA_EXCEEDED) is not None:
-            set_condition(
-                volume.status, QUOTA_EXCEEDED, False, "WithinQuota", generation=generation
-            )
+            volume.status.set_condition(QUOTA_EXCEEDED, False, "WithinQuota", generation=generation)
         return None
 
     def _place(self, volume: Volume) -> str | None:
@@ -167,8 +163,8 @@ class VolumeReconciler:
             instance = self._instance(volume)
             if instance is None or instance.status.placement is None:
                 message = f"waiting for instance {volume.spec.attach_to.instance} to be placed"
-                set_condition(
-                    status, "Scheduled", False, "WaitingForInstance", message, generation=generation
+                status.set_condition(
+                    "Scheduled", False, "WaitingForInstance", message, generation=generation
                 )
                 return message
             bound_to = instance.status.placement
@@ -177,8 +173,8 @@ class VolumeReconciler:
                 self._deps, volume, volume.spec, zone=volume.spec.zone, bound_to=bound_to
             )
         except Unschedulable as exc:
-            set_condition(
-                status, "Scheduled", False, "Unschedulable", str(exc), generation=generation
+            status.set_condition(
+                "Scheduled", False, "Unschedulable", str(exc), generation=generation
             )
             return str(exc)
         chosen = decision.chosen
@@ -189,7 +185,7 @@ class VolumeReconciler:
         status.rejections = [r.to_api() for r in decision.rejections]
         status.create_token = derived_token(str(volume.metadata.uid), str(generation))
         status.phase = "Scheduled"
-        set_condition(status, "Scheduled", True, "Placed", chosen.key, generation=generation)
+        status.set_condition("Scheduled", True, "Placed", chosen.key, generation=generation)
         self._deps.recorder.record(
             volume, "Normal", "Scheduled", f"placed on {chosen.key} in {chosen.zone}"
         )
@@ -246,8 +242,7 @@ class VolumeReconciler:
             )
             cloud = self._reread(handle, cloud)
         attached = wanted is not None and cloud.attached_to == wanted
-        set_condition(
-            status,
+        status.set_condition(
             "Attached",
             attached,
             "Attached" if attached else reason,

@@ -166,13 +166,7 @@ class ApiServer:
                 continue
 
     def ready(self) -> bool:
-        if not self.authorizer.has_synced():
-            return False
-        try:
-            self.store.client.current_revision()
-        except StoreError:
-            return False
-        return True
+        return self.authorizer.has_synced() and self.store.client.reachable()
 
     # --- the application ------------------------------------------------------------------
 

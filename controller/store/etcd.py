@@ -200,6 +200,16 @@ class EtcdClient:
             revision = pinned
         return kvs, revision
 
+    def reachable(self) -> bool:
+        """True if etcd answers now (readiness probes: no retrying for seconds)."""
+        request = etcdrpc.RangeRequest(key=b"\0", count_only=True)
+        _, channel = self._channel()
+        try:
+            etcdrpc.KVStub(channel).Range(request, min(self.timeout, 2.0))
+        except grpc.RpcError:
+            return False
+        return True
+
     def current_revision(self) -> int:
         return int(self.range(b"\0", count_only=True).header.revision)
 

@@ -58,7 +58,6 @@ from reconcilers._common import (
     cloud_tags,
     derived_token,
     remove_finalizer,
-    set_condition,
     snapshot,
     write_status,
 )
@@ -103,8 +102,8 @@ class Work:
 
     def condition(self, type_: str, value: bool, reason: str, message: str = "") -> bool:
         """Set a condition with this generation; True if it changed."""
-        return set_condition(
-            self.instance.status, type_, value, reason, message, generation=self.generation
+        return self.instance.status.set_condition(
+            type_, value, reason, message, generation=self.generation
         )
 
     def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:

@@ -87,3 +87,14 @@ def test_compaction_past_the_watch_revision_raises(
         for _ in watch:
             pass
     assert err.value.compact_revision == current
+
+
+def test_reachable_answers_at_once_for_a_dead_endpoint(etcd_client: EtcdClient) -> None:
+    from controller.store.embedded import free_port
+
+    assert etcd_client.reachable()
+    dead = EtcdClient([f"http://127.0.0.1:{free_port()}"], timeout=1.0)
+    started = time.monotonic()
+    assert not dead.reachable()
+    assert time.monotonic() - started < 3.0
+    dead.close()
