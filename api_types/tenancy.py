@@ -194,6 +194,15 @@ class Secret(Resource):
         values.update({key: text.encode("utf-8") for key, text in self.string_data.items()})
         return values
 
+    def folded(self) -> Secret:
+        """A copy in the form the store keeps: ``stringData`` folded into base64 ``data`` (it
+        wins on a clash) and left empty, as Kubernetes' admission does. One mechanism for the
+        API server's admission and skyctl's comparison of a manifest with the live Secret."""
+        data = dict(self.data)
+        for key, text in self.string_data.items():
+            data[key] = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        return self.model_copy(update={"data": data, "string_data": {}}, deep=True)
+
     def get_text(self, key: str) -> str | None:
         """One value as UTF-8 text, or None when absent (e.g. ``get_text("secret")``)."""
         value = self.decoded().get(key)

@@ -19,7 +19,6 @@ Where it sits: called by ``controller.cli.main`` with manifests from
 
 from __future__ import annotations
 
-import base64
 import copy
 import difflib
 import json
@@ -32,6 +31,7 @@ import yaml
 
 from api_types import registry
 from api_types.registry import KindInfo
+from api_types.tenancy import Secret
 from controller.cli.backend import ApiError, Backend
 from controller.cli.manifests import Manifest
 from controller.cli.merge import apply_merge_patch, three_way_patch
@@ -126,10 +126,12 @@ def prepare(manifest: Manifest, default_namespace: str, forced_namespace: str | 
         parsed = registry.parse_object(obj)
     except pydantic.ValidationError as exc:
         raise _invalid(manifest.source, "invalid", registry.field_errors(exc)) from None
+    if isinstance(parsed, Secret):
+        # Compare in the form the server stores (admission folds stringData the same way):
+        # unfolded, an unchanged Secret would look changed on every apply.
+        parsed = parsed.folded()
     desired = parsed.to_wire()
     desired.pop("status", None)
-    if desired.get("stringData"):
-        _fold_string_data(desired)
     normalised_metadata = desired["metadata"]
     desired["metadata"] = {
         key: value
@@ -137,16 +139,6 @@ def prepare(manifest: Manifest, default_namespace: str, forced_namespace: str | 
         if key in ("name", "namespace", "annotations") or key in metadata
     }
     return Target(info, metadata.get("namespace"), metadata["name"], desired, last_applied)
-
-
-def _fold_string_data(secret: Wire) -> None:
-    """Compare a Secret in the form it is stored: admission folds ``stringData`` into
-    ``data`` (base64), as Kubernetes does; unfolded, an unchanged Secret would look changed on
-    every apply."""
-    data = dict(secret.get("data") or {})
-    for key, text in secret["stringData"].items():
-        data[key] = base64.b64encode(str(text).encode("utf-8")).decode("ascii")
-    secret["data"], secret["stringData"] = data, {}
 
 
 def _last_applied_of(live: Wire) -> Wire:
