@@ -12,6 +12,7 @@ Where it sits: every store module builds and parses keys only through ``KeyLayou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["CLUSTER_SCOPE", "EVENTS_PLURAL", "KeyLayout", "ObjectKey"]
 
@@ -23,9 +24,12 @@ CLUSTER_SCOPE = "_cluster"
 _REVISION_DIGITS = 20
 
 
-@dataclass(frozen=True, order=True)
-class ObjectKey:
-    """Identifies one object: what a workqueue holds and what a reconcile request carries."""
+class ObjectKey(NamedTuple):
+    """Identifies one object: what a workqueue holds and what a reconcile request carries.
+
+    A named tuple rather than a dataclass: keys are hashed, compared and sorted on every
+    cache read and queue operation, and a tuple does that in C.
+    """
 
     plural: str
     namespace: str | None
