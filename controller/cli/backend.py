@@ -43,6 +43,12 @@ class ApiError(Exception):
         return self.code == 404
 
     @property
+    def retryable(self) -> bool:
+        """Transient: throttled, or the server or the connection to it failed (503 is also what
+        the HTTP backend answers for a transport error such as a dropped connection)."""
+        return self.code in (429, 502, 503, 504)
+
+    @property
     def conflict(self) -> bool:
         """A lost compare-and-swap (stale resourceVersion), not a name already taken."""
         return self.code == 409 and self.reason == "Conflict"
@@ -86,7 +92,17 @@ class Backend(Protocol):
 
     def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire: ...
 
-    def list(self, info: KindInfo, namespace: str | None, selector: str | None) -> ListResult: ...
+    def list(
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        *,
+        fields: str | None = None,
+    ) -> ListResult:
+        """Objects matching the label ``selector``. ``fields`` (a field selector) is sent to a
+        server that narrows by it; ``get`` applies it again (``controller.cli.follow``)."""
+        ...
 
     def create(self, obj: Wire, *, dry_run: bool) -> Wire: ...
 
@@ -94,13 +110,31 @@ class Backend(Protocol):
         """Replace spec and user metadata; ``metadata.resourceVersion`` is a precondition."""
         ...
 
+    def patch(
+        self, info: KindInfo, namespace: str | None, name: str, patch: Wire, *, dry_run: bool
+    ) -> Wire:
+        """Apply a JSON merge patch (RFC 7386) on the server, with the same validation as an
+        update; a ``metadata.resourceVersion`` in the patch is a precondition (409 when moved),
+        without one the server retries its own read-merge-write on a conflict."""
+        ...
+
     def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
         """Request deletion (finalizers may keep the object a while); returns it as last seen."""
         ...
 
     def watch(
-        self, info: KindInfo, namespace: str | None, selector: str | None, resource_version: str
-    ) -> Iterator[WatchEvent]: ...
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        resource_version: str,
+        *,
+        fields: str | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Changes after ``resource_version`` until the stream ends; 410 when it is compacted.
+        Selectors narrow it where the server supports them; callers apply them again, since
+        the ``--etcd`` backend sends every change of the kind (``controller.cli.follow``)."""
+        ...
 
     def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:
         """Durable history records, oldest first: revision, time, action, actor, changes."""

@@ -25,6 +25,7 @@ from api_types.registry import KindInfo
 from controller.cli import apply as applying
 from controller.cli.backend import ApiError, Backend, WatchEvent
 from controller.cli.describe import describe, format_history, object_events
+from controller.cli.follow import Follower, Selection
 from controller.cli.manifests import load_manifests
 from controller.cli.printers import format_objects, render_table, table_rows
 from controller.labels import LabelSelector, SelectorError
@@ -152,8 +153,16 @@ def _print_watch_event(
     session.say(prefix + render_table(row))
 
 
+def _selection(args: argparse.Namespace, names: list[str]) -> Selection:
+    try:
+        return Selection.parse(args.selector, args.field_selector, names)
+    except ValueError as exc:  # SelectorError is one too
+        raise UsageError(str(exc)) from None
+
+
 def cmd_get(session: Session, args: argparse.Namespace) -> int:
     info, names = kind_and_names(args.kind, args.names)
+    selection = _selection(args, names)
     all_namespaces = session.all_namespaces and info.namespaced
     namespace = None if all_namespaces else session.namespace_for(info)
     output = args.output
@@ -161,23 +170,32 @@ def cmd_get(session: Session, args: argparse.Namespace) -> int:
         objects = [session.backend.get(info, namespace, name) for name in names]
         resource_version = str(max(int(o["metadata"].get("resourceVersion") or 0) for o in objects))
     else:
-        listed = session.backend.list(info, namespace, _selector(args.selector))
+        listed = session.backend.list(
+            info, namespace, selection.label_text, fields=selection.field_text
+        )
         objects, resource_version = listed.items, listed.resource_version
-        if not objects and not args.watch:
-            where = "any namespace" if all_namespaces or not info.namespaced else namespace
-            session.err.write(f"No resources found in {where}.\n")
-            return 0
+    # The backends narrow by what they can; this makes the answer the same with any of them.
+    objects = [obj for obj in objects if selection.matches(obj)]
+    if not objects and not args.watch:
+        where = "any namespace" if all_namespaces or not info.namespaced else namespace
+        session.err.write(f"No resources found in {where}.\n")
+        return 0
     session.out.write(
         format_objects(info, objects, output, namespaces=all_namespaces, single=len(names) == 1)
     )
     session.out.flush()
     if not args.watch:
         return 0
-    for event in session.backend.watch(info, namespace, args.selector, resource_version):
-        if event.type == "BOOKMARK":
-            continue
-        if names and (event.object.get("metadata") or {}).get("name") not in names:
-            continue
+    follower = Follower(
+        session.backend,
+        info,
+        namespace,
+        selection,
+        objects,
+        resource_version,
+        warn=lambda text: session.err.write(f"warning: {text}\n"),
+    )
+    for event in follower:
         _print_watch_event(session, info, event, output)
     return 0
 

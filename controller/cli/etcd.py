@@ -7,7 +7,8 @@ resource operations (``controller.apiserver.handlers.Resources``) in-process as 
 through the API — schema validation, admission (defaulting, reference checks, the pool's
 allowed namespaces), the quota reservation in the write's transaction, compare-and-swap, and
 the same error codes. Only the watch is read here directly, from the store's resumable etcd
-watch (``controller.store.watch``).
+watch (``controller.store.watch``): every change of the kind, unfiltered, and 410 Gone when the
+revision was compacted, as the API answers (``controller.cli.follow`` filters and re-lists).
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ from api_types import registry
 from api_types.meta import API_VERSION, Resource
 from api_types.registry import KindInfo
 from controller.apiserver.auth import MASTERS_GROUP, User
-from controller.apiserver.handlers import Resources, parse_selector
+from controller.apiserver.handlers import Resources
 from controller.apiserver.paths import Target
 from controller.apiserver.rbac import Authorizer
 from controller.apiserver.status import error_from
 from controller.cli.backend import ApiError, ListResult, WatchEvent, client_version, deleted
 from controller.errors import InvalidObjectError
-from controller.store.codec import DecodeError, decode_value
 from controller.store.encryption import SecretCipher
 from controller.store.etcd import EtcdClient
-from controller.store.keys import KeyLayout, ObjectKey
+from controller.store.keys import KeyLayout
 from controller.store.objects import Store
-from controller.store.watch import PrefixWatch
+from controller.store.watch import PrefixWatch, WatchCompacted
 
 __all__ = ["EtcdBackend"]
 
@@ -77,7 +77,15 @@ class EtcdBackend:
     def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire:
         return _call(lambda: self._resources.get(self._user, Target(info, namespace, name)))
 
-    def list(self, info: KindInfo, namespace: str | None, selector: str | None) -> ListResult:
+    def list(
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        *,
+        fields: str | None = None,
+    ) -> ListResult:
+        """``fields`` is not narrowed here: ``get`` applies its field selector itself."""
         listed = _call(
             lambda: self._resources.list(self._user, Target(info, namespace), selector, 0, None)
         )
@@ -94,6 +102,12 @@ class EtcdBackend:
 
         return _call(update)
 
+    def patch(
+        self, info: KindInfo, namespace: str | None, name: str, patch: Wire, *, dry_run: bool
+    ) -> Wire:
+        target = Target(info, namespace, name)
+        return _call(lambda: self._resources.patch(self._user, target, patch, dry_run))
+
     def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
         target = Target(info, namespace, name)
         return deleted(
@@ -104,46 +118,56 @@ class EtcdBackend:
         )
 
     def watch(
-        self, info: KindInfo, namespace: str | None, selector: str | None, resource_version: str
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        resource_version: str,
+        *,
+        fields: str | None = None,
     ) -> Iterator[WatchEvent]:
-        wanted = _call(lambda: parse_selector(selector))
-        layout = self._store.layout
+        """Every change of the kind, unfiltered (the caller applies its selectors, so an
+        object that stops matching can be shown as deleted); 410 when compacted."""
         watch = PrefixWatch(
             self._client,
-            layout.kind_prefix(info.plural, namespace),
+            self._store.layout.kind_prefix(info.plural, namespace),
             int(resource_version) + 1,
             prev_kv=True,
         )
         try:
-            for batch in watch:
-                if not batch:  # a progress notification
-                    metadata = {"resourceVersion": str(watch.last_revision)}
-                    yield WatchEvent("BOOKMARK", {"kind": info.kind, "metadata": metadata})
-                for event in batch:
-                    key = layout.parse_object_key(event.key)
-                    raw = event.prev_value if event.deleted else event.value
-                    obj = self._decode_event(key, raw)
-                    if obj is None or not wanted.matches(obj.metadata.labels):
-                        continue
-                    obj.metadata.resource_version = str(event.mod_revision)
-                    if event.deleted:
-                        kind = "DELETED"
-                    elif event.create_revision == event.mod_revision:
-                        kind = "ADDED"
-                    else:
-                        kind = "MODIFIED"
-                    yield WatchEvent(kind, obj.to_wire())
+            yield from self._events(info, watch)
+        except WatchCompacted as exc:
+            raise ApiError(410, "Gone", f"resourceVersion {resource_version}: {exc}") from None
         finally:
             watch.stop()
 
-    def _decode_event(self, key: ObjectKey | None, raw: bytes | None) -> Resource | None:
-        """The object of a watch event; None for values that do not validate (skipped, as the
-        API server's watch skips them)."""
+    def _events(self, info: KindInfo, watch: PrefixWatch) -> Iterator[WatchEvent]:
+        for batch in watch:
+            if not batch:  # a progress notification
+                metadata = {"resourceVersion": str(watch.last_revision)}
+                yield WatchEvent("BOOKMARK", {"kind": info.kind, "metadata": metadata})
+            for event in batch:
+                raw = event.prev_value if event.deleted else event.value
+                obj = self._decode_event(event.key, raw, event.mod_revision)
+                if obj is None:
+                    continue
+                if event.deleted:
+                    kind = "DELETED"
+                elif event.create_revision == event.mod_revision:
+                    kind = "ADDED"
+                else:
+                    kind = "MODIFIED"
+                yield WatchEvent(kind, obj.to_wire())
+
+    def _decode_event(self, key_bytes: bytes, raw: bytes | None, revision: int) -> Resource | None:
+        """The object of a watch event at ``revision`` (Secrets decrypted with the key file);
+        None for values that do not validate (skipped, as the API server's watch skips them)."""
+        key = self._store.layout.parse_object_key(key_bytes)
         if key is None or not raw:
             return None
         try:
-            return self._store.validate_at_key(key, decode_value(raw))
-        except (DecodeError, InvalidObjectError):
+            return self._store.decode(key, raw, revision)
+        except InvalidObjectError:
             return None
 
     def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:

@@ -4,8 +4,12 @@ Where it sits: the normal implementation of ``controller.cli.backend.Backend``. 
 ``/apis/skybroker.io/v1alpha1/namespaces/{ns}/{plural}[/{name}]`` for namespaced kinds and
 ``/apis/skybroker.io/v1alpha1/{plural}[/{name}]`` for cluster-scoped kinds and cross-namespace
 lists. Writes carry ``dryRun=All`` when asked; an update is a PUT whose
-``metadata.resourceVersion`` is the precondition (the server answers 409 when it moved). Error
-answers are Kubernetes ``Status`` objects, turned into :class:`ApiError` with their field causes.
+``metadata.resourceVersion`` is the precondition (the server answers 409 when it moved); a
+patch is a PATCH with a JSON merge patch. Lists and watches send ``labelSelector`` and
+``fieldSelector``. Error answers are Kubernetes ``Status`` objects, turned into
+:class:`ApiError` with their field causes; a transport failure (refused, reset, dropped
+mid-stream, a watch silent past its idle limit) is a retryable 503. One watch request is one
+stream: resuming it after a drop, and re-listing after a 410, is ``controller.cli.follow``'s job.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ Wire = dict[str, Any]
 
 _PAGE = 500
 _TIMEOUT = 30.0
+#: A watch that receives nothing for this long is dead (a half-open connection): the server
+#: sends a BOOKMARK after every quiet ``bookmark_interval`` (default 30 s).
+_WATCH_IDLE = 120.0
+_MERGE_PATCH = "application/merge-patch+json"
 
 
 def _error(response: httpx.Response) -> ApiError:
@@ -109,11 +117,21 @@ class HttpBackend:
         result: Wire = self._request("GET", self._item(info, namespace, name))
         return result
 
-    def list(self, info: KindInfo, namespace: str | None, selector: str | None) -> ListResult:
+    @staticmethod
+    def _selectors(selector: str | None, fields: str | None) -> dict[str, str]:
+        params = {"labelSelector": selector, "fieldSelector": fields}
+        return {name: value for name, value in params.items() if value}
+
+    def list(
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        *,
+        fields: str | None = None,
+    ) -> ListResult:
         items: list[Wire] = []
-        params: dict[str, str | int] = {"limit": _PAGE}
-        if selector:
-            params["labelSelector"] = selector
+        params: dict[str, str | int] = {"limit": _PAGE, **self._selectors(selector, fields)}
         while True:
             page = self._request("GET", self._collection(info, namespace), params=params)
             items.extend(page.get("items") or [])
@@ -136,6 +154,18 @@ class HttpBackend:
         )
         return result
 
+    def patch(
+        self, info: KindInfo, namespace: str | None, name: str, patch: Wire, *, dry_run: bool
+    ) -> Wire:
+        result: Wire = self._request(
+            "PATCH",
+            self._item(info, namespace, name),
+            content=json.dumps(patch).encode(),
+            headers={"Content-Type": _MERGE_PATCH},
+            params=self._dry_run(dry_run),
+        )
+        return result
+
     def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
         answer = self._request(
             "DELETE", self._item(info, namespace, name), params=self._dry_run(dry_run)
@@ -143,13 +173,20 @@ class HttpBackend:
         return deleted(info, namespace, name, answer)
 
     def watch(
-        self, info: KindInfo, namespace: str | None, selector: str | None, resource_version: str
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        resource_version: str,
+        *,
+        fields: str | None = None,
     ) -> Iterator[WatchEvent]:
-        params = {"watch": "true", "resourceVersion": resource_version}
-        if selector:
-            params["labelSelector"] = selector
-        # No read timeout: a quiet watch is not a dead one (the server sends bookmarks).
-        timeout = httpx.Timeout(_TIMEOUT, read=None)
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            **self._selectors(selector, fields),
+        }
+        timeout = httpx.Timeout(_TIMEOUT, read=_WATCH_IDLE)
         path = self._collection(info, namespace)
         try:
             with self._http.stream("GET", path, params=params, timeout=timeout) as response:

@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
     get.add_argument("-w", "--watch", action="store_true", help="stream changes after listing")
     get.add_argument("-l", "--selector", help="label selector")
+    get.add_argument(
+        "--field-selector",
+        help="e.g. metadata.name=x,status.phase!=Running (=, ==, != on metadata.name, "
+        "metadata.namespace, status.phase, spec.<path>)",
+    )
 
     describe = verb("describe", "show an object with conditions, placement, events, history")
     _kind(describe)
