@@ -131,26 +131,41 @@ def cmd_diff(session: Session, args: argparse.Namespace) -> int:
     return 1 if changed else 0
 
 
-def _print_watch_event(
-    session: Session, info: KindInfo, event: WatchEvent, output: str | None
-) -> None:
-    if output in ("yaml", "json"):
-        text = (
-            json.dumps(event.object, ensure_ascii=False) + "\n"
-            if output == "json"
-            else "---\n" + yaml.safe_dump(event.object, sort_keys=False)
+@dataclass(frozen=True)
+class _WatchPrinter:
+    """One line (or YAML document) per event; ``typed`` (``--output-watch-events``) names the
+    event type on every one — ``{"type", "object"}`` in JSON/YAML, an EVENT column in tables —
+    else only DELETED rows of a table are marked."""
+
+    session: Session
+    info: KindInfo
+    output: str | None
+    namespaces: bool
+    typed: bool
+
+    def header(self) -> None:
+        if self.output not in ("yaml", "json"):
+            rows = table_rows(self.info, [], wide=self.output == "wide", namespaces=self.namespaces)
+            self.session.say(f"{'EVENT':<9} " + render_table(rows))
+
+    def __call__(self, event: WatchEvent) -> None:
+        if self.output in ("yaml", "json"):
+            document = {"type": event.type, "object": event.object} if self.typed else event.object
+            self.session.say(
+                json.dumps(document, ensure_ascii=False)
+                if self.output == "json"
+                else "---\n" + yaml.safe_dump(document, sort_keys=False)
+            )
+            return
+        row = table_rows(
+            self.info,
+            [event.object],
+            wide=self.output == "wide",
+            namespaces=self.namespaces,
+            header=False,
         )
-        session.say(text)
-        return
-    row = table_rows(
-        info,
-        [event.object],
-        wide=output == "wide",
-        namespaces=session.all_namespaces,
-        header=False,
-    )
-    prefix = f"{event.type:<9} " if event.type == "DELETED" else ""
-    session.say(prefix + render_table(row))
+        prefix = f"{event.type:<9} " if self.typed or event.type == "DELETED" else ""
+        self.session.say(prefix + render_table(row))
 
 
 def _selection(args: argparse.Namespace, names: list[str]) -> Selection:
@@ -180,10 +195,16 @@ def cmd_get(session: Session, args: argparse.Namespace) -> int:
         where = "any namespace" if all_namespaces or not info.namespaced else namespace
         session.err.write(f"No resources found in {where}.\n")
         return 0
-    session.out.write(
-        format_objects(info, objects, output, namespaces=all_namespaces, single=len(names) == 1)
-    )
-    session.out.flush()
+    show = _WatchPrinter(session, info, output, all_namespaces, args.output_watch_events)
+    if args.watch and show.typed:  # the objects listed first are events too: ADDED
+        show.header()
+        for obj in objects:
+            show(WatchEvent("ADDED", obj))
+    else:
+        session.out.write(
+            format_objects(info, objects, output, namespaces=all_namespaces, single=len(names) == 1)
+        )
+        session.out.flush()
     if not args.watch:
         return 0
     follower = Follower(
@@ -196,7 +217,7 @@ def cmd_get(session: Session, args: argparse.Namespace) -> int:
         warn=lambda text: session.err.write(f"warning: {text}\n"),
     )
     for event in follower:
-        _print_watch_event(session, info, event, output)
+        show(event)
     return 0
 
 

@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     _kind(get)
     get.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
     get.add_argument("-w", "--watch", action="store_true", help="stream changes after listing")
+    get.add_argument(
+        "--output-watch-events",
+        action="store_true",
+        help="with -w: print the event type (ADDED, MODIFIED, DELETED) with every object",
+    )
     get.add_argument("-l", "--selector", help="label selector")
     get.add_argument(
         "--field-selector",

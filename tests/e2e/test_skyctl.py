@@ -17,37 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from api_types import Condition, Instance, registry
-from controller.apiserver import ApiOptions
+from api_types import Condition, Instance
 from controller.store.etcd import EtcdClient
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
-from tests.integration.cli.helpers import POOL, Skyctl, write_manifest
+from tests.integration.cli.helpers import Skyctl, running_api_server, write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKENS = """\
-admin-token,admin,u-admin,"system:masters"
-alice-token,alice,u-alice
-nobody-token,nobody,u-nobody
-"""
-ALICE_IS_ADMIN_IN_ACME = {
-    "kind": "RoleBinding",
-    "metadata": {"name": "alice-admin", "namespace": "acme"},
-    "roleRef": {"kind": "ClusterRole", "name": "admin"},
-    "subjects": [{"kind": "User", "name": "alice"}],
-}
 
 
 @pytest.fixture
 def server(store: Store, tmp_path: Path) -> Iterator[HttpServer]:
-    for wire in (POOL, {"kind": "Namespace", "metadata": {"name": "acme"}}, ALICE_IS_ADMIN_IN_ACME):
-        store.create(registry.parse_object(wire))
-    token_file = tmp_path / "tokens.csv"
-    token_file.write_text(TOKENS)
-    http = HttpServer(store, token_file, "127.0.0.1:0", ApiOptions(bookmark_interval=0.3))
-    http.start()
-    yield http
-    http.stop()
+    with running_api_server(store, tmp_path) as http:
+        yield http
 
 
 @pytest.fixture

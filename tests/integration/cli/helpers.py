@@ -1,12 +1,19 @@
-"""Running skyctl in-process for tests: argv in, (exit code, stdout, stderr) out."""
+"""skyctl test helpers: running it in-process (argv in, exit code and output out), the objects
+the tests start from, and an API server (in this process) with the users the tests act as."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from api_types import registry
+from controller.apiserver import ApiOptions
 from controller.cli.main import main
+from controller.store.objects import Store
+from skybroker.apiserver import HttpServer
 
 #: Admission checks references, so the pool exists beforehand (see ``POOL``).
 POOL = {
@@ -62,3 +69,37 @@ class Skyctl:
         out, err = io.StringIO(), io.StringIO()
         code = main([*argv, *self.connection], stdout=out, stderr=err, stdin=io.BytesIO(stdin))
         return Result(code, out.getvalue(), err.getvalue())
+
+
+TOKENS = """\
+admin-token,admin,u-admin,"system:masters"
+alice-token,alice,u-alice
+nobody-token,nobody,u-nobody
+"""
+ALICE_IS_ADMIN_IN_ACME = {
+    "kind": "RoleBinding",
+    "metadata": {"name": "alice-admin", "namespace": "acme"},
+    "roleRef": {"kind": "ClusterRole", "name": "admin"},
+    "subjects": [{"kind": "User", "name": "alice"}],
+}
+
+
+def seed(store: Store) -> None:
+    """The pool, namespace ``acme`` and alice's admin binding in it."""
+    for wire in (POOL, {"kind": "Namespace", "metadata": {"name": "acme"}}, ALICE_IS_ADMIN_IN_ACME):
+        store.create(registry.parse_object(wire))
+
+
+@contextmanager
+def running_api_server(store: Store, directory: Path) -> Iterator[HttpServer]:
+    """The API on a free port over ``store``, seeded (:func:`seed`); users ``admin``,
+    ``alice``, ``nobody`` with tokens ``<user>-token``."""
+    seed(store)
+    token_file = directory / "tokens.csv"
+    token_file.write_text(TOKENS)
+    http = HttpServer(store, token_file, "127.0.0.1:0", ApiOptions(bookmark_interval=0.3))
+    http.start()
+    try:
+        yield http
+    finally:
+        http.stop()

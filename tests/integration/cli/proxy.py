@@ -1,0 +1,86 @@
+"""A TCP proxy for tests that must cut a connection mid-stream, as a network failure would.
+
+``drop()`` resets every open connection (RST: SO_LINGER 0); ``refuse()`` makes new connections
+fail at once (accepted, then reset) until ``allow()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+
+__all__ = ["TcpProxy"]
+
+_RESET = struct.pack("ii", 1, 0)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Abort the connection: shutting the read side wakes a thread blocked in recv (closing
+    alone would wait for it), then closing with a zero linger sends RST."""
+    with contextlib.suppress(OSError):  # already closed
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        sock.shutdown(socket.SHUT_RD)
+    sock.close()
+
+
+class TcpProxy:
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._accepting = threading.Event()
+        self._accepting.set()
+        #: Connections forwarded so far (refused ones not counted).
+        self.connections = 0
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            if not self._accepting.is_set():
+                _reset(client)
+                continue
+            upstream = socket.create_connection(self._upstream)
+            with self._lock:
+                self._open += [client, upstream]
+                self.connections += 1
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def drop(self) -> None:
+        """Reset every connection now open."""
+        with self._lock:
+            cut, self._open = self._open, []
+        for sock in cut:
+            _reset(sock)
+
+    def refuse(self) -> None:
+        self._accepting.clear()
+        self.drop()
+
+    def allow(self) -> None:
+        self._accepting.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.drop()
