@@ -108,6 +108,7 @@ class HttpServer:
         self.address = (str(host), int(port))
         config = uvicorn.Config(
             self.api.app,
+            interface="asgi3",
             log_config=None,
             access_log=False,
             lifespan="off",

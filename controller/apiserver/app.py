@@ -1,11 +1,12 @@
-"""The FastAPI application: routes of DESIGN §7, system endpoints, and the request pipeline.
+"""The application: the ASGI entry of the REST API, its system endpoints and its life cycle.
 
 Where it sits: the top of ``controller.apiserver``; ``skybroker apiserver`` and ``skybroker up``
 serve :attr:`ApiServer.app` with uvicorn. Every request under ``/apis/skybroker.io/v1alpha1/``
-goes through one dispatcher: authenticate (``auth``) → map the path (``paths``) → read the body
-under the size limit (``body``) → the resource operation in a worker thread (``handlers``:
-RBAC, validation, admission, quota, store) or a watch stream (``watch``) → a JSON answer, or a
-``Status`` for any failure (``status``). Bad input never produces a 5xx.
+goes to the resource pipeline (``dispatch``): authenticate (``auth``) → read the body under the
+size limit (``body``) → in one worker thread, map the path (``paths``) and run the operation
+(``handlers``: RBAC, validation, admission, quota, store) → pre-serialised JSON, or a
+``Status`` for any failure (``status``); or a watch stream (``watch``). Bad input never
+produces a 5xx. The rest is a small FastAPI application.
 
 Unauthenticated: ``/healthz``, ``/readyz``, ``/version``, ``/openapi.json`` and ``/metrics``
 (as the controller manager's health port). Discovery (``/apis``, ``/apis/skybroker.io/
@@ -16,29 +17,27 @@ for the caller (``skyctl auth can-i``).
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 
 from api_types import registry
 from api_types.meta import API_VERSION
-from controller.apiserver.auth import TokenAuthenticator, User
-from controller.apiserver.body import MAX_BODY_BYTES, decode_body, read_limited
+from controller.apiserver.auth import TokenAuthenticator
+from controller.apiserver.body import MAX_BODY_BYTES
+from controller.apiserver.dispatch import Dispatcher, Receive, Send
 from controller.apiserver.handlers import Resources
 from controller.apiserver.openapi import API_ROOT, openapi_document
-from controller.apiserver.paths import SUBRESOURCES, Target, parse_path
-from controller.apiserver.rbac import BUILTIN_CLUSTER_ROLES, Attributes, Authorizer
+from controller.apiserver.rbac import BUILTIN_CLUSTER_ROLES, Authorizer
 from controller.apiserver.status import ApiError, error_from, status_response
-from controller.apiserver.watch import open_watch
 from controller.errors import AlreadyExistsError, StoreError
 from controller.store.objects import Store
 
@@ -46,8 +45,8 @@ __all__ = ["ApiOptions", "ApiServer"]
 
 log = structlog.get_logger(__name__)
 
-_WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _GROUP, _VERSION = API_VERSION.split("/")
+_RESOURCE_ROOT = f"{API_ROOT}/"
 
 
 def _version() -> str:
@@ -64,6 +63,8 @@ class ApiOptions:
     bookmark_interval: float = 30.0
     #: How long start() waits for the RBAC caches before giving up.
     sync_timeout: float = 30.0
+    #: Threads running resource operations (each blocks on etcd for a round trip).
+    workers: int = 32
 
 
 class _Metrics:
@@ -92,39 +93,6 @@ class _Metrics:
             return cls._instance
 
 
-def _flag(value: str | None, name: str) -> bool:
-    if value in (None, "", "false", "0"):
-        return False
-    if value in ("true", "1"):
-        return True
-    raise ApiError(400, "BadRequest", f"{name} must be true or false")
-
-
-def _dry_run(value: str | None) -> bool:
-    if not value:
-        return False
-    if value == "All":
-        return True
-    raise ApiError(400, "BadRequest", f"dryRun must be 'All', not {value!r}")
-
-
-def _limit(value: str | None) -> int:
-    if not value:
-        return 0
-    if not value.isdigit():
-        raise ApiError(400, "BadRequest", "limit must be a non-negative integer")
-    return int(value)
-
-
-def _resource_label(path: str) -> str:
-    """The plural a path addresses, for metrics; "other" keeps label values bounded."""
-    segments = path.split("/")
-    if segments[0] == "namespaces" and len(segments) >= 3 and segments[2] not in SUBRESOURCES:
-        segments = segments[2:]
-    known = {info.plural for info in registry.all_kinds()} | {"selfsubjectaccessreviews"}
-    return segments[0] if segments[0] in known else "other"
-
-
 class ApiServer:
     def __init__(
         self, store: Store, authenticator: TokenAuthenticator, options: ApiOptions | None = None
@@ -134,8 +102,17 @@ class ApiServer:
         self.options = options or ApiOptions()
         self.authorizer = Authorizer(store)
         self.resources = Resources(store, self.authorizer)
-        self.metrics = _Metrics.get()
-        self.app = self._build()
+        metrics = _Metrics.get()
+        self.dispatcher = Dispatcher(
+            self.resources,
+            authenticator,
+            max_body_bytes=self.options.max_body_bytes,
+            bookmark_interval=self.options.bookmark_interval,
+            workers=self.options.workers,
+            requests=metrics.requests,
+            duration=metrics.duration,
+        )
+        self.system = self._build()
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -147,6 +124,7 @@ class ApiServer:
         self._bootstrap_roles()
 
     def stop(self) -> None:
+        self.dispatcher.close()
         self.authorizer.stop()
 
     def _bootstrap_roles(self) -> None:
@@ -170,6 +148,14 @@ class ApiServer:
 
     # --- the application ------------------------------------------------------------------
 
+    async def app(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """The ASGI application: resource routes to the dispatcher, the rest to FastAPI."""
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(_RESOURCE_ROOT):
+            await self.dispatcher(scope, receive, send, path[len(_RESOURCE_ROOT) :])
+        else:
+            await self.system(scope, receive, send)
+
     def _build(self) -> FastAPI:
         app = FastAPI(title="skybroker", openapi_url=None, docs_url=None, redoc_url=None)
         version = _version()
@@ -179,8 +165,12 @@ class ApiServer:
             reasons = {404: "NotFound", 405: "MethodNotAllowed"}
             return status_response(ApiError(code, reasons.get(code, "BadRequest"), str(exc)))
 
+        async def api_error(request: Request, exc: Exception) -> Response:
+            return status_response(error_from(exc))
+
         app.add_exception_handler(HTTPException, http_error)
         app.add_exception_handler(RequestValidationError, http_error)
+        app.add_exception_handler(ApiError, api_error)
 
         @app.get("/healthz", response_class=PlainTextResponse)
         def healthz() -> str:
@@ -219,107 +209,4 @@ class ApiServer:
             ]
             return {"kind": "APIResourceList", "groupVersion": API_VERSION, "resources": items}
 
-        @app.post(f"{API_ROOT}/selfsubjectaccessreviews")
-        async def access_review(request: Request) -> Response:
-            return await self._answer(request, "selfsubjectaccessreviews", self._review)
-
-        @app.api_route(f"{API_ROOT}/{{path:path}}", methods=["GET", *sorted(_WRITE_METHODS)])
-        async def dispatch(request: Request, path: str) -> Response:
-            return await self._answer(request, path, self._resource)
-
         return app
-
-    async def _body(self, request: Request, *, patch: bool = False) -> dict[str, Any]:
-        raw = await read_limited(
-            request.stream(), request.headers.get("content-length"), self.options.max_body_bytes
-        )
-        return decode_body(raw, request.headers.get("content-type"), patch=patch)
-
-    async def _answer(self, request: Request, path: str, handler: Any) -> Response:
-        started = time.perf_counter()
-        resource = _resource_label(path)
-        try:
-            user = self.authenticator.authenticate(request.headers.get("authorization"))
-            response: Response = await handler(request, path, user)
-        except Exception as exc:
-            response = status_response(error_from(exc))
-        self.metrics.requests.labels(request.method, resource, str(response.status_code)).inc()
-        self.metrics.duration.labels(request.method).observe(time.perf_counter() - started)
-        return response
-
-    async def _review(self, request: Request, path: str, user: User) -> Response:
-        body = await self._body(request)
-        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
-        attributes = spec.get("resourceAttributes") if isinstance(spec, dict) else None
-        if not isinstance(attributes, dict) or not isinstance(attributes.get("verb"), str):
-            raise ApiError(400, "BadRequest", "spec.resourceAttributes.verb is required")
-        resource = str(attributes.get("resource") or "")
-        if attributes.get("subresource"):
-            resource = f"{resource}/{attributes['subresource']}"
-        attrs = Attributes(
-            attributes["verb"],
-            resource,
-            attributes.get("namespace") or None,
-            attributes.get("name") or None,
-        )
-        allowed = self.authorizer.allowed(user, attrs)
-        reason = "allowed by RBAC" if allowed else f'User "{user.name}" cannot {attrs.describe()}'
-        answer = {**body, "status": {"allowed": allowed, "reason": reason}}
-        return JSONResponse(answer, status_code=201)
-
-    async def _resource(self, request: Request, path: str, user: User) -> Response:
-        target = parse_path(path)
-        query = request.query_params
-        method = request.method
-        collection = target.name is None
-        if collection and method not in ("GET", "POST"):
-            raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name in the path")
-        if not collection and method == "POST":
-            raise ApiError(405, "MethodNotAllowed", "create with POST on the collection")
-        if target.subresource == "history" and method != "GET":
-            raise ApiError(405, "MethodNotAllowed", "history is read-only")
-        resources, code = self.resources, 200
-        if method == "GET":
-            if collection and _flag(query.get("watch"), "watch"):
-                return await self._watch(request, target, user)
-            if collection:
-                result = await run_in_threadpool(
-                    resources.list,
-                    user,
-                    target,
-                    query.get("labelSelector"),
-                    _limit(query.get("limit")),
-                    query.get("continue"),
-                )
-            elif target.subresource == "history":
-                result = await run_in_threadpool(resources.history, user, target)
-            else:
-                result = await run_in_threadpool(resources.get, user, target)
-            return JSONResponse(result)
-        dry_run = _dry_run(query.get("dryRun"))
-        if method == "DELETE":
-            result = await run_in_threadpool(resources.delete, user, target, dry_run)
-        elif method == "POST":
-            body = await self._body(request)
-            result = await run_in_threadpool(resources.create, user, target, body, dry_run)
-            code = 201
-        elif method == "PUT":
-            body = await self._body(request)
-            result = await run_in_threadpool(resources.update, user, target, body, dry_run)
-        else:
-            body = await self._body(request, patch=True)
-            result = await run_in_threadpool(resources.patch, user, target, body, dry_run)
-        return JSONResponse(result, status_code=code)
-
-    async def _watch(self, request: Request, target: Target, user: User) -> Response:
-        query = request.query_params
-        watch = await run_in_threadpool(
-            open_watch,
-            self.resources,
-            user,
-            target,
-            query.get("labelSelector"),
-            query.get("resourceVersion"),
-            self.options.bookmark_interval,
-        )
-        return StreamingResponse(watch.stream(), media_type="application/json;stream=watch")
