@@ -23,12 +23,13 @@ _skyctl() {
     case "$prev" in
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         -o|--output) COMPREPLY=($(compgen -W "wide yaml json name" -- "$cur")); return ;;
+        --type) COMPREPLY=($(compgen -W "merge" -- "$cur")); return ;;
     esac
     if [[ $COMP_CWORD -eq 1 ]]; then
         COMPREPLY=($(compgen -W "__VERBS__" -- "$cur")); return
     fi
     case "$verb" in
-        get|describe|delete|wait|history|explain)
+        get|describe|delete|wait|history|explain|patch|label|annotate|edit)
             if [[ $COMP_CWORD -eq 2 && "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "__KINDS__" -- "$cur")); return
             fi ;;
@@ -47,10 +48,14 @@ _ZSH_PREAMBLE = """#compdef skyctl
 autoload -U +X bashcompinit && bashcompinit
 """
 
-VERBS = "apply get describe delete diff wait events history explain auth version completion config"
+VERBS = (
+    "apply get describe delete diff patch label annotate edit wait events history explain auth "
+    "version completion config"
+)
 FLAGS = (
-    "-f --filename -R --recursive -o --output -w --watch -l --selector -n --namespace -A "
-    "--all-namespaces --context --server --token --etcd --dry-run --prune --wait --timeout --for"
+    "-f --filename -R --recursive -o --output -w --watch --output-watch-events -l --selector "
+    "--field-selector -n --namespace -A --all-namespaces --context --server --token --etcd "
+    "--dry-run --prune --wait --timeout --for -p --patch --type --overwrite"
 )
 
 

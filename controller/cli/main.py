@@ -2,15 +2,18 @@
 
 Where it sits: the console script ``skyctl = controller.cli.main:main``. It parses the command
 line, resolves the context (``controller.cli.config``), opens the backend — the REST API, or
-the store itself with ``--etcd ENDPOINTS`` — and runs the verb (``controller.cli.commands``).
+the store itself with ``--etcd ENDPOINTS`` — and runs the verb (``controller.cli.commands``;
+``patch``, ``label``, ``annotate`` and ``edit`` in ``controller.cli.edits``).
 
 Exit codes scripts can trust:
 
 * ``0`` — success; ``diff`` found no difference; ``auth can-i`` answered yes;
 * ``1`` — an error (the API's Status message and its field causes go to stderr, including
-  401/403), ``diff`` found a difference, ``wait`` or ``delete --wait`` timed out,
-  ``auth can-i`` answered no;
-* ``2`` — usage: unknown verb, flag or kind, a malformed selector, duration or ``--for``;
+  401/403 and 409 conflicts), ``diff`` found a difference, ``wait`` or ``delete --wait`` timed
+  out, ``auth can-i`` answered no, ``label``/``annotate`` would change a key without
+  ``--overwrite``, an ``edit`` that cannot be written, ``get -w`` gave up reconnecting;
+* ``2`` — usage: unknown verb, flag or kind, a malformed label or field selector, duration,
+  ``--for`` or ``--patch``;
 * ``130`` — interrupted (Ctrl-C, e.g. ending ``get -w``).
 """
 
@@ -25,13 +28,15 @@ from controller.cli import config as configuration
 from controller.cli.backend import ApiError, Backend
 from controller.cli.commands import VERBS, Session, UsageError, report_error
 from controller.cli.completion import SHELLS, completion_script
+from controller.cli.edits import VERBS as EDIT_VERBS
+from controller.cli.edits import EditError
 from controller.cli.etcd import EtcdBackend
 from controller.cli.explain import ExplainError, explain
 from controller.cli.http import HttpBackend
 from controller.cli.manifests import ManifestError
 from controller.labels import SelectorError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "parse_args"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -135,6 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--dry-run", action="store_true")
     delete.add_argument("--ignore-not-found", action="store_true")
 
+    patch = verb("patch", "change an object with a JSON merge patch")
+    _kind(patch)
+    patch.add_argument("-p", "--patch", required=True, help="the patch, a JSON object")
+    patch.add_argument(
+        "--type", choices=["merge"], default="merge", help="patch type: merge (RFC 7386)"
+    )
+    patch.add_argument("--dry-run", action="store_true", help="validate on the server only")
+
+    for name, what in (("label", "labels"), ("annotate", "annotations")):
+        change = verb(name, f"set (KEY=VALUE) or remove (KEY-) {what} of objects")
+        change.add_argument("kind", help="KIND or KIND/NAME")
+        change.add_argument("changes", nargs="+", metavar="NAME|KEY=VALUE|KEY-")
+        change.add_argument(
+            "--overwrite", action="store_true", help=f"allow changing existing {what}"
+        )
+        change.add_argument("--dry-run", action="store_true", help="validate on the server only")
+
+    edit = verb("edit", "edit an object in $EDITOR and write it back")
+    _kind(edit)
+
     wait = verb("wait", "wait for a condition or a deletion")
     _kind(wait)
     wait.add_argument("--for", dest="for_", required=True, help="condition=TYPE[=STATUS] or delete")
@@ -174,6 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     set_context.add_argument("--token")
     set_context.add_argument("--namespace", dest="context_namespace")
     return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse like kubectl: words after a flag (``label KIND NAME -n NS k=v``) still belong to
+    the verb's list of names or changes; argparse alone stops filling that list at a flag."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    spill = next((name for name in ("changes", "names") if hasattr(args, name)), None)
+    unknown = [word for word in extras if word.startswith("-") or spill is None]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if spill is not None and extras:
+        setattr(args, spill, [*getattr(args, spill), *extras])
+    return args
 
 
 def _config_command(args: argparse.Namespace, out: IO[str]) -> int:
@@ -248,7 +287,7 @@ def _run(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] 
         return EXIT_OK
     if args.verb == "config":
         return _config_command(args, out)
-    handler = VERBS["can-i" if args.verb == "auth" else args.verb]
+    handler = {**VERBS, **EDIT_VERBS}["can-i" if args.verb == "auth" else args.verb]
     session = _open_session(args, out, err, stdin)
     try:
         return handler(session, args)
@@ -266,7 +305,7 @@ def main(
     """Run skyctl; returns the exit code (the console script exits with it)."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
     except SystemExit as exc:  # argparse prints usage and "exits" 2 (or 0 for --help)
         return int(exc.code or 0)
     try:
@@ -274,7 +313,7 @@ def main(
     except ApiError as exc:
         report_error(err, exc)
         return EXIT_ERROR
-    except (ManifestError, configuration.ConfigError) as exc:
+    except (ManifestError, configuration.ConfigError, EditError) as exc:
         err.write(f"error: {exc}\n")
         return EXIT_ERROR
     except (UsageError, SelectorError, ExplainError) as exc:
