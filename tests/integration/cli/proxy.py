@@ -1,7 +1,8 @@
 """A TCP proxy for tests that must cut a connection mid-stream, as a network failure would.
 
 ``drop()`` resets every open connection (RST: SO_LINGER 0); ``refuse()`` makes new connections
-fail at once (accepted, then reset) until ``allow()``.
+fail at once (accepted, then reset) until ``allow()``. ``sent`` holds every byte clients sent,
+to check what went over the wire.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class TcpProxy:
         self._accepting.set()
         #: Connections forwarded so far (refused ones not counted).
         self.connections = 0
+        self.sent = bytearray()
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     @property
@@ -55,13 +57,18 @@ class TcpProxy:
             with self._lock:
                 self._open += [client, upstream]
                 self.connections += 1
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            for source, target, record in ((client, upstream, True), (upstream, client, False)):
+                pump = threading.Thread(
+                    target=self._pump, args=(source, target, record), daemon=True
+                )
+                pump.start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, record: bool) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                if record:
+                    with self._lock:
+                        self.sent += data
                 target.sendall(data)
         for sock in (source, target):
             with contextlib.suppress(OSError):
