@@ -131,7 +131,7 @@ class Follower:
             except ApiError as exc:
                 if exc.code != 410 and not exc.retryable:
                     raise
-                problem, stale = exc, exc.code == 410
+                problem, stale = exc, stale or exc.code == 410  # a failed re-list: again
             now = self._clock()
             if progressed:
                 delay, failing_since = self._retry.initial, now

@@ -52,6 +52,7 @@ class ScriptedBackend:
     listing: ListResult = field(default_factory=lambda: ListResult([], "0"))
     watched_from: list[str] = field(default_factory=list)
     lists: int = 0
+    failing_lists: int = 0
 
     def watch(
         self,
@@ -74,6 +75,8 @@ class ScriptedBackend:
         self, info: Any, namespace: str | None, selector: str | None, *, fields: str | None = None
     ) -> ListResult:
         self.lists += 1
+        if self.lists <= self.failing_lists:
+            raise DROPPED
         return self.listing
 
 
@@ -153,6 +156,19 @@ def test_gone_relists_and_shows_only_the_differences() -> None:
     ]
     assert backend.watched_from == ["7", "30", "31"]
     assert warnings[0] == "resourceVersion 7 is gone; re-listing"
+
+
+def test_a_relist_that_fails_is_retried_before_watching_again() -> None:
+    backend = ScriptedBackend(
+        [([], GONE), ([WatchEvent("ADDED", obj("new", 41))], None)],
+        listing=ListResult([obj("old", 5)], "40"),
+        failing_lists=2,
+    )
+    seen, warnings = follow(backend, [obj("old", 5)], "5")
+    assert backend.lists == 3
+    assert backend.watched_from == ["5", "40", "41"]
+    assert seen == [("ADDED", "new", "41")]
+    assert warnings[:3] == ["resourceVersion 5 is gone; re-listing"] * 3
 
 
 def test_the_selection_turns_leaving_into_deleted_and_entering_into_added() -> None:
