@@ -270,6 +270,7 @@ class Dispatcher:
                 query.get("labelSelector"),
                 _limit(query.get("limit")),
                 query.get("continue"),
+                query.get("fieldSelector"),
             )
         if target.subresource == "history":
             return self.resources.history(user, target)
@@ -282,6 +283,7 @@ class Dispatcher:
             user,
             target,
             query.get("labelSelector"),
+            query.get("fieldSelector"),
             query.get("resourceVersion"),
             self.bookmark_interval,
         )

@@ -28,22 +28,46 @@ from controller.apiserver.quota import Usage, usage_of, with_reservation
 from controller.apiserver.rbac import Attributes, Authorizer
 from controller.apiserver.status import ApiError, success_status
 from controller.errors import ConflictError, FieldCause, InvalidObjectError
+from controller.fields import FieldSelector, parse_field_selector
 from controller.labels import LabelSelector, SelectorError
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.store.results import TxnExtras
 
-__all__ = ["Resources", "parse_selector"]
+__all__ = ["Resources", "Selection", "parse_selection"]
 
 Wire = dict[str, Any]
 _PATCH_RETRIES = 5
 
 
-def parse_selector(text: str | None) -> LabelSelector:
+@dataclass(frozen=True)
+class Selection:
+    """What a list or watch asks for: ``labelSelector`` and ``fieldSelector`` together."""
+
+    labels: LabelSelector
+    fields: FieldSelector
+
+    @property
+    def empty(self) -> bool:
+        return self.labels.empty and self.fields.empty
+
+    def matches(self, obj: Resource) -> bool:
+        if not self.labels.matches(obj.metadata.labels):
+            return False
+        return self.fields.empty or self.fields.matches(obj.to_wire())
+
+
+def parse_selection(labels: str | None, fields: str | None) -> Selection:
+    """Both selectors of a request; 400 naming the bad term of either."""
     try:
-        return LabelSelector.parse(text)
+        label_selector = LabelSelector.parse(labels)
     except SelectorError as exc:
         raise ApiError(400, "BadRequest", str(exc)) from None
+    try:
+        field_selector = parse_field_selector(fields)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"fieldSelector: {exc}") from None
+    return Selection(label_selector, field_selector)
 
 
 def _bad_request(message: str) -> ApiError:
@@ -128,18 +152,27 @@ class Resources:
         return {"apiVersion": API_VERSION, "kind": "HistoryList", "items": items}
 
     def list(
-        self, user: User, target: Target, selector: str | None, limit: int, token: str | None
+        self,
+        user: User,
+        target: Target,
+        selector: str | None,
+        limit: int,
+        token: str | None,
+        fields: str | None = None,
     ) -> Wire:
+        """A page of the collection. With a field selector a page may hold fewer than
+        ``limit`` items (even none) and still continue, as Kubernetes' may."""
         if limit < 0:
             raise _bad_request("limit must not be negative")
         self.authorize(user, "list", target)
+        selection = parse_selection(selector, fields)
         info = target.info
         prefix = self.store.layout.kind_prefix(info.plural, target.namespace)
         revision, after = decode_continue(token, prefix) if token else (0, None)
         result = self.store.list(
             info.model,
             target.namespace,
-            parse_selector(selector),
+            selection.labels,
             limit=limit,
             continue_after=after,
             revision=revision,
@@ -153,7 +186,11 @@ class Resources:
             "apiVersion": API_VERSION,
             "kind": f"{info.kind}List",
             "metadata": metadata,
-            "items": [self.visible(user, obj) for obj in result.items],
+            "items": [
+                wire
+                for wire in (self.visible(user, obj) for obj in result.items)
+                if selection.fields.matches(wire)
+            ],
         }
 
     # --- writes ---------------------------------------------------------------------------

@@ -63,6 +63,13 @@ _STRING = {"type": "string"}
 _DRY_RUN = _param("dryRun", "query", {"enum": ["All"]}, "Validate and admit, but do not write.")
 _LIST_PARAMS = [
     _param("labelSelector", "query", _STRING, "Kubernetes label selector, e.g. app=web,tier!=db."),
+    _param(
+        "fieldSelector",
+        "query",
+        _STRING,
+        "Field selector on metadata.name, metadata.namespace, status.phase or spec.* scalars "
+        "with =, == or !=, e.g. status.phase!=Running.",
+    ),
     _param("limit", "query", {"type": "integer", "minimum": 0}, "Page size (0 = everything)."),
     _param("continue", "query", _STRING, "Token from the previous page's metadata.continue."),
     _param("watch", "query", {"type": "boolean"}, "Stream newline-delimited JSON events."),

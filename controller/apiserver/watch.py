@@ -11,8 +11,8 @@ Where it sits: the list routes hand a watch request here after authorization. Th
 - a BOOKMARK (an object carrying only ``metadata.resourceVersion``) is sent after every quiet
   ``bookmark_interval``; its revision is the newest one whose events were all sent, so it is
   always a safe place to resume from;
-- with a label selector, an object that stops matching is sent as DELETED, one that starts
-  matching as ADDED (Kubernetes' filtered-watch semantics).
+- with a label or field selector, an object that stops matching is sent as DELETED, one that
+  starts matching as ADDED (Kubernetes' filtered-watch semantics).
 
 Each stream owns a :class:`~controller.store.watch.PrefixWatch` (which itself survives etcd
 restarts) on a daemon thread that hands batches to the event loop; no thread-pool thread is
@@ -32,11 +32,10 @@ import grpc
 
 from api_types.meta import API_VERSION, Resource
 from controller.apiserver.auth import User
-from controller.apiserver.handlers import Resources, parse_selector
+from controller.apiserver.handlers import Resources, Selection, parse_selection
 from controller.apiserver.paths import Target
 from controller.apiserver.status import ApiError, error_from, status_object
 from controller.errors import InvalidObjectError
-from controller.labels import LabelSelector
 from controller.store.etcd import prefix_range_end
 from controller.store.watch import PrefixWatch, WatchCompacted, WatchEvent
 
@@ -55,7 +54,7 @@ class WatchRequest:
     resources: Resources
     user: User
     target: Target
-    selector: LabelSelector
+    selection: Selection
     prefix: bytes
     start_revision: int
     initial: list[Resource]
@@ -73,15 +72,15 @@ class WatchRequest:
         return obj if isinstance(obj, self.target.info.model) else None
 
     def _matches(self, obj: Resource | None) -> bool:
-        return obj is not None and self.selector.matches(obj.metadata.labels)
+        return obj is not None and self.selection.matches(obj)
 
     def _lines(self, event: WatchEvent) -> bytes:
         new = None if event.deleted else self._decode(event.key, event.value, event.mod_revision)
         old = None
-        if event.deleted or not self.selector.empty:
+        if event.deleted or not self.selection.empty:
             old = self._decode(event.key, event.prev_value, event.mod_revision)
         if self._matches(new):
-            entered = not self.selector.empty and not self._matches(old)
+            entered = not self.selection.empty and not self._matches(old)
             created = event.create_revision == event.mod_revision or entered
             assert new is not None
             return _line("ADDED" if created else "MODIFIED", self.resources.visible(self.user, new))
@@ -157,12 +156,13 @@ def open_watch(
     user: User,
     target: Target,
     selector_text: str | None,
+    fields_text: str | None,
     resource_version: str | None,
     bookmark_interval: float,
 ) -> WatchRequest:
     """Authorize and position a watch (400/403/410 here, before the response starts)."""
     resources.authorize(user, "watch", target)
-    selector = parse_selector(selector_text)
+    selection = parse_selection(selector_text, fields_text)
     store, info = resources.store, target.info
     prefix = store.layout.kind_prefix(info.plural, target.namespace)
     text = (resource_version or "0").strip()
@@ -171,8 +171,9 @@ def open_watch(
     revision = int(text)
     initial: list[Resource] = []
     if revision == 0:
-        listed = store.list(info.model, target.namespace, selector)
-        initial, revision = list(listed.items), listed.resource_version
+        listed = store.list(info.model, target.namespace, selection.labels)
+        initial = [obj for obj in listed.items if selection.matches(obj)]
+        revision = listed.resource_version
     else:
         current = store.client.current_revision()
         if revision > current:
@@ -180,5 +181,5 @@ def open_watch(
         # A read at the revision fails when etcd has compacted past it: answer 410 now.
         store.client.range(prefix, prefix_range_end(prefix), revision=revision, count_only=True)
     return WatchRequest(
-        resources, user, target, selector, prefix, revision + 1, initial, bookmark_interval
+        resources, user, target, selection, prefix, revision + 1, initial, bookmark_interval
     )
