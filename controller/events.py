@@ -14,6 +14,10 @@ events`` and ``describe`` read them back with :meth:`EventRecorder.list_events`.
   ``message`` and ``type`` by a compare-and-swap on the key's ``mod_revision`` (re-read and
   retry on conflict, as several processes may record the same event). Records of one event
   queued together are merged first, so a burst costs one write.
+* **Batched.** The writer reads up to ``_BATCH`` pending events in one read-only transaction
+  and writes them in one compare-and-swap transaction (one etcd revision for all of them). If
+  any compare fails — another process touched one of those events — that batch falls back to
+  one read-and-CAS per event.
 * **Leased.** Events live at ``{prefix}/events/{namespace}/{name}`` — cluster-scoped objects'
   events in namespace ``default`` — each attached to an etcd lease so that etcd deletes them
   after ``ttl`` (24 h). One lease is shared by all events written in the same ``lease_bucket``
@@ -47,7 +51,7 @@ from api_types.validation import validate_dns1123_label
 from controller.errors import ConflictError, StoreUnavailableError
 from controller.metrics import RuntimeMetrics, runtime_metrics
 from controller.store.codec import DecodeError, decode_value, encode_value
-from controller.store.etcd import cmp_create_revision, cmp_mod_revision, op_put
+from controller.store.etcd import cmp_create_revision, cmp_mod_revision, op_get, op_put
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 
@@ -58,6 +62,8 @@ log = structlog.get_logger(__name__)
 #: Where the events of cluster-scoped objects (and of unparseable namespaces) are kept.
 DEFAULT_NAMESPACE = "default"
 _CAS_RETRIES = 10
+#: Events per transaction: two operations each, well under etcd's default --max-txn-ops 128.
+_BATCH = 50
 #: Upper bound of the random pause after a lost race, times the attempt number.
 _CONFLICT_PAUSE = 0.005
 _MAX_BACKOFF = 2.0
@@ -261,19 +267,63 @@ class EventRecorder:
 
     def _write_all(self, pending: dict[tuple[str, str], _Pending]) -> None:
         """Write every pending event; raises StoreUnavailableError, keeping the unwritten."""
-        for slot, entry in list(pending.items()):
+        while pending:
+            batch = dict(list(pending.items())[:_BATCH])
             try:
-                self._write(entry)
-                self._metrics.events_written.inc()
+                if self._write_batch(list(batch.values())):
+                    for slot, entry in batch.items():
+                        self._settle(pending, slot, entry, written=True)
+                    continue
             except StoreUnavailableError:
                 raise
-            except Exception:
-                log.exception("event dropped", event_key=f"{entry.namespace}/{entry.name}")
-                self._metrics.events_dropped.inc(entry.count)
-            del pending[slot]
-            with self._cond:
-                self._unsettled -= entry.count
-                self._cond.notify_all()
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                self._lease = None  # the lease expired or was revoked: grant a new one
+            for slot, entry in batch.items():
+                try:
+                    self._write(entry)
+                    written = True
+                except StoreUnavailableError:
+                    raise
+                except Exception:
+                    log.exception("event dropped", event_key=f"{entry.namespace}/{entry.name}")
+                    written = False
+                self._settle(pending, slot, entry, written=written)
+
+    def _settle(
+        self,
+        pending: dict[tuple[str, str], _Pending],
+        slot: tuple[str, str],
+        entry: _Pending,
+        *,
+        written: bool,
+    ) -> None:
+        if written:
+            self._metrics.events_written.inc()
+        else:
+            self._metrics.events_dropped.inc(entry.count)
+        del pending[slot]
+        with self._cond:
+            self._unsettled -= entry.count
+            self._cond.notify_all()
+
+    def _write_batch(self, entries: list[_Pending]) -> bool:
+        """Read and write ``entries`` in two transactions; False if one changed in between."""
+        keys = [self._layout.event_key(entry.namespace, entry.name) for entry in entries]
+        read = self._client.txn([], [op_get(key) for key in keys])
+        guards, puts = [], []
+        lease = self._current_lease()
+        for key, entry, response in zip(keys, entries, read.responses, strict=True):
+            kvs = response.response_range.kvs
+            stored = kvs[0] if kvs else None
+            guards.append(
+                cmp_mod_revision(key, int(stored.mod_revision))
+                if stored is not None
+                else cmp_create_revision(key, 0)
+            )
+            puts.append(op_put(key, self._updated(entry, stored), lease))
+        return bool(self._client.txn(guards, puts).succeeded)
 
     def _write(self, entry: _Pending) -> None:
         etcd_key = self._layout.event_key(entry.namespace, entry.name)

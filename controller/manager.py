@@ -40,7 +40,7 @@ from controller.gc import GarbageCollector
 from controller.handler import EnqueueObject, EventHandler
 from controller.leader import ShardSet, default_identity
 from controller.normalize import DirectWriteNormalizer, is_normalised
-from controller.predicate import Predicate
+from controller.predicate import NotOwnStatusWrite, Predicate
 from controller.reconcile import Reconciler, Request
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
@@ -119,8 +119,13 @@ class Manager:
         workers: int | None = None,
         watches: Sequence[tuple[type[Any], EventHandler]] = (),
         predicates: Sequence[Predicate] = (),
+        min_interval: float | None = None,
     ) -> Controller:
-        """Reconcile ``model`` objects; ``watches`` maps other kinds' events to its keys."""
+        """Reconcile ``model`` objects; ``watches`` maps other kinds' events to its keys.
+
+        ``min_interval``: reconcile a key at most once per that many seconds (see
+        ``controller.controller``), for controllers that aggregate over many objects.
+        """
         controller = Controller(
             model.PLURAL,
             reconciler,
@@ -131,8 +136,14 @@ class Manager:
             on_terminal=self._on_terminal,
             resync_source=self.informer(model),
             resync_period=self.options.resync_period,
+            min_interval=min_interval,
         )
-        controller.watch(self.informer(model), EnqueueObject(), Normalised(), *predicates)
+        own_kind: tuple[Predicate, ...] = (
+            Normalised(),
+            NotOwnStatusWrite(self.store.wrote_status),
+            *predicates,
+        )
+        controller.watch(self.informer(model), EnqueueObject(), *own_kind)
         for watched, handler in watches:
             controller.watch(self.informer(watched), handler, Normalised())
         self._controllers.append(controller)

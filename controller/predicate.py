@@ -5,7 +5,8 @@ reconcile. ``Controller.watch(informer, handler, *predicates)`` passes an event 
 every predicate accepts it (use :func:`any_of` for "either"). The usual reason is a controller
 that writes status: each status write comes back as an update event, and without a filter it
 would reconcile every object once more after every reconcile. ``GenerationChanged`` lets
-through only what the user changed.
+through only what the user changed; ``NotOwnStatusWrite`` (which the manager puts on every
+controller's own kind) drops exactly the status writes this process made itself.
 
 Creates and deletes always pass the predicates here: an object that appears or disappears
 always needs a look. Periodic resync does not go through predicates (it enqueues directly).
@@ -14,6 +15,7 @@ always needs a look. Periodic resync does not go through predicates (it enqueues
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Protocol
 
 from api_types.meta import Resource
@@ -22,6 +24,7 @@ __all__ = [
     "AnnotationsChanged",
     "GenerationChanged",
     "LabelsChanged",
+    "NotOwnStatusWrite",
     "Predicate",
     "UpdatePredicate",
     "any_of",
@@ -61,6 +64,22 @@ class GenerationChanged(UpdatePredicate):
             old.metadata.generation != new.metadata.generation
             or old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
         )
+
+
+class NotOwnStatusWrite(UpdatePredicate):
+    """Drop an update that is exactly a status write this process made itself.
+
+    The reconcile that wrote it already acted on that state and asked for its own requeue, so
+    reconciling it again is pure waste (at scale, one extra reconcile per write). The store
+    identifies the write by its base and resulting revisions (``Store.wrote_status``), so any
+    other change — even one folded into the same update by a re-list — passes.
+    """
+
+    def __init__(self, written_here: Callable[[Resource, Resource], bool]) -> None:
+        self._written_here = written_here
+
+    def update(self, old: Resource, new: Resource) -> bool:
+        return not self._written_here(old, new)
 
 
 class LabelsChanged(UpdatePredicate):

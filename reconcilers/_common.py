@@ -9,11 +9,10 @@ reconciler uses it as much as the network and storage ones do:
   compares equal and is not written.
 * :func:`write_status` — a status write (fenced by the shard lease) only when ``status``
   differs from the snapshot taken before reconciling (``snapshot(obj)``).
-* :func:`add_finalizer` / :func:`remove_finalizer` — fenced CAS updates of metadata.
+* :func:`add_finalizer` / :func:`remove_finalizer` — fenced CAS updates of metadata;
+  :func:`finalizer_on_next_save` instead rides on the next status write.
 * :func:`conflicts_retry` — decorate ``reconcile``: a lost CAS race becomes a quiet
   ``TransientError`` (re-read from the cache on the next attempt) instead of a traceback.
-* :class:`Throttle` — at most one run per key per interval, for reconcilers that sum over
-  many objects (Quota, Pool).
 * :func:`account_handle` — the provider and inventory of a ProviderAccount named by a spec or
   placement; a missing or unusable account is a wait, not a failure.
 * :func:`cloud_tags` / :func:`derived_token` — the ``Name``/``skybroker/uid``/``skybroker/token``
@@ -26,8 +25,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -47,12 +44,12 @@ __all__ = [
     "INSTANCES_BY_FIREWALL",
     "INSTANCES_BY_SUBNET",
     "VOLUMES_BY_INSTANCE",
-    "Throttle",
     "account_handle",
     "add_finalizer",
     "cloud_tags",
     "conflicts_retry",
     "derived_token",
+    "finalizer_on_next_save",
     "install_indexes",
     "namespaced_key",
     "remove_finalizer",
@@ -80,8 +77,11 @@ VOLUMES_BY_INSTANCE = "attachTo"
 
 
 def snapshot(obj: Resource) -> dict[str, Any]:
-    """The wire form of ``obj.status`` before reconciling, for :func:`write_status`."""
-    return dict(obj.to_wire().get("status", {}))
+    """What :func:`write_status` compares with: ``obj``'s status and finalizers, as read."""
+    return {
+        "status": obj.to_wire().get("status", {}),
+        "finalizers": list(obj.metadata.finalizers),
+    }
 
 
 def _fence(deps: Deps, obj: Resource) -> TxnExtras:
@@ -89,12 +89,26 @@ def _fence(deps: Deps, obj: Resource) -> TxnExtras:
 
 
 def write_status(deps: Deps, obj: R, before: dict[str, Any], *, request_id: str | None = None) -> R:
-    """Write ``obj.status`` if it differs from ``before``; returns the object as stored."""
-    if obj.to_wire().get("status", {}) == before:
+    """Write ``obj.status`` — and finalizers added since — if they differ from ``before``
+    (a :func:`snapshot`); returns the object as stored."""
+    now = snapshot(obj)
+    if now == before:
         return obj
     return deps.store.update_status(
-        obj, actor=ACTOR, request_id=request_id, extras=_fence(deps, obj)
+        obj,
+        actor=ACTOR,
+        request_id=request_id,
+        extras=_fence(deps, obj),
+        with_finalizers=now["finalizers"] != before["finalizers"],
     )
+
+
+def finalizer_on_next_save(obj: Resource, finalizer: str) -> None:
+    """Put ``finalizer`` on ``obj`` in memory; the next :func:`write_status` writes it with the
+    status. For reconcilers whose first cloud call always follows a status save (the one
+    that records the create token), so the finalizer is durable before anything exists."""
+    if finalizer not in obj.metadata.finalizers:
+        obj.metadata.finalizers.append(finalizer)
 
 
 def add_finalizer(deps: Deps, obj: R, finalizer: str) -> R:
@@ -129,35 +143,6 @@ def conflicts_retry(
             raise TransientError(f"{request.key} changed meanwhile: {exc}") from None
 
     return wrapper
-
-
-class Throttle:
-    """At most one run per key every ``interval`` seconds, for aggregate reconcilers.
-
-    Quota and Pool status sum over many objects and are enqueued by every change of any of
-    them; during a burst (thousands of instances converging) recounting on each event would
-    cost O(n) per event. ``delay(key)`` returns 0.0 and starts a new period when a run may go
-    ahead, else the seconds to wait — return ``Result(requeue_after=...)`` with it, and the one
-    delayed run sees everything that changed meanwhile.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._last: dict[ObjectKey, float] = {}
-        self._lock = threading.Lock()
-
-    def delay(self, key: ObjectKey) -> float:
-        now = time.monotonic()
-        with self._lock:
-            waited = now - self._last.get(key, -self._interval)
-            if waited < self._interval:
-                return self._interval - waited
-            self._last[key] = now
-            return 0.0
-
-    def forget(self, key: ObjectKey) -> None:
-        with self._lock:
-            self._last.pop(key, None)
 
 
 # --------------------------------------------------------------------------- accounts and tags

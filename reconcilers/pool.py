@@ -11,8 +11,8 @@ caches. For each member of ``spec.members`` it writes a ``status.members`` entry
   keeps those in memory, and the composition root passes its lookup as ``failures``
   (``pool name -> {member key: time}``). A failure already in status is kept.
 
-Recounting sums over every object of the pool, so it runs at most once a second per pool
-(``Throttle``) however many instances change meanwhile.
+Recounting sums over every object of the pool, so the controller reconciles a pool at most
+once a second (the runtime's ``min_interval``) however many instances change meanwhile.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from controller.handler import EnqueueMapped
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from reconcilers._common import (
-    Throttle,
     conflicts_retry,
     install_indexes,
     shared_index,
@@ -60,7 +59,6 @@ class PoolReconciler:
         install_indexes(deps)
         shared_index(self._instances, BY_POOL, _pool_of)
         shared_index(self._volumes, BY_POOL, _pool_of)
-        self._throttle = Throttle(MIN_RECOUNT_SECONDS)
 
     def pool_of(self, obj: Resource) -> list[Request]:
         assert isinstance(obj, Instance | Volume)
@@ -77,11 +75,7 @@ class PoolReconciler:
     def reconcile(self, request: Request) -> Result:
         pool = self._pools.get(request.key)
         if pool is None:
-            self._throttle.forget(request.key)
             return Result()
-        wait = self._throttle.delay(request.key)
-        if wait:
-            return Result(requeue_after=wait)
         before = snapshot(pool)
         name = pool.metadata.name
         known = {m.member: m for m in pool.status.members}
@@ -156,6 +150,7 @@ def register(deps: Deps, *, failures: FailureLookup | None = None) -> None:
         Pool,
         reconciler,
         workers=1,
+        min_interval=MIN_RECOUNT_SECONDS,
         watches=[
             (Instance, EnqueueMapped(reconciler.pool_of)),
             (Volume, EnqueueMapped(reconciler.pool_of)),

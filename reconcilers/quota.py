@@ -31,7 +31,6 @@ from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudSize
 from reconcilers._common import (
-    Throttle,
     conflicts_retry,
     install_indexes,
     snapshot,
@@ -146,7 +145,6 @@ class QuotaReconciler:
         self._profiles = deps.manager.informer(HardwareProfile)
         self._sizes = _placed_size(deps)
         install_indexes(deps)
-        self._throttle = Throttle(MIN_RECOUNT_SECONDS)
 
     def quotas_of(self, obj: Resource) -> list[Request]:
         """Every Quota of ``obj``'s namespace (all of them for a cluster-scoped object)."""
@@ -159,11 +157,7 @@ class QuotaReconciler:
     def reconcile(self, request: Request) -> Result:
         quota = self._quotas.get(request.key)
         if quota is None:
-            self._throttle.forget(request.key)
             return Result()
-        wait = self._throttle.delay(request.key)
-        if wait:
-            return Result(requeue_after=wait)
         namespace = quota.metadata.namespace
         before = snapshot(quota)
         profiles = {p.metadata.name: p for p in self._profiles.list()}
@@ -195,6 +189,7 @@ def register(deps: Deps) -> None:
         Quota,
         reconciler,
         workers=1,
+        min_interval=MIN_RECOUNT_SECONDS,
         watches=[
             (Instance, EnqueueMapped(reconciler.quotas_of)),
             (Volume, EnqueueMapped(reconciler.quotas_of)),

@@ -60,6 +60,8 @@ __all__ = ["Store"]
 
 R = TypeVar("R", bound=Resource)
 
+#: Status writes remembered per key for ``Store.wrote_status``.
+_STATUS_WRITES_KEPT = 8
 _USER_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
 _DELETE_RETRIES = 5
 
@@ -70,6 +72,19 @@ def _now() -> datetime:
 
 def _causes(exc: pydantic.ValidationError) -> tuple[FieldCause, ...]:
     return tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
+
+
+def _refuse_finalizers_while_deleting(
+    key: ObjectKey, base_metadata: dict[str, Any], new_metadata: dict[str, Any]
+) -> None:
+    if not base_metadata.get("deletionTimestamp"):
+        return
+    added = set(new_metadata.get("finalizers", [])) - set(base_metadata.get("finalizers", []))
+    if added:
+        raise InvalidObjectError(
+            f"{key} is being deleted",
+            (FieldCause("metadata.finalizers", f"cannot add {sorted(added)} now"),),
+        )
 
 
 class Store:
@@ -86,6 +101,9 @@ class Store:
         self._now = now
         self._cipher = cipher
         self._bases: dict[bytes, tuple[int, bytes]] = {}
+        #: base revision -> written revision (None while in flight) of the last few status
+        #: writes made through this store, per etcd key; the watch may lag several behind.
+        self._status_writes: dict[bytes, dict[int, int | None]] = {}
         self._bases_lock = threading.Lock()
         self._last_revision = 0
 
@@ -191,6 +209,26 @@ class Store:
     def _forget(self, etcd_key: bytes) -> None:
         with self._bases_lock:
             self._bases.pop(etcd_key, None)
+            self._status_writes.pop(etcd_key, None)
+
+    def wrote_status(self, old: Resource, new: Resource) -> bool:
+        """True if the change ``old`` → ``new`` of one object is a status write made here.
+
+        A write is registered (its base revision) before its transaction is sent, because the
+        watch can deliver the change before the writing thread hears back. A write still in
+        flight counts as ours: if it loses the race to someone else's write on the same base,
+        the caller gets a ``ConflictError`` and retries, and the retry sees that change.
+        """
+        base, result = old.metadata.resource_version, new.metadata.resource_version
+        if not base or not base.isdigit():
+            return False
+        etcd_key = self.layout.object_key(self.key_of(new))
+        with self._bases_lock:
+            writes = self._status_writes.get(etcd_key, {})
+            if int(base) not in writes:
+                return False
+            written = writes[int(base)]
+        return written is None or str(written) == result
 
     def newer_than(self, key: ObjectKey, revision: int) -> Resource | None:
         """The object at the newest revision this store knows for ``key``, if above
@@ -395,15 +433,7 @@ class Store:
                 new_metadata[name] = wire["metadata"][name]
             else:
                 new_metadata.pop(name, None)
-        if base["metadata"].get("deletionTimestamp"):
-            added = set(new_metadata.get("finalizers", [])) - set(
-                base["metadata"].get("finalizers", [])
-            )
-            if added:
-                raise InvalidObjectError(
-                    f"{key} is being deleted",
-                    (FieldCause("metadata.finalizers", f"cannot add {sorted(added)} now"),),
-                )
+        _refuse_finalizers_while_deleting(key, base["metadata"], new_metadata)
         new = {"apiVersion": base.get("apiVersion"), "kind": base.get("kind")}
         new.update(spec_part(wire))
         new["metadata"] = new_metadata
@@ -443,17 +473,31 @@ class Store:
         request_id: str | None = None,
         dry_run: bool = False,
         extras: TxnExtras | None = None,
+        with_finalizers: bool = False,
     ) -> R:
-        """Write ``status`` only; spec, metadata and generation stay as stored."""
+        """Write ``status`` only; spec, metadata and generation stay as stored.
+
+        ``with_finalizers``: also write ``metadata.finalizers`` — a controller adding its
+        finalizer in the same transaction as the status that records its intent (one write
+        instead of two; adding one is refused once deletion started, as in :meth:`update`).
+        """
         key = self.key_of(obj)
         if not obj.HAS_STATUS:
             raise InvalidObjectError(f"{obj.kind} has no status subresource")
         base_revision, base_raw, base = self._base(key, obj.metadata.resource_version)
-        new_status = obj.to_wire().get("status", {})
-        if base.get("status", {}) == new_status:
-            return self.decode(key, base_raw, base_revision)  # type: ignore[return-value]
+        wire = obj.to_wire()
+        new_status = wire.get("status", {})
         new = dict(base)
         new["metadata"] = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
+        if with_finalizers:
+            new["metadata"]["finalizers"] = wire["metadata"].get("finalizers", [])
+            _refuse_finalizers_while_deleting(key, base["metadata"], new["metadata"])
+            if set(base["metadata"].get("finalizers", [])) - set(new["metadata"]["finalizers"]):
+                cause = FieldCause("metadata.finalizers", "only added here; remove by update")
+                raise InvalidObjectError(f"{key}: finalizers removed by a status write", (cause,))
+        base_metadata = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
+        if base.get("status", {}) == new_status and new["metadata"] == base_metadata:
+            return self.decode(key, base_raw, base_revision)  # type: ignore[return-value]
         new["status"] = new_status
         validated = self.validate_at_key(key, new)
         if dry_run:
@@ -472,7 +516,20 @@ class Store:
             if changes
             else None
         )
-        return self._cas_put(key, base_revision, new, record, extras)  # type: ignore[return-value]
+        etcd_key = self.layout.object_key(key)
+        self._note_status_write(etcd_key, base_revision, None)
+        written = self._cas_put(key, base_revision, new, record, extras)
+        self._note_status_write(
+            etcd_key, base_revision, int(written.metadata.resource_version or 0)
+        )
+        return written  # type: ignore[return-value]
+
+    def _note_status_write(self, etcd_key: bytes, base: int, written: int | None) -> None:
+        with self._bases_lock:
+            writes = self._status_writes.setdefault(etcd_key, {})
+            writes[base] = written
+            while len(writes) > _STATUS_WRITES_KEPT:
+                del writes[next(iter(writes))]
 
     def replace(
         self,

@@ -4,13 +4,14 @@ Where it sits: registered by ``reconcilers.instance.register`` on the Instance i
 also by Subnet and Firewall changes. One reconcile walks the life cycle as far as it can:
 
 1. deletion (finalizer ``skybroker.io/cloud-resources``) is handed to ``cloud.CloudSteps``;
-2. the finalizer goes on before anything exists in a cloud;
+2. the finalizer goes on with the first status write, before anything exists in a cloud;
 3. unplaced: wait until the subnet (if any) is placed, check the namespace quota
    (``QuotaExceeded``), schedule (``scheduler.Scheduler``), and write ``status.placement`` —
    sticky from then on — with ``status.rejections`` explaining every member not chosen;
 4. not yet created: wait for the subnet's providerID and each firewall's realisation in the
    placement's (account, region, network) — the Firewall reconciler realises firewalls where
-   placed instances need them, which is why the placement is written first;
+   placed instances need them, which is why a waiting instance writes its placement first;
+   one that need not wait writes placement and create token together;
 5. ``cloud.CloudSteps.converge``: create (token first), observe, power state, drift.
 
 Status is built on the cached copy and written only if it differs from what was read, so a
@@ -30,8 +31,8 @@ from reconcilers._common import (
     INSTANCES_BY_FIREWALL,
     INSTANCES_BY_SUBNET,
     account_handle,
-    add_finalizer,
     conflicts_retry,
+    finalizer_on_next_save,
     namespaced_key,
     snapshot,
 )
@@ -102,7 +103,9 @@ class InstanceReconciler:
             if FINALIZER not in instance.metadata.finalizers:
                 return Result()
             return self.cloud.finalize(work, FINALIZER)
-        work.instance = add_finalizer(self._deps, instance, FINALIZER)
+        # Written with the first status save, which always precedes the first cloud call
+        # (the create token is saved before the create).
+        finalizer_on_next_save(work.instance, FINALIZER)
         try:
             result = self._converge(work)
         finally:
@@ -118,7 +121,6 @@ class InstanceReconciler:
             waiting = self._schedule(work, subnet)
             if waiting is not None:
                 return waiting
-            work.save()  # the placement is durable before anything depends on it
         if status.provider_id is None:
             ready = self._dependencies(work, subnet)
             if isinstance(ready, Result):

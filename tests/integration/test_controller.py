@@ -20,7 +20,7 @@ from controller.cache import Informer
 from controller.controller import Controller
 from controller.handler import EnqueueMapped, EnqueueObject, EnqueueOwner, request_for
 from controller.metrics import RuntimeMetrics
-from controller.predicate import GenerationChanged, LabelsChanged, any_of
+from controller.predicate import GenerationChanged, LabelsChanged, NotOwnStatusWrite, any_of
 from controller.reconcile import Request, Result, TerminalError, TransientError
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
@@ -337,6 +337,59 @@ def test_generation_predicate_filters_status_and_label_updates(
         eventually(lambda: len(reconciler.times(key)) == 2)
     finally:
         profiles.stop()
+
+
+def test_own_status_writes_do_not_come_back_as_reconciles(
+    store: Store, make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    """A status write made through this process's store is dropped; the same kind of write
+    made by someone else (another store: another process), or any metadata change, passes."""
+    profiles = Informer(store, HardwareProfile, metrics=metrics)
+    reconciler = ScriptedReconciler()
+    make_controller(reconciler).watch(
+        profiles, EnqueueObject(), NotOwnStatusWrite(store.wrote_status)
+    )
+    elsewhere = Store(store.client, store.layout)
+    key = ObjectKey("hardwareprofiles", None, "small")
+    try:
+        profiles.start()
+        created = store.create(profile("small"))
+        eventually(lambda: len(reconciler.times(key)) == 1)
+        created.status.phase = "Mine"
+        mine = store.update_status(created)
+        eventually(lambda: (profiles.get(key) or created).status.phase == "Mine")
+        time.sleep(0.2)
+        assert len(reconciler.times(key)) == 1
+
+        theirs = elsewhere.get(HardwareProfile, "small")
+        theirs.status.phase = "Theirs"
+        elsewhere.update_status(theirs)
+        eventually(lambda: len(reconciler.times(key)) == 2)
+
+        mine = store.get(HardwareProfile, "small")
+        mine.metadata.labels = {"team": "a"}
+        store.update(mine)
+        eventually(lambda: len(reconciler.times(key)) == 3)
+    finally:
+        profiles.stop()
+
+
+def test_min_interval_folds_a_burst_of_events_into_few_reconciles(
+    make_controller: Callable[..., Controller],
+) -> None:
+    reconciler = ScriptedReconciler()
+    controller = make_controller(reconciler, min_interval=0.3)
+    started = time.monotonic()
+    while time.monotonic() - started < 0.75:
+        controller.enqueue(Request(KEY))
+        time.sleep(0.002)
+    eventually(lambda: time.monotonic() - reconciler.times(KEY)[-1] > 0.35, timeout=3)
+    times = reconciler.times(KEY)
+    # One at once, then at most one per 0.3 s window — and the last event is not lost: a
+    # reconcile follows the end of the burst.
+    assert 2 <= len(times) <= 4, times
+    assert all(b - a >= 0.29 for a, b in itertools.pairwise(times)), times
+    assert times[-1] >= started + 0.6
 
 
 def test_handlers_map_objects_to_requests() -> None:
