@@ -33,8 +33,7 @@ class TcpProxy:
         self.port = int(self._listener.getsockname()[1])
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
-        self._accepting = threading.Event()
-        self._accepting.set()
+        self._accepting = True
         #: Connections forwarded so far (refused ones not counted).
         self.connections = 0
         self.sent = bytearray()
@@ -50,11 +49,11 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            if not self._accepting.is_set():
-                _reset(client)
-                continue
-            upstream = socket.create_connection(self._upstream)
-            with self._lock:
+            with self._lock:  # so that once refuse() returns, no connection gets through
+                if not self._accepting:
+                    _reset(client)
+                    continue
+                upstream = socket.create_connection(self._upstream)
                 self._open += [client, upstream]
                 self.connections += 1
             for source, target, record in ((client, upstream, True), (upstream, client, False)):
@@ -82,11 +81,13 @@ class TcpProxy:
             _reset(sock)
 
     def refuse(self) -> None:
-        self._accepting.clear()
+        with self._lock:
+            self._accepting = False
         self.drop()
 
     def allow(self) -> None:
-        self._accepting.set()
+        with self._lock:
+            self._accepting = True
 
     def close(self) -> None:
         self._listener.close()
