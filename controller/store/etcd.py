@@ -65,6 +65,16 @@ class _Unavailable(Exception):
     """Internal marker so tenacity retries only connection-level failures."""
 
 
+class _Stubs:
+    """One channel and its service stubs, built once (a stub builds a callable per method)."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.kv = etcdrpc.KVStub(channel)
+        self.lease = etcdrpc.LeaseStub(channel)
+        self.watch = etcdrpc.WatchStub(channel)
+
+
 class EtcdClient:
     """Calls one of several endpoints; rotates to the next on UNAVAILABLE."""
 
@@ -83,7 +93,7 @@ class EtcdClient:
         self._retry_for = retry_for
         self._lock = threading.Lock()
         self._index = 0
-        self._channels: dict[int, grpc.Channel] = {}
+        self._channels: dict[int, _Stubs] = {}
 
     @staticmethod
     def _netloc(endpoint: str) -> str:
@@ -94,40 +104,44 @@ class EtcdClient:
             raise ValueError(f"etcd endpoint {endpoint!r}: expected host:port")
         return f"{parsed.hostname}:{parsed.port}"
 
-    def _channel(self) -> tuple[int, grpc.Channel]:
+    def _channel(self) -> tuple[int, _Stubs]:
         with self._lock:
             index = self._index
-            channel = self._channels.get(index)
-            if channel is None:
+            stubs = self._channels.get(index)
+            if stubs is None:
                 channel = grpc.insecure_channel(self._netlocs[index], options=_GRPC_OPTIONS)
-                self._channels[index] = channel
-            return index, channel
+                stubs = self._channels[index] = _Stubs(channel)
+            return index, stubs
 
     def _rotate(self, failed_index: int) -> None:
         with self._lock:
             if self._index == failed_index:
                 self._index = (self._index + 1) % len(self._netlocs)
 
-    def _call(self, make_call: Callable[[grpc.Channel], T]) -> T:
-        @retry(
+    def _attempt(self, make_call: Callable[[_Stubs], T]) -> T:
+        index, stubs = self._channel()
+        try:
+            return make_call(stubs)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code in _RETRYABLE_CODES:
+                self._rotate(index)
+                raise _Unavailable(f"{self._netlocs[index]}: {code}") from exc
+            raise
+
+    def _call(self, make_call: Callable[[_Stubs], T]) -> T:
+        try:
+            return self._attempt(make_call)  # the common case, without building a retrier
+        except _Unavailable:
+            pass
+        retrying = retry(
             retry=retry_if_exception_type(_Unavailable),
             stop=stop_after_delay(self._retry_for),
             wait=wait_exponential(multiplier=0.05, max=1.0),
             reraise=True,
         )
-        def attempt() -> T:
-            index, channel = self._channel()
-            try:
-                return make_call(channel)
-            except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                if code in _RETRYABLE_CODES:
-                    self._rotate(index)
-                    raise _Unavailable(f"{self._netlocs[index]}: {code}") from exc
-                raise
-
         try:
-            return attempt()
+            return retrying(self._attempt)(make_call)
         except _Unavailable as exc:
             raise StoreUnavailableError(f"etcd unavailable: {exc}") from exc
 
@@ -151,23 +165,23 @@ class EtcdClient:
             keys_only=keys_only,
             count_only=count_only,
         )
-        return self._call(lambda ch: etcdrpc.KVStub(ch).Range(request, self.timeout))
+        return self._call(lambda ch: ch.kv.Range(request, self.timeout))
 
     def txn(self, compare: list[Any], success: list[Any], failure: list[Any] | None = None) -> Any:
         request = etcdrpc.TxnRequest(compare=compare, success=success, failure=failure or [])
-        return self._call(lambda ch: etcdrpc.KVStub(ch).Txn(request, self.timeout))
+        return self._call(lambda ch: ch.kv.Txn(request, self.timeout))
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> Any:
         request = etcdrpc.PutRequest(key=key, value=value, lease=lease)
-        return self._call(lambda ch: etcdrpc.KVStub(ch).Put(request, self.timeout))
+        return self._call(lambda ch: ch.kv.Put(request, self.timeout))
 
     def delete_range(self, key: bytes, range_end: bytes | None = None) -> Any:
         request = etcdrpc.DeleteRangeRequest(key=key, range_end=range_end or b"")
-        return self._call(lambda ch: etcdrpc.KVStub(ch).DeleteRange(request, self.timeout))
+        return self._call(lambda ch: ch.kv.DeleteRange(request, self.timeout))
 
     def compact(self, revision: int, physical: bool = True) -> Any:
         request = etcdrpc.CompactionRequest(revision=revision, physical=physical)
-        return self._call(lambda ch: etcdrpc.KVStub(ch).Compact(request, self.timeout))
+        return self._call(lambda ch: ch.kv.Compact(request, self.timeout))
 
     def range_pages(
         self,
@@ -203,9 +217,9 @@ class EtcdClient:
     def reachable(self) -> bool:
         """True if etcd answers now (readiness probes: no retrying for seconds)."""
         request = etcdrpc.RangeRequest(key=b"\0", count_only=True)
-        _, channel = self._channel()
+        _, stubs = self._channel()
         try:
-            etcdrpc.KVStub(channel).Range(request, min(self.timeout, 2.0))
+            stubs.kv.Range(request, min(self.timeout, 2.0))
         except grpc.RpcError:
             return False
         return True
@@ -217,15 +231,15 @@ class EtcdClient:
 
     def lease_grant(self, ttl: int) -> int:
         request = etcdrpc.LeaseGrantRequest(TTL=ttl, ID=0)
-        response = self._call(lambda ch: etcdrpc.LeaseStub(ch).LeaseGrant(request, self.timeout))
+        response = self._call(lambda ch: ch.lease.LeaseGrant(request, self.timeout))
         return int(response.ID)
 
     def lease_keepalive_once(self, lease_id: int) -> int:
         """Refresh a lease; returns the remaining TTL (<= 0 means the lease is gone)."""
         request = etcdrpc.LeaseKeepAliveRequest(ID=lease_id)
 
-        def call(ch: grpc.Channel) -> Any:
-            responses = etcdrpc.LeaseStub(ch).LeaseKeepAlive(iter([request]), self.timeout)
+        def call(ch: _Stubs) -> Any:
+            responses = ch.lease.LeaseKeepAlive(iter([request]), self.timeout)
             return next(iter(responses))
 
         return int(self._call(call).TTL)
@@ -233,7 +247,7 @@ class EtcdClient:
     def lease_revoke(self, lease_id: int) -> None:
         request = etcdrpc.LeaseRevokeRequest(ID=lease_id)
         try:
-            self._call(lambda ch: etcdrpc.LeaseStub(ch).LeaseRevoke(request, self.timeout))
+            self._call(lambda ch: ch.lease.LeaseRevoke(request, self.timeout))
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
@@ -242,13 +256,13 @@ class EtcdClient:
 
     def watch_stream(self, requests: Iterator[Any]) -> Any:
         """Open a raw bidirectional watch stream; the caller owns reconnection (see watch.py)."""
-        _, channel = self._channel()
-        return etcdrpc.WatchStub(channel).Watch(requests)
+        _, stubs = self._channel()
+        return stubs.watch.Watch(requests)
 
     def close(self) -> None:
         with self._lock:
-            for channel in self._channels.values():
-                channel.close()
+            for stubs in self._channels.values():
+                stubs.channel.close()
             self._channels.clear()
 
 

@@ -9,15 +9,22 @@ Records are bounded per object by ``trim`` (run periodically by the manager).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from controller.store.codec import DecodeError, decode_value
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout, ObjectKey
 
 __all__ = [
     "HistoryRecord",
     "condition_transitions",
     "diff_fields",
+    "read_history",
     "status_changes",
+    "trim_history",
 ]
 
 _SKIP = object()
@@ -34,6 +41,15 @@ class HistoryRecord:
     changes: tuple[dict[str, Any], ...] = ()
     request_id: str | None = None
     revision: int = 0
+
+    def redacted(self) -> HistoryRecord:
+        """The record with every before/after value replaced (for Secrets)."""
+        hidden = {"before", "after"}
+        changes = tuple(
+            {key: "(redacted)" if key in hidden else value for key, value in change.items()}
+            for change in self.changes
+        )
+        return dataclasses.replace(self, changes=changes)
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -119,3 +135,36 @@ def status_changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[s
         )
     changes.extend(condition_transitions(before, after))
     return changes
+
+
+def read_history(client: EtcdClient, layout: KeyLayout, key: ObjectKey) -> list[HistoryRecord]:
+    """An object's records, oldest first (by the revision of each record)."""
+    records = []
+    for kv in client.range_prefix(layout.history_prefix(key))[0]:
+        try:
+            records.append(HistoryRecord.from_wire(decode_value(kv.value), int(kv.mod_revision)))
+        except (DecodeError, ValueError):
+            continue
+    return sorted(records, key=lambda record: record.revision)
+
+
+def trim_history(client: EtcdClient, layout: KeyLayout, limit: int) -> int:
+    """Keep the newest ``limit`` records per object; returns how many were deleted."""
+    deleted = 0
+    current_object: bytes | None = None
+    keys: list[bytes] = []
+
+    def flush() -> int:
+        excess = keys[:-limit] if len(keys) > limit else []
+        if excess:
+            client.delete_range(excess[0], excess[-1] + b"\0")
+        return len(excess)
+
+    for kv in client.range_prefix(layout.history_root)[0]:
+        record_key = bytes(kv.key)
+        owner = record_key.rsplit(b"/", 1)[0]
+        if owner != current_object:
+            deleted += flush()
+            current_object, keys = owner, []
+        keys.append(record_key)
+    return deleted + flush()

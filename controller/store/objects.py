@@ -8,23 +8,20 @@ Rules it enforces, so no caller has to:
 - every write is a CAS on ``mod_revision`` (create: ``create_revision == 0``); a lost race is
   a ``ConflictError`` and the caller re-reads;
 - ``update`` writes the spec part and user metadata and never status; ``update_status`` writes
-  status and never anything else; ``generation`` moves only when the spec part changes;
+  status (and, if asked, finalizers added) and never spec; ``generation`` moves only when the
+  spec part changes;
 - a write that changes nothing is not sent (a converged system writes nothing);
 - finalizers: ``delete`` of an object with finalizers only sets ``deletionTimestamp``; the
   update that removes the last finalizer deletes the key in the same transaction;
 - a history record goes into the same transaction as the change it describes.
 
-To avoid a read before every write, the store remembers the last stored value it saw for each
-key together with its revision; it is used only when the caller's resourceVersion matches, and
-the CAS rejects it if the key moved since — so a stale memory can cost a conflict, never a lost
-update.
+To avoid a read before every write, the store remembers the last value it saw per key
+(``controller.store.memory``); a stale memory can cost a conflict, never a lost update.
 """
 
 from __future__ import annotations
 
 import builtins
-import dataclasses
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -52,16 +49,27 @@ from controller.store.etcd import (
     op_get,
     op_put,
 )
-from controller.store.history import HistoryRecord, diff_fields, status_changes
+from controller.store.history import (
+    HistoryRecord,
+    diff_fields,
+    read_history,
+    status_changes,
+    trim_history,
+)
 from controller.store.keys import KeyLayout, ObjectKey
-from controller.store.results import InvalidValue, ObjectList, TxnExtras, spec_part
+from controller.store.memory import WriteMemory
+from controller.store.results import (
+    InvalidValue,
+    ObjectList,
+    TxnExtras,
+    refuse_added_finalizers_while_deleting,
+    spec_part,
+)
 
 __all__ = ["Store"]
 
 R = TypeVar("R", bound=Resource)
 
-#: Status writes remembered per key for ``Store.wrote_status``.
-_STATUS_WRITES_KEPT = 8
 _USER_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
 _DELETE_RETRIES = 5
 
@@ -72,19 +80,6 @@ def _now() -> datetime:
 
 def _causes(exc: pydantic.ValidationError) -> tuple[FieldCause, ...]:
     return tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
-
-
-def _refuse_finalizers_while_deleting(
-    key: ObjectKey, base_metadata: dict[str, Any], new_metadata: dict[str, Any]
-) -> None:
-    if not base_metadata.get("deletionTimestamp"):
-        return
-    added = set(new_metadata.get("finalizers", [])) - set(base_metadata.get("finalizers", []))
-    if added:
-        raise InvalidObjectError(
-            f"{key} is being deleted",
-            (FieldCause("metadata.finalizers", f"cannot add {sorted(added)} now"),),
-        )
 
 
 class Store:
@@ -100,11 +95,7 @@ class Store:
         self.layout = layout or KeyLayout()
         self._now = now
         self._cipher = cipher
-        self._bases: dict[bytes, tuple[int, bytes]] = {}
-        #: base revision -> written revision (None while in flight) of the last few status
-        #: writes made through this store, per etcd key; the watch may lag several behind.
-        self._status_writes: dict[bytes, dict[int, int | None]] = {}
-        self._bases_lock = threading.Lock()
+        self._memory = WriteMemory()
         self._last_revision = 0
 
     def _saw_revision(self, revision: int) -> None:
@@ -154,7 +145,7 @@ class Store:
                 raise InvalidObjectError(f"{key}: cannot decode", (cause,)) from None
             obj = self.validate_at_key(key, wire)
         obj.metadata.resource_version = str(mod_revision)
-        self._remember(self.layout.object_key(key), mod_revision, raw)
+        self._memory.remember(self.layout.object_key(key), mod_revision, raw)
         return obj
 
     @staticmethod
@@ -200,42 +191,25 @@ class Store:
             raise InvalidObjectError(f"{key}: does not match its key", tuple(problems))
         return obj
 
-    def _remember(self, etcd_key: bytes, revision: int, raw: bytes) -> None:
-        with self._bases_lock:
-            known = self._bases.get(etcd_key)
-            if known is None or known[0] <= revision:
-                self._bases[etcd_key] = (revision, raw)
-
-    def _forget(self, etcd_key: bytes) -> None:
-        with self._bases_lock:
-            self._bases.pop(etcd_key, None)
-            self._status_writes.pop(etcd_key, None)
-
     def wrote_status(self, old: Resource, new: Resource) -> bool:
         """True if the change ``old`` → ``new`` of one object is a status write made here.
 
-        A write is registered (its base revision) before its transaction is sent, because the
+        A write is noted (its base revision) before its transaction is sent, because the
         watch can deliver the change before the writing thread hears back. A write still in
         flight counts as ours: if it loses the race to someone else's write on the same base,
         the caller gets a ``ConflictError`` and retries, and the retry sees that change.
         """
         base, result = old.metadata.resource_version, new.metadata.resource_version
-        if not base or not base.isdigit():
+        if not base or not base.isdigit() or not result or not result.isdigit():
             return False
         etcd_key = self.layout.object_key(self.key_of(new))
-        with self._bases_lock:
-            writes = self._status_writes.get(etcd_key, {})
-            if int(base) not in writes:
-                return False
-            written = writes[int(base)]
-        return written is None or str(written) == result
+        return self._memory.is_status_write(etcd_key, int(base), int(result))
 
     def newer_than(self, key: ObjectKey, revision: int) -> Resource | None:
         """The object at the newest revision this store knows for ``key``, if above
         ``revision`` (a cache lagging behind this process's own writes asks this)."""
-        with self._bases_lock:
-            known = self._bases.get(self.layout.object_key(key))
-        if known is None or known[0] <= revision:
+        known = self._memory.newer(self.layout.object_key(key), revision)
+        if known is None:
             return None
         try:
             return self.decode(key, known[1], known[0])
@@ -244,7 +218,7 @@ class Store:
 
     def forget(self, key: ObjectKey) -> None:
         """Drop what is remembered of a key deleted elsewhere (informers call it on deletes)."""
-        self._forget(self.layout.object_key(key))
+        self._memory.forget(self.layout.object_key(key))
 
     def _base(
         self, key: ObjectKey, resource_version: str | None
@@ -257,15 +231,14 @@ class Store:
             )
         wanted = int(resource_version)
         etcd_key = self.layout.object_key(key)
-        with self._bases_lock:
-            known = self._bases.get(etcd_key)
+        known = self._memory.base(etcd_key)
         if known is None or known[0] != wanted:
             response = self.client.range(etcd_key)
             if not response.kvs:
                 raise NotFoundError(f"{key} not found")
             kv = response.kvs[0]
             known = (int(kv.mod_revision), self.plain(key, bytes(kv.value)))
-            self._remember(etcd_key, *known)
+            self._memory.remember(etcd_key, *known)
         if known[0] != wanted:
             raise ConflictError(
                 f"{key}: resourceVersion {wanted} is stale (stored: {known[0]}); re-read and retry"
@@ -331,15 +304,7 @@ class Store:
 
     def history(self, key: ObjectKey) -> builtins.list[HistoryRecord]:
         """The object's durable history, oldest first (by the revision of each record)."""
-        records = []
-        for kv in self.client.range_prefix(self.layout.history_prefix(key))[0]:
-            try:
-                records.append(
-                    HistoryRecord.from_wire(decode_value(kv.value), int(kv.mod_revision))
-                )
-            except (DecodeError, ValueError):
-                continue
-        return sorted(records, key=lambda record: record.revision)
+        return read_history(self.client, self.layout, key)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -349,12 +314,7 @@ class Store:
         if record is None:
             return []
         if key.plural in ENCRYPTED_PLURALS:
-            # History is at rest too: it says which secret keys changed, never their values.
-            changes = tuple(
-                {**change, **{side: "(redacted)" for side in ("before", "after") if side in change}}
-                for change in record.changes
-            )
-            record = dataclasses.replace(record, changes=changes)
+            record = record.redacted()  # history is at rest too: which keys changed, no values
         return [op_put(self.layout.history_key(key, sequence), encode_value(record.to_wire()))]
 
     def _txn(
@@ -413,7 +373,7 @@ class Store:
             if response.responses[0].response_range.kvs:
                 raise AlreadyExistsError(f"{obj.kind} {key} already exists")
             raise ConflictError(f"{key}: a precondition of the create failed; retry")
-        return self.decode(key, raw, int(response.header.revision))  # type: ignore[return-value]
+        return self._stored(key, created, raw, int(response.header.revision))  # type: ignore[return-value]
 
     def update(
         self,
@@ -433,7 +393,7 @@ class Store:
                 new_metadata[name] = wire["metadata"][name]
             else:
                 new_metadata.pop(name, None)
-        _refuse_finalizers_while_deleting(key, base["metadata"], new_metadata)
+        refuse_added_finalizers_while_deleting(key, base["metadata"], new_metadata)
         new = {"apiVersion": base.get("apiVersion"), "kind": base.get("kind")}
         new.update(spec_part(wire))
         new["metadata"] = new_metadata
@@ -463,7 +423,7 @@ class Store:
             if spec_changes
             else None
         )
-        return self._cas_put(key, base_revision, new, record, extras)  # type: ignore[return-value]
+        return self._cas_put(key, base_revision, new, validated, record, extras)  # type: ignore[return-value]
 
     def update_status(
         self,
@@ -491,7 +451,7 @@ class Store:
         new["metadata"] = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
         if with_finalizers:
             new["metadata"]["finalizers"] = wire["metadata"].get("finalizers", [])
-            _refuse_finalizers_while_deleting(key, base["metadata"], new["metadata"])
+            refuse_added_finalizers_while_deleting(key, base["metadata"], new["metadata"])
             if set(base["metadata"].get("finalizers", [])) - set(new["metadata"]["finalizers"]):
                 cause = FieldCause("metadata.finalizers", "only added here; remove by update")
                 raise InvalidObjectError(f"{key}: finalizers removed by a status write", (cause,))
@@ -517,19 +477,12 @@ class Store:
             else None
         )
         etcd_key = self.layout.object_key(key)
-        self._note_status_write(etcd_key, base_revision, None)
-        written = self._cas_put(key, base_revision, new, record, extras)
-        self._note_status_write(
+        self._memory.status_write(etcd_key, base_revision, None)
+        written = self._cas_put(key, base_revision, new, validated, record, extras)
+        self._memory.status_write(
             etcd_key, base_revision, int(written.metadata.resource_version or 0)
         )
         return written  # type: ignore[return-value]
-
-    def _note_status_write(self, etcd_key: bytes, base: int, written: int | None) -> None:
-        with self._bases_lock:
-            writes = self._status_writes.setdefault(etcd_key, {})
-            writes[base] = written
-            while len(writes) > _STATUS_WRITES_KEPT:
-                del writes[next(iter(writes))]
 
     def replace(
         self,
@@ -539,17 +492,19 @@ class Store:
         record: HistoryRecord | None,
     ) -> Resource:
         """Write a whole value over ``base_revision`` by CAS (direct-write normalisation)."""
-        self.validate_at_key(key, wire)
-        return self._cas_put(key, base_revision, wire, record, None)
+        validated = self.validate_at_key(key, wire)
+        return self._cas_put(key, base_revision, wire, validated, record, None)
 
     def _cas_put(
         self,
         key: ObjectKey,
         base_revision: int,
         new: dict[str, Any],
+        validated: Resource,
         record: HistoryRecord | None,
         extras: TxnExtras | None,
     ) -> Resource:
+        """Write ``new`` over ``base_revision``; returns ``validated`` (its model) as stored."""
         etcd_key = self.layout.object_key(key)
         response = self._txn(
             [cmp_mod_revision(etcd_key, base_revision)],
@@ -560,9 +515,16 @@ class Store:
             extras,
         )
         if not response.succeeded:
-            self._forget(etcd_key)
+            self._memory.forget(etcd_key)
             raise ConflictError(f"{key} was modified since resourceVersion {base_revision}; retry")
-        return self.decode(key, raw, int(response.header.revision))
+        return self._stored(key, validated, raw, int(response.header.revision))
+
+    def _stored(self, key: ObjectKey, validated: Resource, raw: bytes, revision: int) -> Resource:
+        """``validated`` as now stored at ``revision``: remembered as the base of later writes,
+        without decoding the value just encoded from it once more."""
+        validated.metadata.resource_version = str(revision)
+        self._memory.remember(self.layout.object_key(key), revision, raw)
+        return validated
 
     def _finalize(
         self,
@@ -580,7 +542,7 @@ class Store:
             [op_delete(etcd_key), *self._history_op(key, base_revision, record)],
             extras,
         )
-        self._forget(etcd_key)
+        self._memory.forget(etcd_key)
         if not response.succeeded:
             raise ConflictError(f"{key} was modified since resourceVersion {base_revision}; retry")
         last["metadata"]["resourceVersion"] = str(response.header.revision)
@@ -621,7 +583,9 @@ class Store:
                 record = HistoryRecord(
                     "DeletionRequested", actor, self._now(), wire["metadata"].get("generation")
                 )
-                marked = self._cas_put(key, int(str(revision)), wire, record, extras)
+                marked = self._cas_put(
+                    key, int(str(revision)), wire, self.validate_at_key(key, wire), record, extras
+                )
                 return marked, False  # type: ignore[return-value]
             except ConflictError:
                 if resource_version is not None:
@@ -632,21 +596,4 @@ class Store:
 
     def trim_history(self, limit: int = 200) -> int:
         """Keep the newest ``limit`` records per object; returns how many were deleted."""
-        deleted = 0
-        current_object: bytes | None = None
-        keys: list[bytes] = []
-
-        def flush() -> int:
-            excess = keys[:-limit] if len(keys) > limit else []
-            if excess:
-                self.client.delete_range(excess[0], excess[-1] + b"\0")
-            return len(excess)
-
-        for kv in self.client.range_prefix(self.layout.history_root)[0]:
-            record_key = bytes(kv.key)
-            owner = record_key.rsplit(b"/", 1)[0]
-            if owner != current_object:
-                deleted += flush()
-                current_object, keys = owner, []
-            keys.append(record_key)
-        return deleted + flush()
+        return trim_history(self.client, self.layout, limit)

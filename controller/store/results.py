@@ -11,10 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from api_types.meta import Resource
-from controller.errors import FieldCause
+from controller.errors import FieldCause, InvalidObjectError
 from controller.store.keys import ObjectKey
 
-__all__ = ["InvalidValue", "ObjectList", "TxnExtras", "spec_part"]
+__all__ = [
+    "InvalidValue",
+    "ObjectList",
+    "TxnExtras",
+    "refuse_added_finalizers_while_deleting",
+    "spec_part",
+]
 
 R = TypeVar("R", bound=Resource)
 
@@ -50,3 +56,17 @@ class TxnExtras:
 
     compares: Sequence[Any] = ()
     operations: Sequence[Any] = ()
+
+
+def refuse_added_finalizers_while_deleting(
+    key: ObjectKey, base_metadata: dict[str, Any], new_metadata: dict[str, Any]
+) -> None:
+    """A finalizer may not be added once deletion started (it could hold the object forever)."""
+    if not base_metadata.get("deletionTimestamp"):
+        return
+    added = set(new_metadata.get("finalizers", [])) - set(base_metadata.get("finalizers", []))
+    if added:
+        raise InvalidObjectError(
+            f"{key} is being deleted",
+            (FieldCause("metadata.finalizers", f"cannot add {sorted(added)} now"),),
+        )

@@ -167,6 +167,42 @@ def test_finalizers_hold_deletion_until_removed(store: Store) -> None:
         store.get(Instance, "held", "acme")
 
 
+def test_a_status_write_may_add_finalizers_with_the_status_and_nothing_more(
+    store: Store,
+) -> None:
+    created = store.create(instance("intent"))
+    created.status.phase = InstancePhase.PROVISIONING
+    created.metadata.finalizers = ["skybroker.io/cloud"]
+    created.metadata.labels = {"ignored": "yes"}  # the status path never writes labels
+    written = store.update_status(created, with_finalizers=True)
+    stored = store.get(Instance, "intent", "acme")
+    assert stored.metadata.finalizers == ["skybroker.io/cloud"]
+    assert stored.status.phase == InstancePhase.PROVISIONING
+    assert stored.metadata.labels == {}
+    assert stored.metadata.generation == 1
+    assert written.metadata.resource_version == stored.metadata.resource_version
+
+    # without the flag, finalizers in the object are ignored, as before
+    stored.metadata.finalizers.append("other")
+    stored.status.phase = InstancePhase.RUNNING
+    store.update_status(stored)
+    assert store.get(Instance, "intent", "acme").metadata.finalizers == ["skybroker.io/cloud"]
+
+    # removing is not for the status path: it could leave a deleting object forever
+    removing = store.get(Instance, "intent", "acme")
+    removing.metadata.finalizers = []
+    with pytest.raises(InvalidObjectError, match="finalizers"):
+        store.update_status(removing, with_finalizers=True)
+
+    # nor adding once deletion started
+    marked, gone = store.delete(Instance, "intent", "acme")
+    assert not gone
+    marked.metadata.finalizers.append("late")
+    with pytest.raises(InvalidObjectError, match="being deleted"):
+        store.update_status(marked, with_finalizers=True)
+    assert store.get(Instance, "intent", "acme").metadata.finalizers == ["skybroker.io/cloud"]
+
+
 def test_delete_without_finalizers_and_preconditions(store: Store) -> None:
     created = store.create(instance("plain"))
     with pytest.raises(ConflictError):
