@@ -100,8 +100,7 @@ class Backend(Protocol):
         *,
         fields: str | None = None,
     ) -> ListResult:
-        """Objects matching the label ``selector``. ``fields`` (a field selector) is sent to a
-        server that narrows by it; ``get`` applies it again (``controller.cli.follow``)."""
+        """Objects matching the label ``selector`` and the field selector ``fields``."""
         ...
 
     def create(self, obj: Wire, *, dry_run: bool) -> Wire: ...

@@ -189,7 +189,7 @@ def cmd_get(session: Session, args: argparse.Namespace) -> int:
             info, namespace, selection.label_text, fields=selection.field_text
         )
         objects, resource_version = listed.items, listed.resource_version
-    # The backends narrow by what they can; this makes the answer the same with any of them.
+    # Lists come narrowed; named gets do not (nor lists from a server older than fieldSelector).
     objects = [obj for obj in objects if selection.matches(obj)]
     if not objects and not args.watch:
         where = "any namespace" if all_namespaces or not info.namespaced else namespace

@@ -85,10 +85,8 @@ class EtcdBackend:
         *,
         fields: str | None = None,
     ) -> ListResult:
-        """``fields`` is not narrowed here: ``get`` applies its field selector itself."""
-        listed = _call(
-            lambda: self._resources.list(self._user, Target(info, namespace), selector, 0, None)
-        )
+        target = Target(info, namespace)
+        listed = _call(lambda: self._resources.list(self._user, target, selector, 0, None, fields))
         return ListResult(listed["items"], str(listed["metadata"]["resourceVersion"]))
 
     def create(self, obj: Wire, *, dry_run: bool) -> Wire:
