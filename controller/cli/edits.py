@@ -60,13 +60,15 @@ def _one_object(args: argparse.Namespace, verb: str) -> tuple[KindInfo, str]:
     return info, names[0]
 
 
+def _version(obj: Wire) -> Any:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
 def _suffix(before: Wire, after: Wire, dry_run: bool) -> str:
+    """How a write went: the server answers with the stored object when nothing changed."""
     if dry_run:
         return " (dry run)"
-    moved = (before.get("metadata") or {}).get("resourceVersion") != (
-        after.get("metadata") or {}
-    ).get("resourceVersion")
-    return "" if moved else " (no change)"
+    return "" if _version(before) != _version(after) else " (no change)"
 
 
 def cmd_patch(session: Session, args: argparse.Namespace) -> int:
@@ -139,8 +141,7 @@ def _change_map(
                 wanted[key] = value
         if not wanted:
             return False
-        resource_version = metadata.get("resourceVersion")
-        patch = {"metadata": {field: wanted, "resourceVersion": resource_version}}
+        patch = {"metadata": {field: wanted, "resourceVersion": _version(live)}}
         try:
             session.backend.patch(info, namespace, name, patch, dry_run=dry_run)
             return True
@@ -232,7 +233,7 @@ def cmd_edit(session: Session, args: argparse.Namespace) -> int:
     except (EditError, ManifestError) as exc:
         raise EditError(f"{ref}: {exc}{keep}") from None
     # The revision it was read at, whatever the file says: a change made meanwhile conflicts.
-    edited["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+    edited["metadata"]["resourceVersion"] = _version(live)
     try:
         written = session.backend.update(edited, dry_run=False)
     except ApiError as exc:
