@@ -6,10 +6,16 @@ Where it sits: the network half of the EC2 adapter. A Subnet's ``network`` is a 
 Firewall is a security group in that VPC, named ``{name}.{token}`` so that firewalls of the
 same name from different namespaces never collide. Rule changes read the group first and send
 only what is missing or present (so a retried change is a no-op), batched per direction.
+
+A network's token is shared by every same-named subnet of a namespace, so several workers may
+create it at once; EC2 has no conditional create, so this provider serialises the token lookup
+and the CreateVpc (one provider object serves every worker of an account): the first creates,
+the others adopt. Other tokens belong to one object, which one worker reconciles at a time.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +23,7 @@ from typing import Any
 from libcloud.compute.drivers.ec2 import EC2Network, EC2NetworkSubnet, EC2SecurityGroup
 
 from controller.errors import TerminalError
+from providers.config import AccountConfig
 from providers.ec2.base import Ec2Base
 from providers.ec2.driver import IpPermission
 from providers.ec2.errors import ec2_errors, missing_ok
@@ -81,6 +88,10 @@ def _permissions(rules: Iterable[FirewallRule]) -> dict[Direction, list[IpPermis
 class Ec2NetworkOps(Ec2Base):
     """Networks, subnets and firewalls of one EC2 account."""
 
+    def __init__(self, config: AccountConfig) -> None:
+        super().__init__(config)
+        self._network_creation = threading.Lock()
+
     # networks
     def _network(self, net: EC2Network) -> CloudNetwork:
         tags = self.tags_of(net)
@@ -91,7 +102,7 @@ class Ec2NetworkOps(Ec2Base):
             return [self._network(net) for net in self.driver.ex_list_networks()]
 
     def create_network(self, request: NetworkCreate) -> CloudNetwork:
-        with ec2_errors():
+        with ec2_errors(), self._network_creation:
             ids = self.token_ids("vpc", request.tags)
             found = self.driver.ex_list_networks(filters={"vpc-id": ids}) if ids else []
             net = self.first(found) or self.driver.ex_create_tagged_network(
