@@ -9,7 +9,10 @@ network = subnet.spec.network.name) matches its own subnet, and waits until it i
 
 * Rules are applied as a diff (``providers.diff_rules``: authorize/revoke), never by
   recreating the group. The cloud's rules come from the account's inventory (one list call per
-  account per interval); after a spec change they are read fresh.
+  account per interval), never from a forced fresh list: a stale view does no harm (providers
+  authorize only what is missing and revoke only what is there, and ``create_firewall`` adopts
+  the group its token names), whereas a forced list on every attempt livelocks on a spent API
+  budget — each retry spends the one token it waited for on the list and fails on the change.
 * Drift: a rule added or removed outside skybroker shows up in the inventory and is reverted
   (Firewall has no ``driftPolicy``; it is always corrected), with a ``DriftCorrected`` event.
 * A realisation no instance uses any more is deleted; while the cloud still reports the group
@@ -30,7 +33,6 @@ from controller.handler import EnqueueMapped
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import (
-    CloudFirewall,
     FirewallCreate,
     FirewallId,
     FirewallRule,
@@ -53,7 +55,6 @@ from reconcilers._common import (
     snapshot,
     write_status,
 )
-from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 
 __all__ = ["FINALIZER", "FirewallReconciler", "desired_rules", "register"]
@@ -125,8 +126,7 @@ class FirewallReconciler:
         firewall = add_finalizer(self._deps, firewall, FINALIZER)
         places = self._places(firewall)
         rules = desired_rules(firewall)
-        fresh = firewall.status.observed_generation != generation
-        realised = [self._realise(firewall, place, rules, fresh=fresh) for place in places]
+        realised = [self._realise(firewall, place, rules) for place in places]
         lingering = self._remove(firewall, set(places))
         firewall.status.realisations = sorted(
             realised + lingering, key=lambda r: (r.account, r.region, r.network or "")
@@ -184,23 +184,15 @@ class FirewallReconciler:
             None,
         )
 
-    def _lookup(
-        self, handle: AccountHandle, provider_id: str | None, token: str, *, fresh: bool
-    ) -> CloudFirewall | None:
-        view = handle.inventory.firewalls(max_age=0 if fresh else None)
-        found = (view.get(provider_id) if provider_id else None) or view.by_token(token)
-        if found is None and not fresh:
-            return self._lookup(handle, provider_id, token, fresh=True)
-        return found
-
     def _realise(
-        self, firewall: Firewall, place: _Place, rules: frozenset[FirewallRule], *, fresh: bool
+        self, firewall: Firewall, place: _Place, rules: frozenset[FirewallRule]
     ) -> FirewallRealisation:
         """Ensure the security group of ``place`` exists and holds exactly ``rules``."""
         handle = account_handle(self._deps, place.account)
         token = derived_token(str(firewall.metadata.uid), place.account, place.network_id)
         known = self._known(firewall, place)
-        cloud = self._lookup(handle, known.provider_id if known else None, token, fresh=fresh)
+        view = handle.inventory.firewalls()
+        cloud = (view.get(known.provider_id) if known else None) or view.by_token(token)
         if cloud is None:
             tags = cloud_tags(firewall, token)
             created = handle.provider.create_firewall(

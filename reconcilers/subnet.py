@@ -10,7 +10,10 @@ Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``
 2. Placement through ``reconcilers.scheduling`` (pool member and zone; sticky once written);
    the rejected members and why go to ``status.rejections``.
 3. The create token (from uid and generation) is written to ``status.createToken`` before the
-   first cloud call, then the network and the subnet are created idempotently by token.
+   first cloud call, then the network and the subnet are created idempotently by token. They
+   are looked up in the account's inventory only: a miss goes straight to ``create_*``, which
+   adopts what carries the token, so a retry under a spent API budget is one call, not a
+   forced fresh list followed by a create that the budget then refuses, forever.
 4. The network named by ``spec.network`` is shared by every subnet of the namespace with that
    network name in the same account and region: its token is derived from exactly those, so
    whoever comes first creates it and the others find it. It is tagged with the uid of a live
@@ -153,22 +156,21 @@ class SubnetReconciler:
         self, handle: AccountHandle, subnet: Subnet, placement: Placement
     ) -> CloudNetwork:
         token = network_token(subnet, placement.account, placement.region)
-        network = handle.inventory.networks().by_token(token) or (
-            handle.inventory.networks(max_age=0).by_token(token)
-        )
-        if network is None:
+        network = handle.inventory.networks().by_token(token)
+        if network is None:  # created, or adopted when a sibling made it since the last list
             tags = cloud_tags(subnet, token, name=subnet.spec.network.name)
             network = handle.provider.create_network(
                 NetworkCreate(tags=tags, cidr=subnet.spec.network.cidr)
             )
             handle.inventory.invalidate(ResourceKind.NETWORK)
-            self._deps.recorder.record(
-                subnet,
-                "Normal",
-                "NetworkCreated",
-                f"network {subnet.spec.network.name} is {network.id} in {placement.account}",
-            )
-        elif network.uid not in self._live_uids(subnet):
+            if network.uid == str(subnet.metadata.uid):
+                self._deps.recorder.record(
+                    subnet,
+                    "Normal",
+                    "NetworkCreated",
+                    f"network {subnet.spec.network.name} is {network.id} in {placement.account}",
+                )
+        if network.uid not in self._live_uids(subnet):
             # Its tagging subnet is gone: adopt it so it is never mistaken for a leak.
             handle.provider.set_tags(network.id, {TAG_UID: str(subnet.metadata.uid)})
             handle.inventory.invalidate(ResourceKind.NETWORK)
@@ -179,15 +181,10 @@ class SubnetReconciler:
     ) -> SubnetId:
         token = str(subnet.status.create_token)
         known = subnet.status.provider_id
-        for max_age in (None, 0.0):
-            view = handle.inventory.subnets(max_age=max_age)
-            found = (view.get(known) if known else None) or view.by_token(token)
-            if found is not None:
-                return found.id
-        if known:
-            self._deps.recorder.record(
-                subnet, "Warning", "DriftCorrected", f"{known} vanished from the cloud; recreating"
-            )
+        view = handle.inventory.subnets()
+        found = (view.get(known) if known else None) or view.by_token(token)
+        if found is not None:
+            return found.id
         assert placement.zone is not None
         created = handle.provider.create_subnet(
             SubnetCreate(
@@ -198,6 +195,12 @@ class SubnetReconciler:
             )
         )
         handle.inventory.invalidate(ResourceKind.SUBNET)
+        if created.id == known:
+            return created.id  # adopted: only the inventory's view was older than the subnet
+        if known:
+            self._deps.recorder.record(
+                subnet, "Warning", "DriftCorrected", f"{known} vanished from the cloud; recreated"
+            )
         self._deps.recorder.record(subnet, "Normal", "Created", f"subnet {created.id}")
         return created.id
 
