@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 import yaml
@@ -33,6 +35,7 @@ from controller.store.objects import Store
 __all__ = ["AdminFiles", "HttpServer", "load_cipher", "prepare_data_dir"]
 
 _SHUTDOWN_GRACE = 3  # seconds open watches get before a stop cancels them
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,19 @@ def _bind(listen: str) -> socket.socket:
     return sock
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, ending the API's watch streams as its graceful shutdown begins (they would hold
+    it for the whole grace period and then be cancelled)."""
+
+    def __init__(self, config: uvicorn.Config, api: ApiServer) -> None:
+        super().__init__(config)
+        self._api = api
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._api.end_watches()
+        await super().shutdown(sockets)
+
+
 class HttpServer:
     """The API on a bound socket: ``run()`` in the foreground or ``start()`` on a thread.
 
@@ -114,7 +130,7 @@ class HttpServer:
             lifespan="off",
             timeout_graceful_shutdown=_SHUTDOWN_GRACE,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Uvicorn(config, self.api)
         self._thread: threading.Thread | None = None
 
     @property
@@ -122,12 +138,24 @@ class HttpServer:
         return f"http://{self.address[0]}:{self.address[1]}"
 
     def run(self) -> None:
-        """Serve until SIGINT/SIGTERM (uvicorn's handlers, in the main thread)."""
-        self.api.start()
+        """Serve until SIGINT or SIGTERM, shut down gracefully and return (main thread only).
+
+        While serving, uvicorn's own handlers catch the signals; after its graceful shutdown it
+        restores the handlers it found and raises the signal again for them. Those are
+        :meth:`_stop_requested`, so the signal ends in a normal return (exit code 0) instead of
+        killing the process; a signal that arrives before uvicorn is up stops it as it starts.
+        """
+        previous = {sig: signal.signal(sig, self._stop_requested) for sig in _STOP_SIGNALS}
         try:
+            self.api.start()
             self._server.run(sockets=[self._socket])
         finally:
             self.api.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop_requested(self, signum: int, frame: FrameType | None) -> None:
+        self._server.should_exit = True
 
     def start(self) -> None:
         self.api.start()

@@ -127,6 +127,10 @@ class ApiServer:
         self.dispatcher.close()
         self.authorizer.stop()
 
+    def end_watches(self) -> None:
+        """End the open watch streams: the HTTP server is shutting down (event loop only)."""
+        self.dispatcher.end_watches()
+
     def _bootstrap_roles(self) -> None:
         """Make the built-in roles visible to ``skyctl get clusterroles`` (the code's copy is
         what authorizes, so an edited stored copy cannot widen or narrow them)."""

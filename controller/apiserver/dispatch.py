@@ -166,9 +166,15 @@ class Dispatcher:
         self.bookmark_interval = bookmark_interval
         self._requests, self._duration = requests, duration
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="api-worker")
+        self._watches: set[WatchRequest] = set()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def end_watches(self) -> None:
+        """End every open watch stream (on the event loop, as shutdown begins)."""
+        for watch in list(self._watches):
+            watch.stop()
 
     # --- the event loop side --------------------------------------------------------------
 
@@ -196,8 +202,12 @@ class Dispatcher:
         if isinstance(result, Answer):
             await result.send(send)
         else:
-            stream = StreamingResponse(result.stream(), media_type=_WATCH_MEDIA)
-            await stream(scope, receive, send)
+            self._watches.add(result)
+            try:
+                stream = StreamingResponse(result.stream(), media_type=_WATCH_MEDIA)
+                await stream(scope, receive, send)
+            finally:
+                self._watches.discard(result)
 
     # --- the worker side ------------------------------------------------------------------
 

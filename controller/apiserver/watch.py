@@ -16,7 +16,9 @@ Where it sits: the list routes hand a watch request here after authorization. Th
 
 Each stream owns a :class:`~controller.store.watch.PrefixWatch` (which itself survives etcd
 restarts) on a daemon thread that hands batches to the event loop; no thread-pool thread is
-held while a client is connected, so idle watchers cost no request capacity.
+held while a client is connected, so idle watchers cost no request capacity. When the server
+shuts down, :meth:`WatchRequest.stop` ends every stream at once (its client re-watches, from
+its last revision, wherever the API is still served).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -49,7 +51,7 @@ def _line(event_type: str, obj: dict[str, Any]) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: open streams are kept in a set
 class WatchRequest:
     resources: Resources
     user: User
@@ -59,6 +61,14 @@ class WatchRequest:
     start_revision: int
     initial: list[Resource]
     bookmark_interval: float
+    _stopping: bool = field(default=False, init=False)
+    _watch: PrefixWatch | None = field(default=None, init=False)
+
+    def stop(self) -> None:
+        """End the stream now (called on the event loop, like :meth:`stream`)."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.stop()
 
     def _decode(self, key_bytes: bytes, raw: bytes | None, revision: int) -> Resource | None:
         store = self.resources.store
@@ -100,11 +110,14 @@ class WatchRequest:
     async def stream(self) -> AsyncIterator[bytes]:
         for obj in self.initial:
             yield _line("ADDED", self.resources.visible(self.user, obj))
+        if self._stopping:
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         watch = PrefixWatch(
             self.resources.store.client, self.prefix, self.start_revision, prev_kv=True
         )
+        self._watch = watch
 
         def offer(item: Any) -> None:
             if queue.qsize() >= _QUEUE_LIMIT:
@@ -115,13 +128,15 @@ class WatchRequest:
 
         def pump() -> None:
             try:
-                for batch in watch:
-                    loop.call_soon_threadsafe(offer, (batch, watch.last_revision))
-            except (WatchCompacted, grpc.RpcError) as exc:
-                loop.call_soon_threadsafe(offer, exc)
+                try:
+                    for batch in watch:
+                        loop.call_soon_threadsafe(offer, (batch, watch.last_revision))
+                except (WatchCompacted, grpc.RpcError) as exc:
+                    loop.call_soon_threadsafe(offer, exc)
+                    return
+                loop.call_soon_threadsafe(offer, _END)
             except RuntimeError:
-                return  # the event loop closed under us: the server is shutting down
-            loop.call_soon_threadsafe(offer, _END)
+                return  # the event loop closed under us: the server has stopped
 
         threading.Thread(target=pump, name="api-watch", daemon=True).start()
         sent = self.start_revision - 1
