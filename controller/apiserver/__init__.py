@@ -2,9 +2,10 @@
 admission and race-free quotas.
 
 Where it sits: beside the controllers, on the same store. A request flows
-``app`` (dispatch) → ``auth`` (Bearer token) → ``paths`` → ``body`` (size limit, safe decoding)
-→ ``handlers`` (``rbac`` → validation → ``admission`` → ``quota`` → store) or ``watch``;
-failures become ``status`` objects. ``openapi`` documents every route from the models.
+``app`` → ``dispatch`` → ``auth`` (Bearer token) → ``body`` (size limit) → in a worker thread
+``paths`` → ``handlers`` (``rbac`` → validation → ``admission`` → ``quota`` → store, the
+reads of admission and quota served by ``lookups``' caches) or ``watch``; failures become
+``status`` objects. ``openapi`` documents every route from the models.
 ``skybroker apiserver`` and ``skybroker up`` serve :class:`ApiServer` with uvicorn.
 """
 

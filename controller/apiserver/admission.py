@@ -12,13 +12,14 @@ before the quota reservation and the store write. In order:
    exist, and the pool's ``allowedNamespaces`` must admit the object's namespace; each failure is
    a cause naming the field (422). On an update only references that changed are checked, so an
    object whose pool was since deleted can still be relabelled or have its finalizers removed.
+   Pools, accounts and profiles are looked up in the API server's caches (``lookups``).
 """
 
 from __future__ import annotations
 
 import base64
 from functools import cache
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pydantic
 
@@ -29,32 +30,36 @@ from api_types.meta import Resource
 from api_types.network import Firewall, Subnet
 from api_types.pools import Pool
 from api_types.tenancy import Quota, QuotaUsage, Secret
+from controller.apiserver.lookups import Lookups
 from controller.apiserver.quota import initial_usage
 from controller.errors import FieldCause, InvalidObjectError, NotFoundError
-from controller.store.objects import Store
 
 __all__ = ["admit", "default_for_create"]
 
 
 @cache
-def _pending_status(model: type[Resource]) -> Any:
-    """A fresh status of ``model``, in phase Pending if the kind's phase allows it."""
+def _initial_status(
+    model: type[Resource],
+) -> tuple[type[pydantic.BaseModel], dict[str, str]] | None:
+    """The status type of ``model`` and what a new one holds: phase Pending if allowed."""
     field = model.model_fields.get("status")
     status_type = field.annotation if field is not None else None
     if not isinstance(status_type, type) or not issubclass(status_type, pydantic.BaseModel):
         return None
     try:
-        return status_type.model_validate({"phase": "Pending"})
+        status_type.model_validate({"phase": "Pending"})
     except pydantic.ValidationError:
-        return status_type()
+        return status_type, {}
+    return status_type, {"phase": "Pending"}
 
 
-def default_for_create(store: Store, obj: Resource) -> Resource:
-    status = _pending_status(type(obj))
-    if status is not None:
-        obj.status = status.model_copy(deep=True)  # type: ignore[attr-defined]
+def default_for_create(lookups: Lookups, obj: Resource) -> Resource:
+    initial = _initial_status(type(obj))
+    if initial is not None:
+        status_type, fields = initial
+        obj.status = status_type.model_validate(fields)  # type: ignore[attr-defined]
     if isinstance(obj, Quota) and obj.metadata.namespace:
-        used = initial_usage(store, obj.metadata.namespace)
+        used = initial_usage(lookups, obj.metadata.namespace)
         obj.status.used = QuotaUsage.model_validate(used)
     return obj
 
@@ -96,9 +101,9 @@ def _references(obj: Resource) -> list[_Reference]:
     return found
 
 
-def _problem(store: Store, ref: _Reference, namespace: str | None) -> str | None:
+def _problem(lookups: Lookups, ref: _Reference, namespace: str | None) -> str | None:
     try:
-        target = store.get(ref.model, ref.name, ref.namespace)
+        target = lookups.get(ref.model, ref.name, ref.namespace)
     except NotFoundError:
         where = f" in namespace {ref.namespace!r}" if ref.namespace else ""
         return f"{ref.model.KIND} {ref.name!r} not found{where}"
@@ -107,7 +112,7 @@ def _problem(store: Store, ref: _Reference, namespace: str | None) -> str | None
     return None
 
 
-def admit(store: Store, obj: Resource, old: Resource | None = None) -> Resource:
+def admit(lookups: Lookups, obj: Resource, old: Resource | None = None) -> Resource:
     """Default and check ``obj`` (a create when ``old`` is None); 422 naming every bad field."""
     if isinstance(obj, Secret):
         _fold_string_data(obj)
@@ -116,7 +121,7 @@ def admit(store: Store, obj: Resource, old: Resource | None = None) -> Resource:
     for ref in _references(obj):
         if ref in unchanged:
             continue
-        problem = _problem(store, ref, obj.metadata.namespace)
+        problem = _problem(lookups, ref, obj.metadata.namespace)
         if problem:
             causes.append(FieldCause(ref.field, problem))
     if causes:

@@ -35,6 +35,7 @@ from controller.apiserver.auth import TokenAuthenticator
 from controller.apiserver.body import MAX_BODY_BYTES
 from controller.apiserver.dispatch import Dispatcher, Receive, Send
 from controller.apiserver.handlers import Resources
+from controller.apiserver.lookups import Lookups
 from controller.apiserver.openapi import API_ROOT, openapi_document
 from controller.apiserver.rbac import BUILTIN_CLUSTER_ROLES, Authorizer
 from controller.apiserver.status import ApiError, error_from, status_response
@@ -101,7 +102,8 @@ class ApiServer:
         self.authenticator = authenticator
         self.options = options or ApiOptions()
         self.authorizer = Authorizer(store)
-        self.resources = Resources(store, self.authorizer)
+        self.lookups = Lookups(store)
+        self.resources = Resources(store, self.authorizer, self.lookups)
         metrics = _Metrics.get()
         self.dispatcher = Dispatcher(
             self.resources,
@@ -117,14 +119,17 @@ class ApiServer:
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the RBAC caches, wait for them, and store the built-in ClusterRoles."""
+        """Start the RBAC and admission caches, wait for them, store the built-in ClusterRoles."""
         self.authorizer.start()
-        if not self.authorizer.wait_for_sync(self.options.sync_timeout):
-            raise StoreError("RBAC caches did not sync; is etcd reachable?")
+        self.lookups.start()
+        timeout = self.options.sync_timeout
+        if not (self.authorizer.wait_for_sync(timeout) and self.lookups.wait_for_sync(timeout)):
+            raise StoreError("the API server's caches did not sync; is etcd reachable?")
         self._bootstrap_roles()
 
     def stop(self) -> None:
         self.dispatcher.close()
+        self.lookups.stop()
         self.authorizer.stop()
 
     def end_watches(self) -> None:
@@ -148,7 +153,8 @@ class ApiServer:
                 continue
 
     def ready(self) -> bool:
-        return self.authorizer.has_synced() and self.store.client.reachable()
+        synced = self.authorizer.has_synced() and self.lookups.has_synced()
+        return synced and self.store.client.reachable()
 
     # --- the application ------------------------------------------------------------------
 

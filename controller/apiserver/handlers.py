@@ -23,6 +23,7 @@ from api_types.tenancy import Secret
 from controller.apiserver.admission import admit, default_for_create
 from controller.apiserver.auth import User
 from controller.apiserver.body import merge_patch
+from controller.apiserver.lookups import Lookups
 from controller.apiserver.paths import Target, decode_continue, encode_continue
 from controller.apiserver.quota import Usage, usage_of, with_reservation
 from controller.apiserver.rbac import Attributes, Authorizer
@@ -78,10 +79,16 @@ def _difference(new: Usage, old: Usage) -> Usage:
     return {name: new[name] - old[name] for name in new}
 
 
-@dataclass
 class Resources:
-    store: Store
-    authorizer: Authorizer
+    """The operations; ``lookups`` serves admission's reads (its caches are started by the API
+    server; without them every read goes to etcd)."""
+
+    def __init__(
+        self, store: Store, authorizer: Authorizer, lookups: Lookups | None = None
+    ) -> None:
+        self.store = store
+        self.authorizer = authorizer
+        self.lookups = lookups or Lookups(store)
 
     # --- authorization --------------------------------------------------------------------
 
@@ -199,11 +206,11 @@ class Resources:
         if target.name is not None:
             raise ApiError(405, "MethodNotAllowed", "create with POST on the collection")
         self.authorize(user, "create", target)
-        obj = default_for_create(self.store, admit(self.store, self.parse(target, body)))
+        obj = default_for_create(self.lookups, admit(self.lookups, self.parse(target, body)))
         created = with_reservation(
-            self.store,
+            self.lookups,
             obj.metadata.namespace,
-            usage_of(self.store, obj),
+            usage_of(self.lookups, obj),
             lambda extras: self.store.create(obj, actor=user.name, dry_run=dry_run, extras=extras),
         )
         return created.to_wire()
@@ -214,12 +221,12 @@ class Resources:
             return self.store.update_status(obj, actor=user.name, dry_run=dry_run)
         info = target.info
         old = self.store.get(info.model, str(target.name), target.namespace)
-        obj = admit(self.store, obj, old)
+        obj = admit(self.lookups, obj, old)
         leaving = old.metadata.deletion_timestamp is not None and not obj.metadata.finalizers
-        new_usage = usage_of(self.store, None if leaving else obj)
-        delta = _difference(new_usage, usage_of(self.store, old))
+        new_usage = usage_of(self.lookups, None if leaving else obj)
+        delta = _difference(new_usage, usage_of(self.lookups, old))
         return with_reservation(
-            self.store,
+            self.lookups,
             target.namespace,
             delta,
             lambda extras: self.store.update(obj, actor=user.name, dry_run=dry_run, extras=extras),
@@ -262,7 +269,7 @@ class Resources:
         current = self.store.get(info.model, name, target.namespace)
         release: Usage = {}
         if not current.metadata.finalizers:
-            release = {k: -v for k, v in usage_of(self.store, current).items()}
+            release = {k: -v for k, v in usage_of(self.lookups, current).items()}
 
         def delete(extras: TxnExtras | None) -> tuple[Resource, bool]:
             return self.store.delete(
@@ -275,5 +282,5 @@ class Resources:
                 extras=extras,
             )
 
-        obj, gone = with_reservation(self.store, target.namespace, release, delete)
+        obj, gone = with_reservation(self.lookups, target.namespace, release, delete)
         return success_status(info.kind, name, obj.metadata.uid) if gone else obj.to_wire()

@@ -2,12 +2,15 @@
 
 Where it sits: in admission, just before the store write. For a write that changes a
 namespace's usage (creating, resizing or deleting an Instance or a Volume), every Quota of the
-namespace is read, the new ``status.used`` computed and checked against ``spec.hard``, and the
-write is sent with :class:`~controller.store.results.TxnExtras` that (a) compare each Quota's
-``mod_revision`` with the one read and (b) put the Quota with the new usage. Either the object
-and every Quota change together or nothing does; a concurrent write that moved a Quota makes the
-transaction fail and the reservation is recomputed — so concurrent creates can never exceed a
-limit. The quota reconciler recomputes ``status.used`` from the objects periodically, which
+namespace is read (from the API server's cache, see ``lookups``), the new ``status.used``
+computed and checked against ``spec.hard``, and the write is sent with
+:class:`~controller.store.results.TxnExtras` that (a) compare each Quota's ``mod_revision`` with
+the one read, (b) compare that no Quota of the namespace was written (or created) after the
+revision the quotas were read at, and (c) put each Quota with the new usage. Either the object
+and every Quota change together or nothing does; a concurrent write that moved or added a Quota
+makes the transaction fail and the reservation is recomputed from quotas read from etcd — so
+concurrent creates can never exceed a limit, and a namespace without quotas costs no read at
+all. The quota reconciler recomputes ``status.used`` from the objects periodically, which
 repairs what admission cannot see (direct writes, objects whose finalizers ran later).
 
 What an object uses:
@@ -34,11 +37,11 @@ from api_types.compute import Instance
 from api_types.meta import Resource
 from api_types.storage import Volume
 from api_types.tenancy import Quota, QuotaUsage
+from controller.apiserver.lookups import Lookups, QuotaSnapshot
 from controller.apiserver.status import ApiError
 from controller.errors import ConflictError, NotFoundError
 from controller.store.codec import encode_value
-from controller.store.etcd import cmp_mod_revision, op_put
-from controller.store.objects import Store
+from controller.store.etcd import cmp_mod_revision, cmp_prefix_unchanged_since, op_put
 from controller.store.results import TxnExtras
 
 __all__ = ["Usage", "initial_usage", "usage_of", "with_reservation"]
@@ -57,7 +60,7 @@ def _zero() -> Usage:
     return dict.fromkeys(_NAMES, 0)
 
 
-def usage_of(store: Store, obj: Resource | None) -> Usage:
+def usage_of(lookups: Lookups, obj: Resource | None) -> Usage:
     """What ``obj`` counts against its namespace's quota (zero for None)."""
     usage = _zero()
     if isinstance(obj, Volume):
@@ -68,7 +71,7 @@ def usage_of(store: Store, obj: Resource | None) -> Usage:
         cpu, memory = as_range(hardware.cpu), as_range(hardware.memory_mib)
         if hardware.profile is not None:
             try:
-                profile = store.get(HardwareProfile, hardware.profile).spec
+                profile = lookups.get(HardwareProfile, hardware.profile).spec
             except NotFoundError:
                 profile = None
             cpu, memory = (profile.cpu, profile.memory_mib) if profile else (None, None)
@@ -77,20 +80,23 @@ def usage_of(store: Store, obj: Resource | None) -> Usage:
     return usage
 
 
-def initial_usage(store: Store, namespace: str) -> Usage:
+def initial_usage(lookups: Lookups, namespace: str) -> Usage:
     """What a namespace uses now: the starting ``status.used`` of a new Quota."""
     total = _zero()
     for model in (Instance, Volume):
-        for obj in store.list(model, namespace).items:
-            for name, amount in usage_of(store, obj).items():
+        for obj in lookups.store.list(model, namespace).items:
+            for name, amount in usage_of(lookups, obj).items():
                 total[name] += amount
     return total
 
 
-def _reserve(store: Store, namespace: str, delta: Usage) -> tuple[TxnExtras, dict[str, str]]:
+def _reserve(lookups: Lookups, namespace: str, delta: Usage, snapshot: QuotaSnapshot) -> TxnExtras:
     """The transaction extras applying ``delta`` to every Quota of the namespace (403 if over)."""
-    compares, operations, revisions = [], [], {}
-    for quota in store.list(Quota, namespace).items:
+    store = lookups.store
+    prefix = store.layout.kind_prefix(Quota.PLURAL, namespace)
+    compares = [cmp_prefix_unchanged_since(prefix, snapshot.revision)]
+    operations = []
+    for quota in snapshot.quotas:
         used = quota.status.used
         new = {name: max(0, getattr(used, _ATTRS[name]) + delta[name]) for name in _NAMES}
         over = [
@@ -105,26 +111,17 @@ def _reserve(store: Store, namespace: str, delta: Usage) -> tuple[TxnExtras, dic
                 for name in over
             )
             raise ApiError(403, "Forbidden", f"exceeded quota: {quota.metadata.name}, {detail}")
-        revision = str(quota.metadata.resource_version)
-        revisions[quota.metadata.name] = revision
         wire = quota.to_wire()
         wire["metadata"].pop("resourceVersion", None)
         wire["status"]["used"] = new
         etcd_key = store.layout.object_key(store.key_of(quota))
-        compares.append(cmp_mod_revision(etcd_key, int(revision)))
+        compares.append(cmp_mod_revision(etcd_key, int(str(quota.metadata.resource_version))))
         operations.append(op_put(etcd_key, encode_value(wire)))
-    return TxnExtras(compares, operations), revisions
-
-
-def _revisions(store: Store, namespace: str) -> dict[str, str]:
-    return {
-        q.metadata.name: str(q.metadata.resource_version)
-        for q in store.list(Quota, namespace).items
-    }
+    return TxnExtras(compares, operations)
 
 
 def with_reservation(
-    store: Store,
+    lookups: Lookups,
     namespace: str | None,
     delta: Usage,
     write: Callable[[TxnExtras | None], T],
@@ -133,14 +130,16 @@ def with_reservation(
     if namespace is None or not any(delta.values()):
         return write(None)
     deadline = time.monotonic() + _RETRY_FOR
+    snapshot = lookups.quotas(namespace)
     while True:
-        extras, revisions = _reserve(store, namespace, delta)
-        if not revisions:
-            return write(None)
         try:
-            return write(extras)
+            return write(_reserve(lookups, namespace, delta, snapshot))
         except ConflictError:
-            # Either a Quota moved (someone else reserved first: recompute) or the object's
-            # own precondition failed (the caller's conflict: report it).
-            if _revisions(store, namespace) == revisions or time.monotonic() > deadline:
+            # A Quota moved or appeared (someone reserved first, or the cache lagged behind):
+            # recompute from etcd. If etcd shows the very quotas an etcd read gave before, the
+            # object's own precondition failed: the caller's conflict, reported.
+            fresh = lookups.stored_quotas(namespace)
+            same = not snapshot.cached and fresh.revisions() == snapshot.revisions()
+            if same or time.monotonic() > deadline:
                 raise
+            snapshot = fresh

@@ -30,6 +30,7 @@ __all__ = [
     "EtcdClient",
     "cmp_create_revision",
     "cmp_mod_revision",
+    "cmp_prefix_unchanged_since",
     "op_delete",
     "op_get",
     "op_put",
@@ -284,6 +285,18 @@ def cmp_create_revision(key: bytes, revision: int) -> Any:
         result=etcdrpc.Compare.EQUAL,
         target=etcdrpc.Compare.CREATE,
         create_revision=revision,
+    )
+
+
+def cmp_prefix_unchanged_since(prefix: bytes, revision: int) -> Any:
+    """Holds while no key under ``prefix`` was written after ``revision`` (none existing passes;
+    a key deleted since is not seen: compare each key known to exist as well)."""
+    return etcdrpc.Compare(
+        key=prefix,
+        range_end=prefix_range_end(prefix),
+        result=etcdrpc.Compare.LESS,
+        target=etcdrpc.Compare.MOD,
+        mod_revision=revision + 1,
     )
 
 

@@ -6,9 +6,17 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 
+from api_types import registry
 from api_types.compute import Instance
 from api_types.tenancy import Quota
+from controller.apiserver.auth import MASTERS_GROUP, User
+from controller.apiserver.handlers import Resources
+from controller.apiserver.lookups import Lookups
+from controller.apiserver.paths import Target
+from controller.apiserver.rbac import Authorizer
+from controller.apiserver.status import ApiError
 from controller.store.objects import Store
 from tests.integration.apiserver.conftest import ROOT
 
@@ -93,3 +101,30 @@ def test_new_quota_starts_from_current_usage(admin: httpx.Client) -> None:
     created = admin.post(f"{NS}/quotas", json=quota).json()
     assert created["status"]["used"]["instances"] == 1, "a client cannot forge usage"
     assert admin.post(f"{NS}/instances", json=_instance("b")).status_code == 403
+
+
+def test_a_quota_the_cache_has_not_seen_still_limits(api_store: Store) -> None:
+    """The admission cache is frozen before the Quota (and the account) exist: the account is
+    found in etcd, and the create's transaction, which compares that no Quota of the namespace
+    was written after the cache's revision, fails and is retried on the Quota read from etcd."""
+    lookups = Lookups(api_store)
+    lookups.start()
+    assert lookups.wait_for_sync(10)
+    lookups.stop()  # from here on the cache sees nothing
+    api_store.create(registry.parse_object(
+        {"kind": "ProviderAccount", "metadata": {"name": "sim"},
+         "spec": {"driver": "simulated", "region": "local"}}))  # fmt: skip
+    quota = {"kind": "Quota", "metadata": {"name": "q", "namespace": "team-a"},
+             "spec": {"hard": {"instances": 1}}}  # fmt: skip
+    api_store.create(registry.parse_object(quota))
+    assert lookups.quotas("team-a").quotas == [], "the cache has not seen the Quota"
+
+    resources = Resources(api_store, Authorizer(api_store), lookups)
+    admin = User("admin", "admin", frozenset({MASTERS_GROUP}))
+    target = Target(registry.by_plural("instances"), "team-a")
+    resources.create(admin, target, _instance("a"), dry_run=False)
+    with pytest.raises(ApiError) as refused:
+        resources.create(admin, target, _instance("b"), dry_run=False)
+    assert refused.value.code == 403 and "exceeded quota: q" in refused.value.message
+    assert api_store.get(Quota, "q", "team-a").status.used.instances == 1
+    assert [i.metadata.name for i in api_store.list(Instance, "team-a").items] == ["a"]
