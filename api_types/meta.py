@@ -50,6 +50,7 @@ API_VERSION = "skybroker.io/v1alpha1"
 
 
 _E = TypeVar("_E", bound=Enum)
+_R = TypeVar("_R", bound="Resource")
 
 
 def _enum_wire_value(value: object) -> object:
@@ -259,6 +260,11 @@ class Resource(WireModel):
     def namespaced(cls) -> bool:
         """True for namespaced kinds."""
         return cls.SCOPE is Scope.NAMESPACED
+
+    def clone(self: _R) -> _R:
+        """An independent deep copy. ``model_copy(deep=True)`` walks the object with Python's
+        ``deepcopy``; dumping and re-validating runs in pydantic-core, several times faster."""
+        return type(self).model_validate(self.model_dump(by_alias=True))
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict stored in etcd and served by the API (camelCase, no None)."""

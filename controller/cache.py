@@ -181,7 +181,13 @@ class Informer(Generic[R]):
         newer = self._store.newer_than(key, cached) if obj is not None else None
         if isinstance(newer, self.model):
             return newer
-        return None if obj is None else obj.model_copy(deep=True)
+        return None if obj is None else obj.clone()
+
+    def peek(self, key: ObjectKey) -> R | None:
+        """The cached object itself (read-only, like :meth:`list`), as the watch delivered it:
+        for looking at other objects; :meth:`get` the one a reconcile changes."""
+        with self._lock:
+            return self._items.get(key)
 
     def list(self, namespace: str | None = None, selector: LabelSelector | None = None) -> list[R]:
         """Cached objects (read-only), sorted by key, optionally in a namespace and selected."""

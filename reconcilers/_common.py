@@ -150,7 +150,7 @@ def conflicts_retry(
 
 def account_handle(deps: Deps, name: str) -> AccountHandle:
     """The named account's provider; TransientError while it is missing or unusable."""
-    account = deps.manager.informer(ProviderAccount).get(
+    account = deps.manager.informer(ProviderAccount).peek(
         ObjectKey(ProviderAccount.PLURAL, None, name)
     )
     if account is None:

@@ -105,7 +105,7 @@ class PoolReconciler:
         failed_at: datetime | None,
     ) -> PoolMemberStatus:
         key = member.key
-        account = self._accounts.get(ObjectKey(ProviderAccount.PLURAL, None, member.account))
+        account = self._accounts.peek(ObjectKey(ProviderAccount.PLURAL, None, member.account))
         healthy, message = True, ""
         if account is None:
             healthy, message = False, f"account {member.account} does not exist"

@@ -106,7 +106,7 @@ def account_states(deps: Deps, names: Iterable[str]) -> dict[str, AccountState]:
     informer = deps.manager.informer(ProviderAccount)
     states: dict[str, AccountState] = {}
     for name in sorted(set(names)):
-        account = informer.get(ObjectKey(ProviderAccount.PLURAL, None, name))
+        account = informer.peek(ObjectKey(ProviderAccount.PLURAL, None, name))
         if account is None:
             continue
         state = AccountState(
@@ -141,7 +141,7 @@ def candidates(deps: Deps, spec: TargetSpec, namespace: str | None) -> Targets:
     if spec.account is not None:
         return Targets([Candidate.for_account(spec.account)], None, None)
     assert spec.pool is not None
-    pool = deps.manager.informer(Pool).get(ObjectKey(Pool.PLURAL, None, spec.pool))
+    pool = deps.manager.informer(Pool).peek(ObjectKey(Pool.PLURAL, None, spec.pool))
     if pool is None:
         raise Unschedulable(f"pool {spec.pool} does not exist")
     allowed = pool.spec.allowed_namespaces

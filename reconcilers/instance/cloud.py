@@ -180,7 +180,7 @@ class CloudSteps:
             raise
 
     def _image_id(self, work: Work, account: str) -> str:
-        found = self._accounts.get(ObjectKey(ProviderAccount.PLURAL, None, account))
+        found = self._accounts.peek(ObjectKey(ProviderAccount.PLURAL, None, account))
         image = work.instance.spec.image
         image_id: str | None = found.spec.images.get(image) if found is not None else None
         if image_id is None:

@@ -139,7 +139,7 @@ class InstanceReconciler:
         ref = instance.spec.subnet_ref
         if ref is None:
             return None
-        return self._subnets.get(ObjectKey(Subnet.PLURAL, instance.metadata.namespace, ref))
+        return self._subnets.peek(ObjectKey(Subnet.PLURAL, instance.metadata.namespace, ref))
 
     def _wait(self, work: Work, reason: str, message: str) -> Result:
         work.condition("Ready", False, reason, message)
@@ -230,7 +230,7 @@ class InstanceReconciler:
             network = subnet.spec.network.name
         firewall_ids: list[FirewallId] = []
         for ref in instance.spec.firewall_refs:
-            firewall = self._firewalls.get(
+            firewall = self._firewalls.peek(
                 ObjectKey(Firewall.PLURAL, instance.metadata.namespace, ref)
             )
             realisations = firewall.status.realisations if firewall is not None else []

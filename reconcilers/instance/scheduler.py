@@ -155,7 +155,7 @@ class Scheduler:
         self._images: dict[str, tuple[float, dict[str, str]]] = {}
 
     def profile(self, name: str) -> HardwareProfile | None:
-        return self._profiles.get(ObjectKey(HardwareProfile.PLURAL, None, name))
+        return self._profiles.peek(ObjectKey(HardwareProfile.PLURAL, None, name))
 
     def _profile_spec(self, name: str) -> HardwareProfileSpec | None:
         found = self.profile(name)
