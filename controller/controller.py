@@ -9,8 +9,8 @@ contract is in ``controller.reconcile``):
 
 * ``Result()`` → forget (reset the backoff); counted as ``success``;
 * ``Result(requeue_after=s)`` → forget, ``add_after(s)``; ``requeue``;
-* ``TransientError(delay=s)`` → ``add_after(s)``, or ``add_rate_limited`` without a delay;
-  ``transient``;
+* ``TransientError(delay=s)`` → ``add_rate_limited(at_least=s)``: ``s`` plus the key's backoff
+  capped at ``s`` (so repeated waits spread out); without a delay, plain backoff; ``transient``;
 * ``TerminalError`` → forget, no retry, the ``on_terminal(request, error)`` hook (the manager
   posts the Warning event and sets Ready=False); ``terminal``;
 * any other exception → ``add_rate_limited``, logged with its traceback; ``error``.
@@ -225,10 +225,7 @@ class Controller:
         try:
             outcome = self._reconciler.reconcile(request)
         except TransientError as exc:
-            if exc.delay:
-                self.queue.add_after(key, exc.delay)
-            else:
-                self.queue.add_rate_limited(key)
+            self.queue.add_rate_limited(key, at_least=exc.delay or 0.0)
             log.info("reconcile will be retried", error=exc.message, delay=exc.delay)
             return "transient"
         except TerminalError as exc:

@@ -149,9 +149,16 @@ class RateLimitingQueue(DelayingQueue[T]):
             else default_controller_rate_limiter(self._clock)
         )
 
-    def add_rate_limited(self, item: T) -> None:
-        """Add ``item`` after the delay the rate limiter gives it now."""
-        self.add_after(item, self._rate_limiter.when(item))
+    def add_rate_limited(self, item: T, *, at_least: float = 0.0) -> None:
+        """Add ``item`` after the delay the rate limiter gives it now.
+
+        ``at_least`` > 0 (a delay the failure asked for, e.g. until the API budget refills):
+        wait that long plus the item's backoff, the backoff capped at ``at_least`` — repeated
+        failures spread out instead of retrying in lockstep with the refill (a retry that needs
+        two tokens would otherwise always find one), and never wait more than twice the hint.
+        """
+        backoff = self._rate_limiter.when(item)
+        self.add_after(item, at_least + min(backoff, at_least) if at_least > 0 else backoff)
 
     def forget(self, item: T) -> None:
         """Stop tracking ``item``'s failures; it does not remove the key from the queue."""

@@ -264,3 +264,25 @@ TestDelayingQueueMachine = DelayingQueueMachine.TestCase
 TestDelayingQueueMachine.settings = settings(
     max_examples=100, stateful_step_count=30, deadline=None
 )
+
+
+def test_a_failure_asking_for_a_delay_waits_that_plus_its_capped_backoff(
+    clock: FakeClock,
+) -> None:
+    """5 ms, 10 ms, … backoff added to the 1 s the failure asked for, capped at another 1 s."""
+    queue = RateLimitingQueue[str](
+        clock=clock, rate_limiter=ItemExponentialFailureRateLimiter(base_delay=0.25)
+    )
+    try:
+        for extra in [0.25, 0.5, 1.0, 1.0]:
+            queue.add_rate_limited("a", at_least=1.0)
+            ready_at = clock.now() + 1.0 + extra
+            settle(clock, ready_at)
+            assert len(queue) == 0
+            clock.set(ready_at)
+            settle(clock)
+            assert queue.get() == ("a", False)
+            queue.done("a")
+        assert queue.num_requeues("a") == 4
+    finally:
+        queue.shut_down()
