@@ -72,8 +72,8 @@ class DirectWriteNormalizer:
         self, etcd_key: bytes, raw: bytes, mod_revision: int, prev_raw: bytes | None = None
     ) -> Outcome:
         key = self.store.layout.parse_object_key(etcd_key)
-        if key is None:
-            return Outcome.UNCHANGED
+        if key is None or self.store.wrote(key, mod_revision):
+            return Outcome.UNCHANGED  # the store writes only complete, canonical values
         try:
             raw = self.store.plain(key, raw)  # encrypted Secrets are read like any value
             wire = decode_value(raw)

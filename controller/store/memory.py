@@ -6,6 +6,8 @@ informers. Two memories, both bounded by the number of live keys and dropped on 
 * **bases** — the newest (revision, raw value) this process read or wrote. A write based on
   that revision needs no read first, and ``Informer.get`` uses :meth:`WriteMemory.newer` to
   return what this process wrote before the watch delivers it (read-your-writes).
+* **writes** — the revision of the last value this process wrote per key, so the direct-write
+  normaliser can skip values it knows are canonical;
 * **status writes** — base revision → written revision (None while the transaction is in
   flight) of the last few status writes, so ``NotOwnStatusWrite`` can tell a status write this
   process made from anyone else's change when it comes back through the watch.
@@ -25,6 +27,7 @@ class WriteMemory:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bases: dict[bytes, tuple[int, bytes]] = {}
+        self._written: dict[bytes, int] = {}
         self._status_writes: dict[bytes, dict[int, int | None]] = {}
 
     def remember(self, etcd_key: bytes, revision: int, raw: bytes) -> None:
@@ -33,6 +36,16 @@ class WriteMemory:
             known = self._bases.get(etcd_key)
             if known is None or known[0] <= revision:
                 self._bases[etcd_key] = (revision, raw)
+
+    def wrote(self, etcd_key: bytes, revision: int, raw: bytes) -> None:
+        """Note a value this process wrote (also remembered as the key's base)."""
+        self.remember(etcd_key, revision, raw)
+        with self._lock:
+            self._written[etcd_key] = max(revision, self._written.get(etcd_key, 0))
+
+    def written_at(self, etcd_key: bytes, revision: int) -> bool:
+        with self._lock:
+            return self._written.get(etcd_key) == revision
 
     def base(self, etcd_key: bytes) -> tuple[int, bytes] | None:
         with self._lock:
@@ -46,6 +59,7 @@ class WriteMemory:
     def forget(self, etcd_key: bytes) -> None:
         with self._lock:
             self._bases.pop(etcd_key, None)
+            self._written.pop(etcd_key, None)
             self._status_writes.pop(etcd_key, None)
 
     def status_write(self, etcd_key: bytes, base: int, written: int | None) -> None:

@@ -192,18 +192,19 @@ class Store:
         return obj
 
     def wrote_status(self, old: Resource, new: Resource) -> bool:
-        """True if the change ``old`` → ``new`` of one object is a status write made here.
-
-        A write is noted (its base revision) before its transaction is sent, because the
-        watch can deliver the change before the writing thread hears back. A write still in
-        flight counts as ours: if it loses the race to someone else's write on the same base,
-        the caller gets a ``ConflictError`` and retries, and the retry sees that change.
-        """
+        """True if the change ``old`` → ``new`` of one object is a status write made here
+        (noted before its transaction is sent: the watch may deliver it before the writer hears
+        back; if one in flight loses to someone else's write, the writer's ConflictError retry
+        sees that change)."""
         base, result = old.metadata.resource_version, new.metadata.resource_version
         if not base or not base.isdigit() or not result or not result.isdigit():
             return False
         etcd_key = self.layout.object_key(self.key_of(new))
         return self._memory.is_status_write(etcd_key, int(base), int(result))
+
+    def wrote(self, key: ObjectKey, revision: int) -> bool:
+        """True if this store wrote ``key``'s value at ``revision`` (so it is canonical)."""
+        return self._memory.written_at(self.layout.object_key(key), revision)
 
     def newer_than(self, key: ObjectKey, revision: int) -> Resource | None:
         """The object at the newest revision this store knows for ``key``, if above
@@ -523,7 +524,7 @@ class Store:
         """``validated`` as now stored at ``revision``: remembered as the base of later writes,
         without decoding the value just encoded from it once more."""
         validated.metadata.resource_version = str(revision)
-        self._memory.remember(self.layout.object_key(key), revision, raw)
+        self._memory.wrote(self.layout.object_key(key), revision, raw)
         return validated
 
     def _finalize(

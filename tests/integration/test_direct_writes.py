@@ -105,6 +105,26 @@ def test_direct_spec_change_bumps_generation(
     assert store.history(key)[-1].changes[0]["path"] == "spec.image"
 
 
+def test_values_this_store_wrote_are_not_decoded_again_but_anything_else_is(
+    store: Store, normaliser: DirectWriteNormalizer, reports: Reports
+) -> None:
+    """The normaliser trusts exactly the (key, revision) pairs its own store wrote."""
+    key = ObjectKey("instances", "acme", "web-1")
+    put(store, key, VALID_YAML)
+    assert normalise(store, normaliser, key) is Outcome.NORMALISED  # written by this store
+    written = store.client.range(store.layout.object_key(key)).kvs[0]
+    etcd_key, revision = bytes(written.key), int(written.mod_revision)
+    # Its own write is skipped without even decoding (garbage bytes would be reported)...
+    assert normaliser.normalise(etcd_key, b"\xff not json", revision) is Outcome.UNCHANGED
+    assert reports.seen == []
+    # ...while the same key at any other revision is checked as usual.
+    assert normaliser.normalise(etcd_key, b"\xff not json", revision + 1) is Outcome.INVALID
+    assert [seen[1] for seen in reports.seen] == [revision + 1]
+    # A direct write at a later revision is normalised, whatever this store wrote before.
+    put(store, key, VALID_YAML)
+    assert normalise(store, normaliser, key) is Outcome.NORMALISED
+
+
 @pytest.mark.parametrize(
     ("name", "value", "expected_field", "expected_text"),
     [
