@@ -1,29 +1,39 @@
 """REST API throughput beside the raw etcd limit of the same run.
 
 Rows: creates/s and gets/s with 8 concurrent clients — raw (bare CAS create transactions and
-single-key ranges on the gRPC client) and through ``skybroker apiserver`` (a separate process,
-so the clients do not share its interpreter: HTTP, token auth, RBAC, validation, admission,
-history record, store CAS) — with the ratio API/raw. The clients are threads of this process
-with one httpx connection each; raw etcd is driven from the same threads.
+single-key ranges on the gRPC client) and through ``skybroker apiserver`` (separate processes,
+so the clients do not share their interpreter: HTTP, token auth, RBAC, validation, admission,
+history record, store CAS) — with the ratio API/raw, first with one API server and then with
+several (``--apiservers``, default 2; DESIGN §1: "run as many as you like"), each client keeping
+one connection to one of them, spread evenly as behind a load balancer. The raw numbers are
+measured again right before each API configuration, so a machine whose load changes during
+the run still yields fair ratios. Below the table: the API servers' own CPU time per request
+(from ``/proc``), the number that least depends on what else the machine is doing.
 
-    python -m bench.api [--ops 2000] [--etcd-endpoints URL,...]
+The clients are threads of this process, each with one keep-alive connection of the standard
+library's ``http.client`` (lighter than httpx: on a small machine the client's own CPU would
+otherwise come out of the server's share); raw etcd is driven from the same threads.
+
+    python -m bench.api [--ops 2000] [--apiservers 2] [--etcd-endpoints URL,...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bench._common import Row, etcd_for_bench, print_table, threaded_rate
 from bench.store_limits import raw_create_rate
@@ -32,6 +42,7 @@ from controller.store.etcd import EtcdClient
 CLIENTS = 8
 TOKEN = "bench-admin-token"
 ROOT = "/apis/skybroker.io/v1alpha1"
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 def _free_port() -> int:
@@ -40,27 +51,79 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_apiserver(endpoint: str, prefix: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _request(
+    connection: http.client.HTTPConnection, method: str, path: str, body: Any = None
+) -> tuple[int, bytes]:
+    payload = json.dumps(body).encode() if body is not None else None
+    connection.request(method, path, body=payload, headers=HEADERS)
+    answer = connection.getresponse()
+    return answer.status, answer.read()
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("an apiserver exited during start-up")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            if _request(connection, "GET", "/readyz")[0] == 200:
+                connection.close()
+                return
+        time.sleep(0.1)
+    raise RuntimeError("an apiserver did not become ready")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used (Linux ``/proc``; NaN elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+@dataclass
+class Servers:
+    ports: list[int]
+    pids: list[int]
+
+
+@dataclass
+class Measured:
+    creates: float  # per second
+    gets: float
+    create_cpu: float  # API server CPU seconds per request
+    get_cpu: float
+
+
+@contextlib.contextmanager
+def apiservers(endpoint: str, prefix: str, tmp: Path, count: int) -> Iterator[Servers]:
+    """``count`` ``skybroker apiserver`` processes on one etcd prefix."""
     token_file = tmp / "tokens.csv"
     token_file.write_text(f'{TOKEN},admin,admin,"system:masters"\n')
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "skybroker", "--log-level", "warning", "apiserver",
-        "--etcd-endpoints", endpoint, "--listen", f"127.0.0.1:{port}",
-        "--token-file", str(token_file), "--prefix", prefix,
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the apiserver did not become ready")
+    ports = [_free_port() for _ in range(count)]
+    processes = []
+    try:
+        for port in ports:
+            command = [
+                sys.executable, "-m", "skybroker", "--log-level", "warning", "apiserver",
+                "--etcd-endpoints", endpoint, "--listen", f"127.0.0.1:{port}",
+                "--token-file", str(token_file), "--prefix", prefix,
+            ]  # fmt: skip
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            processes.append(subprocess.Popen(command, env=env))
+        for port, process in zip(ports, processes, strict=True):
+            _wait_ready(port, process)
+        yield Servers(ports, [process.pid for process in processes])
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
 
 
 def _firewall(name: str) -> dict[str, Any]:
@@ -68,29 +131,44 @@ def _firewall(name: str) -> dict[str, Any]:
     return {"kind": "Firewall", "metadata": {"name": name}, "spec": {"rules": [rule]}}
 
 
-def api_rates(url: str, per_client: int) -> tuple[float, float]:
-    local = threading.local()
-    collection = f"{url}{ROOT}/namespaces/bench/firewalls"
-
-    def http() -> httpx.Client:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-        client: httpx.Client = local.client
-        return client
+def api_rates(servers: Servers, per_client: int) -> Measured:
+    """Creates, then gets, by CLIENTS threads, client ``t`` talking to server ``t % count``."""
+    ports = servers.ports
+    connections = [
+        http.client.HTTPConnection("127.0.0.1", ports[t % len(ports)]) for t in range(CLIENTS)
+    ]
+    collection = f"{ROOT}/namespaces/bench/firewalls"
 
     def create(thread_index: int, i: int) -> None:
-        answer = http().post(collection, json=_firewall(f"fw-{thread_index}-{i}"))
-        assert answer.status_code == 201, answer.text
+        name = f"fw-{thread_index}-{i}"
+        code, body = _request(connections[thread_index], "POST", collection, _firewall(name))
+        assert code == 201, body
 
     def get(thread_index: int, i: int) -> None:
-        answer = http().get(f"{collection}/fw-{thread_index}-{i}")
-        assert answer.status_code == 200, answer.text
+        code, body = _request(
+            connections[thread_index], "GET", f"{collection}/fw-{thread_index}-{i}"
+        )
+        assert code == 200, body
 
     namespace = {"kind": "Namespace", "metadata": {"name": "bench"}}
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    assert httpx.post(f"{url}{ROOT}/namespaces", json=namespace, headers=headers).is_success
-    threaded_rate(lambda t, i: http().get(f"{url}/healthz"), CLIENTS, 5)  # open connections
-    return threaded_rate(create, CLIENTS, per_client), threaded_rate(get, CLIENTS, per_client)
+    code, body = _request(connections[0], "POST", f"{ROOT}/namespaces", namespace)
+    assert code == 201, body
+
+    def warm_up(thread_index: int, i: int) -> None:
+        _request(connections[thread_index], "GET", "/healthz")
+
+    threaded_rate(warm_up, CLIENTS, 5)
+    requests = CLIENTS * per_client
+    try:
+        before = _cpu_seconds(servers.pids)
+        creates = threaded_rate(create, CLIENTS, per_client)
+        middle = _cpu_seconds(servers.pids)
+        gets = threaded_rate(get, CLIENTS, per_client)
+        after = _cpu_seconds(servers.pids)
+        return Measured(creates, gets, (middle - before) / requests, (after - middle) / requests)
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def raw_get_rate(client: EtcdClient, prefix: str, per_client: int) -> float:
@@ -101,29 +179,42 @@ def raw_get_rate(client: EtcdClient, prefix: str, per_client: int) -> float:
     return threaded_rate(get, CLIENTS, per_client)
 
 
+def measure(client: EtcdClient, tmp: Path, count: int, per_client: int) -> tuple[list[Row], str]:
+    """Raw etcd, then ``count`` API servers, on a fresh prefix: two rows and a CPU note."""
+    prefix = f"/bench-{uuid.uuid4().hex[:8]}"
+    raw_creates = raw_create_rate(client, prefix, CLIENTS, per_client)
+    raw_gets = raw_get_rate(client, prefix, per_client)
+    with apiservers(client.endpoints[0], prefix, tmp, count) as servers:
+        api = api_rates(servers, per_client)
+    where = f"{count} apiserver{'s' if count > 1 else ''}"
+    rows = [
+        Row(f"create, {CLIENTS} clients, {where}", raw_creates, api.creates, "creates/s"),
+        Row(f"get, {CLIENTS} clients, {where}", raw_gets, api.gets, "gets/s"),
+    ]
+    note = (
+        f"apiserver CPU per request, {where}: create {api.create_cpu * 1e6:.0f} µs, "
+        f"get {api.get_cpu * 1e6:.0f} µs"
+    )
+    return rows, note
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ops", type=int, default=2_000, help="operations per measurement")
+    parser.add_argument("--apiservers", type=int, default=2, help="API servers of the last rows")
     parser.add_argument("--etcd-endpoints", default="")
     args = parser.parse_args()
     per_client = args.ops // CLIENTS
-    prefix = f"/bench-{uuid.uuid4().hex[:8]}"
+    rows: list[Row] = []
+    notes: list[str] = []
     with etcd_for_bench(args) as client, tempfile.TemporaryDirectory() as tmp:
-        raw_creates = raw_create_rate(client, prefix, CLIENTS, per_client)
-        raw_gets = raw_get_rate(client, prefix, per_client)
-        process, url = _start_apiserver(client.endpoints[0], prefix, Path(tmp))
-        try:
-            api_creates, api_gets = api_rates(url, per_client)
-        finally:
-            process.terminate()
-            process.wait(10)
-    print_table(
-        f"REST API vs raw etcd ({CLIENTS} clients, same etcd, same run)",
-        [
-            Row(f"create, {CLIENTS} clients", raw_creates, api_creates, "creates/s"),
-            Row(f"get, {CLIENTS} clients", raw_gets, api_gets, "gets/s"),
-        ],
-    )
+        for count in sorted({1, max(1, args.apiservers)}):
+            measured, note = measure(client, Path(tmp), count, per_client)
+            rows.extend(measured)
+            notes.append(note)
+    print_table(f"REST API vs raw etcd ({CLIENTS} clients, same etcd, same run)", rows)
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":
