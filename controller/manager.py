@@ -120,18 +120,22 @@ class Manager:
         watches: Sequence[tuple[type[Any], EventHandler]] = (),
         predicates: Sequence[Predicate] = (),
         min_interval: float | None = None,
+        name: str | None = None,
     ) -> Controller:
         """Reconcile ``model`` objects; ``watches`` maps other kinds' events to its keys.
 
         ``min_interval``: reconcile a key at most once per that many seconds (see
         ``controller.controller``), for controllers that aggregate over many objects.
+        ``name``: for a second controller of one kind — names its workqueue and is the
+        ``kind`` label of its metrics and logs instead of the kind's plural and name, so the
+        two controllers' series stay apart.
         """
         controller = Controller(
-            model.PLURAL,
+            name or model.PLURAL,
             reconciler,
-            RateLimitingQueue(model.PLURAL, metrics=default_workqueue_metrics()),
+            RateLimitingQueue(name or model.PLURAL, metrics=default_workqueue_metrics()),
             workers=workers or self.options.workers,
-            kind=model.KIND,
+            kind=name or model.KIND,
             is_active=self.owns,
             on_terminal=self._on_terminal,
             resync_source=self.informer(model),

@@ -80,14 +80,22 @@ def instance_manifest(name: str, namespace: str = "acme", **spec: Any) -> dict[s
 
 
 class Harness:
-    def __init__(self, store: Store, state_dir: Path) -> None:
+    """``shards > 1``: this manager is one of several splitting the shards (each a Harness on
+    the same store and state directory, as separate controller processes would be)."""
+
+    def __init__(self, store: Store, state_dir: Path, shards: int = 1) -> None:
         self.store = store
         self.state_dir = state_dir
         self.providers = ProviderRegistry(
             store, simulated_state_dir=state_dir, inventory_interval=0.3
         )
         options = ManagerOptions(
-            workers=4, lease_ttl=5, renew_every=1.0, resync_period=2.0, maintenance_interval=1.0
+            workers=4,
+            shards=shards,
+            lease_ttl=5,
+            renew_every=1.0,
+            resync_period=2.0,
+            maintenance_interval=1.0,
         )
         self.manager = Manager(store, options)
         self.deps = Deps(self.manager, self.providers)
@@ -96,7 +104,7 @@ class Harness:
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self, *registers: Register, timeout: float = 20.0) -> None:
-        """Register the reconcilers and run the manager until it holds its lease."""
+        """Register the reconcilers and run the manager until it holds a shard's lease."""
         for register in registers:
             register(self.deps)
         ready = threading.Event()
@@ -105,7 +113,9 @@ class Harness:
         )
         self._thread.start()
         assert ready.wait(timeout), "manager did not start"
-        self.eventually(self.manager.is_maintainer, timeout, "the manager never got its lease")
+        self.eventually(
+            lambda: bool(self.manager.shards.owned()), timeout, "the manager never got a lease"
+        )
 
     def stop(self) -> None:
         if self._thread is not None:
