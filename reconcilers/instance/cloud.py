@@ -16,12 +16,19 @@ Drift (``spec.driftPolicy``): Correct — terminated outside → recreated under
 stopped/started outside → put back; Report — condition ``Drifted=True`` with the difference.
 A terminal capacity or provider-quota failure records a failure against the member and clears
 the placement, so the next reconcile places the instance elsewhere (event ``Replacing``).
+
+A spec change a running instance cannot take in place — ``spec.image`` now maps to another
+image, or ``spec.hardware`` no longer allows its size — replaces it (event ``Replacing``): the
+old instance is deleted first, then a new one is created under the new generation's token, on
+the cheapest size of the same account that fits (or re-placed if the account has none). A
+hardware change the current size still satisfies changes nothing in the cloud.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import structlog
@@ -63,7 +70,9 @@ from reconcilers._common import (
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
+from reconcilers.hardware import HardwareConstraints, UnknownProfileError, cheapest_match
 from reconcilers.instance.scheduler import PlacementMemory
+from reconcilers.scheduling import account_sizes
 
 __all__ = ["BOOT_POLL_SECONDS", "DELETE_POLL_SECONDS", "CloudSteps", "Work"]
 
@@ -136,9 +145,15 @@ def _lookup(
 
 
 class CloudSteps:
-    def __init__(self, deps: Deps, memory: PlacementMemory) -> None:
+    def __init__(
+        self,
+        deps: Deps,
+        memory: PlacementMemory,
+        hardware: Callable[[Instance], HardwareConstraints],
+    ) -> None:
         self._deps = deps
         self._memory = memory
+        self._hardware = hardware
         self._accounts = deps.manager.informer(ProviderAccount)
         self._lock = threading.Lock()
         self._created: dict[str, float] = {}
@@ -173,6 +188,10 @@ class CloudSteps:
                 if isinstance(created, Result):
                     return created
                 cloud = created
+            elif status.observed_generation != work.generation:
+                outdated = self._outdated(work, cloud)
+                if outdated is not None:
+                    return self._renew(work, handle, cloud, *outdated)
             return self._observe(work, handle, cloud)
         except TransientError as exc:
             if exc.code == "BudgetExhausted":
@@ -249,6 +268,60 @@ class CloudSteps:
         status.phase = InstancePhase.PENDING
         work.condition("Scheduled", False, "Replacing", message)
         work.condition("Provisioned", False, error.reason, error.message)
+        return Result(requeue_after=0.1)
+
+    def _outdated(self, work: Work, cloud: CloudInstance) -> tuple[str, SizeId | None] | None:
+        """Why ``cloud`` cannot serve the changed spec, and the size a new one gets (None:
+        nothing on this account fits, place again); None if it still serves."""
+        instance = work.instance
+        placement = instance.status.placement
+        assert placement is not None
+        reasons = []
+        image_id = self._image_id(work, placement.account)
+        if cloud.image != image_id:
+            reasons.append(f"image {instance.spec.image} is {image_id}, it runs {cloud.image}")
+        size: SizeId | None = SizeId(placement.size)
+        try:
+            wanted: HardwareConstraints | None = self._hardware(instance)
+        except UnknownProfileError:
+            wanted = None  # a profile deleted after placement: keep what runs
+        sizes = account_sizes(self._deps, placement.account)
+        current = sizes.get(cloud.size)
+        if wanted is not None and current is not None and not wanted.allows(current):
+            reasons.append(f"its size {cloud.size} does not meet {wanted.describe()}")
+            fitting = cheapest_match(sizes.values(), wanted)
+            size = fitting.id if fitting is not None else None
+        return ("; ".join(reasons), size) if reasons else None
+
+    def _renew(
+        self,
+        work: Work,
+        handle: AccountHandle,
+        cloud: CloudInstance,
+        why: str,
+        size: SizeId | None,
+    ) -> Result:
+        """Delete ``cloud`` and start over with ``size`` (or a new placement)."""
+        status = work.instance.status
+        placement = status.placement
+        assert placement is not None
+        # Deleted before the status forgets it: a crash in between then finds the recorded
+        # instance gone and recreates it, instead of leaving one nothing refers to.
+        handle.provider.delete_instance(cloud.id)
+        handle.inventory.invalidate(ResourceKind.INSTANCE)
+        where = "the same account" if size is not None else "a new placement"
+        message = f"replacing {cloud.id} on {where}: the spec changed ({why})"
+        work.event("Normal", "Replacing", message)
+        log.info("instance replaced after a spec change", provider_id=cloud.id, why=why)
+        status.placement = None if size is None else placement.model_copy(update={"size": size})
+        status.provider_id = None
+        status.create_token = None
+        status.addresses = []
+        status.phase = InstancePhase.PROVISIONING if size is not None else InstancePhase.PENDING
+        if size is None:
+            work.condition("Scheduled", False, "Replacing", message)
+        work.condition("Provisioned", False, "Replacing", message)
+        work.condition("Ready", False, "Replacing", message)
         return Result(requeue_after=0.1)
 
     def _vanished(self, work: Work) -> Result:

@@ -69,7 +69,7 @@ class InstanceReconciler:
         self._subnets = deps.manager.informer(Subnet)
         self._firewalls = deps.manager.informer(Firewall)
         self.scheduler = Scheduler(deps, memory or PlacementMemory())
-        self.cloud = CloudSteps(deps, self.scheduler.memory)
+        self.cloud = CloudSteps(deps, self.scheduler.memory, self.scheduler.hardware)
 
     # --- mapping other kinds' events ------------------------------------------------------
 

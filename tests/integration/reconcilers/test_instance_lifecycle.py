@@ -21,6 +21,7 @@ from tests.integration.reconcilers.harness import (
 )
 
 NS = "acme"
+GONE = ("shutting-down", "terminated")
 
 
 def phase_is(phase: InstancePhase) -> Callable[[Instance], bool]:
@@ -192,3 +193,66 @@ def test_a_converged_system_writes_nothing(harness: Harness) -> None:
     before = harness.store.client.current_revision()
     time.sleep(5.0)  # resync every 2 s: two or more resyncs of each instance
     assert harness.store.client.current_revision() == before
+
+
+def test_a_spec_change_the_running_instance_cannot_take_replaces_it(harness: Harness) -> None:
+    """Hardware the current size still meets changes nothing; a new image or hardware the size
+    no longer meets replaces the instance (old one deleted, checked in the cloud itself)."""
+    account = sim_account("sim-a")
+    account["spec"]["images"]["debian-12"] = "img-debian-12"
+    harness.apply(account, pool_manifest("general", [{"account": "sim-a"}]))
+    harness.start(instance.register)
+    harness.apply(instance_manifest("web-1", pool="general", hardware={"cpu": 1}))
+    web = harness.wait_for(Instance, "web-1", NS, phase_is(InstancePhase.RUNNING))
+    first = web.status.provider_id
+    assert first is not None and web.status.placement is not None
+    first_size = web.status.placement.size
+    cloud = harness.cloud("sim-a")
+    cpus = {size.id: size.cpu for size in cloud.list_sizes()}
+
+    def change(**spec: object) -> int:
+        current = harness.store.get(Instance, "web-1", NS)
+        current.spec = current.spec.model_copy(update=spec)
+        updated = harness.store.update(current)
+        assert updated.metadata.generation is not None
+        return updated.metadata.generation
+
+    def settled(generation: int) -> Instance:
+        return harness.wait_for(
+            Instance,
+            "web-1",
+            NS,
+            lambda i: (
+                i.status.observed_generation == generation
+                and i.status.phase == InstancePhase.RUNNING
+            ),
+        )
+
+    # Pinning the size it already has: the running instance serves it as is.
+    web = settled(
+        change(hardware=web.spec.hardware.model_copy(update={"cpu": None, "size": first_size}))
+    )
+    assert web.status.provider_id == first
+
+    # Another image: replaced on the same account and size.
+    web = settled(change(image="debian-12"))
+    second = web.status.provider_id
+    assert second not in (None, first)
+    assert web.status.placement is not None and web.status.placement.size == first_size
+    by_id = {c.id: c for c in cloud.list_instances()}
+    assert by_id[InstanceId(second)].image == "img-debian-12"
+    assert first not in by_id or by_id[InstanceId(first)].state.value in GONE
+
+    # More CPUs than that size has: replaced by the cheapest size that has them.
+    wanted = max(cpus.values())
+    hardware = web.spec.hardware.model_copy(update={"size": None, "cpu": wanted})
+    web = settled(change(hardware=hardware))
+    third = web.status.provider_id
+    assert third not in (None, first, second)
+    assert web.status.placement is not None and cpus[web.status.placement.size] >= wanted
+    by_id = {c.id: c for c in cloud.list_instances()}
+    assert by_id[InstanceId(third)].size == web.status.placement.size
+    assert second not in by_id or by_id[InstanceId(second)].state.value in GONE
+    live = [c for c in by_id.values() if c.state.value not in GONE]
+    assert [c.id for c in live] == [third]
+    assert "Replacing" in harness.event_reasons("instances", "web-1", NS)
