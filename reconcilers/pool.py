@@ -1,4 +1,4 @@
-"""Pool status: usage and health per member, recounted from the caches.
+"""Pool status (usage and health per member, recounted from the caches); pool placement.
 
 Where it sits: the Pool controller, fed by the Pool, Instance, Volume and ProviderAccount
 caches. For each member of ``spec.members`` it writes a ``status.members`` entry:
@@ -13,15 +13,40 @@ caches. For each member of ``spec.members`` it writes a ``status.members`` entry
 
 Recounting sums over every object of the pool, so the controller reconciles a pool at most
 once a second (the runtime's ``min_interval``) however many instances change meanwhile.
+
+Beside it, :class:`PoolScheduler` places the other kinds that name a pool (the Subnet and
+Volume reconcilers each hold one) by the pool policy with load and rotation, as Instances are:
+LeastLoaded counts the kind's objects already on each member (:func:`per_member`, the same
+grouping as the usage above), RoundRobin takes turns, WeightedRandom, Priority and LowestCost
+rank as ``reconcilers.placement`` says. Decisions on a pool are serialised in the process and
+remembered until the cache shows them, so objects scheduled at once by several workers see
+each other: four subnets created together in a RoundRobin pool of two land two and two, and
+LeastLoaded spreads them instead of piling them on the member that looked empty to everyone.
+A turn is taken by a decision, not by an attempt: an object retried after a lost CAS race or a
+stale read keeps its turn. ``maxInstances`` caps instances only, so it is not applied here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
-from api_types import Instance, Pool, PoolMember, PoolMemberStatus, ProviderAccount, Volume
+from api_types import (
+    Instance,
+    Placement,
+    Pool,
+    PoolMember,
+    PoolMemberStatus,
+    ProviderAccount,
+    Subnet,
+    Volume,
+)
 from api_types.meta import ConditionStatus, Resource
+from controller.errors import TransientError
 from controller.handler import EnqueueMapped
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
@@ -33,19 +58,31 @@ from reconcilers._common import (
     write_status,
 )
 from reconcilers.deps import Deps
-from reconcilers.scheduling import account_sizes
+from reconcilers.placement import Decision, Need, place
+from reconcilers.scheduling import Unschedulable, account_sizes, account_states, candidates
 
-__all__ = ["BY_POOL", "PoolReconciler", "register"]
+__all__ = ["BY_POOL", "PoolReconciler", "PoolScheduler", "per_member", "register"]
 
-#: Index of Instances and Volumes by ``spec.pool``.
+#: Index of Instances, Subnets and Volumes by ``spec.pool``.
 BY_POOL = "pool"
 MIN_RECOUNT_SECONDS = 1.0
 
 FailureLookup = Callable[[str], Mapping[str, datetime]]
+P = TypeVar("P", Instance, Subnet, Volume)
 
 
-def _pool_of(obj: Instance | Volume) -> list[str]:
+def _pool_of(obj: Instance | Subnet | Volume) -> list[str]:
     return [obj.spec.pool] if obj.spec.pool else []
+
+
+def per_member(objects: Iterable[P]) -> dict[str, list[P]]:
+    """``objects`` (of one pool) that are placed, grouped by their member key."""
+    grouped: dict[str, list[P]] = defaultdict(list)
+    for obj in objects:
+        placement = obj.status.placement
+        if placement is not None and placement.member:
+            grouped[placement.member].append(obj)
+    return grouped
 
 
 class PoolReconciler:
@@ -80,8 +117,16 @@ class PoolReconciler:
         name = pool.metadata.name
         known = {m.member: m for m in pool.status.members}
         failures = self._failures(name) if self._failures is not None else {}
+        instances = per_member(self._instances.by_index(BY_POOL, name))
+        volumes = per_member(self._volumes.by_index(BY_POOL, name))
         pool.status.members = [
-            self._member(name, member, known.get(member.key), failures.get(member.key))
+            self._member(
+                member,
+                known.get(member.key),
+                failures.get(member.key),
+                instances.get(member.key, []),
+                len(volumes.get(member.key, [])),
+            )
             for member in pool.spec.members
         ]
         healthy = sum(1 for m in pool.status.members if m.healthy)
@@ -99,10 +144,11 @@ class PoolReconciler:
 
     def _member(
         self,
-        pool: str,
         member: PoolMember,
         known: PoolMemberStatus | None,
         failed_at: datetime | None,
+        placed: list[Instance],
+        volumes: int,
     ) -> PoolMemberStatus:
         key = member.key
         account = self._accounts.peek(ObjectKey(ProviderAccount.PLURAL, None, member.account))
@@ -113,18 +159,8 @@ class PoolReconciler:
             ready = account.status.condition("Ready")
             if ready is not None and ready.status == ConditionStatus.FALSE:
                 healthy, message = False, f"{ready.reason}: {ready.message}"
-        placed = [
-            i
-            for i in self._instances.by_index(BY_POOL, pool)
-            if i.status.placement is not None and i.status.placement.member == key
-        ]
         sizes = account_sizes(self._deps, member.account) if placed and account else {}
         found = [sizes.get(i.status.placement.size) for i in placed if i.status.placement]
-        volumes = [
-            v
-            for v in self._volumes.by_index(BY_POOL, pool)
-            if v.status.placement is not None and v.status.placement.member == key
-        ]
         last_time = known.last_failure_time if known else None
         last_reason = known.last_failure_reason if known else None
         if failed_at is not None and (last_time is None or failed_at > last_time):
@@ -136,11 +172,90 @@ class PoolReconciler:
             healthy=healthy,
             message=message,
             instances=len(placed),
-            volumes=len(volumes),
+            volumes=volumes,
             cpu=sum(s.cpu for s in found if s is not None),
             memory_mib=sum(s.memory_mib for s in found if s is not None),
             last_failure_time=last_time,
             last_failure_reason=last_reason,
+        )
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A placement decided in this process that the cache may not show yet."""
+
+    key: ObjectKey
+    pool: str
+    member: str
+    turn: int
+
+
+class PoolScheduler:
+    """Places the objects of one kind (Subnet or Volume) that name a pool or an account."""
+
+    def __init__(self, deps: Deps, model: type[Subnet] | type[Volume]) -> None:
+        self._deps = deps
+        self._objects = deps.manager.informer(model)
+        shared_index(self._objects, BY_POOL, _pool_of)
+        self._lock = threading.Lock()
+        self._decided: dict[str, _Decided] = {}  # by uid
+        self._turns: dict[str, int] = defaultdict(int)  # by pool: decisions made there
+
+    def schedule(
+        self, obj: Subnet | Volume, *, zone: str | None, bound_to: Placement | None = None
+    ) -> Decision:
+        """Place ``obj`` within ``zone`` if given and where ``bound_to`` is (a volume goes
+        where its instance is); Unschedulable when no member can take it."""
+        targets = candidates(self._deps, obj.spec, obj.metadata.namespace)
+        states = account_states(self._deps, (c.account for c in targets.candidates))
+        members = [replace(c, max_instances=None) for c in targets.candidates]
+        uid = str(obj.metadata.uid)
+        need = Need(
+            uid=uid,
+            zone=zone,
+            location_account=bound_to.account if bound_to else None,
+            location_region=bound_to.region if bound_to else None,
+            location_zone=bound_to.zone if bound_to else None,
+        )
+        pool = targets.pool
+        if pool is None:
+            decision = place(need, members, states)
+        else:
+            with self._lock:
+                load, turn = self._load_and_turn(pool, uid)
+                decision = place(
+                    need, members, states, policy=targets.policy, load=load, rotation=turn
+                )
+                if decision.chosen is not None:
+                    if uid not in self._decided:
+                        self._turns[pool] += 1
+                    key = self._deps.store.key_of(obj)
+                    self._decided[uid] = _Decided(key, pool, decision.chosen.key, turn)
+        if decision.chosen is None:
+            raise Unschedulable(f"no member can take it: {decision.summary()}")
+        if decision.chosen.zone is None:
+            raise TransientError(f"account {decision.chosen.account} reports no zones", delay=10)
+        return decision
+
+    def _load_and_turn(self, pool: str, uid: str) -> tuple[Counter[str], int]:
+        """Objects per member of ``pool`` (placed, or decided here and not yet cached) besides
+        ``uid``, and ``uid``'s RoundRobin turn. Call with the lock held."""
+        self._decided = {u: d for u, d in self._decided.items() if self._unseen(u, d)}
+        placed = per_member(self._objects.by_index(BY_POOL, pool))
+        load = Counter({member: len(objects) for member, objects in placed.items()})
+        load.update(d.member for u, d in self._decided.items() if d.pool == pool and u != uid)
+        mine = self._decided.get(uid)
+        return load, mine.turn if mine is not None else self._turns[pool]
+
+    def _unseen(self, uid: str, decided: _Decided) -> bool:
+        """The decision is still to be shown by the cache: its object is there, unplaced, in
+        that pool (not deleted, recreated under another uid, or moved to another pool)."""
+        obj = self._objects.peek(decided.key)
+        return (
+            obj is not None
+            and str(obj.metadata.uid) == uid
+            and obj.spec.pool == decided.pool
+            and obj.status.placement is None
         )
 
 

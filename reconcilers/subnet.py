@@ -7,8 +7,9 @@ where it is (``status.placement``) and created in it (``status.providerID``).
 Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``; ``Deleting``):
 
 1. Finalizer ``skybroker.io/subnet`` before anything exists in a cloud.
-2. Placement through ``reconcilers.scheduling`` (pool member and zone; sticky once written);
-   the rejected members and why go to ``status.rejections``.
+2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``:
+   pool member and zone; sticky once written); the rejected members and why go to
+   ``status.rejections``.
 3. The create token (from uid and generation) is written to ``status.createToken`` before the
    first cloud call, then the network and the subnet are created idempotently by token. They
    are looked up in the account's inventory only: a miss goes straight to ``create_*``, which
@@ -57,7 +58,8 @@ from reconcilers._common import (
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
-from reconcilers.scheduling import Unschedulable, schedule
+from reconcilers.pool import PoolScheduler
+from reconcilers.scheduling import Unschedulable
 
 __all__ = ["FINALIZER", "SubnetReconciler", "register"]
 
@@ -78,6 +80,7 @@ class SubnetReconciler:
         self._deps = deps
         self._subnets = deps.manager.informer(Subnet)
         self._instances = deps.manager.informer(Instance)
+        self._scheduler = PoolScheduler(deps, Subnet)
         install_indexes(deps)
 
     def subnet_of_instance(self, obj: Resource) -> list[Request]:
@@ -102,7 +105,7 @@ class SubnetReconciler:
         generation = subnet.metadata.generation
         if status.placement is None:
             try:
-                decision = schedule(self._deps, subnet, subnet.spec, zone=subnet.spec.zone)
+                decision = self._scheduler.schedule(subnet, zone=subnet.spec.zone)
             except Unschedulable as exc:
                 status.phase = "Pending"
                 status.set_condition(

@@ -7,8 +7,9 @@ Phases: ``Pending → Scheduled → Provisioning → Available → Attached``; `
 
 1. Finalizer ``skybroker.io/volume``; a volume written straight into the store is held with
    ``QuotaExceeded=True`` while the namespace quota has no room for it (``reconcilers.quota``).
-2. Placement through ``reconcilers.scheduling``; with ``attachTo`` the volume goes where the
-   instance is (account and zone) and waits until the instance is placed. Sticky.
+2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``);
+   with ``attachTo`` the volume goes where the instance is (account and zone) and waits until
+   the instance is placed. Sticky.
 3. Create intent in ``status.createToken`` before the cloud call; created idempotently.
 4. Attach when the instance is Running in the same zone (condition ``Attached`` says what it
    waits for otherwise); a volume detached behind skybroker's back is reattached (drift is
@@ -51,8 +52,9 @@ from reconcilers._common import (
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
+from reconcilers.pool import PoolScheduler
 from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, volume_usage, would_exceed
-from reconcilers.scheduling import Unschedulable, schedule
+from reconcilers.scheduling import Unschedulable
 
 __all__ = ["FINALIZER", "VolumeReconciler", "register"]
 
@@ -70,6 +72,7 @@ class VolumeReconciler:
         self._instances = deps.manager.informer(Instance)
         self._quotas = deps.manager.informer(Quota)
         self._profiles = deps.manager.informer(HardwareProfile)
+        self._scheduler = PoolScheduler(deps, Volume)
         install_indexes(deps)
 
     def volumes_of_instance(self, obj: Resource) -> list[Request]:
@@ -169,9 +172,7 @@ class VolumeReconciler:
                 return message
             bound_to = instance.status.placement
         try:
-            decision = schedule(
-                self._deps, volume, volume.spec, zone=volume.spec.zone, bound_to=bound_to
-            )
+            decision = self._scheduler.schedule(volume, zone=volume.spec.zone, bound_to=bound_to)
         except Unschedulable as exc:
             status.set_condition(
                 "Scheduled", False, "Unschedulable", str(exc), generation=generation

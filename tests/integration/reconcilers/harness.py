@@ -35,7 +35,14 @@ from providers import CloudProvider, GuardedProvider
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
 
-__all__ = ["Harness", "harness", "instance_manifest", "pool_manifest", "sim_account"]
+__all__ = [
+    "Harness",
+    "harness",
+    "instance_manifest",
+    "pool_manifest",
+    "pool_of_two",
+    "sim_account",
+]
 
 R = TypeVar("R", bound=Resource)
 Register = Callable[[Deps], None]
@@ -66,6 +73,18 @@ def pool_manifest(
         "metadata": {"name": name},
         "spec": {"members": members, "policy": {"type": policy}, **spec},
     }
+
+
+def pool_of_two(policy: str) -> list[dict[str, Any]]:
+    """Accounts sim-a and sim-b and pool ``general`` of both under ``policy``; sim-a takes one
+    instance at most (``maxInstances``), which must not limit the other kinds."""
+    return [
+        sim_account("sim-a"),
+        sim_account("sim-b"),
+        pool_manifest(
+            "general", [{"account": "sim-a", "maxInstances": 1}, {"account": "sim-b"}], policy
+        ),
+    ]
 
 
 def instance_manifest(name: str, namespace: str = "acme", **spec: Any) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+
+import pytest
 
 from api_types import Instance, Subnet
 from reconcilers import subnet
@@ -11,6 +14,7 @@ from tests.integration.reconcilers.harness import (
     Harness,
     instance_manifest,
     pool_manifest,
+    pool_of_two,
     sim_account,
 )
 
@@ -98,3 +102,23 @@ def test_unknown_pool_is_unschedulable_until_it_exists(harness: Harness) -> None
     assert "pool later does not exist" in (pending.status.condition("Scheduled") or None).message  # type: ignore[union-attr]
     harness.apply(pool_manifest("later", [{"account": "sim-a"}]))
     harness.wait_for(Subnet, "web", "acme", ready)
+
+
+@pytest.mark.parametrize("policy", ["RoundRobin", "LeastLoaded"])
+def test_subnets_created_at_once_spread_over_the_pool_by_its_policy(
+    harness: Harness, policy: str
+) -> None:
+    harness.apply(*pool_of_two(policy))
+    harness.start(subnet.register)
+
+    def spread(count: int) -> Counter[str | None]:
+        placed = [harness.wait_for(Subnet, f"net-{i}", "acme", ready) for i in range(count)]
+        return Counter(s.status.placement.member for s in placed if s.status.placement)
+
+    harness.apply(*(subnet_manifest(f"net-{i}", f"10.10.{i}.0/24") for i in range(4)))
+    assert spread(4) == {"sim-a": 2, "sim-b": 2}
+    for i in (4, 5):  # one after the other now: the load is what the cache shows
+        harness.apply(subnet_manifest(f"net-{i}", f"10.10.{i}.0/24"))
+        harness.wait_for(Subnet, f"net-{i}", "acme", ready)
+    assert spread(6) == {"sim-a": 3, "sim-b": 3}
+    assert [len(harness.cloud(a).list_subnets()) for a in ("sim-a", "sim-b")] == [3, 3]

@@ -6,7 +6,10 @@ and writes the instance's status as that reconciler would, which is all a volume
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
+
+import pytest
 
 from api_types import Instance, InstancePhase, InstancePlacement, Volume
 from providers import ImageId, InstanceCreate, ResourceTags, SizeId, ZoneName
@@ -16,6 +19,7 @@ from tests.integration.reconcilers.harness import (
     Harness,
     instance_manifest,
     pool_manifest,
+    pool_of_two,
     sim_account,
 )
 
@@ -119,3 +123,19 @@ def test_volume_without_attachment_is_available(harness: Harness) -> None:
     (disk,) = harness.provider("sim-a").inner.list_volumes()  # type: ignore[attr-defined]
     assert (disk.id, disk.size_gib, disk.volume_type) == (ready.status.provider_id, 5, "io2")
     assert ready.metadata.finalizers == [volume.FINALIZER]
+
+
+@pytest.mark.parametrize("policy", ["RoundRobin", "LeastLoaded"])
+def test_volumes_created_at_once_spread_over_the_pool_by_its_policy(
+    harness: Harness, policy: str
+) -> None:
+    harness.apply(*pool_of_two(policy))
+    harness.start(volume.register)
+    harness.apply(*(volume_manifest(f"disk-{i}") for i in range(4)))
+    placed = [
+        harness.wait_for(Volume, f"disk-{i}", "acme", lambda v: v.status.phase == "Available")
+        for i in range(4)
+    ]
+    spread = Counter(v.status.placement.member for v in placed if v.status.placement)
+    assert spread == {"sim-a": 2, "sim-b": 2}
+    assert [len(harness.cloud(a).list_volumes()) for a in ("sim-a", "sim-b")] == [2, 2]
