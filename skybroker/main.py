@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver = commands.add_parser("apiserver", help="the REST API beside an etcd cluster")
     apiserver.add_argument("--etcd-endpoints", required=True, help="URL[,URL…]")
     apiserver.add_argument("--listen", default="127.0.0.1:7480", help="host:port to serve on")
-    apiserver.add_argument("--token-file", required=True, help='token,user,uid,"groups" lines')
+    apiserver.add_argument(
+        "--token-file", required=True, help='token,user,uid,"groups" lines, re-read on change'
+    )
     apiserver.add_argument("--encryption-key-file", default="", help="AES-GCM keys for Secrets")
     apiserver.add_argument("--prefix", default="/skybroker", help="etcd key prefix")
     apiserver.set_defaults(func=cmd_apiserver, shards=1, workers=1)
