@@ -3,8 +3,9 @@
 ``cloud`` is parametrised over both drivers (ids ``simulated`` and ``ec2``, so ``-k simulated``
 and ``-k ec2`` select a side). The EC2 side talks to a moto_server 5.0.28 process started once
 per session on a free port (AMI and instance-type validation on, as on AWS), reset with
-``POST /moto-api/reset`` before every test, with our own image registered; its traffic passes
-a fault-injecting proxy (``helpers.FaultProxy``). The simulated side runs on a fresh SQLite
+``POST /moto-api/reset`` before every test, with our own image registered (setup calls wait up
+to ``SETUP_TIMEOUT``; the providers under test give up after 2 s); its traffic passes a
+fault-injecting proxy (``helpers.FaultProxy``). The simulated side runs on a fresh SQLite
 file and a fake clock.
 """
 
@@ -31,6 +32,11 @@ from providers.types import ImageId, SizeId, ZoneName
 from tests.integration.providers.helpers import FakeClock, FaultProxy, free_port
 
 REGION = "us-east-1"
+#: What moto accepts (it checks no credentials unless told to): libcloud's names.
+EC2_CREDENTIALS = {"key": "AKIDSKYBROKERTEST", "secret": "not-a-secret"}
+#: The HTTP timeout (s) of fixture setup calls: a loaded machine can make moto slower than
+#: the 2 s the providers under test use (short, so that the timeout tests stay quick).
+SETUP_TIMEOUT = 30.0
 
 # protocol operation -> the EC2 Action it sends last (where an injected fault should land)
 EC2_ACTIONS = {
@@ -60,7 +66,7 @@ class MotoServer:
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=SETUP_TIMEOUT) as response:
             assert response.status == 200
 
 
@@ -131,7 +137,7 @@ def ec2_config(port: int, name: str = "aws-test", **options: str) -> AccountConf
         driver="ec2",
         region=REGION,
         endpoint=f"http://127.0.0.1:{port}",
-        credentials={"key": "AKIDSKYBROKERTEST", "secret": "not-a-secret"},
+        credentials=dict(EC2_CREDENTIALS),
         options={"timeout": "2", **options},
     )
 
@@ -179,11 +185,12 @@ class Cloud:
 def ec2_cloud(moto_server: MotoServer, fault_proxy: FaultProxy) -> Cloud:
     moto_server.reset()
     fault_proxy.clear()
-    provider = Ec2Provider(ec2_config(fault_proxy.port))
-    image = provider.driver.ex_register_image("skybroker-test-image", description="test image")
+    # Registered straight on moto with a setup timeout; the provider under test keeps its 2 s.
+    setup = Ec2Provider(ec2_config(moto_server.port, timeout=str(SETUP_TIMEOUT)))
+    image = setup.driver.ex_register_image("skybroker-test-image", description="test image")
     return Cloud(
         name="ec2",
-        provider=provider,
+        provider=Ec2Provider(ec2_config(fault_proxy.port)),
         image=ImageId(image.id),
         size=SizeId("t3.micro"),
         zone=ZoneName(f"{REGION}a"),
