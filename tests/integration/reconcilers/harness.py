@@ -34,9 +34,12 @@ from controller.store.objects import Store
 from providers import CloudProvider, GuardedProvider
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
+from tests.integration.providers.conftest import EC2_CREDENTIALS
+from tests.integration.providers.conftest import REGION as EC2_REGION
 
 __all__ = [
     "Harness",
+    "ec2_account",
     "harness",
     "instance_manifest",
     "pool_manifest",
@@ -62,6 +65,33 @@ def sim_account(name: str, region: str = REGION, **options: object) -> dict[str,
         "metadata": {"name": name, "annotations": annotations},
         "spec": {"driver": "simulated", "region": region, "images": dict(IMAGES)},
     }
+
+
+def ec2_account(name: str, endpoint: str, image_id: str, **spec: Any) -> list[dict[str, Any]]:
+    """An ec2 ProviderAccount on ``endpoint`` (the session's moto_server) mapping ubuntu-22.04
+    to ``image_id``, and the Secret in ``skybroker-system`` holding its credentials; ``spec``
+    adds fields (``apiBudget``…)."""
+    return [
+        {
+            "apiVersion": API,
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": "skybroker-system"},
+            "stringData": dict(EC2_CREDENTIALS),
+        },
+        {
+            "apiVersion": API,
+            "kind": "ProviderAccount",
+            "metadata": {"name": name},
+            "spec": {
+                "driver": "ec2",
+                "region": EC2_REGION,
+                "endpoint": endpoint,
+                "credentialsRef": {"name": name},
+                "images": {"ubuntu-22.04": image_id},
+                **spec,
+            },
+        },
+    ]
 
 
 def pool_manifest(

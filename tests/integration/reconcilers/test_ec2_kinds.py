@@ -32,8 +32,8 @@ from controller.store.keys import ObjectKey
 from providers import NetworkCreate, ResourceTags
 from providers.ec2 import Ec2Provider
 from reconcilers import firewall, instance, subnet, volume
-from tests.integration.providers.conftest import REGION, MotoServer, ec2_config
-from tests.integration.reconcilers.harness import API, Harness, instance_manifest
+from tests.integration.providers.conftest import EC2_CREDENTIALS, REGION, MotoServer, ec2_config
+from tests.integration.reconcilers.harness import Harness, ec2_account, instance_manifest
 from tests.integration.reconcilers.test_firewall import APP, HTTP, firewall_manifest
 from tests.integration.reconcilers.test_subnet import subnet_manifest
 from tests.integration.reconcilers.test_volume import volume_manifest
@@ -80,8 +80,8 @@ def ec2(moto_server: MotoServer) -> Iterator[Any]:
         "ec2",
         region_name=REGION,
         endpoint_url=moto_server.url,
-        aws_access_key_id="AKIDSKYBROKERTEST",
-        aws_secret_access_key="not-a-secret",
+        aws_access_key_id=EC2_CREDENTIALS["key"],
+        aws_secret_access_key=EC2_CREDENTIALS["secret"],
     )
     yield client
     client.close()
@@ -162,27 +162,7 @@ def converge_all(
 ) -> Converged:
     """Apply account, subnet, firewall, instance, attached volume and ``also`` at once; check."""
     image = ec2.register_image(Name="skybroker-image", Description="kinds test")["ImageId"]
-    harness.apply(
-        {
-            "apiVersion": API,
-            "kind": "Secret",
-            "metadata": {"name": ACCOUNT, "namespace": "skybroker-system"},
-            "stringData": {"key": "AKIDSKYBROKERTEST", "secret": "not-a-secret"},
-        },
-        {
-            "apiVersion": API,
-            "kind": "ProviderAccount",
-            "metadata": {"name": ACCOUNT},
-            "spec": {
-                "driver": "ec2",
-                "region": REGION,
-                "endpoint": moto_server.url,
-                "credentialsRef": {"name": ACCOUNT},
-                "images": {"ubuntu-22.04": image},
-                "apiBudget": BUDGET,
-            },
-        },
-    )
+    harness.apply(*ec2_account(ACCOUNT, moto_server.url, image, apiBudget=BUDGET))
     harness.start(subnet.register, firewall.register, instance.register, volume.register)
     harness.apply(
         subnet_manifest("web", "10.10.1.0/24", **on_account(zone=ZONE)),

@@ -9,36 +9,17 @@ from __future__ import annotations
 from api_types import Instance, InstancePhase
 from providers.ec2 import Ec2Provider
 from reconcilers import instance
-from tests.integration.providers.conftest import MotoServer, ec2_config
-from tests.integration.reconcilers.harness import API, Harness, instance_manifest
+from tests.integration.providers.conftest import SETUP_TIMEOUT, MotoServer, ec2_config
+from tests.integration.reconcilers.harness import Harness, ec2_account, instance_manifest
 
 
 def test_instance_converges_and_is_deleted_on_ec2(
     harness: Harness, moto_server: MotoServer
 ) -> None:
     moto_server.reset()
-    cloud = Ec2Provider(ec2_config(moto_server.port))
+    cloud = Ec2Provider(ec2_config(moto_server.port, timeout=str(SETUP_TIMEOUT)))
     image = cloud.driver.ex_register_image("skybroker-image", description="reconciler test")
-    harness.apply(
-        {
-            "apiVersion": API,
-            "kind": "Secret",
-            "metadata": {"name": "aws", "namespace": "skybroker-system"},
-            "stringData": {"key": "AKIDSKYBROKERTEST", "secret": "not-a-secret"},
-        },
-        {
-            "apiVersion": API,
-            "kind": "ProviderAccount",
-            "metadata": {"name": "aws"},
-            "spec": {
-                "driver": "ec2",
-                "region": "us-east-1",
-                "endpoint": moto_server.url,
-                "credentialsRef": {"name": "aws"},
-                "images": {"ubuntu-22.04": image.id},
-            },
-        },
-    )
+    harness.apply(*ec2_account("aws", moto_server.url, image.id))
     harness.start(instance.register)
     harness.apply(instance_manifest("web-1", account="aws", hardware={"size": "t3.micro"}))
     web = harness.wait_for(

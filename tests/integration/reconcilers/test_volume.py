@@ -38,7 +38,7 @@ def volume_manifest(name: str, **spec: Any) -> dict[str, Any]:
 def run_instance(harness: Harness, name: str, phase: InstancePhase) -> str:
     """Create the VM in the cloud (once) and record it in the instance's status."""
     instance = harness.store.get(Instance, name, "acme")
-    cloud = harness.provider("sim-a").inner.create_instance(  # type: ignore[attr-defined]
+    cloud = harness.provider("sim-a").inner.create_instance(
         InstanceCreate(
             tags=ResourceTags(name=name, uid=str(instance.metadata.uid), token=f"t-{name}"),
             size=SizeId("s1.small"),
@@ -97,20 +97,20 @@ def test_attach_waits_for_running_instance_reattaches_and_detaches_before_delete
         "/dev/sdf",
     )
     cloud = harness.provider("sim-a").inner
-    (disk,) = cloud.list_volumes()  # type: ignore[attr-defined]
+    (disk,) = cloud.list_volumes()
     assert (disk.id, disk.attached_to) == (attached.status.provider_id, vm)
 
     # Detached behind skybroker's back: reattached at the next look.
-    cloud.detach_volume(disk.id)  # type: ignore[attr-defined]
+    cloud.detach_volume(disk.id)
     harness.eventually(
-        lambda: [v.attached_to for v in cloud.list_volumes()] == [vm],  # type: ignore[attr-defined]
+        lambda: [v.attached_to for v in cloud.list_volumes()] == [vm],
         20,
         "reattached",
     )
 
     harness.store.delete(Volume, "data-1", "acme")
     harness.wait_gone(Volume, "data-1", "acme")
-    assert cloud.list_volumes() == []  # type: ignore[attr-defined]
+    assert cloud.list_volumes() == []
 
 
 def test_volume_without_attachment_is_available(harness: Harness) -> None:
@@ -120,7 +120,7 @@ def test_volume_without_attachment_is_available(harness: Harness) -> None:
     harness.start(volume.register)
     harness.apply(volume_manifest("scratch", sizeGiB=5, type="io2"))
     ready = harness.wait_for(Volume, "scratch", "acme", lambda v: v.status.phase == "Available")
-    (disk,) = harness.provider("sim-a").inner.list_volumes()  # type: ignore[attr-defined]
+    (disk,) = harness.provider("sim-a").inner.list_volumes()
     assert (disk.id, disk.size_gib, disk.volume_type) == (ready.status.provider_id, 5, "io2")
     assert ready.metadata.finalizers == [volume.FINALIZER]
 
