@@ -31,6 +31,7 @@ from api_types.meta import Resource
 from api_types.pools import Pool
 from api_types.tenancy import Quota
 from controller.cache import Informer
+from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 
 __all__ = ["Lookups", "QuotaSnapshot"]
@@ -51,21 +52,14 @@ class QuotaSnapshot:
 
 
 _CACHED: tuple[type[Resource], ...] = (Pool, ProviderAccount, HardwareProfile, Quota)
-_BY_KEY = "key"
-
-
-def _key(obj: Resource) -> list[str]:
-    return [f"{obj.metadata.namespace or ''}/{obj.metadata.name}"]
 
 
 class Lookups:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._informers: dict[type[Resource], Informer[Any]] = {}
-        for model in _CACHED:
-            informer: Informer[Any] = Informer(store, model)
-            informer.add_index(_BY_KEY, _key)
-            self._informers[model] = informer
+        self._informers: dict[type[Resource], Informer[Any]] = {
+            model: Informer(store, model) for model in _CACHED
+        }
         self._started = False
 
     def start(self) -> None:
@@ -90,10 +84,9 @@ class Lookups:
     def get(self, model: type[R], name: str, namespace: str | None = None) -> R:
         """The object (read-only if cached); NotFoundError when etcd does not have it either."""
         informer = self._synced(model)
-        if informer is not None:
-            for cached in informer.by_index(_BY_KEY, f"{namespace or ''}/{name}"):
-                if isinstance(cached, model):
-                    return cached
+        cached = informer.peek(ObjectKey(model.PLURAL, namespace, name)) if informer else None
+        if isinstance(cached, model):
+            return cached
         return self.store.get(model, name, namespace)
 
     def quotas(self, namespace: str) -> QuotaSnapshot:
