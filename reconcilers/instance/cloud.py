@@ -144,6 +144,15 @@ def _lookup(
     return None if found is None or found.state in _GONE else found
 
 
+def _in_transition(instance: Instance) -> bool:
+    """Booting, being created, or changing power state (``Ready`` says ``Transitioning``)."""
+    status = instance.status
+    if status.phase not in (InstancePhase.RUNNING, InstancePhase.STOPPED):
+        return True
+    ready = status.condition("Ready")
+    return ready is not None and ready.reason == "Transitioning"
+
+
 class CloudSteps:
     def __init__(
         self,
@@ -174,7 +183,11 @@ class CloudSteps:
     ) -> Result:
         try:
             status = work.instance.status
-            cloud = _lookup(handle.inventory.instances(), status.provider_id, status.create_token)
+            # While a transition is under way, a view up to BOOT_POLL_SECONDS old (still one
+            # list per account, shared by every instance waiting); otherwise the interval's.
+            max_age = BOOT_POLL_SECONDS if _in_transition(work.instance) else None
+            view = handle.inventory.instances(max_age=max_age)
+            cloud = _lookup(view, status.provider_id, status.create_token)
             if cloud is None and status.provider_id is not None:
                 waited = self._since_create(work.uid)
                 if waited < LISTING_GRACE_SECONDS:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from api_types import Firewall, Instance, InstancePhase, Placement, Subnet
+import time
+from pathlib import Path
+
+from api_types import Firewall, Instance, InstancePhase, Placement, PowerState, Subnet
+from controller.store.objects import Store
 from providers import CloudInstance
 from reconcilers import instance
+from reconcilers.accounts import ProviderRegistry
+from reconcilers.deps import Deps
+from reconcilers.instance.cloud import BOOT_POLL_SECONDS
 from tests.integration.reconcilers.harness import (
     Harness,
     instance_manifest,
@@ -149,3 +156,33 @@ def test_waits_for_subnet_and_firewall_then_places_where_the_subnet_is(harness: 
     )
     assert condition(web, "Ready") == ("True", "Running")
     assert condition(web, "Scheduled") == ("True", "Placed")
+
+
+def test_a_power_change_is_seen_done_long_before_the_inventory_interval(
+    store: Store, tmp_path: Path
+) -> None:
+    """With the production inventory interval (30 s), a 3 s stop is observed within seconds:
+    an instance in transition reads a view at most BOOT_POLL_SECONDS old (one list per account
+    shared by all of them), not the interval's."""
+    harness = Harness(store, tmp_path)
+    harness.providers = ProviderRegistry(
+        store, simulated_state_dir=tmp_path, inventory_interval=30.0
+    )
+    harness.deps = Deps(harness.manager, harness.providers)
+    try:
+        harness.apply(
+            sim_account("sim-a", boot_seconds=0.2, stop_seconds=3.0),
+            pool_manifest("general", [{"account": "sim-a"}]),
+        )
+        harness.start(instance.register)
+        harness.apply(instance_manifest("web-1", pool="general"))
+        web = harness.wait_for(Instance, "web-1", NS, running, timeout=15)
+        web.spec.power_state = PowerState.STOPPED
+        harness.store.update(web)
+        started = time.monotonic()
+        harness.wait_for(
+            Instance, "web-1", NS, lambda i: i.status.phase == InstancePhase.STOPPED, timeout=40
+        )
+        assert time.monotonic() - started < 3.0 + 3 * BOOT_POLL_SECONDS
+    finally:
+        harness.stop()
