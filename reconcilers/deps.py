@@ -4,17 +4,19 @@ Where it sits: the composition root (``skybroker``) builds one ``Deps`` and hand
 reconciler module's ``register(deps)``, which adds its controller to the manager. Reconcilers
 read desired state from ``deps.manager.informer(Kind)`` caches, write through ``deps.store``
 (adding ``deps.manager.fence_for(key)`` to writes that must not outlive this process's shard),
-report through ``deps.recorder`` and reach clouds through ``deps.providers``.
+report through ``deps.recorder``, reach clouds through ``deps.providers`` and share what
+placements taught them in ``deps.memory``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.events import EventRecorder
 from controller.manager import Manager
 from controller.store.objects import Store
 from reconcilers.accounts import ProviderRegistry
+from reconcilers.memory import PlacementMemory
 
 __all__ = ["Deps"]
 
@@ -23,6 +25,7 @@ __all__ = ["Deps"]
 class Deps:
     manager: Manager
     providers: ProviderRegistry
+    memory: PlacementMemory = field(default_factory=PlacementMemory)
 
     @property
     def store(self) -> Store:

@@ -7,15 +7,16 @@ caches. For each member of ``spec.members`` it writes a ``status.members`` entry
   with the vCPUs and memory of the instances' sizes (from the account's size catalogue);
 * health — the account's ``Ready`` condition (missing account = unhealthy), which is also what
   placement filters on;
-* last failure — when a placement on the member last failed and why; the Instance scheduler
-  keeps those in memory, and the composition root passes its lookup as ``failures``
-  (``pool name -> {member key: time}``). A failure already in status is kept.
+* last failure — when a placement on the member last failed, from the process's
+  ``Deps.memory`` (fed by the Instance reconciler; ``failures`` overrides the lookup). A
+  failure already in status is kept.
 
 Recounting sums over every object of the pool, so the controller reconciles a pool at most
 once a second (the runtime's ``min_interval``) however many instances change meanwhile.
 
-Beside it, :class:`PoolScheduler` places the other kinds that name a pool (the Subnet and
-Volume reconcilers each hold one) by the pool policy with load and rotation, as Instances are:
+Beside it, :class:`PoolScheduler` decides placements in a pool for every kind that names one
+(the Instance, Subnet and Volume reconcilers each hold one) by the pool policy with load and
+rotation:
 LeastLoaded counts the kind's objects already on each member (:func:`per_member`, the same
 grouping as the usage above), RoundRobin takes turns, WeightedRandom, Priority and LowestCost
 rank as ``reconcilers.placement`` says. Decisions on a pool are serialised in the process and
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
@@ -41,6 +42,7 @@ from api_types import (
     Pool,
     PoolMember,
     PoolMemberStatus,
+    PoolPolicy,
     ProviderAccount,
     Subnet,
     Volume,
@@ -58,7 +60,7 @@ from reconcilers._common import (
     write_status,
 )
 from reconcilers.deps import Deps
-from reconcilers.placement import Decision, Need, place
+from reconcilers.placement import AccountState, Candidate, Decision, Need, place
 from reconcilers.scheduling import Unschedulable, account_sizes, account_states, candidates
 
 __all__ = ["BY_POOL", "PoolReconciler", "PoolScheduler", "per_member", "register"]
@@ -191,9 +193,9 @@ class _Decided:
 
 
 class PoolScheduler:
-    """Places the objects of one kind (Subnet or Volume) that name a pool or an account."""
+    """Decides where the objects of one kind (Instance, Subnet or Volume) go in their pools."""
 
-    def __init__(self, deps: Deps, model: type[Subnet] | type[Volume]) -> None:
+    def __init__(self, deps: Deps, model: type[Instance] | type[Subnet] | type[Volume]) -> None:
         self._deps = deps
         self._objects = deps.manager.informer(model)
         shared_index(self._objects, BY_POOL, _pool_of)
@@ -204,53 +206,79 @@ class PoolScheduler:
     def schedule(
         self, obj: Subnet | Volume, *, zone: str | None, bound_to: Placement | None = None
     ) -> Decision:
-        """Place ``obj`` within ``zone`` if given and where ``bound_to`` is (a volume goes
-        where its instance is); Unschedulable when no member can take it."""
+        """Place a subnet or volume within ``zone`` if given and where ``bound_to`` is (a volume
+        goes where its instance is); Unschedulable when no member can take it."""
         targets = candidates(self._deps, obj.spec, obj.metadata.namespace)
         states = account_states(self._deps, (c.account for c in targets.candidates))
         members = [replace(c, max_instances=None) for c in targets.candidates]
-        uid = str(obj.metadata.uid)
         need = Need(
-            uid=uid,
+            uid=str(obj.metadata.uid),
             zone=zone,
             location_account=bound_to.account if bound_to else None,
             location_region=bound_to.region if bound_to else None,
             location_zone=bound_to.zone if bound_to else None,
         )
-        pool = targets.pool
-        if pool is None:
-            decision = place(need, members, states)
-        else:
-            with self._lock:
-                load, turn = self._load_and_turn(pool, uid)
-                decision = place(
-                    need, members, states, policy=targets.policy, load=load, rotation=turn
-                )
-                if decision.chosen is not None:
-                    if uid not in self._decided:
-                        self._turns[pool] += 1
-                    key = self._deps.store.key_of(obj)
-                    self._decided[uid] = _Decided(key, pool, decision.chosen.key, turn)
+        decision = self.decide(obj, targets.pool, need, members, states, policy=targets.policy)
         if decision.chosen is None:
             raise Unschedulable(f"no member can take it: {decision.summary()}")
         if decision.chosen.zone is None:
             raise TransientError(f"account {decision.chosen.account} reports no zones", delay=10)
         return decision
 
-    def _load_and_turn(self, pool: str, uid: str) -> tuple[Counter[str], int]:
+    def decide(
+        self,
+        obj: Resource,
+        pool: str | None,
+        need: Need,
+        members: Sequence[Candidate],
+        states: Mapping[str, AccountState],
+        *,
+        policy: PoolPolicy | None = None,
+        counts_load: bool = True,
+        failures: Mapping[str, datetime] | None = None,
+        now: datetime | None = None,
+    ) -> Decision:
+        """``placement.place`` with ``pool``'s load (objects placed, and decided here but not
+        cached yet) and ``obj``'s RoundRobin turn; remembers a decision that chose a member.
+        ``counts_load=False`` skips counting where neither the policy nor a ``maxInstances``
+        looks at load (counting walks the pool's objects)."""
+        if pool is None:
+            return place(need, members, states, policy=policy)
+        with self._lock:
+            load, turn = self._load_and_turn(pool, need.uid, counts_load)
+            decision = place(
+                need,
+                members,
+                states,
+                policy=policy,
+                load=load,
+                rotation=turn,
+                failures=failures,
+                now=now,
+            )
+            if decision.chosen is not None:
+                if need.uid not in self._decided:
+                    self._turns[pool] += 1
+                key = self._deps.store.key_of(obj)
+                self._decided[need.uid] = _Decided(key, pool, decision.chosen.key, turn)
+        return decision
+
+    def _load_and_turn(self, pool: str, uid: str, counts_load: bool) -> tuple[Counter[str], int]:
         """Objects per member of ``pool`` (placed, or decided here and not yet cached) besides
         ``uid``, and ``uid``'s RoundRobin turn. Call with the lock held."""
         self._decided = {u: d for u, d in self._decided.items() if self._unseen(u, d)}
-        placed = per_member(self._objects.by_index(BY_POOL, pool))
-        load = Counter({member: len(objects) for member, objects in placed.items()})
-        load.update(d.member for u, d in self._decided.items() if d.pool == pool and u != uid)
+        load: Counter[str] = Counter()
+        if counts_load:
+            placed = per_member(self._objects.by_index(BY_POOL, pool))
+            load.update({member: len(objects) for member, objects in placed.items()})
+            load.update(d.member for u, d in self._decided.items() if d.pool == pool and u != uid)
         mine = self._decided.get(uid)
         return load, mine.turn if mine is not None else self._turns[pool]
 
     def _unseen(self, uid: str, decided: _Decided) -> bool:
         """The decision is still to be shown by the cache: its object is there, unplaced, in
         that pool (not deleted, recreated under another uid, or moved to another pool)."""
-        obj = self._objects.peek(decided.key)
+        obj: Instance | Subnet | Volume | None = self._objects.peek(decided.key)
         return (
             obj is not None
             and str(obj.metadata.uid) == uid
@@ -260,7 +288,8 @@ class PoolScheduler:
 
 
 def register(deps: Deps, *, failures: FailureLookup | None = None) -> None:
-    reconciler = PoolReconciler(deps, failures)
+    """``failures``: where placements failed per pool (default: the process's shared memory)."""
+    reconciler = PoolReconciler(deps, failures or deps.memory.failures)
     deps.manager.add_controller(
         Pool,
         reconciler,

@@ -1,8 +1,8 @@
 """Inputs of placement gathered from the caches and the clouds, and the call to ``place``.
 
 Where it sits: between ``reconcilers.placement`` (pure policy) and the reconcilers that bind an
-object to a pool member: Subnet and Volume use :func:`schedule`; the Instance reconciler can
-reuse :func:`account_states` and :func:`candidates` for its own richer ``Need``.
+object to a pool member (``reconcilers.pool.PoolScheduler`` for every pooled kind, with the
+Instance scheduler's richer ``Need``): :func:`account_states` and :func:`candidates`.
 
 * :func:`account_states` — ``placement.AccountState`` per account: region, zones and sizes
   from a per-account catalogue (listed once per ``CATALOGUE_TTL`` through the guarded
@@ -20,16 +20,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from api_types import Placement, Pool, PoolPolicy, ProviderAccount
+from api_types import Pool, PoolPolicy, ProviderAccount
 from api_types.common import TargetSpec
-from api_types.meta import ConditionStatus, Resource
-from controller.errors import ReconcileError, TransientError
+from api_types.meta import ConditionStatus
+from controller.errors import ReconcileError
 from controller.store.keys import ObjectKey
 from providers import CloudSize
 from providers.budget import BreakerState
 from reconcilers._common import account_handle
 from reconcilers.deps import Deps
-from reconcilers.placement import AccountState, Candidate, Decision, Need, candidates_of_pool, place
+from reconcilers.placement import AccountState, Candidate, candidates_of_pool
 
 __all__ = [
     "CATALOGUE_TTL",
@@ -38,7 +38,6 @@ __all__ = [
     "account_sizes",
     "account_states",
     "candidates",
-    "schedule",
 ]
 
 #: Zones and sizes of a cloud change rarely: one list per account per this many seconds.
@@ -148,30 +147,3 @@ def candidates(deps: Deps, spec: TargetSpec, namespace: str | None) -> Targets:
     if allowed is not None and namespace not in allowed:
         raise Unschedulable(f"pool {spec.pool} does not allow namespace {namespace}")
     return Targets(candidates_of_pool(pool.spec), pool.spec.policy, spec.pool)
-
-
-def schedule(
-    deps: Deps,
-    obj: Resource,
-    spec: TargetSpec,
-    *,
-    zone: str | None,
-    bound_to: Placement | None = None,
-) -> Decision:
-    """Place ``obj`` (no hardware, no image: subnets and volumes) within ``zone`` if given,
-    and where ``bound_to`` is (a volume goes where its instance is)."""
-    targets = candidates(deps, spec, obj.metadata.namespace)
-    states = account_states(deps, (c.account for c in targets.candidates))
-    need = Need(
-        uid=str(obj.metadata.uid),
-        zone=zone,
-        location_account=bound_to.account if bound_to else None,
-        location_region=bound_to.region if bound_to else None,
-        location_zone=bound_to.zone if bound_to else None,
-    )
-    decision = place(need, targets.candidates, states, policy=targets.policy)
-    if decision.chosen is None:
-        raise Unschedulable(f"no member can take it: {decision.summary()}")
-    if decision.chosen.zone is None:
-        raise TransientError(f"account {decision.chosen.account} reports no zones", delay=10)
-    return decision

@@ -71,7 +71,7 @@ from reconcilers._common import (
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, UnknownProfileError, cheapest_match
-from reconcilers.instance.scheduler import PlacementMemory
+from reconcilers.memory import PlacementMemory
 from reconcilers.scheduling import account_sizes
 
 __all__ = ["BOOT_POLL_SECONDS", "DELETE_POLL_SECONDS", "CloudSteps", "Work"]

@@ -39,7 +39,8 @@ from reconcilers._common import (
 from reconcilers.deps import Deps
 from reconcilers.hardware import UnknownProfileError
 from reconcilers.instance.cloud import CloudSteps, Work
-from reconcilers.instance.scheduler import PlacementMemory, Scheduler
+from reconcilers.instance.scheduler import Scheduler
+from reconcilers.memory import PlacementMemory
 from reconcilers.quota import QUOTA_EXCEEDED
 from reconcilers.scheduling import Unschedulable
 
@@ -68,7 +69,7 @@ class InstanceReconciler:
         self._instances = deps.manager.informer(Instance)
         self._subnets = deps.manager.informer(Subnet)
         self._firewalls = deps.manager.informer(Firewall)
-        self.scheduler = Scheduler(deps, memory or PlacementMemory())
+        self.scheduler = Scheduler(deps, memory or deps.memory)
         self.cloud = CloudSteps(deps, self.scheduler.memory, self.scheduler.hardware)
 
     # --- mapping other kinds' events ------------------------------------------------------

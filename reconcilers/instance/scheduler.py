@@ -3,17 +3,14 @@
 Where it sits: called by the Instance reconciler (``reconcilers.instance.reconciler``) while an
 instance has no ``status.placement``. It gathers the inputs of ``reconcilers.placement.place``
 from the caches — candidates and account states through ``reconcilers.scheduling``, hardware
-profiles, the instance's subnet location, per-member load, the namespace quota — and adds what
-only a running controller knows, kept in :class:`PlacementMemory`:
+profiles, the instance's subnet location, the namespace quota — and decides through the
+``reconcilers.pool.PoolScheduler`` every pooled kind uses (per-member load counted from the
+cache plus decisions not cached yet, RoundRobin turns), adding what the process's
+``Deps.memory`` (``reconcilers.memory.PlacementMemory``) knows:
 
-* recent failures per (pool, member) for the failure penalty. They are kept in memory, not in
-  ``Pool.status``: the Pool reconciler owns that status (usage and health), a second writer
-  would fight it with CAS conflicts, and a penalty is a short-lived hint whose loss on restart
-  only means one more attempt on a member that may have recovered meanwhile. Each failure is
-  also a Warning event on the Instance, so it stays visible;
+* recent failures per (pool, member) for the failure penalty (also shown in ``Pool.status``);
 * accounts whose API budget ran out recently (``BudgetExhausted``): skipped for the delay the
-  gate asked for, so a busy account sheds new placements to the other members;
-* the RoundRobin cursor per pool.
+  gate asked for, so a busy account sheds new placements to the other members.
 
 Quota for objects written straight into the store (DESIGN §3): an instance counts against its
 namespace once placed, or while it is unplaced, not blocked itself and older than the instance
@@ -24,10 +21,8 @@ admitted once one of the others is deleted — instead of all blocking each othe
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -48,66 +43,17 @@ from providers import CloudSize
 from reconcilers._common import account_handle
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints
-from reconcilers.placement import AccountState, Decision, Need, place
+from reconcilers.memory import PlacementMemory
+from reconcilers.placement import AccountState, Decision, Need
+from reconcilers.pool import PoolScheduler
 from reconcilers.quota import counts_against_quota, instance_usage, namespace_usage
 from reconcilers.scheduling import CATALOGUE_TTL, account_states, candidates
 
 __all__ = [
-    "SAME_MEMBER_BACKOFF_SECONDS",
-    "PlacementMemory",
     "QuotaVerdict",
     "Scheduler",
     "tightest",
 ]
-
-#: After a failed create, the same object waits this long before trying the same member again.
-SAME_MEMBER_BACKOFF_SECONDS = 10.0
-
-
-class PlacementMemory:
-    """What this controller learned from recent placements; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failures: dict[str, dict[str, datetime]] = defaultdict(dict)
-        self._own: dict[str, tuple[str, float]] = {}
-        self._budget_until: dict[str, float] = {}
-        self._cursors: dict[str, itertools.count[int]] = defaultdict(itertools.count)
-
-    def record_failure(self, pool: str | None, member: str, uid: str) -> None:
-        """A create on ``member`` failed terminally for the object ``uid``."""
-        with self._lock:
-            if pool is not None:
-                self._failures[pool][member] = datetime.now(UTC)
-            self._own[uid] = (member, time.monotonic())
-
-    def recently_failed(self, uid: str, member: str) -> float:
-        """Seconds ``uid`` should still wait before trying ``member`` again (0 = go ahead).
-
-        Keeps a pool without alternatives (or without a failure penalty) from retrying the
-        member that just failed in a tight loop.
-        """
-        with self._lock:
-            failed = self._own.get(uid)
-        if failed is None or failed[0] != member:
-            return 0.0
-        return max(0.0, failed[1] + SAME_MEMBER_BACKOFF_SECONDS - time.monotonic())
-
-    def failures(self, pool: str) -> dict[str, datetime]:
-        with self._lock:
-            return dict(self._failures.get(pool, {}))
-
-    def record_budget_exhausted(self, account: str, delay: float | None) -> None:
-        with self._lock:
-            self._budget_until[account] = time.monotonic() + (delay or 1.0)
-
-    def budget_exhausted(self, account: str) -> bool:
-        with self._lock:
-            return self._budget_until.get(account, 0.0) > time.monotonic()
-
-    def rotation(self, pool: str) -> int:
-        with self._lock:
-            return next(self._cursors[pool])
 
 
 class QuotaVerdict:
@@ -147,6 +93,7 @@ class Scheduler:
     def __init__(self, deps: Deps, memory: PlacementMemory) -> None:
         self._deps = deps
         self.memory = memory
+        self._pools = PoolScheduler(deps, Instance)
         self._instances = deps.manager.informer(Instance)
         self._profiles = deps.manager.informer(HardwareProfile)
         self._quotas = deps.manager.informer(Quota)
@@ -204,14 +151,6 @@ class Scheduler:
             }
         )
         return QuotaVerdict(hard, used, total.exceeds(hard))
-
-    def _load(self, pool: str) -> dict[str, int]:
-        load: dict[str, int] = defaultdict(int)
-        for other in self._instances.list():
-            placement = other.status.placement
-            if other.spec.pool == pool and placement is not None and placement.member:
-                load[placement.member] += 1
-        return load
 
     def _image_arch(self, account: str) -> dict[str, str] | None:
         """Architecture per image id of ``account``, listed once per ``CATALOGUE_TTL``; None
@@ -273,15 +212,15 @@ class Scheduler:
         pool = targets.pool
         counted = any(c.max_instances is not None for c in targets.candidates)
         policy = targets.policy
-        needs_load = counted or (policy is not None and policy.type == "LeastLoaded")
-        decision = place(
+        decision = self._pools.decide(
+            instance,
+            pool,
             need,
             targets.candidates,
             states,
             policy=policy,
-            load=self._load(pool) if pool and needs_load else {},
+            counts_load=counted or (policy is not None and policy.type == "LeastLoaded"),
             failures=self.memory.failures(pool) if pool else {},
             now=datetime.now(UTC),
-            rotation=self.memory.rotation(pool) if pool else 0,
         )
         return decision, pool

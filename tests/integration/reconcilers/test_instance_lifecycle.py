@@ -12,6 +12,7 @@ from collections.abc import Callable
 from api_types import Instance, InstancePhase, Pool, PoolPolicyType
 from providers import InstanceId
 from reconcilers import instance
+from reconcilers import pool as pool_controller
 from tests.integration.reconcilers.harness import (
     API,
     Harness,
@@ -41,7 +42,7 @@ def two_accounts(harness: Harness, policy: str = "Priority", **sim_a_options: st
             "general", [{"account": "sim-a", "priority": 9}, {"account": "sim-b"}], policy
         ),
     )
-    harness.start(instance.register)
+    harness.start(instance.register, pool_controller.register)
 
 
 def test_placement_is_explained_sticky_and_replaced_after_a_capacity_failure(
@@ -67,6 +68,14 @@ def test_placement_is_explained_sticky_and_replaced_after_a_capacity_failure(
     assert harness.cloud("sim-a").list_instances() == []
     (cloud,) = harness.cloud("sim-b").list_instances()
     assert cloud.id == web.status.provider_id
+    # The failure on sim-a is shown in the pool's status (the penalty the scheduler applied).
+    failed = harness.wait_for(
+        Pool,
+        "general",
+        None,
+        lambda p: any(m.member == "sim-a" and m.last_failure_time for m in p.status.members),
+    )
+    assert [m.member for m in failed.status.members if m.last_failure_time] == ["sim-a"]
     # Sticky: the pool now prefers sim-c… but the bound placement does not move.
     pool = harness.store.get(Pool, "general")
     pool.spec.policy.type = PoolPolicyType.LOWEST_COST
