@@ -68,6 +68,8 @@ __all__ = ["BY_POOL", "PoolReconciler", "PoolScheduler", "per_member", "register
 #: Index of Instances, Subnets and Volumes by ``spec.pool``.
 BY_POOL = "pool"
 MIN_RECOUNT_SECONDS = 1.0
+#: Decisions remembered beyond twice what the last sweep kept before sweeping again.
+_SWEEP_SLACK = 64
 
 FailureLookup = Callable[[str], Mapping[str, datetime]]
 P = TypeVar("P", Instance, Subnet, Volume)
@@ -202,6 +204,7 @@ class PoolScheduler:
         self._lock = threading.Lock()
         self._decided: dict[str, _Decided] = {}  # by uid
         self._turns: dict[str, int] = defaultdict(int)  # by pool: decisions made there
+        self._kept_after_sweep = 0
 
     def schedule(
         self, obj: Subnet | Volume, *, zone: str | None, bound_to: Placement | None = None
@@ -266,7 +269,12 @@ class PoolScheduler:
     def _load_and_turn(self, pool: str, uid: str, counts_load: bool) -> tuple[Counter[str], int]:
         """Objects per member of ``pool`` (placed, or decided here and not yet cached) besides
         ``uid``, and ``uid``'s RoundRobin turn. Call with the lock held."""
-        self._decided = {u: d for u, d in self._decided.items() if self._unseen(u, d)}
+        # Counting load needs exactly the decisions the cache does not show yet; otherwise
+        # they only keep retried objects' turns, and a sweep per decision would cost
+        # O(decisions in flight) each time: then sweep when the memory has doubled.
+        if counts_load or len(self._decided) > 2 * self._kept_after_sweep + _SWEEP_SLACK:
+            self._decided = {u: d for u, d in self._decided.items() if self._unseen(u, d)}
+            self._kept_after_sweep = len(self._decided)
         load: Counter[str] = Counter()
         if counts_load:
             placed = per_member(self._objects.by_index(BY_POOL, pool))
