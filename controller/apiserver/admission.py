@@ -17,7 +17,6 @@ before the quota reservation and the store write. In order:
 
 from __future__ import annotations
 
-import base64
 from functools import cache
 from typing import NamedTuple
 
@@ -62,12 +61,6 @@ def default_for_create(lookups: Lookups, obj: Resource) -> Resource:
         used = initial_usage(lookups, obj.metadata.namespace)
         obj.status.used = QuotaUsage.model_validate(used)
     return obj
-
-
-def _fold_string_data(secret: Secret) -> None:
-    for key, text in secret.string_data.items():
-        secret.data[key] = base64.b64encode(text.encode("utf-8")).decode("ascii")
-    secret.string_data = {}
 
 
 class _Reference(NamedTuple):
@@ -115,7 +108,7 @@ def _problem(lookups: Lookups, ref: _Reference, namespace: str | None) -> str | 
 def admit(lookups: Lookups, obj: Resource, old: Resource | None = None) -> Resource:
     """Default and check ``obj`` (a create when ``old`` is None); 422 naming every bad field."""
     if isinstance(obj, Secret):
-        _fold_string_data(obj)
+        obj = obj.folded()
     unchanged = set(_references(old)) if old is not None else set()
     causes = []
     for ref in _references(obj):
