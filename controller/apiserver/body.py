@@ -1,4 +1,4 @@
-"""Request bodies: size limit, JSON or YAML decoding without bombs, and JSON merge patch.
+"""Request bodies: size limit, JSON or YAML decoding without bombs (YAML aliases refused).
 
 Where it sits: between the HTTP request and admission. Bodies are read incrementally and
 refused (413) as soon as they pass the limit, before anything is parsed. Decoding reuses the
@@ -19,7 +19,7 @@ from typing import Any
 from controller.apiserver.status import ApiError
 from controller.store.codec import MAX_VALUE_BYTES, decode_value
 
-__all__ = ["MAX_BODY_BYTES", "MERGE_PATCH", "decode_body", "merge_patch", "read_limited"]
+__all__ = ["MAX_BODY_BYTES", "MERGE_PATCH", "decode_body", "read_limited"]
 
 #: The default body limit: the largest value the store accepts.
 MAX_BODY_BYTES = MAX_VALUE_BYTES
@@ -64,16 +64,3 @@ def decode_body(raw: bytes, content_type: str | None, *, patch: bool = False) ->
     except (ValueError, RecursionError) as exc:
         # DecodeError is a ValueError; so are int() limits on absurdly long numbers.
         raise ApiError(400, "BadRequest", f"cannot decode the body: {exc}") from None
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, ``null`` deletes, the rest replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result

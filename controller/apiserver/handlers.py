@@ -22,7 +22,6 @@ from api_types.meta import API_VERSION, Resource
 from api_types.tenancy import Secret
 from controller.apiserver.admission import admit, default_for_create
 from controller.apiserver.auth import User
-from controller.apiserver.body import merge_patch
 from controller.apiserver.lookups import Lookups
 from controller.apiserver.paths import Target, decode_continue, encode_continue
 from controller.apiserver.quota import Usage, usage_of, with_reservation
@@ -31,6 +30,7 @@ from controller.apiserver.status import ApiError, success_status
 from controller.errors import ConflictError, FieldCause, InvalidObjectError
 from controller.fields import FieldSelector, parse_field_selector
 from controller.labels import LabelSelector, SelectorError
+from controller.mergepatch import merge_patch
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.store.results import TxnExtras

@@ -34,7 +34,8 @@ from api_types.registry import KindInfo
 from api_types.tenancy import Secret
 from controller.cli.backend import ApiError, Backend
 from controller.cli.manifests import Manifest
-from controller.cli.merge import apply_merge_patch, three_way_patch
+from controller.cli.merge import three_way_patch
+from controller.mergepatch import merge_patch
 
 __all__ = [
     "LAST_APPLIED",
@@ -157,7 +158,7 @@ def decide(target: Target, live: Wire | None) -> tuple[str, Wire | None]:
     patch = three_way_patch(_last_applied_of(live), target.desired, live)
     if not patch:
         return "unchanged", None
-    merged = apply_merge_patch(live, patch)
+    merged = merge_patch(live, patch)
     merged.pop("status", None)
     return "configured", merged
 

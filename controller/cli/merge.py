@@ -11,15 +11,15 @@ Where it sits: the pure heart of ``controller.cli.apply`` (no I/O, unit-tested a
   that was there and is no longer in ``desired`` was removed by the user, so it is deleted.
 
 Maps merge key by key; lists are replaced whole (JSON merge patch semantics, RFC 7386).
-The patch is empty exactly when applying would change nothing — then nothing is written.
+The patch is empty exactly when applying would change nothing — then nothing is written;
+``controller.mergepatch.merge_patch`` applies it.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-__all__ = ["apply_merge_patch", "three_way_patch"]
+__all__ = ["three_way_patch"]
 
 _MISSING = object()
 
@@ -44,16 +44,3 @@ def three_way_patch(last: Any, desired: dict[str, Any], live: dict[str, Any]) ->
         if key not in desired and key in live:
             patch[key] = None
     return patch
-
-
-def apply_merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: ``patch`` applied to a copy of ``target``."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = apply_merge_patch(result.get(key), value)
-    return result

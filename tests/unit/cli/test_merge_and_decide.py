@@ -10,7 +10,8 @@ import pytest
 from controller.cli.apply import LAST_APPLIED, decide, prepare
 from controller.cli.backend import ApiError
 from controller.cli.manifests import Manifest
-from controller.cli.merge import apply_merge_patch, three_way_patch
+from controller.cli.merge import three_way_patch
+from controller.mergepatch import merge_patch
 
 
 def instance(**spec: Any) -> dict[str, Any]:
@@ -41,13 +42,13 @@ def test_three_way_patch_keeps_foreign_fields_and_drops_removed_ones() -> None:
     live = {"spec": {"a": 1, "b": 2, "c": 3}, "labels": {"mine": "x", "theirs": "y"}}
     patch = three_way_patch(last, desired, live)
     assert patch == {"spec": {"b": None}, "labels": {"mine": None}}
-    assert apply_merge_patch(live, patch) == {"spec": {"a": 1, "c": 3}, "labels": {"theirs": "y"}}
+    assert merge_patch(live, patch) == {"spec": {"a": 1, "c": 3}, "labels": {"theirs": "y"}}
 
 
 def test_lists_are_replaced_whole() -> None:
     live = {"rules": [{"port": 80}, {"port": 443}]}
     patch = three_way_patch({}, {"rules": [{"port": 80}]}, live)
-    assert apply_merge_patch(live, patch) == {"rules": [{"port": 80}]}
+    assert merge_patch(live, patch) == {"rules": [{"port": 80}]}
 
 
 def test_unchanged_manifest_decides_no_write_despite_server_defaults() -> None:
@@ -68,7 +69,7 @@ def test_changed_field_configures_and_keeps_controller_finalizers() -> None:
     assert merged["metadata"]["resourceVersion"] == "7"  # the CAS precondition
     assert "status" not in merged
     # Removing userData from the manifest removes it from the object.
-    live2 = apply_merge_patch(live, {"spec": {"image": "debian", "userData": "#!/bin/sh"}})
+    live2 = merge_patch(live, {"spec": {"image": "debian", "userData": "#!/bin/sh"}})
     live2["metadata"]["annotations"][LAST_APPLIED] = merged["metadata"]["annotations"][LAST_APPLIED]
     third = prepare(Manifest("t", instance(image="debian")), "acme", None)
     action, merged = decide(third, live2)
