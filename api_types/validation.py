@@ -109,6 +109,13 @@ def validate_cidr(value: str) -> str:
         raise ValueError(f"{value!r} is not a CIDR: the prefix length is missing (e.g. /24)")
     if not value.isascii() or value != value.strip():
         raise ValueError(f"{value!r} is not a valid CIDR (unexpected characters)")
+    return _canonical_network(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_network(value: str) -> str:
+    # Cached: every Firewall rule's CIDRs are parsed on each validation of the object (API
+    # bodies, store writes, watch decodes), and the same few networks recur everywhere.
     try:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError as exc:
