@@ -111,6 +111,11 @@ class Manager:
             self._informers[model.PLURAL] = informer
         return informer
 
+    @property
+    def controllers(self) -> tuple[Controller, ...]:
+        """The controllers added so far (for introspection: names, queues, a forced resync)."""
+        return tuple(self._controllers)
+
     def add_controller(
         self,
         model: type[Any],

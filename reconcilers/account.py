@@ -9,7 +9,8 @@ see it like any other call) and writes:
   the registry's ``InvalidAccount`` / ``CredentialsMissing``. Placement reads this condition:
   an account whose Ready is False is not scheduled on (``reconcilers.scheduling``).
 * ``errorRate`` and ``latencyMs`` over the last ``WINDOW`` probes (latency: median of the
-  successful ones), and ``managedResources`` from the account's inventory.
+  successful ones), and ``managedResources`` from the account's inventory, listed afresh by
+  the probe (which thereby refreshes the views every reconciler of the account reads).
 
 Status is written only when it changes meaningfully: the condition, the error rate, the counts,
 or a latency that moved by more than half — so a steady, healthy account writes nothing.
@@ -104,14 +105,16 @@ class AccountReconciler:
 
     @staticmethod
     def _counts(handle: AccountHandle, known: ManagedResourceCounts) -> ManagedResourceCounts:
-        """Managed (uid-tagged) resources per kind, from the batched inventory."""
+        """Managed (uid-tagged) resources per kind, from views the probe lists afresh: a
+        cached view could be most of an interval old, and counts read from it would trail the
+        cloud by two probes (and keep writing status that long after everything settled)."""
         inventory = handle.inventory
         try:
             views = (
-                inventory.instances(),
-                inventory.subnets(),
-                inventory.firewalls(),
-                inventory.volumes(),
+                inventory.instances(max_age=0.0),
+                inventory.subnets(max_age=0.0),
+                inventory.firewalls(max_age=0.0),
+                inventory.volumes(max_age=0.0),
             )
         except ReconcileError:
             return known  # the probe's condition already says the cloud is unwell

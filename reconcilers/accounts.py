@@ -26,9 +26,17 @@ from controller.store.objects import Store
 from providers import AccountConfig, ApiBudget, GuardedProvider, Inventory, open_provider
 from providers.clock import Clock, MonotonicClock
 
-__all__ = ["OPTION_ANNOTATION_PREFIX", "AccountHandle", "ProviderRegistry", "account_config"]
+__all__ = [
+    "INVENTORY_SECONDS",
+    "OPTION_ANNOTATION_PREFIX",
+    "AccountHandle",
+    "ProviderRegistry",
+    "account_config",
+]
 
 OPTION_ANNOTATION_PREFIX = "options.skybroker.io/"
+#: Default age of an account's inventory views: one list per kind per account this often.
+INVENTORY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ class ProviderRegistry:
         store: Store,
         *,
         simulated_state_dir: Path | None = None,
-        inventory_interval: float = 30.0,
+        inventory_interval: float = INVENTORY_SECONDS,
         clock: Clock | None = None,
     ) -> None:
         self._store = store
