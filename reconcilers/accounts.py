@@ -5,7 +5,8 @@ volumes, the account health probe, the leak sweeper). It maps the stored ``Provi
 and its credentials Secret onto ``providers.AccountConfig`` and keeps one guarded provider (API
 budget, circuit breaker, metrics) and one ``Inventory`` per account, shared by all workers, so
 the budget and the batched reads really are per account. A provider is rebuilt when the
-account's generation or its Secret's resourceVersion changes.
+account's generation or its Secret's resourceVersion changes (the Secret is read again at most
+every ``CREDENTIALS_SECONDS``).
 
 Simulated accounts keep their state in ``{simulated_state_dir}/simulated.sqlite`` (one file for
 all of them, so capacity per zone is shared as in a real region) unless the account sets an
@@ -27,6 +28,7 @@ from providers import AccountConfig, ApiBudget, GuardedProvider, Inventory, open
 from providers.clock import Clock, MonotonicClock
 
 __all__ = [
+    "CREDENTIALS_SECONDS",
     "INVENTORY_SECONDS",
     "OPTION_ANNOTATION_PREFIX",
     "AccountHandle",
@@ -37,6 +39,8 @@ __all__ = [
 OPTION_ANNOTATION_PREFIX = "options.skybroker.io/"
 #: Default age of an account's inventory views: one list per kind per account this often.
 INVENTORY_SECONDS = 30.0
+#: A credentials Secret is read again at most this often: a rotation is used within it.
+CREDENTIALS_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class ProviderRegistry:
         self._clock = clock or MonotonicClock()
         self._lock = threading.Lock()
         self._handles: dict[str, AccountHandle] = {}
+        self._secrets: dict[tuple[str, str], tuple[float, dict[str, str], str]] = {}
 
     def handle(self, account: ProviderAccount) -> AccountHandle:
         """The account's provider; TerminalError if its Secret or driver is unusable."""
@@ -114,9 +119,17 @@ class ProviderRegistry:
             self._handles.pop(name, None)
 
     def _credentials(self, account: ProviderAccount) -> tuple[dict[str, str], str]:
+        """(values, Secret resourceVersion); read at most once per ``CREDENTIALS_SECONDS`` per
+        Secret — every reconcile asks, and one etcd read each would cost more than the rest of
+        a converged reconcile. A missing Secret is not remembered: created, it is used at once."""
         ref = account.spec.credentials_ref
         if ref is None:
             return {}, ""
+        where = (ref.namespace, ref.name)
+        with self._lock:
+            known = self._secrets.get(where)
+        if known is not None and self._clock.now() - known[0] < CREDENTIALS_SECONDS:
+            return known[1], known[2]
         try:
             secret = self._store.get(Secret, ref.name, ref.namespace)
         except NotFoundError:
@@ -125,4 +138,7 @@ class ProviderRegistry:
                 reason="CredentialsMissing",
             ) from None
         values = {key: value.decode("utf-8", "replace") for key, value in secret.decoded().items()}
-        return values, str(secret.metadata.resource_version)
+        version = str(secret.metadata.resource_version)
+        with self._lock:
+            self._secrets[where] = (self._clock.now(), values, version)
+        return values, version

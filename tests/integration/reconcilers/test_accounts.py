@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from api_types import ProviderAccount, registry
+from api_types import ProviderAccount, Secret, registry
 from controller.errors import TerminalError
 from controller.store.objects import Store
-from reconcilers.accounts import ProviderRegistry
+from reconcilers.accounts import CREDENTIALS_SECONDS, ProviderRegistry
 
 
 def account(name: str, **spec: object) -> ProviderAccount:
@@ -59,6 +59,45 @@ def test_credentials_come_from_the_secret(store: Store, tmp_path: Path) -> None:
         )
     )
     assert providers.handle(needs_secret).provider.list_zones()
+
+
+class Ticks:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def now(self) -> float:
+        return self.value
+
+
+def test_a_rotated_secret_is_used_after_at_most_credentials_seconds(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = Ticks()
+    providers = ProviderRegistry(store, simulated_state_dir=tmp_path, clock=clock)
+    ref = {"namespace": "skybroker-system", "name": "sim-c"}
+    secret = store.create(
+        registry.parse_object(
+            {
+                "apiVersion": "skybroker.io/v1alpha1",
+                "kind": "Secret",
+                "metadata": {"name": "sim-c", "namespace": "skybroker-system"},
+                "stringData": {"key": "AKIA-1", "secret": "one"},
+            }
+        )
+    )
+    stored = store.create(account("sim-c", credentialsRef=ref))
+    first = providers.handle(stored)
+    assert isinstance(secret, Secret)
+    secret.string_data = {"key": "AKIA-2", "secret": "two"}
+    rotated = store.update(secret.folded())
+    clock.value = CREDENTIALS_SECONDS - 0.1  # not read again yet: no etcd read per reconcile
+    assert providers.handle(stored) is first
+    clock.value = CREDENTIALS_SECONDS + 0.1
+    second = providers.handle(stored)
+    assert second is not first
+    assert second.version[2] == rotated.metadata.resource_version
 
 
 def test_unknown_driver_is_terminal(store: Store, tmp_path: Path) -> None:
