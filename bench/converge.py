@@ -44,7 +44,7 @@ from controller.reconcile import Request
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from reconcilers.accounts import INVENTORY_SECONDS
-from skybroker.main import tune_garbage_collector
+from skybroker.main import tune_interpreter
 from skybroker.wiring import register_reconcilers
 
 API = "skybroker.io/v1alpha1"
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="warning", help="the controllers' log level")
     args = parser.parse_args()
     configure_logging(json=True, level=args.log_level)
-    tune_garbage_collector()
+    tune_interpreter()
     prefix = f"/converge-{uuid.uuid4().hex[:8]}"
     with etcd_for_bench(args) as client, tempfile.TemporaryDirectory() as state_dir:
         raw = raw_cas_rate(client, prefix + "-raw", args.workers, 300)

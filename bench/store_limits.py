@@ -26,7 +26,7 @@ from controller.store.etcd import EtcdClient, cmp_mod_revision, op_put
 from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.objects import Store
 from controller.store.watch import PrefixWatch
-from skybroker.main import tune_garbage_collector
+from skybroker.main import tune_interpreter
 
 Instance = registry.by_kind("Instance").model
 
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=2_000, help="CAS operations per measurement")
     parser.add_argument("--etcd-endpoints", default="")
     args = parser.parse_args()
-    tune_garbage_collector()  # the server's own setting (skybroker.main), so bench = product
+    tune_interpreter()  # the server's own setting (skybroker.main), so bench = product
     prefix = f"/bench-{uuid.uuid4().hex[:8]}"
     with etcd_for_bench(args) as client:
         store = Store(client, KeyLayout(prefix))
