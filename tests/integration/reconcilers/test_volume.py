@@ -6,14 +6,19 @@ and writes the instance's status as that reconciler would, which is all a volume
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api_types import Instance, InstancePhase, InstancePlacement, Volume
+from controller.store.objects import Store
 from providers import ImageId, InstanceCreate, ResourceTags, SizeId, ZoneName
 from reconcilers import volume
+from reconcilers.accounts import ProviderRegistry
+from reconcilers.deps import Deps
 from tests.integration.reconcilers.harness import (
     API,
     Harness,
@@ -123,6 +128,33 @@ def test_volume_without_attachment_is_available(harness: Harness) -> None:
     (disk,) = harness.provider("sim-a").inner.list_volumes()
     assert (disk.id, disk.size_gib, disk.volume_type) == (ready.status.provider_id, 5, "io2")
     assert ready.metadata.finalizers == [volume.FINALIZER]
+
+
+def test_a_volume_being_created_is_seen_ready_long_before_the_inventory_interval(
+    store: Store, tmp_path: Path
+) -> None:
+    """With the production inventory interval (30 s), a volume that takes 3 s to create is
+    seen Available within a few seconds of it: a volume being created reads a view at most
+    TRANSITION_VIEW_SECONDS old."""
+    harness = Harness(store, tmp_path)
+    harness.providers = ProviderRegistry(
+        store, simulated_state_dir=tmp_path, inventory_interval=30.0
+    )
+    harness.deps = Deps(harness.manager, harness.providers)
+    try:
+        harness.apply(
+            sim_account("sim-a", volume_seconds=3.0),
+            pool_manifest("general", [{"account": "sim-a"}]),
+        )
+        harness.start(volume.register)
+        started = time.monotonic()
+        harness.apply(volume_manifest("slow", sizeGiB=5))
+        harness.wait_for(
+            Volume, "slow", "acme", lambda v: v.status.phase == "Available", timeout=40
+        )
+        assert time.monotonic() - started < 3.0 + 3 * volume.TRANSITION_VIEW_SECONDS
+    finally:
+        harness.stop()
 
 
 @pytest.mark.parametrize("policy", ["RoundRobin", "LeastLoaded"])
