@@ -43,6 +43,7 @@ __all__ = [
     "ACTOR",
     "INSTANCES_BY_FIREWALL",
     "INSTANCES_BY_SUBNET",
+    "TRANSITION_VIEW_SECONDS",
     "VOLUMES_BY_INSTANCE",
     "account_handle",
     "add_finalizer",
@@ -64,6 +65,9 @@ R = TypeVar("R", bound=Resource)
 ACTOR = "controller"
 #: How long to wait before looking again for an account that is missing or unusable.
 ACCOUNT_RETRY_SECONDS = 10.0
+#: Oldest inventory view an object in transition (booting, stopping, being created) is read
+#: through, instead of the inventory interval's: still one list per account, shared by all.
+TRANSITION_VIEW_SECONDS = 2.0
 
 #: Instance index: ``namespace/firewall`` for each of ``spec.firewallRefs``.
 INSTANCES_BY_FIREWALL = "firewallRefs"

@@ -38,6 +38,7 @@ from controller.store.keys import ObjectKey
 from providers import CloudVolume, InstanceId, ResourceKind, VolumeCreate, VolumeId, VolumeState
 from providers.errors import is_not_found
 from reconcilers._common import (
+    TRANSITION_VIEW_SECONDS,
     VOLUMES_BY_INSTANCE,
     account_handle,
     add_finalizer,
@@ -56,15 +57,13 @@ from reconcilers.pool import PoolScheduler
 from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, volume_usage, would_exceed
 from reconcilers.scheduling import Unschedulable
 
-__all__ = ["FINALIZER", "TRANSITION_VIEW_SECONDS", "VolumeReconciler", "register"]
+__all__ = ["FINALIZER", "VolumeReconciler", "register"]
 
 FINALIZER = "skybroker.io/volume"
 #: How often a volume waiting for its instance, its quota or its placement looks again.
 WAIT_SECONDS = 5.0
 #: How soon to look at a volume the cloud is still creating.
 CREATING_SECONDS = 0.5
-#: Oldest inventory view a volume being created is observed through.
-TRANSITION_VIEW_SECONDS = 2.0
 
 
 class VolumeReconciler:
@@ -199,9 +198,8 @@ class VolumeReconciler:
     def _ensure(self, handle: AccountHandle, volume: Volume, placement: Placement) -> CloudVolume:
         token, known = str(volume.status.create_token), volume.status.provider_id
         # A cached view: create_volume itself adopts a volume that already carries the token, so
-        # a fresh list here would only spend the account's API budget on every retry. While the
-        # volume is being created the view may be TRANSITION_VIEW_SECONDS old, not the whole
-        # inventory interval: still one list per account then, shared by every volume waiting.
+        # a fresh list here would only spend the account's API budget on every retry; a fresher
+        # one only while the volume is being created.
         creating = volume.status.phase == "Provisioning"
         view = handle.inventory.volumes(max_age=TRANSITION_VIEW_SECONDS if creating else None)
         found = (view.get(known) if known else None) or view.by_token(token)

@@ -61,6 +61,7 @@ from providers import (
     ZoneName,
 )
 from reconcilers._common import (
+    TRANSITION_VIEW_SECONDS,
     account_handle,
     cloud_tags,
     derived_token,
@@ -183,9 +184,7 @@ class CloudSteps:
     ) -> Result:
         try:
             status = work.instance.status
-            # While a transition is under way, a view up to BOOT_POLL_SECONDS old (still one
-            # list per account, shared by every instance waiting); otherwise the interval's.
-            max_age = BOOT_POLL_SECONDS if _in_transition(work.instance) else None
+            max_age = TRANSITION_VIEW_SECONDS if _in_transition(work.instance) else None
             view = handle.inventory.instances(max_age=max_age)
             cloud = _lookup(view, status.provider_id, status.create_token)
             if cloud is None and status.provider_id is not None:

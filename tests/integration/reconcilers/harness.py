@@ -130,13 +130,17 @@ def instance_manifest(name: str, namespace: str = "acme", **spec: Any) -> dict[s
 
 class Harness:
     """``shards > 1``: this manager is one of several splitting the shards (each a Harness on
-    the same store and state directory, as separate controller processes would be)."""
+    the same store and state directory, as separate controller processes would be).
+    ``inventory_interval``: the accounts' view age (short by default, so tests see the cloud
+    quickly; tests of behaviour under the production interval pass ``INVENTORY_SECONDS``)."""
 
-    def __init__(self, store: Store, state_dir: Path, shards: int = 1) -> None:
+    def __init__(
+        self, store: Store, state_dir: Path, shards: int = 1, inventory_interval: float = 0.3
+    ) -> None:
         self.store = store
         self.state_dir = state_dir
         self.providers = ProviderRegistry(
-            store, simulated_state_dir=state_dir, inventory_interval=0.3
+            store, simulated_state_dir=state_dir, inventory_interval=inventory_interval
         )
         options = ManagerOptions(
             workers=4,

@@ -9,9 +9,8 @@ from api_types import Firewall, Instance, InstancePhase, Placement, PowerState, 
 from controller.store.objects import Store
 from providers import CloudInstance
 from reconcilers import instance
-from reconcilers.accounts import ProviderRegistry
-from reconcilers.deps import Deps
-from reconcilers.instance.cloud import BOOT_POLL_SECONDS
+from reconcilers._common import TRANSITION_VIEW_SECONDS
+from reconcilers.accounts import INVENTORY_SECONDS
 from tests.integration.reconcilers.harness import (
     Harness,
     instance_manifest,
@@ -162,13 +161,9 @@ def test_a_power_change_is_seen_done_long_before_the_inventory_interval(
     store: Store, tmp_path: Path
 ) -> None:
     """With the production inventory interval (30 s), a 3 s stop is observed within seconds:
-    an instance in transition reads a view at most BOOT_POLL_SECONDS old (one list per account
-    shared by all of them), not the interval's."""
-    harness = Harness(store, tmp_path)
-    harness.providers = ProviderRegistry(
-        store, simulated_state_dir=tmp_path, inventory_interval=30.0
-    )
-    harness.deps = Deps(harness.manager, harness.providers)
+    an instance in transition reads a view at most TRANSITION_VIEW_SECONDS old (one list per
+    account, shared by all of them), not the interval's."""
+    harness = Harness(store, tmp_path, inventory_interval=INVENTORY_SECONDS)
     try:
         harness.apply(
             sim_account("sim-a", boot_seconds=0.2, stop_seconds=3.0),
@@ -183,6 +178,6 @@ def test_a_power_change_is_seen_done_long_before_the_inventory_interval(
         harness.wait_for(
             Instance, "web-1", NS, lambda i: i.status.phase == InstancePhase.STOPPED, timeout=40
         )
-        assert time.monotonic() - started < 3.0 + 3 * BOOT_POLL_SECONDS
+        assert time.monotonic() - started < 3.0 + 3 * TRANSITION_VIEW_SECONDS
     finally:
         harness.stop()

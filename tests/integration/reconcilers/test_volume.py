@@ -17,8 +17,8 @@ from api_types import Instance, InstancePhase, InstancePlacement, Volume
 from controller.store.objects import Store
 from providers import ImageId, InstanceCreate, ResourceTags, SizeId, ZoneName
 from reconcilers import volume
-from reconcilers.accounts import ProviderRegistry
-from reconcilers.deps import Deps
+from reconcilers._common import TRANSITION_VIEW_SECONDS
+from reconcilers.accounts import INVENTORY_SECONDS
 from tests.integration.reconcilers.harness import (
     API,
     Harness,
@@ -136,11 +136,7 @@ def test_a_volume_being_created_is_seen_ready_long_before_the_inventory_interval
     """With the production inventory interval (30 s), a volume that takes 3 s to create is
     seen Available within a few seconds of it: a volume being created reads a view at most
     TRANSITION_VIEW_SECONDS old."""
-    harness = Harness(store, tmp_path)
-    harness.providers = ProviderRegistry(
-        store, simulated_state_dir=tmp_path, inventory_interval=30.0
-    )
-    harness.deps = Deps(harness.manager, harness.providers)
+    harness = Harness(store, tmp_path, inventory_interval=INVENTORY_SECONDS)
     try:
         harness.apply(
             sim_account("sim-a", volume_seconds=3.0),
@@ -152,7 +148,7 @@ def test_a_volume_being_created_is_seen_ready_long_before_the_inventory_interval
         harness.wait_for(
             Volume, "slow", "acme", lambda v: v.status.phase == "Available", timeout=40
         )
-        assert time.monotonic() - started < 3.0 + 3 * volume.TRANSITION_VIEW_SECONDS
+        assert time.monotonic() - started < 3.0 + 3 * TRANSITION_VIEW_SECONDS
     finally:
         harness.stop()
 
