@@ -293,6 +293,7 @@ class Controller:
             present = set(keys)
             for gone in [k for k in self._resync_due if k not in present]:
                 del self._resync_due[gone]
+                self._last_started.pop(gone, None)
             for key in keys:
                 when = self._resync_due.get(key)
                 if when is None or when <= now:
