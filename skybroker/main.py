@@ -40,8 +40,8 @@ def tune_interpreter() -> None:
       object, and CPython's default threshold (700) then spends a third of a 10,000-object
       relist in the cyclic collector, which finds almost nothing there (models are acyclic).
     - Hand the GIL over every 1 ms instead of 5 ms: dozens of threads wait on etcd and clouds,
-      and with the default a thread whose answer has arrived waits up to 5 ms for a busy one;
-      converging 2,000 instances took 6.6 to 7.7 s with the default and 5.4 to 5.6 s with this.
+      and with the default a thread whose answer has arrived waits up to 5 ms for a busy one
+      (back-to-back converge runs were ~20 % faster; later runs varied as much as that).
     """
     gc.set_threshold(50_000, 20, 100)
     sys.setswitchinterval(0.001)
