@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := api_types controller providers reconcilers skybroker
 
-.PHONY: install lint typecheck test unit integration demo bench clean
+.PHONY: install lint typecheck test test-stress unit integration demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
+
+test-stress: install
+	bash tests/stress.sh
 
 unit: install
 	$(BIN)/pytest -q tests/unit

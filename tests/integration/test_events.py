@@ -20,6 +20,7 @@ from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.objects import Store
+from tests.etcd_writes import key_revisions
 
 SECRET_KEY = ObjectKey("secrets", "team-a", "creds")
 
@@ -110,12 +111,12 @@ def test_a_burst_is_written_in_batches_and_racing_batches_lose_no_count(
         Secret(metadata=ObjectMeta(name=f"s-{i}", namespace="team-a", uid=f"u-{i}"))
         for i in range(300)
     ]
-    before = store.client.current_revision()
     for obj in objects:
         assert recorder.record(obj, "Normal", "Synced", "fine")
     assert recorder.flush(20)
     assert len(recorder.list_events("team-a")) == 300
-    assert store.client.current_revision() - before <= 300 // 50 * 2 + 4
+    transactions = set(key_revisions(store.client, store.layout.prefix).values())
+    assert len(transactions) <= 300 // 50 * 2 + 4
 
     racing = [recorder, make_recorder(max_queue=1000)]
 
@@ -196,7 +197,9 @@ def test_events_expire_with_their_lease(
 def test_recording_never_blocks_while_etcd_is_down(tmp_path: Path) -> None:
     server = EmbeddedEtcd(data_dir=tmp_path)
     server.start()
-    client = EtcdClient([server.endpoint], retry_for=1.0, timeout=2.0)
+    # A record() that waited for etcd would wait out retry_for: 60 s, against the few
+    # milliseconds 300 non-blocking records take, so the bound below holds on any machine.
+    client = EtcdClient([server.endpoint], retry_for=60.0, timeout=2.0)
     metrics = RuntimeMetrics(CollectorRegistry())
     recorder = EventRecorder(Store(client, KeyLayout("/own")), max_queue=20, metrics=metrics)
     try:
@@ -206,7 +209,7 @@ def test_recording_never_blocks_while_etcd_is_down(tmp_path: Path) -> None:
 
         started = time.monotonic()
         accepted = [recorder.record(secret(), "Warning", f"Reason{i}", "") for i in range(300)]
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 20.0
         assert not all(accepted)
         dropped = accepted.count(False)
         assert metrics.events_dropped._value.get() == dropped

@@ -16,6 +16,7 @@ import pytest
 from api_types import Instance
 from controller.store.etcd import EtcdClient
 from controller.store.objects import Store
+from tests.etcd_writes import key_revisions
 from tests.integration.cli.helpers import Skyctl, write_manifest
 
 EDITOR = """\
@@ -124,14 +125,15 @@ def test_edit_writes_the_change_and_an_unchanged_file_writes_nothing(
     skyctl: Skyctl,
     store: Store,
     etcd_client: EtcdClient,
+    key_prefix: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("EDITOR", "true")
-    revision = etcd_client.current_revision()
+    written = key_revisions(etcd_client, key_prefix)
     unchanged = skyctl("edit", "instance/web-1", "-n", "acme")
     assert unchanged.code == 0 and "Edit cancelled, no changes made." in unchanged.err
-    assert etcd_client.current_revision() == revision
+    assert key_revisions(etcd_client, key_prefix) == written
 
     editor(monkeypatch, tmp_path, "ubuntu-22.04", "debian-12")
     edited = skyctl("edit", "instance/web-1", "-n", "acme")

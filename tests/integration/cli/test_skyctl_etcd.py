@@ -17,6 +17,7 @@ from controller.events import EventRecorder
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient
 from controller.store.objects import Store
+from tests.etcd_writes import key_revisions
 from tests.integration.cli.helpers import POOL, Skyctl, write_manifest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -40,7 +41,7 @@ def instance(store: Store) -> Instance:
 
 
 def test_apply_twice_writes_nothing_the_second_time(
-    skyctl: Skyctl, etcd_client: EtcdClient, tmp_path: Path
+    skyctl: Skyctl, etcd_client: EtcdClient, key_prefix: str, tmp_path: Path
 ) -> None:
     manifest = write_manifest(tmp_path / "web.yaml")
     first = skyctl("apply", "-f", str(manifest))
@@ -50,25 +51,25 @@ def test_apply_twice_writes_nothing_the_second_time(
         "firewall.skybroker.io/web created",
         "instance.skybroker.io/web-1 created",
     ]
-    revision = etcd_client.current_revision()
+    written = key_revisions(etcd_client, key_prefix)
     second = skyctl("apply", "-f", str(manifest))
     assert second.code == 0 and second.out.count("unchanged") == 3, second.out
-    assert etcd_client.current_revision() == revision  # not one write
+    assert key_revisions(etcd_client, key_prefix) == written  # not one write
     assert skyctl("diff", "-f", str(manifest)).code == 0
 
 
 def test_apply_change_diff_history_and_dry_run(
-    skyctl: Skyctl, store: Store, etcd_client: EtcdClient, tmp_path: Path
+    skyctl: Skyctl, store: Store, etcd_client: EtcdClient, key_prefix: str, tmp_path: Path
 ) -> None:
     skyctl("apply", "-f", str(write_manifest(tmp_path / "web.yaml")))
     changed = write_manifest(tmp_path / "web2.yaml", image="debian-12")
     diff = skyctl("diff", "-f", str(changed))
     assert diff.code == 1
     assert "-  image: ubuntu-22.04" in diff.out and "+  image: debian-12" in diff.out
-    revision = etcd_client.current_revision()
+    written = key_revisions(etcd_client, key_prefix)
     dry = skyctl("apply", "-f", str(changed), "--dry-run")
     assert "instance.skybroker.io/web-1 configured (dry run)" in dry.out
-    assert etcd_client.current_revision() == revision
+    assert key_revisions(etcd_client, key_prefix) == written
     applied = skyctl("apply", "-f", str(changed))
     assert "instance.skybroker.io/web-1 configured" in applied.out
     assert instance(store).spec.image == "debian-12"
@@ -157,12 +158,10 @@ def test_wait_for_condition_with_timeout_and_delete_wait(
     skyctl: Skyctl, store: Store, tmp_path: Path
 ) -> None:
     skyctl("apply", "-f", str(write_manifest(tmp_path / "web.yaml")))
-    started = time.monotonic()
     timed_out = skyctl(
         "wait", "instance/web-1", "-n", "acme", "--for=condition=Ready", "--timeout=0.5s"
     )
     assert timed_out.code == 1 and "timed out" in timed_out.err
-    assert time.monotonic() - started < 5
 
     def become_ready() -> None:
         time.sleep(0.3)
