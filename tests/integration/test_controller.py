@@ -17,6 +17,7 @@ from api_types.common import IntRange
 from api_types.meta import ObjectMeta, OwnerReference
 from api_types.tenancy import Secret
 from controller.cache import Informer
+from controller.clock import Clock, FakeClock, RealClock
 from controller.controller import Controller
 from controller.handler import EnqueueMapped, EnqueueObject, EnqueueOwner, request_for
 from controller.metrics import RuntimeMetrics
@@ -25,23 +26,23 @@ from controller.reconcile import Request, Result, TerminalError, TransientError
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.workqueue import ItemExponentialFailureRateLimiter, RateLimitingQueue
+from tests.waiting import eventually
 
 Behaviour = Callable[[Request, int], Result]
 
 
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
-
-
 class ScriptedReconciler:
-    """Runs ``behaviour(request, n)`` for the n-th call on a key; records calls and contexts."""
+    """Runs ``behaviour(request, n)`` for the n-th call on a key; records calls and contexts.
 
-    def __init__(self, behaviour: Behaviour = lambda request, n: Result()) -> None:
+    Call times are read from ``clock``: with a :class:`FakeClock` they are exactly the times
+    the test moved the clock to, whatever the machine's load.
+    """
+
+    def __init__(
+        self, behaviour: Behaviour = lambda request, n: Result(), clock: Clock | None = None
+    ) -> None:
         self.behaviour = behaviour
+        self.clock: Clock = clock or RealClock()
         self.lock = threading.Lock()
         self.calls: list[tuple[ObjectKey, float]] = []
         self.contexts: list[dict[str, object]] = []
@@ -56,7 +57,7 @@ class ScriptedReconciler:
             self.in_flight.add(request.key)
             self.max_parallel = max(self.max_parallel, len(self.in_flight))
             n = sum(1 for key, _ in self.calls if key == request.key)
-            self.calls.append((request.key, time.monotonic()))
+            self.calls.append((request.key, self.clock.now()))
             self.contexts.append(structlog.contextvars.get_contextvars())
         try:
             return self.behaviour(request, n)
@@ -80,9 +81,13 @@ def make_controller(metrics: RuntimeMetrics) -> Iterator[Callable[..., Controlle
 
     def make(reconciler: ScriptedReconciler, **options: object) -> Controller:
         queue: RateLimitingQueue[ObjectKey] = RateLimitingQueue(
-            "test", rate_limiter=ItemExponentialFailureRateLimiter(0.05, 1.0)
+            "test",
+            rate_limiter=ItemExponentialFailureRateLimiter(0.05, 1.0),
+            clock=reconciler.clock,
         )
-        controller = Controller("tests", reconciler, queue, metrics=metrics, **options)  # type: ignore[arg-type]
+        controller = Controller(
+            "tests", reconciler, queue, metrics=metrics, clock=reconciler.clock, **options  # type: ignore[arg-type]
+        )
         controller.start()
         started.append(controller)
         return controller
@@ -96,6 +101,16 @@ def observed(metrics: RuntimeMetrics) -> float:
     """How many reconcile durations the histogram recorded."""
     (family,) = metrics.reconcile_duration.collect()
     return float(sum(s.value for s in family.samples if s.name.endswith("_count")))
+
+
+def release_at(clock: FakeClock, due: float) -> None:
+    """Prove the next call is scheduled for exactly ``due`` on ``clock``, then let it run.
+
+    A thread waiting for that very deadline means the delay was computed as expected; nothing
+    can run before the test moves the clock there, so lower and upper bounds are both exact.
+    """
+    assert clock.block_until_waiting(deadline=due, timeout=30), f"nothing waits for t={due}"
+    clock.set(due)
 
 
 def results(metrics: RuntimeMetrics) -> dict[str, float]:
@@ -168,12 +183,15 @@ def test_transient_error_delay_is_honoured(
             raise TransientError("busy")  # no delay: the backoff chooses (50 ms here)
         return Result()
 
-    reconciler = ScriptedReconciler(throttled)
+    clock = FakeClock()
+    reconciler = ScriptedReconciler(throttled, clock)
     make_controller(reconciler).enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.times(KEY)) == 1)
+    release_at(clock, 0.3 + 0.05)  # the delay asked for, plus the first backoff step
+    eventually(lambda: len(reconciler.times(KEY)) == 2)
+    release_at(clock, 0.35 + 0.1)  # no delay asked for: the second backoff step alone
     eventually(lambda: len(reconciler.times(KEY)) == 3)
-    first, second, third = reconciler.times(KEY)
-    assert 0.3 <= second - first < 1.0
-    assert 0.05 <= third - second < 0.3 + 0.5
+    assert reconciler.times(KEY) == pytest.approx([0.0, 0.35, 0.45])
     assert results(metrics)["transient"] == 2
     eventually(lambda: results(metrics)["success"] == 1)
 
@@ -205,15 +223,16 @@ def test_exceptions_are_retried_with_backoff_counted_and_never_kill_a_worker(
             raise RuntimeError(f"bug #{n}")
         return Result()
 
-    reconciler = ScriptedReconciler(flaky)
+    clock = FakeClock()
+    reconciler = ScriptedReconciler(flaky, clock)
     controller = make_controller(reconciler, workers=1)
     controller.enqueue(Request(KEY))
+    for calls, backoff in enumerate((0.05, 0.1, 0.2), start=1):  # per-key exponential backoff
+        eventually(lambda calls=calls: len(reconciler.times(KEY)) == calls)  # type: ignore[misc]
+        release_at(clock, reconciler.times(KEY)[-1] + backoff)
     eventually(lambda: len(reconciler.times(KEY)) == 4)
-    times = reconciler.times(KEY)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    # 50 ms, 100 ms, 200 ms: the per-key exponential backoff.
-    for gap, expected in zip(gaps, (0.05, 0.1, 0.2), strict=True):
-        assert expected <= gap < expected + 0.5
+    gaps = [b - a for a, b in itertools.pairwise(reconciler.times(KEY))]
+    assert gaps == pytest.approx([0.05, 0.1, 0.2])
     eventually(lambda: results(metrics)["success"] == 1)
     assert results(metrics)["error"] == 3
     assert observed(metrics) == 4
@@ -227,13 +246,15 @@ def test_exceptions_are_retried_with_backoff_counted_and_never_kill_a_worker(
 def test_requeue_after_calls_again_later(
     make_controller: Callable[..., Controller], metrics: RuntimeMetrics
 ) -> None:
+    clock = FakeClock()
     reconciler = ScriptedReconciler(
-        lambda request, n: Result(requeue_after=0.2) if n == 0 else Result()
+        lambda request, n: Result(requeue_after=0.2) if n == 0 else Result(), clock
     )
     make_controller(reconciler).enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.times(KEY)) == 1)
+    release_at(clock, 0.2)
     eventually(lambda: len(reconciler.times(KEY)) == 2)
-    first, second = reconciler.times(KEY)
-    assert 0.2 <= second - first < 1.0
+    assert reconciler.times(KEY) == [0.0, 0.2]
     eventually(lambda: results(metrics)["success"] == 1)
     assert results(metrics)["requeue"] == 1
 
@@ -257,7 +278,7 @@ def test_keys_this_process_may_not_reconcile_are_parked_until_it_may(
     time.sleep(0.3)
     assert [key for key, _ in reconciler.calls] == [mine]  # the others are parked
     active.set()  # e.g. this process acquired the other shard's lease
-    eventually(lambda: len(reconciler.times(KEY)) == 1, timeout=2)
+    eventually(lambda: len(reconciler.times(KEY)) == 1)
     assert len(reconciler.calls) == 2  # an is_active error never reconciles, never kills
 
 
@@ -298,10 +319,11 @@ def test_watch_with_predicates_and_periodic_resync(
         profiles.start()
         eventually(lambda: len(reconciler.times(key)) == 1)
 
-        # Resync re-enqueues every object about every period (± 10 %), with no event at all.
-        eventually(lambda: len(reconciler.times(key)) == 3, timeout=3)
+        # Resync re-enqueues every object every period (± 10 %), with no event at all: never
+        # sooner (a load can only make it later, so only the lower bound is exact).
+        eventually(lambda: len(reconciler.times(key)) == 3, timeout=30)
         times = reconciler.times(key)
-        assert 0.45 * 2 <= times[2] - times[0] < 0.55 * 2 + 1.0
+        assert times[2] - times[0] >= 0.45 * 2
 
         store.delete(HardwareProfile, "small")
         eventually(lambda: profiles.get(key) is None)
@@ -377,19 +399,27 @@ def test_own_status_writes_do_not_come_back_as_reconciles(
 def test_min_interval_folds_a_burst_of_events_into_few_reconciles(
     make_controller: Callable[..., Controller],
 ) -> None:
-    reconciler = ScriptedReconciler()
+    clock = FakeClock()
+    reconciler = ScriptedReconciler(clock=clock)
     controller = make_controller(reconciler, min_interval=0.3)
-    started = time.monotonic()
-    while time.monotonic() - started < 0.75:
-        controller.enqueue(Request(KEY))
-        time.sleep(0.002)
-    eventually(lambda: time.monotonic() - reconciler.times(KEY)[-1] > 0.35, timeout=3)
-    times = reconciler.times(KEY)
-    # One at once, then at most one per 0.3 s window — and the last event is not lost: a
-    # reconcile follows the end of the burst.
-    assert 2 <= len(times) <= 4, times
-    assert all(b - a >= 0.29 for a, b in itertools.pairwise(times)), times
-    assert times[-1] >= started + 0.6
+
+    def burst(until: float) -> None:
+        """Events every 10 ms of the fake clock up to ``until``."""
+        while clock.now() < until - 1e-9:
+            for _ in range(5):
+                controller.enqueue(Request(KEY))
+            clock.step(0.01)
+
+    controller.enqueue(Request(KEY))
+    eventually(lambda: len(reconciler.times(KEY)) == 1)  # the first event: at once
+    burst(until=0.25)  # all of these fold into one reconcile, when the window ends
+    release_at(clock, 0.3)
+    eventually(lambda: len(reconciler.times(KEY)) == 2)
+    burst(until=0.45)  # the end of a burst is not lost: one more, a window later
+    release_at(clock, 0.6)
+    eventually(lambda: len(reconciler.times(KEY)) == 3)
+    assert reconciler.times(KEY) == pytest.approx([0.0, 0.3, 0.6])
+    assert len(controller.queue) == 0
 
 
 def test_handlers_map_objects_to_requests() -> None:

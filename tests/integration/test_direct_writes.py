@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from controller.errors import FieldCause
 from controller.normalize import DirectWriteNormalizer, Outcome
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
+from tests.waiting import eventually
 
 Instance = registry.by_kind("Instance").model
 
@@ -193,11 +193,11 @@ def test_run_loop_normalises_writes_as_they_arrive(
     put(store, key, VALID_YAML)
     bad = ObjectKey("instances", "acme", "bomb")
     put(store, bad, YAML_BOMB)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        value = store.client.range(store.layout.object_key(key)).kvs[0].value
-        if value.startswith(b"{") and reports.seen:
-            break
-        time.sleep(0.05)
+    eventually(
+        lambda: (
+            store.client.range(store.layout.object_key(key)).kvs[0].value.startswith(b"{")
+            and reports.seen
+        )
+    )
     assert store.get(Instance, "web-1", "acme").metadata.uid
     assert [r[0] for r in reports.seen] == [bad]

@@ -12,6 +12,7 @@ from controller.errors import StoreUnavailableError
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient
 from controller.store.watch import PrefixWatch, WatchCompacted, WatchEvent
+from tests.waiting import eventually
 
 
 def _collect(watch: PrefixWatch, sink: list[WatchEvent]) -> threading.Thread:
@@ -22,15 +23,6 @@ def _collect(watch: PrefixWatch, sink: list[WatchEvent]) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
-
-
-def _wait_for(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_watch_survives_etcd_sigkill_without_missing_or_duplicating(tmp_path: Path) -> None:
@@ -51,7 +43,7 @@ def test_watch_survives_etcd_sigkill_without_missing_or_duplicating(tmp_path: Pa
 
         for i in range(50):
             write(i)
-        _wait_for(lambda: len(events) >= 50)
+        eventually(lambda: len(events) >= 50)
         server.kill()
         with pytest.raises(StoreUnavailableError):
             client.put(b"/w/lost", b"etcd is down")
@@ -59,7 +51,7 @@ def test_watch_survives_etcd_sigkill_without_missing_or_duplicating(tmp_path: Pa
         for i in range(50, 120):
             write(i)
         client.delete_range(b"/w/k3")
-        _wait_for(lambda: any(e.deleted for e in events))
+        eventually(lambda: any(e.deleted for e in events))
         watch.stop()
         thread.join(timeout=10)
         assert not thread.is_alive()

@@ -6,7 +6,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 from hypothesis import settings
@@ -14,14 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from controller.workqueue import Queue
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Poll ``predicate`` every millisecond until it holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.001)
+from tests.waiting import eventually
 
 
 def test_adding_a_waiting_key_twice_hands_it_out_once() -> None:
@@ -100,7 +92,7 @@ def test_shut_down_with_drain_waits_for_in_flight_keys() -> None:
     assert queue.get() == ("a", False)
     drainer = threading.Thread(target=queue.shut_down_with_drain, daemon=True)
     drainer.start()
-    wait_for(queue.shutting_down)
+    eventually(queue.shutting_down)
     drainer.join(timeout=0.005)
     assert drainer.is_alive(), "'a' is still in flight"
     assert queue.get() == ("b", False), "keys queued before the shutdown still go out"
@@ -120,7 +112,7 @@ def test_shut_down_ends_a_drain_that_waits() -> None:
     queue.get()
     drainer = threading.Thread(target=queue.shut_down_with_drain, daemon=True)
     drainer.start()
-    wait_for(queue.shutting_down)
+    eventually(queue.shutting_down)
     queue.shut_down()
     drainer.join(timeout=2)
     assert not drainer.is_alive()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 from api_types import registry
@@ -13,6 +10,7 @@ from api_types.tenancy import Quota
 from controller.apiserver.lookups import Lookups
 from controller.errors import NotFoundError
 from controller.store.objects import Store
+from tests.waiting import eventually
 
 
 def _account(name: str) -> ProviderAccount:
@@ -23,13 +21,6 @@ def _account(name: str) -> ProviderAccount:
     return account
 
 
-def _eventually(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-
-
 def test_hits_come_from_the_cache_and_misses_from_etcd(api_store: Store) -> None:
     lookups = Lookups(api_store)
     lookups.start()
@@ -37,7 +28,7 @@ def test_hits_come_from_the_cache_and_misses_from_etcd(api_store: Store) -> None
         assert lookups.wait_for_sync(10)
         api_store.create(_account("cached"))
         # a cache hit is the cached object itself; etcd reads are new objects each time
-        _eventually(
+        eventually(
             lambda: lookups.get(ProviderAccount, "cached") is lookups.get(ProviderAccount, "cached")
         )
     finally:
@@ -60,7 +51,7 @@ def test_quotas_come_from_etcd_unless_the_namespace_has_none(api_store: Store) -
         quota = {"kind": "Quota", "metadata": {"name": "q", "namespace": "team-a"},
                  "spec": {"hard": {"instances": 1}}}  # fmt: skip
         created = api_store.create(registry.parse_object(quota))
-        _eventually(lambda: not lookups.quotas("team-a").cached)
+        eventually(lambda: not lookups.quotas("team-a").cached)
         stored = lookups.quotas("team-a")
         assert [q.metadata.name for q in stored.quotas] == ["q"]
         assert stored.revision >= int(str(created.metadata.resource_version))

@@ -7,13 +7,13 @@ nobody = no binding, anonymous = no token, admin = system:masters.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from tests.integration.apiserver.conftest import ROOT, firewall
+from tests.waiting import eventually
 
 USERS = ["admin", "alice", "bob", "viewer", "nobody", None]
 _names = itertools.count()
@@ -162,9 +162,6 @@ def test_stored_roles_and_group_bindings_apply_without_restart(
                "subjects": [{"kind": "Group", "name": "system:authenticated"}]}  # fmt: skip
     assert admin.post(f"{ROOT}/clusterroles", json=role).status_code == 201
     assert admin.post(f"{ROOT}/clusterrolebindings", json=binding).status_code == 201
-    for _ in range(100):  # the informers pick the binding up from the watch
-        if nobody.get(f"{ROOT}/pools").status_code == 200:
-            break
-        time.sleep(0.05)
-    assert nobody.get(f"{ROOT}/pools").status_code == 200
+    # the informers pick the binding up from the watch
+    eventually(lambda: nobody.get(f"{ROOT}/pools").status_code == 200)
     assert nobody.get(f"{ROOT}/pools/x").status_code == 403  # list only, not get

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ from controller.store.encryption import SecretCipher
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from tests.integration.apiserver.conftest import ROOT
+from tests.waiting import eventually
 
 SECRETS = f"{ROOT}/namespaces/team-a/secrets"
 PLAIN = "hunter2-very-secret"
@@ -89,9 +89,7 @@ def test_secret_data_only_for_get(client: Any, admin: httpx.Client) -> None:
                "subjects": [{"kind": "User", "name": "viewer"}]}  # fmt: skip
     assert admin.post(f"{ROOT}/namespaces/team-a/roles", json=role).status_code == 201
     assert admin.post(f"{ROOT}/namespaces/team-a/rolebindings", json=binding).status_code == 201
-    deadline = time.monotonic() + 5
-    while viewer.get(SECRETS).status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: viewer.get(SECRETS).status_code == 200, what="the binding applies")
     items = viewer.get(SECRETS).json()["items"]
     assert [i["metadata"]["name"] for i in items] == ["creds"]
     assert "data" not in items[0], "list without get must not carry secret data"

@@ -19,7 +19,6 @@ within a few seconds even on a loaded machine.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +35,7 @@ from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
 from tests.integration.providers.conftest import EC2_CREDENTIALS
 from tests.integration.providers.conftest import REGION as EC2_REGION
+from tests.waiting import eventually
 
 __all__ = [
     "Harness",
@@ -217,16 +217,7 @@ class Harness:
     ) -> None:
         self.eventually(lambda: self.get(model, name, namespace) is None, timeout, f"{name} stays")
 
-    @staticmethod
-    def eventually(
-        check: Callable[[], bool], timeout: float = 30.0, what: str | Callable[[], str] = ""
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                detail = what() if callable(what) else what
-                raise AssertionError(f"not reached in {timeout} s: {detail}")
-            time.sleep(0.05)
+    eventually = staticmethod(eventually)
 
     def event_reasons(self, plural: str, name: str, namespace: str | None) -> set[str]:
         """Reasons of the events recorded about one object (after flushing the recorder)."""
