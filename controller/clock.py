@@ -134,7 +134,7 @@ class FakeClock:
             with waiter.condition:
                 waiter.condition.notify_all()
 
-    def block_until_waiting(self, deadline: float | None = None, timeout: float = 5.0) -> bool:
+    def block_until_waiting(self, deadline: float | None = None, timeout: float = 30.0) -> bool:
         """Block, in real time, until some thread waits on this clock.
 
         With ``deadline``, only a waiter for exactly that deadline counts: the caller then

@@ -70,7 +70,7 @@ def test_shut_down_unblocks_every_blocked_getter() -> None:
         assert getter.is_alive(), "get() must block on an empty queue"
     queue.shut_down()
     for getter in getters:
-        getter.join(timeout=2)
+        getter.join(timeout=30)
         assert not getter.is_alive()
     assert results == [(None, True)] * 4
     assert queue.shutting_down()
@@ -101,7 +101,7 @@ def test_shut_down_with_drain_waits_for_in_flight_keys() -> None:
     assert drainer.is_alive(), "'b' is still in flight"
     queue.add("c")
     queue.done("b")
-    drainer.join(timeout=2)
+    drainer.join(timeout=30)
     assert not drainer.is_alive()
     assert queue.get() == (None, True), "'c' was added during the shutdown and dropped"
 
@@ -114,7 +114,7 @@ def test_shut_down_ends_a_drain_that_waits() -> None:
     drainer.start()
     eventually(queue.shutting_down)
     queue.shut_down()
-    drainer.join(timeout=2)
+    drainer.join(timeout=30)
     assert not drainer.is_alive()
 
 

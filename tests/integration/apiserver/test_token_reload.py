@@ -16,6 +16,7 @@ from controller.apiserver.auth import RELOAD_INTERVAL, TokenAuthenticator, Token
 from controller.apiserver.status import ApiError
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import ROOT, TOKEN_FILE
+from tests.waiting import eventually
 
 
 class _Clock:
@@ -121,17 +122,14 @@ def test_a_running_server_follows_the_file(
     def code(token: str) -> int:
         return httpx.get(namespaces, headers={"Authorization": f"Bearer {token}"}).status_code
 
-    def eventually(token: str, expected: int) -> None:
-        deadline = time.monotonic() + 10 * RELOAD_INTERVAL
-        while code(token) != expected:
-            assert time.monotonic() < deadline, f"{token} never answered {expected}"
-            time.sleep(0.05)
+    def answers(token: str, expected: int) -> None:
+        eventually(lambda: code(token) == expected, what=f"{token} never answered {expected}")
 
     assert code("carol-token") == 401
     without_alice = TOKEN_FILE.replace('alice-token,alice,u-alice,"tenants"\n', "")
     _rewrite(path, without_alice + 'carol-token,carol,u-carol,"system:masters"\n')
-    eventually("carol-token", 200)
-    eventually("alice-token", 401)
+    answers("carol-token", 200)
+    answers("alice-token", 401)
 
     _rewrite(path, 'carol-token,carol,u-carol,"system:masters"\nnot a token line\n')
     time.sleep(3 * RELOAD_INTERVAL)

@@ -25,6 +25,7 @@ from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 from tests.integration.cli.helpers import running_api_server
 from tests.integration.cli.proxy import TcpProxy
+from tests.waiting import DEFAULT_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[3]
 Event = tuple[str, str, str]  # type, name, resourceVersion
@@ -60,7 +61,7 @@ class Output:
         for line in stream:
             self._lines.put(line)
 
-    def events(self, count: int, timeout: float = 20.0) -> list[Event]:
+    def events(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[Event]:
         found = []
         deadline = time.monotonic() + timeout
         while len(found) < count:
