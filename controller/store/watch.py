@@ -67,6 +67,9 @@ class PrefixWatch:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._call: Any = None
+        # Set when the current stream is over: gRPC keeps one thread per stream reading our
+        # request iterator, which must then return, or every reconnect leaks that thread.
+        self._stream_over = threading.Event()
         self.reconnects = 0
 
     def stop(self) -> None:
@@ -74,12 +77,13 @@ class PrefixWatch:
         with self._lock:
             if self._call is not None:
                 self._call.cancel()
+            self._stream_over.set()
 
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
-    def _requests(self) -> Iterator[Any]:
+    def _requests(self, stream_over: threading.Event) -> Iterator[Any]:
         yield etcdrpc.WatchRequest(
             create_request=etcdrpc.WatchCreateRequest(
                 key=self._prefix,
@@ -89,8 +93,8 @@ class PrefixWatch:
                 prev_kv=self._prev_kv,
             )
         )
-        # Keep the send side open: closing it would end the stream.
-        self._stopped.wait()
+        # Keep the send side open while the stream lasts: closing it would end the stream.
+        stream_over.wait()
 
     def __iter__(self) -> Iterator[list[WatchEvent]]:
         backoff = 0.05
@@ -99,7 +103,8 @@ class PrefixWatch:
                 with self._lock:
                     if self._stopped.is_set():
                         return
-                    self._call = self._client.watch_stream(self._requests())
+                    self._stream_over = threading.Event()
+                    self._call = self._client.watch_stream(self._requests(self._stream_over))
                 for response in self._call:
                     backoff = 0.05
                     if response.compact_revision:
@@ -120,6 +125,7 @@ class PrefixWatch:
             finally:
                 with self._lock:
                     call, self._call = self._call, None
+                    self._stream_over.set()
                 if call is not None:
                     call.cancel()
             if self._stopped.wait(backoff):

@@ -91,3 +91,45 @@ def test_reachable_answers_at_once_for_a_dead_endpoint(etcd_client: EtcdClient) 
     assert not dead.reachable()
     assert time.monotonic() - started < 20.0
     dead.close()
+
+
+@pytest.mark.slow
+def test_reconnects_leave_no_thread_behind(tmp_path: Path) -> None:
+    """gRPC keeps a thread per stream reading the request iterator: each stream's iterator must
+    end with the stream, or every etcd restart leaks one thread per open watch for good."""
+    server = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+    server.start()
+    client = EtcdClient([server.endpoint], timeout=2.0, retry_for=5.0)
+    watches = [PrefixWatch(client, f"/leak/{i}/".encode(), 1) for i in range(5)]
+    seen: list[list[WatchEvent]] = [[] for _ in watches]
+    threads = [_collect(w, sink) for w, sink in zip(watches, seen, strict=True)]
+
+    def all_delivered(round_: int) -> bool:
+        return all(
+            any(e.value == str(round_).encode() for e in sink) for sink in seen
+        )
+
+    def write_round(round_: int) -> None:
+        for i in range(len(watches)):
+            client.put(f"/leak/{i}/k".encode(), str(round_).encode())
+        eventually(lambda: all_delivered(round_), what=f"round {round_} not delivered")
+
+    try:
+        write_round(0)
+        baseline = threading.active_count()
+        for round_ in range(1, 6):
+            server.kill()
+            server.start()
+            write_round(round_)  # every watch has reconnected and delivers again
+            eventually(
+                lambda: threading.active_count() <= baseline,
+                what=lambda: f"{threading.active_count()} threads, {baseline} before",
+            )
+        assert all(w.reconnects >= 5 for w in watches)
+    finally:
+        for watch in watches:
+            watch.stop()
+        for thread in threads:
+            thread.join(timeout=10)
+        client.close()
+        server.stop()
