@@ -133,3 +133,45 @@ def test_reconnects_leave_no_thread_behind(tmp_path: Path) -> None:
             thread.join(timeout=10)
         client.close()
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_quiet_watch_resumes_after_compaction_and_restart_without_410(
+    tmp_path: Path,
+) -> None:
+    """Progress notifications move a caught-up watch's revision with the store although its
+    prefix sees no event, so compaction and a dropped connection do not force a re-list."""
+    server = EmbeddedEtcd(data_dir=tmp_path / "etcd", progress_notify_interval="1s")
+    server.start()
+    client = EtcdClient([server.endpoint], timeout=2.0, retry_for=5.0)
+    client.put(b"/quiet/k", b"0")
+    watch = PrefixWatch(client, b"/quiet/", client.current_revision() + 1)
+    events: list[WatchEvent] = []
+    failures: list[Exception] = []
+
+    def run() -> None:
+        try:
+            for batch in watch:
+                events.extend(batch)
+        except WatchCompacted as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        for i in range(20):
+            client.put(b"/busy/k", str(i).encode())  # the store moves on; /quiet/ does not
+        busy = client.current_revision()
+        eventually(lambda: watch.last_revision >= busy, what="no progress notification")
+        client.compact(busy)
+        server.kill()
+        server.start()
+        client.put(b"/quiet/k", b"1")
+        eventually(lambda: events or failures)
+        assert not failures, failures
+        assert [e.value for e in events] == [b"1"]
+    finally:
+        watch.stop()
+        thread.join(timeout=10)
+        client.close()
+        server.stop()
