@@ -8,7 +8,7 @@ registers one reconciler per kind with :meth:`Manager.add_controller` and calls
 - holds its share of the shards (:class:`~controller.leader.ShardSet`; one shard = plain
   leader election); a worker reconciles a key only while this process validly holds the key's
   shard, and the holder of shard 0 runs the maintenance loops (direct-write normaliser, owner
-  garbage collection, history trimming);
+  garbage collection, history trimming, etcd compaction);
 - turns a ``TerminalError`` into a Warning event and condition ``Ready=False``;
 - serves ``/healthz``, ``/readyz`` and ``/metrics`` and shuts down cleanly on SIGTERM.
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -42,6 +43,7 @@ from controller.leader import ShardSet, default_identity
 from controller.normalize import DirectWriteNormalizer, is_normalised
 from controller.predicate import NotOwnStatusWrite, Predicate
 from controller.reconcile import Reconciler, Request
+from controller.store.compaction import Compactor
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
@@ -63,6 +65,9 @@ class ManagerOptions:
     health_listen: str | None = None
     maintenance_interval: float = 60.0
     history_limit: int = 200
+    #: etcd keeps at least this much history (watches resume within it); 0 = never compact
+    #: (another process or etcd's own --auto-compaction does it). See controller.store.compaction.
+    compaction_interval: float = 300.0
 
 
 class Normalised:
@@ -95,6 +100,7 @@ class Manager:
             store, self._report_invalid, is_active=self.is_maintainer
         )
         self.garbage_collector = GarbageCollector(store, is_active=self.is_maintainer)
+        self.compactor = Compactor(store.client, store.layout)
         self._informers: dict[str, Informer[Any]] = {}
         self._controllers: list[Controller] = []
         self._stop = threading.Event()
@@ -274,14 +280,24 @@ class Manager:
                 target=self.normaliser.run, args=(tenure,), name="normaliser", daemon=True
             )
             normaliser.start()
-            next_sweep = 0.0
+            next_sweep = next_compaction = 0.0
+            compacting = self.options.compaction_interval > 0
             while self.is_maintainer() and not self._stop.is_set():
                 if time.monotonic() >= next_sweep:
                     self._sweep()
                     next_sweep = time.monotonic() + self.options.maintenance_interval
+                if compacting and time.monotonic() >= next_compaction:
+                    self._compact()
+                    next_compaction = time.monotonic() + self.options.compaction_interval
                 self._stop.wait(0.2)
             tenure.set()
             normaliser.join(timeout=5)
+
+    def _compact(self) -> None:
+        try:
+            self.compactor.round()
+        except (StoreError, grpc.RpcError) as exc:
+            log.warning("compaction round failed; will retry", error=str(exc))
 
     def _sweep(self) -> None:
         try:

@@ -55,6 +55,7 @@ def _manager_options(args: argparse.Namespace) -> ManagerOptions:
         "lease_ttl": args.lease_ttl,
         "renew_every": args.renew_every,
         "resync_period": args.resync_period,
+        "compaction_interval": args.compaction_interval,
     }
     if args.identity:
         options["identity"] = args.identity
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--renew-every", type=float, default=5.0)
         sub.add_argument("--resync-period", type=float, default=600.0,
                          help="seconds between re-checks of each object's cloud state")  # fmt: skip
+        sub.add_argument("--compaction-interval", type=float, default=300.0,
+                         help="compact etcd to the revision of one interval ago, every "
+                              "interval (seconds; 0 = never)")
         sub.add_argument("--encryption-key-file", default="",
                          help="AES-GCM keys of Secrets at rest (as the apiserver's)")  # fmt: skip
         sub.add_argument("--simulated-state-dir", default="",

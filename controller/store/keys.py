@@ -108,3 +108,8 @@ class KeyLayout:
 
     def lease_key(self, name: str) -> bytes:
         return f"{self.prefix}/leases/{name}".encode()
+
+    @property
+    def compaction_key(self) -> bytes:
+        """Its ``mod_revision`` is the revision the last compaction round recorded."""
+        return f"{self.prefix}/compaction".encode()
