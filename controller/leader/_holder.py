@@ -41,6 +41,7 @@ from controller.leader._session import (
     Wakeup,
     call_before,
     read_prefix,
+    revoke_lease,
 )
 from controller.store.etcd import EtcdClient, cmp_create_revision, op_delete, op_put
 from controller.store.keys import KeyLayout
@@ -132,6 +133,10 @@ class KeyHolder:
         self._clock: Clock = clock or RealClock()
         self._lock = threading.Lock()  # guards _held for readers in other threads
         self._held: dict[str, Leadership] = {}
+        # Leases of ended sessions that etcd did not hear revoked (it was down). A restarted
+        # etcd renews every lease, so their keys would block this process's new session for a
+        # whole TTL: they are revoked as soon as etcd answers again.
+        self._unrevoked: set[int] = set()
 
     # --- subclass hooks -------------------------------------------------------------------
 
@@ -174,7 +179,8 @@ class KeyHolder:
                     self._serve(session, stop, wakeup)
                 finally:
                     self._remove(list(self._held), "session ended")
-                    session.close(wait=self._renew_every)
+                    if not session.close(wait=self._renew_every):
+                        self._unrevoked.add(session.lease_id)
         finally:
             watch.stop()
 
@@ -191,8 +197,16 @@ class KeyHolder:
             log.debug(
                 "election lease granted", identity=self.identity, lease=f"{session.lease_id:x}"
             )
+            self._revoke_unrevoked()
             return session
         return None
+
+    def _revoke_unrevoked(self) -> None:
+        """etcd answers again: free the keys our earlier sessions still hold, at once."""
+        for lease_id in sorted(self._unrevoked):
+            if revoke_lease(self._client, self._clock, lease_id, self._renew_every):
+                self._unrevoked.discard(lease_id)
+                log.info("earlier election lease revoked", lease=f"{lease_id:x}")
 
     def _serve(self, session: LeaseSession, stop: threading.Event, wakeup: Wakeup) -> None:
         next_renew = self._clock.now() + self._renew_every

@@ -37,6 +37,7 @@ __all__ = [
     "Wakeup",
     "call_before",
     "read_prefix",
+    "revoke_lease",
 ]
 
 log = structlog.get_logger(__name__)
@@ -171,22 +172,27 @@ class LeaseSession:
         # keeps the local deadline on the safe side.
         self._deadline = max(self._deadline, sent + min(self._ttl, remaining) - self._margin)
 
-    def close(self, wait: float) -> None:
+    def close(self, wait: float) -> bool:
         """End the session and revoke the lease so its keys vanish now, not at expiry.
 
-        Waits at most ``wait`` seconds for etcd: an unrevoked lease still expires by itself.
+        Waits at most ``wait`` seconds for etcd. ``False`` if etcd did not answer: the lease
+        then lives on (etcd even renews every lease when it restarts), and the caller revokes
+        it with :func:`revoke_lease` once etcd answers again.
         """
         self._closed = True
-        try:
-            call_before(
-                self._clock,
-                self._clock.now() + wait,
-                lambda: self._client.lease_revoke(self.lease_id),
-            )
-        except (StoreUnavailableError, DeadlinePassed, grpc.RpcError) as exc:
-            log.warning(
-                "lease not revoked; it will expire", lease=f"{self.lease_id:x}", error=str(exc)
-            )
+        revoked = revoke_lease(self._client, self._clock, self.lease_id, wait)
+        if not revoked:
+            log.warning("lease not revoked yet; will retry", lease=f"{self.lease_id:x}")
+        return revoked
+
+
+def revoke_lease(client: EtcdClient, clock: Clock, lease_id: int, wait: float) -> bool:
+    """Revoke ``lease_id`` within ``wait`` seconds; ``True`` once it is gone (or was already)."""
+    try:
+        call_before(clock, clock.now() + wait, lambda: client.lease_revoke(lease_id))
+    except (StoreUnavailableError, DeadlinePassed, grpc.RpcError):
+        return False
+    return True
 
 
 class Wakeup:

@@ -214,6 +214,36 @@ def test_unreachable_etcd_steps_down_by_local_deadline(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
+def test_after_an_outage_past_the_deadline_leadership_returns_at_once(tmp_path: Path) -> None:
+    """The session ended while etcd was down, so its revoke failed; a restarted etcd renews
+    every lease, so without a second revoke the old lease would hold the key for a whole TTL
+    more. The old lease is revoked as soon as etcd answers, and the key is re-acquired."""
+    server = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+    server.start()
+    client = EtcdClient([server.endpoint], retry_for=1.0, timeout=2.0)
+    layout = KeyLayout(f"/t-{uuid.uuid4().hex[:12]}")
+    # Local deadline 4 s after the last renewal; etcd's lease lives LONG_TTL (60 s).
+    long_lease = LeaderElector(
+        client, layout, "controller", "alpha", ttl=LONG_TTL, renew_every=1.0, safety_margin=55
+    )
+    try:
+        with campaigning(long_lease) as alpha:
+            eventually(lambda: alpha.leading)
+            first = alpha.current
+            server.kill()
+            eventually(lambda: alpha.stopped)  # stepped down by its local deadline
+            time.sleep(5)  # the outage outlasts every attempt of the ended session's revoke
+            server.start()
+            restarted_at = time.monotonic()
+            eventually(lambda: alpha.leading)
+            assert time.monotonic() - restarted_at < AT_ONCE  # not after the old lease's TTL
+            assert alpha.current.lease_id != first.lease_id
+    finally:
+        client.close()
+        server.stop()
+
+
 class SlowAnswers(EtcdClient):
     """An etcd client whose keep-alive answers arrive 0.3 s (of a fake clock) after sending."""
 
