@@ -72,8 +72,8 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
         sizes[ident] = 1 + sum(sizes[id(child)] for child in children)
         if sizes[ident] > limit:
             raise DecodeError(
-                f"YAML aliases expand the document to more than {limit} nodes (a \"billion "
-                "laughs\" document?); write the repeated parts out or repeat them less"
+                f'YAML aliases expand the document to more than {limit} nodes (a "billion '
+                'laughs" document?); write the repeated parts out or repeat them less'
             )
     return sizes[id(root)]
 
