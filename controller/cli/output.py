@@ -36,6 +36,8 @@ __all__ = ["FORMATS", "Output", "StreamPrinter", "format_groups", "parse_output"
 Wire = dict[str, Any]
 Group = tuple[KindInfo, Sequence[Wire]]
 
+#: The longest watch event type: the EVENT column is this wide from the start.
+_WIDEST_EVENT = "MODIFIED"
 FORMATS = ("wide", "yaml", "json", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
 
 
@@ -187,9 +189,11 @@ class StreamPrinter:
         if not self.tabular:
             return "".join(self.event("ADDED", obj) for obj in objects)
         rows = self._rows(objects, header=True)
+        sizing = rows
         if self.typed:
             rows = [["EVENT", *rows[0]], *(["ADDED", *row] for row in rows[1:])]
-        self._layout = table_layout(rows, fit=not self.output.wide)
+            sizing = [*rows, [_WIDEST_EVENT] + [""] * len(rows[0][1:])]
+        self._layout = table_layout(sizing, fit=not self.output.wide)
         return "".join(self._layout.line(row) + "\n" for row in rows)
 
     def event(self, type_: str, obj: Wire) -> str:

@@ -23,6 +23,7 @@ def format_objects(
 ) -> str:
     return format_groups([(info, objects)], Output(output), namespaces=namespaces, single=single)
 
+
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
