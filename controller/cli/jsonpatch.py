@@ -15,6 +15,7 @@ naming the operation's index, its op and path.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 __all__ = ["JsonPatchError", "apply_json_patch", "check_json_patch"]
@@ -128,6 +129,10 @@ def _add(document: Any, tokens: list[str], value: Any) -> Any:
     return document
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _apply(document: Any, operation: dict[str, Any]) -> Any:
     op, tokens = operation["op"], _pointer(operation["path"], "path")
     if op == "add":
@@ -144,7 +149,7 @@ def _apply(document: Any, operation: dict[str, Any]) -> Any:
     if op == "test":
         actual = _get(document, tokens)
         if actual != operation["value"]:
-            raise ValueError(f"the value is {actual!r}, not {operation['value']!r}")
+            raise ValueError(f"the value is {_json(actual)}, not {_json(operation['value'])}")
         return document
     source = _pointer(operation["from"], "from")
     if op == "move":
