@@ -220,3 +220,9 @@ def test_streamed_rows_keep_the_columns_of_the_first_table() -> None:
     assert deleted.index("web-1") == top.index("NAME")
     as_names = StreamPrinter(info, parse_output("jsonpath={.metadata.name}{'\\n'}"), False, False)
     assert as_names.first([instance("a", "Pending"), instance("b", "Pending")]) == "a\nb\n"
+
+
+def test_explain_takes_short_names_and_refuses_unknown_kinds_as_usage_errors() -> None:
+    code, text = run("explain", "inst.spec.pool")
+    assert code == 0 and text.startswith("KIND:     Instance\n")
+    assert run("explain", "spaceship")[0] == 2  # was an uncaught UnknownKindError traceback
