@@ -68,6 +68,8 @@ def cmd_get(session: Session, args: argparse.Namespace) -> int:
     results: list[tuple[KindInfo, Sequence[Wire]]] = []
     resource_version, selection, missing = "0", _selection(args, []), 0
     for info, names in groups:
+        if names and all_namespaces and info.namespaced:
+            raise UsageError("a name cannot be looked up across all namespaces: use -n, not -A")
         selection = _selection(args, names)
         namespace = None if all_namespaces and info.namespaced else session.namespace_for(info)
         objects, resource_version, not_found = _read(session, info, namespace, names, selection)
@@ -80,24 +82,26 @@ def cmd_get(session: Session, args: argparse.Namespace) -> int:
             where = "any namespace" if all_namespaces or not kind_scoped else session.namespace
             session.err.write(f"No resources found in {where}.\n")
         return 1 if missing else 0
-    namespaces = all_namespaces and any(info.namespaced for info, _ in groups)
     if not args.watch:
         single = len(named) == 1 and len(groups) == 1
         session.out.write(
             format_groups(
-                results, output, namespaces=namespaces, single=single, labels=args.show_labels
+                results, output, namespaces=all_namespaces, single=single, labels=args.show_labels
             )
         )
         session.out.flush()
         return 1 if missing else 0
     info, listed = results[0]
-    printer = StreamPrinter(info, output, namespaces, args.output_watch_events, args.show_labels)
+    every_namespace = all_namespaces and info.namespaced
+    printer = StreamPrinter(
+        info, output, every_namespace, args.output_watch_events, args.show_labels
+    )
     session.out.write(printer.first(listed))
     session.out.flush()
     follower = Follower(
         session.backend,
         info,
-        None if all_namespaces and info.namespaced else session.namespace_for(info),
+        None if every_namespace else session.namespace_for(info),
         selection,
         listed,
         resource_version,

@@ -121,7 +121,8 @@ def format_groups(
     labels: bool = False,
 ) -> str:
     """The objects of every (kind, objects) group as ``output`` asks; ``single`` = one object
-    was asked for by name (printed bare in yaml/json/jsonpath, not in a List)."""
+    was asked for by name (printed bare in yaml/json/jsonpath, not in a List); ``namespaces``
+    = a NAMESPACE column in the tables of namespaced kinds."""
     if output.format in ("yaml", "json", "jsonpath"):
         document = _document(groups, single)
         if output.template is not None:
@@ -145,7 +146,12 @@ def format_groups(
             return resource_ref(info, text) if mixed else text
 
         rows = table_rows(
-            info, objects, wide=output.wide, namespaces=namespaces, labels=labels, name=name
+            info,
+            objects,
+            wide=output.wide,
+            namespaces=namespaces and info.namespaced,
+            labels=labels,
+            name=name,
         )
         tables.append(render_table(rows, fit=not output.wide))
     return "\n".join(tables)

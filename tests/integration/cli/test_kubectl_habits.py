@@ -97,6 +97,9 @@ def test_kinds_by_short_name_comma_list_and_all(skyctl: Skyctl) -> None:
     nothing = skyctl("get")
     assert nothing.code == 2 and "KIND is required" in nothing.err and "names" not in nothing.err
     assert skyctl("get", "instances,volumes", "-n", "acme", "-w").code == 2
+    across = skyctl("get", "hp,inst", "-A").out.split("\n\n")
+    assert across[0].split()[0] == "NAME" and across[1].split()[:2] == ["NAMESPACE", "NAME"]
+    assert skyctl("get", "inst", "web-1", "-A").code == 2  # a name needs its namespace
 
 
 def test_not_found_names_the_object_not_its_key(skyctl: Skyctl) -> None:
