@@ -12,6 +12,7 @@ import pytest
 
 from api_types import Instance
 from controller.cli.apply import LAST_APPLIED
+from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from tests.integration.cli.helpers import Skyctl, write_manifest
 
@@ -279,3 +280,40 @@ def test_version_is_two_plain_lines(any_backend: Skyctl) -> None:
     client, server = shown.out.splitlines()
     assert client.startswith("Client Version: ") and server.startswith("Server Version: ")
     assert "{" not in shown.out
+
+
+ANCHORED = """\
+apiVersion: skybroker.io/v1alpha1
+kind: List
+items:
+  - kind: HardwareProfile
+    metadata: {name: base, labels: &labels {team: infra, tier: "1"}}
+    spec: &sizes {cpu: {min: 1, max: 2}, memoryMiB: {min: 1024}}
+  - kind: HardwareProfile
+    metadata: {name: bigger, labels: *labels}
+    spec:
+      <<: *sizes
+      memoryMiB: {min: 4096}
+"""
+
+
+def test_yaml_anchors_and_merge_keys_in_manifests_and_in_direct_writes(
+    any_backend: Skyctl, store: Store, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "anchored.yaml"
+    manifest.write_text(ANCHORED)
+    applied = any_backend("apply", "-f", str(manifest))
+    assert applied.code == 0, applied.err
+    bigger = json.loads(any_backend("get", "hp", "bigger", "-o", "json").out)
+    assert bigger["metadata"]["labels"] == {"team": "infra", "tier": "1"}
+    assert bigger["spec"]["cpu"] == {"min": 1, "max": 2}
+    assert bigger["spec"]["memoryMiB"] == {"min": 4096}
+    # The same decoder reads a value written straight into etcd.
+    direct = (
+        b"apiVersion: skybroker.io/v1alpha1\nkind: HardwareProfile\n"
+        b"metadata: {name: direct, labels: &l {a: b}, annotations: *l}\n"
+        b"spec: {cpu: {min: 1}}\n"
+    )
+    store.client.put(store.layout.object_key(ObjectKey("hardwareprofiles", None, "direct")), direct)
+    read = json.loads(any_backend("get", "hp", "direct", "-o", "json").out)
+    assert read["metadata"]["labels"] == read["metadata"]["annotations"] == {"a": "b"}
