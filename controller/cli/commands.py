@@ -1,11 +1,18 @@
-"""The verbs of skyctl that talk to a backend: apply, diff, get, describe, delete, wait, events,
-history, auth can-i, version.
+"""The verbs of skyctl that talk to a backend: apply, create, diff, delete, wait, events,
+history, auth can-i, version — and what every verb shares: the :class:`Session`, how KIND
+words are read (``controller.cli.kinds``: short names, ``KIND/NAME``, comma lists), durations.
 
 Where it sits: between the argument parser (``controller.cli.main``) and the backends. Each
 verb takes a :class:`Session` — the backend plus the resolved namespace and output streams —
 and the parsed arguments, and returns the exit code (``0`` ok, ``1`` failure or a negative
 answer; usage errors are :class:`UsageError`, exit ``2``). API failures propagate as
-``ApiError`` and are printed once, by ``main``.
+``ApiError`` and are printed once, by ``main``. ``get`` and ``describe`` are in
+``controller.cli.getting``; ``patch``, ``label``, ``annotate`` and ``edit`` in
+``controller.cli.edits``.
+
+``wait --for`` takes ``delete``, ``condition=TYPE[=STATUS]`` (a condition computed for an older
+generation does not count) or ``jsonpath='{.path}'[=VALUE]`` (met when one of the path's values
+prints as VALUE; without a value, when the path has a non-empty value).
 """
 
 from __future__ import annotations
