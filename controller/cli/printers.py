@@ -9,12 +9,14 @@ read from wire dicts with dotted paths, so a missing field prints ``<none>`` ins
 
 Columns line up: a :class:`TableLayout` fixes the widths from the header and the first rows,
 and ``get -w`` keeps using it for every row it streams afterwards. A wide text column (an
-event's MESSAGE) is cut to the terminal's width, except with ``-o wide``.
+event's MESSAGE) is cut to the terminal's width, except with ``-o wide`` or into a pipe.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -190,8 +192,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def terminal_width() -> int:
-    """Columns of the terminal (``$COLUMNS`` first; 80 when there is none to ask)."""
+def terminal_width() -> int | None:
+    """Columns of the terminal (``$COLUMNS`` first); None when output goes to a pipe or a
+    file: what reads it there gets whole lines (``skyctl events | grep …``)."""
+    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        return None
     return shutil.get_terminal_size().columns
 
 

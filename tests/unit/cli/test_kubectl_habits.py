@@ -179,7 +179,7 @@ def event(name: str, message: str) -> dict:
     }
 
 
-def test_event_messages_are_cut_to_the_terminal_but_not_in_wide(
+def test_event_messages_are_cut_to_the_terminal_but_not_in_wide_or_a_pipe(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("COLUMNS", "100")
@@ -191,6 +191,8 @@ def test_event_messages_are_cut_to_the_terminal_but_not_in_wide(
     assert lines[2].endswith("short")  # not padded to the longest message
     wide = format_groups([(info, events)], Output("wide"), namespaces=False)
     assert "m" * 300 in wide
+    monkeypatch.delenv("COLUMNS")  # and stdout is pytest's capture, not a terminal: a pipe
+    assert "m" * 300 in format_groups([(info, events)], Output(), namespaces=False)
 
 
 def instance(name: str, phase: str, account: str | None = None) -> dict:
