@@ -5,8 +5,8 @@ line, resolves the context (``controller.cli.config``), opens the backend — th
 the store itself with ``--etcd ENDPOINTS``, wrapped by ``controller.cli.dryrun`` under
 ``--dry-run=client`` — and runs the verb (``controller.cli.commands``; ``get`` and
 ``describe`` in ``controller.cli.getting``; ``patch``, ``label``, ``annotate`` and ``edit`` in
-``controller.cli.edits``). ``api-resources``, ``explain``, ``completion`` and ``config`` need
-no server.
+``controller.cli.edits``). ``api-resources``, ``explain``, ``completion``, ``config`` and
+``version --client`` need no server.
 
 Exit codes scripts can trust:
 
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from controller.cli import config as configuration
-from controller.cli.backend import ApiError, Backend
+from controller.cli.backend import ApiError, Backend, client_version
 from controller.cli.commands import VERBS, Session, UsageError, report_error
 from controller.cli.completion import SHELLS, completion_script
 from controller.cli.dryrun import ClientDryRun
@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("verb_to_check", metavar="VERB")
     check.add_argument("kind", metavar="KIND")
 
-    verb("version", "client and server versions")
+    version = verb("version", "client and server versions")
+    version.add_argument("--client", action="store_true", help="the client's only (no server)")
 
     resources = verb("api-resources", "the kinds: plural, short names, scope")
     resources.add_argument(
@@ -377,6 +378,9 @@ def _run(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] 
         return _config_command(args, out)
     if args.verb == "api-resources":
         return _api_resources(args, out)
+    if args.verb == "version" and args.client:
+        out.write(f"Client Version: {client_version()}\n")
+        return EXIT_OK
     handler = {**VERBS, **READ_VERBS, **EDIT_VERBS}["can-i" if args.verb == "auth" else args.verb]
     session = _open_session(args, out, err, stdin)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -228,3 +229,9 @@ def test_explain_takes_short_names_and_refuses_unknown_kinds_as_usage_errors() -
     code, text = run("explain", "inst.spec.pool")
     assert code == 0 and text.startswith("KIND:     Instance\n")
     assert run("explain", "spaceship")[0] == 2  # was an uncaught UnknownKindError traceback
+
+
+def test_version_client_needs_no_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKYCONFIG", str(tmp_path / "absent.yaml"))
+    code, text = run("version", "--client")
+    assert code == 0 and text.startswith("Client Version: ") and len(text.splitlines()) == 1
