@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JsonPathError", "Template", "evaluate", "format_value"]
+__all__ = ["JsonPathError", "Template", "format_value", "parse_path"]
 
 
 class JsonPathError(ValueError):
@@ -355,7 +355,3 @@ def _render(node: _Node, current: Any) -> str:
     return "".join(
         _render(inner, item) for item in node.path.results(current) for inner in node.body
     )
-
-
-def evaluate(template: str, obj: Any) -> str:
-    return Template.parse(template).render(obj)

@@ -135,7 +135,8 @@ def format_groups(
             resource_ref(info, _name(obj)) + "\n" for info, objects in groups for obj in objects
         )
     if output.format == "custom-columns":
-        return render_table(_custom_rows(output, [o for _, objs in groups for o in objs], True))
+        every = [obj for _, objects in groups for obj in objects]
+        return render_table(_custom_rows(output, every, True), fit=True)
     mixed = len(groups) > 1
     tables = []
     for info, objects in groups:

@@ -12,7 +12,7 @@ import pytest
 from api_types import registry
 from controller.cli import kinds
 from controller.cli.jsonpatch import JsonPatchError, apply_json_patch
-from controller.cli.jsonpath import JsonPathError, Template, evaluate
+from controller.cli.jsonpath import JsonPathError, Template
 from controller.cli.main import main
 from controller.cli.output import Output, StreamPrinter, format_groups, parse_output
 
@@ -59,7 +59,7 @@ def run(*argv: str) -> tuple[int, str]:
     ],
 )  # fmt: skip
 def test_jsonpath_templates(template: str, expected: str) -> None:
-    assert evaluate(template, LIST) == expected
+    assert Template.parse(template).render(LIST) == expected
 
 
 @pytest.mark.parametrize(
