@@ -38,6 +38,8 @@ Group = tuple[KindInfo, Sequence[Wire]]
 
 #: The longest watch event type: the EVENT column is this wide from the start.
 _WIDEST_EVENT = "MODIFIED"
+#: How wide the columns of ``get -w`` start when nothing was listed before the watch.
+_EMPTY_START_WIDTH = " " * 12
 FORMATS = ("wide", "yaml", "json", "name", "jsonpath=TEMPLATE", "custom-columns=SPEC")
 
 
@@ -160,7 +162,8 @@ def format_groups(
 
 @dataclass
 class StreamPrinter:
-    """What ``get -w`` prints per object, in the columns of the first table it printed.
+    """What ``get -w`` prints per object, in the columns of the first table it printed (12
+    characters at least when that table had no rows, so the first objects still fit).
 
     ``typed`` (``--output-watch-events``) names the event type on every line: an EVENT column
     in tables, ``{"type", "object"}`` in yaml/json; a table without it marks a deleted object
@@ -196,10 +199,13 @@ class StreamPrinter:
         if not self.tabular:
             return "".join(self.event("ADDED", obj) for obj in objects)
         rows = self._rows(objects, header=True)
-        sizing = rows
         if self.typed:
             rows = [["EVENT", *rows[0]], *(["ADDED", *row] for row in rows[1:])]
-            sizing = [*rows, [_WIDEST_EVENT] + [""] * len(rows[0][1:])]
+        # Nothing listed yet: the header alone would make every column as narrow as its title.
+        filler = _EMPTY_START_WIDTH if not objects else ""
+        sizing = [*rows, [filler] * len(rows[0])]
+        if self.typed:
+            sizing.append([_WIDEST_EVENT] + [""] * (len(rows[0]) - 1))
         self._layout = table_layout(sizing, fit=not self.output.wide)
         return "".join(self._layout.line(row) + "\n" for row in rows)
 

@@ -221,6 +221,11 @@ def test_streamed_rows_keep_the_columns_of_the_first_table() -> None:
     deleted = typed.event("DELETED", instance("web-1", "Pending"))
     assert top.split()[:2] == ["EVENT", "NAME"] and row.split()[0] == "ADDED"
     assert deleted.index("web-1") == top.index("NAME")
+    empty = StreamPrinter(info, Output(), namespaces=False, typed=False)
+    top = empty.first([])
+    row = empty.event("ADDED", instance("web-1", "Provisioning", "sim-east"))
+    assert all(row.index(value) == top.index(column) for value, column in (
+        ("general", "POOL"), ("Provisioning", "PHASE"), ("sim-east", "ACCOUNT")))  # fmt: skip
     as_names = StreamPrinter(info, parse_output("jsonpath={.metadata.name}{'\\n'}"), False, False)
     assert as_names.first([instance("a", "Pending"), instance("b", "Pending")]) == "a\nb\n"
 
