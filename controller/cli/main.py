@@ -273,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse like kubectl: words after a flag (``label KIND NAME -n NS k=v``) still belong to
-    the verb's list of names or changes; argparse alone stops filling that list at a flag."""
+    the verb's list of names or changes (argparse alone stops filling that list at a flag);
+    ``--dry-run`` and ``--wait`` may be bare or take ``=VALUE``, never the next word."""
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     args, extras = parser.parse_known_args([_BARE_FLAGS.get(word, word) for word in words])
