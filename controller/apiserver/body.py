@@ -1,10 +1,10 @@
-"""Request bodies: size limit, JSON or YAML decoding without bombs (YAML aliases refused).
+"""Request bodies: size limit, JSON or YAML decoding without bombs (YAML aliases bounded).
 
 Where it sits: between the HTTP request and admission. Bodies are read incrementally and
 refused (413) as soon as they pass the limit, before anything is parsed. Decoding reuses the
-store's defensive codec (``controller.store.codec``): YAML without aliases (no "billion
-laughs"), a nesting-depth limit, a mapping at the top — so a hostile body costs a bounded
-amount of work and always ends in a 4xx ``Status``.
+store's defensive codec (``controller.store.codec``): YAML aliases bounded in how far they
+expand (no "billion laughs"), a nesting-depth limit, a mapping at the top — so a hostile body
+costs a bounded amount of work and always ends in a 4xx ``Status``.
 
 Accepted content types: ``application/json``, ``application/yaml`` (and ``text/yaml``,
 ``application/x-yaml``), and for PATCH ``application/merge-patch+json``. A missing content type

@@ -78,6 +78,17 @@ class Target:
     def ref(self) -> str:
         return resource_ref(self.info, self.name)
 
+    @property
+    def created(self) -> Wire:
+        """What ``create`` sends: the object without apply's last-applied record (created
+        imperatively, it is not apply's to prune or merge against)."""
+        created = copy.deepcopy(self.desired)
+        annotations = created["metadata"].get("annotations") or {}
+        annotations.pop(LAST_APPLIED, None)
+        if not annotations:
+            created["metadata"].pop("annotations", None)
+        return created
+
 
 def resource_ref(info: KindInfo, name: str) -> str:
     """``instance.skybroker.io/web-1``: how apply names what it did."""

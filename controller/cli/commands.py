@@ -1,11 +1,18 @@
-"""The verbs of skyctl that talk to a backend: apply, diff, get, describe, delete, wait, events,
-history, auth can-i, version.
+"""The verbs of skyctl that talk to a backend: apply, create, diff, delete, wait, events,
+history, auth can-i, version — and what every verb shares: the :class:`Session`, how KIND
+words are read (``controller.cli.kinds``: short names, ``KIND/NAME``, comma lists), durations.
 
 Where it sits: between the argument parser (``controller.cli.main``) and the backends. Each
 verb takes a :class:`Session` — the backend plus the resolved namespace and output streams —
 and the parsed arguments, and returns the exit code (``0`` ok, ``1`` failure or a negative
 answer; usage errors are :class:`UsageError`, exit ``2``). API failures propagate as
-``ApiError`` and are printed once, by ``main``.
+``ApiError`` and are printed once, by ``main``. ``get`` and ``describe`` are in
+``controller.cli.getting``; ``patch``, ``label``, ``annotate`` and ``edit`` in
+``controller.cli.edits``.
+
+``wait --for`` takes ``delete``, ``condition=TYPE[=STATUS]`` (a condition computed for an older
+generation does not count) or ``jsonpath='{.path}'[=VALUE]`` (met when one of the path's values
+prints as VALUE; without a value, when the path has a non-empty value).
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ import yaml
 from api_types import registry
 from api_types.registry import KindInfo
 from controller.cli import apply as applying
-from controller.cli.backend import ApiError, Backend, WatchEvent
-from controller.cli.describe import describe, format_history, object_events
-from controller.cli.follow import Follower, Selection
+from controller.cli.backend import ApiError, Backend
+from controller.cli.describe import format_history, object_events
+from controller.cli.jsonpath import JsonPathError, Template, format_value
+from controller.cli.kinds import UnknownKind, resolve_kind, resolve_kinds
 from controller.cli.manifests import load_manifests
-from controller.cli.printers import format_objects, render_table, table_rows
+from controller.cli.output import Output, format_groups
 from controller.labels import LabelSelector, SelectorError
 
 __all__ = ["VERBS", "Session", "UsageError", "parse_duration"]
@@ -81,17 +89,45 @@ def parse_duration(text: str) -> float:
 
 def kind_info(name: str) -> KindInfo:
     try:
-        return registry.lookup(name)
-    except registry.UnknownKindError as exc:
+        return resolve_kind(name)
+    except UnknownKind as exc:
         raise UsageError(str(exc)) from None
 
 
-def kind_and_names(kind: str, names: list[str]) -> tuple[KindInfo, list[str]]:
+def require_kind(kind: str | None) -> str:
+    if not kind:
+        raise UsageError(
+            "a KIND is required, e.g. skyctl get instances (skyctl api-resources lists the kinds)"
+        )
+    return kind
+
+
+def kind_and_names(kind: str | None, names: list[str]) -> tuple[KindInfo, list[str]]:
     """``KIND NAME…`` or ``KIND/NAME``."""
+    kind = require_kind(kind)
     if "/" in kind:
         kind, name = kind.split("/", 1)
         return kind_info(kind), [name, *names]
     return kind_info(kind), names
+
+
+def kind_groups(kind: str | None, names: list[str]) -> list[tuple[KindInfo, list[str]]]:
+    """``get``'s words: ``KIND[,KIND…] [NAME…]`` (``all`` and short names too) or
+    ``KIND/NAME…``; each kind with the names asked for (none = every object)."""
+    words = [require_kind(kind), *names]
+    if any("/" in word for word in words):
+        groups: dict[KindInfo, list[str]] = {}
+        for word in words:
+            kind_name, slash, name = word.partition("/")
+            if not slash or not name:
+                raise UsageError(f"{word!r}: when one argument is KIND/NAME, all must be")
+            groups.setdefault(kind_info(kind_name), []).append(name)
+        return list(groups.items())
+    try:
+        kinds = resolve_kinds(words[0])
+    except UnknownKind as exc:
+        raise UsageError(str(exc)) from None
+    return [(info, list(names)) for info in kinds]
 
 
 def _selector(text: str | None) -> str | None:
@@ -107,12 +143,17 @@ def _targets(session: Session, args: argparse.Namespace) -> list[applying.Target
     return [applying.prepare(m, session.namespace, session.forced_namespace) for m in manifests]
 
 
+def dry_run(args: argparse.Namespace) -> bool:
+    """``--dry-run`` in either form; ``client`` also wrapped the backend (``main``)."""
+    return getattr(args, "dry_run", None) is not None
+
+
 def cmd_apply(session: Session, args: argparse.Namespace) -> int:
     if args.prune and not args.selector:
         raise UsageError("--prune needs -l/--selector: only objects matching it are pruned")
     targets = _targets(session, args)
     failures = applying.apply_all(
-        session.backend, targets, dry_run=args.dry_run, report=session.say, fail=session.warn
+        session.backend, targets, dry_run=dry_run(args), report=session.say, fail=session.warn
     )
     if args.prune and not failures:
         applying.prune(
@@ -120,116 +161,31 @@ def cmd_apply(session: Session, args: argparse.Namespace) -> int:
             targets,
             _selector(args.selector) or "",
             session.namespace,
-            dry_run=args.dry_run,
+            dry_run=dry_run(args),
             report=session.say,
         )
+    return 1 if failures else 0
+
+
+def cmd_create(session: Session, args: argparse.Namespace) -> int:
+    """Create every object of the manifests; one that exists is an error (unlike apply)."""
+    suffix = " (dry run)" if dry_run(args) else ""
+    failures = 0
+    for target in _targets(session, args):
+        try:
+            session.backend.create(target.created, dry_run=dry_run(args))
+        except ApiError as exc:
+            exc.message = f"{target.ref}: {exc.message}"
+            session.warn(exc)
+            failures += 1
+            continue
+        session.say(f"{target.ref} created{suffix}")
     return 1 if failures else 0
 
 
 def cmd_diff(session: Session, args: argparse.Namespace) -> int:
     changed = applying.diff_all(session.backend, _targets(session, args), session.out.write)
     return 1 if changed else 0
-
-
-@dataclass(frozen=True)
-class _WatchPrinter:
-    """One line (or YAML document) per event; ``typed`` (``--output-watch-events``) names the
-    event type on every one — ``{"type", "object"}`` in JSON/YAML, an EVENT column in tables —
-    else only DELETED rows of a table are marked."""
-
-    session: Session
-    info: KindInfo
-    output: str | None
-    namespaces: bool
-    typed: bool
-
-    def header(self) -> None:
-        if self.output not in ("yaml", "json"):
-            rows = table_rows(self.info, [], wide=self.output == "wide", namespaces=self.namespaces)
-            self.session.say(f"{'EVENT':<9} " + render_table(rows))
-
-    def __call__(self, event: WatchEvent) -> None:
-        if self.output in ("yaml", "json"):
-            document = {"type": event.type, "object": event.object} if self.typed else event.object
-            self.session.say(
-                json.dumps(document, ensure_ascii=False)
-                if self.output == "json"
-                else "---\n" + yaml.safe_dump(document, sort_keys=False)
-            )
-            return
-        row = table_rows(
-            self.info,
-            [event.object],
-            wide=self.output == "wide",
-            namespaces=self.namespaces,
-            header=False,
-        )
-        prefix = f"{event.type:<9} " if self.typed or event.type == "DELETED" else ""
-        self.session.say(prefix + render_table(row))
-
-
-def _selection(args: argparse.Namespace, names: list[str]) -> Selection:
-    try:
-        return Selection.parse(args.selector, args.field_selector, names)
-    except ValueError as exc:  # SelectorError is one too
-        raise UsageError(str(exc)) from None
-
-
-def cmd_get(session: Session, args: argparse.Namespace) -> int:
-    info, names = kind_and_names(args.kind, args.names)
-    selection = _selection(args, names)
-    all_namespaces = session.all_namespaces and info.namespaced
-    namespace = None if all_namespaces else session.namespace_for(info)
-    output = args.output
-    if names:
-        objects = [session.backend.get(info, namespace, name) for name in names]
-        resource_version = str(max(int(o["metadata"].get("resourceVersion") or 0) for o in objects))
-    else:
-        listed = session.backend.list(
-            info, namespace, selection.label_text, fields=selection.field_text
-        )
-        objects, resource_version = listed.items, listed.resource_version
-    # Lists come narrowed; named gets do not (nor lists from a server older than fieldSelector).
-    objects = [obj for obj in objects if selection.matches(obj)]
-    if not objects and not args.watch:
-        where = "any namespace" if all_namespaces or not info.namespaced else namespace
-        session.err.write(f"No resources found in {where}.\n")
-        return 0
-    show = _WatchPrinter(session, info, output, all_namespaces, args.output_watch_events)
-    if args.watch and show.typed:  # the objects listed first are events too: ADDED
-        show.header()
-        for obj in objects:
-            show(WatchEvent("ADDED", obj))
-    else:
-        session.out.write(
-            format_objects(info, objects, output, namespaces=all_namespaces, single=len(names) == 1)
-        )
-        session.out.flush()
-    if not args.watch:
-        return 0
-    follower = Follower(
-        session.backend,
-        info,
-        namespace,
-        selection,
-        objects,
-        resource_version,
-        warn=lambda text: session.err.write(f"warning: {text}\n"),
-    )
-    for event in follower:
-        show(event)
-    return 0
-
-
-def cmd_describe(session: Session, args: argparse.Namespace) -> int:
-    info, names = kind_and_names(args.kind, args.names)
-    if not names:
-        raise UsageError("describe needs a NAME (KIND NAME or KIND/NAME)")
-    for index, name in enumerate(names):
-        if index:
-            session.out.write("\n")
-        session.out.write(describe(session.backend, info, session.namespace_for(info), name))
-    return 0
 
 
 def _until(timeout: float, check: Callable[[], bool]) -> bool:
@@ -276,11 +232,11 @@ def cmd_delete(session: Session, args: argparse.Namespace) -> int:
         refs = [(info, session.namespace_for(info), name) for name in names]
     else:
         raise UsageError("delete needs KIND NAME… or -f FILE")
-    suffix = " (dry run)" if args.dry_run else ""
+    suffix = " (dry run)" if dry_run(args) else ""
     failures = 0
     for info, namespace, name in refs:
         try:
-            session.backend.delete(info, namespace, name, dry_run=args.dry_run)
+            session.backend.delete(info, namespace, name, dry_run=dry_run(args))
         except ApiError as exc:
             if exc.not_found and args.ignore_not_found:
                 continue
@@ -289,7 +245,7 @@ def cmd_delete(session: Session, args: argparse.Namespace) -> int:
             failures += 1
             continue
         session.say(f"{applying.resource_ref(info, name)} deleted{suffix}")
-    if args.wait and not args.dry_run:
+    if args.wait and not dry_run(args):
         timeout = parse_duration(args.timeout)
         for info, namespace, name in refs:
             if not _until(timeout, _gone(session.backend, info, namespace, name)):
@@ -312,37 +268,76 @@ def _condition_met(obj: Wire, type_: str, wanted: str) -> bool:
     return False
 
 
+def _jsonpath_wait(spec: str) -> tuple[Template, str | None]:
+    """``{.status.phase}=Running`` (or ``.status.phase=Running``; without ``=VALUE``: the
+    field exists and is not empty)."""
+    if spec.startswith("{"):
+        end = spec.find("}")
+        expression, rest = spec[: end + 1], spec[end + 1 :]
+        if end < 0 or (rest and not rest.startswith("=")):
+            raise UsageError("--for=jsonpath='{.path}'=VALUE")
+        wanted = rest[1:] if rest else None
+    else:
+        path, equals, value = spec.partition("=")
+        expression, wanted = "{" + path + "}", value if equals else None
+    try:
+        return Template.parse(expression), wanted
+    except JsonPathError as exc:
+        raise UsageError(f"--for=jsonpath: {exc}") from None
+
+
+def _jsonpath_met(obj: Wire, template: Template, wanted: str | None) -> bool:
+    values = [format_value(value) for value in template.results(obj) if value is not None]
+    if wanted is None:
+        return any(values)
+    return wanted in values
+
+
+def _wait_check(
+    session: Session, info: KindInfo, name: str, spec: str
+) -> tuple[Callable[[], bool], str]:
+    """What ``--for`` waits for: a check to poll and what to say when it holds."""
+    namespace = session.namespace_for(info)
+    if spec == "delete":
+        return _gone(session.backend, info, namespace, name), "deleted"
+    test: Callable[[Wire], bool]
+    if spec.startswith("condition="):
+        type_, _, wanted = spec[len("condition=") :].partition("=")
+        if not type_:
+            raise UsageError("--for=condition=TYPE[=STATUS]")
+        test, met = (lambda obj: _condition_met(obj, type_, wanted or "True")), "condition met"
+    elif spec.startswith("jsonpath="):
+        template, value = _jsonpath_wait(spec[len("jsonpath=") :])
+        test, met = (lambda obj: _jsonpath_met(obj, template, value)), "condition met"
+    else:
+        raise UsageError(
+            "--for must be delete, condition=TYPE[=STATUS] or jsonpath='{.path}'[=VALUE]"
+        )
+
+    def check() -> bool:
+        try:
+            obj = session.backend.get(info, namespace, name)
+        except ApiError as exc:
+            if exc.not_found:  # created a moment later by a script: keep waiting
+                return False
+            raise
+        return test(obj)
+
+    return check, met
+
+
 def cmd_wait(session: Session, args: argparse.Namespace) -> int:
     info, names = kind_and_names(args.kind, args.names)
     if not names:
         raise UsageError("wait needs KIND/NAME")
     timeout = parse_duration(args.timeout)
-    spec = args.for_
     for name in names:
-        ref = applying.resource_ref(info, name)
-        if spec == "delete":
-            check = _gone(session.backend, info, session.namespace_for(info), name)
-            met = "deleted"
-        elif spec.startswith("condition="):
-            type_, _, wanted = spec[len("condition=") :].partition("=")
-            if not type_:
-                raise UsageError("--for=condition=TYPE[=STATUS]")
-            met = "condition met"
-
-            def check(type_: str = type_, wanted: str = wanted or "True", name: str = name) -> bool:
-                try:
-                    obj = session.backend.get(info, session.namespace_for(info), name)
-                except ApiError as exc:
-                    if exc.not_found:  # created a moment later by a script: keep waiting
-                        return False
-                    raise
-                return _condition_met(obj, type_, wanted)
-        else:
-            raise UsageError("--for must be delete or condition=TYPE[=STATUS]")
+        check, met = _wait_check(session, info, name, args.for_)
         if not _until(timeout, check):
+            ref = applying.resource_ref(info, name)
             session.err.write(f"error: timed out waiting for the condition on {ref}\n")
             return 1
-        session.say(f"{ref} {met}")
+        session.say(f"{applying.resource_ref(info, name)} {met}")
     return 0
 
 
@@ -360,9 +355,8 @@ def cmd_events(session: Session, args: argparse.Namespace) -> int:
     if not events:
         session.err.write("No events found.\n")
         return 0
-    session.out.write(
-        format_objects(info, events, args.output, namespaces=session.all_namespaces, single=False)
-    )
+    output: Output = args.output or Output()
+    session.out.write(format_groups([(info, events)], output, namespaces=session.all_namespaces))
     return 0
 
 
@@ -389,19 +383,28 @@ def cmd_can_i(session: Session, args: argparse.Namespace) -> int:
     return 0 if allowed else 1
 
 
+def _server_version(server: Any) -> str:
+    """The API server's ``gitVersion``; in the ``--etcd`` admin mode, there is none."""
+    if isinstance(server, dict):
+        if server.get("gitVersion"):
+            return str(server["gitVersion"])
+        if server.get("store"):
+            return f"none (--etcd admin mode on {server['store']})"
+        return json.dumps(server)
+    return str(server)
+
+
 def cmd_version(session: Session, args: argparse.Namespace) -> int:
     versions = session.backend.version()
     session.say(f"Client Version: {versions['client']}")
-    server = versions["server"]
-    session.say(f"Server Version: {json.dumps(server) if isinstance(server, dict) else server}")
+    session.say(f"Server Version: {_server_version(versions['server'])}")
     return 0
 
 
 VERBS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "apply": cmd_apply,
+    "create": cmd_create,
     "diff": cmd_diff,
-    "get": cmd_get,
-    "describe": cmd_describe,
     "delete": cmd_delete,
     "wait": cmd_wait,
     "events": cmd_events,

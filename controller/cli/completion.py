@@ -1,14 +1,16 @@
 """``completion bash|zsh``: shell completion scripts for skyctl.
 
 Where it sits: a verb that needs no server. The scripts complete verbs, kinds (from the
-registry, so a new kind completes without touching this file) and the common flags; object
-names are not completed (that would need a request per keystroke). zsh reuses the bash function
-through ``bashcompinit``. Install with ``source <(skyctl completion bash)``.
+registry, with their short names, so a new kind completes without touching this file) and the
+common flags; object names are not completed (that would need a request per keystroke). zsh
+reuses the bash function through ``bashcompinit``. Install with
+``source <(skyctl completion bash)``.
 """
 
 from __future__ import annotations
 
 from api_types import registry
+from controller.cli.kinds import short_names
 
 __all__ = ["SHELLS", "completion_script"]
 
@@ -22,14 +24,15 @@ _skyctl() {
     verb="${COMP_WORDS[1]}"
     case "$prev" in
         -f|--filename) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        -o|--output) COMPREPLY=($(compgen -W "wide yaml json name" -- "$cur")); return ;;
-        --type) COMPREPLY=($(compgen -W "merge" -- "$cur")); return ;;
+        -o|--output) COMPREPLY=($(compgen -W "wide yaml json name jsonpath= custom-columns=" \
+            -- "$cur")); return ;;
+        --type) COMPREPLY=($(compgen -W "merge json" -- "$cur")); return ;;
     esac
     if [[ $COMP_CWORD -eq 1 ]]; then
         COMPREPLY=($(compgen -W "__VERBS__" -- "$cur")); return
     fi
     case "$verb" in
-        get|describe|delete|wait|history|explain|patch|label|annotate|edit)
+        get|describe|delete|wait|history|explain|patch|label|annotate|edit|create)
             if [[ $COMP_CWORD -eq 2 && "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "__KINDS__" -- "$cur")); return
             fi ;;
@@ -49,19 +52,22 @@ autoload -U +X bashcompinit && bashcompinit
 """
 
 VERBS = (
-    "apply get describe delete diff patch label annotate edit wait events history explain auth "
-    "version completion config"
+    "apply create get describe delete diff patch label annotate edit wait events history explain "
+    "auth version api-resources completion config"
 )
 FLAGS = (
     "-f --filename -R --recursive -o --output -w --watch --output-watch-events -l --selector "
     "--field-selector -n --namespace -A --all-namespaces --context --server --token --etcd "
-    "--dry-run --prune --wait --timeout --for -p --patch --type --overwrite"
+    "--dry-run --prune --wait --timeout --for -p --patch --type --overwrite --show-labels "
+    "--namespaced"
 )
 
 
 def completion_script(shell: str) -> str:
     kinds = " ".join(
-        name for info in registry.all_kinds() for name in (info.kind.lower(), info.plural)
+        name
+        for info in registry.all_kinds()
+        for name in (info.kind.lower(), info.plural, *short_names(info))
     )
     body = _BASH.replace("__VERBS__", VERBS).replace("__KINDS__", kinds)
     body = body.replace("__FLAGS__", FLAGS)

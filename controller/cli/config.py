@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "config_path",
+    "explicit_path",
     "load_config",
     "resolve_context",
     "save_config",
@@ -53,11 +54,14 @@ class Context:
     namespace: str
 
 
-def config_path() -> Path:
+def explicit_path() -> Path | None:
+    """``$SKYCONFIG``, when set: a file the user named, so its absence is worth saying."""
     explicit = os.environ.get("SKYCONFIG")
-    if explicit:
-        return Path(explicit)
-    return Path.home() / ".config" / "skybroker" / "config.yaml"
+    return Path(explicit) if explicit else None
+
+
+def config_path() -> Path:
+    return explicit_path() or Path.home() / ".config" / "skybroker" / "config.yaml"
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -162,8 +162,7 @@ def describe(backend: Backend, info: KindInfo, namespace: str | None, name: str)
     else:
         if events:
             rows = table_rows(by_kind("Event"), events, wide=True, namespaces=False)
-            # Drop NAME (a hash) and AGE; LAST-SEEN says when.
-            text += "Events:\n" + _indent(render_table([row[1:-1] for row in rows]))
+            text += "Events:\n" + _indent(render_table(rows))
         else:
             text += "Events:       <none>\n"
     try:

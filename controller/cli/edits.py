@@ -6,6 +6,11 @@ operations, so validation and admission are the same. Like kubectl:
 
 - ``patch KIND/NAME --type merge -p JSON``: a JSON merge patch (RFC 7386), validated by the
   server as an update; ``patched (no change)`` when nothing moved;
+- ``patch KIND/NAME --type json -p '[{"op": …}]'``: a JSON patch (RFC 6902,
+  ``controller.cli.jsonpatch``) applied to the object as read and written back with that
+  read's resourceVersion as the precondition (re-read and re-applied on a conflict). A patch
+  that is malformed or whose operation cannot apply (a ``test`` that fails, a path that does
+  not exist) names the operation's index: a usage error (2) for a malformed one, 1 otherwise;
 - ``label`` / ``annotate KIND/NAME k=v k2-``: set or remove keys; changing a key that already
   holds another value needs ``--overwrite``. The patch carries the resourceVersion the check
   was made against, so a concurrent writer makes it re-read and check again (never a blind
@@ -36,6 +41,7 @@ from api_types.registry import KindInfo
 from controller.cli.apply import resource_ref
 from controller.cli.backend import ApiError
 from controller.cli.commands import Session, UsageError, kind_and_names
+from controller.cli.jsonpatch import JsonPatchError, apply_json_patch, check_json_patch
 from controller.cli.manifests import ManifestError, load_manifests
 
 __all__ = ["VERBS", "EditError"]
@@ -71,18 +77,52 @@ def _suffix(before: Wire, after: Wire, dry_run: bool) -> str:
     return "" if _version(before) != _version(after) else " (no change)"
 
 
+def _json_patched(session: Session, info: KindInfo, name: str, patch: Any, dry_run: bool) -> str:
+    """Apply a JSON patch to the object as read and write it with that read's version as the
+    precondition, again on a conflict; the outcome's suffix."""
+    operations = check_json_patch(patch)
+    namespace = session.namespace_for(info)
+    for _ in range(_CONFLICT_RETRIES):
+        live = session.backend.get(info, namespace, name)
+        try:
+            patched = apply_json_patch(live, operations)
+        except JsonPatchError as exc:
+            raise EditError(f"{resource_ref(info, name)}: {exc}") from None
+        if not isinstance(patched, dict):
+            raise EditError(f"{resource_ref(info, name)}: the patch must leave an object")
+        if patched == live:
+            return " (dry run)" if dry_run else " (no change)"
+        patched.setdefault("metadata", {})["resourceVersion"] = _version(live)
+        try:
+            written = session.backend.update(patched, dry_run=dry_run)
+        except ApiError as exc:
+            if exc.conflict:  # written in between: apply the patch to the new version
+                continue
+            raise
+        return _suffix(live, written, dry_run)
+    raise ApiError(409, "Conflict", f"{resource_ref(info, name)}: kept changing; retry")
+
+
 def cmd_patch(session: Session, args: argparse.Namespace) -> int:
     info, name = _one_object(args, "patch")
     try:
         patch = json.loads(args.patch)
     except ValueError as exc:
         raise UsageError(f"--patch is not valid JSON: {exc}") from None
-    if not isinstance(patch, dict):
-        raise UsageError("--patch must be a JSON object (a merge patch)")
-    namespace = session.namespace_for(info)
-    before = session.backend.get(info, namespace, name)
-    after = session.backend.patch(info, namespace, name, patch, dry_run=args.dry_run)
-    session.say(f"{resource_ref(info, name)} patched{_suffix(before, after, args.dry_run)}")
+    dry_run = args.dry_run is not None
+    if args.type == "json":
+        try:
+            suffix = _json_patched(session, info, name, patch, dry_run)
+        except JsonPatchError as exc:
+            raise UsageError(f"--patch: {exc}") from None
+    else:
+        if not isinstance(patch, dict):
+            raise UsageError("--patch must be a JSON object (a merge patch)")
+        namespace = session.namespace_for(info)
+        before = session.backend.get(info, namespace, name)
+        after = session.backend.patch(info, namespace, name, patch, dry_run=dry_run)
+        suffix = _suffix(before, after, dry_run)
+    session.say(f"{resource_ref(info, name)} patched{suffix}")
     return 0
 
 
@@ -160,7 +200,8 @@ def _metadata_verb(field: str, done: str) -> Callable[[Session, argparse.Namespa
         names += more
         if not names:
             raise UsageError(f"which object? KIND/NAME or KIND NAME, then the {what} changes")
-        suffix = " (dry run)" if args.dry_run else ""
+        dry_run = args.dry_run is not None
+        suffix = " (dry run)" if dry_run else ""
         for name in names:
             changed = _change_map(
                 session,
@@ -169,7 +210,7 @@ def _metadata_verb(field: str, done: str) -> Callable[[Session, argparse.Namespa
                 field,
                 changes,
                 overwrite=args.overwrite,
-                dry_run=args.dry_run,
+                dry_run=dry_run,
             )
             session.say(f"{resource_ref(info, name)} {done if changed else 'not ' + done}{suffix}")
         return 0

@@ -13,6 +13,7 @@ from typing import Any
 
 from api_types import registry
 from api_types.meta import API_VERSION
+from controller.cli.kinds import UnknownKind, resolve_kind
 
 __all__ = ["ExplainError", "explain"]
 
@@ -74,7 +75,10 @@ def _wrap(text: str, indent: str) -> str:
 
 def explain(path: str) -> str:
     kind_name, *fields = path.split(".")
-    info = registry.lookup(kind_name)
+    try:
+        info = resolve_kind(kind_name)
+    except UnknownKind as exc:
+        raise ExplainError(str(exc)) from None
     schema = registry.json_schema(info.kind)
     defs: dict[str, Schema] = schema.get("$defs", {})
     node: Schema = schema

@@ -2,8 +2,11 @@
 
 Where it sits: the console script ``skyctl = controller.cli.main:main``. It parses the command
 line, resolves the context (``controller.cli.config``), opens the backend — the REST API, or
-the store itself with ``--etcd ENDPOINTS`` — and runs the verb (``controller.cli.commands``;
-``patch``, ``label``, ``annotate`` and ``edit`` in ``controller.cli.edits``).
+the store itself with ``--etcd ENDPOINTS``, wrapped by ``controller.cli.dryrun`` under
+``--dry-run=client`` — and runs the verb (``controller.cli.commands``; ``get`` and
+``describe`` in ``controller.cli.getting``; ``patch``, ``label``, ``annotate`` and ``edit`` in
+``controller.cli.edits``). ``api-resources``, ``explain``, ``completion``, ``config`` and
+``version --client`` need no server.
 
 Exit codes scripts can trust:
 
@@ -12,8 +15,8 @@ Exit codes scripts can trust:
   401/403 and 409 conflicts), ``diff`` found a difference, ``wait`` or ``delete --wait`` timed
   out, ``auth can-i`` answered no, ``label``/``annotate`` would change a key without
   ``--overwrite``, an ``edit`` that cannot be written, ``get -w`` gave up reconnecting;
-* ``2`` — usage: unknown verb, flag or kind, a malformed label or field selector, duration,
-  ``--for`` or ``--patch``;
+* ``2`` — usage: unknown verb, flag or kind, a missing KIND, a malformed label or field
+  selector, ``-o`` (jsonpath, custom-columns), duration, ``--for`` or ``--patch``;
 * ``130`` — interrupted (Ctrl-C, e.g. ending ``get -w``).
 """
 
@@ -25,15 +28,20 @@ from collections.abc import Sequence
 from typing import IO
 
 from controller.cli import config as configuration
-from controller.cli.backend import ApiError, Backend
+from controller.cli.backend import ApiError, Backend, client_version
 from controller.cli.commands import VERBS, Session, UsageError, report_error
 from controller.cli.completion import SHELLS, completion_script
+from controller.cli.dryrun import ClientDryRun
 from controller.cli.edits import VERBS as EDIT_VERBS
 from controller.cli.edits import EditError
 from controller.cli.etcd import EtcdBackend
 from controller.cli.explain import ExplainError, explain
+from controller.cli.getting import VERBS as READ_VERBS
 from controller.cli.http import HttpBackend
+from controller.cli.kinds import api_resources
 from controller.cli.manifests import ManifestError
+from controller.cli.output import FORMATS, parse_output
+from controller.cli.printers import render_table
 from controller.labels import SelectorError
 
 __all__ = ["build_parser", "main", "parse_args"]
@@ -87,9 +95,43 @@ def _files(sub: argparse.ArgumentParser, required: bool) -> None:
     sub.add_argument("-R", "--recursive", action="store_true", help="recurse into directories")
 
 
-def _kind(sub: argparse.ArgumentParser, optional: bool = False) -> None:
-    sub.add_argument("kind", nargs="?" if optional else None, help="KIND or KIND/NAME")
+def _kind(sub: argparse.ArgumentParser) -> None:
+    # Optional for argparse: a missing KIND is reported by the verb, naming what is missing.
+    sub.add_argument("kind", nargs="?", help="KIND or KIND/NAME (skyctl api-resources)")
     sub.add_argument("names", nargs="*", help="object names")
+
+
+def _boolean(text: str) -> bool:
+    """kubectl's boolean flag values, given as ``--flag=VALUE``."""
+    folded = text.lower()
+    if folded in ("true", "t", "1", "yes"):
+        return True
+    if folded in ("false", "f", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def _dry_run_mode(text: str) -> str | None:
+    if text in ("server", "client"):
+        return text
+    if text == "none":
+        return None
+    raise argparse.ArgumentTypeError(f"{text!r}: use --dry-run=server, --dry-run=client or none")
+
+
+def _dry_run(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--dry-run",
+        type=_dry_run_mode,
+        default=None,
+        metavar="server|client",
+        help="server (the default of a bare --dry-run): validate and admit on the server, "
+        "write nothing; client: check locally, send no write",
+    )
+
+
+#: Flags that may be given bare, as kubectl allows: the bare word means this.
+_BARE_FLAGS = {"--dry-run": "--dry-run=server", "--wait": "--wait=true"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,18 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     apply = verb("apply", "create or update objects from manifests")
     _files(apply, required=True)
-    apply.add_argument(
-        "--dry-run", action="store_true", help="validate on the server, write nothing"
-    )
+    _dry_run(apply)
     apply.add_argument("--prune", action="store_true", help="delete applied objects left out")
     apply.add_argument("-l", "--selector", help="label selector of the objects --prune considers")
+
+    create = verb("create", "create objects from manifests; an object that exists is an error")
+    _files(create, required=True)
+    _dry_run(create)
 
     diff = verb("diff", "show what apply would change (exit 1 if anything)")
     _files(diff, required=True)
 
     get = verb("get", "list or show objects")
     _kind(get)
-    get.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
+    get.add_argument("-o", "--output", type=parse_output, metavar="|".join(FORMATS))
+    get.add_argument("--show-labels", action="store_true", help="a LABELS column")
     get.add_argument("-w", "--watch", action="store_true", help="stream changes after listing")
     get.add_argument(
         "--output-watch-events",
@@ -129,24 +174,37 @@ def build_parser() -> argparse.ArgumentParser:
         "metadata.namespace, status.phase, spec.<path>)",
     )
 
-    describe = verb("describe", "show an object with conditions, placement, events, history")
+    describe = verb(
+        "describe",
+        "show objects with conditions, placement, events, history (KIND alone: all of it)",
+    )
     _kind(describe)
+    describe.add_argument("-l", "--selector", help="label selector (KIND without names)")
 
     delete = verb("delete", "delete objects by name or from manifests")
-    _kind(delete, optional=True)
+    _kind(delete)
     _files(delete, required=False)
-    delete.add_argument("--wait", action="store_true", help="wait until the objects are gone")
+    delete.add_argument(
+        "--wait",
+        type=_boolean,
+        default=False,
+        metavar="true|false",
+        help="wait until the objects are gone (bare --wait: true; default false)",
+    )
     delete.add_argument("--timeout", default="60s", help="for --wait (default 60s)")
-    delete.add_argument("--dry-run", action="store_true")
+    _dry_run(delete)
     delete.add_argument("--ignore-not-found", action="store_true")
 
-    patch = verb("patch", "change an object with a JSON merge patch")
+    patch = verb("patch", "change an object with a JSON merge patch or a JSON patch")
     _kind(patch)
-    patch.add_argument("-p", "--patch", required=True, help="the patch, a JSON object")
+    patch.add_argument("-p", "--patch", required=True, help="the patch (JSON)")
     patch.add_argument(
-        "--type", choices=["merge"], default="merge", help="patch type: merge (RFC 7386)"
+        "--type",
+        choices=["merge", "json"],
+        default="merge",
+        help="merge (RFC 7386, a JSON object) or json (RFC 6902, a list of operations)",
     )
-    patch.add_argument("--dry-run", action="store_true", help="validate on the server only")
+    _dry_run(patch)
 
     for name, what in (("label", "labels"), ("annotate", "annotations")):
         change = verb(name, f"set (KEY=VALUE) or remove (KEY-) {what} of objects")
@@ -155,19 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
         change.add_argument(
             "--overwrite", action="store_true", help=f"allow changing existing {what}"
         )
-        change.add_argument("--dry-run", action="store_true", help="validate on the server only")
+        _dry_run(change)
 
     edit = verb("edit", "edit an object in $EDITOR and write it back")
     _kind(edit)
 
     wait = verb("wait", "wait for a condition or a deletion")
     _kind(wait)
-    wait.add_argument("--for", dest="for_", required=True, help="condition=TYPE[=STATUS] or delete")
+    wait.add_argument(
+        "--for",
+        dest="for_",
+        required=True,
+        help="delete, condition=TYPE[=STATUS] or jsonpath='{.path}'[=VALUE]",
+    )
     wait.add_argument("--timeout", default="30s", help="give up after this long (default 30s)")
 
     events = verb("events", "list events")
     events.add_argument("--for", dest="object", metavar="KIND/NAME", help="only about this object")
-    events.add_argument("-o", "--output", choices=["wide", "yaml", "json"])
+    events.add_argument("-o", "--output", type=parse_output, metavar="|".join(FORMATS))
 
     history = verb("history", "the durable history of an object")
     _kind(history)
@@ -182,7 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("verb_to_check", metavar="VERB")
     check.add_argument("kind", metavar="KIND")
 
-    verb("version", "client and server versions")
+    version = verb("version", "client and server versions")
+    version.add_argument("--client", action="store_true", help="the client's only (no server)")
+
+    resources = verb("api-resources", "the kinds: plural, short names, scope")
+    resources.add_argument(
+        "--namespaced", type=_boolean, default=None, metavar="true|false", help="only these"
+    )
+    resources.add_argument("-o", "--output", choices=["name"], help="name: the plurals only")
 
     completion = verb("completion", "shell completion script")
     completion.add_argument("shell", choices=SHELLS)
@@ -203,9 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse like kubectl: words after a flag (``label KIND NAME -n NS k=v``) still belong to
-    the verb's list of names or changes; argparse alone stops filling that list at a flag."""
+    the verb's list of names or changes (argparse alone stops filling that list at a flag);
+    ``--dry-run`` and ``--wait`` may be bare or take ``=VALUE``, never the next word."""
     parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args([_BARE_FLAGS.get(word, word) for word in words])
     spill = next((name for name in ("changes", "names") if hasattr(args, name)), None)
     unknown = [word for word in extras if word.startswith("-") or spill is None]
     if unknown:
@@ -257,8 +329,15 @@ def _config_command(args: argparse.Namespace, out: IO[str]) -> int:
 def _open_session(
     args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] | None
 ) -> Session:
+    path = configuration.config_path()
+    needs_file = args.context or not (args.server or args.etcd)
+    if needs_file and configuration.explicit_path() and not path.exists():
+        raise configuration.ConfigError(
+            f"config file {path} does not exist ($SKYCONFIG names it; skybroker up writes "
+            "DIR/skyctl.yaml, skyctl config set-context creates one); or pass --server or --etcd"
+        )
     context = configuration.resolve_context(
-        configuration.load_config(configuration.config_path()),
+        configuration.load_config(path),
         context=args.context,
         server=args.server,
         token=args.token,
@@ -275,7 +354,18 @@ def _open_session(
             "no server: pass --server, set a context (skyctl config set-context), "
             "point $SKYCONFIG at a config (skybroker up writes DIR/skyctl.yaml), or use --etcd"
         )
+    if getattr(args, "dry_run", None) == "client":
+        backend = ClientDryRun(backend)
     return Session(backend, context.namespace, args.namespace, args.all_namespaces, out, err, stdin)
+
+
+def _api_resources(args: argparse.Namespace, out: IO[str]) -> int:
+    rows = api_resources(args.namespaced)
+    if args.output == "name":
+        out.write("".join(row[0] + "\n" for row in rows[1:]))
+    else:
+        out.write(render_table(rows))
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] | None) -> int:
@@ -287,7 +377,12 @@ def _run(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] 
         return EXIT_OK
     if args.verb == "config":
         return _config_command(args, out)
-    handler = {**VERBS, **EDIT_VERBS}["can-i" if args.verb == "auth" else args.verb]
+    if args.verb == "api-resources":
+        return _api_resources(args, out)
+    if args.verb == "version" and args.client:
+        out.write(f"Client Version: {client_version()}\n")
+        return EXIT_OK
+    handler = {**VERBS, **READ_VERBS, **EDIT_VERBS}["can-i" if args.verb == "auth" else args.verb]
     session = _open_session(args, out, err, stdin)
     try:
         return handler(session, args)

@@ -7,9 +7,9 @@ YAML documents separated by ``---`` lines, and a document may be a ``kind: List`
 ``items`` are the objects (what ``skyctl get -o yaml`` prints for several objects).
 
 Every document is decoded by the store's defensive decoder (``controller.store.codec``): YAML
-without aliases (so a "billion laughs" document is refused before it expands), a size and a
-nesting-depth limit, a mapping at the top of each document. Errors name the source and,
-through the YAML parser, the line.
+anchors, aliases and merge keys as far as they expand by a bounded amount (so a "billion
+laughs" document is refused before it expands), a size and a nesting-depth limit, a mapping
+at the top of each document. Errors name the source and, through the YAML parser, the line.
 """
 
 from __future__ import annotations

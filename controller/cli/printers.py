@@ -1,31 +1,40 @@
-"""Output of ``get`` and friends: kubectl-like plain tables, ``-o wide``, ``-o yaml|json``.
+"""Tables of ``get`` and friends: kubectl-like plain columns, ``-o wide``, ``--show-labels``.
 
-Where it sits: the last step of the read verbs. Tables have one row per object and columns
-chosen per kind (``NAME`` first, ``NAMESPACE`` before it across namespaces, ``AGE`` last);
+Where it sits: the last step of the read verbs (the other ``-o`` formats are
+``controller.cli.output``'s). Tables have one row per object and columns chosen per kind
+(``NAME`` first, ``NAMESPACE`` before it across namespaces, ``AGE`` last, ``LABELS`` after it
+with ``--show-labels``; events have no NAME or AGE, as in kubectl, and their MESSAGE last);
 ``wide`` adds the columns that make a line long (placement details, provider ids). Columns are
 read from wire dicts with dotted paths, so a missing field prints ``<none>`` instead of failing.
-``yaml``/``json`` print the objects as served, several of them wrapped in a ``List`` (which
-``skyctl apply`` accepts back).
+
+Columns line up: a :class:`TableLayout` fixes the widths from the header and the first rows,
+and ``get -w`` keeps using it for every row it streams afterwards. A wide text column (an
+event's MESSAGE) is cut to the terminal's width, except with ``-o wide`` or into a pipe.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
-from api_types.meta import API_VERSION
 from api_types.registry import KindInfo
 
-__all__ = ["age", "format_objects", "lookup_path", "render_table", "table_rows"]
+__all__ = ["TableLayout", "age", "lookup_path", "render_table", "table_rows", "terminal_width"]
 
 Wire = dict[str, Any]
 
 NONE = "<none>"
+#: Kinds whose NAME is a generated hash nobody types, and whose time column says when.
+_WITHOUT_NAME_AND_AGE = frozenset({"Event"})
+#: Headers of free-text columns cut to the terminal's width (they come last in their table).
+_CUT_TO_FIT = frozenset({"MESSAGE"})
+_SEPARATOR = "   "
+_MIN_CUT_WIDTH = 20
 
 
 def lookup_path(obj: Any, path: str) -> Any:
@@ -158,7 +167,7 @@ _COLUMNS: dict[str, list[Column]] = {
         _path("REASON", "reason"),
         Column("OBJECT", lambda obj: _involved(obj)),
         _path("COUNT", "count", wide=True),
-        _path("MESSAGE", "message"),
+        _path("MESSAGE", "message"),  # last: the one column cut to fit
     ],
 }
 
@@ -183,53 +192,98 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render_table(rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by three spaces, kubectl's layout."""
+def terminal_width() -> int | None:
+    """Columns of the terminal (``$COLUMNS`` first); None when output goes to a pipe or a
+    file: what reads it there gets whole lines (``skyctl events | grep …``)."""
+    if not os.environ.get("COLUMNS") and not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Column widths fixed once, so rows printed later (``get -w``) line up with the first.
+
+    ``cut`` is the index of a column cut to keep lines within ``max_width`` (None: no cut).
+    A later cell wider than its column still prints whole and pushes the rest of its row.
+    """
+
+    widths: tuple[int, ...]
+    cut: int | None = None
+
+    @classmethod
+    def fit(
+        cls, rows: Sequence[Sequence[str]], *, max_width: int | None = None, cut: int | None = None
+    ) -> TableLayout:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        if max_width is None or cut is None:
+            return cls(tuple(widths))
+        excess = sum(widths) + len(_SEPARATOR) * (len(widths) - 1) - max_width
+        if excess > 0:
+            widths[cut] = max(_MIN_CUT_WIDTH, widths[cut] - excess, len(rows[0][cut]))
+        return cls(tuple(widths), cut)
+
+    def line(self, row: Sequence[str]) -> str:
+        cells = list(row)
+        if self.cut is not None and len(cells[self.cut]) > self.widths[self.cut]:
+            cells[self.cut] = cells[self.cut][: self.widths[self.cut] - 1] + "…"
+        return _SEPARATOR.join(
+            cell.ljust(width) for cell, width in zip(cells, self.widths, strict=True)
+        ).rstrip()
+
+
+def render_table(rows: Sequence[Sequence[str]], *, fit: bool = False) -> str:
+    """Left-aligned columns separated by three spaces, kubectl's layout. With ``fit``, a
+    free-text column (MESSAGE) is cut so that lines stay within the terminal's width."""
     if not rows:
         return ""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    return "\n".join(lines) + "\n"
+    layout = table_layout(rows, fit=fit)
+    return "".join(layout.line(row) + "\n" for row in rows)
+
+
+def table_layout(rows: Sequence[Sequence[str]], *, fit: bool) -> TableLayout:
+    """The layout of ``rows`` (the header first); see :func:`render_table`."""
+    cut = next((i for i, header in enumerate(rows[0]) if header in _CUT_TO_FIT), None)
+    return TableLayout.fit(rows, max_width=terminal_width() if fit else None, cut=cut)
+
+
+def _labels(metadata: Wire) -> str:
+    labels = metadata.get("labels") or {}
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items())) or NONE
 
 
 def table_rows(
-    info: KindInfo, objects: Sequence[Wire], *, wide: bool, namespaces: bool, header: bool = True
+    info: KindInfo,
+    objects: Sequence[Wire],
+    *,
+    wide: bool,
+    namespaces: bool,
+    header: bool = True,
+    labels: bool = False,
+    name: Callable[[str], str] = str,
 ) -> list[list[str]]:
+    """The header (unless ``header`` is false) and a row per object. ``labels`` adds LABELS
+    (``--show-labels``); ``name`` shows a name (``kind.group/name`` when kinds are mixed)."""
     columns = [c for c in _COLUMNS.get(info.kind, []) if wide or not c.wide]
+    name_and_age = info.kind not in _WITHOUT_NAME_AND_AGE
     rows: list[list[str]] = []
     if header:
         rows.append(
-            (["NAMESPACE"] if namespaces else []) + ["NAME"] + [c.header for c in columns] + ["AGE"]
+            (["NAMESPACE"] if namespaces else [])
+            + (["NAME"] if name_and_age else [])
+            + [c.header for c in columns]
+            + (["AGE"] if name_and_age else [])
+            + (["LABELS"] if labels else [])
         )
     for obj in objects:
         metadata = obj.get("metadata") or {}
         row = [_cell(metadata.get("namespace"))] if namespaces else []
-        row.append(_cell(metadata.get("name")))
+        if name_and_age:
+            row.append(name(_cell(metadata.get("name"))))
         row.extend(_cell(column.value(obj)) for column in columns)
-        row.append(age(metadata.get("creationTimestamp")))
+        if name_and_age:
+            row.append(age(metadata.get("creationTimestamp")))
+        if labels:
+            row.append(_labels(metadata))
         rows.append(row)
     return rows
-
-
-def format_objects(
-    info: KindInfo, objects: Sequence[Wire], output: str | None, *, namespaces: bool, single: bool
-) -> str:
-    """Objects as ``output`` (None = table, ``wide``, ``yaml``, ``json``, ``name``)."""
-    if output in ("yaml", "json"):
-        document: Any = (
-            objects[0]
-            if single and objects
-            else {"apiVersion": API_VERSION, "kind": "List", "items": list(objects)}
-        )
-        if output == "json":
-            return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-        return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
-    if output == "name":
-        return "".join(
-            f"{info.kind.lower()}.skybroker.io/{(o.get('metadata') or {}).get('name')}\n"
-            for o in objects
-        )
-    return render_table(table_rows(info, objects, wide=output == "wide", namespaces=namespaces))

@@ -1,9 +1,14 @@
 """Decoding of stored values: JSON normally, YAML for manifests written straight into etcd.
 
 Where it sits: between raw etcd bytes and the typed models of ``api_types``. A value written
-by hand may be anything, so decoding is defensive: a size limit, YAML without aliases (a
-"billion laughs" document is refused before it expands), a nesting-depth limit, and a mapping
-at the top. Every failure is a ``DecodeError`` with a message fit for a Warning event.
+by hand may be anything, so decoding is defensive: a size limit, YAML anchors, aliases and merge
+keys (``<<: *base``) allowed only as long as they expand the document by at most
+:data:`MAX_ALIAS_EXPANSION` nodes (a "billion laughs" document is refused before it expands,
+and so is an alias to its own ancestor), a nesting-depth limit, and a mapping at the top. The
+result is a plain tree: what an alias repeats is a copy, so changing one place never changes
+another. Every failure is a ``DecodeError`` with a message fit for a Warning event.
+
+The same decoder serves values in etcd, API request bodies and skyctl's manifests.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "MAX_ALIAS_EXPANSION",
     "MAX_DEPTH",
     "MAX_VALUE_BYTES",
     "DecodeError",
@@ -31,14 +37,77 @@ class DecodeError(ValueError):
     """A stored value is not a usable manifest."""
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors/aliases: they are how YAML bombs expand."""
+#: How many nodes aliases may add to a YAML document once expanded. Anchors and merge keys in
+#: real manifests repeat a few labels or a block of spec (hundreds of nodes); an exponential
+#: "billion laughs" reaches this after a handful of levels.
+MAX_ALIAS_EXPANSION = 100_000
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise DecodeError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes of the document under ``root`` as if every alias were written out; stops with
+    DecodeError past ``limit``. Aliases share composed nodes, so each is sized once (memo)."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        ident = id(node)
+        if ident in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if not children_done:
+            if ident in in_progress:
+                raise DecodeError(
+                    f"a YAML alias refers to its own ancestor (line {node.start_mark.line + 1})"
+                )
+            in_progress.add(ident)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        in_progress.discard(ident)
+        sizes[ident] = 1 + sum(sizes[id(child)] for child in children)
+        if sizes[ident] > limit:
+            raise DecodeError(
+                f'YAML aliases expand the document to more than {limit} nodes (a "billion '
+                'laughs" document?); write the repeated parts out or repeat them less'
+            )
+    return sizes[id(root)]
+
+
+def _distinct_nodes(root: yaml.Node) -> int:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+    return len(seen)
+
+
+class _BoundedAliasLoader(yaml.SafeLoader):
+    """SafeLoader that sizes each composed document, aliases expanded, before constructing it."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _expanded_size(node, _distinct_nodes(node) + MAX_ALIAS_EXPANSION)
+        return _unshared(super().construct_document(node))
+
+
+def _unshared(value: Any) -> Any:
+    """A copy in which no dict or list appears twice (an alias constructs one shared object)."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
 
 
 def _check_depth(value: Any, limit: int) -> None:
@@ -66,7 +135,7 @@ def decode_documents(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> list[di
         if is_json:
             documents = [json.loads(text)]
         else:
-            loaded = yaml.load_all(text, Loader=_NoAliasLoader)
+            loaded = yaml.load_all(text, Loader=_BoundedAliasLoader)
             documents = [doc for doc in loaded if doc is not None]
     except RecursionError:
         raise DecodeError(f"document nests deeper than {MAX_DEPTH} levels") from None

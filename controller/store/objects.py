@@ -78,6 +78,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _reference(key: ObjectKey) -> str:
+    """How users name an object (kubectl's ``instances "web-1"``), not its internal key."""
+    return f'{key.plural} "{key.name}"'
+
+
+def _where(key: ObjectKey) -> str:
+    return f" in namespace {key.namespace}" if key.namespace else ""
+
+
+def _not_found(key: ObjectKey) -> NotFoundError:
+    return NotFoundError(f"{_reference(key)} not found{_where(key)}")
+
+
 def _causes(exc: pydantic.ValidationError) -> tuple[FieldCause, ...]:
     return tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
 
@@ -236,7 +249,7 @@ class Store:
         if known is None or known[0] != wanted:
             response = self.client.range(etcd_key)
             if not response.kvs:
-                raise NotFoundError(f"{key} not found")
+                raise _not_found(key)
             kv = response.kvs[0]
             known = (int(kv.mod_revision), self.plain(key, bytes(kv.value)))
             self._memory.remember(etcd_key, *known)
@@ -256,7 +269,7 @@ class Store:
         key = ObjectKey(model.PLURAL, namespace, name)
         response = self.client.range(self.layout.object_key(key))
         if not response.kvs:
-            raise NotFoundError(f"{model.KIND} {key} not found")
+            raise _not_found(key)
         kv = response.kvs[0]
         obj = self.decode(key, kv.value, int(kv.mod_revision))
         if not isinstance(obj, model):
@@ -372,7 +385,7 @@ class Store:
         )
         if not response.succeeded:
             if response.responses[0].response_range.kvs:
-                raise AlreadyExistsError(f"{obj.kind} {key} already exists")
+                raise AlreadyExistsError(f"{_reference(key)} already exists{_where(key)}")
             raise ConflictError(f"{key}: a precondition of the create failed; retry")
         return self._stored(key, created, raw, int(response.header.revision))  # type: ignore[return-value]
 

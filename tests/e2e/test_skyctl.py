@@ -176,3 +176,64 @@ def test_real_skyctl_process_with_a_context_and_a_streaming_watch(
         watcher.wait(10)
     missing = skyctl("get", "instance", "nope")
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_kubectl_habits_in_a_real_process(server: HttpServer, store: Store, tmp_path: Path) -> None:
+    """A real skyctl process with a context: create, short names and ``all``, jsonpath,
+    ``wait --for=jsonpath`` while the status changes, plain ``version``, and a missing
+    ``$SKYCONFIG`` file named as such."""
+    config = tmp_path / "config.yaml"
+    env = {**os.environ, "SKYCONFIG": str(config)}
+
+    def skyctl(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "controller.cli", *argv],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    absent = skyctl("get", "instances")
+    assert absent.returncode == 1 and f"config file {config} does not exist" in absent.stderr
+    context = ("--server", server.url, "--token", "admin-token", "--namespace", "acme")
+    assert skyctl("config", "set-context", "local", *context).returncode == 0
+    manifest = write_manifest(tmp_path / "web.yaml")
+    created = skyctl("create", "-f", str(manifest))
+    assert created.returncode == 0 and created.stdout.count(" created") == 3, created.stderr
+    again = skyctl("create", "-f", str(manifest))
+    assert again.returncode == 1 and 'instances "web-1" already exists' in again.stderr
+    assert skyctl("get", "all", "-o", "name").stdout.split() == [
+        "instance.skybroker.io/web-1",
+        "firewall.skybroker.io/web",
+    ]
+    phase = skyctl("get", "inst", "web-1", "-o", "jsonpath={.status.phase}")
+    assert phase.stdout == "Pending", phase.stderr
+
+    waiter = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "wait",
+            "inst/web-1",
+            "--for=jsonpath={.status.phase}=Running",
+            "--timeout=60s",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        current = store.get(Instance, "web-1", "acme")
+        current.status.phase = "Running"
+        store.update_status(current)
+        out, err = waiter.communicate(timeout=90)
+    finally:
+        waiter.kill()
+    assert waiter.returncode == 0 and out == "instance.skybroker.io/web-1 condition met\n", err
+    version = skyctl("version").stdout.splitlines()
+    assert [line.split(":")[0] for line in version] == ["Client Version", "Server Version"]

@@ -226,14 +226,24 @@ def test_get_watch_streams_in_a_real_process(
     )
     try:
         assert watcher.stdout is not None
-        assert watcher.stdout.readline().split()[0] == "NAME"
+        header = watcher.stdout.readline()
+        assert header.split()[0] == "NAME"
         assert watcher.stdout.readline().split()[0] == "web-1"
         current = instance(store)
         current.status.phase = "Running"
         store.update_status(current)
-        assert watcher.stdout.readline().split()[:3] == ["web-1", "general", "Running"]
+        streamed = watcher.stdout.readline()
+        assert streamed.split()[:3] == ["web-1", "general", "Running"]
+        # Rows streamed later line up with the header printed first.
+        for column in ("PHASE", "ACCOUNT", "AGE"):
+            value = streamed.split()[header.split().index(column)]
+            assert streamed.index(value, len("web-1")) == header.index(column), (header, streamed)
         store.delete(Instance, "web-1", "acme")
-        assert watcher.stdout.readline().split()[:2] == ["DELETED", "web-1"]
+        deleted = watcher.stdout.readline()
+        assert deleted.split()[:2] == ["web-1", "general"] and deleted.rstrip().endswith(
+            "(deleted)"
+        )
+        assert deleted.index("Running") == header.index("PHASE")
     finally:
         watcher.kill()
         watcher.wait(10)

@@ -46,6 +46,12 @@ def test_no_server_is_an_error_and_bad_usage_exits_2(
 ) -> None:
     monkeypatch.setenv("SKYCONFIG", str(tmp_path / "absent.yaml"))
     code, _, err = run("get", "instances")
+    assert code == 1 and f"config file {tmp_path / 'absent.yaml'} does not exist" in err, err
+    code, _, err = run("get", "instances", "--context", "mine", "--server", "http://x")
+    assert code == 1 and "does not exist" in err  # the context was to come from that file
+    monkeypatch.delenv("SKYCONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no config at the default path either
+    code, _, err = run("get", "instances")
     assert code == 1 and "no server" in err
     assert run("frobnicate")[0] == 2
     assert run("get", "instances", "-o", "toml")[0] == 2

@@ -54,8 +54,34 @@ def test_yaml_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
         bomb += f"{level}: &{level} [*{previous},*{previous},*{previous},*{previous}]\n"
     path = tmp_path / "bomb.yaml"
     path.write_text(bomb)
-    with pytest.raises(ManifestError, match="aliases are not allowed"):
+    with pytest.raises(ManifestError, match="aliases expand the document to more than"):
         load_manifests([str(path)])
+    path.write_text("a: &a [1, *a]\n")  # an alias inside its own anchor: endless
+    with pytest.raises(ManifestError, match="its own ancestor"):
+        load_manifests([str(path)])
+
+
+def test_ordinary_anchors_aliases_and_merge_keys_load_as_independent_copies(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "anchors.yaml"
+    path.write_text(  # anchors live within one document (YAML's rule): a List of two
+        "kind: List\n"
+        "items:\n"
+        "  - kind: HardwareProfile\n"
+        "    metadata: {name: x, labels: &labels {app: web, tier: front}}\n"
+        "    spec: &base {cpu: {min: 1}, memoryMiB: {min: 512}}\n"
+        "  - kind: HardwareProfile\n"
+        "    metadata: {name: y, labels: *labels}\n"
+        "    spec:\n"
+        "      <<: *base\n"
+        "      memoryMiB: {min: 2048}\n"
+    )
+    x, y = (m.obj for m in load_manifests([str(path)]))
+    assert y["metadata"]["labels"] == {"app": "web", "tier": "front"}
+    assert y["spec"] == {"cpu": {"min": 1}, "memoryMiB": {"min": 2048}}
+    y["spec"]["cpu"]["min"] = 4  # the alias gave a copy, not the anchor's object
+    assert x["spec"]["cpu"] == {"min": 1}
 
 
 def test_deep_nesting_missing_files_and_non_mappings(tmp_path: Path) -> None:

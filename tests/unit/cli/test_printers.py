@@ -9,7 +9,20 @@ import yaml
 
 from api_types import registry
 from controller.cli.explain import ExplainError, explain
-from controller.cli.printers import age, format_objects
+from controller.cli.output import Output, format_groups
+from controller.cli.printers import age
+
+
+def format_objects(
+    info: registry.KindInfo,
+    objects: list[dict],
+    output: str | None,
+    *,
+    namespaces: bool,
+    single: bool,
+) -> str:
+    return format_groups([(info, objects)], Output(output), namespaces=namespaces, single=single)
+
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

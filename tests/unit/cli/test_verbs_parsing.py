@@ -35,11 +35,26 @@ def test_unknown_flags_are_still_usage_errors(capsys: pytest.CaptureFixture[str]
         parse_args(["version", "extra"])  # a verb without a list takes no extra words
 
 
-def test_patch_takes_only_merge_patches(capsys: pytest.CaptureFixture[str]) -> None:
+def test_patch_types_and_kubectl_flag_forms(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse_args(["patch", "instance/web-1", "-p", "{}"]).type == "merge"
+    assert parse_args(["patch", "instance/web-1", "--type", "json", "-p", "[]"]).type == "json"
     with pytest.raises(SystemExit):
-        parse_args(["patch", "instance/web-1", "--type", "json", "-p", "[]"])
-    assert "invalid choice: 'json'" in capsys.readouterr().err
+        parse_args(["patch", "instance/web-1", "--type", "strategic", "-p", "{}"])
+    assert "invalid choice: 'strategic'" in capsys.readouterr().err
+    # --dry-run bare keeps meaning the server's dry run; =client and =server as kubectl.
+    assert parse_args(["delete", "instance", "x", "--dry-run"]).dry_run == "server"
+    assert parse_args(["apply", "-f", "x", "--dry-run=client"]).dry_run == "client"
+    assert parse_args(["label", "inst/x", "a=b", "--dry-run=none"]).dry_run is None
+    with pytest.raises(SystemExit):
+        parse_args(["apply", "-f", "x", "--dry-run=maybe"])
+    # delete --wait bare, =true, =false (kubectl users type --wait=false).
+    assert parse_args(["delete", "instance", "x", "--wait"]).wait is True
+    assert parse_args(["delete", "instance", "x", "--wait=false"]).wait is False
+    assert parse_args(["delete", "instance", "x"]).wait is False
+    names = parse_args(["delete", "instance", "--wait", "a", "b"]).names
+    assert names == ["a", "b"]  # a bare flag takes no value from the next word
+    with pytest.raises(SystemExit):
+        parse_args(["delete", "instance", "x", "--wait=sometimes"])
 
 
 def _parser_verbs() -> set[str]:
@@ -51,7 +66,15 @@ def _parser_verbs() -> set[str]:
 
 def test_completion_knows_every_verb_and_the_new_flags() -> None:
     assert set(VERBS.split()) == _parser_verbs()
-    for flag in ("--field-selector", "--output-watch-events", "--patch", "--type", "--overwrite"):
+    for flag in (
+        "--field-selector",
+        "--output-watch-events",
+        "--patch",
+        "--type",
+        "--overwrite",
+        "--show-labels",
+        "--namespaced",
+    ):
         assert flag in FLAGS.split()
 
 
@@ -72,3 +95,6 @@ def test_bash_completes_the_new_verbs_and_kinds_after_them() -> None:
     assert set(complete("e")) == {"edit", "events", "explain"}
     assert "instance" in complete("label", "inst")
     assert complete("patch", "x", "--type", "m") == ["merge"]
+    assert complete("patch", "x", "--type", "j") == ["json"]
+    assert "inst" in complete("get", "ins")  # short names complete as well
+    assert complete("api-") == ["api-resources"]
