@@ -97,7 +97,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     args.simulated_state_dir = args.simulated_state_dir or str(data_dir)
     files = prepare_data_dir(data_dir, f"http://{args.listen}")
     args.encryption_key_file = args.encryption_key_file or str(files.encryption_key_file)
-    api_client = EtcdClient([etcd.endpoint])
+    api_client = EtcdClient([etcd.endpoint], fail_fast=True)
     api_store = Store(
         api_client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file)
     )
@@ -121,7 +121,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_apiserver(args: argparse.Namespace) -> int:
     endpoints = [e.strip() for e in args.etcd_endpoints.split(",") if e.strip()]
-    client = EtcdClient(endpoints)
+    client = EtcdClient(endpoints, fail_fast=True)
     store = Store(client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file))
     http = HttpServer(store, Path(args.token_file), args.listen)
     log.info("apiserver listening", url=http.url)

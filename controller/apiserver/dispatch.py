@@ -32,7 +32,7 @@ from controller.apiserver.body import decode_body, read_limited
 from controller.apiserver.handlers import Resources, Wire
 from controller.apiserver.paths import SUBRESOURCES, Target, parse_path
 from controller.apiserver.rbac import Attributes
-from controller.apiserver.status import ApiError, error_from, status_object
+from controller.apiserver.status import ApiError, error_from, error_headers, status_object
 from controller.apiserver.watch import WatchRequest, open_watch
 
 __all__ = ["REVIEWS", "Answer", "Dispatcher", "Request", "encode"]
@@ -64,7 +64,10 @@ class Answer:
 
     @classmethod
     def failure(cls, error: ApiError) -> Answer:
-        headers = ((b"www-authenticate", b"Bearer"),) if error.code == 401 else ()
+        headers = tuple(
+            (name.lower().encode("ascii"), value.encode("ascii"))
+            for name, value in error_headers(error).items()
+        )
         return cls(error.code, encode(status_object(error)), headers)
 
     async def send(self, send: Send) -> None:

@@ -8,7 +8,7 @@ store's exceptions through); :func:`error_from` maps both to one ``ApiError`` an
     AlreadyExistsError                409 AlreadyExists
     ConflictError                     409 Conflict
     InvalidObjectError                422 Invalid (details.causes: every offending field)
-    StoreUnavailableError             503 ServiceUnavailable
+    StoreUnavailableError             503 ServiceUnavailable (Retry-After, retryAfterSeconds)
     compacted revision (etcd)         410 Gone
     anything else                     500 InternalError (logged, never echoed)
 
@@ -35,7 +35,14 @@ from controller.errors import (
     StoreUnavailableError,
 )
 
-__all__ = ["ApiError", "error_from", "status_object", "status_response", "success_status"]
+__all__ = [
+    "ApiError",
+    "error_from",
+    "error_headers",
+    "status_object",
+    "status_response",
+    "success_status",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +57,11 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason}: {self.message}"
+
+
+#: Seconds a client is told to wait while the store is down (the API server probes it far more
+#: often: the first request after its return succeeds).
+STORE_RETRY_AFTER = 1
 
 
 def _is_compacted(exc: grpc.RpcError) -> bool:
@@ -73,7 +85,12 @@ def error_from(exc: BaseException) -> ApiError:
         causes = exc.causes or (FieldCause("", exc.message),)
         return ApiError(422, "Invalid", exc.message, causes)
     if isinstance(exc, StoreUnavailableError):
-        return ApiError(503, "ServiceUnavailable", "the object store is unavailable; retry")
+        return ApiError(
+            503,
+            "ServiceUnavailable",
+            "the object store is unavailable; retry",
+            details={"retryAfterSeconds": STORE_RETRY_AFTER},
+        )
     if isinstance(exc, grpc.RpcError) and _is_compacted(exc):
         return ApiError(410, "Gone", "the requested resourceVersion is too old (compacted)")
     # Never echo the exception: it may quote a request body (a Secret).
@@ -99,9 +116,17 @@ def status_object(error: ApiError) -> dict[str, Any]:
     return status
 
 
+def error_headers(error: ApiError) -> dict[str, str]:
+    """The HTTP headers an error answer carries besides its ``Status`` body."""
+    headers = {"WWW-Authenticate": "Bearer"} if error.code == 401 else {}
+    retry_after = error.details.get("retryAfterSeconds")
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return headers
+
+
 def status_response(error: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.code == 401 else None
-    return JSONResponse(status_object(error), status_code=error.code, headers=headers)
+    return JSONResponse(status_object(error), status_code=error.code, headers=error_headers(error))
 
 
 def success_status(kind: str, name: str, uid: str | None) -> dict[str, Any]:

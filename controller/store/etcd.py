@@ -11,6 +11,7 @@ response (with ``header.revision``), channels reconnect by themselves, and gRPC 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -76,8 +77,20 @@ class _Stubs:
         self.watch = etcdrpc.WatchStub(channel)
 
 
+#: While etcd is known to be down, a fail-fast client lets one call through this often to see
+#: whether it is back; the others fail at once.
+_PROBE_EVERY = 0.25
+
+
 class EtcdClient:
-    """Calls one of several endpoints; rotates to the next on UNAVAILABLE."""
+    """Calls one of several endpoints; rotates to the next on UNAVAILABLE.
+
+    A call that finds etcd unavailable retries for ``retry_for`` seconds, riding over a
+    restart. With ``fail_fast`` (the API server: a request must not hold a worker for seconds)
+    that happens once: after a call gave up, etcd is known to be down and calls raise
+    :class:`StoreUnavailableError` at once, except one every ``_PROBE_EVERY`` seconds that
+    tries a single time; the first that reaches etcd ends the outage for everyone.
+    """
 
     def __init__(
         self,
@@ -85,6 +98,7 @@ class EtcdClient:
         *,
         timeout: float = 10.0,
         retry_for: float = 5.0,
+        fail_fast: bool = False,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
@@ -92,9 +106,12 @@ class EtcdClient:
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
         self._retry_for = retry_for
+        self._fail_fast = fail_fast
         self._lock = threading.Lock()
         self._index = 0
         self._channels: dict[int, _Stubs] = {}
+        #: Monotonic time from which the next probe may go out; None while etcd answers.
+        self._next_probe: float | None = None
 
     @staticmethod
     def _netloc(endpoint: str) -> str:
@@ -130,11 +147,55 @@ class EtcdClient:
                 raise _Unavailable(f"{self._netlocs[index]}: {code}") from exc
             raise
 
+    @property
+    def known_down(self) -> bool:
+        """Whether the last attempt found etcd unavailable (fail-fast clients only)."""
+        return self._next_probe is not None
+
+    def _probing(self) -> bool:
+        """``True`` if etcd answered last time, or this caller takes the next probe."""
+        with self._lock:
+            if self._next_probe is None:
+                return True
+            now = time.monotonic()
+            if now < self._next_probe:
+                return False
+            self._next_probe = now + _PROBE_EVERY
+            return True
+
+    def _outage(self, up: bool) -> None:
+        with self._lock:
+            self._next_probe = None if up else time.monotonic() + _PROBE_EVERY
+
     def _call(self, make_call: Callable[[_Stubs], T]) -> T:
+        if not self._fail_fast:
+            return self._riding(make_call)
+        if not self._probing():
+            raise StoreUnavailableError("etcd unavailable (failing fast until it answers)")
+        try:
+            result = self._probe(make_call) if self.known_down else self._riding(make_call)
+        except StoreUnavailableError:
+            self._outage(up=False)
+            raise
+        except grpc.RpcError:
+            self._outage(up=True)  # etcd answered, if with an error
+            raise
+        self._outage(up=True)
+        return result
+
+    def _riding(self, make_call: Callable[[_Stubs], T]) -> T:
         try:
             return self._attempt(make_call)  # the common case, without building a retrier
         except _Unavailable:
-            pass
+            return self._retrying(make_call)
+
+    def _probe(self, make_call: Callable[[_Stubs], T]) -> T:
+        try:
+            return self._attempt(make_call)
+        except _Unavailable as exc:
+            raise StoreUnavailableError(f"etcd unavailable: {exc}") from exc
+
+    def _retrying(self, make_call: Callable[[_Stubs], T]) -> T:
         retrying = retry(
             retry=retry_if_exception_type(_Unavailable),
             stop=stop_after_delay(self._retry_for),

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ import yaml
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.encryption import SecretCipher, write_key_file
 from controller.store.etcd import EtcdClient
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 ROOT = "/apis/skybroker.io/v1alpha1"
@@ -117,6 +119,38 @@ def test_a_stop_signal_is_a_clean_exit(
     assert process.returncode == 0, output.decode()
     assert b"Traceback" not in output and b"error" not in output.lower(), output.decode()
     assert all(json.loads(line)["type"] != "ERROR" for line in lines if line.strip())
+
+
+def test_while_etcd_is_down_requests_answer_503_at_once_and_recover(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Once a request found the store down, the others do not each wait out the client's
+    retries (5 s; 100 of them held every worker for seconds): 503 with Retry-After at once."""
+    etcd = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+    etcd.start()
+    try:
+        process, url, _ = _apiserver(etcd, "/sky", tmp_path)
+        processes.append(process)
+        namespaces = f"{url}{ROOT}/namespaces"
+        assert httpx.get(namespaces, headers=HEADERS).status_code == 200
+        etcd.kill()
+        first = httpx.get(namespaces, headers=HEADERS, timeout=60)  # rides the retries
+        assert first.status_code == 503 and first.headers["Retry-After"] == "1"
+
+        def timed_get(_: int) -> tuple[int, float]:
+            started = time.monotonic()
+            response = httpx.get(namespaces, headers=HEADERS, timeout=60)
+            return response.status_code, time.monotonic() - started
+
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            answers = list(pool.map(timed_get, range(100)))
+        assert {code for code, _ in answers} == {503}
+        slowest = max(seconds for _, seconds in answers)
+        assert slowest < 5.0, f"a request waited {slowest:.1f} s: as long as the retries"
+        etcd.start()
+        eventually(lambda: httpx.get(namespaces, headers=HEADERS).status_code == 200)
+    finally:
+        etcd.stop()
 
 
 def test_up_writes_an_admin_skyctl_config(tmp_path: Path) -> None:
