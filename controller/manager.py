@@ -32,6 +32,7 @@ from controller.controller import Controller
 from controller.errors import (
     ConflictError,
     FieldCause,
+    SkybrokerError,
     StoreError,
     TerminalError,
 )
@@ -46,7 +47,7 @@ from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
 
-__all__ = ["Manager", "ManagerOptions", "Normalised"]
+__all__ = ["ListenError", "Manager", "ManagerOptions", "Normalised"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,15 @@ class ManagerOptions:
     health_listen: str | None = None
     maintenance_interval: float = 60.0
     history_limit: int = 200
+
+
+class ListenError(SkybrokerError):
+    """An address to serve on cannot be bound (taken, not local, not permitted)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address}: {reason}")
+        self.address = address
+        self.reason = reason
 
 
 class Normalised:
@@ -325,6 +335,9 @@ class Manager:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # access logs would drown the structured log
 
-        self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        try:
+            self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        except OSError as exc:
+            raise ListenError(self.options.health_listen, exc.strerror or str(exc)) from None
         self.health_address = (str(self._http.server_address[0]), int(self._http.server_address[1]))
         threading.Thread(target=self._http.serve_forever, name="health-http", daemon=True).start()
