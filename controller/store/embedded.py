@@ -7,12 +7,15 @@ waits until it answers, and stops it (SIGTERM, or SIGKILL for crash tests).
 The etcd never outlives the thread that started it: on Linux the child asks the kernel, before
 it execs etcd, for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``; the kernel sends it when
 the *thread* that forked ends, so start etcd from a thread that lives as long as it should — the
-main thread). Its pid is kept in ``DATA_DIR/etcd.pid`` while it runs, so that an etcd left
-behind anyway (an older version, another OS) is found and stopped by :meth:`stop_orphan`.
+main thread). Its pid is kept in ``DATA_DIR/etcd.pid`` while it runs, so that an etcd still
+running on the data dir when the next owner starts (one that its parent's death is still
+stopping, or one left behind where there is no parent-death signal) is found and stopped by
+:meth:`stop_orphan`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -100,12 +103,20 @@ def _running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
-def _command_line(pid: int) -> list[str]:
+def _is_etcd_on(pid: int, etcd_dir: Path) -> bool:
+    """True if ``pid`` is a running etcd whose command line names ``etcd_dir`` (a pid reused by
+    an unrelated process is not)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
-        return []
-    return raw.decode(errors="replace").split("\0")
+        return False
+    args = raw.decode(errors="replace").split("\0")
+    return (
+        _running(pid)
+        and Path(args[0]).name == "etcd"
+        and "--data-dir" in args[:-1]
+        and args[args.index("--data-dir") + 1] == str(etcd_dir)
+    )
 
 
 @dataclass
@@ -140,26 +151,20 @@ class EmbeddedEtcd:
     def stop_orphan(self) -> int | None:
         """Stop the etcd the pid file names if it still runs on this data dir; its pid, or None.
 
-        An etcd is only taken for this data dir's when its command line says so (``/proc``), so
-        a pid reused by an unrelated process is left alone. The caller must own the data dir
-        (``skybroker up`` holds its lock), or it would stop a live server's etcd.
+        SIGTERM, then SIGKILL if it is still there after a grace period. The caller must own
+        the data dir (``skybroker up`` holds its lock), or it would stop a live server's etcd.
         """
         try:
             pid = int(self._pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        args = _command_line(pid)
-        ours = (
-            _running(pid)
-            and Path(args[0]).name == "etcd"
-            and "--data-dir" in args[:-1]
-            and args[args.index("--data-dir") + 1] == str(self._etcd_dir)
-        )
+        ours = _is_etcd_on(pid, self._etcd_dir)
         if ours:
-            os.kill(pid, signal.SIGTERM)
-            if not self._wait_gone(pid, _STOP_TIMEOUT):
-                os.kill(pid, signal.SIGKILL)
-                self._wait_gone(pid, _STOP_TIMEOUT)
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
+                    os.kill(pid, sig)
+                if self._wait_gone(pid, _STOP_TIMEOUT):
+                    break
         self._pid_file.unlink(missing_ok=True)
         return pid if ours else None
 
