@@ -51,7 +51,7 @@ class StartupError(Exception):
 
 
 @contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[None]:
+def _data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Own ``data_dir`` while the block runs, or fail at once naming the process that owns it.
 
     An exclusive ``flock`` on ``DIR/skybroker.lock``: the kernel releases it however the
@@ -146,7 +146,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    with data_dir_lock(data_dir), contextlib.ExitStack() as cleanup:
+    with _data_dir_lock(data_dir), contextlib.ExitStack() as cleanup:
         files = prepare_data_dir(data_dir, f"http://{args.listen}")
         cipher = load_cipher(args.encryption_key_file or files.encryption_key_file)
         etcd = EmbeddedEtcd(data_dir=data_dir)

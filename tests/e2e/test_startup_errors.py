@@ -86,6 +86,15 @@ def test_a_broken_key_file_is_one_line_naming_the_file_and_the_format(
     assert not (tmp_path / "data" / PID_FILE).exists()  # up stopped before starting etcd
 
 
+def test_a_broken_token_file_is_one_line_naming_the_file(
+    etcd_server: EmbeddedEtcd, tmp_path: Path
+) -> None:
+    args = _command("apiserver", etcd_server, tmp_path)
+    (tmp_path / "tokens.csv").write_bytes(b"\xff\xfe\x00binary")
+    line = _one_line_error(_skybroker(*args))
+    assert line.startswith(f"skybroker apiserver: {tmp_path / 'tokens.csv'}: not UTF-8")
+
+
 @pytest.mark.parametrize(
     ("command", "flag"),
     [
