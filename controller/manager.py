@@ -33,6 +33,7 @@ from controller.controller import Controller
 from controller.errors import (
     ConflictError,
     FieldCause,
+    SkybrokerError,
     StoreError,
     TerminalError,
 )
@@ -48,7 +49,7 @@ from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
 
-__all__ = ["Manager", "ManagerOptions", "Normalised"]
+__all__ = ["ListenError", "Manager", "ManagerOptions", "Normalised"]
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,15 @@ class ManagerOptions:
     #: etcd keeps at least this much history (watches resume within it); 0 = never compact
     #: (another process or etcd's own --auto-compaction does it). See controller.store.compaction.
     compaction_interval: float = 300.0
+
+
+class ListenError(SkybrokerError):
+    """An address to serve on cannot be bound (taken, not local, not permitted)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address}: {reason}")
+        self.address = address
+        self.reason = reason
 
 
 class Normalised:
@@ -341,6 +351,9 @@ class Manager:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # access logs would drown the structured log
 
-        self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        try:
+            self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        except OSError as exc:
+            raise ListenError(self.options.health_listen, exc.strerror or str(exc)) from None
         self.health_address = (str(self._http.server_address[0]), int(self._http.server_address[1]))
         threading.Thread(target=self._http.serve_forever, name="health-http", daemon=True).start()

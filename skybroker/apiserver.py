@@ -29,6 +29,7 @@ import yaml
 
 from controller.apiserver import ApiOptions, ApiServer, TokenAuthenticator
 from controller.apiserver.auth import MASTERS_GROUP, format_token_line
+from controller.manager import ListenError
 from controller.store.encryption import SecretCipher, write_key_file
 from controller.store.objects import Store
 
@@ -86,7 +87,11 @@ def _bind(listen: str) -> socket.socket:
     # Accepted connections inherit it. uvicorn sets it only on sockets it binds itself; without
     # it a response written as headers + body waits ~40 ms for the client's delayed ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host.strip("[]") or "127.0.0.1", int(port)))
+    try:
+        sock.bind((host.strip("[]") or "127.0.0.1", int(port)))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(listen, exc.strerror or str(exc)) from None
     sock.set_inheritable(True)
     return sock
 
@@ -108,7 +113,7 @@ class HttpServer:
     """The API on a bound socket: ``run()`` in the foreground or ``start()`` on a thread.
 
     Binding happens in the constructor, so ``address`` is known (port 0 = any free port) and a
-    taken port fails at once.
+    taken port fails at once (:class:`~controller.manager.ListenError`).
     """
 
     def __init__(

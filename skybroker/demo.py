@@ -6,13 +6,15 @@ applies ``examples/acme`` with ``skyctl`` (a tenant with a quota, a hardware pro
 a firewall, five instances and a volume attached to one), prints progress until everything is
 Ready, shows the tables, deletes one instance in the cloud behind skybroker's back and shows it
 recreated, shows what a manifest written straight into etcd becomes, then stops the server
-with SIGTERM. It exits 0 only if every step happened and the server stopped cleanly.
+with SIGTERM. It exits 0 only if every step happened and the server stopped cleanly; then it
+removes its temporary data dir, which it otherwise keeps for a look (and says where).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,8 +117,7 @@ def delete_behind_the_back(skyctl: Skyctl, data_dir: Path, name: str) -> str:
     return provider_id
 
 
-def main() -> int:
-    data_dir = Path(tempfile.mkdtemp(prefix="skybroker-demo-"))
+def run_demo(data_dir: Path) -> int:
     listen, health = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     step(f"skybroker up --data-dir {data_dir}")
     server = subprocess.Popen(
@@ -184,6 +185,24 @@ def main() -> int:
         return 1
     step("done: skybroker stopped cleanly")
     return 0
+
+
+def main() -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="skybroker-demo-"))
+    code = 1
+    try:
+        code = run_demo(data_dir)
+    finally:
+        if code == 0:
+            shutil.rmtree(data_dir)
+            print(f"removed the demo's data dir {data_dir}", flush=True)
+        else:
+            print(
+                f"demo: its data dir is kept for a look: {data_dir} (etcd.log, simulated.sqlite);"
+                f" remove it with: rm -rf {data_dir}",
+                file=sys.stderr,
+            )
+    return code
 
 
 if __name__ == "__main__":

@@ -5,22 +5,32 @@ Where it sits: on top of everything. ``up`` runs everything in one process on an
 existing etcd cluster, leader-elected and sharded. Until kind reconcilers exist, the manager
 runs the kind-independent loops: direct-write normalisation, owner garbage collection and
 history trimming.
+
+What stops a command from starting (a data dir in use, an unreadable key or token file, an
+address taken) is a :class:`StartupError` or a file error naming the file: one line on stderr,
+exit code 1, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import gc
 import json
+import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
 
+from controller.apiserver.auth import TokenFileError
 from controller.logging import configure_logging
-from controller.manager import Manager, ManagerOptions
+from controller.manager import ListenError, Manager, ManagerOptions
 from controller.store.embedded import EmbeddedEtcd
+from controller.store.encryption import CipherError, SecretCipher
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
@@ -28,9 +38,46 @@ from skybroker.apiserver import HttpServer, load_cipher, prepare_data_dir
 from skybroker.seed import seed_if_empty
 from skybroker.wiring import register_reconcilers
 
-__all__ = ["main", "tune_interpreter"]
+__all__ = ["LOCK_FILE", "StartupError", "main", "tune_interpreter"]
 
 log = structlog.get_logger(__name__)
+
+#: In the data dir: locked by the ``up`` that owns it, and holding that process's pid.
+LOCK_FILE = "skybroker.lock"
+
+
+class StartupError(Exception):
+    """Why a command cannot start, in one line for the operator."""
+
+
+@contextlib.contextmanager
+def _data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Own ``data_dir`` while the block runs, or fail at once naming the process that owns it.
+
+    An exclusive ``flock`` on ``DIR/skybroker.lock``: the kernel releases it however the
+    process ends (SIGKILL included), so a crash never leaves a stale lock behind; children do
+    not inherit it (close-on-exec), so an etcd that outlived its ``up`` cannot hold it either.
+    """
+    with open(data_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise StartupError(f"data dir {data_dir} is in use by pid {owner}") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
+def _http_server(store: Store, token_file: Path, listen: str) -> HttpServer:
+    try:
+        return HttpServer(store, token_file, listen)
+    except ListenError as exc:
+        raise StartupError(
+            f"cannot serve the API on {exc.address}: {exc.reason}; --listen chooses another"
+        ) from None
 
 
 def tune_interpreter() -> None:
@@ -62,9 +109,14 @@ def _manager_options(args: argparse.Namespace) -> ManagerOptions:
     return ManagerOptions(**options)
 
 
-def _run_manager(endpoints: list[str], args: argparse.Namespace, on_ready: str | None) -> int:
+def _run_manager(
+    endpoints: list[str],
+    args: argparse.Namespace,
+    cipher: SecretCipher | None,
+    on_ready: str | None,
+) -> int:
     client = EtcdClient(endpoints)
-    store = Store(client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file))
+    store = Store(client, KeyLayout(args.prefix), cipher=cipher)
     manager = Manager(store, _manager_options(args))
     register_reconcilers(manager, Path(args.simulated_state_dir).resolve())
     manager.install_signal_handlers()
@@ -77,6 +129,11 @@ def _run_manager(endpoints: list[str], args: argparse.Namespace, on_ready: str |
 
     try:
         manager.run(ready=ready)
+    except ListenError as exc:
+        raise StartupError(
+            f"cannot serve /healthz and /metrics on {exc.address}: {exc.reason}; "
+            "--health-listen chooses another ('' for none)"
+        ) from None
     finally:
         client.close()
     return 0
@@ -84,48 +141,53 @@ def _run_manager(endpoints: list[str], args: argparse.Namespace, on_ready: str |
 
 def cmd_controller(args: argparse.Namespace) -> int:
     endpoints = [e.strip() for e in args.etcd_endpoints.split(",") if e.strip()]
-    return _run_manager(endpoints, args, None)
+    return _run_manager(endpoints, args, load_cipher(args.encryption_key_file), None)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
-    etcd = EmbeddedEtcd(data_dir=data_dir)
-    etcd.start()
-    state = {"etcdEndpoint": etcd.endpoint, "prefix": args.prefix, "pid": etcd.pid}
-    (data_dir / "endpoints.json").write_text(json.dumps(state))
-    print(f"skybroker up: etcd at {etcd.endpoint} (data in {data_dir})", flush=True)
-    args.simulated_state_dir = args.simulated_state_dir or str(data_dir)
-    files = prepare_data_dir(data_dir, f"http://{args.listen}")
-    args.encryption_key_file = args.encryption_key_file or str(files.encryption_key_file)
-    api_client = EtcdClient([etcd.endpoint], fail_fast=True)
-    api_store = Store(
-        api_client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file)
-    )
-    for created in seed_if_empty(api_store):
-        print(f"skybroker up: created {created}", flush=True)
-    http = HttpServer(api_store, files.token_file, args.listen)
-    http.start()
-    print(
-        f"skybroker up: API at {http.url}\n"
-        f"  export SKYCONFIG={files.skyctl_config}\n  skyctl get namespaces",
-        flush=True,
-    )
-    try:
-        return _run_manager([etcd.endpoint], args, "skybroker up: controllers running")
-    finally:
-        http.stop()
-        api_client.close()
-        etcd.stop()
-        print("skybroker up: stopped", flush=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _data_dir_lock(data_dir), contextlib.ExitStack() as cleanup:
+        files = prepare_data_dir(data_dir, f"http://{args.listen}")
+        cipher = load_cipher(args.encryption_key_file or files.encryption_key_file)
+        etcd = EmbeddedEtcd(data_dir=data_dir)
+        orphan = etcd.stop_orphan()
+        if orphan is not None:
+            print(
+                f"skybroker up: stopped an orphaned etcd (pid {orphan}) that an earlier run "
+                f"left on {data_dir}",
+                flush=True,
+            )
+        etcd.start()
+        cleanup.callback(print, "skybroker up: stopped", flush=True)
+        cleanup.callback(etcd.stop)
+        state = {"etcdEndpoint": etcd.endpoint, "prefix": args.prefix, "pid": etcd.pid}
+        (data_dir / "endpoints.json").write_text(json.dumps(state))
+        print(f"skybroker up: etcd at {etcd.endpoint} (data in {data_dir})", flush=True)
+        api_client = EtcdClient([etcd.endpoint], fail_fast=True)
+        cleanup.callback(api_client.close)
+        api_store = Store(api_client, KeyLayout(args.prefix), cipher=cipher)
+        for created in seed_if_empty(api_store):
+            print(f"skybroker up: created {created}", flush=True)
+        http = _http_server(api_store, files.token_file, args.listen)
+        http.start()
+        cleanup.callback(http.stop)
+        print(
+            f"skybroker up: API at {http.url}\n"
+            f"  export SKYCONFIG={files.skyctl_config}\n  skyctl get namespaces",
+            flush=True,
+        )
+        args.simulated_state_dir = args.simulated_state_dir or str(data_dir)
+        return _run_manager([etcd.endpoint], args, cipher, "skybroker up: controllers running")
 
 
 def cmd_apiserver(args: argparse.Namespace) -> int:
     endpoints = [e.strip() for e in args.etcd_endpoints.split(",") if e.strip()]
     client = EtcdClient(endpoints, fail_fast=True)
     store = Store(client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file))
-    http = HttpServer(store, Path(args.token_file), args.listen)
-    log.info("apiserver listening", url=http.url)
     try:
+        http = _http_server(store, Path(args.token_file), args.listen)
+        log.info("apiserver listening", url=http.url)
         http.run()
     finally:
         client.close()
@@ -188,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.shards < 1 or args.workers < 1:
         print("skybroker: --shards and --workers must be at least 1", file=sys.stderr)
         return 2
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except (StartupError, CipherError, TokenFileError) as exc:
+        print(f"skybroker {args.command}: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

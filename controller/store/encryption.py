@@ -60,17 +60,28 @@ class SecretCipher:
 
     @classmethod
     def from_file(cls, path: Path) -> SecretCipher:
+        """The keys of a key file; CipherError naming the file, the line and the format."""
+        expected = f"expected one base64-encoded {_KEY_BYTES}-byte key per line"
+        try:
+            content = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CipherError(f"{path}: not a key file (not text): {expected}") from None
+        except OSError as exc:
+            raise CipherError(f"{path}: cannot read the key file: {exc.strerror}") from None
         keys = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(content.splitlines(), start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
             try:
-                keys.append(base64.b64decode(text, validate=True))
+                key = base64.b64decode(text, validate=True)
             except binascii.Error:
-                raise CipherError(f"{path}:{number}: not base64") from None
+                raise CipherError(f"{path}:{number}: not base64: {expected}") from None
+            if len(key) != _KEY_BYTES:
+                raise CipherError(f"{path}:{number}: a {len(key)}-byte key: {expected}")
+            keys.append(key)
         if not keys:
-            raise CipherError(f"{path}: no key")
+            raise CipherError(f"{path}: no key: {expected}")
         return cls(keys)
 
     @staticmethod
