@@ -319,9 +319,11 @@ class Manager:
     # --- health endpoints -----------------------------------------------------------------
 
     def ready(self) -> bool:
+        """Ready = able to reconcile its share now: caches synced, etcd answering, and every
+        shard this process should hold held (not still waiting out a dead holder's lease)."""
         if not all(i.has_synced() for i in self._informers.values()):
             return False
-        return self.store.client.reachable()
+        return self.store.client.reachable() and self.shards.holds_its_share()
 
     def _start_http(self) -> None:
         if not self.options.health_listen:

@@ -137,6 +137,8 @@ class KeyHolder:
         # etcd renews every lease, so their keys would block this process's new session for a
         # whole TTL: they are revoked as soon as etcd answers again.
         self._unrevoked: set[int] = set()
+        #: How many keys the last look at etcd said this holder should hold (None: no look yet).
+        self._target: int | None = None
 
     # --- subclass hooks -------------------------------------------------------------------
 
@@ -152,6 +154,12 @@ class KeyHolder:
         raise NotImplementedError
 
     # --- state for other threads ----------------------------------------------------------
+
+    def holds_its_share(self) -> bool:
+        """Whether this holder validly holds every key it should (readiness: a process whose
+        shards are still held by a dead one's lease cannot reconcile their objects yet)."""
+        target = self._target
+        return target is not None and len(self._valid_held()) >= target
 
     def _valid_held(self) -> dict[str, Leadership]:
         with self._lock:
@@ -258,6 +266,7 @@ class KeyHolder:
                 break
             if keys[name] not in snapshot and self._acquire(session, name, keys[name]):
                 missing -= 1
+        self._target = count
 
     @staticmethod
     def _still_ours(state: KeyState | None, lead: Leadership, session: LeaseSession) -> bool:

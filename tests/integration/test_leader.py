@@ -357,6 +357,34 @@ def test_shards_fair_share_and_release(etcd_client: EtcdClient, layout: KeyLayou
         assert a.owned() | b.owned() == {0, 1, 2, 3}
 
 
+def test_a_member_is_ready_only_while_it_holds_its_share(
+    etcd_client: EtcdClient, layout: KeyLayout
+) -> None:
+    """A dead process's lease still holds the shard this member should have: not ready (it
+    cannot reconcile those objects) until the shard is its own."""
+    dead_lease = etcd_client.lease_grant(LONG_TTL)
+    for key, value in ((layout.lease_key("members/a-dead"), b"a-dead"),
+                       (layout.lease_key("shard-0"), b"a-dead")):  # fmt: skip
+        etcd_client.put(key, value, lease=dead_lease)
+    shards = ShardSet(etcd_client, layout, 1, "b", ttl=TTL, renew_every=RENEW)
+    stop = threading.Event()
+    thread = threading.Thread(target=shards.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        # "a-dead" ranks first and wants the one shard: b, second, wants none and is ready.
+        eventually(shards.holds_its_share)
+        assert shards.owned() == frozenset()
+        etcd_client.delete_range(layout.lease_key("members/a-dead"))
+        # Now b should hold shard 0, which the dead lease still holds: not ready.
+        eventually(lambda: not shards.holds_its_share())
+        etcd_client.lease_revoke(dead_lease)
+        eventually(shards.holds_its_share)
+        assert shards.owned() == frozenset({0})
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 # --- real processes ---------------------------------------------------------------------------
 
 
