@@ -19,6 +19,8 @@ import pytest
 
 from api_types import Instance, registry
 from controller.store.embedded import EmbeddedEtcd
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from providers import AccountConfig
 from providers.simulated import SimulatedProvider
@@ -59,16 +61,16 @@ def seed(store: Store, count: int, **options: str) -> None:
         )
     )
     for i in range(count):
-        store.create(
-            registry.parse_object(
-                {
-                    "apiVersion": API,
-                    "kind": "Instance",
-                    "metadata": {"name": f"vm-{i:02d}", "namespace": "acme"},
-                    "spec": {"pool": "general", "hardware": {"cpu": 1}, "image": "ubuntu-22.04"},
-                }
-            )
-        )
+        store.create(registry.parse_object(instance_manifest(i)))
+
+
+def instance_manifest(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "Instance",
+        "metadata": {"name": f"vm-{i:02d}", "namespace": "acme"},
+        "spec": {"pool": "general", "hardware": {"cpu": 1}, "image": "ubuntu-22.04"},
+    }
 
 
 def cloud_instances(state_dir: Path) -> list[Any]:
@@ -163,3 +165,42 @@ def test_thirty_percent_faults_and_throttling_still_converge(
     processes.append(spawn_controller(etcd_server, key_prefix, tmp_path))
     wait_all_running(store, count, timeout=150)
     assert_cloud_matches_store(store, tmp_path, count)
+
+
+@pytest.mark.slow
+def test_reconciling_resumes_at_once_when_etcd_returns_from_a_long_outage(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """etcd away longer than the controller's local lease deadline: the controller steps down;
+    etcd comes back and renews every lease, the ended session's too, so a controller that
+    does not revoke it waits a whole TTL before it reconciles again. Production lease
+    timings (15 s TTL, renewals every 5 s)."""
+    lease_ttl = 15
+    etcd = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+    etcd.start()
+    client = EtcdClient([etcd.endpoint])
+    store = Store(client, KeyLayout("/outage"))
+    try:
+        seed(store, 10, boot_seconds="0.3")
+        controller = subprocess.Popen(
+            [sys.executable, "-m", "skybroker", "--log-level", "warning", "controller",
+             "--etcd-endpoints", etcd.endpoint, "--prefix", "/outage",
+             "--simulated-state-dir", str(tmp_path), "--health-listen", "",
+             "--lease-ttl", str(lease_ttl), "--renew-every", "5"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        processes.append(controller)
+        wait_all_running(store, 10, timeout=120)
+        etcd.kill()
+        time.sleep(lease_ttl + 2)  # the outage: past the controller's local deadline
+        etcd.start()
+        back = time.monotonic()
+        for i in range(10, 15):
+            store.create(registry.parse_object(instance_manifest(i)))
+        wait_all_running(store, 15, timeout=120)
+        took = time.monotonic() - back
+        assert took < lease_ttl, f"reconciling resumed {took:.1f} s after etcd's return"
+        assert_cloud_matches_store(store, tmp_path, 15)
+    finally:
+        client.close()
+        etcd.stop()
