@@ -99,6 +99,8 @@ def _read_users(path: Path) -> dict[str, User]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise TokenFileError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise TokenFileError(f"{path}: cannot read the token file: {exc.strerror}") from None
     return _parse_users(text, str(path))
 
 

@@ -43,6 +43,7 @@ from controller.cli.manifests import ManifestError
 from controller.cli.output import FORMATS, parse_output
 from controller.cli.printers import render_table
 from controller.labels import SelectorError
+from controller.store.encryption import CipherError
 
 __all__ = ["build_parser", "main", "parse_args"]
 
@@ -408,7 +409,7 @@ def main(
     except ApiError as exc:
         report_error(err, exc)
         return EXIT_ERROR
-    except (ManifestError, configuration.ConfigError, EditError) as exc:
+    except (ManifestError, configuration.ConfigError, EditError, CipherError) as exc:
         err.write(f"error: {exc}\n")
         return EXIT_ERROR
     except (UsageError, SelectorError, ExplainError) as exc:

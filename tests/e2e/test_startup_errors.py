@@ -7,6 +7,7 @@ format, or the flag that changes the address; there is never a traceback.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -93,6 +94,24 @@ def test_a_broken_token_file_is_one_line_naming_the_file(
     (tmp_path / "tokens.csv").write_bytes(b"\xff\xfe\x00binary")
     line = _one_line_error(_skybroker(*args))
     assert line.startswith(f"skybroker apiserver: {tmp_path / 'tokens.csv'}: not UTF-8")
+    (tmp_path / "tokens.csv").unlink()
+    line = _one_line_error(_skybroker(*args))
+    assert line.startswith(f"skybroker apiserver: {tmp_path / 'tokens.csv'}: cannot read")
+
+
+def test_skyctl_in_etcd_mode_with_a_broken_key_file_is_one_line(
+    etcd_server: EmbeddedEtcd, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "enc.key"
+    key_file.write_bytes(b"not base64 at all\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "--etcd", etcd_server.endpoint,
+         "--encryption-key-file", str(key_file), "get", "namespaces"],
+        capture_output=True, text=True, timeout=TIMEOUT,
+        env={**os.environ, "SKYCONFIG": str(tmp_path / "none.yaml")},
+    )  # fmt: skip
+    line = _one_line_error(result)
+    assert line.startswith(f"error: {key_file}") and "32-byte key per line" in line
 
 
 @pytest.mark.parametrize(
