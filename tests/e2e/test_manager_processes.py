@@ -12,12 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from api_types import registry
 from controller.events import EventRecorder
 from controller.leader import shard_of
 from controller.store.embedded import EmbeddedEtcd, free_port
 from controller.store.etcd import EtcdClient
-from controller.store.keys import ObjectKey
+from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.objects import Store
 
 T = TypeVar("T")
@@ -204,3 +206,51 @@ def test_skybroker_controller_process_normalises_reports_and_stops_cleanly(
     assert "namespaces/bad" in warnings[0].message and "metadata" in warnings[0].message
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no thread count for pid {pid}")
+
+
+#: gRPC's native threads come and go with load (two more or fewer are ordinary); a leak was one
+#: thread per open watch per restart — eleven here, so fifty-five after five restarts.
+NATIVE_THREAD_NOISE = 5
+
+
+@pytest.mark.slow
+def test_etcd_restarts_leave_the_controllers_thread_count_where_it_was(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Every watch (informers, normaliser, elections) reconnects after each restart; the
+    process must not keep a thread per dead stream."""
+    etcd = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+    etcd.start()
+    client = EtcdClient([etcd.endpoint])
+    store = Store(client, KeyLayout("/threads"))
+    try:
+        process = spawn(
+            "-m", "skybroker", "--log-level", "warning", "controller",
+            "--etcd-endpoints", etcd.endpoint, "--prefix", "/threads", "--health-listen", "",
+            "--simulated-state-dir", str(tmp_path), "--lease-ttl", "3", "--renew-every", "1",
+        )  # fmt: skip
+        processes.append(process)
+
+        def normalised(round_: int) -> None:
+            key = store.layout.object_key(ObjectKey("namespaces", None, f"round-{round_}"))
+            client.put(key, f"kind: Namespace\napiVersion: skybroker.io/v1alpha1\n"
+                            f"metadata: {{name: round-{round_}}}\n".encode())  # fmt: skip
+            wait_for(lambda: client.range(key).kvs[0].value[:1] == b"{", timeout=60)
+
+        normalised(0)
+        baseline = _threads(process.pid)
+        for round_ in range(1, 6):
+            etcd.kill()
+            etcd.start()
+            normalised(round_)  # the watches are back and the process works again
+        wait_for(lambda: _threads(process.pid) <= baseline + NATIVE_THREAD_NOISE, timeout=60)
+    finally:
+        client.close()
+        etcd.stop()
