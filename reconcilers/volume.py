@@ -12,8 +12,11 @@ Phases: ``Pending → Scheduled → Provisioning → Available → Attached``; `
    the instance is placed. Sticky.
 3. Create intent in ``status.createToken`` before the cloud call; created idempotently.
 4. Attach when the instance is Running in the same zone (condition ``Attached`` says what it
-   waits for otherwise); a volume detached behind skybroker's back is reattached (drift is
-   always corrected); ``attachTo`` changed or removed, or the instance being deleted, detaches.
+   waits for otherwise); once attached it stays attached whatever the instance's power state
+   — stopping keeps volumes attached, as on EC2 (DESIGN §3); only a new attachment waits for
+   Running. A volume detached behind skybroker's back is reattached (drift is always
+   corrected); ``attachTo`` changed or removed, or the instance being deleted or replaced by
+   a new VM, detaches.
 5. Deletion: detach first, then delete, then the finalizer goes.
 """
 
@@ -226,7 +229,7 @@ class VolumeReconciler:
         wanted: str | None = None
         reason, message = "NotRequested", ""
         if target is not None:
-            reason, message = self._attach_blocker(volume, instance)
+            reason, message = self._attach_blocker(volume, instance, cloud)
             if not reason and instance is not None:
                 wanted = instance.status.provider_id
         if cloud.attached_to is not None and cloud.attached_to != wanted:
@@ -246,6 +249,10 @@ class VolumeReconciler:
             )
             cloud = self._reread(handle, cloud)
         attached = wanted is not None and cloud.attached_to == wanted
+        if attached and instance is not None and target is not None:
+            message = f"{target.device} on instance {target.instance}"
+            if instance.status.phase != InstancePhase.RUNNING:
+                message += f", kept while it is {instance.status.phase}"
         status.set_condition(
             "Attached",
             attached,
@@ -256,17 +263,24 @@ class VolumeReconciler:
         return cloud
 
     @staticmethod
-    def _attach_blocker(volume: Volume, instance: Instance | None) -> tuple[str, str]:
-        """("", "") when the instance can take the volume now, else (reason, message)."""
+    def _attach_blocker(
+        volume: Volume, instance: Instance | None, cloud: CloudVolume
+    ) -> tuple[str, str]:
+        """("", "") when the volume belongs on the instance's VM now (attached to it already,
+        whatever its power state, or ready to be: Running in the same zone), else (reason,
+        message)."""
         name = volume.spec.attach_to.instance if volume.spec.attach_to else ""
         if instance is None or instance.metadata.deletion_timestamp is not None:
             return "InstanceGone", f"instance {name} does not exist or is being deleted"
-        if instance.status.phase != InstancePhase.RUNNING or not instance.status.provider_id:
+        vm = instance.status.provider_id
+        if vm is None:
             return "WaitingForInstance", f"instance {name} is not Running"
         zone = instance.status.placement.zone if instance.status.placement else None
         mine = volume.status.placement.zone if volume.status.placement else None
         if zone != mine:
             return "ZoneMismatch", f"instance {name} is in zone {zone}, the volume in {mine}"
+        if cloud.attached_to != vm and instance.status.phase != InstancePhase.RUNNING:
+            return "WaitingForInstance", f"instance {name} is not Running"
         return "", ""
 
     @staticmethod

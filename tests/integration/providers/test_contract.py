@@ -274,6 +274,24 @@ def test_volume_attach_detach_delete(cloud: Cloud) -> None:
     p.delete_volume(vol.id)
 
 
+def test_stop_and_start_keep_volumes_attached(cloud: Cloud) -> None:
+    """As EC2 does (DESIGN §3): a stopped instance keeps its volumes, and so does a restart."""
+    p = cloud.provider
+    vm = p.create_instance(_instance(cloud, "vm", zone=cloud.zone))
+    vol = p.create_volume(VolumeCreate(tags("vol"), 8, cloud.zone, "gp3"))
+    cloud.settle()
+    p.attach_volume(vol.id, vm.id, "/dev/sdf")
+    for change in (p.stop_instance, p.start_instance):
+        change(vm.id)
+        cloud.settle()
+        (disk,) = _mine(p.list_volumes())
+        assert (disk.state, disk.attached_to, disk.device) == (
+            VolumeState.IN_USE,
+            vm.id,
+            "/dev/sdf",
+        )
+
+
 # tags
 
 
