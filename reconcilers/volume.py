@@ -3,7 +3,8 @@
 Where it sits: the Volume controller, fed by the Volume cache and by Instances (a volume acts
 when the instance named in ``spec.attachTo`` is placed, starts running, or is deleted).
 
-Phases: ``Pending → Scheduled → Provisioning → Available → Attached``; ``Deleting``.
+Phases: ``Pending → Scheduled → Provisioning → Available → Attached``; ``Deleting``; ``Failed``
+when the cloud refuses the create for good (condition ``Ready`` carries its reason).
 
 1. Finalizer ``skybroker.io/volume``; a volume written straight into the store is held with
    ``QuotaExceeded=True`` while the namespace quota has no room for it (``reconcilers.quota``).
@@ -116,7 +117,15 @@ class VolumeReconciler:
         placement = status.placement
         assert placement is not None
         handle = account_handle(self._deps, placement.account)
-        cloud = self._ensure(handle, volume, placement)
+        try:
+            cloud = self._ensure(handle, volume, placement)
+        except TerminalError as exc:
+            # Not retried: the phase says so, with the cloud's reason (the runtime records
+            # the Warning event).
+            status.phase = "Failed"
+            status.set_condition("Ready", False, exc.reason, exc.message, generation=generation)
+            write_status(self._deps, volume, before)
+            raise
         status.provider_id = str(cloud.id)
         status.observed_generation = generation
         if cloud.state is VolumeState.CREATING:

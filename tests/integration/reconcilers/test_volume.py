@@ -212,3 +212,16 @@ def test_an_attached_volume_stays_attached_while_its_instance_is_stopped_and_sta
     assert running.status.phase == "Attached"
     assert [v.attached_to for v in cloud.list_volumes()] == [vm]
     assert "Detached" not in harness.event_reasons(Volume.PLURAL, "data-1", "acme")
+
+
+def test_a_create_the_cloud_refuses_is_failed_with_the_reason(harness: Harness) -> None:
+    harness.apply(
+        sim_account("sim-a", quota_volumes=0), pool_manifest("general", [{"account": "sim-a"}])
+    )
+    harness.start(volume.register)
+    harness.apply(volume_manifest("big"))
+    failed = harness.wait_for(Volume, "big", "acme", lambda v: v.status.phase == "Failed")
+    ready = failed.status.condition("Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "ProviderQuotaExceeded")
+    assert "volume quota of the account reached" in ready.message
+    assert "ProviderQuotaExceeded" in harness.event_reasons(Volume.PLURAL, "big", "acme")
