@@ -5,7 +5,8 @@ also by Subnet and Firewall changes. One reconcile walks the life cycle as far a
 
 1. deletion (finalizer ``skybroker.io/cloud-resources``) is handed to ``cloud.CloudSteps``;
 2. the finalizer goes on with the first status write, before anything exists in a cloud;
-3. unplaced: wait until the subnet (if any) is placed, check the namespace quota
+3. unplaced: wait until the subnet (if any) is placed — a subnet that does not exist at all is
+   ``SubnetNotFound`` (with a Warning event), not a wait — check the namespace quota
    (``QuotaExceeded``), schedule (``scheduler.Scheduler``), and write ``status.placement`` —
    sticky from then on — with ``status.rejections`` explaining every member not chosen;
 4. not yet created: wait for the subnet's providerID and each firewall's realisation in the
@@ -61,6 +62,8 @@ WAIT_SECONDS = 2.0
 UNSCHEDULABLE_RETRY_SECONDS = 10.0
 #: Blocked by the namespace quota: re-checked this often, so it provisions when usage falls.
 QUOTA_RECHECK_SECONDS = 5.0
+#: Reason (conditions and event) of an instance whose ``spec.subnetRef`` names no Subnet.
+SUBNET_NOT_FOUND = "SubnetNotFound"
 
 
 class InstanceReconciler:
@@ -159,7 +162,9 @@ class InstanceReconciler:
         instance = work.instance
         status = instance.status
         ref = instance.spec.subnet_ref
-        if ref is not None and (subnet is None or subnet.status.placement is None):
+        if ref is not None and subnet is None:
+            return self._subnet_not_found(work, ref, unplaced=True)
+        if ref is not None and subnet is not None and subnet.status.placement is None:
             message = f"subnet {ref} is not placed yet"
             work.condition("Scheduled", False, "WaitingForSubnet", message)
             return self._wait(work, "WaitingForSubnet", message)
@@ -199,6 +204,16 @@ class InstanceReconciler:
         log.info("instance placed", account=chosen.account, zone=chosen.zone, size=chosen.size.id)
         return None
 
+    def _subnet_not_found(self, work: Work, ref: str, *, unplaced: bool) -> Result:
+        """``spec.subnetRef`` names no Subnet: say so (a Warning event once), and wait — one
+        created under that name wakes the instance (``users_of_subnet``)."""
+        message = f"subnet {ref} not found in namespace {work.instance.metadata.namespace}"
+        if unplaced:
+            work.condition("Scheduled", False, SUBNET_NOT_FOUND, message)
+        if work.condition("Ready", False, SUBNET_NOT_FOUND, message):
+            work.event("Warning", SUBNET_NOT_FOUND, message)
+        return Result(requeue_after=UNSCHEDULABLE_RETRY_SECONDS)
+
     def _quota_exceeded(self, work: Work, message: str) -> Result:
         if work.condition(QUOTA_EXCEEDED, True, "QuotaExceeded", message):
             work.event("Warning", "QuotaExceeded", f"not provisioned: {message}")
@@ -218,10 +233,11 @@ class InstanceReconciler:
         subnet_id: SubnetId | None = None
         network: str | None = None
         if instance.spec.subnet_ref is not None:
-            where = subnet.status.placement if subnet is not None else None
+            if subnet is None:
+                return self._subnet_not_found(work, instance.spec.subnet_ref, unplaced=False)
+            where = subnet.status.placement
             if (
-                subnet is None
-                or subnet.status.provider_id is None
+                subnet.status.provider_id is None
                 or where is None
                 or (where.account, where.region) != (placement.account, placement.region)
             ):
