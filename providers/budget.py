@@ -19,7 +19,19 @@ from controller.errors import TransientError
 from providers.clock import Clock
 from providers.config import ApiBudget
 
-__all__ = ["ApiGate", "BreakerState", "CircuitBreaker", "TokenBucket"]
+__all__ = [
+    "BUDGET_EXHAUSTED",
+    "CIRCUIT_OPEN",
+    "ApiGate",
+    "BreakerState",
+    "CircuitBreaker",
+    "TokenBucket",
+]
+
+#: ``code`` of the ``TransientError`` the gate raises while the account's circuit is open.
+CIRCUIT_OPEN = "CircuitOpen"
+#: ``code`` of the ``TransientError`` the gate raises while the account's budget is spent.
+BUDGET_EXHAUSTED = "BudgetExhausted"
 
 
 class TokenBucket:
@@ -155,12 +167,12 @@ class ApiGate:
         """Admit one call or raise ``TransientError`` (code CircuitOpen / BudgetExhausted)."""
         wait = self.breaker.admit()
         if wait > 0:
-            raise TransientError(self.circuit_message(), delay=wait, code="CircuitOpen")
+            raise TransientError(self.circuit_message(), delay=wait, code=CIRCUIT_OPEN)
         wait = self.bucket.try_take(0.0 if is_delete else self._reserve)
         if wait > 0:
             self.breaker.release()
             raise TransientError(
                 f"API budget of account {self.account} exhausted",
                 delay=wait,
-                code="BudgetExhausted",
+                code=BUDGET_EXHAUSTED,
             )

@@ -32,6 +32,7 @@ from controller.errors import ReconcileError, TerminalError, TransientError
 from controller.predicate import GenerationChanged
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
+from providers.budget import CIRCUIT_OPEN
 from reconcilers._common import conflicts_retry, snapshot, write_status
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
@@ -39,8 +40,6 @@ from reconcilers.deps import Deps
 __all__ = ["PROBE_SECONDS", "AccountReconciler", "register"]
 
 PROBE_SECONDS = 30.0
-#: The gate's code (and the condition reason) while an account's circuit is open.
-CIRCUIT_OPEN = "CircuitOpen"
 WINDOW = 10
 #: Latency changes smaller than this (ms), or within a factor of two, are not written.
 LATENCY_SLACK_MS = 5.0
