@@ -4,7 +4,8 @@ Where it sits: the Subnet controller, fed by the Subnet cache and by Instances (
 deleted waits for the instances that use it). Instances that reference a subnet are placed
 where it is (``status.placement``) and created in it (``status.providerID``).
 
-Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``; ``Deleting``):
+Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``; ``Deleting``;
+``Failed`` when the cloud refuses the network or subnet for good, the reason on ``Ready``):
 
 1. Finalizer ``skybroker.io/subnet`` before anything exists in a cloud.
 2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``:
@@ -53,6 +54,7 @@ from reconcilers._common import (
     cloud_tags,
     conflicts_retry,
     derived_token,
+    failed_on_terminal,
     install_indexes,
     namespaced_key,
     remove_finalizer,
@@ -135,8 +137,9 @@ class SubnetReconciler:
         placement = status.placement
         assert placement is not None and status.create_token is not None
         handle = account_handle(self._deps, placement.account)
-        network = self._ensure_network(handle, subnet, placement)
-        subnet_id = self._ensure_subnet(handle, subnet, placement, network.id)
+        with failed_on_terminal(self._deps, subnet, before):
+            network = self._ensure_network(handle, subnet, placement)
+            subnet_id = self._ensure_subnet(handle, subnet, placement, network.id)
         status.network_id = str(network.id)
         status.provider_id = str(subnet_id)
         status.phase = "Ready"

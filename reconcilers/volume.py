@@ -49,6 +49,7 @@ from reconcilers._common import (
     cloud_tags,
     conflicts_retry,
     derived_token,
+    failed_on_terminal,
     install_indexes,
     namespaced_key,
     remove_finalizer,
@@ -117,15 +118,8 @@ class VolumeReconciler:
         placement = status.placement
         assert placement is not None
         handle = account_handle(self._deps, placement.account)
-        try:
+        with failed_on_terminal(self._deps, volume, before):
             cloud = self._ensure(handle, volume, placement)
-        except TerminalError as exc:
-            # Not retried: the phase says so, with the cloud's reason (the runtime records
-            # the Warning event).
-            status.phase = "Failed"
-            status.set_condition("Ready", False, exc.reason, exc.message, generation=generation)
-            write_status(self._deps, volume, before)
-            raise
         status.provider_id = str(cloud.id)
         status.observed_generation = generation
         if cloud.state is VolumeState.CREATING:
