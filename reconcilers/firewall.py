@@ -41,7 +41,6 @@ from providers import (
     FirewallCreate,
     FirewallId,
     FirewallRule,
-    InstanceState,
     NetworkId,
     ResourceKind,
     diff_rules,
@@ -287,14 +286,11 @@ class FirewallReconciler:
 
 
 def _cloud_users(handle: AccountHandle, group_id: FirewallId) -> list[str]:
-    """The account's cloud instances that still hold ``group_id`` (terminating ones too), from
-    a view at most ``TRANSITION_VIEW_SECONDS`` old: one list per account, shared."""
+    """The account's cloud instances that still hold ``group_id`` (terminating ones too: lists
+    leave out only the terminated), from a view at most ``TRANSITION_VIEW_SECONDS`` old — one
+    list per account, shared."""
     view = handle.inventory.instances(max_age=TRANSITION_VIEW_SECONDS)
-    return sorted(
-        str(cloud.id)
-        for cloud in view.by_id.values()
-        if group_id in cloud.firewall_ids and cloud.state is not InstanceState.TERMINATED
-    )
+    return sorted(str(cloud.id) for cloud in view.by_id.values() if group_id in cloud.firewall_ids)
 
 
 def register(deps: Deps) -> None:
