@@ -10,7 +10,8 @@ when the cloud refuses the create for good (condition ``Ready`` carries its reas
    ``QuotaExceeded=True`` while the namespace quota has no room for it (``reconcilers.quota``).
 2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``);
    with ``attachTo`` the volume goes where the instance is (account and zone) and waits until
-   the instance is placed. Sticky.
+   the instance is placed (an instance that does not exist is ``InstanceNotFound``, with a
+   Warning event). Sticky.
 3. Create intent in ``status.createToken`` before the cloud call; created idempotently.
 4. Attach when the instance is Running in the same zone (condition ``Attached`` says what it
    waits for otherwise); once attached it stays attached whatever the instance's power state
@@ -170,9 +171,17 @@ class VolumeReconciler:
         status, generation = volume.status, volume.metadata.generation
         bound_to: Placement | None = None
         if volume.spec.attach_to is not None:
+            name = volume.spec.attach_to.instance
             instance = self._instance(volume)
-            if instance is None or instance.status.placement is None:
-                message = f"waiting for instance {volume.spec.attach_to.instance} to be placed"
+            if instance is None:
+                message = f"instance {name} not found in namespace {volume.metadata.namespace}"
+                if status.set_condition(
+                    "Scheduled", False, "InstanceNotFound", message, generation=generation
+                ):
+                    self._deps.recorder.record(volume, "Warning", "InstanceNotFound", message)
+                return message
+            if instance.status.placement is None:
+                message = f"waiting for instance {name} to be placed"
                 status.set_condition(
                     "Scheduled", False, "WaitingForInstance", message, generation=generation
                 )

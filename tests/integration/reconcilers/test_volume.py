@@ -225,3 +225,26 @@ def test_a_create_the_cloud_refuses_is_failed_with_the_reason(harness: Harness) 
     assert ready is not None and (ready.status, ready.reason) == ("False", "ProviderQuotaExceeded")
     assert "volume quota of the account reached" in ready.message
     assert "ProviderQuotaExceeded" in harness.event_reasons(Volume.PLURAL, "big", "acme")
+
+
+def test_attach_to_an_instance_that_does_not_exist_says_not_found(harness: Harness) -> None:
+    """Unlike an instance that exists but is not placed yet: named as missing, with an event;
+    the instance created under that name then takes the volume where it is placed."""
+    harness.apply(
+        sim_account("sim-a", volume_seconds=0.1), pool_manifest("general", [{"account": "sim-a"}])
+    )
+    harness.start(volume.register)
+    harness.apply(volume_manifest("data-1", attachTo={"instance": "ghost", "device": "/dev/sdf"}))
+    missing = harness.wait_for(
+        Volume, "data-1", "acme", lambda v: condition_reason(v, "Scheduled") == "InstanceNotFound"
+    )
+    scheduled = missing.status.condition("Scheduled")
+    assert scheduled is not None
+    assert scheduled.message == "instance ghost not found in namespace acme"
+    assert missing.status.phase == "Pending"
+    assert "InstanceNotFound" in harness.event_reasons(Volume.PLURAL, "data-1", "acme")
+
+    harness.apply(instance_manifest("ghost", pool="general"))
+    harness.wait_for(
+        Volume, "data-1", "acme", lambda v: condition_reason(v, "Scheduled") == "WaitingForInstance"
+    )
