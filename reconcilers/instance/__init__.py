@@ -13,8 +13,8 @@ Conditions on an Instance, each with ``observedGeneration``: ``Scheduled`` (Plac
 WaitingForSubnet / SubnetNotFound / QuotaExceeded / Unschedulable / Replacing),
 ``Provisioned`` (Creating / Created / Recreating / Deleting / the provider's reason),
 ``Ready`` (Running / Stopped / Transitioning / WaitingForSubnet / SubnetNotFound /
-WaitingForFirewall / Drifted / QuotaExceeded / Deleting), ``Drifted`` (InSync / Terminated /
-PowerState) and ``QuotaExceeded`` (WithinQuota / QuotaExceeded).
+WaitingForFirewall / FirewallNotFound / Drifted / QuotaExceeded / Deleting), ``Drifted``
+(InSync / Terminated / PowerState) and ``QuotaExceeded`` (WithinQuota / QuotaExceeded).
 """
 
 from __future__ import annotations

@@ -214,3 +214,16 @@ def test_a_subnet_that_does_not_exist_is_not_found_not_waited_for(harness: Harne
         Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "WaitingForSubnet")
     )
     assert (waiting.status.condition("Ready") or ready).message == "subnet nope is not placed yet"
+
+
+def test_a_firewall_that_does_not_exist_is_not_found(harness: Harness) -> None:
+    harness.apply(sim_account("sim-a"), pool_manifest("general", [{"account": "sim-a"}]))
+    harness.start(instance.register)
+    harness.apply(instance_manifest("web-1", pool="general", firewallRefs=["nope"]))
+    missing = harness.wait_for(
+        Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "FirewallNotFound")
+    )
+    ready = missing.status.condition("Ready")
+    assert ready is not None and ready.message == "firewall nope not found in namespace acme"
+    assert "FirewallNotFound" in harness.event_reasons(Instance.PLURAL, "web-1", NS)
+    assert harness.cloud("sim-a").list_instances() == []
