@@ -22,7 +22,7 @@ from api_types.common import (
     ProviderToken,
     SecretReference,
 )
-from api_types.meta import Resource, Scope, Status, WireEnum, WireModel
+from api_types.meta import PhaselessStatus, Resource, Scope, WireEnum, WireModel
 from api_types.validation import validate_dns1123_label, validate_http_url, validate_token
 
 __all__ = [
@@ -106,7 +106,7 @@ class ManagedResourceCounts(WireModel):
     volumes: NonNegativeInt = Field(0, description="Volumes.")
 
 
-class ProviderAccountStatus(Status):
+class ProviderAccountStatus(PhaselessStatus):
     """Health from periodic probes (condition Ready), error rate, latency, managed counts."""
 
     error_rate: NonNegativeFloat | None = Field(
@@ -151,8 +151,8 @@ class HardwareProfileSpec(WireModel):
     arch: WireEnum[Arch] | None = Field(None, description="x86_64 or arm64; absent = any.")
 
 
-class HardwareProfileStatus(Status):
-    """Profiles are not reconciled; the status stays empty."""
+class HardwareProfileStatus(PhaselessStatus):
+    """Condition ``Ready`` says which size each account gives the profile; no fields of its own."""
 
 
 class HardwareProfile(Resource):
@@ -166,5 +166,5 @@ class HardwareProfile(Resource):
     kind: Literal["HardwareProfile"] = Field("HardwareProfile", description="HardwareProfile.")
     spec: HardwareProfileSpec = Field(description="The constraints.")
     status: HardwareProfileStatus = Field(
-        default_factory=HardwareProfileStatus, description="Unused."
+        default_factory=HardwareProfileStatus, description="The size each account gives it."
     )

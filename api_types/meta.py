@@ -39,6 +39,7 @@ __all__ = [
     "ConditionStatus",
     "ObjectMeta",
     "OwnerReference",
+    "PhaselessStatus",
     "Resource",
     "Scope",
     "Status",
@@ -221,6 +222,29 @@ class Status(WireModel):
         )
         self.conditions = [c for c in self.conditions if c.type != type_] + [condition]
         return True
+
+
+class PhaselessStatus(Status):
+    """The status of a kind without a life cycle (Quota, HardwareProfile, ProviderAccount,
+    Pool): its conditions say how it is, and a phase would only ever read ``Pending``.
+
+    ``status.phase`` is always absent. ``Pending`` — what earlier versions' admission wrote
+    into every new object, so stored objects still carry it — is read as absent; any other
+    value is refused.
+    """
+
+    phase: None = Field(None, description="Always absent: this kind has no life cycle.")
+
+    @field_validator("phase", mode="before")
+    @classmethod
+    def _no_phase(cls, value: object) -> None:
+        if value is None or value == _LEGACY_INITIAL_PHASE:
+            return None
+        raise ValueError("this kind has no life cycle: status.phase must be absent")
+
+
+#: The phase earlier versions gave every new object, phaseless kinds included.
+_LEGACY_INITIAL_PHASE = "Pending"
 
 
 class Resource(WireModel):

@@ -22,7 +22,7 @@ from api_types.common import (
     ProviderToken,
     field_error,
 )
-from api_types.meta import Resource, Scope, Status, WireEnum, WireModel
+from api_types.meta import PhaselessStatus, Resource, Scope, WireEnum, WireModel
 
 __all__ = [
     "DEFAULT_FAILURE_PENALTY_SECONDS",
@@ -144,7 +144,7 @@ class PoolMemberStatus(WireModel):
     last_failure_reason: str | None = Field(None, description="Why it failed.")
 
 
-class PoolStatus(Status):
+class PoolStatus(PhaselessStatus):
     members: list[PoolMemberStatus] = Field(
         default_factory=list, description="Usage and health per member."
     )

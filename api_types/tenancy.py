@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, StrictBool, field_validator
 
 from api_types.common import NonNegativeInt, field_error
-from api_types.meta import ObjectMeta, Resource, Scope, Status, WireEnum, WireModel
+from api_types.meta import ObjectMeta, PhaselessStatus, Resource, Scope, Status, WireEnum, WireModel
 from api_types.validation import validate_base64, validate_dns1123_label, validate_secret_key
 
 __all__ = [
@@ -119,7 +119,7 @@ class QuotaSpec(WireModel):
     )
 
 
-class QuotaStatus(Status):
+class QuotaStatus(PhaselessStatus):
     used: QuotaUsage = Field(
         default_factory=QuotaUsage, description="Current usage including reservations."
     )

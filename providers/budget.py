@@ -12,13 +12,26 @@ deletes, so under pressure teardown keeps flowing while creates and reads wait.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from enum import StrEnum
 
 from controller.errors import TransientError
 from providers.clock import Clock
 from providers.config import ApiBudget
 
-__all__ = ["ApiGate", "BreakerState", "CircuitBreaker", "TokenBucket"]
+__all__ = [
+    "BUDGET_EXHAUSTED",
+    "CIRCUIT_OPEN",
+    "ApiGate",
+    "BreakerState",
+    "CircuitBreaker",
+    "TokenBucket",
+]
+
+#: ``code`` of the ``TransientError`` the gate raises while the account's circuit is open.
+CIRCUIT_OPEN = "CircuitOpen"
+#: ``code`` of the ``TransientError`` the gate raises while the account's budget is spent.
+BUDGET_EXHAUSTED = "BudgetExhausted"
 
 
 class TokenBucket:
@@ -60,13 +73,18 @@ class BreakerState(StrEnum):
 
 
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; after ``cooldown`` one probe decides."""
+    """Opens after ``threshold`` consecutive failures; after ``cooldown`` one probe decides.
+
+    It remembers the last ``threshold`` failures (``recent_failures``), so whoever reports an
+    open circuit can say why it opened.
+    """
 
     def __init__(self, threshold: int, cooldown: float, clock: Clock) -> None:
         self._threshold = threshold
         self._cooldown = cooldown
         self._clock = clock
         self._failures = 0
+        self._recent: deque[str] = deque(maxlen=threshold)
         self._opened_at: float | None = None
         self._probing = False
         self._lock = threading.Lock()
@@ -75,6 +93,12 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         with self._lock:
             return self._state()
+
+    @property
+    def recent_failures(self) -> tuple[str, ...]:
+        """The failures since the last success, oldest first (at most ``threshold``)."""
+        with self._lock:
+            return tuple(self._recent)
 
     def _state(self) -> BreakerState:
         if self._opened_at is None:
@@ -105,15 +129,22 @@ class CircuitBreaker:
     def record_success(self) -> None:
         with self._lock:
             self._failures = 0
+            self._recent.clear()
             self._opened_at = None
             self._probing = False
 
-    def record_failure(self) -> None:
+    def record_failure(self, cause: str) -> bool:
+        """Count one failure of the provider (``cause`` says what failed); True when this one
+        opened the circuit — from closed, or again after a failed half-open probe."""
         with self._lock:
+            was_open = self._state() is BreakerState.OPEN
             self._failures += 1
-            if self._probing or self._failures >= self._threshold:
+            self._recent.append(cause)
+            opens = self._probing or self._failures >= self._threshold
+            if opens:
                 self._opened_at = self._clock.now()
             self._probing = False
+            return opens and not was_open
 
 
 class ApiGate:
@@ -123,20 +154,25 @@ class ApiGate:
         self.account = account
         self.bucket = TokenBucket(budget.rate, budget.burst, clock)
         self.breaker = CircuitBreaker(budget.breaker_threshold, budget.breaker_cooldown, clock)
+        self.cooldown = budget.breaker_cooldown
         self._reserve = budget.delete_reserve * budget.burst
+
+    def circuit_message(self) -> str:
+        """Why calls are refused while the circuit is open: the failure that opened it."""
+        recent = self.breaker.recent_failures
+        cause = f" after repeated cloud failures, the last: {recent[-1]}" if recent else ""
+        return f"circuit open for account {self.account}{cause}"
 
     def enter(self, *, is_delete: bool) -> None:
         """Admit one call or raise ``TransientError`` (code CircuitOpen / BudgetExhausted)."""
         wait = self.breaker.admit()
         if wait > 0:
-            raise TransientError(
-                f"circuit open for account {self.account}", delay=wait, code="CircuitOpen"
-            )
+            raise TransientError(self.circuit_message(), delay=wait, code=CIRCUIT_OPEN)
         wait = self.bucket.try_take(0.0 if is_delete else self._reserve)
         if wait > 0:
             self.breaker.release()
             raise TransientError(
                 f"API budget of account {self.account} exhausted",
                 delay=wait,
-                code="BudgetExhausted",
+                code=BUDGET_EXHAUSTED,
             )

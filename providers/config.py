@@ -19,7 +19,8 @@ class ApiBudget:
 
     ``rate`` requests per second refill a bucket of ``burst`` tokens; ``delete_reserve`` is the
     fraction of the bucket only deletes may spend, so deletes go first when the budget is tight.
-    After ``breaker_threshold`` consecutive transient failures the circuit opens for
+    After ``breaker_threshold`` consecutive failures of the provider itself (throttling, 5xx,
+    timeouts: ``providers.errors.counts_against_provider``) the circuit opens for
     ``breaker_cooldown`` seconds, then lets one probe call through.
     """
 

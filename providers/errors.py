@@ -6,6 +6,12 @@ raises the codes EC2 would), so a reconciler sees the same ``code`` and ``reason
 cloud answered. Terminal: authentication, unknown image or size, provider quota, capacity,
 malformed requests, missing resources. Transient: throttling (honouring Retry-After), 5xx,
 timeouts, connection failures, resources in a state that will change.
+
+What a failure says about the cloud is decided here too, once: the account's circuit breaker
+(``providers.budget``) is for the provider's health, so only :func:`counts_against_provider`
+failures — throttling, 5xx, timeouts, unreachable endpoints — count toward it. An answer about
+one resource (terminal: not found, invalid parameter…; or :class:`ResourceBusyError`: in use,
+dependency left, wrong state) shows a healthy cloud, whichever tenant's request provoked it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from controller.errors import ReconcileError, TerminalError, TransientError
 
 __all__ = [
     "DEFAULT_THROTTLE_DELAY",
+    "ResourceBusyError",
     "classify",
+    "counts_against_provider",
     "is_not_found",
 ]
 
@@ -40,6 +48,13 @@ _TERMINAL_REASONS: dict[str, str] = {
     "InsufficientFreeAddressesInSubnet": "InsufficientCapacity",
 }
 
+
+class ResourceBusyError(TransientError):
+    """The cloud answered, healthy: this one resource is in a state that will change (in use,
+    a dependency left, mid-transition). Retried like any transient error, but never counted
+    against the account's circuit breaker."""
+
+
 _TRANSIENT_CODES = frozenset(
     {
         "RequestLimitExceeded",
@@ -52,6 +67,11 @@ _TRANSIENT_CODES = frozenset(
         "Unavailable",
         "Timeout",
         "ConnectionError",
+    }
+)
+
+_BUSY_CODES = frozenset(
+    {
         "DependencyViolation",
         "IncorrectState",
         "IncorrectInstanceState",
@@ -97,6 +117,8 @@ def classify(
         return TransientError(text, delay=delay, code=code, request_id=request_id)
     if code in _TRANSIENT_CODES:
         return TransientError(text, delay=retry_after, code=code, request_id=request_id)
+    if code in _BUSY_CODES:
+        return ResourceBusyError(text, delay=retry_after, code=code, request_id=request_id)
     reason = _TERMINAL_REASONS.get(code)
     if reason is None:
         reason = next((r for prefix, r in _TERMINAL_PREFIXES if code.startswith(prefix)), None)
@@ -107,3 +129,10 @@ def classify(
     if reason is None and status in (401, 403):
         reason = "AuthFailure"
     return TerminalError(text, reason=reason or "ProviderError", code=code, request_id=request_id)
+
+
+def counts_against_provider(error: BaseException) -> bool:
+    """True when ``error`` says the provider itself is unwell (throttling, 5xx, timeouts,
+    unreachable): a transient failure that is not about one resource's state. Terminal
+    answers and :class:`ResourceBusyError` come from a cloud that works."""
+    return isinstance(error, TransientError) and not isinstance(error, ResourceBusyError)

@@ -4,8 +4,11 @@ Where it sits: ``providers.registry.open_provider`` wraps every driver in one of
 reconcilers only ever hold the wrapper. Each call passes the account's ``ApiGate`` (token bucket
 with a delete reserve, then circuit breaker), is timed and counted in
 ``provider_calls_total{account,op,code}`` / ``provider_call_seconds``, and reports its outcome
-to the breaker: transient failures count against the cloud, terminal ones do not (the cloud
-answered; the request was at fault).
+to the breaker: only failures of the provider itself count against it
+(``providers.errors.counts_against_provider``: throttling, 5xx, timeouts); an answer about one
+resource (not found, invalid, in use) shows a cloud that works. A circuit that opens is logged
+with the failures that opened it and reported to ``on_circuit_open`` (the account's name), so
+the ProviderAccount's status can say so at once.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import ParamSpec, TypeVar
 
+import structlog
+
 from controller.errors import ReconcileError, TransientError
 from providers.budget import ApiGate
+from providers.errors import counts_against_provider
 from providers.metrics import ProviderMetrics
 from providers.protocol import CloudProvider
 from providers.rules import FirewallRule
@@ -42,19 +48,29 @@ from providers.types import (
 
 __all__ = ["GuardedProvider"]
 
+log = structlog.get_logger(__name__)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_GATE_CODES = frozenset({"BudgetExhausted", "CircuitOpen"})
+CircuitListener = Callable[[str], None]
+"""Called with the account's name when its circuit opens (from the failing worker's thread)."""
 
 
 class GuardedProvider:
     """A ``CloudProvider`` that budgets, breaks and measures the calls of ``inner``."""
 
-    def __init__(self, inner: CloudProvider, gate: ApiGate, metrics: ProviderMetrics) -> None:
+    def __init__(
+        self,
+        inner: CloudProvider,
+        gate: ApiGate,
+        metrics: ProviderMetrics,
+        on_circuit_open: CircuitListener | None = None,
+    ) -> None:
         self.inner = inner
         self.gate = gate
         self._metrics = metrics
+        self._on_circuit_open = on_circuit_open
 
     @property
     def account(self) -> str:
@@ -75,13 +91,12 @@ class GuardedProvider:
         code = "OK"
         try:
             result = fn(*args, **kwargs)
-        except TransientError as exc:
-            code = exc.code or "Transient"
-            self.gate.breaker.record_failure()
-            raise
         except ReconcileError as exc:
-            code = exc.code or "Terminal"
-            self.gate.breaker.record_success()
+            code = exc.code or ("Transient" if isinstance(exc, TransientError) else "Terminal")
+            if counts_against_provider(exc):
+                self._failed(op, exc)
+            else:
+                self.gate.breaker.record_success()
             raise
         except BaseException:
             code = "Error"
@@ -91,6 +106,19 @@ class GuardedProvider:
             self._metrics.record(account, op, code, time.perf_counter() - started)
         self.gate.breaker.record_success()
         return result
+
+    def _failed(self, op: str, error: ReconcileError) -> None:
+        """Count a failure of the provider; say so loudly if it opened the circuit."""
+        if not self.gate.breaker.record_failure(f"{op}: {error.message}"):
+            return
+        log.warning(
+            "circuit opened",
+            account=self.inner.account,
+            cooldown_seconds=self.gate.cooldown,
+            failures=list(self.gate.breaker.recent_failures),
+        )
+        if self._on_circuit_open is not None:
+            self._on_circuit_open(self.inner.account)
 
     # catalogue
     def list_zones(self) -> list[CloudZone]:

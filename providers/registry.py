@@ -13,7 +13,7 @@ from collections.abc import Callable
 from providers.budget import ApiGate
 from providers.clock import Clock, MonotonicClock
 from providers.config import AccountConfig
-from providers.guarded import GuardedProvider
+from providers.guarded import CircuitListener, GuardedProvider
 from providers.metrics import ProviderMetrics, default_metrics
 from providers.protocol import CloudProvider
 
@@ -56,11 +56,13 @@ def open_provider(
     clock: Clock | None = None,
     metrics: ProviderMetrics | None = None,
     inner: CloudProvider | None = None,
+    on_circuit_open: CircuitListener | None = None,
 ) -> GuardedProvider:
     """The account's provider behind its API budget, circuit breaker and metrics.
 
     ``clock`` drives the budget and breaker (monotonic by default); ``inner`` supplies an
-    already-built driver (tests pass a simulated cloud on a fake clock).
+    already-built driver (tests pass a simulated cloud on a fake clock); ``on_circuit_open``
+    hears the account's name whenever its circuit opens.
     """
     if inner is None:
         with _lock:
@@ -69,4 +71,4 @@ def open_provider(
             raise ValueError(f"unknown provider driver {config.driver!r}; known: {driver_names()}")
         inner = factory(config)
     gate = ApiGate(config.name, config.api_budget, clock or MonotonicClock())
-    return GuardedProvider(inner, gate, metrics or default_metrics())
+    return GuardedProvider(inner, gate, metrics or default_metrics(), on_circuit_open)

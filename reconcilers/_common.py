@@ -9,6 +9,8 @@ reconciler uses it as much as the network and storage ones do:
   compares equal and is not written.
 * :func:`write_status` — a status write (fenced by the shard lease) only when ``status``
   differs from the snapshot taken before reconciling (``snapshot(obj)``).
+* :func:`failed_on_terminal` — around a cloud create: the cloud's final refusal leaves the
+  object in phase ``Failed`` with the reason on ``Ready``, instead of its last phase.
 * :func:`add_finalizer` / :func:`remove_finalizer` — fenced CAS updates of metadata;
   :func:`finalizer_on_next_save` instead rides on the next status write.
 * :func:`conflicts_retry` — decorate ``reconcile``: a lost CAS race becomes a quiet
@@ -25,7 +27,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from api_types import Instance, Pool, ProviderAccount, Volume
@@ -50,6 +53,7 @@ __all__ = [
     "cloud_tags",
     "conflicts_retry",
     "derived_token",
+    "failed_on_terminal",
     "finalizer_on_next_save",
     "install_indexes",
     "namespaced_key",
@@ -105,6 +109,22 @@ def write_status(deps: Deps, obj: R, before: dict[str, Any], *, request_id: str 
         extras=_fence(deps, obj),
         with_finalizers=now["finalizers"] != before["finalizers"],
     )
+
+
+@contextmanager
+def failed_on_terminal(deps: Deps, obj: Resource, before: dict[str, Any]) -> Iterator[None]:
+    """A ``TerminalError`` inside sets phase ``Failed`` and ``Ready=False`` with its reason and
+    message on ``obj``, writes them at once, and propagates (not retried; the runtime records
+    the Warning event)."""
+    try:
+        yield
+    except TerminalError as exc:
+        status = obj.status  # type: ignore[attr-defined]
+        status.phase = "Failed"
+        generation = obj.metadata.generation
+        status.set_condition("Ready", False, exc.reason, exc.message, generation=generation)
+        write_status(deps, obj, before)
+        raise
 
 
 def finalizer_on_next_save(obj: Resource, finalizer: str) -> None:

@@ -8,6 +8,10 @@ see it like any other call) and writes:
   (``InternalError``, ``AuthFailure``…), ``CircuitOpen`` / ``BudgetExhausted`` from the gate, or
   the registry's ``InvalidAccount`` / ``CredentialsMissing``. Placement reads this condition:
   an account whose Ready is False is not scheduled on (``reconcilers.scheduling``).
+* a circuit breaker that opens (``providers.guarded``) re-probes the account at once, so
+  ``Ready=False``/``CircuitOpen`` with the failure that opened it shows within moments (and a
+  Warning event ``CircuitOpen``), not at the next interval; while it is open the account is
+  probed again as soon as the cooldown ends, the probe being the call that closes it.
 * ``errorRate`` and ``latencyMs`` over the last ``WINDOW`` probes (latency: median of the
   successful ones), and ``managedResources`` from the account's inventory, listed afresh by
   the probe (which thereby refreshes the views every reconciler of the account reads).
@@ -24,10 +28,11 @@ import time
 from collections import deque
 
 from api_types import ManagedResourceCounts, ProviderAccount
-from controller.errors import ReconcileError, TerminalError
+from controller.errors import ReconcileError, TerminalError, TransientError
 from controller.predicate import GenerationChanged
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
+from providers.budget import CIRCUIT_OPEN
 from reconcilers._common import conflicts_retry, snapshot, write_status
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
@@ -90,18 +95,26 @@ class AccountReconciler:
         error_rate, latency = self._record(
             request.key, problem is None, time.perf_counter() - started
         )
+        requeue_after = self._interval
         if problem is None:
             status.set_condition("Ready", True, "Healthy", generation=generation)
         else:
             reason = problem.code or type(problem).__name__
-            status.set_condition("Ready", False, reason, problem.message, generation=generation)
+            changed = status.set_condition(
+                "Ready", False, reason, problem.message, generation=generation
+            )
+            if isinstance(problem, TransientError) and reason == CIRCUIT_OPEN:
+                if changed:
+                    self._deps.recorder.record(account, "Warning", CIRCUIT_OPEN, problem.message)
+                if problem.delay is not None:  # probe again as the cooldown ends
+                    requeue_after = min(requeue_after, problem.delay)
         status.error_rate = error_rate
         if _latency_moved(status.latency_ms, latency):
             status.latency_ms = latency
         status.managed_resources = self._counts(handle, status.managed_resources)
         status.observed_generation = generation
         write_status(self._deps, account, before)
-        return Result(requeue_after=self._interval)
+        return Result(requeue_after=requeue_after)
 
     @staticmethod
     def _counts(handle: AccountHandle, known: ManagedResourceCounts) -> ManagedResourceCounts:
@@ -128,9 +141,12 @@ class AccountReconciler:
 
 def register(deps: Deps, *, probe_interval: float = PROBE_SECONDS) -> None:
     # Only spec changes: the account's own status writes must not trigger extra probes.
-    deps.manager.add_controller(
+    controller = deps.manager.add_controller(
         ProviderAccount,
         AccountReconciler(deps, probe_interval),
         workers=1,
         predicates=[GenerationChanged()],
+    )
+    deps.providers.on_circuit_open(
+        lambda name: controller.enqueue(Request.of(ProviderAccount.PLURAL, None, name))
     )

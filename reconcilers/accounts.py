@@ -6,7 +6,8 @@ and its credentials Secret onto ``providers.AccountConfig`` and keeps one guarde
 budget, circuit breaker, metrics) and one ``Inventory`` per account, shared by all workers, so
 the budget and the batched reads really are per account. A provider is rebuilt when the
 account's generation or its Secret's resourceVersion changes (the Secret is read again at most
-every ``CREDENTIALS_SECONDS``).
+every ``CREDENTIALS_SECONDS``). Whoever needs to hear that an account's circuit breaker opened
+(the ProviderAccount health reconciler) subscribes with ``on_circuit_open``.
 
 Simulated accounts keep their state in ``{simulated_state_dir}/simulated.sqlite`` (one file for
 all of them, so capacity per zone is shared as in a real region) unless the account sets an
@@ -18,6 +19,7 @@ same way an operator would.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +96,18 @@ class ProviderRegistry:
         self._lock = threading.Lock()
         self._handles: dict[str, AccountHandle] = {}
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, str], str]] = {}
+        self._circuit_listeners: list[Callable[[str], None]] = []
+
+    def on_circuit_open(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(account name)`` whenever an account's circuit breaker opens."""
+        with self._lock:
+            self._circuit_listeners.append(listener)
+
+    def _circuit_opened(self, account: str) -> None:
+        with self._lock:
+            listeners = list(self._circuit_listeners)
+        for listener in listeners:
+            listener(account)
 
     def handle(self, account: ProviderAccount) -> AccountHandle:
         """The account's provider; TerminalError if its Secret or driver is unusable."""
@@ -106,7 +120,9 @@ class ProviderRegistry:
                 return known
             config = account_config(account, credentials, self._simulated_state_dir)
             try:
-                provider = open_provider(config, clock=self._clock)
+                provider = open_provider(
+                    config, clock=self._clock, on_circuit_open=self._circuit_opened
+                )
             except ValueError as exc:
                 raise TerminalError(str(exc), reason="InvalidAccount") from None
             inventory = Inventory(provider, clock=self._clock, interval=self._inventory_interval)

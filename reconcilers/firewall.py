@@ -15,9 +15,14 @@ network = subnet.spec.network.name) matches its own subnet, and waits until it i
   budget — each retry spends the one token it waited for on the list and fails on the change.
 * Drift: a rule added or removed outside skybroker shows up in the inventory and is reverted
   (Firewall has no ``driftPolicy``; it is always corrected), with a ``DriftCorrected`` event.
-* A realisation no instance uses any more is deleted; while the cloud still reports the group
-  in use (an instance still terminating) the deletion is retried.
-* Deleting the Firewall deletes every realisation first (finalizer ``skybroker.io/firewall``).
+* A realisation no instance uses any more is deleted — only once no cloud instance of its
+  account holds the group (an instance still terminating does, until it is gone): until then
+  the deletion waits without asking the cloud, instead of provoking a ``DependencyViolation``
+  per attempt (those would not open the account's circuit breaker — see
+  ``providers.errors`` — but they are calls spent on a refusal known in advance).
+* Deleting the Firewall deletes every realisation first (finalizer ``skybroker.io/firewall``),
+  in the same order: after the instances using it (a namespace being deleted takes its
+  instances, volumes and firewalls at once); ``Ready=False``/``InUse`` names what it waits for.
 Security groups are created idempotently: their create token is derived from the firewall's
 uid and the place, so a crash between the cloud call and the status write adopts the group.
 """
@@ -44,6 +49,7 @@ from providers import (
 from reconcilers._common import (
     INSTANCES_BY_FIREWALL,
     INSTANCES_BY_SUBNET,
+    TRANSITION_VIEW_SECONDS,
     account_handle,
     add_finalizer,
     cloud_tags,
@@ -55,13 +61,16 @@ from reconcilers._common import (
     snapshot,
     write_status,
 )
+from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 
 __all__ = ["FINALIZER", "FirewallReconciler", "desired_rules", "register"]
 
 FINALIZER = "skybroker.io/firewall"
-#: How soon to retry removing a security group the cloud still reports in use.
+#: How soon to look again at a security group a cloud instance still uses.
 IN_USE_RETRY_SECONDS = 2.0
+#: How many of the instances holding a group a message names.
+NAMED_USERS = 5
 
 
 @dataclass(frozen=True, order=True)
@@ -116,9 +125,21 @@ class FirewallReconciler:
         generation = firewall.metadata.generation
         if firewall.metadata.deletion_timestamp is not None:
             firewall.status.phase = "Deleting"
-            remaining = self._remove(firewall, set())
+            remaining, users = self._remove(firewall, set())
             if remaining:
                 firewall.status.realisations = remaining
+                waiting_for = (
+                    f"instance(s) {', '.join(users[:NAMED_USERS])} to go"
+                    if users
+                    else "the cloud to release it"
+                )
+                firewall.status.set_condition(
+                    "Ready",
+                    False,
+                    "InUse",
+                    f"deleting: waiting for {waiting_for}",
+                    generation=generation,
+                )
                 write_status(self._deps, firewall, before)
                 return Result(requeue_after=IN_USE_RETRY_SECONDS)
             remove_finalizer(self._deps, firewall, FINALIZER)
@@ -127,7 +148,7 @@ class FirewallReconciler:
         places = self._places(firewall)
         rules = desired_rules(firewall)
         realised = [self._realise(firewall, place, rules) for place in places]
-        lingering = self._remove(firewall, set(places))
+        lingering, _ = self._remove(firewall, set(places))
         firewall.status.realisations = sorted(
             realised + lingering, key=lambda r: (r.account, r.region, r.network or "")
         )
@@ -229,18 +250,29 @@ class FirewallReconciler:
             provider_id=provider_id,
         )
 
-    def _remove(self, firewall: Firewall, keep: set[_Place]) -> list[FirewallRealisation]:
-        """Delete realisations outside ``keep``; returns those the cloud still has in use."""
+    def _remove(
+        self, firewall: Firewall, keep: set[_Place]
+    ) -> tuple[list[FirewallRealisation], list[str]]:
+        """Delete the realisations outside ``keep`` that no cloud instance uses; returns those
+        left for later and the cloud instances holding them."""
         wanted = {(p.account, p.region, p.network) for p in keep}
         lingering: list[FirewallRealisation] = []
+        holders: list[str] = []
         for realisation in firewall.status.realisations:
             if (realisation.account, realisation.region, realisation.network) in wanted:
                 continue
+            group_id = FirewallId(realisation.provider_id)
             try:
                 handle = account_handle(self._deps, realisation.account)
-                handle.provider.delete_firewall(FirewallId(realisation.provider_id))
+                users = _cloud_users(handle, group_id)
+                if not users:
+                    handle.provider.delete_firewall(group_id)
             except TransientError:
-                lingering.append(realisation)  # in use by a terminating instance: retry
+                lingering.append(realisation)  # refused after all (a stale view) or unwell
+                continue
+            if users:
+                lingering.append(realisation)
+                holders.extend(users)
                 continue
             handle.inventory.invalidate(ResourceKind.FIREWALL)
             self._deps.recorder.record(
@@ -250,7 +282,15 @@ class FirewallReconciler:
                 f"security group {realisation.provider_id} removed from "
                 f"{realisation.account}/{realisation.network}: no instance there uses it",
             )
-        return lingering
+        return lingering, holders
+
+
+def _cloud_users(handle: AccountHandle, group_id: FirewallId) -> list[str]:
+    """The account's cloud instances that still hold ``group_id`` (terminating ones too: lists
+    leave out only the terminated), from a view at most ``TRANSITION_VIEW_SECONDS`` old — one
+    list per account, shared."""
+    view = handle.inventory.instances(max_age=TRANSITION_VIEW_SECONDS)
+    return sorted(str(cloud.id) for cloud in view.by_id.values() if group_id in cloud.firewall_ids)
 
 
 def register(deps: Deps) -> None:

@@ -114,8 +114,9 @@ def account_states(deps: Deps, names: Iterable[str]) -> dict[str, AccountState]:
         problem = _account_problem(account)
         if problem is None:
             try:
-                if account_handle(deps, name).provider.gate.breaker.state is BreakerState.OPEN:
-                    problem = f"account {name}: circuit open after repeated cloud failures"
+                gate = account_handle(deps, name).provider.gate
+                if gate.breaker.state is BreakerState.OPEN:
+                    problem = gate.circuit_message()
                 else:
                     catalogue = _catalogue(deps, name)
                     state = AccountState(

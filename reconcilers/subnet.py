@@ -4,7 +4,8 @@ Where it sits: the Subnet controller, fed by the Subnet cache and by Instances (
 deleted waits for the instances that use it). Instances that reference a subnet are placed
 where it is (``status.placement``) and created in it (``status.providerID``).
 
-Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``; ``Deleting``):
+Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``; ``Deleting``;
+``Failed`` when the cloud refuses the network or subnet for good, the reason on ``Ready``):
 
 1. Finalizer ``skybroker.io/subnet`` before anything exists in a cloud.
 2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``:
@@ -21,7 +22,9 @@ Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``
    subnet using it (re-tagged when that one goes), so the leak sweeper only ever sees it as
    leaked once no subnet is left; the last subnet to go deletes it.
 5. Deletion waits until no Instance references the subnet, then deletes the subnet, then the
-   network if no other subnet uses it, then removes the finalizer.
+   network if no other subnet uses it — once no security group skybroker made is left in it
+   (the Firewall reconciler removes those after the instances go; asking the cloud before
+   would only be refused with ``DependencyViolation``) — then removes the finalizer.
 A subnet deleted behind skybroker's back is recreated (drift is always corrected here).
 """
 
@@ -45,11 +48,13 @@ from providers import (
 )
 from reconcilers._common import (
     INSTANCES_BY_SUBNET,
+    TRANSITION_VIEW_SECONDS,
     account_handle,
     add_finalizer,
     cloud_tags,
     conflicts_retry,
     derived_token,
+    failed_on_terminal,
     install_indexes,
     namespaced_key,
     remove_finalizer,
@@ -132,8 +137,9 @@ class SubnetReconciler:
         placement = status.placement
         assert placement is not None and status.create_token is not None
         handle = account_handle(self._deps, placement.account)
-        network = self._ensure_network(handle, subnet, placement)
-        subnet_id = self._ensure_subnet(handle, subnet, placement, network.id)
+        with failed_on_terminal(self._deps, subnet, before):
+            network = self._ensure_network(handle, subnet, placement)
+            subnet_id = self._ensure_subnet(handle, subnet, placement, network.id)
         status.network_id = str(network.id)
         status.provider_id = str(subnet_id)
         status.phase = "Ready"
@@ -217,15 +223,7 @@ class SubnetReconciler:
         )
         if users:
             names = ", ".join(u.metadata.name for u in users[:5])
-            status.set_condition(
-                "Ready",
-                False,
-                "InUse",
-                f"waiting for {len(users)} instance(s) to go: {names}",
-                generation=subnet.metadata.generation,
-            )
-            write_status(self._deps, subnet, before)
-            return Result(requeue_after=WAIT_SECONDS)
+            return self._in_use(subnet, before, f"{len(users)} instance(s) to go: {names}")
         placement = status.placement
         if placement is not None:
             handle = account_handle(self._deps, placement.account)
@@ -236,16 +234,35 @@ class SubnetReconciler:
                 # spend the account's API budget on deleting the subnet again.
                 status.provider_id = None
                 subnet = write_status(self._deps, subnet, before)
-            self._release_network(handle, subnet, placement)
+                before = snapshot(subnet)
+            groups = self._release_network(handle, subnet, placement)
+            if groups:
+                return self._in_use(
+                    subnet, before, f"security group(s) {', '.join(groups[:5])} to go"
+                )
         remove_finalizer(self._deps, subnet, FINALIZER)
         return Result()
 
-    def _release_network(self, handle: AccountHandle, subnet: Subnet, placement: Placement) -> None:
-        """Delete the network if no other subnet uses it, else hand its uid tag to one that does."""
+    def _in_use(self, subnet: Subnet, before: dict[str, Any], waiting_for: str) -> Result:
+        subnet.status.set_condition(
+            "Ready",
+            False,
+            "InUse",
+            f"waiting for {waiting_for}",
+            generation=subnet.metadata.generation,
+        )
+        write_status(self._deps, subnet, before)
+        return Result(requeue_after=WAIT_SECONDS)
+
+    def _release_network(
+        self, handle: AccountHandle, subnet: Subnet, placement: Placement
+    ) -> list[str]:
+        """Delete the network if no other subnet uses it, else hand its uid tag to one that
+        does; returns the managed security groups still in it (the network waits for them)."""
         token = network_token(subnet, placement.account, placement.region)
         network = handle.inventory.networks().by_token(token)
         if network is None:
-            return
+            return []
         siblings = [
             s
             for s in self._subnets.list(subnet.metadata.namespace)
@@ -258,12 +275,21 @@ class SubnetReconciler:
             if network.uid == subnet.metadata.uid:
                 handle.provider.set_tags(network.id, {TAG_UID: str(siblings[0].metadata.uid)})
                 handle.inventory.invalidate(ResourceKind.NETWORK)
-            return
+            return []
+        # Managed groups only: a cloud's own default group of the network does not hold it.
+        groups = sorted(
+            str(group.id)
+            for group in handle.inventory.firewalls(max_age=TRANSITION_VIEW_SECONDS).by_id.values()
+            if group.network_id == network.id and group.uid is not None
+        )
+        if groups:
+            return groups
         handle.provider.delete_network(network.id)
         handle.inventory.invalidate(ResourceKind.NETWORK)
         self._deps.recorder.record(
             subnet, "Normal", "NetworkDeleted", f"network {network.id}: its last subnet is gone"
         )
+        return []
 
 
 def register(deps: Deps) -> None:

@@ -3,17 +3,22 @@
 Where it sits: the Volume controller, fed by the Volume cache and by Instances (a volume acts
 when the instance named in ``spec.attachTo`` is placed, starts running, or is deleted).
 
-Phases: ``Pending → Scheduled → Provisioning → Available → Attached``; ``Deleting``.
+Phases: ``Pending → Scheduled → Provisioning → Available → Attached``; ``Deleting``; ``Failed``
+when the cloud refuses the create for good (condition ``Ready`` carries its reason).
 
 1. Finalizer ``skybroker.io/volume``; a volume written straight into the store is held with
    ``QuotaExceeded=True`` while the namespace quota has no room for it (``reconcilers.quota``).
 2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``);
    with ``attachTo`` the volume goes where the instance is (account and zone) and waits until
-   the instance is placed. Sticky.
+   the instance is placed (an instance that does not exist is ``InstanceNotFound``, with a
+   Warning event). Sticky.
 3. Create intent in ``status.createToken`` before the cloud call; created idempotently.
 4. Attach when the instance is Running in the same zone (condition ``Attached`` says what it
-   waits for otherwise); a volume detached behind skybroker's back is reattached (drift is
-   always corrected); ``attachTo`` changed or removed, or the instance being deleted, detaches.
+   waits for otherwise); once attached it stays attached whatever the instance's power state
+   — stopping keeps volumes attached, as on EC2 (DESIGN §3); only a new attachment waits for
+   Running. A volume detached behind skybroker's back is reattached (drift is always
+   corrected); ``attachTo`` changed or removed, or the instance being deleted or replaced by
+   a new VM, detaches.
 5. Deletion: detach first, then delete, then the finalizer goes.
 """
 
@@ -45,6 +50,7 @@ from reconcilers._common import (
     cloud_tags,
     conflicts_retry,
     derived_token,
+    failed_on_terminal,
     install_indexes,
     namespaced_key,
     remove_finalizer,
@@ -113,7 +119,8 @@ class VolumeReconciler:
         placement = status.placement
         assert placement is not None
         handle = account_handle(self._deps, placement.account)
-        cloud = self._ensure(handle, volume, placement)
+        with failed_on_terminal(self._deps, volume, before):
+            cloud = self._ensure(handle, volume, placement)
         status.provider_id = str(cloud.id)
         status.observed_generation = generation
         if cloud.state is VolumeState.CREATING:
@@ -164,9 +171,17 @@ class VolumeReconciler:
         status, generation = volume.status, volume.metadata.generation
         bound_to: Placement | None = None
         if volume.spec.attach_to is not None:
+            name = volume.spec.attach_to.instance
             instance = self._instance(volume)
-            if instance is None or instance.status.placement is None:
-                message = f"waiting for instance {volume.spec.attach_to.instance} to be placed"
+            if instance is None:
+                message = f"instance {name} not found in namespace {volume.metadata.namespace}"
+                if status.set_condition(
+                    "Scheduled", False, "InstanceNotFound", message, generation=generation
+                ):
+                    self._deps.recorder.record(volume, "Warning", "InstanceNotFound", message)
+                return message
+            if instance.status.placement is None:
+                message = f"waiting for instance {name} to be placed"
                 status.set_condition(
                     "Scheduled", False, "WaitingForInstance", message, generation=generation
                 )
@@ -226,7 +241,7 @@ class VolumeReconciler:
         wanted: str | None = None
         reason, message = "NotRequested", ""
         if target is not None:
-            reason, message = self._attach_blocker(volume, instance)
+            reason, message = self._attach_blocker(volume, instance, cloud)
             if not reason and instance is not None:
                 wanted = instance.status.provider_id
         if cloud.attached_to is not None and cloud.attached_to != wanted:
@@ -246,6 +261,10 @@ class VolumeReconciler:
             )
             cloud = self._reread(handle, cloud)
         attached = wanted is not None and cloud.attached_to == wanted
+        if attached and instance is not None and target is not None:
+            message = f"{target.device} on instance {target.instance}"
+            if instance.status.phase != InstancePhase.RUNNING:
+                message += f", kept while it is {instance.status.phase}"
         status.set_condition(
             "Attached",
             attached,
@@ -256,17 +275,24 @@ class VolumeReconciler:
         return cloud
 
     @staticmethod
-    def _attach_blocker(volume: Volume, instance: Instance | None) -> tuple[str, str]:
-        """("", "") when the instance can take the volume now, else (reason, message)."""
+    def _attach_blocker(
+        volume: Volume, instance: Instance | None, cloud: CloudVolume
+    ) -> tuple[str, str]:
+        """("", "") when the volume belongs on the instance's VM now (attached to it already,
+        whatever its power state, or ready to be: Running in the same zone), else (reason,
+        message)."""
         name = volume.spec.attach_to.instance if volume.spec.attach_to else ""
         if instance is None or instance.metadata.deletion_timestamp is not None:
             return "InstanceGone", f"instance {name} does not exist or is being deleted"
-        if instance.status.phase != InstancePhase.RUNNING or not instance.status.provider_id:
+        vm = instance.status.provider_id
+        if vm is None:
             return "WaitingForInstance", f"instance {name} is not Running"
         zone = instance.status.placement.zone if instance.status.placement else None
         mine = volume.status.placement.zone if volume.status.placement else None
         if zone != mine:
             return "ZoneMismatch", f"instance {name} is in zone {zone}, the volume in {mine}"
+        if cloud.attached_to != vm and instance.status.phase != InstancePhase.RUNNING:
+            return "WaitingForInstance", f"instance {name} is not Running"
         return "", ""
 
     @staticmethod

@@ -10,11 +10,11 @@ Where it sits: one reconciler module of ``reconcilers``; the composition root ca
 * ``cloud`` — create (token first), observe, power state, drift, re-placement, deletion.
 
 Conditions on an Instance, each with ``observedGeneration``: ``Scheduled`` (Placed /
-WaitingForSubnet / QuotaExceeded / Unschedulable / Replacing), ``Provisioned`` (Creating /
-Created / Recreating / Deleting / the provider's reason), ``Ready`` (Running / Stopped /
-Transitioning / WaitingForSubnet / WaitingForFirewall / Drifted / QuotaExceeded / Deleting),
-``Drifted`` (InSync / Terminated / PowerState) and ``QuotaExceeded`` (WithinQuota /
-QuotaExceeded).
+WaitingForSubnet / SubnetNotFound / QuotaExceeded / Unschedulable / Replacing),
+``Provisioned`` (Creating / Created / Recreating / Deleting / the provider's reason),
+``Ready`` (Running / Stopped / Transitioning / WaitingForSubnet / SubnetNotFound /
+WaitingForFirewall / FirewallNotFound / Drifted / QuotaExceeded / Deleting), ``Drifted``
+(InSync / Terminated / PowerState) and ``QuotaExceeded`` (WithinQuota / QuotaExceeded).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ from providers import (
     SubnetId,
     ZoneName,
 )
+from providers.budget import BUDGET_EXHAUSTED
 from reconcilers._common import (
     TRANSITION_VIEW_SECONDS,
     account_handle,
@@ -206,7 +207,7 @@ class CloudSteps:
                     return self._renew(work, handle, cloud, *outdated)
             return self._observe(work, handle, cloud)
         except TransientError as exc:
-            if exc.code == "BudgetExhausted":
+            if exc.code == BUDGET_EXHAUSTED:
                 self._memory.record_budget_exhausted(handle.name, exc.delay)
             raise
 

@@ -5,9 +5,11 @@ also by Subnet and Firewall changes. One reconcile walks the life cycle as far a
 
 1. deletion (finalizer ``skybroker.io/cloud-resources``) is handed to ``cloud.CloudSteps``;
 2. the finalizer goes on with the first status write, before anything exists in a cloud;
-3. unplaced: wait until the subnet (if any) is placed, check the namespace quota
-   (``QuotaExceeded``), schedule (``scheduler.Scheduler``), and write ``status.placement`` —
-   sticky from then on — with ``status.rejections`` explaining every member not chosen;
+3. unplaced: wait until the subnet (if any) is placed — a subnet that does not exist at all is
+   ``SubnetNotFound`` (with a Warning event), not a wait; likewise ``FirewallNotFound`` in
+   step 4 — check the namespace quota (``QuotaExceeded``), schedule
+   (``scheduler.Scheduler``), and write ``status.placement`` — sticky from then on — with
+   ``status.rejections`` explaining every member not chosen;
 4. not yet created: wait for the subnet's providerID and each firewall's realisation in the
    placement's (account, region, network) — the Firewall reconciler realises firewalls where
    placed instances need them, which is why a waiting instance writes its placement first;
@@ -159,7 +161,9 @@ class InstanceReconciler:
         instance = work.instance
         status = instance.status
         ref = instance.spec.subnet_ref
-        if ref is not None and (subnet is None or subnet.status.placement is None):
+        if ref is not None and subnet is None:
+            return self._not_found(work, "subnet", ref, unplaced=True)
+        if ref is not None and subnet is not None and subnet.status.placement is None:
             message = f"subnet {ref} is not placed yet"
             work.condition("Scheduled", False, "WaitingForSubnet", message)
             return self._wait(work, "WaitingForSubnet", message)
@@ -199,6 +203,18 @@ class InstanceReconciler:
         log.info("instance placed", account=chosen.account, zone=chosen.zone, size=chosen.size.id)
         return None
 
+    def _not_found(self, work: Work, kind: str, ref: str, *, unplaced: bool) -> Result:
+        """A reference (``spec.subnetRef``, ``spec.firewallRefs``) names no object: say so
+        (reason ``SubnetNotFound``/``FirewallNotFound``, a Warning event once) and wait — one
+        created under that name wakes the instance (``users_of_subnet``/``users_of_firewall``)."""
+        reason = f"{kind.capitalize()}NotFound"
+        message = f"{kind} {ref} not found in namespace {work.instance.metadata.namespace}"
+        if unplaced:
+            work.condition("Scheduled", False, reason, message)
+        if work.condition("Ready", False, reason, message):
+            work.event("Warning", reason, message)
+        return Result(requeue_after=UNSCHEDULABLE_RETRY_SECONDS)
+
     def _quota_exceeded(self, work: Work, message: str) -> Result:
         if work.condition(QUOTA_EXCEEDED, True, "QuotaExceeded", message):
             work.event("Warning", "QuotaExceeded", f"not provisioned: {message}")
@@ -218,10 +234,11 @@ class InstanceReconciler:
         subnet_id: SubnetId | None = None
         network: str | None = None
         if instance.spec.subnet_ref is not None:
-            where = subnet.status.placement if subnet is not None else None
+            if subnet is None:
+                return self._not_found(work, "subnet", instance.spec.subnet_ref, unplaced=False)
+            where = subnet.status.placement
             if (
-                subnet is None
-                or subnet.status.provider_id is None
+                subnet.status.provider_id is None
                 or where is None
                 or (where.account, where.region) != (placement.account, placement.region)
             ):
@@ -234,11 +251,12 @@ class InstanceReconciler:
             firewall = self._firewalls.peek(
                 ObjectKey(Firewall.PLURAL, instance.metadata.namespace, ref)
             )
-            realisations = firewall.status.realisations if firewall is not None else []
+            if firewall is None:
+                return self._not_found(work, "firewall", ref, unplaced=False)
             found = next(
                 (
                     r
-                    for r in realisations
+                    for r in firewall.status.realisations
                     if (r.account, r.region, r.network)
                     == (placement.account, placement.region, network)
                 ),

@@ -334,6 +334,16 @@ def test_watch_with_predicates_and_periodic_resync(
         profiles.stop()
 
 
+def mark(obj: HardwareProfile, word: str) -> None:
+    """A status-only change: a condition carrying ``word`` (HardwareProfile has no phase)."""
+    obj.status.set_condition("Probe", True, word, generation=None)
+
+
+def marked(obj: HardwareProfile) -> str | None:
+    condition = obj.status.condition("Probe")
+    return condition.reason if condition is not None else None
+
+
 def test_generation_predicate_filters_status_and_label_updates(
     store: Store, make_controller: Callable[..., Controller], metrics: RuntimeMetrics
 ) -> None:
@@ -348,9 +358,9 @@ def test_generation_predicate_filters_status_and_label_updates(
         eventually(lambda: len(reconciler.times(key)) == 1)
         created.metadata.labels = {"team": "a"}
         labelled = store.update(created)
-        labelled.status.phase = "Seen"
+        mark(labelled, "Seen")
         store.update_status(labelled)
-        eventually(lambda: (profiles.get(key) or labelled).status.phase == "Seen")
+        eventually(lambda: marked(profiles.get(key) or labelled) == "Seen")
         time.sleep(0.1)
         assert len(reconciler.times(key)) == 1
         changed = store.get(HardwareProfile, "small")
@@ -377,14 +387,14 @@ def test_own_status_writes_do_not_come_back_as_reconciles(
         profiles.start()
         created = store.create(profile("small"))
         eventually(lambda: len(reconciler.times(key)) == 1)
-        created.status.phase = "Mine"
+        mark(created, "Mine")
         mine = store.update_status(created)
-        eventually(lambda: (profiles.get(key) or created).status.phase == "Mine")
+        eventually(lambda: marked(profiles.get(key) or created) == "Mine")
         time.sleep(0.2)
         assert len(reconciler.times(key)) == 1
 
         theirs = elsewhere.get(HardwareProfile, "small")
-        theirs.status.phase = "Theirs"
+        mark(theirs, "Theirs")
         elsewhere.update_status(theirs)
         eventually(lambda: len(reconciler.times(key)) == 2)
 

@@ -32,7 +32,7 @@ from providers.types import (
     VolumeId,
     VolumeState,
 )
-from tests.integration.providers.conftest import Cloud, MotoServer, ec2_config
+from tests.integration.providers.conftest import SETUP_TIMEOUT, Cloud, MotoServer, ec2_config
 from tests.integration.providers.helpers import free_port, tags
 
 R = TypeVar("R", bound=Tagged)
@@ -274,6 +274,24 @@ def test_volume_attach_detach_delete(cloud: Cloud) -> None:
     p.delete_volume(vol.id)
 
 
+def test_stop_and_start_keep_volumes_attached(cloud: Cloud) -> None:
+    """As EC2 does (DESIGN §3): a stopped instance keeps its volumes, and so does a restart."""
+    p = cloud.provider
+    vm = p.create_instance(_instance(cloud, "vm", zone=cloud.zone))
+    vol = p.create_volume(VolumeCreate(tags("vol"), 8, cloud.zone, "gp3"))
+    cloud.settle()
+    p.attach_volume(vol.id, vm.id, "/dev/sdf")
+    for change in (p.stop_instance, p.start_instance):
+        change(vm.id)
+        cloud.settle()
+        (disk,) = _mine(p.list_volumes())
+        assert (disk.state, disk.attached_to, disk.device) == (
+            VolumeState.IN_USE,
+            vm.id,
+            "/dev/sdf",
+        )
+
+
 # tags
 
 
@@ -355,7 +373,11 @@ def test_timeout_is_transient(cloud: Cloud) -> None:
 def test_authentication_failure_is_terminal(cloud: Cloud, request: pytest.FixtureRequest) -> None:
     if isinstance(cloud.provider, Ec2Provider):  # a moto_server that checks credentials
         auth_server: MotoServer = request.getfixturevalue("moto_auth_server")
-        provider: CloudProvider = Ec2Provider(ec2_config(auth_server.port))
+        # A fresh moto_server answers its first request slowly (it loads the EC2 backend):
+        # on a loaded machine past the 2 s of the provider under test, and this test is about
+        # the answer, not about timeouts.
+        config = ec2_config(auth_server.port, timeout=str(SETUP_TIMEOUT))
+        provider: CloudProvider = Ec2Provider(config)
     else:
         cloud.provider.faults.fail_next("AuthFailure")
         provider = cloud.provider

@@ -8,26 +8,43 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from controller.errors import TerminalError, TransientError
 from providers.budget import BreakerState, TokenBucket
 from providers.config import ApiBudget
+from providers.errors import ResourceBusyError
 from providers.guarded import GuardedProvider
 from providers.metrics import ProviderMetrics, default_metrics
 from providers.registry import open_provider
 from providers.simulated import SimulatedProvider
-from providers.types import ImageId, InstanceCreate, InstanceId, SizeId
-from tests.integration.providers.conftest import sim_config
+from providers.types import (
+    FirewallCreate,
+    ImageId,
+    InstanceCreate,
+    InstanceId,
+    NetworkCreate,
+    SizeId,
+    SubnetCreate,
+    ZoneName,
+)
+from tests.integration.providers.conftest import REGION, sim_config
 from tests.integration.providers.helpers import FakeClock, tags
 
 
 def _guarded(
-    tmp_path: Path, budget: ApiBudget, clock: FakeClock
+    tmp_path: Path, budget: ApiBudget, clock: FakeClock, opened: list[str] | None = None
 ) -> tuple[GuardedProvider, SimulatedProvider, CollectorRegistry]:
     config = replace(sim_config(tmp_path / "sim.db", boot_seconds="0"), api_budget=budget)
     sim = SimulatedProvider(config, clock=clock)
     registry = CollectorRegistry()
-    guarded = open_provider(config, clock=clock, metrics=ProviderMetrics(registry), inner=sim)
+    guarded = open_provider(
+        config,
+        clock=clock,
+        metrics=ProviderMetrics(registry),
+        inner=sim,
+        on_circuit_open=None if opened is None else opened.append,
+    )
     return guarded, sim, registry
 
 
@@ -118,6 +135,82 @@ def test_terminal_errors_do_not_trip_the_breaker(tmp_path: Path) -> None:
             guarded.start_instance(InstanceId("i-0123456789abcdef0"))
     assert guarded.gate.breaker.state is BreakerState.CLOSED
     assert _calls(registry, "start_instance", "InvalidInstanceID.NotFound") == 5
+
+
+def test_a_resource_in_use_never_trips_the_breaker(tmp_path: Path) -> None:
+    """A security group still used by an instance: the cloud refuses the delete
+    (DependencyViolation) however often it is asked, and that is the resource's state, not
+    the provider's health — other tenants' calls on the account must keep flowing."""
+    clock = FakeClock()
+    guarded, _, registry = _guarded(tmp_path, ApiBudget(breaker_threshold=2), clock)
+    network = guarded.create_network(NetworkCreate(tags("net"), "10.0.0.0/16"))
+    subnet = guarded.create_subnet(
+        SubnetCreate(tags("sn"), network.id, "10.0.1.0/24", ZoneName(f"{REGION}a"))
+    )
+    group = guarded.create_firewall(FirewallCreate(tags("fw"), network.id, frozenset()))
+    guarded.create_instance(
+        InstanceCreate(
+            tags("vm"),
+            SizeId("s1.small"),
+            ImageId("img-ubuntu-2204"),
+            subnet_id=subnet.id,
+            firewall_ids=(group.id,),
+        )
+    )
+    for _ in range(5):
+        with pytest.raises(ResourceBusyError) as busy:
+            guarded.delete_firewall(group.id)
+        assert busy.value.code == "DependencyViolation"
+    assert guarded.gate.breaker.state is BreakerState.CLOSED
+    assert _calls(registry, "delete_firewall", "DependencyViolation") == 5
+
+    # Nor do they count between the provider's own failures: consecutive means consecutive.
+    guarded.inner.faults.fail_next("InternalError", op="list_volumes")  # type: ignore[attr-defined]
+    with pytest.raises(TransientError):
+        guarded.list_volumes()
+    with pytest.raises(ResourceBusyError):
+        guarded.delete_firewall(group.id)
+    guarded.inner.faults.fail_next("InternalError", op="list_volumes")  # type: ignore[attr-defined]
+    with pytest.raises(TransientError):
+        guarded.list_volumes()
+    assert guarded.gate.breaker.state is BreakerState.CLOSED
+
+
+def test_an_opening_circuit_is_logged_reported_and_named_in_refusals(tmp_path: Path) -> None:
+    clock = FakeClock()
+    opened: list[str] = []
+    budget = ApiBudget(breaker_threshold=2, breaker_cooldown=30)
+    guarded, sim, _ = _guarded(tmp_path, budget, clock, opened)
+    sim.faults.fail_next("InternalError", op="list_volumes")
+    sim.faults.fail_next("ServiceUnavailable", op="list_instances")
+    with capture_logs() as logs:
+        with pytest.raises(TransientError):
+            guarded.list_volumes()
+        assert opened == []
+        with pytest.raises(TransientError):
+            guarded.list_instances()
+    assert opened == ["sim-test"]
+    (entry,) = [e for e in logs if e["event"] == "circuit opened"]
+    assert entry["log_level"] == "warning"
+    assert entry["account"] == "sim-test"
+    assert entry["failures"] == [
+        "list_volumes: InternalError: injected fault on list_volumes",
+        "list_instances: ServiceUnavailable: injected fault on list_instances",
+    ]
+    with pytest.raises(TransientError) as refused:
+        guarded.list_zones()
+    assert refused.value.code == "CircuitOpen"
+    assert "the last: list_instances: ServiceUnavailable" in refused.value.message
+    assert opened == ["sim-test"]  # refused calls do not report it again
+
+    clock.advance(30)  # a failed probe opens it again: reported again
+    sim.faults.fail_next("InternalError")
+    with pytest.raises(TransientError):
+        guarded.list_zones()
+    assert opened == ["sim-test", "sim-test"]
+    clock.advance(30)
+    guarded.list_zones()
+    assert guarded.gate.breaker.recent_failures == ()
 
 
 def test_call_latency_is_observed(tmp_path: Path) -> None:

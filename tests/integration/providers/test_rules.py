@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.errors import TerminalError, TransientError
-from providers.errors import classify
+from providers.errors import ResourceBusyError, classify, counts_against_provider
 from providers.rules import Direction, FirewallRule, IpProtocol, diff_rules, expand_rules
 
 rules = st.builds(
@@ -47,7 +47,8 @@ def test_expand_rules_parses_ports_and_splits_cidrs() -> None:
         ("RequestLimitExceeded", 503, TransientError, None),
         ("InternalError", 500, TransientError, None),
         ("SomethingNew", 502, TransientError, None),
-        ("DependencyViolation", 400, TransientError, None),
+        ("DependencyViolation", 400, ResourceBusyError, None),
+        ("IncorrectInstanceState", 400, ResourceBusyError, None),
         ("AuthFailure", 401, TerminalError, "AuthFailure"),
         ("InvalidAMIID.NotFound", 400, TerminalError, "InvalidImage"),
         ("InvalidInstanceType", 400, TerminalError, "InvalidSize"),
@@ -58,9 +59,12 @@ def test_expand_rules_parses_ports_and_splits_cidrs() -> None:
     ],
 )
 def test_classification(code: str, status: int, expected: type, reason: str | None) -> None:
+    """Every answer's class, and so whether it says the provider is unwell (only throttling,
+    5xx, timeouts do: what counts against the account's circuit breaker)."""
     error = classify(code, "m", status=status, request_id="r-1", retry_after=3)
     assert type(error) is expected
     assert (error.code, error.request_id) == (code, "r-1")
+    assert counts_against_provider(error) is (expected is TransientError)
     if isinstance(error, TerminalError):
         assert error.reason == reason
     else:

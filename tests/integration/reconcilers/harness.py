@@ -132,10 +132,17 @@ class Harness:
     """``shards > 1``: this manager is one of several splitting the shards (each a Harness on
     the same store and state directory, as separate controller processes would be).
     ``inventory_interval``: the accounts' view age (short by default, so tests see the cloud
-    quickly; tests of behaviour under the production interval pass ``INVENTORY_SECONDS``)."""
+    quickly; tests of behaviour under the production interval pass ``INVENTORY_SECONDS``).
+    ``resync_period``: short by default; a test that must show something happens without a
+    resync passes a long one."""
 
     def __init__(
-        self, store: Store, state_dir: Path, shards: int = 1, inventory_interval: float = 0.3
+        self,
+        store: Store,
+        state_dir: Path,
+        shards: int = 1,
+        inventory_interval: float = 0.3,
+        resync_period: float = 2.0,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
@@ -147,7 +154,7 @@ class Harness:
             shards=shards,
             lease_ttl=5,
             renew_every=1.0,
-            resync_period=2.0,
+            resync_period=resync_period,
             maintenance_interval=1.0,
         )
         self.manager = Manager(store, options)

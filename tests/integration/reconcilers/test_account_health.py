@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
+
+import pytest
 
 from api_types import HardwareProfile, Instance, InstancePlacement, Pool, ProviderAccount
+from controller.errors import TransientError
+from controller.store.objects import Store
 from providers import ResourceTags, VolumeCreate, ZoneName
 from reconcilers import account, hardwareprofile, pool
 from tests.integration.reconcilers.harness import (
@@ -80,6 +85,31 @@ def test_failing_cloud_is_not_ready_and_counts_managed_resources(harness: Harnes
     harness.wait_for(
         ProviderAccount, "sim-a", None, lambda a: a.status.managed_resources.volumes == 1
     )
+
+
+def test_an_open_circuit_shows_on_the_account_at_once_with_its_cause(
+    store: Store, tmp_path: Path
+) -> None:
+    """The breaker opens on another reconciler's calls, long before the next probe or resync:
+    the account says so within moments (Ready=False, CircuitOpen, the failure that opened it,
+    a Warning event)."""
+    harness = Harness(store, tmp_path, resync_period=600)
+    try:
+        harness.apply(sim_account("sim-a"))
+        harness.start(partial(account.register, probe_interval=600))
+        harness.wait_for(ProviderAccount, "sim-a", None, partial(ready_is, "True"))
+        provider = harness.provider("sim-a")
+        faults(harness, "sim-a").fail_next("InternalError", op="list_volumes", count=5)
+        for _ in range(5):
+            with pytest.raises(TransientError):
+                provider.list_volumes()
+        down = harness.wait_for(ProviderAccount, "sim-a", None, partial(ready_is, "False"))
+        condition = down.status.condition("Ready")
+        assert condition is not None and condition.reason == "CircuitOpen"
+        assert "InternalError: injected fault on list_volumes" in condition.message
+        assert "CircuitOpen" in harness.event_reasons("provideraccounts", "sim-a", None)
+    finally:
+        harness.stop()
 
 
 def test_hardware_profile_reports_the_size_per_account(harness: Harness) -> None:

@@ -190,3 +190,49 @@ def test_a_power_change_is_seen_done_long_before_the_inventory_interval(
         assert time.monotonic() - started < SEEN_WITHIN_SECONDS
     finally:
         harness.stop()
+
+
+def test_a_subnet_that_does_not_exist_is_not_found_not_waited_for(harness: Harness) -> None:
+    """A subnetRef naming no Subnet says so (with a Warning event), unlike one that exists but
+    is not placed yet; creating the subnet then lets the instance go ahead."""
+    harness.apply(sim_account("sim-a"), pool_manifest("general", [{"account": "sim-a"}]))
+    harness.start(instance.register)
+    harness.apply(instance_manifest("web-1", pool="general", subnetRef="nope"))
+    missing = harness.wait_for(
+        Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "SubnetNotFound")
+    )
+    ready = missing.status.condition("Ready")
+    assert ready is not None and ready.message == "subnet nope not found in namespace acme"
+    assert condition(missing, "Scheduled") == ("False", "SubnetNotFound")
+    assert missing.status.phase == InstancePhase.PENDING
+    assert "SubnetNotFound" in harness.event_reasons(Instance.PLURAL, "web-1", NS)
+
+    harness.apply(
+        {
+            "apiVersion": "skybroker.io/v1alpha1",
+            "kind": "Subnet",
+            "metadata": {"name": "nope", "namespace": NS},
+            "spec": {
+                "pool": "general",
+                "network": {"name": "main", "cidr": "10.10.0.0/16"},
+                "cidr": "10.10.1.0/24",
+            },
+        }
+    )
+    waiting = harness.wait_for(
+        Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "WaitingForSubnet")
+    )
+    assert (waiting.status.condition("Ready") or ready).message == "subnet nope is not placed yet"
+
+
+def test_a_firewall_that_does_not_exist_is_not_found(harness: Harness) -> None:
+    harness.apply(sim_account("sim-a"), pool_manifest("general", [{"account": "sim-a"}]))
+    harness.start(instance.register)
+    harness.apply(instance_manifest("web-1", pool="general", firewallRefs=["nope"]))
+    missing = harness.wait_for(
+        Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "FirewallNotFound")
+    )
+    ready = missing.status.condition("Ready")
+    assert ready is not None and ready.message == "firewall nope not found in namespace acme"
+    assert "FirewallNotFound" in harness.event_reasons(Instance.PLURAL, "web-1", NS)
+    assert harness.cloud("sim-a").list_instances() == []

@@ -122,3 +122,21 @@ def test_subnets_created_at_once_spread_over_the_pool_by_its_policy(
         harness.wait_for(Subnet, f"net-{i}", "acme", ready)
     assert spread(6) == {"sim-a": 3, "sim-b": 3}
     assert [len(harness.cloud(a).list_subnets()) for a in ("sim-a", "sim-b")] == [3, 3]
+
+
+def test_a_subnet_the_cloud_refuses_is_failed_with_the_reason(harness: Harness) -> None:
+    """Two subnets of one network with overlapping CIDRs: the cloud refuses the second for
+    good, and it says Failed with the cloud's reason instead of staying Scheduled."""
+    harness.apply(sim_account("sim-a"), pool_manifest("general", [{"account": "sim-a"}]))
+    harness.start(subnet.register)
+    harness.apply(subnet_manifest("first", "10.10.1.0/24"))
+    harness.wait_for(Subnet, "first", "acme", ready)
+    harness.apply(subnet_manifest("overlap", "10.10.1.0/25"))
+    failed = harness.wait_for(Subnet, "overlap", "acme", lambda s: s.status.phase == "Failed")
+    condition = failed.status.condition("Ready")
+    assert condition is not None and (condition.status, condition.reason) == (
+        "False",
+        "InvalidRequest",
+    )
+    assert "InvalidSubnet.Conflict" in condition.message
+    assert "InvalidRequest" in harness.event_reasons(Subnet.PLURAL, "overlap", "acme")

@@ -1,7 +1,7 @@
 """Volume reconciler: placed beside its instance, attached only once it runs, drift, delete order.
 
-The Instance reconciler is not running here: the test creates the VM in the simulated cloud
-and writes the instance's status as that reconciler would, which is all a volume reads.
+The Instance reconciler is mostly not running here: those tests create the VM in the simulated
+cloud and write the instance's status as that reconciler would, which is all a volume reads.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from api_types import Instance, InstancePhase, InstancePlacement, Volume
+from api_types import Instance, InstancePhase, InstancePlacement, PowerState, Volume
 from controller.store.objects import Store
 from providers import ImageId, InstanceCreate, ResourceTags, SizeId, ZoneName
-from reconcilers import volume
+from reconcilers import instance, volume
 from reconcilers._common import TRANSITION_VIEW_SECONDS
 from tests.integration.reconcilers.harness import (
     API,
@@ -176,3 +176,84 @@ def test_volumes_created_at_once_spread_over_the_pool_by_its_policy(
     spread = Counter(v.status.placement.member for v in placed if v.status.placement)
     assert spread == {"sim-a": 2, "sim-b": 2}
     assert [len(harness.cloud(a).list_volumes()) for a in ("sim-a", "sim-b")] == [2, 2]
+
+
+def test_an_attached_volume_stays_attached_while_its_instance_is_stopped_and_started(
+    harness: Harness,
+) -> None:
+    """Stopping keeps volumes attached, as EC2 does (DESIGN §3): through the real Instance
+    reconciler, stop then start, the volume never leaves the VM, in status or in the cloud."""
+    harness.apply(
+        sim_account("sim-a", volume_seconds=0.1, stop_seconds=0.2),
+        pool_manifest("general", [{"account": "sim-a"}]),
+        instance_manifest("web-1", pool="general"),
+        volume_manifest("data-1", attachTo={"instance": "web-1", "device": "/dev/sdf"}),
+    )
+    harness.start(instance.register, volume.register)
+    attached = harness.wait_for(Volume, "data-1", "acme", lambda v: v.status.phase == "Attached")
+    vm = harness.get(Instance, "web-1", "acme").status.provider_id  # type: ignore[union-attr]
+    cloud = harness.cloud("sim-a")
+
+    def set_power(state: PowerState) -> None:
+        web = harness.store.get(Instance, "web-1", "acme")
+        web.spec.power_state = state
+        harness.store.update(web)
+
+    def attachment_message(v: Volume) -> str:
+        condition = v.status.condition("Attached")
+        return condition.message if condition is not None and condition.status == "True" else ""
+
+    set_power(PowerState.STOPPED)
+    harness.wait_for(Instance, "web-1", "acme", lambda i: i.status.phase == InstancePhase.STOPPED)
+    # The volume reconciler has seen the stopped instance: and left the volume on it.
+    stopped = harness.wait_for(
+        Volume, "data-1", "acme", lambda v: "kept while it is Stopped" in attachment_message(v)
+    )
+    assert stopped.status.phase == "Attached"
+    assert stopped.status.attached_to == attached.status.attached_to
+    assert [v.attached_to for v in cloud.list_volumes()] == [vm]
+
+    set_power(PowerState.RUNNING)
+    harness.wait_for(Instance, "web-1", "acme", lambda i: i.status.phase == InstancePhase.RUNNING)
+    running = harness.wait_for(
+        Volume, "data-1", "acme", lambda v: attachment_message(v) == "/dev/sdf on instance web-1"
+    )
+    assert running.status.phase == "Attached"
+    assert [v.attached_to for v in cloud.list_volumes()] == [vm]
+    assert "Detached" not in harness.event_reasons(Volume.PLURAL, "data-1", "acme")
+
+
+def test_a_create_the_cloud_refuses_is_failed_with_the_reason(harness: Harness) -> None:
+    harness.apply(
+        sim_account("sim-a", quota_volumes=0), pool_manifest("general", [{"account": "sim-a"}])
+    )
+    harness.start(volume.register)
+    harness.apply(volume_manifest("big"))
+    failed = harness.wait_for(Volume, "big", "acme", lambda v: v.status.phase == "Failed")
+    ready = failed.status.condition("Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("False", "ProviderQuotaExceeded")
+    assert "volume quota of the account reached" in ready.message
+    assert "ProviderQuotaExceeded" in harness.event_reasons(Volume.PLURAL, "big", "acme")
+
+
+def test_attach_to_an_instance_that_does_not_exist_says_not_found(harness: Harness) -> None:
+    """Unlike an instance that exists but is not placed yet: named as missing, with an event;
+    the instance created under that name then takes the volume where it is placed."""
+    harness.apply(
+        sim_account("sim-a", volume_seconds=0.1), pool_manifest("general", [{"account": "sim-a"}])
+    )
+    harness.start(volume.register)
+    harness.apply(volume_manifest("data-1", attachTo={"instance": "ghost", "device": "/dev/sdf"}))
+    missing = harness.wait_for(
+        Volume, "data-1", "acme", lambda v: condition_reason(v, "Scheduled") == "InstanceNotFound"
+    )
+    scheduled = missing.status.condition("Scheduled")
+    assert scheduled is not None
+    assert scheduled.message == "instance ghost not found in namespace acme"
+    assert missing.status.phase == "Pending"
+    assert "InstanceNotFound" in harness.event_reasons(Volume.PLURAL, "data-1", "acme")
+
+    harness.apply(instance_manifest("ghost", pool="general"))
+    harness.wait_for(
+        Volume, "data-1", "acme", lambda v: condition_reason(v, "Scheduled") == "WaitingForInstance"
+    )
