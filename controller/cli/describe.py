@@ -142,8 +142,9 @@ def describe(backend: Backend, info: KindInfo, namespace: str | None, name: str)
             f"Deleting:     since {metadata['deletionTimestamp']}, "
             f"finalizers {metadata.get('finalizers') or []}"
         )
-    if info.has_status:
-        lines.append(f"Phase:        {lookup_path(obj, 'status.phase') or NONE}")
+    phase = lookup_path(obj, "status.phase")
+    if phase:  # kinds without a life cycle (Quota, Pool, …) have none
+        lines.append(f"Phase:        {phase}")
     text = "\n".join(lines) + "\n"
     envelope = ("apiVersion", "kind", "metadata", "status")
     desired = {k: v for k, v in obj.items() if k not in envelope}
