@@ -3,18 +3,22 @@
 Where it sits: between raw etcd bytes and the typed models of ``api_types``. A value written
 by hand may be anything, so decoding is defensive: a size limit, YAML without aliases (a
 "billion laughs" document is refused before it expands), a nesting-depth limit, and a mapping
-at the top. Every failure is a ``DecodeError`` with a message fit for a Warning event.
+at the top, and numbers of at most ``MAX_NUMBER_DIGITS`` digits (a longer one is refused with
+its position, before the interpreter's own integer-conversion limit could speak). Every failure
+is a ``DecodeError`` with a message fit for a Warning event or an API error.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_NUMBER_DIGITS",
     "MAX_VALUE_BYTES",
     "DecodeError",
     "decode_documents",
@@ -25,20 +29,67 @@ __all__ = [
 #: Larger values are refused without parsing (etcd's own default request limit is 1.5 MiB).
 MAX_VALUE_BYTES = 1536 * 1024
 MAX_DEPTH = 32
+#: Longer integers are refused while decoding, with this module's message (Python's default
+#: limit for converting digits to an int; past it the interpreter's own error would leak out).
+#: Shorter ones reach the schema, whose bounds refuse them naming the field.
+MAX_NUMBER_DIGITS = 4300
+#: A JSON number of more digits than that, as a value (after ``:``, ``[`` or ``,``).
+_LONG_JSON_NUMBER = re.compile(rf"[:\[,]\s*(-?[0-9]{{{MAX_NUMBER_DIGITS + 1},}})")
 
 
 class DecodeError(ValueError):
     """A stored value is not a usable manifest."""
 
 
+def _too_long(digits: int, where: str) -> DecodeError:
+    return DecodeError(
+        f"{where}: a number of {digits} digits is out of range "
+        f"(numbers have at most {MAX_NUMBER_DIGITS} digits)"
+    )
+
+
+def _position(text: str, offset: int) -> str:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"line {line} column {column}"
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors/aliases: they are how YAML bombs expand."""
+    """SafeLoader that refuses anchors/aliases (they are how YAML bombs expand) and over-long
+    integers."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise DecodeError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
+
+    def construct_bounded_int(self, node: yaml.ScalarNode) -> Any:
+        digits = sum(c.isalnum() for c in str(node.value))
+        if digits > MAX_NUMBER_DIGITS:
+            mark = node.start_mark
+            raise _too_long(digits, f"line {mark.line + 1} column {mark.column + 1}")
+        return self.construct_yaml_int(node)
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _NoAliasLoader.construct_bounded_int)
+
+
+def _load_json(text: str) -> Any:
+    """JSON with integers of at most ``MAX_NUMBER_DIGITS`` digits."""
+
+    def parse_int(literal: str) -> int:
+        digits = len(literal.lstrip("-"))
+        if digits > MAX_NUMBER_DIGITS:
+            offsets = [
+                found.start(1)
+                for found in _LONG_JSON_NUMBER.finditer(text)
+                if found.group(1) == literal
+            ]
+            raise _too_long(digits, _position(text, offsets[0]) if offsets else "the value")
+        return int(literal)
+
+    return json.loads(text, parse_int=parse_int)
 
 
 def _check_depth(value: Any, limit: int) -> None:
@@ -64,7 +115,7 @@ def decode_documents(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> list[di
     try:
         is_json = text.lstrip().startswith("{")
         if is_json:
-            documents = [json.loads(text)]
+            documents = [_load_json(text)]
         else:
             loaded = yaml.load_all(text, Loader=_NoAliasLoader)
             documents = [doc for doc in loaded if doc is not None]

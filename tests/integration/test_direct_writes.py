@@ -27,6 +27,12 @@ spec:
   image: ubuntu-22.04
 """
 
+VALID_JSON = json.dumps({
+    "apiVersion": "skybroker.io/v1alpha1", "kind": "Instance",
+    "metadata": {"name": "web-2", "namespace": "acme"},
+    "spec": {"pool": "general", "hardware": {"cpu": 2}, "image": "ubuntu-22.04"},
+}).encode()  # fmt: skip
+
 YAML_BOMB = b"""
 apiVersion: skybroker.io/v1alpha1
 kind: Instance
@@ -143,6 +149,13 @@ def test_values_this_store_wrote_are_not_decoded_again_but_anything_else_is(
         ("mismatch", VALID_YAML, "metadata.name", "key"),
         ("not-a-map", b"- just\n- a list\n", "", "mapping"),
         ("binary", b"\xff\xfe\x00garbage", "", "UTF-8"),
+        ("huge-json-number", VALID_JSON.replace(b'"cpu": 2', b'"cpu": 1' + b"0" * 5000), "",
+         "line 1 column"),
+        ("huge-yaml-number",
+         VALID_YAML.replace(b"{profile: small}", b"{cpu: 1" + b"0" * 5000 + b"}"), "",
+         "5001 digits is out of range"),
+        ("too-many-cpus", VALID_JSON.replace(b'"cpu": 2', b'"cpu": 1' + b"0" * 29),
+         "spec.hardware.cpu", "at most 4096"),
     ],
 )  # fmt: skip
 def test_invalid_direct_writes_are_reported_and_left_alone(
@@ -166,6 +179,7 @@ def test_invalid_direct_writes_are_reported_and_left_alone(
     assert reported_key == key and reported_revision == revision
     matching = [c for c in causes if c.field.startswith(expected_field) and expected_text in str(c)]
     assert matching, causes
+    assert "int_max_str_digits" not in str(causes)  # no interpreter text
     # the invalid value and everything else are untouched
     kv = store.client.range(store.layout.object_key(key)).kvs[0]
     assert kv.mod_revision == revision and kv.value == value
