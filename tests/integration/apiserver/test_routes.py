@@ -179,6 +179,10 @@ def test_delete_with_finalizers_marks_then_removes(admin: httpx.Client) -> None:
 
 
 def test_admission_checks_references(admin: httpx.Client) -> None:
+    account = {"kind": "ProviderAccount", "metadata": {"name": "sim"},
+               "spec": {"driver": "simulated", "region": "local",
+                        "images": {"ubuntu": "img-ubuntu"}}}  # fmt: skip
+    _ok(admin.post(f"{ROOT}/provideraccounts", json=account), 201)
     pool = {"kind": "Pool", "metadata": {"name": "general"},
             "spec": {"members": [{"account": "sim"}], "allowedNamespaces": ["team-b"]}}  # fmt: skip
     _ok(admin.post(f"{ROOT}/pools", json=pool), 201)
