@@ -8,6 +8,12 @@ is synchronous (the store blocks on gRPC); the app runs it in a thread pool.
 
 Secret data is returned only to users allowed to ``get`` secrets in the namespace: a list (or
 watch) by someone who may list but not get them carries the Secrets without ``data``.
+
+A stored value that does not decode or validate (a bad direct write) never fails a whole list:
+it is listed as a row of its kind with its name, ``status.phase: Invalid`` and a ``Ready=False``
+condition whose message holds the errors (:func:`invalid_row`), left out only when a selector
+asks for labels or fields it cannot be known to have. A GET of it answers 422 with the errors,
+and DELETE removes it as it stands (``Store.delete_invalid``), so it can always be cleaned up.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from controller.labels import LabelSelector, SelectorError
 from controller.mergepatch import merge_patch
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
-from controller.store.results import TxnExtras
+from controller.store.results import InvalidValue, TxnExtras
 
-__all__ = ["Resources", "Selection", "parse_selection"]
+__all__ = ["INVALID_PHASE", "Resources", "Selection", "invalid_row", "parse_selection"]
 
 Wire = dict[str, Any]
 _PATCH_RETRIES = 5
+#: The phase a listed value that does not decode or validate is shown with.
+INVALID_PHASE = "Invalid"
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,22 @@ def parse_selection(labels: str | None, fields: str | None) -> Selection:
     except ValueError as exc:
         raise ApiError(400, "BadRequest", f"fieldSelector: {exc}") from None
     return Selection(label_selector, field_selector)
+
+
+def invalid_row(kind: str, value: InvalidValue) -> Wire:
+    """How a stored value that does not decode or validate is listed: its kind and name, phase
+    ``Invalid`` and its errors as the message of ``Ready=False`` (what tables already show)."""
+    errors = "; ".join(str(cause) for cause in value.causes)
+    metadata: Wire = {"name": value.key.name, "resourceVersion": str(value.mod_revision)}
+    if value.key.namespace:
+        metadata["namespace"] = value.key.namespace
+    condition = {"type": "Ready", "status": "False", "reason": "InvalidObject", "message": errors}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": metadata,
+        "status": {"phase": INVALID_PHASE, "conditions": [condition]},
+    }
 
 
 def _bad_request(message: str) -> ApiError:
@@ -189,15 +213,17 @@ class Resources:
             metadata["continue"] = encode_continue(
                 result.resource_version, result.continue_after, prefix
             )
+        rows = [self.visible(user, obj) for obj in result.items]
+        if selection.empty:
+            rows.extend(invalid_row(info.kind, value) for value in result.invalid)
+            rows.sort(
+                key=lambda row: (row["metadata"].get("namespace") or "", row["metadata"]["name"])
+            )
         return {
             "apiVersion": API_VERSION,
             "kind": f"{info.kind}List",
             "metadata": metadata,
-            "items": [
-                wire
-                for wire in (self.visible(user, obj) for obj in result.items)
-                if selection.fields.matches(wire)
-            ],
+            "items": [wire for wire in rows if selection.fields.matches(wire)],
         }
 
     # --- writes ---------------------------------------------------------------------------
@@ -266,7 +292,12 @@ class Resources:
     def _delete_once(self, user: User, target: Target, dry_run: bool) -> Wire:
         """Delete at the revision just read, releasing quota if the object leaves the store."""
         info, name = target.info, str(target.name)
-        current = self.store.get(info.model, name, target.namespace)
+        try:
+            current = self.store.get(info.model, name, target.namespace)
+        except InvalidObjectError:
+            key = ObjectKey(info.plural, target.namespace, name)
+            self.store.delete_invalid(key, actor=user.name, dry_run=dry_run)
+            return success_status(info.kind, name, None)
         release: Usage = {}
         if not current.metadata.finalizers:
             release = {k: -v for k, v in usage_of(self.lookups, current).items()}

@@ -6,6 +6,10 @@ by hand may be anything, so decoding is defensive: a size limit, YAML without al
 at the top, and numbers of at most ``MAX_NUMBER_DIGITS`` digits (a longer one is refused with
 its position, before the interpreter's own integer-conversion limit could speak). Every failure
 is a ``DecodeError`` with a message fit for a Warning event or an API error.
+
+Then the typed step: :func:`validate_at_key` turns a decoded mapping into its kind's model and
+checks it belongs at its key (an ``InvalidObjectError`` naming every field otherwise), and
+:func:`decode_canonical` is the fast path for the canonical JSON the store itself writes.
 """
 
 from __future__ import annotations
@@ -14,16 +18,24 @@ import json
 import re
 from typing import Any
 
+import pydantic
 import yaml
+
+from api_types import registry
+from api_types.meta import Resource
+from controller.errors import FieldCause, InvalidObjectError
+from controller.store.keys import ObjectKey
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_NUMBER_DIGITS",
     "MAX_VALUE_BYTES",
     "DecodeError",
+    "decode_canonical",
     "decode_documents",
     "decode_value",
     "encode_value",
+    "validate_at_key",
 ]
 
 #: Larger values are refused without parsing (etcd's own default request limit is 1.5 MiB).
@@ -148,3 +160,47 @@ def decode_value(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> dict[str, A
 
 def encode_value(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_canonical(key: ObjectKey, raw: bytes) -> Resource | None:
+    """The fast path for values the store wrote: JSON validated by pydantic's own parser.
+
+    Returns None for anything else (YAML, unknown kinds, invalid or misplaced values); the
+    careful path (:func:`decode_value`, :func:`validate_at_key`) then decodes them again and
+    says exactly what is wrong.
+    """
+    if not raw.startswith(b"{") or len(raw) > MAX_VALUE_BYTES:
+        return None
+    try:
+        model = registry.by_plural(key.plural).model
+        obj = model.model_validate_json(raw)
+    except (registry.UnknownKindError, pydantic.ValidationError):
+        return None
+    metadata = obj.metadata
+    if metadata.name != key.name or (metadata.namespace or None) != key.namespace:
+        return None
+    return obj
+
+
+def validate_at_key(key: ObjectKey, wire: dict[str, Any]) -> Resource:
+    """Validate a wire dict and check it belongs at ``key`` (kind, name, namespace)."""
+    try:
+        obj = registry.parse_object(wire)
+    except pydantic.ValidationError as exc:
+        causes = tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
+        raise InvalidObjectError(f"{key}: invalid", causes) from None
+    except registry.UnknownKindError as exc:
+        raise InvalidObjectError(f"{key}: invalid", (FieldCause("kind", str(exc)),)) from None
+    info = registry.by_kind(obj.kind)
+    problems = []
+    if info.plural != key.plural:
+        problems.append(FieldCause("kind", f"{obj.kind} does not belong under {key.plural}/"))
+    if obj.metadata.name != key.name:
+        problems.append(FieldCause("metadata.name", f"must equal the key's name {key.name!r}"))
+    if (obj.metadata.namespace or None) != key.namespace:
+        problems.append(
+            FieldCause("metadata.namespace", f"must equal the key's namespace {key.namespace!r}")
+        )
+    if problems:
+        raise InvalidObjectError(f"{key}: does not match its key", tuple(problems))
+    return obj

@@ -13,7 +13,8 @@ Rules it enforces, so no caller has to:
 - a write that changes nothing is not sent (a converged system writes nothing);
 - finalizers: ``delete`` of an object with finalizers only sets ``deletionTimestamp``; the
   update that removes the last finalizer deletes the key in the same transaction;
-- a history record goes into the same transaction as the change it describes.
+- a history record goes into the same transaction as the change it describes;
+- a value that does not decode or validate is listed apart and can still be deleted.
 
 To avoid a read before every write, the store remembers the last value it saw per key
 (``controller.store.memory``); a stale memory can cost a conflict, never a lost update.
@@ -27,8 +28,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import pydantic
-
 from api_types import registry
 from api_types.meta import Resource, Scope
 from controller.errors import (
@@ -39,7 +38,13 @@ from controller.errors import (
     NotFoundError,
 )
 from controller.labels import LabelSelector
-from controller.store.codec import MAX_VALUE_BYTES, DecodeError, decode_value, encode_value
+from controller.store.codec import (
+    DecodeError,
+    decode_canonical,
+    decode_value,
+    encode_value,
+    validate_at_key,
+)
 from controller.store.encryption import ENCRYPTED_PLURALS, CipherError, SecretCipher
 from controller.store.etcd import (
     EtcdClient,
@@ -76,10 +81,6 @@ _DELETE_RETRIES = 5
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _causes(exc: pydantic.ValidationError) -> tuple[FieldCause, ...]:
-    return tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
 
 
 class Store:
@@ -136,7 +137,7 @@ class Store:
     def decode(self, key: ObjectKey, raw: bytes, mod_revision: int) -> Resource:
         """Decode and validate one stored value; remembers it as the base for later writes."""
         raw = self.plain(key, raw)
-        obj = self._decode_canonical(key, raw)
+        obj = decode_canonical(key, raw)
         if obj is None:
             try:
                 wire = decode_value(raw)
@@ -148,48 +149,9 @@ class Store:
         self._memory.remember(self.layout.object_key(key), mod_revision, raw)
         return obj
 
-    @staticmethod
-    def _decode_canonical(key: ObjectKey, raw: bytes) -> Resource | None:
-        """The fast path for values the store wrote: JSON validated by pydantic's own parser.
-
-        Returns None for anything else (YAML, unknown kinds, invalid or misplaced values); the
-        careful path then decodes them again and says exactly what is wrong.
-        """
-        if not raw.startswith(b"{") or len(raw) > MAX_VALUE_BYTES:
-            return None
-        try:
-            model = registry.by_plural(key.plural).model
-            obj = model.model_validate_json(raw)
-        except (registry.UnknownKindError, pydantic.ValidationError):
-            return None
-        metadata = obj.metadata
-        if metadata.name != key.name or (metadata.namespace or None) != key.namespace:
-            return None
-        return obj
-
     def validate_at_key(self, key: ObjectKey, wire: dict[str, Any]) -> Resource:
-        """Validate a wire dict and check it belongs at ``key`` (kind, name, namespace)."""
-        try:
-            obj = registry.parse_object(wire)
-        except pydantic.ValidationError as exc:
-            raise InvalidObjectError(f"{key}: invalid", _causes(exc)) from None
-        except registry.UnknownKindError as exc:
-            raise InvalidObjectError(f"{key}: invalid", (FieldCause("kind", str(exc)),)) from None
-        info = registry.by_kind(obj.kind)
-        problems = []
-        if info.plural != key.plural:
-            problems.append(FieldCause("kind", f"{obj.kind} does not belong under {key.plural}/"))
-        if obj.metadata.name != key.name:
-            problems.append(FieldCause("metadata.name", f"must equal the key's name {key.name!r}"))
-        if (obj.metadata.namespace or None) != key.namespace:
-            problems.append(
-                FieldCause(
-                    "metadata.namespace", f"must equal the key's namespace {key.namespace!r}"
-                )
-            )
-        if problems:
-            raise InvalidObjectError(f"{key}: does not match its key", tuple(problems))
-        return obj
+        """Validate a wire dict and check it belongs at ``key`` (see ``codec``)."""
+        return validate_at_key(key, wire)
 
     def wrote_status(self, old: Resource, new: Resource) -> bool:
         """True if the change ``old`` → ``new`` of one object is a status write made here
@@ -592,6 +554,40 @@ class Store:
                 if resource_version is not None:
                     raise
         raise ConflictError(f"{key}: kept changing during delete; retry")
+
+    def delete_invalid(
+        self, key: ObjectKey, *, actor: str = "system", dry_run: bool = False
+    ) -> InvalidValue:
+        """Delete a value that does not decode or validate (a bad direct write), as it stands.
+
+        Its finalizers cannot be read, so none are honoured; whatever a valid earlier version
+        created in a cloud is left to the leak sweeper, as for a key deleted straight from
+        etcd. NotFoundError if there is no value; ConflictError if it is valid (delete it as an
+        object) or changes meanwhile. Returns what was deleted and why it was invalid.
+        """
+        etcd_key = self.layout.object_key(key)
+        response = self.client.range(etcd_key)
+        if not response.kvs:
+            raise NotFoundError(f"{key} not found")
+        revision = int(response.kvs[0].mod_revision)
+        try:
+            self.decode(key, bytes(response.kvs[0].value), revision)
+        except InvalidObjectError as exc:
+            invalid = InvalidValue(key, revision, exc.causes or (FieldCause("", exc.message),))
+        else:
+            raise ConflictError(f"{key} is a valid object now; delete it as one")
+        if dry_run:
+            return invalid
+        record = HistoryRecord("Deleted", actor, self._now(), None)
+        deleted = self._txn(
+            [cmp_mod_revision(etcd_key, revision)],
+            [op_delete(etcd_key), *self._history_op(key, revision, record)],
+            None,
+        )
+        self._memory.forget(etcd_key)
+        if not deleted.succeeded:
+            raise ConflictError(f"{key} was modified since revision {revision}; retry")
+        return invalid
 
     # --- maintenance ----------------------------------------------------------------------
 
