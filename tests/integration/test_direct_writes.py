@@ -16,6 +16,7 @@ from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 
 Instance = registry.by_kind("Instance").model
+Namespace = registry.by_kind("Namespace").model
 
 VALID_YAML = b"""
 apiVersion: skybroker.io/v1alpha1
@@ -59,6 +60,7 @@ def reports() -> Reports:
 
 @pytest.fixture
 def normaliser(store: Store, reports: Reports) -> DirectWriteNormalizer:
+    store.create(Namespace.model_validate({"metadata": {"name": "acme"}}))
     return DirectWriteNormalizer(store, reports)
 
 
@@ -215,3 +217,37 @@ def test_run_loop_normalises_writes_as_they_arrive(
         time.sleep(0.05)
     assert store.get(Instance, "web-1", "acme").metadata.uid
     assert [r[0] for r in reports.seen] == [bad]
+
+
+def test_new_objects_in_a_missing_namespace_are_held_until_it_is_created(
+    store: Store, normaliser: DirectWriteNormalizer, reports: Reports
+) -> None:
+    key = ObjectKey("instances", "later", "web-1")
+    value = VALID_YAML.replace(b"namespace: acme", b"namespace: later")
+    revision = put(store, key, value)
+    assert normalise(store, normaliser, key) is Outcome.HELD
+    ((reported, reported_revision, causes),) = reports.seen
+    assert (reported, reported_revision) == (key, revision)
+    assert [c.field for c in causes] == ["metadata.namespace"]
+    assert "namespace 'later' does not exist" in causes[0].message
+    assert store.client.range(store.layout.object_key(key)).kvs[0].value == value
+    # the namespace's own write (as the watch delivers it) lets the held object in
+    namespace = store.create(Namespace.model_validate({"metadata": {"name": "later"}}))
+    namespace_key = ObjectKey("namespaces", None, "later")
+    assert normalise(store, normaliser, namespace_key) is Outcome.UNCHANGED
+    assert store.get(Instance, "web-1", "later").metadata.uid
+    assert namespace.metadata.uid and len(reports.seen) == 1
+
+
+def test_new_objects_in_a_terminating_namespace_are_held(
+    store: Store, normaliser: DirectWriteNormalizer, reports: Reports
+) -> None:
+    store.create(
+        Namespace.model_validate({"metadata": {"name": "leaving", "finalizers": ["test/x"]}})
+    )
+    store.delete(Namespace, "leaving")
+    key = ObjectKey("instances", "leaving", "web-1")
+    put(store, key, VALID_YAML.replace(b"namespace: acme", b"namespace: leaving"))
+    assert normalise(store, normaliser, key) is Outcome.HELD
+    ((_, _, causes),) = reports.seen
+    assert "namespace 'leaving' is being terminated" in causes[0].message
