@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import collections
+import json
 
 import pytest
 
-from api_types import Firewall, Namespace, Quota, Secret, Subnet
+from api_types import Firewall, Instance, Namespace, Quota, Secret, Subnet
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
-from reconcilers import firewall, namespace, subnet
+from reconcilers import firewall, instance, namespace, subnet
 from reconcilers.deps import Deps
-from tests.integration.reconcilers.harness import API, Harness, pool_manifest, sim_account
+from tests.integration.reconcilers.harness import (
+    API,
+    Harness,
+    instance_manifest,
+    pool_manifest,
+    sim_account,
+)
 from tests.integration.reconcilers.test_firewall import HTTP, firewall_manifest
 from tests.integration.reconcilers.test_subnet import subnet_manifest
 
@@ -141,3 +148,27 @@ def test_direct_writes_into_a_namespace_that_cannot_take_them_are_held(
         harness.apply({"apiVersion": API, "kind": "Namespace", "metadata": {"name": "phantom"}})
         harness.eventually(lambda: counting.counts["held"] >= 1, 30, "the held write's reconcile")
         assert harness.get(Firewall, "held", "phantom").metadata.uid  # type: ignore[union-attr]
+
+
+def test_an_instance_written_into_a_missing_namespace_is_not_launched_until_it_exists(
+    harness: Harness,
+) -> None:
+    harness.apply(
+        sim_account("sim-a"),
+        pool_manifest("general", [{"account": "sim-a"}]),
+        {"apiVersion": API, "kind": "Namespace", "metadata": {"name": "acme"}},
+    )
+    harness.start(instance.register)
+    store = harness.store
+    for name, namespace_name in (("ghost-vm", "phantom"), ("real-vm", "acme")):
+        manifest = instance_manifest(name, namespace_name, pool="general")
+        key = ObjectKey("instances", namespace_name, name)
+        store.client.put(store.layout.object_key(key), json.dumps(manifest).encode())
+    real = harness.wait_for(Instance, "real-vm", "acme", lambda i: i.status.phase == "Running")
+    assert [vm.uid for vm in harness.cloud("sim-a").list_instances()] == [real.metadata.uid]
+    assert "InvalidObject" in harness.event_reasons("instances", "ghost-vm", "phantom")
+    assert harness.get(Instance, "ghost-vm", "phantom").status.phase is None  # type: ignore[union-attr]
+
+    harness.apply({"apiVersion": API, "kind": "Namespace", "metadata": {"name": "phantom"}})
+    harness.wait_for(Instance, "ghost-vm", "phantom", lambda i: i.status.phase == "Running")
+    assert len(harness.cloud("sim-a").list_instances()) == 2
