@@ -106,7 +106,6 @@ class NamespaceReconciler:
             obj, "Normal", "NamespaceTerminating", "deleted with its namespace"
         )
 
-
     def _delete_invalid(self, invalid: InvalidValue) -> None:
         try:
             self._deps.store.delete_invalid(invalid.key, actor=ACTOR)
