@@ -52,6 +52,7 @@ __all__ = [
     "MAX_MEMORY_MIB",
     "MAX_RATE",
     "MAX_SECONDS",
+    "SYSTEM_NAMESPACE",
     "BoundedCount",
     "Cidr",
     "CpuOrRange",
@@ -80,6 +81,9 @@ __all__ = [
     "at_most",
     "field_error",
 ]
+
+#: The namespace of the system's own objects (account credentials); it always exists.
+SYSTEM_NAMESPACE = "skybroker-system"
 
 #: Name of an object, or a reference to one: a DNS-1123 subdomain (≤ 253 characters).
 ObjectName = Annotated[str, AfterValidator(validate_dns1123_subdomain)]
@@ -201,7 +205,7 @@ class SecretReference(WireModel):
     """Points at a Secret by namespace and name."""
 
     namespace: NamespaceName = Field(
-        "skybroker-system", description="Namespace of the Secret (default skybroker-system)."
+        SYSTEM_NAMESPACE, description="Namespace of the Secret (default skybroker-system)."
     )
     name: ObjectName = Field(description="Name of the Secret.")
 

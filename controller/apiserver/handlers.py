@@ -24,8 +24,9 @@ from typing import Any
 import pydantic
 
 from api_types import registry
+from api_types.common import SYSTEM_NAMESPACE
 from api_types.meta import API_VERSION, Resource
-from api_types.tenancy import Secret
+from api_types.tenancy import Namespace, Secret
 from controller.apiserver.admission import admit, default_for_create
 from controller.apiserver.auth import User
 from controller.apiserver.lookups import Lookups
@@ -281,6 +282,13 @@ class Resources:
 
     def delete(self, user: User, target: Target, dry_run: bool) -> Wire:
         self.authorize(user, "delete", target)
+        if target.info.plural == Namespace.PLURAL and target.name == SYSTEM_NAMESPACE:
+            # It holds the accounts' credentials; every API server re-creates it at start.
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{SYSTEM_NAMESPACE}" is forbidden: this namespace may not be deleted',
+            )
         for attempt in range(_PATCH_RETRIES):
             try:
                 return self._delete_once(user, target, dry_run)

@@ -48,6 +48,19 @@ def test_create_in_a_missing_namespace_is_404_naming_it(admin: httpx.Client) -> 
     assert admin.get(f"{ROOT}/firewalls").json()["items"] == []
 
 
+def test_the_system_namespace_exists_and_may_not_be_deleted(admin: httpx.Client) -> None:
+    assert admin.get(f"{ROOT}/namespaces/skybroker-system").status_code == 200
+    answer = admin.delete(f"{ROOT}/namespaces/skybroker-system")
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["message"] == (
+        'namespaces "skybroker-system" is forbidden: this namespace may not be deleted'
+    )
+    assert (
+        "deletionTimestamp"
+        not in admin.get(f"{ROOT}/namespaces/skybroker-system").json()["metadata"]
+    )
+
+
 def test_create_in_a_terminating_namespace_is_403(admin: httpx.Client) -> None:
     held = {"kind": "Namespace", "metadata": {"name": "leaving", "finalizers": ["test/hold"]}}
     assert admin.post(f"{ROOT}/namespaces", json=held).status_code == 201

@@ -88,7 +88,7 @@ def test_yaml_body_and_cluster_scoped_kinds(admin: httpx.Client) -> None:
     )
     assert _ok(admin.get(f"{ROOT}/hardwareprofiles/small"))["spec"]["cpu"] == {"min": 1, "max": 2}
     names = [i["metadata"]["name"] for i in _ok(admin.get(f"{ROOT}/namespaces"))["items"]]
-    assert names == ["team-a", "team-b"]
+    assert names == ["skybroker-system", "team-a", "team-b"]  # the system one is built in
     roles = [i["metadata"]["name"] for i in _ok(admin.get(f"{ROOT}/clusterroles"))["items"]]
     assert {"cluster-admin", "admin", "edit", "view"} <= set(roles)
 
