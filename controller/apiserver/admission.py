@@ -7,7 +7,9 @@ before the quota reservation and the store write. In order:
    ``namespaces "x" not found``) and is not being deleted (403, Kubernetes' words), as
    Kubernetes' NamespaceLifecycle plugin does: a tenant's objects always live in a tenant that
    can be listed, and deleted as a unit. Updates and deletes are not checked, so an object left
-   in a missing namespace (written before this check, or straight into etcd) can be removed;
+   in a missing namespace (written before this check, or straight into etcd) can be removed.
+   The namespace is read from the watched cache, as Kubernetes does: a create in the instant
+   after a deletion began may pass, and is then deleted with the rest of the namespace;
 1. defaulting — a create starts from a fresh status (a client cannot forge one) whose phase is
    ``Pending`` wherever the kind's phase allows it, so every create answers at once with
    ``Pending`` (DESIGN §3); a new Quota starts with the namespace's current usage;
