@@ -12,8 +12,9 @@ watch) by someone who may list but not get them carries the Secrets without ``da
 A stored value that does not decode or validate (a bad direct write) never fails a whole list:
 it is listed as a row of its kind with its name, ``status.phase: Invalid`` and a ``Ready=False``
 condition whose message holds the errors (:func:`invalid_row`), left out only when a selector
-asks for labels or fields it cannot be known to have. A GET of it answers 422 with the errors,
-and DELETE removes it as it stands (``Store.delete_invalid``), so it can always be cleaned up.
+asks for labels or fields it cannot be known to have; a GET of it answers the same row. DELETE
+removes it as it stands (``Store.delete_invalid``), so it can always be cleaned up; an update or
+a patch of it is refused (422, with the errors): delete it and create it again.
 """
 
 from __future__ import annotations
@@ -172,7 +173,12 @@ class Resources:
 
     def get(self, user: User, target: Target) -> Wire:
         self.authorize(user, "get", target)
-        obj = self.store.get(target.info.model, str(target.name), target.namespace)
+        info, name = target.info, str(target.name)
+        try:
+            obj = self.store.get(info.model, name, target.namespace)
+        except InvalidObjectError:
+            key = ObjectKey(info.plural, target.namespace, name)
+            return invalid_row(info.kind, self.store.invalid_value(key))
         return obj.to_wire()
 
     def history(self, user: User, target: Target) -> Wire:

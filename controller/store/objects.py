@@ -555,29 +555,30 @@ class Store:
                     raise
         raise ConflictError(f"{key}: kept changing during delete; retry")
 
-    def delete_invalid(
-        self, key: ObjectKey, *, actor: str = "system", dry_run: bool = False
-    ) -> InvalidValue:
-        """Delete a value that does not decode or validate (a bad direct write), as it stands.
-
-        Its finalizers cannot be read, so none are honoured; whatever a valid earlier version
-        created in a cloud is left to the leak sweeper, as for a key deleted straight from
-        etcd. NotFoundError if there is no value; ConflictError if it is valid (delete it as an
-        object) or changes meanwhile. Returns what was deleted and why it was invalid.
-        """
-        etcd_key = self.layout.object_key(key)
-        response = self.client.range(etcd_key)
+    def invalid_value(self, key: ObjectKey) -> InvalidValue:
+        """The value at ``key`` and why it does not decode or validate (a bad direct write);
+        NotFoundError if there is none, ConflictError if it is a valid object."""
+        response = self.client.range(self.layout.object_key(key))
         if not response.kvs:
             raise NotFoundError(f"{key} not found")
         revision = int(response.kvs[0].mod_revision)
         try:
             self.decode(key, bytes(response.kvs[0].value), revision)
         except InvalidObjectError as exc:
-            invalid = InvalidValue(key, revision, exc.causes or (FieldCause("", exc.message),))
-        else:
-            raise ConflictError(f"{key} is a valid object now; delete it as one")
+            return InvalidValue(key, revision, exc.causes or (FieldCause("", exc.message),))
+        raise ConflictError(f"{key} is a valid object now; read it as one")
+
+    def delete_invalid(
+        self, key: ObjectKey, *, actor: str = "system", dry_run: bool = False
+    ) -> InvalidValue:
+        """Delete the :meth:`invalid_value` at ``key`` as it stands (ConflictError if it moves).
+        Its finalizers cannot be read, so none are honoured; what a valid earlier version
+        created in a cloud is left to the leak sweeper, as for a key deleted straight from etcd.
+        """
+        invalid = self.invalid_value(key)
         if dry_run:
             return invalid
+        etcd_key, revision = self.layout.object_key(key), invalid.mod_revision
         record = HistoryRecord("Deleted", actor, self._now(), None)
         deleted = self._txn(
             [cmp_mod_revision(etcd_key, revision)],

@@ -19,6 +19,10 @@ def test_get_lists_an_undecodable_instance_and_delete_removes_it(
     assert row.split()[:2] == ["garbage", "<none>"] and "Invalid" in row.split()
     shown = any_backend("get", "instances", "-n", "acme", "-o", "yaml")
     assert "UTF-8" in shown.out
+    single = any_backend("get", "instance", "garbage", "-n", "acme")
+    assert single.code == 0 and "Invalid" in single.out.splitlines()[1].split()
+    described = any_backend("describe", "instance", "garbage", "-n", "acme")
+    assert described.code == 0 and "UTF-8" in described.out, described.err
     deleted = any_backend("delete", "instance", "garbage", "-n", "acme")
     assert deleted.code == 0, deleted.err
     assert "instance.skybroker.io/garbage deleted" in deleted.out
