@@ -14,13 +14,18 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field
 
 from api_types.common import (
-    IntRange,
+    MAX_COUNT,
+    MAX_RATE,
+    CpuRange,
+    DiskRange,
+    MemoryRange,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ProviderToken,
     SecretReference,
+    at_most,
 )
 from api_types.meta import PhaselessStatus, Resource, Scope, WireEnum, WireModel
 from api_types.validation import validate_dns1123_label, validate_http_url, validate_token
@@ -57,10 +62,12 @@ class Arch(StrEnum):
 class ApiBudget(WireModel):
     """Per-account token bucket shared by all workers (deletes go first)."""
 
-    requests_per_second: PositiveFloat = Field(
+    requests_per_second: Annotated[PositiveFloat, at_most(MAX_RATE)] = Field(
         10.0, description="Sustained cloud API calls per second (> 0)."
     )
-    burst: PositiveInt = Field(20, description="Bucket size: calls allowed at once (≥ 1).")
+    burst: Annotated[PositiveInt, at_most(MAX_COUNT)] = Field(
+        20, description="Bucket size: calls allowed at once (≥ 1)."
+    )
 
 
 def _validate_images(value: dict[str, str]) -> dict[str, str]:
@@ -141,11 +148,11 @@ class ProviderAccount(Resource):
 class HardwareProfileSpec(WireModel):
     """Constraints a provider size must satisfy; an absent constraint matches any size."""
 
-    cpu: IntRange | None = Field(None, description="vCPUs {min, max}.")
-    memory_mib: IntRange | None = Field(
+    cpu: CpuRange | None = Field(None, description="vCPUs {min, max}.")
+    memory_mib: MemoryRange | None = Field(
         None, alias="memoryMiB", description="Memory in MiB {min, max}."
     )
-    disk_gib: IntRange | None = Field(
+    disk_gib: DiskRange | None = Field(
         None, alias="diskGiB", description="Root disk in GiB {min, max}."
     )
     arch: WireEnum[Arch] | None = Field(None, description="x86_64 or arm64; absent = any.")

@@ -10,6 +10,11 @@ the API must say so, not guess. Floats accept integers (``requestsPerSecond: 5``
 never coerced from numbers (pydantic v2's default). Enums and timestamps stay lax because JSON
 can only carry them as strings.
 
+Bounds, deliberately too: every number a user states has an upper bound (:func:`at_most`, the
+``Max*``/``Bounded*`` types below), generous enough for any real cloud and small enough that a
+typo of a few digits (``cpu: 40000``), an absurd quota or a 4,000-digit number is refused at
+once, naming the field, instead of being stored, summed and scheduled.
+
 A rule that involves two fields (``pool`` xor ``account``, a subnet inside its network) raises
 through :func:`field_error`, so the error still names the precise field (``spec.account``)
 rather than the enclosing object.
@@ -41,10 +46,25 @@ from api_types.validation import (
 )
 
 __all__ = [
+    "MAX_COUNT",
+    "MAX_CPU",
+    "MAX_DISK_GIB",
+    "MAX_MEMORY_MIB",
+    "MAX_RATE",
+    "MAX_SECONDS",
+    "SYSTEM_NAMESPACE",
+    "BoundedCount",
     "Cidr",
+    "CpuOrRange",
+    "CpuRange",
+    "DiskGiB",
+    "DiskOrRange",
+    "DiskRange",
     "IntOrRange",
     "IntRange",
     "LabelMap",
+    "MemoryOrRange",
+    "MemoryRange",
     "NamespaceName",
     "NonNegativeFloat",
     "NonNegativeInt",
@@ -58,8 +78,12 @@ __all__ = [
     "SecretReference",
     "TargetSpec",
     "as_range",
+    "at_most",
     "field_error",
 ]
+
+#: The namespace of the system's own objects (account credentials); it always exists.
+SYSTEM_NAMESPACE = "skybroker-system"
 
 #: Name of an object, or a reference to one: a DNS-1123 subdomain (≤ 253 characters).
 ObjectName = Annotated[str, AfterValidator(validate_dns1123_subdomain)]
@@ -76,6 +100,19 @@ PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 PositiveFloat = Annotated[StrictFloat, Field(gt=0)]
 NonNegativeFloat = Annotated[StrictFloat, Field(ge=0)]
+
+#: vCPUs of one instance (the largest cloud sizes have a few hundred).
+MAX_CPU = 4096
+#: Memory of one instance: 64 TiB in MiB.
+MAX_MEMORY_MIB = 64 * 1024 * 1024
+#: A disk or volume: 64 TiB in GiB (EC2's largest volume).
+MAX_DISK_GIB = 64 * 1024
+#: Counts: instances or volumes in a quota, a member's cap, weights, priorities, bursts.
+MAX_COUNT = 1_000_000
+#: Durations in seconds: one week.
+MAX_SECONDS = 7 * 24 * 3600
+#: Rates (calls per second).
+MAX_RATE = 1_000_000
 
 
 def field_error(loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:
@@ -115,6 +152,22 @@ class IntRange(WireModel):
         return self.max is None or value <= self.max
 
 
+def at_most(limit: int, unit: str = "") -> AfterValidator:
+    """A bound for a number or an :class:`IntRange` (each of its ends), naming the end."""
+    text = f"must be at most {limit}{' ' + unit if unit else ''}"
+
+    def check(value: Any) -> Any:
+        ends: tuple[tuple[tuple[str, ...], Any], ...] = (((), value),)
+        if isinstance(value, IntRange):
+            ends = (("min",), value.min), (("max",), value.max)
+        for loc, number in ends:
+            if number is not None and not number <= limit:  # NaN is out of bounds too
+                raise field_error(loc, text, number)
+        return value
+
+    return AfterValidator(check)
+
+
 def _int_or_range(value: Any) -> str:
     return "range" if isinstance(value, dict | IntRange) else "value"
 
@@ -129,6 +182,18 @@ IntOrRange = Annotated[
 ]
 
 
+#: A count that is bounded: 0 ≤ n ≤ ``MAX_COUNT``.
+BoundedCount = Annotated[NonNegativeInt, at_most(MAX_COUNT)]
+#: Quantities of one machine, exact or ``{min, max}`` (instances) or ranges only (profiles).
+CpuRange = Annotated[IntRange, at_most(MAX_CPU, "vCPUs")]
+CpuOrRange = Annotated[IntOrRange, at_most(MAX_CPU, "vCPUs")]
+MemoryRange = Annotated[IntRange, at_most(MAX_MEMORY_MIB, "MiB (64 TiB)")]
+MemoryOrRange = Annotated[IntOrRange, at_most(MAX_MEMORY_MIB, "MiB (64 TiB)")]
+DiskGiB = Annotated[PositiveInt, at_most(MAX_DISK_GIB, "GiB (64 TiB)")]
+DiskRange = Annotated[IntRange, at_most(MAX_DISK_GIB, "GiB (64 TiB)")]
+DiskOrRange = Annotated[IntOrRange, at_most(MAX_DISK_GIB, "GiB (64 TiB)")]
+
+
 def as_range(value: int | IntRange | None) -> IntRange | None:
     """Normalise an :data:`IntOrRange` value: an exact ``n`` becomes ``{min: n, max: n}``."""
     if value is None or isinstance(value, IntRange):
@@ -140,7 +205,7 @@ class SecretReference(WireModel):
     """Points at a Secret by namespace and name."""
 
     namespace: NamespaceName = Field(
-        "skybroker-system", description="Namespace of the Secret (default skybroker-system)."
+        SYSTEM_NAMESPACE, description="Namespace of the Secret (default skybroker-system)."
     )
     name: ObjectName = Field(description="Name of the Secret.")
 

@@ -21,8 +21,10 @@ from pydantic import AfterValidator, Field, model_validator
 
 from api_types.accounts import Arch
 from api_types.common import (
-    IntOrRange,
+    CpuOrRange,
+    DiskOrRange,
     IntRange,
+    MemoryOrRange,
     ObjectName,
     PlacedStatus,
     Placement,
@@ -97,11 +99,11 @@ class HardwareSpec(WireModel):
     size: ProviderToken | None = Field(
         None, description="Explicit provider size name, e.g. t3.micro."
     )
-    cpu: IntOrRange | None = Field(None, description="Inline: vCPUs, exact or {min, max}.")
-    memory_mib: IntOrRange | None = Field(
+    cpu: CpuOrRange | None = Field(None, description="Inline: vCPUs, exact or {min, max}.")
+    memory_mib: MemoryOrRange | None = Field(
         None, alias="memoryMiB", description="Inline: memory in MiB, exact or {min, max}."
     )
-    disk_gib: IntOrRange | None = Field(
+    disk_gib: DiskOrRange | None = Field(
         None, alias="diskGiB", description="Inline: root disk in GiB, exact or {min, max}."
     )
     arch: WireEnum[Arch] | None = Field(None, description="Inline: x86_64 or arm64.")

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from api_types.common import (
+    MAX_COUNT,
+    MAX_SECONDS,
+    BoundedCount,
     LabelMap,
     NamespaceName,
     NonNegativeInt,
     ObjectName,
     ProviderToken,
+    at_most,
     field_error,
 )
 from api_types.meta import PhaselessStatus, Resource, Scope, WireEnum, WireModel
@@ -58,13 +62,13 @@ class PoolMember(WireModel):
     zones: list[ProviderToken] = Field(
         default_factory=list, description="Zones allowed; empty = any zone of the region."
     )
-    priority: StrictInt = Field(
+    priority: Annotated[StrictInt, Field(ge=-MAX_COUNT), at_most(MAX_COUNT)] = Field(
         0, description="Higher is preferred by the Priority policy and breaks ties elsewhere."
     )
-    weight: NonNegativeInt = Field(
+    weight: BoundedCount = Field(
         1, description="Relative share for WeightedRandom (≥ 0; 0 = never chosen by weight)."
     )
-    max_instances: NonNegativeInt | None = Field(
+    max_instances: BoundedCount | None = Field(
         None, description="Cap on Instances placed on this member; absent = no cap."
     )
     labels: LabelMap = Field(
@@ -89,7 +93,7 @@ class PoolPolicy(WireModel):
         PoolPolicyType.PRIORITY,
         description="Priority, LowestCost, RoundRobin, LeastLoaded or WeightedRandom.",
     )
-    failure_penalty: NonNegativeInt = Field(
+    failure_penalty: Annotated[NonNegativeInt, at_most(MAX_SECONDS, "seconds")] = Field(
         DEFAULT_FAILURE_PENALTY_SECONDS,
         description="Seconds a member ranks last after a failed placement on it (0 = never).",
     )

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from api_types.common import ObjectName, PlacedStatus, PositiveInt, ProviderToken, TargetSpec
+from api_types.common import DiskGiB, ObjectName, PlacedStatus, ProviderToken, TargetSpec
 from api_types.meta import Resource, Scope, WireModel
 
 __all__ = [
@@ -35,7 +35,7 @@ class VolumeAttachment(WireModel):
 
 
 class VolumeSpec(TargetSpec):
-    size_gib: PositiveInt = Field(alias="sizeGiB", description="Size in GiB (> 0).")
+    size_gib: DiskGiB = Field(alias="sizeGiB", description="Size in GiB (1 to 65536).")
     type: ProviderToken | None = Field(
         None, description="Provider volume type (e.g. gp3); absent = the provider's default."
     )

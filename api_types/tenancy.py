@@ -13,8 +13,25 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, field_validator
 
-from api_types.common import NonNegativeInt, field_error
-from api_types.meta import ObjectMeta, PhaselessStatus, Resource, Scope, Status, WireEnum, WireModel
+from api_types.common import (
+    MAX_COUNT,
+    MAX_CPU,
+    MAX_DISK_GIB,
+    MAX_MEMORY_MIB,
+    BoundedCount,
+    NonNegativeInt,
+    at_most,
+    field_error,
+)
+from api_types.meta import (
+    ObjectMeta,
+    PhaselessStatus,
+    Resource,
+    Scope,
+    Status,
+    WireEnum,
+    WireModel,
+)
 from api_types.validation import validate_base64, validate_dns1123_label, validate_secret_key
 
 __all__ = [
@@ -79,15 +96,18 @@ class Namespace(Resource):
 
 
 class QuotaLimits(WireModel):
-    """Hard limits of a namespace; an absent field is not limited."""
+    """Hard limits of a namespace; an absent field is not limited. Each is bounded by what
+    ``MAX_COUNT`` objects of the largest size would use."""
 
-    instances: NonNegativeInt | None = Field(None, description="Maximum number of Instances.")
-    cpu: NonNegativeInt | None = Field(None, description="Maximum total vCPUs of Instances.")
-    memory_mib: NonNegativeInt | None = Field(
+    instances: BoundedCount | None = Field(None, description="Maximum number of Instances.")
+    cpu: Annotated[NonNegativeInt, at_most(MAX_CPU * MAX_COUNT)] | None = Field(
+        None, description="Maximum total vCPUs of Instances."
+    )
+    memory_mib: Annotated[NonNegativeInt, at_most(MAX_MEMORY_MIB * MAX_COUNT)] | None = Field(
         None, alias="memoryMiB", description="Maximum total memory of Instances, MiB."
     )
-    volumes: NonNegativeInt | None = Field(None, description="Maximum number of Volumes.")
-    volume_gib: NonNegativeInt | None = Field(
+    volumes: BoundedCount | None = Field(None, description="Maximum number of Volumes.")
+    volume_gib: Annotated[NonNegativeInt, at_most(MAX_DISK_GIB * MAX_COUNT)] | None = Field(
         None, alias="volumeGiB", description="Maximum total size of Volumes, GiB."
     )
 

@@ -7,8 +7,10 @@ registers one reconciler per kind with :meth:`Manager.add_controller` and calls
 - shares one informer per kind between every controller that watches it;
 - holds its share of the shards (:class:`~controller.leader.ShardSet`; one shard = plain
   leader election); a worker reconciles a key only while this process validly holds the key's
-  shard, and the holder of shard 0 runs the maintenance loops (direct-write normaliser, owner
-  garbage collection, history trimming, etcd compaction);
+  shard — and only once its object was normalised (a direct write the normaliser has not
+  completed, or holds because its namespace is missing, waits whichever way it was queued:
+  event, watched kind or periodic resync) — and the holder of shard 0 runs the maintenance
+  loops (direct-write normaliser, owner garbage collection, history trimming, etcd compaction);
 - turns a ``TerminalError`` into a Warning event and condition ``Ready=False``;
 - serves ``/healthz``, ``/readyz`` and ``/metrics`` and shuts down cleanly on SIGTERM.
 """
@@ -93,6 +95,12 @@ class Normalised:
         return True
 
 
+def _normalised_or_gone(informer: Informer[Any], key: ObjectKey) -> bool:
+    """True unless the cache holds ``key``'s object as a direct write not yet normalised."""
+    obj = informer.peek(key)
+    return obj is None or is_normalised(obj)
+
+
 class Manager:
     def __init__(self, store: Store, options: ManagerOptions | None = None) -> None:
         self.store = store
@@ -151,15 +159,16 @@ class Manager:
         ``kind`` label of its metrics and logs instead of the kind's plural and name, so the
         two controllers' series stay apart.
         """
+        informer = self.informer(model)
         controller = Controller(
             name or model.PLURAL,
             reconciler,
             RateLimitingQueue(name or model.PLURAL, metrics=default_workqueue_metrics()),
             workers=workers or self.options.workers,
             kind=name or model.KIND,
-            is_active=self.owns,
+            is_active=lambda key: self.owns(key) and _normalised_or_gone(informer, key),
             on_terminal=self._on_terminal,
-            resync_source=self.informer(model),
+            resync_source=informer,
             resync_period=self.options.resync_period,
             min_interval=min_interval,
         )
@@ -168,7 +177,7 @@ class Manager:
             NotOwnStatusWrite(self.store.wrote_status),
             *predicates,
         )
-        controller.watch(self.informer(model), EnqueueObject(), *own_kind)
+        controller.watch(informer, EnqueueObject(), *own_kind)
         for watched, handler in watches:
             controller.watch(self.informer(watched), handler, Normalised())
         self._controllers.append(controller)

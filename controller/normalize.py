@@ -11,9 +11,17 @@ key. This loop validates each written value:
   and a history record, so observers of generation see the change;
 - invalid (undecodable, YAML bomb, oversized, unknown kind, wrong types, key mismatch) → one
   Warning event per written revision naming the key and every error; the value is left alone
-  and nothing else changes.
+  and nothing else changes;
+- valid, but new (no uid yet) in a namespace that does not exist or is being deleted → held:
+  a Warning event naming the key and why, and the value is left alone, as the API would have
+  refused the create (404 / 403). When the Namespace is created afterwards, the values held
+  for it are normalised then (the direct write is taken as written when it became possible).
+  A held value is never provisioned; namespace deletion removes it like any object.
 
-Reconcilers skip objects without a uid (``is_normalised``): they see them again once done.
+The manager reconciles no object without a uid (``is_normalised``), however its key was queued:
+such objects are seen again once normalised. A complete value (uid, generation and
+creationTimestamp already there) is indistinguishable from an API server's write and is not
+held: only the API's admission can refuse those.
 """
 
 from __future__ import annotations
@@ -21,15 +29,22 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
 
+from api_types import registry
 from api_types.meta import Resource
-from controller.errors import ConflictError, FieldCause, InvalidObjectError, StoreUnavailableError
+from controller.errors import (
+    ConflictError,
+    FieldCause,
+    InvalidObjectError,
+    NotFoundError,
+    StoreUnavailableError,
+)
 from controller.store.codec import DecodeError, decode_value
 from controller.store.history import HistoryRecord, diff_fields
 from controller.store.keys import ObjectKey
@@ -42,6 +57,8 @@ __all__ = ["DirectWriteNormalizer", "InvalidValueReporter", "Outcome", "is_norma
 log = structlog.get_logger(__name__)
 
 DIRECT_WRITE_ACTOR = "etcd-direct-write"
+#: The plural of the kind that namespaced objects live in.
+NAMESPACES = "namespaces"
 
 
 def is_normalised(obj: Resource) -> bool:
@@ -58,6 +75,7 @@ class Outcome(StrEnum):
     UNCHANGED = "Unchanged"
     NORMALISED = "Normalised"
     INVALID = "Invalid"
+    HELD = "Held"  # valid, but its namespace is missing or terminating: not admitted yet
     SUPERSEDED = "Superseded"  # the key moved on while we looked; its next event handles it
 
 
@@ -67,12 +85,24 @@ class DirectWriteNormalizer:
     report_invalid: InvalidValueReporter
     is_active: Callable[[], bool] = lambda: True
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Keys of held values per namespace, to normalise once the namespace is there.
+    held: dict[str, set[ObjectKey]] = field(default_factory=dict)
 
     def normalise(
         self, etcd_key: bytes, raw: bytes, mod_revision: int, prev_raw: bytes | None = None
     ) -> Outcome:
         key = self.store.layout.parse_object_key(etcd_key)
-        if key is None or self.store.wrote(key, mod_revision):
+        if key is None:
+            return Outcome.UNCHANGED
+        outcome = self._normalise(key, raw, mod_revision, prev_raw)
+        if key.plural == NAMESPACES and key.name in self.held:
+            self._admit_held(key.name)
+        return outcome
+
+    def _normalise(
+        self, key: ObjectKey, raw: bytes, mod_revision: int, prev_raw: bytes | None
+    ) -> Outcome:
+        if self.store.wrote(key, mod_revision):
             return Outcome.UNCHANGED  # the store writes only complete, canonical values
         try:
             raw = self.store.plain(key, raw)  # encrypted Secrets are read like any value
@@ -92,6 +122,12 @@ class DirectWriteNormalizer:
         spec_changes = self._unbumped_spec_changes(key, canonical, prev_raw)
         if not (missing or stored_revision_field or not is_json or spec_changes):
             return Outcome.UNCHANGED
+        if "uid" in missing and key.namespace is not None:
+            refusal = self._namespace_refusal(key.namespace)
+            if refusal is not None:
+                self.held.setdefault(key.namespace, set()).add(key)
+                self.report_invalid(key, mod_revision, (FieldCause("metadata.namespace", refusal),))
+                return Outcome.HELD
         metadata.pop("resourceVersion", None)
         metadata.setdefault("uid", str(uuid.uuid4()))
         metadata.setdefault("creationTimestamp", self.now().isoformat())
@@ -114,6 +150,27 @@ class DirectWriteNormalizer:
             return Outcome.SUPERSEDED
         log.info("normalised direct write", key=str(key), missing=missing)
         return Outcome.NORMALISED
+
+    def _namespace_refusal(self, name: str) -> str | None:
+        """Why no new object may enter namespace ``name`` now (None: it may)."""
+        try:
+            namespace = self.store.get(registry.by_plural(NAMESPACES).model, name)
+        except NotFoundError:
+            return f"namespace {name!r} does not exist: not admitted until it is created"
+        except InvalidObjectError:
+            return f"namespace {name!r} is not a valid Namespace: not admitted"
+        if namespace.metadata.deletion_timestamp is not None:
+            return f"namespace {name!r} is being terminated: not admitted"
+        return None
+
+    def _admit_held(self, name: str) -> None:
+        """Normalise the values held for namespace ``name`` if it now admits them."""
+        if self._namespace_refusal(name) is not None:
+            return
+        for key in self.held.pop(name, set()):
+            response = self.store.client.range(self.store.layout.object_key(key))
+            for kv in response.kvs:
+                self.normalise(bytes(kv.key), bytes(kv.value), int(kv.mod_revision))
 
     def _unbumped_spec_changes(
         self, key: ObjectKey, canonical: dict[str, Any], prev_raw: bytes | None

@@ -4,9 +4,10 @@ Where it sits: the Namespace controller. Every Namespace gets the finalizer
 ``skybroker.io/namespace`` and phase ``Active``. Once deletion is requested the phase becomes
 ``Terminating`` and every object of every namespaced kind in it is deleted through the store —
 so each object's own finalizers still run (instances are deleted in the cloud, subnets wait
-for their instances, volumes detach first). The finalizer is removed, and the Namespace goes,
-only when nothing is left in it; until then condition ``ContentRemaining`` counts what is left
-per kind.
+for their instances, volumes detach first). A value in it that does not decode or validate (a
+bad direct write) has no finalizers to honour and is deleted as it stands. The finalizer is
+removed, and the Namespace goes, only when nothing is left in it; until then condition
+``ContentRemaining`` counts what is left per kind.
 
 The namespace's contents are listed straight from the store rather than from informers: a
 deletion is rare and must see every kind, including ones no controller of this process watches.
@@ -19,8 +20,10 @@ from collections import Counter
 from api_types import Namespace, NamespacePhase, registry
 from api_types.meta import Resource
 from controller.errors import ConflictError, NotFoundError
+from controller.events import involved_for_key
 from controller.predicate import GenerationChanged
 from controller.reconcile import Request, Result
+from controller.store.results import InvalidValue
 from reconcilers._common import (
     ACTOR,
     add_finalizer,
@@ -82,10 +85,14 @@ class NamespaceReconciler:
         for info in registry.all_kinds():
             if not info.model.namespaced() or info.kind in _NOT_CONTENT:
                 continue
-            for obj in self._deps.store.list(info.model, name).items:
+            listed = self._deps.store.list(info.model, name)
+            for obj in listed.items:
                 left[info.kind] += 1
                 if obj.metadata.deletion_timestamp is None:
                     self._delete(obj)
+            for invalid in listed.invalid:
+                left[info.kind] += 1
+                self._delete_invalid(invalid)
         return left
 
     def _delete(self, obj: Resource) -> None:
@@ -97,6 +104,18 @@ class NamespaceReconciler:
             return  # gone or changing: the next look sees it again
         self._deps.recorder.record(
             obj, "Normal", "NamespaceTerminating", "deleted with its namespace"
+        )
+
+    def _delete_invalid(self, invalid: InvalidValue) -> None:
+        try:
+            self._deps.store.delete_invalid(invalid.key, actor=ACTOR)
+        except (NotFoundError, ConflictError):
+            return  # gone, or changed (perhaps into a valid object): the next look sees it
+        self._deps.recorder.record(
+            involved_for_key(invalid.key),
+            "Normal",
+            "NamespaceTerminating",
+            "deleted with its namespace (its value was invalid)",
         )
 
 

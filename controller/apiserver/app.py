@@ -30,7 +30,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram,
 from starlette.exceptions import HTTPException
 
 from api_types import registry
-from api_types.meta import API_VERSION
+from api_types.common import SYSTEM_NAMESPACE
+from api_types.meta import API_VERSION, Resource
 from controller.apiserver.auth import TokenAuthenticator
 from controller.apiserver.body import MAX_BODY_BYTES
 from controller.apiserver.dispatch import Dispatcher, Receive, Send
@@ -119,13 +120,17 @@ class ApiServer:
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the RBAC and admission caches, wait for them, store the built-in ClusterRoles."""
+        """Start the RBAC and admission caches, wait for them, store the built-in ClusterRoles
+        and the system namespace (admission creates nothing in a namespace that is missing)."""
         self.authorizer.start()
         self.lookups.start()
         timeout = self.options.sync_timeout
         if not (self.authorizer.wait_for_sync(timeout) and self.lookups.wait_for_sync(timeout)):
             raise StoreError("the API server's caches did not sync; is etcd reachable?")
         self._bootstrap_roles()
+        self._bootstrap(
+            registry.parse_object({"kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
+        )
 
     def stop(self) -> None:
         self.dispatcher.close()
@@ -147,10 +152,14 @@ class ApiServer:
                     "rules": [rule.model_dump(mode="json", by_alias=True) for rule in rules],
                 }
             )
-            try:
-                self.store.create(role, actor="system:apiserver")
-            except AlreadyExistsError:
-                continue
+            self._bootstrap(role)
+
+    def _bootstrap(self, obj: Resource) -> None:
+        """Create ``obj`` unless it exists (every API server does this at start)."""
+        try:
+            self.store.create(obj, actor="system:apiserver")
+        except AlreadyExistsError:
+            return
 
     def ready(self) -> bool:
         synced = self.authorizer.has_synced() and self.lookups.has_synced()

@@ -61,6 +61,5 @@ def decode_body(raw: bytes, content_type: str | None, *, patch: bool = False) ->
         raise ApiError(400, "BadRequest", "the body must be a JSON object")
     try:
         return decode_value(raw, max_bytes=len(raw))
-    except (ValueError, RecursionError) as exc:
-        # DecodeError is a ValueError; so are int() limits on absurdly long numbers.
+    except (ValueError, RecursionError) as exc:  # DecodeError is a ValueError
         raise ApiError(400, "BadRequest", f"cannot decode the body: {exc}") from None

@@ -8,6 +8,13 @@ is synchronous (the store blocks on gRPC); the app runs it in a thread pool.
 
 Secret data is returned only to users allowed to ``get`` secrets in the namespace: a list (or
 watch) by someone who may list but not get them carries the Secrets without ``data``.
+
+A stored value that does not decode or validate (a bad direct write) never fails a whole list:
+it is listed as a row of its kind with its name, ``status.phase: Invalid`` and a ``Ready=False``
+condition whose message holds the errors (:func:`invalid_row`), left out only when a selector
+asks for labels or fields it cannot be known to have; a GET of it answers the same row. DELETE
+removes it as it stands (``Store.delete_invalid``), so it can always be cleaned up; an update or
+a patch of it is refused (422, with the errors): delete it and create it again.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from typing import Any
 import pydantic
 
 from api_types import registry
+from api_types.common import SYSTEM_NAMESPACE
 from api_types.meta import API_VERSION, Resource
-from api_types.tenancy import Secret
+from api_types.tenancy import Namespace, Secret
 from controller.apiserver.admission import admit, default_for_create
 from controller.apiserver.auth import User
 from controller.apiserver.lookups import Lookups
@@ -33,12 +41,14 @@ from controller.labels import LabelSelector, SelectorError
 from controller.mergepatch import merge_patch
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
-from controller.store.results import TxnExtras
+from controller.store.results import InvalidValue, TxnExtras
 
-__all__ = ["Resources", "Selection", "parse_selection"]
+__all__ = ["INVALID_PHASE", "Resources", "Selection", "invalid_row", "parse_selection"]
 
 Wire = dict[str, Any]
 _PATCH_RETRIES = 5
+#: The phase a listed value that does not decode or validate is shown with.
+INVALID_PHASE = "Invalid"
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,22 @@ def parse_selection(labels: str | None, fields: str | None) -> Selection:
     except ValueError as exc:
         raise ApiError(400, "BadRequest", f"fieldSelector: {exc}") from None
     return Selection(label_selector, field_selector)
+
+
+def invalid_row(kind: str, value: InvalidValue) -> Wire:
+    """How a stored value that does not decode or validate is listed: its kind and name, phase
+    ``Invalid`` and its errors as the message of ``Ready=False`` (what tables already show)."""
+    errors = "; ".join(str(cause) for cause in value.causes)
+    metadata: Wire = {"name": value.key.name, "resourceVersion": str(value.mod_revision)}
+    if value.key.namespace:
+        metadata["namespace"] = value.key.namespace
+    condition = {"type": "Ready", "status": "False", "reason": "InvalidObject", "message": errors}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": metadata,
+        "status": {"phase": INVALID_PHASE, "conditions": [condition]},
+    }
 
 
 def _bad_request(message: str) -> ApiError:
@@ -147,7 +173,12 @@ class Resources:
 
     def get(self, user: User, target: Target) -> Wire:
         self.authorize(user, "get", target)
-        obj = self.store.get(target.info.model, str(target.name), target.namespace)
+        info, name = target.info, str(target.name)
+        try:
+            obj = self.store.get(info.model, name, target.namespace)
+        except InvalidObjectError:
+            key = ObjectKey(info.plural, target.namespace, name)
+            return invalid_row(info.kind, self.store.invalid_value(key))
         return obj.to_wire()
 
     def history(self, user: User, target: Target) -> Wire:
@@ -189,15 +220,17 @@ class Resources:
             metadata["continue"] = encode_continue(
                 result.resource_version, result.continue_after, prefix
             )
+        rows = [self.visible(user, obj) for obj in result.items]
+        if selection.empty:
+            rows.extend(invalid_row(info.kind, value) for value in result.invalid)
+            rows.sort(
+                key=lambda row: (row["metadata"].get("namespace") or "", row["metadata"]["name"])
+            )
         return {
             "apiVersion": API_VERSION,
             "kind": f"{info.kind}List",
             "metadata": metadata,
-            "items": [
-                wire
-                for wire in (self.visible(user, obj) for obj in result.items)
-                if selection.fields.matches(wire)
-            ],
+            "items": [wire for wire in rows if selection.fields.matches(wire)],
         }
 
     # --- writes ---------------------------------------------------------------------------
@@ -255,6 +288,13 @@ class Resources:
 
     def delete(self, user: User, target: Target, dry_run: bool) -> Wire:
         self.authorize(user, "delete", target)
+        if target.info.plural == Namespace.PLURAL and target.name == SYSTEM_NAMESPACE:
+            # It holds the accounts' credentials; every API server re-creates it at start.
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{SYSTEM_NAMESPACE}" is forbidden: this namespace may not be deleted',
+            )
         for attempt in range(_PATCH_RETRIES):
             try:
                 return self._delete_once(user, target, dry_run)
@@ -266,7 +306,12 @@ class Resources:
     def _delete_once(self, user: User, target: Target, dry_run: bool) -> Wire:
         """Delete at the revision just read, releasing quota if the object leaves the store."""
         info, name = target.info, str(target.name)
-        current = self.store.get(info.model, name, target.namespace)
+        try:
+            current = self.store.get(info.model, name, target.namespace)
+        except InvalidObjectError:
+            key = ObjectKey(info.plural, target.namespace, name)
+            self.store.delete_invalid(key, actor=user.name, dry_run=dry_run)
+            return success_status(info.kind, name, None)
         release: Usage = {}
         if not current.metadata.finalizers:
             release = {k: -v for k, v in usage_of(self.lookups, current).items()}

@@ -1,8 +1,9 @@
 """The reads admission makes on every write, served from watched caches where that is safe.
 
-Where it sits: under ``admission`` and ``quota``. Pools, provider accounts, hardware profiles
-and quotas are listed and watched into informer caches (``controller.cache.Informer``) when the
-API server starts, so checking a write's references and reserving its quota cost no etcd read:
+Where it sits: under ``admission`` and ``quota``. Namespaces, pools, provider accounts,
+hardware profiles and quotas are listed and watched into informer caches
+(``controller.cache.Informer``) when the API server starts, so checking a write's namespace and
+references and reserving its quota cost no etcd read:
 
 - a reference found in the cache exists (it may have been deleted a moment ago — as it may be
   right after any check; the controllers check again before acting); one missing from the
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 from api_types.accounts import HardwareProfile, ProviderAccount
 from api_types.meta import Resource
 from api_types.pools import Pool
-from api_types.tenancy import Quota
+from api_types.tenancy import Namespace, Quota
 from controller.cache import Informer
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
@@ -51,7 +52,7 @@ class QuotaSnapshot:
         return {quota.metadata.name: quota.metadata.resource_version for quota in self.quotas}
 
 
-_CACHED: tuple[type[Resource], ...] = (Pool, ProviderAccount, HardwareProfile, Quota)
+_CACHED: tuple[type[Resource], ...] = (Namespace, Pool, ProviderAccount, HardwareProfile, Quota)
 
 
 class Lookups:

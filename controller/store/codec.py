@@ -4,33 +4,54 @@ Where it sits: between raw etcd bytes and the typed models of ``api_types``. A v
 by hand may be anything, so decoding is defensive: a size limit, YAML anchors, aliases and merge
 keys (``<<: *base``) allowed only as long as they expand the document by at most
 :data:`MAX_ALIAS_EXPANSION` nodes (a "billion laughs" document is refused before it expands,
-and so is an alias to its own ancestor), a nesting-depth limit, and a mapping at the top. The
-result is a plain tree: what an alias repeats is a copy, so changing one place never changes
-another. Every failure is a ``DecodeError`` with a message fit for a Warning event.
+and so is an alias to its own ancestor), a nesting-depth limit, a mapping at the top, and
+numbers of at most ``MAX_NUMBER_DIGITS`` digits (a longer one is refused with its position,
+before the interpreter's own integer-conversion limit could speak). The result is a plain
+tree: what an alias repeats is a copy, so changing one place never changes another. Every
+failure is a ``DecodeError`` with a message fit for a Warning event or an API error. The same
+decoder serves values in etcd, API request bodies and skyctl's manifests.
 
-The same decoder serves values in etcd, API request bodies and skyctl's manifests.
+Then the typed step: :func:`validate_at_key` turns a decoded mapping into its kind's model and
+checks it belongs at its key (an ``InvalidObjectError`` naming every field otherwise), and
+:func:`decode_canonical` is the fast path for the canonical JSON the store itself writes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import pydantic
 import yaml
+
+from api_types import registry
+from api_types.meta import Resource
+from controller.errors import FieldCause, InvalidObjectError
+from controller.store.keys import ObjectKey
 
 __all__ = [
     "MAX_ALIAS_EXPANSION",
     "MAX_DEPTH",
+    "MAX_NUMBER_DIGITS",
     "MAX_VALUE_BYTES",
     "DecodeError",
+    "decode_canonical",
     "decode_documents",
     "decode_value",
     "encode_value",
+    "validate_at_key",
 ]
 
 #: Larger values are refused without parsing (etcd's own default request limit is 1.5 MiB).
 MAX_VALUE_BYTES = 1536 * 1024
 MAX_DEPTH = 32
+#: Longer integers are refused while decoding, with this module's message (Python's default
+#: limit for converting digits to an int; past it the interpreter's own error would leak out).
+#: Shorter ones reach the schema, whose bounds refuse them naming the field.
+MAX_NUMBER_DIGITS = 4300
+#: A JSON number of more digits than that, as a value (after ``:``, ``[`` or ``,``).
+_LONG_JSON_NUMBER = re.compile(rf"[:\[,]\s*(-?[0-9]{{{MAX_NUMBER_DIGITS + 1},}})")
 
 
 class DecodeError(ValueError):
@@ -41,6 +62,19 @@ class DecodeError(ValueError):
 #: real manifests repeat a few labels or a block of spec (hundreds of nodes); an exponential
 #: "billion laughs" reaches this after a handful of levels.
 MAX_ALIAS_EXPANSION = 100_000
+
+
+def _too_long(digits: int, where: str) -> DecodeError:
+    return DecodeError(
+        f"{where}: a number of {digits} digits is out of range "
+        f"(numbers have at most {MAX_NUMBER_DIGITS} digits)"
+    )
+
+
+def _position(text: str, offset: int) -> str:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"line {line} column {column}"
 
 
 def _expanded_size(root: yaml.Node, limit: int) -> int:
@@ -94,11 +128,19 @@ def _distinct_nodes(root: yaml.Node) -> int:
 
 
 class _BoundedAliasLoader(yaml.SafeLoader):
-    """SafeLoader that sizes each composed document, aliases expanded, before constructing it."""
+    """SafeLoader that sizes each composed document, aliases expanded, before constructing it,
+    and refuses over-long integers."""
 
     def construct_document(self, node: yaml.Node) -> Any:
         _expanded_size(node, _distinct_nodes(node) + MAX_ALIAS_EXPANSION)
         return _unshared(super().construct_document(node))
+
+    def construct_bounded_int(self, node: yaml.ScalarNode) -> Any:
+        digits = sum(c.isalnum() for c in str(node.value))
+        if digits > MAX_NUMBER_DIGITS:
+            mark = node.start_mark
+            raise _too_long(digits, f"line {mark.line + 1} column {mark.column + 1}")
+        return self.construct_yaml_int(node)
 
 
 def _unshared(value: Any) -> Any:
@@ -108,6 +150,28 @@ def _unshared(value: Any) -> Any:
     if isinstance(value, list):
         return [_unshared(item) for item in value]
     return value
+
+
+_BoundedAliasLoader.add_constructor(
+    "tag:yaml.org,2002:int", _BoundedAliasLoader.construct_bounded_int
+)
+
+
+def _load_json(text: str) -> Any:
+    """JSON with integers of at most ``MAX_NUMBER_DIGITS`` digits."""
+
+    def parse_int(literal: str) -> int:
+        digits = len(literal.lstrip("-"))
+        if digits > MAX_NUMBER_DIGITS:
+            offsets = [
+                found.start(1)
+                for found in _LONG_JSON_NUMBER.finditer(text)
+                if found.group(1) == literal
+            ]
+            raise _too_long(digits, _position(text, offsets[0]) if offsets else "the value")
+        return int(literal)
+
+    return json.loads(text, parse_int=parse_int)
 
 
 def _check_depth(value: Any, limit: int) -> None:
@@ -133,7 +197,7 @@ def decode_documents(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> list[di
     try:
         is_json = text.lstrip().startswith("{")
         if is_json:
-            documents = [json.loads(text)]
+            documents = [_load_json(text)]
         else:
             loaded = yaml.load_all(text, Loader=_BoundedAliasLoader)
             documents = [doc for doc in loaded if doc is not None]
@@ -166,3 +230,47 @@ def decode_value(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> dict[str, A
 
 def encode_value(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_canonical(key: ObjectKey, raw: bytes) -> Resource | None:
+    """The fast path for values the store wrote: JSON validated by pydantic's own parser.
+
+    Returns None for anything else (YAML, unknown kinds, invalid or misplaced values); the
+    careful path (:func:`decode_value`, :func:`validate_at_key`) then decodes them again and
+    says exactly what is wrong.
+    """
+    if not raw.startswith(b"{") or len(raw) > MAX_VALUE_BYTES:
+        return None
+    try:
+        model = registry.by_plural(key.plural).model
+        obj = model.model_validate_json(raw)
+    except (registry.UnknownKindError, pydantic.ValidationError):
+        return None
+    metadata = obj.metadata
+    if metadata.name != key.name or (metadata.namespace or None) != key.namespace:
+        return None
+    return obj
+
+
+def validate_at_key(key: ObjectKey, wire: dict[str, Any]) -> Resource:
+    """Validate a wire dict and check it belongs at ``key`` (kind, name, namespace)."""
+    try:
+        obj = registry.parse_object(wire)
+    except pydantic.ValidationError as exc:
+        causes = tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
+        raise InvalidObjectError(f"{key}: invalid", causes) from None
+    except registry.UnknownKindError as exc:
+        raise InvalidObjectError(f"{key}: invalid", (FieldCause("kind", str(exc)),)) from None
+    info = registry.by_kind(obj.kind)
+    problems = []
+    if info.plural != key.plural:
+        problems.append(FieldCause("kind", f"{obj.kind} does not belong under {key.plural}/"))
+    if obj.metadata.name != key.name:
+        problems.append(FieldCause("metadata.name", f"must equal the key's name {key.name!r}"))
+    if (obj.metadata.namespace or None) != key.namespace:
+        problems.append(
+            FieldCause("metadata.namespace", f"must equal the key's namespace {key.namespace!r}")
+        )
+    if problems:
+        raise InvalidObjectError(f"{key}: does not match its key", tuple(problems))
+    return obj

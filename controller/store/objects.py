@@ -13,7 +13,8 @@ Rules it enforces, so no caller has to:
 - a write that changes nothing is not sent (a converged system writes nothing);
 - finalizers: ``delete`` of an object with finalizers only sets ``deletionTimestamp``; the
   update that removes the last finalizer deletes the key in the same transaction;
-- a history record goes into the same transaction as the change it describes.
+- a history record goes into the same transaction as the change it describes;
+- a value that does not decode or validate is listed apart and can still be deleted.
 
 To avoid a read before every write, the store remembers the last value it saw per key
 (``controller.store.memory``); a stale memory can cost a conflict, never a lost update.
@@ -27,8 +28,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import pydantic
-
 from api_types import registry
 from api_types.meta import Resource, Scope
 from controller.errors import (
@@ -39,7 +38,13 @@ from controller.errors import (
     NotFoundError,
 )
 from controller.labels import LabelSelector
-from controller.store.codec import MAX_VALUE_BYTES, DecodeError, decode_value, encode_value
+from controller.store.codec import (
+    DecodeError,
+    decode_canonical,
+    decode_value,
+    encode_value,
+    validate_at_key,
+)
 from controller.store.encryption import ENCRYPTED_PLURALS, CipherError, SecretCipher
 from controller.store.etcd import (
     EtcdClient,
@@ -89,10 +94,6 @@ def _where(key: ObjectKey) -> str:
 
 def _not_found(key: ObjectKey) -> NotFoundError:
     return NotFoundError(f"{_reference(key)} not found{_where(key)}")
-
-
-def _causes(exc: pydantic.ValidationError) -> tuple[FieldCause, ...]:
-    return tuple(FieldCause(path, message) for path, message in registry.field_errors(exc))
 
 
 class Store:
@@ -149,7 +150,7 @@ class Store:
     def decode(self, key: ObjectKey, raw: bytes, mod_revision: int) -> Resource:
         """Decode and validate one stored value; remembers it as the base for later writes."""
         raw = self.plain(key, raw)
-        obj = self._decode_canonical(key, raw)
+        obj = decode_canonical(key, raw)
         if obj is None:
             try:
                 wire = decode_value(raw)
@@ -161,48 +162,9 @@ class Store:
         self._memory.remember(self.layout.object_key(key), mod_revision, raw)
         return obj
 
-    @staticmethod
-    def _decode_canonical(key: ObjectKey, raw: bytes) -> Resource | None:
-        """The fast path for values the store wrote: JSON validated by pydantic's own parser.
-
-        Returns None for anything else (YAML, unknown kinds, invalid or misplaced values); the
-        careful path then decodes them again and says exactly what is wrong.
-        """
-        if not raw.startswith(b"{") or len(raw) > MAX_VALUE_BYTES:
-            return None
-        try:
-            model = registry.by_plural(key.plural).model
-            obj = model.model_validate_json(raw)
-        except (registry.UnknownKindError, pydantic.ValidationError):
-            return None
-        metadata = obj.metadata
-        if metadata.name != key.name or (metadata.namespace or None) != key.namespace:
-            return None
-        return obj
-
     def validate_at_key(self, key: ObjectKey, wire: dict[str, Any]) -> Resource:
-        """Validate a wire dict and check it belongs at ``key`` (kind, name, namespace)."""
-        try:
-            obj = registry.parse_object(wire)
-        except pydantic.ValidationError as exc:
-            raise InvalidObjectError(f"{key}: invalid", _causes(exc)) from None
-        except registry.UnknownKindError as exc:
-            raise InvalidObjectError(f"{key}: invalid", (FieldCause("kind", str(exc)),)) from None
-        info = registry.by_kind(obj.kind)
-        problems = []
-        if info.plural != key.plural:
-            problems.append(FieldCause("kind", f"{obj.kind} does not belong under {key.plural}/"))
-        if obj.metadata.name != key.name:
-            problems.append(FieldCause("metadata.name", f"must equal the key's name {key.name!r}"))
-        if (obj.metadata.namespace or None) != key.namespace:
-            problems.append(
-                FieldCause(
-                    "metadata.namespace", f"must equal the key's namespace {key.namespace!r}"
-                )
-            )
-        if problems:
-            raise InvalidObjectError(f"{key}: does not match its key", tuple(problems))
-        return obj
+        """Validate a wire dict and check it belongs at ``key`` (see ``codec``)."""
+        return validate_at_key(key, wire)
 
     def wrote_status(self, old: Resource, new: Resource) -> bool:
         """True if the change ``old`` → ``new`` of one object is a status write made here
@@ -605,6 +567,41 @@ class Store:
                 if resource_version is not None:
                     raise
         raise ConflictError(f"{key}: kept changing during delete; retry")
+
+    def invalid_value(self, key: ObjectKey) -> InvalidValue:
+        """The value at ``key`` and why it does not decode or validate (a bad direct write);
+        NotFoundError if there is none, ConflictError if it is a valid object."""
+        response = self.client.range(self.layout.object_key(key))
+        if not response.kvs:
+            raise _not_found(key)
+        revision = int(response.kvs[0].mod_revision)
+        try:
+            self.decode(key, bytes(response.kvs[0].value), revision)
+        except InvalidObjectError as exc:
+            return InvalidValue(key, revision, exc.causes or (FieldCause("", exc.message),))
+        raise ConflictError(f"{_reference(key)}{_where(key)} is a valid object now; read it as one")
+
+    def delete_invalid(
+        self, key: ObjectKey, *, actor: str = "system", dry_run: bool = False
+    ) -> InvalidValue:
+        """Delete the :meth:`invalid_value` at ``key`` as it stands (ConflictError if it moves).
+        Its finalizers cannot be read, so none are honoured; what a valid earlier version
+        created in a cloud is left to the leak sweeper, as for a key deleted straight from etcd.
+        """
+        invalid = self.invalid_value(key)
+        if dry_run:
+            return invalid
+        etcd_key, revision = self.layout.object_key(key), invalid.mod_revision
+        record = HistoryRecord("Deleted", actor, self._now(), None)
+        deleted = self._txn(
+            [cmp_mod_revision(etcd_key, revision)],
+            [op_delete(etcd_key), *self._history_op(key, revision, record)],
+            None,
+        )
+        self._memory.forget(etcd_key)
+        if not deleted.succeeded:
+            raise ConflictError(f"{key} was modified since revision {revision}; retry")
+        return invalid
 
     # --- maintenance ----------------------------------------------------------------------
 

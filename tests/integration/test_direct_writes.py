@@ -16,6 +16,7 @@ from controller.store.objects import Store
 from tests.waiting import eventually
 
 Instance = registry.by_kind("Instance").model
+Namespace = registry.by_kind("Namespace").model
 
 VALID_YAML = b"""
 apiVersion: skybroker.io/v1alpha1
@@ -26,6 +27,12 @@ spec:
   hardware: {profile: small}
   image: ubuntu-22.04
 """
+
+VALID_JSON = json.dumps({
+    "apiVersion": "skybroker.io/v1alpha1", "kind": "Instance",
+    "metadata": {"name": "web-2", "namespace": "acme"},
+    "spec": {"pool": "general", "hardware": {"cpu": 2}, "image": "ubuntu-22.04"},
+}).encode()  # fmt: skip
 
 YAML_BOMB = b"""
 apiVersion: skybroker.io/v1alpha1
@@ -56,6 +63,7 @@ def reports() -> Reports:
 
 @pytest.fixture
 def normaliser(store: Store, reports: Reports) -> DirectWriteNormalizer:
+    store.create(Namespace.model_validate({"metadata": {"name": "acme"}}))
     return DirectWriteNormalizer(store, reports)
 
 
@@ -146,6 +154,13 @@ def test_values_this_store_wrote_are_not_decoded_again_but_anything_else_is(
         ("mismatch", VALID_YAML, "metadata.name", "key"),
         ("not-a-map", b"- just\n- a list\n", "", "mapping"),
         ("binary", b"\xff\xfe\x00garbage", "", "UTF-8"),
+        ("huge-json-number", VALID_JSON.replace(b'"cpu": 2', b'"cpu": 1' + b"0" * 5000), "",
+         "line 1 column"),
+        ("huge-yaml-number",
+         VALID_YAML.replace(b"{profile: small}", b"{cpu: 1" + b"0" * 5000 + b"}"), "",
+         "5001 digits is out of range"),
+        ("too-many-cpus", VALID_JSON.replace(b'"cpu": 2', b'"cpu": 1' + b"0" * 29),
+         "spec.hardware.cpu", "at most 4096"),
     ],
 )  # fmt: skip
 def test_invalid_direct_writes_are_reported_and_left_alone(
@@ -169,6 +184,7 @@ def test_invalid_direct_writes_are_reported_and_left_alone(
     assert reported_key == key and reported_revision == revision
     matching = [c for c in causes if c.field.startswith(expected_field) and expected_text in str(c)]
     assert matching, causes
+    assert "int_max_str_digits" not in str(causes)  # no interpreter text
     # the invalid value and everything else are untouched
     kv = store.client.range(store.layout.object_key(key)).kvs[0]
     assert kv.mod_revision == revision and kv.value == value
@@ -204,3 +220,37 @@ def test_run_loop_normalises_writes_as_they_arrive(
     )
     assert store.get(Instance, "web-1", "acme").metadata.uid
     assert [r[0] for r in reports.seen] == [bad]
+
+
+def test_new_objects_in_a_missing_namespace_are_held_until_it_is_created(
+    store: Store, normaliser: DirectWriteNormalizer, reports: Reports
+) -> None:
+    key = ObjectKey("instances", "later", "web-1")
+    value = VALID_YAML.replace(b"namespace: acme", b"namespace: later")
+    revision = put(store, key, value)
+    assert normalise(store, normaliser, key) is Outcome.HELD
+    ((reported, reported_revision, causes),) = reports.seen
+    assert (reported, reported_revision) == (key, revision)
+    assert [c.field for c in causes] == ["metadata.namespace"]
+    assert "namespace 'later' does not exist" in causes[0].message
+    assert store.client.range(store.layout.object_key(key)).kvs[0].value == value
+    # the namespace's own write (as the watch delivers it) lets the held object in
+    namespace = store.create(Namespace.model_validate({"metadata": {"name": "later"}}))
+    namespace_key = ObjectKey("namespaces", None, "later")
+    assert normalise(store, normaliser, namespace_key) is Outcome.UNCHANGED
+    assert store.get(Instance, "web-1", "later").metadata.uid
+    assert namespace.metadata.uid and len(reports.seen) == 1
+
+
+def test_new_objects_in_a_terminating_namespace_are_held(
+    store: Store, normaliser: DirectWriteNormalizer, reports: Reports
+) -> None:
+    store.create(
+        Namespace.model_validate({"metadata": {"name": "leaving", "finalizers": ["test/x"]}})
+    )
+    store.delete(Namespace, "leaving")
+    key = ObjectKey("instances", "leaving", "web-1")
+    put(store, key, VALID_YAML.replace(b"namespace: acme", b"namespace: leaving"))
+    assert normalise(store, normaliser, key) is Outcome.HELD
+    ((_, _, causes),) = reports.seen
+    assert "namespace 'leaving' is being terminated" in causes[0].message

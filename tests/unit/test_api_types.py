@@ -384,6 +384,40 @@ def test_sizes_must_be_positive() -> None:
                     "spec.policy.failurePenalty")  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("kind", "spec", "path", "limit"),
+    [
+        ("Instance", {"hardware": {"cpu": 10**29}}, "spec.hardware.cpu", "4096 vCPUs"),
+        ("Instance", {"hardware": {"cpu": 10**3999}}, "spec.hardware.cpu", "4096 vCPUs"),
+        ("Instance", {"hardware": {"cpu": {"min": 2, "max": 5000}}}, "spec.hardware.cpu.max",
+         "4096"),
+        ("Instance", {"hardware": {"memoryMiB": 2**40}}, "spec.hardware.memoryMiB", "64 TiB"),
+        ("Instance", {"hardware": {"diskGiB": {"min": 10**6}}}, "spec.hardware.diskGiB.min",
+         "64 TiB"),
+        ("HardwareProfile", {"memoryMiB": {"max": 10**12}}, "spec.memoryMiB.max", "64 TiB"),
+        ("Volume", {"sizeGiB": 10**12}, "spec.sizeGiB", "65536 GiB"),
+        ("Quota", {"hard": {"cpu": 10**21}}, "spec.hard.cpu", "at most"),
+        ("Quota", {"hard": {"instances": 10**7}}, "spec.hard.instances", "1000000"),
+        ("Quota", {"hard": {"volumeGiB": 10**15}}, "spec.hard.volumeGiB", "at most"),
+        ("Pool", {"members": [{"account": "a", "weight": 10**9}]}, "spec.members[0].weight",
+         "1000000"),
+        ("Pool", {"members": [{"account": "a", "priority": -(10**9)}]},
+         "spec.members[0].priority", "greater than or equal"),
+        ("Pool", {"policy": {"failurePenalty": 10**8}}, "spec.policy.failurePenalty", "seconds"),
+        ("ProviderAccount", {"apiBudget": {"burst": 10**9}}, "spec.apiBudget.burst", "1000000"),
+    ],
+)  # fmt: skip
+def test_numbers_have_upper_bounds(kind: str, spec: dict[str, Any], path: str, limit: str) -> None:
+    assert_rejected(with_spec(kind, **spec), path, limit)
+
+
+def test_largest_numbers_within_bounds_are_accepted() -> None:
+    d = doc("Instance")
+    d["spec"]["hardware"] = {"cpu": 4096, "memoryMiB": 64 * 1024 * 1024, "diskGiB": 65536}
+    assert parse_object(d)
+    assert parse_object(with_spec("Volume", sizeGiB=65536))
+
+
 def test_unknown_fields_are_rejected() -> None:
     assert_rejected(with_spec("Instance", colour="blue"), "spec.colour", "unknown field")
     d = doc("Instance")

@@ -13,6 +13,9 @@ from tests.integration.apiserver.conftest import ROOT
 VMS = f"{ROOT}/namespaces/team-a/instances"
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
+#: Admission checks that the image is mapped by the account.
+IMAGES = {image: f"img-{image}" for image in ("ubuntu", "debian", "fedora")}
+
 
 def _instance(name: str, image: str, **labels: str) -> dict[str, Any]:
     return {
@@ -25,7 +28,7 @@ def _instance(name: str, image: str, **labels: str) -> dict[str, Any]:
 @pytest.fixture
 def instances(admin: httpx.Client) -> None:
     account = {"kind": "ProviderAccount", "metadata": {"name": "sim"},
-               "spec": {"driver": "simulated", "region": "local"}}  # fmt: skip
+               "spec": {"driver": "simulated", "region": "local", "images": IMAGES}}  # fmt: skip
     assert admin.post(f"{ROOT}/provideraccounts", json=account).status_code == 201
     for name, image, app in (("a", "ubuntu", "web"), ("b", "debian", "web"), ("c", "ubuntu", "db")):
         answer = admin.post(VMS, json=_instance(name, image, app=app))

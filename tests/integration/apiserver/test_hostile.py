@@ -51,7 +51,45 @@ def test_bad_bodies(
     answer = _post(admin, body, content_type)
     assert answer.status_code == code, answer.text
     assert answer.json()["kind"] == "Status" and answer.json()["reason"] == reason
+    assert "int_max_str_digits" not in answer.text  # no interpreter text
     assert admin.get(FW).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("plural", "body", "content_type", "code", "field"),
+    [
+        ("instances", b'{"spec": {"pool": "p", "image": "i", "hardware": {"cpu": 1'
+         + b"0" * 29 + b"}}}", "application/json", 422, "spec.hardware.cpu"),
+        ("instances", b'{"spec": {"pool": "p", "image": "i", "hardware": {"cpu": 1'
+         + b"0" * 3999 + b"}}}", "application/json", 422, "spec.hardware.cpu"),
+        ("instances", b"spec: {pool: p, image: i, hardware: {cpu: 1" + b"0" * 4999 + b"}}",
+         "application/yaml", 400, None),
+        ("quotas", b'{"spec": {"hard": {"cpu": 1' + b"0" * 21 + b"}}}", "application/json", 422,
+         "spec.hard.cpu"),
+        ("volumes", b'{"spec": {"pool": "p", "sizeGiB": 1' + b"0" * 12 + b"}}",
+         "application/json", 422, "spec.sizeGiB"),
+    ],
+)  # fmt: skip
+def test_numbers_out_of_bounds(
+    admin: httpx.Client,
+    plural: str,
+    body: bytes,
+    content_type: str,
+    code: int,
+    field: str | None,
+) -> None:
+    body = (
+        body.replace(b"{", b'{"metadata": {"name": "big"}, ', 1)
+        if body[:1] == b"{"
+        else (b"metadata: {name: big}\n" + body)
+    )
+    url = f"{ROOT}/namespaces/team-a/{plural}"
+    answer = admin.post(url, content=body, headers={"Content-Type": content_type})
+    assert answer.status_code == code, answer.text
+    assert "int_max_str_digits" not in answer.text  # no interpreter text
+    if field is not None:
+        assert field in {c["field"] for c in answer.json()["details"]["causes"]}
+    assert admin.get(url).json()["items"] == []
 
 
 def test_ten_megabyte_body_is_refused_before_parsing(admin: httpx.Client) -> None:

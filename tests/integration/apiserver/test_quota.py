@@ -22,6 +22,9 @@ from tests.integration.apiserver.conftest import ROOT
 
 NS = f"{ROOT}/namespaces/team-a"
 
+#: Admission checks that the image is mapped by the account.
+IMAGES = {"ubuntu": "img-ubuntu"}
+
 
 def _instance(name: str, **hardware: Any) -> dict[str, Any]:
     return {
@@ -33,7 +36,7 @@ def _instance(name: str, **hardware: Any) -> dict[str, Any]:
 
 def _setup(admin: httpx.Client, hard: dict[str, int]) -> None:
     account = {"kind": "ProviderAccount", "metadata": {"name": "sim"},
-               "spec": {"driver": "simulated", "region": "local"}}  # fmt: skip
+               "spec": {"driver": "simulated", "region": "local", "images": IMAGES}}  # fmt: skip
     assert admin.post(f"{ROOT}/provideraccounts", json=account).status_code == 201
     quota = {"kind": "Quota", "metadata": {"name": "default"}, "spec": {"hard": hard}}
     assert admin.post(f"{NS}/quotas", json=quota).status_code == 201
@@ -93,7 +96,7 @@ def test_usage_counts_cpu_memory_volumes_and_is_released(admin: httpx.Client) ->
 
 def test_new_quota_starts_from_current_usage(admin: httpx.Client) -> None:
     account = {"kind": "ProviderAccount", "metadata": {"name": "sim"},
-               "spec": {"driver": "simulated", "region": "local"}}  # fmt: skip
+               "spec": {"driver": "simulated", "region": "local", "images": IMAGES}}  # fmt: skip
     assert admin.post(f"{ROOT}/provideraccounts", json=account).status_code == 201
     assert admin.post(f"{NS}/instances", json=_instance("a")).status_code == 201
     quota = {"kind": "Quota", "metadata": {"name": "q"}, "spec": {"hard": {"instances": 1}},
@@ -113,7 +116,7 @@ def test_a_quota_the_cache_has_not_seen_still_limits(api_store: Store) -> None:
     lookups.stop()  # from here on the cache sees nothing
     api_store.create(registry.parse_object(
         {"kind": "ProviderAccount", "metadata": {"name": "sim"},
-         "spec": {"driver": "simulated", "region": "local"}}))  # fmt: skip
+         "spec": {"driver": "simulated", "region": "local", "images": IMAGES}}))  # fmt: skip
     quota = {"kind": "Quota", "metadata": {"name": "q", "namespace": "team-a"},
              "spec": {"hard": {"instances": 1}}}  # fmt: skip
     api_store.create(registry.parse_object(quota))

@@ -88,7 +88,7 @@ def test_yaml_body_and_cluster_scoped_kinds(admin: httpx.Client) -> None:
     )
     assert _ok(admin.get(f"{ROOT}/hardwareprofiles/small"))["spec"]["cpu"] == {"min": 1, "max": 2}
     names = [i["metadata"]["name"] for i in _ok(admin.get(f"{ROOT}/namespaces"))["items"]]
-    assert names == ["team-a", "team-b"]
+    assert names == ["skybroker-system", "team-a", "team-b"]  # the system one is built in
     roles = [i["metadata"]["name"] for i in _ok(admin.get(f"{ROOT}/clusterroles"))["items"]]
     assert {"cluster-admin", "admin", "edit", "view"} <= set(roles)
 
@@ -179,6 +179,10 @@ def test_delete_with_finalizers_marks_then_removes(admin: httpx.Client) -> None:
 
 
 def test_admission_checks_references(admin: httpx.Client) -> None:
+    account = {"kind": "ProviderAccount", "metadata": {"name": "sim"},
+               "spec": {"driver": "simulated", "region": "local",
+                        "images": {"ubuntu": "img-ubuntu"}}}  # fmt: skip
+    _ok(admin.post(f"{ROOT}/provideraccounts", json=account), 201)
     pool = {"kind": "Pool", "metadata": {"name": "general"},
             "spec": {"members": [{"account": "sim"}], "allowedNamespaces": ["team-b"]}}  # fmt: skip
     _ok(admin.post(f"{ROOT}/pools", json=pool), 201)

@@ -15,7 +15,17 @@ from controller.cli.main import main
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 
-#: Admission checks references, so the pool exists beforehand (see ``POOL``).
+#: Admission checks references and images, so the pool and its account exist beforehand.
+ACCOUNT = {
+    "apiVersion": "skybroker.io/v1alpha1",
+    "kind": "ProviderAccount",
+    "metadata": {"name": "sim-a"},
+    "spec": {
+        "driver": "simulated",
+        "region": "local",
+        "images": {"ubuntu-22.04": "img-ubuntu", "debian-12": "img-debian"},
+    },
+}
 POOL = {
     "apiVersion": "skybroker.io/v1alpha1",
     "kind": "Pool",
@@ -85,8 +95,9 @@ ALICE_IS_ADMIN_IN_ACME = {
 
 
 def seed(store: Store) -> None:
-    """The pool, namespace ``acme`` and alice's admin binding in it."""
-    for wire in (POOL, {"kind": "Namespace", "metadata": {"name": "acme"}}, ALICE_IS_ADMIN_IN_ACME):
+    """The account, its pool, namespace ``acme`` and alice's admin binding in it."""
+    acme = {"kind": "Namespace", "metadata": {"name": "acme"}}
+    for wire in (ACCOUNT, POOL, acme, ALICE_IS_ADMIN_IN_ACME):
         store.create(registry.parse_object(wire))
 
 

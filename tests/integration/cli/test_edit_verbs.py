@@ -71,7 +71,13 @@ def test_patch_merges_validates_and_reports_no_change(skyctl: Skyctl, store: Sto
     assert denied.code == 1 and "spec.pool" in denied.err and "nowhere" in denied.err
     assert web(store).spec.pool == "general"
     dry = skyctl(
-        "patch", "instance/web-1", "-n", "acme", "--dry-run", "-p", '{"spec": {"image": "x"}}'
+        "patch",
+        "instance/web-1",
+        "-n",
+        "acme",
+        "--dry-run",
+        "-p",
+        '{"spec": {"image": "ubuntu-22.04"}}',
     )
     assert dry.out.endswith("patched (dry run)\n") and web(store).spec.image == "debian-12"
     missing = skyctl("patch", "instance/nope", "-n", "acme", "-p", "{}")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from api_types import Condition, Instance, PlacementRejection, registry
+from api_types import Condition, Instance, PlacementRejection
 from api_types.compute import InstancePlacement
 from controller.events import EventRecorder
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient
 from controller.store.objects import Store
 from tests.etcd_writes import key_revisions
-from tests.integration.cli.helpers import POOL, Skyctl, write_manifest
+from tests.integration.cli.helpers import Skyctl, seed, write_manifest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -32,7 +32,7 @@ def skyctl(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Skyctl:
     monkeypatch.setenv("SKYCONFIG", str(tmp_path / "no-config.yaml"))
-    store.create(registry.parse_object(POOL))
+    seed(store)
     return Skyctl(("--etcd", etcd_server.endpoint, "--etcd-prefix", key_prefix))
 
 
@@ -194,7 +194,7 @@ def test_wait_for_condition_with_timeout_and_delete_wait(
 def test_get_watch_streams_in_a_real_process(
     etcd_server: EmbeddedEtcd, key_prefix: str, store: Store, tmp_path: Path
 ) -> None:
-    store.create(registry.parse_object(POOL))
+    seed(store)
     env = {**os.environ, "SKYCONFIG": str(tmp_path / "none.yaml")}
     manifest = write_manifest(tmp_path / "web.yaml")
     connection = ["--etcd", etcd_server.endpoint, "--etcd-prefix", key_prefix]
