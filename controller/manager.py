@@ -289,9 +289,20 @@ class Manager:
         log.info("manager stopped")
 
     def _maintain(self) -> None:
-        """While holding shard 0: normalise direct writes, collect garbage, trim history."""
+        """While holding shard 0: normalise direct writes, collect garbage, trim history,
+        compact etcd.
+
+        A tenure is one Leadership of shard 0, not a stretch of time in which some leadership
+        was held: a lease lost and won again between two looks here is a new tenure, whose
+        normaliser lists everything again — the one of the old tenure skipped what was written
+        while it was not the maintainer. Compaction keeps its own pace across tenures, so that
+        winning shard 0 again does not shorten the history window.
+        """
+        next_compaction = 0.0
+        compacting = self.options.compaction_interval > 0
         while not self._stop.is_set():
-            if not self.is_maintainer():
+            lead = self.shards.leadership(0)
+            if lead is None:
                 self._stop.wait(0.2)
                 continue
             tenure = threading.Event()
@@ -299,9 +310,8 @@ class Manager:
                 target=self.normaliser.run, args=(tenure,), name="normaliser", daemon=True
             )
             normaliser.start()
-            next_sweep = next_compaction = 0.0
-            compacting = self.options.compaction_interval > 0
-            while self.is_maintainer() and not self._stop.is_set():
+            next_sweep = 0.0
+            while self.shards.leadership(0) is lead and not self._stop.is_set():
                 if time.monotonic() >= next_sweep:
                     self._sweep()
                     next_sweep = time.monotonic() + self.options.maintenance_interval
