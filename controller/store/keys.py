@@ -42,6 +42,12 @@ class ObjectKey(NamedTuple):
             else (f"{self.plural}/{self.name}")
         )
 
+    def said(self, what: str) -> str:
+        """A sentence about the object as users name it (kubectl's ``instances "web-1" not
+        found in namespace acme``), not by its internal key."""
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        return f'{self.plural} "{self.name}" {what}{where}'
+
 
 @dataclass(frozen=True)
 class KeyLayout:

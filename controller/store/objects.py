@@ -83,17 +83,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _reference(key: ObjectKey) -> str:
-    """How users name an object (kubectl's ``instances "web-1"``), not its internal key."""
-    return f'{key.plural} "{key.name}"'
-
-
-def _where(key: ObjectKey) -> str:
-    return f" in namespace {key.namespace}" if key.namespace else ""
-
-
 def _not_found(key: ObjectKey) -> NotFoundError:
-    return NotFoundError(f"{_reference(key)} not found{_where(key)}")
+    return NotFoundError(key.said("not found"))
 
 
 class Store:
@@ -347,7 +338,7 @@ class Store:
         )
         if not response.succeeded:
             if response.responses[0].response_range.kvs:
-                raise AlreadyExistsError(f"{_reference(key)} already exists{_where(key)}")
+                raise AlreadyExistsError(key.said("already exists"))
             raise ConflictError(f"{key}: a precondition of the create failed; retry")
         return self._stored(key, created, raw, int(response.header.revision))  # type: ignore[return-value]
 
@@ -579,7 +570,7 @@ class Store:
             self.decode(key, bytes(response.kvs[0].value), revision)
         except InvalidObjectError as exc:
             return InvalidValue(key, revision, exc.causes or (FieldCause("", exc.message),))
-        raise ConflictError(f"{_reference(key)}{_where(key)} is a valid object now; read it as one")
+        raise ConflictError(key.said("is a valid object now; read it as one"))
 
     def delete_invalid(
         self, key: ObjectKey, *, actor: str = "system", dry_run: bool = False

@@ -156,7 +156,7 @@ def test_dry_run_client_and_server_write_nothing(skyctl: Skyctl, store: Store) -
             "acme",
             f"--dry-run={mode}",
             "-p",
-            '{"spec": {"image": "x"}}',
+            '{"spec": {"image": "debian-12"}}',
         )
         assert patched.out.endswith("patched (dry run)\n"), patched.err
         labelled = skyctl("label", "inst/web-1", "-n", "acme", "tier=db", f"--dry-run={mode}")
