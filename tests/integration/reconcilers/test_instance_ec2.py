@@ -6,12 +6,15 @@ Credentials come from a Secret in ``skybroker-system``; the image is registered 
 
 from __future__ import annotations
 
+import pytest
+
 from api_types import Instance, InstancePhase
 from providers.ec2 import Ec2Provider
 from reconcilers import instance
 from tests.integration.providers.conftest import SETUP_TIMEOUT, MotoServer, ec2_config
 from tests.integration.providers.helpers import FaultProxy
 from tests.integration.reconcilers.harness import Harness, ec2_account, instance_manifest
+from tests.integration.reconcilers.test_instance_ready import ReadyAudit
 
 
 def test_instance_converges_and_is_deleted_on_ec2(
@@ -40,7 +43,7 @@ def test_instance_converges_and_is_deleted_on_ec2(
 
 
 def test_six_instances_get_six_vms_when_the_server_ignores_tag_filters(
-    harness: Harness, moto_server: MotoServer
+    harness: Harness, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An EC2-compatible server without ``Filter.N`` on DescribeTags answers every token
     lookup with every tagged instance: each create must still adopt only its own token's VM,
@@ -52,6 +55,7 @@ def test_six_instances_get_six_vms_when_the_server_ignores_tag_filters(
     try:
         proxy.ignore_filters("DescribeTags")
         harness.apply(*ec2_account("aws", f"http://127.0.0.1:{proxy.port}", image.id))
+        audit = ReadyAudit(harness, monkeypatch, "aws")
         harness.start(instance.register)
         names = [f"web-{n}" for n in range(6)]
         harness.apply(
@@ -72,3 +76,4 @@ def test_six_instances_get_six_vms_when_the_server_ignores_tag_filters(
         assert (vm.uid, vm.token) == (web.metadata.uid, web.status.create_token)
         assert vm.state.value in ("pending", "running")
     assert len(vms) == 6
+    assert audit.listings > 0 and audit.violations == []

@@ -7,8 +7,8 @@ that matter, from inside the cloud calls the reconciler makes:
   one that fails after taking effect: the Instance naming it must no longer be Ready;
 * right after each listing: the reconcilers' listings go through the account's inventory one
   at a time, so no view newer than this one exists yet; every Instance stored Ready (Running)
-  must be listed running (Stopped: stopped), and one stored Ready must not name an instance
-  an earlier listing showed and this one no longer lists.
+  must be listed running (Stopped: stopped), one stored Ready must not name an instance an
+  earlier listing showed and this one no longer lists, and no two may name the same one.
 
 Nothing is changed behind skybroker's back here, so every mismatch is skybroker's.
 """
@@ -34,12 +34,14 @@ CLAIMED = {PowerState.RUNNING.value: InstanceState.RUNNING, "Stopped": InstanceS
 class ReadyAudit:
     """Records every moment a stored Instance is Ready for a cloud instance not in that state."""
 
-    def __init__(self, harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, harness: Harness, monkeypatch: pytest.MonkeyPatch, account: str = ACCOUNT
+    ) -> None:
         self._harness = harness
         self.violations: list[str] = []
         self.listings = 0
         self._seen: set[str] = set()
-        cloud = harness.cloud(ACCOUNT)
+        cloud = harness.cloud(account)
         for op in ("stop_instance", "start_instance", "delete_instance"):
             monkeypatch.setattr(cloud, op, self._after_change(op, getattr(cloud, op)))
         monkeypatch.setattr(cloud, "list_instances", self._after_listing(cloud.list_instances))
@@ -72,10 +74,14 @@ class ReadyAudit:
         def audited() -> list[CloudInstance]:
             listed = call()
             by_id = {vm.id: vm for vm in listed}
+            named: dict[str, str] = {}
             for obj, reason in self._ready():
                 provider_id = str(obj.status.provider_id)
                 vm = by_id.get(provider_id)
                 name = obj.metadata.name
+                other = named.setdefault(provider_id, name)
+                if other != name:
+                    self.violations.append(f"{other} and {name} stored Ready on {provider_id}")
                 if vm is None and provider_id in self._seen:
                     self.violations.append(f"{name} stored Ready ({reason}): {provider_id} gone")
                 elif vm is not None and reason in CLAIMED and vm.state != CLAIMED[reason]:
@@ -150,6 +156,11 @@ def test_ready_is_withdrawn_before_a_replacement_deletes_the_vm(
         harness, "web-0", InstancePhase.RUNNING, _change(harness, "web-0", image="debian-12")
     )
     assert after.status.provider_id not in (None, before)
+    vms = {vm.id: vm for vm in harness.cloud(ACCOUNT).list_instances()}
+    new = vms[InstanceId(str(after.status.provider_id))]
+    assert (new.token, new.image) == (after.status.create_token, "img-debian-12")
+    old = vms.get(InstanceId(str(before)))
+    assert old is None or old.state in (InstanceState.SHUTTING_DOWN, InstanceState.TERMINATED)
     assert audit.violations == []
 
 
