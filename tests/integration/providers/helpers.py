@@ -3,10 +3,10 @@
 The proxy sits between the EC2 adapter and the real moto_server and, on demand, answers
 with throttling or server errors, forwards a request and then drops the connection (the
 change is applied but the caller never hears of it: the crash window), or answers late
-(a client-side timeout). It can also play an EC2-compatible server that does not implement
-``Filter.N`` on some Actions (``ignore_filters``): it drops those parameters, and the server
-answers with everything, as such servers do. Everything else is forwarded untouched, so the
-EC2 path under test is the real one: libcloud, HTTP, moto.
+(a client-side timeout). It can also play an EC2-compatible server that does not implement a
+parameter of some Actions (``ignore_params``): ``Filter.`` — the server answers with
+everything — or ``NextToken`` — it answers the first page again. Everything else is forwarded
+untouched, so the EC2 path under test is the real one: libcloud, HTTP, moto.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ class FaultProxy:
     kinds: ``throttle`` (503 RequestLimitExceeded, Retry-After), ``internal`` (500),
     ``drop_after_apply`` (forward, then close without answering), ``slow`` (answer after
     ``slow_seconds``). ``action`` restricts the fault to one EC2 Action (e.g. RunInstances).
-    ``ignore_filters(*actions)`` drops every ``Filter.N.*`` parameter of those Actions until
-    ``clear()``.
+    ``ignore_params(prefix, *actions)`` drops the parameters named ``prefix…`` (``Filter.``,
+    ``NextToken``) from requests of those Actions until ``clear()``.
     """
 
     def __init__(self, upstream_port: int, retry_after: int = 7, slow_seconds: float = 1.5):
@@ -78,7 +78,7 @@ class FaultProxy:
         self.retry_after = retry_after
         self.slow_seconds = slow_seconds
         self.faults: deque[tuple[str, str | None]] = deque()
-        self.unfiltered: set[str] = set()
+        self.ignored: set[tuple[str, str]] = set()  # (Action, parameter prefix)
         self.lock = threading.Lock()
         proxy = self
 
@@ -107,23 +107,24 @@ class FaultProxy:
         with self.lock:
             self.faults.append((kind, action))
 
-    def ignore_filters(self, *actions: str) -> None:
+    def ignore_params(self, prefix: str, *actions: str) -> None:
         with self.lock:
-            self.unfiltered.update(actions)
+            self.ignored.update((action, prefix) for action in actions)
 
     def clear(self) -> None:
         with self.lock:
             self.faults.clear()
-            self.unfiltered.clear()
+            self.ignored.clear()
 
-    def _unfiltered(self, query: str) -> str:
-        """``query`` without its ``Filter.N.*`` parameters if its Action ignores filters."""
+    def _unsupported_dropped(self, query: str) -> str:
+        """``query`` without the parameters its Action is set to ignore."""
         params = parse_qsl(query, keep_blank_values=True)
+        action = next((v for k, v in params if k == "Action"), None)
         with self.lock:
-            ignored = any(k == "Action" and v in self.unfiltered for k, v in params)
-        if not ignored:
+            prefixes = tuple(prefix for act, prefix in self.ignored if act == action)
+        if not prefixes:
             return query
-        return urlencode([(k, v) for k, v in params if not k.startswith("Filter.")])
+        return urlencode([(k, v) for k, v in params if not k.startswith(prefixes)])
 
     def _take(self, request_line: str) -> str | None:
         with self.lock:
@@ -154,9 +155,9 @@ class FaultProxy:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         url = urlsplit(handler.path)
-        handler.path = url._replace(query=self._unfiltered(url.query)).geturl()
+        handler.path = url._replace(query=self._unsupported_dropped(url.query)).geturl()
         if body:
-            body = self._unfiltered(body.decode()).encode()
+            body = self._unsupported_dropped(body.decode()).encode()
         fault = self._take(handler.path + "&" + body.decode(errors="replace"))
         if fault == "throttle":
             self._answer(

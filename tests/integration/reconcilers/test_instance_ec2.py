@@ -53,7 +53,7 @@ def test_six_instances_get_six_vms_when_the_server_ignores_tag_filters(
     image = cloud.driver.ex_register_image("skybroker-image", description="reconciler test")
     proxy = FaultProxy(moto_server.port)
     try:
-        proxy.ignore_filters("DescribeTags")
+        proxy.ignore_params("Filter.", "DescribeTags")
         harness.apply(*ec2_account("aws", f"http://127.0.0.1:{proxy.port}", image.id))
         audit = ReadyAudit(harness, monkeypatch, "aws")
         harness.start(instance.register)
