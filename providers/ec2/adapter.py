@@ -122,7 +122,8 @@ class Ec2Provider(Ec2NetworkOps):
 
     def _adoptable(self, request: InstanceCreate) -> Node | None:
         ids = self.token_ids("instance", request.tags)
-        found: Node | None = self.first(self._live_nodes(**{"instance-id": ids})) if ids else None
+        described = self._live_nodes(**{"instance-id": ids}) if ids else []
+        found: Node | None = self.adoptable(described, request.tags)
         return found
 
     def list_instances(self) -> list[CloudInstance]:
@@ -192,9 +193,9 @@ class Ec2Provider(Ec2NetworkOps):
         )
 
     def _read_volume(self, volume_id: VolumeId) -> StorageVolume:
-        vol: StorageVolume | None = self.first(
-            self.driver.list_volumes(ex_filters={"volume-id": volume_id})
-        )
+        described = self.driver.list_volumes(ex_filters={"volume-id": volume_id})
+        # The id is checked, not trusted to the filter (see ``adoptable``).
+        vol: StorageVolume | None = self.first(v for v in described if v.id == volume_id)
         if vol is None:
             raise TerminalError(
                 f"volume {volume_id} does not exist",
@@ -211,7 +212,7 @@ class Ec2Provider(Ec2NetworkOps):
         with ec2_errors():
             ids = self.token_ids("volume", request.tags)
             found = self.driver.list_volumes(ex_filters={"volume-id": ids}) if ids else []
-            vol = self.first(found) or self.driver.ex_create_tagged_volume(
+            vol = self.adoptable(found, request.tags) or self.driver.ex_create_tagged_volume(
                 request.size_gib, request.zone, request.volume_type, request.tags.as_dict()
             )
             return self._volume(vol)

@@ -85,9 +85,22 @@ class Ec2Base:
 
         EC2-compatible servers (moto) ignore ``ClientToken``, so the token tag is the
         idempotency key on every cloud. The ids may include deleted resources: callers
-        describe them with an id *filter*, which drops those instead of failing NotFound.
+        describe them with an id *filter*, which drops those instead of failing NotFound,
+        and pick from the answer with :meth:`adoptable`.
         """
         return self.driver.ex_find_tagged(resource_type, TAG_TOKEN, tags.token)
+
+    def adoptable(self, described: Iterable[Any], tags: ResourceTags) -> Any | None:
+        """The first of ``described`` that carries ``tags.token``: what a create may adopt.
+
+        The tag is checked here rather than trusted to the server's filters: a server that
+        ignores one (an EC2-compatible implementation without ``Filter.N`` on DescribeTags,
+        say) answers with other objects' resources, and adopting one of those would give two
+        objects the same cloud resource.
+        """
+        return next(
+            (item for item in described if self.tags_of(item).get(TAG_TOKEN) == tags.token), None
+        )
 
     @staticmethod
     def tags_of(obj: Any) -> dict[str, str]:

@@ -11,8 +11,9 @@ Where it sits: under ``providers.ec2.adapter``; nothing else touches libcloud. T
   instead of libcloud's flattened message string.
 * ``ex_create_tags``/``ex_delete_tags`` number ``ResourceId``/``Tag`` from 1, as EC2 requires.
 * ``detach_volume`` sends ``InstanceId`` (EC2-compatible servers look the attachment up by it).
-* Every Describe call follows ``NextToken`` (moto pages instances at 100 reservations); the
-  instance list skips libcloud's extra DescribeAddresses call per listing.
+* Every Describe call follows ``NextToken`` (moto pages instances at 100 reservations), and
+  fails on a token answered twice instead of looping; the instance list skips libcloud's
+  extra DescribeAddresses call per listing.
 * Token lookups use DescribeTags (indexed by key and value on AWS, and six times faster
   than a tag-filtered DescribeInstances on moto at 300 instances).
 * Creates carry ``TagSpecification`` so a resource never exists untagged (libcloud tags
@@ -39,6 +40,8 @@ from libcloud.compute.drivers.ec2 import (
     EC2SecurityGroup,
 )
 from libcloud.utils.xml import findall, findtext
+
+from controller.errors import TerminalError
 
 __all__ = ["Ec2ApiError", "IpPermission", "PortableEC2NodeDriver", "ResourceRef"]
 
@@ -146,9 +149,15 @@ class PortableEC2NodeDriver(EC2NodeDriver):
         return self.connection.request(self.path, params=dict(params)).object
 
     def _describe_all(self, params: Mapping[str, str]) -> list[Any]:
-        """Every page of a Describe call (``NextToken`` followed to the end)."""
+        """Every page of a Describe call (``NextToken`` followed to the end).
+
+        A server that answers a token it already gave does not page (it ignores
+        ``NextToken``): that is an error, not a loop that never ends while the account's
+        inventory waits for it.
+        """
         pages: list[Any] = []
         token: str | None = None
+        given: set[str] = set()
         while True:
             page_params = dict(params)
             if token:
@@ -158,6 +167,14 @@ class PortableEC2NodeDriver(EC2NodeDriver):
             token = findtext(element=page, xpath="nextToken", namespace=NAMESPACE)
             if not token:
                 return pages
+            if token in given:
+                raise TerminalError(
+                    f"{params.get('Action')}: the server answered NextToken {token!r} again "
+                    f"after {len(pages)} pages; it does not page",
+                    reason="ProviderError",
+                    code="NextTokenRepeated",
+                )
+            given.add(token)
 
     def _filtered(self, action: str, filters: Mapping[str, Any] | None) -> dict[str, str]:
         params = {"Action": action}

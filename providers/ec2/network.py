@@ -105,7 +105,7 @@ class Ec2NetworkOps(Ec2Base):
         with ec2_errors(), self._network_creation:
             ids = self.token_ids("vpc", request.tags)
             found = self.driver.ex_list_networks(filters={"vpc-id": ids}) if ids else []
-            net = self.first(found) or self.driver.ex_create_tagged_network(
+            net = self.adoptable(found, request.tags) or self.driver.ex_create_tagged_network(
                 request.cidr, request.tags.as_dict()
             )
             return self._network(net)
@@ -134,7 +134,7 @@ class Ec2NetworkOps(Ec2Base):
         with ec2_errors():
             ids = self.token_ids("subnet", request.tags)
             found = self.driver.ex_list_subnets(filters={"subnet-id": ids}) if ids else []
-            sub = self.first(found) or self.driver.ex_create_tagged_subnet(
+            sub = self.adoptable(found, request.tags) or self.driver.ex_create_tagged_subnet(
                 request.network_id, request.cidr, request.zone, request.tags.as_dict()
             )
             return self._subnet(sub)
@@ -176,7 +176,7 @@ class Ec2NetworkOps(Ec2Base):
             tags = request.tags
             ids = self.token_ids("security-group", tags)
             groups = self.driver.ex_get_security_groups(filters={"group-id": ids}) if ids else []
-            found = self.first(groups)
+            found = self.adoptable(groups, tags)
             group_id = FirewallId(found.id) if found is not None else None
             if group_id is None:
                 group_id = FirewallId(

@@ -17,6 +17,11 @@ stopped/started outside → put back; Report — condition ``Drifted=True`` with
 A terminal capacity or provider-quota failure records a failure against the member and clears
 the placement, so the next reconcile places the instance elsewhere (event ``Replacing``).
 
+Ready is withdrawn in etcd before any call that takes an instance out of its state (a stop, a
+start, a delete for a replacement), never only after it: a status write lost after the call (a
+CAS race, a crash, a call that timed out after taking effect) cannot leave an instance Ready
+that no longer runs (``tests/integration/reconcilers/test_instance_ready.py``).
+
 A spec change a running instance cannot take in place — ``spec.image`` now maps to another
 image, or ``spec.hardware`` no longer allows its size — replaces it (event ``Replacing``): the
 old instance is deleted first, then a new one is created under the new generation's token, on
@@ -237,6 +242,7 @@ class CloudSteps:
             status.phase = InstancePhase.PROVISIONING
             work.condition("Provisioned", False, "Creating", f"creating in {placement.account}")
             work.save()  # the intent is durable before the cloud call
+            status = work.instance.status  # the stored copy: later changes go to it
         token = status.create_token
         assert token is not None
         cloud = handle.inventory.instances().by_token(token)
@@ -315,27 +321,42 @@ class CloudSteps:
         size: SizeId | None,
     ) -> Result:
         """Delete ``cloud`` and start over with ``size`` (or a new placement)."""
-        status = work.instance.status
-        placement = status.placement
+        placement = work.instance.status.placement
         assert placement is not None
-        # Deleted before the status forgets it: a crash in between then finds the recorded
-        # instance gone and recreates it, instead of leaving one nothing refers to.
-        handle.provider.delete_instance(cloud.id)
-        handle.inventory.invalidate(ResourceKind.INSTANCE)
         where = "the same account" if size is not None else "a new placement"
         message = f"replacing {cloud.id} on {where}: the spec changed ({why})"
+        # No longer Ready before the delete (the status must never call an instance Ready
+        # while it is going away), and the providerID is forgotten only after it: a crash
+        # in between finds the recorded instance gone and recreates it, instead of leaving
+        # one nothing refers to.
+        self._leaving_ready(work, "Replacing", message, InstancePhase.PROVISIONING)
+        handle.provider.delete_instance(cloud.id)
+        handle.inventory.invalidate(ResourceKind.INSTANCE)
         work.event("Normal", "Replacing", message)
         log.info("instance replaced after a spec change", provider_id=cloud.id, why=why)
+        status = work.instance.status
         status.placement = None if size is None else placement.model_copy(update={"size": size})
         status.provider_id = None
         status.create_token = None
         status.addresses = []
-        status.phase = InstancePhase.PROVISIONING if size is not None else InstancePhase.PENDING
         if size is None:
+            status.phase = InstancePhase.PENDING
             work.condition("Scheduled", False, "Replacing", message)
         work.condition("Provisioned", False, "Replacing", message)
-        work.condition("Ready", False, "Replacing", message)
         return Result(requeue_after=0.1)
+
+    @staticmethod
+    def _leaving_ready(
+        work: Work, reason: str, message: str, phase: InstancePhase | None = None
+    ) -> None:
+        """Store ``Ready=False`` (``reason``), and ``phase`` if given, before a cloud call that
+        takes the instance out of its current state (a stop, a start, a delete): written only
+        afterwards, a failed write (a lost CAS race, a crash, a timeout of the call after it
+        took effect) would leave the status Ready for an instance that no longer runs."""
+        if phase is not None:
+            work.instance.status.phase = phase
+        work.condition("Ready", False, reason, message)
+        work.save()
 
     def _vanished(self, work: Work) -> Result:
         """The recorded instance is gone from the cloud (terminated outside skybroker)."""
@@ -394,13 +415,14 @@ class CloudSteps:
             return Result()
         if drifted:
             work.event("Normal", "DriftCorrected", f"{message}: changed outside skybroker")
+        work.condition("Drifted", False, "InSync")
+        going = f"{cloud.id}: going {desired.value}"
+        self._leaving_ready(work, "Transitioning", going)
         if desired == PowerState.RUNNING:
             handle.provider.start_instance(cloud.id)
         else:
             handle.provider.stop_instance(cloud.id)
         handle.inventory.invalidate(ResourceKind.INSTANCE)
-        work.condition("Drifted", False, "InSync")
-        work.condition("Ready", False, "Transitioning", f"{cloud.id}: going {desired.value}")
         return Result(requeue_after=BOOT_POLL_SECONDS)
 
     # --- deletion -------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 The proxy sits between the EC2 adapter and the real moto_server and, on demand, answers
 with throttling or server errors, forwards a request and then drops the connection (the
 change is applied but the caller never hears of it: the crash window), or answers late
-(a client-side timeout). Everything else is forwarded untouched, so the EC2 path under test
-is the real one: libcloud, HTTP, moto.
+(a client-side timeout). It can also play an EC2-compatible server that does not implement a
+parameter of some Actions (``ignore_params``): ``Filter.`` — the server answers with
+everything — or ``NextToken`` — it answers the first page again. Everything else is forwarded
+untouched, so the EC2 path under test is the real one: libcloud, HTTP, moto.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from providers.types import ResourceTags
 
@@ -66,6 +69,8 @@ class FaultProxy:
     kinds: ``throttle`` (503 RequestLimitExceeded, Retry-After), ``internal`` (500),
     ``drop_after_apply`` (forward, then close without answering), ``slow`` (answer after
     ``slow_seconds``). ``action`` restricts the fault to one EC2 Action (e.g. RunInstances).
+    ``ignore_params(prefix, *actions)`` drops the parameters named ``prefix…`` (``Filter.``,
+    ``NextToken``) from requests of those Actions until ``clear()``.
     """
 
     def __init__(self, upstream_port: int, retry_after: int = 7, slow_seconds: float = 1.5):
@@ -73,6 +78,7 @@ class FaultProxy:
         self.retry_after = retry_after
         self.slow_seconds = slow_seconds
         self.faults: deque[tuple[str, str | None]] = deque()
+        self.ignored: set[tuple[str, str]] = set()  # (Action, parameter prefix)
         self.lock = threading.Lock()
         proxy = self
 
@@ -101,9 +107,24 @@ class FaultProxy:
         with self.lock:
             self.faults.append((kind, action))
 
+    def ignore_params(self, prefix: str, *actions: str) -> None:
+        with self.lock:
+            self.ignored.update((action, prefix) for action in actions)
+
     def clear(self) -> None:
         with self.lock:
             self.faults.clear()
+            self.ignored.clear()
+
+    def _unsupported_dropped(self, query: str) -> str:
+        """``query`` without the parameters its Action is set to ignore."""
+        params = parse_qsl(query, keep_blank_values=True)
+        action = next((v for k, v in params if k == "Action"), None)
+        with self.lock:
+            prefixes = tuple(prefix for act, prefix in self.ignored if act == action)
+        if not prefixes:
+            return query
+        return urlencode([(k, v) for k, v in params if not k.startswith(prefixes)])
 
     def _take(self, request_line: str) -> str | None:
         with self.lock:
@@ -118,7 +139,11 @@ class FaultProxy:
         self, handler: BaseHTTPRequestHandler, body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
-        headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+        headers = {
+            k: v
+            for k, v in handler.headers.items()
+            if k.lower() not in ("host", "content-length")  # the body may have been rewritten
+        }
         headers["Host"] = f"127.0.0.1:{self.upstream_port}"
         conn.request(handler.command, handler.path, body=body or None, headers=headers)
         response = conn.getresponse()
@@ -129,6 +154,10 @@ class FaultProxy:
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        url = urlsplit(handler.path)
+        handler.path = url._replace(query=self._unsupported_dropped(url.query)).geturl()
+        if body:
+            body = self._unsupported_dropped(body.decode()).encode()
         fault = self._take(handler.path + "&" + body.decode(errors="replace"))
         if fault == "throttle":
             self._answer(
