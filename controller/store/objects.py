@@ -83,10 +83,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _not_found(key: ObjectKey) -> NotFoundError:
-    return NotFoundError(key.said("not found"))
-
-
 class Store:
     def __init__(
         self,
@@ -202,7 +198,7 @@ class Store:
         if known is None or known[0] != wanted:
             response = self.client.range(etcd_key)
             if not response.kvs:
-                raise _not_found(key)
+                raise NotFoundError(key.said("not found"))
             kv = response.kvs[0]
             known = (int(kv.mod_revision), self.plain(key, bytes(kv.value)))
             self._memory.remember(etcd_key, *known)
@@ -222,7 +218,7 @@ class Store:
         key = ObjectKey(model.PLURAL, namespace, name)
         response = self.client.range(self.layout.object_key(key))
         if not response.kvs:
-            raise _not_found(key)
+            raise NotFoundError(key.said("not found"))
         kv = response.kvs[0]
         obj = self.decode(key, kv.value, int(kv.mod_revision))
         if not isinstance(obj, model):
@@ -564,7 +560,7 @@ class Store:
         NotFoundError if there is none, ConflictError if it is a valid object."""
         response = self.client.range(self.layout.object_key(key))
         if not response.kvs:
-            raise _not_found(key)
+            raise NotFoundError(key.said("not found"))
         revision = int(response.kvs[0].mod_revision)
         try:
             self.decode(key, bytes(response.kvs[0].value), revision)
