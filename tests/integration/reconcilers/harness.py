@@ -232,6 +232,14 @@ class Harness:
         recorder.flush(10)
         return {e.reason for e in recorder.list_events(involved=ObjectKey(plural, namespace, name))}
 
+    def wait_for_event(self, plural: str, name: str, namespace: str | None, reason: str) -> None:
+        """Until an event with ``reason`` is recorded about the object. Events are posted in the
+        background, some (a terminal error's Warning) after the status write a test waited for."""
+        self.eventually(
+            lambda: reason in self.event_reasons(plural, name, namespace),
+            what=lambda: f"no {reason} event: {self.event_reasons(plural, name, namespace)}",
+        )
+
     # --- the cloud, directly --------------------------------------------------------------
 
     def provider(self, account: str) -> GuardedProvider:

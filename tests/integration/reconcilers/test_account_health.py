@@ -107,7 +107,7 @@ def test_an_open_circuit_shows_on_the_account_at_once_with_its_cause(
         condition = down.status.condition("Ready")
         assert condition is not None and condition.reason == "CircuitOpen"
         assert "InternalError: injected fault on list_volumes" in condition.message
-        assert "CircuitOpen" in harness.event_reasons("provideraccounts", "sim-a", None)
+        harness.wait_for_event("provideraccounts", "sim-a", None, "CircuitOpen")
     finally:
         harness.stop()
 

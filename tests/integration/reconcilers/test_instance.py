@@ -205,7 +205,7 @@ def test_a_subnet_that_does_not_exist_is_not_found_not_waited_for(harness: Harne
     assert ready is not None and ready.message == "subnet nope not found in namespace acme"
     assert condition(missing, "Scheduled") == ("False", "SubnetNotFound")
     assert missing.status.phase == InstancePhase.PENDING
-    assert "SubnetNotFound" in harness.event_reasons(Instance.PLURAL, "web-1", NS)
+    harness.wait_for_event(Instance.PLURAL, "web-1", NS, "SubnetNotFound")
 
     harness.apply(
         {
@@ -234,5 +234,5 @@ def test_a_firewall_that_does_not_exist_is_not_found(harness: Harness) -> None:
     )
     ready = missing.status.condition("Ready")
     assert ready is not None and ready.message == "firewall nope not found in namespace acme"
-    assert "FirewallNotFound" in harness.event_reasons(Instance.PLURAL, "web-1", NS)
+    harness.wait_for_event(Instance.PLURAL, "web-1", NS, "FirewallNotFound")
     assert harness.cloud("sim-a").list_instances() == []

@@ -96,7 +96,7 @@ def test_unschedulable_says_why_for_every_member(harness: Harness) -> None:
     assert all("cpu=64" in r.reason for r in big.status.rejections)
     message = big.status.condition("Scheduled").message  # type: ignore[union-attr]
     assert "sim-a:" in message and "sim-b:" in message
-    assert "Unschedulable" in harness.event_reasons("instances", "big", NS)
+    harness.wait_for_event("instances", "big", NS, "Unschedulable")
 
 
 def test_drift_is_corrected(harness: Harness) -> None:
@@ -125,7 +125,7 @@ def test_drift_is_corrected(harness: Harness) -> None:
     harness.eventually(
         lambda: {i.state.value for i in provider.list_instances()} == {"running"}, 15
     )
-    assert "DriftCorrected" in harness.event_reasons("instances", "web-1", NS)
+    harness.wait_for_event("instances", "web-1", NS, "DriftCorrected")
 
 
 def test_drift_is_reported_not_corrected(harness: Harness) -> None:
@@ -265,4 +265,4 @@ def test_a_spec_change_the_running_instance_cannot_take_replaces_it(harness: Har
     assert second not in by_id or by_id[InstanceId(second)].state.value in GONE
     live = [c for c in by_id.values() if c.state.value not in GONE]
     assert [c.id for c in live] == [third]
-    assert "Replacing" in harness.event_reasons("instances", "web-1", NS)
+    harness.wait_for_event("instances", "web-1", NS, "Replacing")

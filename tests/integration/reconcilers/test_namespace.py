@@ -166,7 +166,7 @@ def test_an_instance_written_into_a_missing_namespace_is_not_launched_until_it_e
         store.client.put(store.layout.object_key(key), json.dumps(manifest).encode())
     real = harness.wait_for(Instance, "real-vm", "acme", lambda i: i.status.phase == "Running")
     assert [vm.uid for vm in harness.cloud("sim-a").list_instances()] == [real.metadata.uid]
-    assert "InvalidObject" in harness.event_reasons("instances", "ghost-vm", "phantom")
+    harness.wait_for_event("instances", "ghost-vm", "phantom", "InvalidObject")
     assert harness.get(Instance, "ghost-vm", "phantom").status.phase is None  # type: ignore[union-attr]
 
     harness.apply({"apiVersion": API, "kind": "Namespace", "metadata": {"name": "phantom"}})

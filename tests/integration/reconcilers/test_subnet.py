@@ -139,4 +139,4 @@ def test_a_subnet_the_cloud_refuses_is_failed_with_the_reason(harness: Harness) 
         "InvalidRequest",
     )
     assert "InvalidSubnet.Conflict" in condition.message
-    assert "InvalidRequest" in harness.event_reasons(Subnet.PLURAL, "overlap", "acme")
+    harness.wait_for_event(Subnet.PLURAL, "overlap", "acme", "InvalidRequest")

@@ -233,7 +233,7 @@ def test_a_create_the_cloud_refuses_is_failed_with_the_reason(harness: Harness) 
     ready = failed.status.condition("Ready")
     assert ready is not None and (ready.status, ready.reason) == ("False", "ProviderQuotaExceeded")
     assert "volume quota of the account reached" in ready.message
-    assert "ProviderQuotaExceeded" in harness.event_reasons(Volume.PLURAL, "big", "acme")
+    harness.wait_for_event(Volume.PLURAL, "big", "acme", "ProviderQuotaExceeded")
 
 
 def test_attach_to_an_instance_that_does_not_exist_says_not_found(harness: Harness) -> None:
@@ -251,7 +251,7 @@ def test_attach_to_an_instance_that_does_not_exist_says_not_found(harness: Harne
     assert scheduled is not None
     assert scheduled.message == "instance ghost not found in namespace acme"
     assert missing.status.phase == "Pending"
-    assert "InstanceNotFound" in harness.event_reasons(Volume.PLURAL, "data-1", "acme")
+    harness.wait_for_event(Volume.PLURAL, "data-1", "acme", "InstanceNotFound")
 
     harness.apply(instance_manifest("ghost", pool="general"))
     harness.wait_for(
