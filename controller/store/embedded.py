@@ -16,7 +16,6 @@ stopping, or one left behind where there is no parent-death signal) is found and
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -26,7 +25,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +32,6 @@ __all__ = ["PID_FILE", "EmbeddedEtcd", "EtcdNotFoundError", "find_etcd_binary", 
 
 
 _PORT_ATTEMPTS = 5
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _STOP_TIMEOUT = 15.0  # seconds a SIGTERMed etcd gets before SIGKILL
 PID_FILE = "etcd.pid"
 
@@ -73,25 +70,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _bind_to_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the kernel SIGTERM the child when its parent dies (Linux only).
+#: Run by a fresh interpreter between the fork and etcd: asks the kernel for SIGTERM when the
+#: parent dies, exits if the parent already died, then becomes etcd (same pid) with ``execv``.
+_BOUND_TO_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
-    ``prctl`` is looked up here, in the parent, so the forked child (of a threaded process)
-    imports and loads nothing: it makes two system calls, ``prctl`` and ``getppid``, and
-    takes no lock another thread may have held at the fork. If the parent died between the
-    fork and the ``prctl``, the signal will never come: the child exits instead.
+
+def _bound_to_parent(args: list[str]) -> list[str]:
+    """``args`` run so that the kernel SIGTERMs the process when its parent dies (Linux).
+
+    Not a ``preexec_fn``: Python code between fork and exec in a threaded process can block
+    forever on a lock another thread held at the fork (seen: a test process hung in the child
+    of an etcd restart). A small interpreter of its own does the ``prctl``, then execs.
     """
     if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def bind() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return bind
+        return args
+    return [sys.executable, "-I", "-S", "-c", _BOUND_TO_PARENT, str(os.getpid()), *args]
 
 
 def _running(pid: int) -> bool:
@@ -214,11 +213,10 @@ class EmbeddedEtcd:
         log_path = self.log_path or self.data_dir / "etcd.log"
         with open(log_path, "ab") as log:
             self._process = subprocess.Popen(
-                args,
+                _bound_to_parent(args),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the terminal is for the parent to handle
-                preexec_fn=_bind_to_parent(),  # fork-safe: see there
             )
         self._pid_file.write_text(f"{self._process.pid}\n")
         self._wait_healthy(timeout, log_path)
