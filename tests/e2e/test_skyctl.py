@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -124,20 +124,23 @@ def test_401_and_403_are_errors_with_the_servers_message(
     assert refused.code == 1 and "hardwareprofile" in refused.err
 
 
-def test_real_skyctl_process_with_a_context_and_a_streaming_watch(
-    server: HttpServer, store: Store, tmp_path: Path
-) -> None:
-    env = {**os.environ, "SKYCONFIG": str(tmp_path / "config.yaml")}
+def skyctl_process(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """skyctl as a real process in ``env`` (its $SKYCONFIG names the contexts)."""
 
     def skyctl(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "controller.cli", *argv],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    return skyctl
+
+
+def test_real_skyctl_process_with_a_context_and_a_streaming_watch(
+    server: HttpServer, store: Store, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SKYCONFIG": str(tmp_path / "config.yaml")}
+    skyctl = skyctl_process(env)
 
     made = skyctl(
         "config",
@@ -184,16 +187,7 @@ def test_kubectl_habits_in_a_real_process(server: HttpServer, store: Store, tmp_
     ``$SKYCONFIG`` file named as such."""
     config = tmp_path / "config.yaml"
     env = {**os.environ, "SKYCONFIG": str(config)}
-
-    def skyctl(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "controller.cli", *argv],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    skyctl = skyctl_process(env)
 
     absent = skyctl("get", "instances")
     assert absent.returncode == 1 and f"config file {config} does not exist" in absent.stderr
