@@ -9,6 +9,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api_types ./api_types
 COPY controller ./controller
+COPY apiserver ./apiserver
+COPY skyctl ./skyctl
 COPY providers ./providers
 COPY reconcilers ./reconcilers
 COPY skybroker ./skybroker

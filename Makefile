@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := api_types controller providers reconcilers skybroker
+PACKAGES := api_types controller apiserver skyctl providers reconcilers skybroker
 
 .PHONY: install lint typecheck test test-stress unit integration demo bench clean
 

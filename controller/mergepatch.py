@@ -1,7 +1,7 @@
 """JSON merge patch (RFC 7386), the one implementation the API server and skyctl share.
 
-Where it sits: under ``controller.apiserver.handlers`` (PATCH with
-``application/merge-patch+json``) and ``controller.cli`` (``apply`` computes a patch with its
+Where it sits: under ``apiserver.handlers`` (PATCH with
+``application/merge-patch+json``) and ``skyctl`` (``apply`` computes a patch with its
 three-way merge and applies it to the live object to write the result; ``patch`` sends one).
 """
 

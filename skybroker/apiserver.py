@@ -27,8 +27,8 @@ from types import FrameType
 import uvicorn
 import yaml
 
-from controller.apiserver import ApiOptions, ApiServer, TokenAuthenticator
-from controller.apiserver.auth import MASTERS_GROUP, format_token_line
+from apiserver import ApiOptions, ApiServer, TokenAuthenticator
+from apiserver.auth import MASTERS_GROUP, format_token_line
 from controller.manager import ListenError
 from controller.store.encryption import SecretCipher, write_key_file
 from controller.store.objects import Store

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import structlog
 
-from controller.apiserver.auth import TokenFileError
+from apiserver.auth import TokenFileError
 from controller.logging import configure_logging
 from controller.manager import ListenError, Manager, ManagerOptions
 from controller.store.embedded import EmbeddedEtcd

@@ -129,7 +129,7 @@ def skyctl_process(env: dict[str, str]) -> Callable[..., subprocess.CompletedPro
 
     def skyctl(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "controller.cli", *argv],
+            [sys.executable, "-m", "skyctl", *argv],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 
@@ -160,7 +160,7 @@ def test_real_skyctl_process_with_a_context_and_a_streaming_watch(
     applied = skyctl("apply", "-f", str(write_manifest(tmp_path / "web.yaml")))
     assert applied.returncode == 0, applied.stderr
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "get", "instances", "-w"],
+        [sys.executable, "-m", "skyctl", "get", "instances", "-w"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -209,7 +209,7 @@ def test_kubectl_habits_in_a_real_process(server: HttpServer, store: Store, tmp_
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "skyctl",
             "wait",
             "inst/web-1",
             "--for=jsonpath={.status.phase}=Running",

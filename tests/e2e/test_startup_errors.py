@@ -105,7 +105,7 @@ def test_skyctl_in_etcd_mode_with_a_broken_key_file_is_one_line(
     key_file = tmp_path / "enc.key"
     key_file.write_bytes(b"not base64 at all\n")
     result = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "--etcd", etcd_server.endpoint,
+        [sys.executable, "-m", "skyctl", "--etcd", etcd_server.endpoint,
          "--encryption-key-file", str(key_file), "get", "namespaces"],
         capture_output=True, text=True, timeout=TIMEOUT,
         env={**os.environ, "SKYCONFIG": str(tmp_path / "none.yaml")},

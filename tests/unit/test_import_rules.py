@@ -1,23 +1,88 @@
-"""DESIGN §1's import rules, checked on the source tree (every import, at any depth)."""
+"""DESIGN §1's import rules, checked on the source tree (every import, at any depth).
+
+Two kinds of rule: what each top-level package may import from the others, and finer contracts
+*inside* packages (the store is the bottom layer of the runtime, the workqueue depends on nothing
+but the clock, the two cloud drivers never reach into each other, only skyctl's ``--etcd``
+backend uses the API server's admission pipeline).
+"""
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = {"api_types", "controller", "providers", "reconcilers", "skybroker"}
+LOCAL = {"api_types", "controller", "apiserver", "skyctl", "providers", "reconcilers", "skybroker"}
 
-#: package → (allowed local modules as prefixes); a module matches "x" if it is x or x.*
+#: the part of api_types the runtime may see: the envelope, the registry, its own Event kind
+RUNTIME_API = ("api_types.meta", "api_types.registry", "api_types.events", "api_types.validation")
+
+#: package → allowed local modules, as prefixes; a module matches "x" if it is x or x.*
 ALLOWED: dict[str, tuple[str, ...]] = {
     "api_types": ("api_types",),
-    "controller": ("api_types", "controller"),
+    "controller": (*RUNTIME_API, "controller"),
+    "apiserver": ("api_types", "controller", "apiserver"),
+    "skyctl": ("api_types", "controller", "skyctl", "apiserver"),
     "providers": ("api_types", "providers", "controller.errors"),
     "reconcilers": ("api_types", "controller", "providers", "reconcilers"),
     "skybroker": tuple(LOCAL),
 }
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Modules under ``inside`` (a module prefix) may import, of ``guarded``, only ``allowed``."""
+
+    inside: str
+    guarded: str
+    allowed: tuple[str, ...]
+    why: str
+
+
+CONTRACTS = (
+    Contract(
+        "controller.store",
+        "controller",
+        ("controller.store", "controller.errors", "controller.labels", "controller.clock"),
+        "the store is the runtime's bottom layer: caches, controllers and leases build on it",
+    ),
+    Contract(
+        "controller.workqueue",
+        "controller",
+        ("controller.workqueue", "controller.clock"),
+        "the queue is a pure data structure on an injected clock",
+    ),
+    Contract(
+        "controller.leader",
+        "controller",
+        ("controller.leader", "controller.clock", "controller.errors", "controller.store"),
+        "leases know the store and the clock, nothing of caches or controllers",
+    ),
+    Contract(
+        "providers.simulated",
+        "providers.ec2",
+        (),
+        "the drivers are siblings behind one protocol",
+    ),
+    Contract(
+        "providers.ec2",
+        "providers.simulated",
+        (),
+        "the drivers are siblings behind one protocol",
+    ),
+    Contract(
+        "skyctl",
+        "apiserver",
+        (),
+        "skyctl speaks HTTP; only its --etcd backend reuses the admission pipeline",
+    ),
+)
+
+#: the one module each exemption covers
+EXEMPT: dict[tuple[str, str], str] = {("skyctl", "apiserver"): "skyctl.etcd"}
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -37,17 +102,33 @@ def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def violations(package: str) -> list[str]:
     problems = []
     for path in sorted((ROOT / package).rglob("*.py")):
         for line, module in imported_modules(path):
-            top = module.split(".")[0]
-            if top not in LOCAL:
+            if module.split(".")[0] not in LOCAL or module in LOCAL:
+                # a bare package name comes from "from X import y"; X.y is checked instead
                 continue
-            if package == "providers" and module == "controller":
-                continue  # the "from controller import errors" form; its alias is checked
             if not allowed(module, ALLOWED[package]):
                 problems.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return problems
+
+
+def contract_violations(contract: Contract) -> list[str]:
+    problems = []
+    exempt = EXEMPT.get((contract.inside, contract.guarded))
+    for path in sorted(ROOT.joinpath(*contract.inside.split(".")).rglob("*.py")):
+        if exempt and allowed(module_name(path), (exempt,)):
+            continue
+        for line, module in imported_modules(path):
+            guarded = allowed(module, (contract.guarded,)) and module != contract.guarded
+            if guarded and not allowed(module, contract.allowed):
+                problems.append(f"{path.relative_to(ROOT)}:{line} imports {module}: {contract.why}")
     return problems
 
 
@@ -56,11 +137,31 @@ def test_package_imports_only_what_design_allows(package: str) -> None:
     assert violations(package) == []
 
 
-def test_the_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: f"{c.inside}-{c.guarded}")
+def test_contracts_inside_packages_hold(contract: Contract) -> None:
+    assert contract_violations(contract) == []
+
+
+def test_every_package_of_the_tree_has_rules() -> None:
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    assert packages == set(ALLOWED)
+
+
+def test_the_runtime_names_no_business_kind() -> None:
+    assert not allowed("api_types.compute", ALLOWED["controller"])
+    assert not allowed("api_types.tenancy", ALLOWED["controller"])
+    assert allowed("api_types.meta", ALLOWED["controller"])
+
+
+def test_the_checker_catches_forbidden_imports(tmp_path: Path) -> None:
     sample = tmp_path / "bad.py"
     sample.write_text("from controller.store import objects\nimport reconcilers.instance\n")
-    modules = [m for _, m in imported_modules(sample)]
-    assert not all(allowed(m, ALLOWED["providers"]) for m in modules if m != "controller")
+    modules = [m for _, m in imported_modules(sample) if m not in LOCAL]
+    assert not all(allowed(m, ALLOWED["providers"]) for m in modules)
     assert allowed("controller.errors", ALLOWED["providers"])
     assert not allowed("controller.store.objects", ALLOWED["providers"])
     assert not allowed("skybroker.main", ALLOWED["reconcilers"])
+    assert not allowed("apiserver.handlers", ALLOWED["controller"])
+    store_contract = CONTRACTS[0]
+    assert allowed("controller.errors", store_contract.allowed)
+    assert not allowed("controller.cache", store_contract.allowed)

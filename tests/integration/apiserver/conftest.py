@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from api_types import registry
-from controller.apiserver import ApiOptions
+from apiserver import ApiOptions
 from controller.store.encryption import SecretCipher
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout

@@ -7,7 +7,7 @@ import pytest
 from api_types import registry
 from api_types.accounts import ProviderAccount
 from api_types.tenancy import Quota
-from controller.apiserver.lookups import Lookups
+from apiserver.lookups import Lookups
 from controller.errors import NotFoundError
 from controller.store.objects import Store
 from tests.waiting import eventually

@@ -11,12 +11,12 @@ import pytest
 from api_types import registry
 from api_types.compute import Instance
 from api_types.tenancy import Quota
-from controller.apiserver.auth import MASTERS_GROUP, User
-from controller.apiserver.handlers import Resources
-from controller.apiserver.lookups import Lookups
-from controller.apiserver.paths import Target
-from controller.apiserver.rbac import Authorizer
-from controller.apiserver.status import ApiError
+from apiserver.auth import MASTERS_GROUP, User
+from apiserver.handlers import Resources
+from apiserver.lookups import Lookups
+from apiserver.paths import Target
+from apiserver.rbac import Authorizer
+from apiserver.status import ApiError
 from controller.store.objects import Store
 from tests.integration.apiserver.conftest import ROOT
 

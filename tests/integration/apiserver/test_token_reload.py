@@ -12,8 +12,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from controller.apiserver.auth import RELOAD_INTERVAL, TokenAuthenticator, TokenFileError
-from controller.apiserver.status import ApiError
+from apiserver.auth import RELOAD_INTERVAL, TokenAuthenticator, TokenFileError
+from apiserver.status import ApiError
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import ROOT, TOKEN_FILE
 from tests.waiting import eventually

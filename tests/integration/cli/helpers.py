@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api_types import registry
-from controller.apiserver import ApiOptions
-from controller.cli.main import main
+from apiserver import ApiOptions
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
+from skyctl.main import main
 
 #: Admission checks references and images, so the pool and its account exist beforehand.
 ACCOUNT = {
@@ -71,7 +71,7 @@ class Result:
 
 @dataclass(frozen=True)
 class Skyctl:
-    """Calls ``controller.cli.main.main`` with fixed connection flags appended."""
+    """Calls ``skyctl.main.main`` with fixed connection flags appended."""
 
     connection: tuple[str, ...]
 

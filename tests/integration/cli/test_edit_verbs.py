@@ -160,7 +160,7 @@ def test_edit_conflict_invalid_rename_and_a_failing_editor_write_nothing(
     meanwhile = [
         sys.executable,
         "-m",
-        "controller.cli",
+        "skyctl",
         "annotate",
         "instance/web-1",
         "-n",

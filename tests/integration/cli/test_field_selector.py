@@ -86,7 +86,7 @@ def test_watch_shows_objects_leaving_the_selection_as_deleted(
     seed_instances(any_backend, store, tmp_path)
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "controller.cli", "get", "instances", "-n", "acme", "-w"),
+            *(sys.executable, "-m", "skyctl", "get", "instances", "-n", "acme", "-w"),
             *("--field-selector", "status.phase!=Running", "-o", "json", "--output-watch-events"),
             *any_backend.connection,
         ],

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from api_types import Instance
-from controller.cli.apply import LAST_APPLIED
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
+from skyctl.apply import LAST_APPLIED
 from tests.integration.cli.helpers import Skyctl, write_manifest
 
 VOLUME = """\

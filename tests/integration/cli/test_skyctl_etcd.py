@@ -199,7 +199,7 @@ def test_get_watch_streams_in_a_real_process(
     manifest = write_manifest(tmp_path / "web.yaml")
     connection = ["--etcd", etcd_server.endpoint, "--etcd-prefix", key_prefix]
     applied = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "apply", "-f", str(manifest), *connection],
+        [sys.executable, "-m", "skyctl", "apply", "-f", str(manifest), *connection],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -211,7 +211,7 @@ def test_get_watch_streams_in_a_real_process(
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "skyctl",
             "get",
             "instances",
             "-n",

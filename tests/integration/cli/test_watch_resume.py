@@ -105,7 +105,7 @@ def watch(
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "skyctl",
             "get",
             "firewalls",
             "-n",

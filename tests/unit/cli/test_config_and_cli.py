@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import config
-from controller.cli.completion import completion_script
-from controller.cli.main import main
+from skyctl import config
+from skyctl.completion import completion_script
+from skyctl.main import main
 
 
 def run(*argv: str) -> tuple[int, str, str]:

@@ -1,4 +1,4 @@
-"""controller.cli.follow: resuming, re-listing, filtering and backoff, over a scripted backend.
+"""skyctl.follow: resuming, re-listing, filtering and backoff, over a scripted backend.
 
 The backend here is a script of watch attempts (events, then how the attempt ends); the real
 API server and etcd are exercised by tests/integration/cli/test_watch_resume.py.
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from api_types import registry
-from controller.cli.backend import ApiError, ListResult, WatchEvent
-from controller.cli.follow import Follower, Retry, Selection
+from skyctl.backend import ApiError, ListResult, WatchEvent
+from skyctl.follow import Follower, Retry, Selection
 
 INSTANCE = registry.by_kind("Instance")
 Wire = dict[str, Any]

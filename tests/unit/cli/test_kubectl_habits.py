@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from api_types import registry
-from controller.cli import kinds
-from controller.cli.jsonpatch import JsonPatchError, apply_json_patch
-from controller.cli.jsonpath import JsonPathError, Template
-from controller.cli.main import main
-from controller.cli.output import Output, StreamPrinter, format_groups, parse_output
+from skyctl import kinds
+from skyctl.jsonpatch import JsonPatchError, apply_json_patch
+from skyctl.jsonpath import JsonPathError, Template
+from skyctl.main import main
+from skyctl.output import Output, StreamPrinter, format_groups, parse_output
 
 LIST = {
     "kind": "List",

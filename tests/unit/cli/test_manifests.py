@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.manifests import ManifestError, load_manifests
+from skyctl.manifests import ManifestError, load_manifests
 
 DOC = "apiVersion: skybroker.io/v1alpha1\nkind: HardwareProfile\nmetadata: {{name: {name}}}\n"
 

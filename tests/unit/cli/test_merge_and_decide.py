@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from controller.cli.apply import LAST_APPLIED, decide, prepare
-from controller.cli.backend import ApiError
-from controller.cli.manifests import Manifest
-from controller.cli.merge import three_way_patch
 from controller.mergepatch import merge_patch
+from skyctl.apply import LAST_APPLIED, decide, prepare
+from skyctl.backend import ApiError
+from skyctl.manifests import Manifest
+from skyctl.merge import three_way_patch
 
 
 def instance(**spec: Any) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 from api_types import registry
-from controller.cli.explain import ExplainError, explain
-from controller.cli.output import Output, format_groups
-from controller.cli.printers import age
+from skyctl.explain import ExplainError, explain
+from skyctl.output import Output, format_groups
+from skyctl.printers import age
 
 
 def format_objects(

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from controller.cli.completion import FLAGS, VERBS, completion_script
-from controller.cli.main import build_parser, parse_args
+from skyctl.completion import FLAGS, VERBS, completion_script
+from skyctl.main import build_parser, parse_args
 
 
 def test_words_after_flags_still_belong_to_the_verb() -> None:

@@ -1,0 +1,184 @@
+"""Admission: what the API server does to a valid object before it is written.
+
+Where it sits: after authentication, authorization and schema validation (the pydantic models),
+before the quota reservation and the store write. In order:
+
+0. the namespace — a namespaced object is created only in a Namespace that exists (404
+   ``namespaces "x" not found``) and is not being deleted (403, Kubernetes' words), as
+   Kubernetes' NamespaceLifecycle plugin does: a tenant's objects always live in a tenant that
+   can be listed, and deleted as a unit. Updates and deletes are not checked, so an object left
+   in a missing namespace (written before this check, or straight into etcd) can be removed.
+   The namespace is read from the watched cache, as Kubernetes does: a create in the instant
+   after a deletion began may pass, and is then deleted with the rest of the namespace;
+1. defaulting — a create starts from a fresh status (a client cannot forge one) whose phase is
+   ``Pending`` wherever the kind's phase allows it, so every create answers at once with
+   ``Pending`` (DESIGN §3); a new Quota starts with the namespace's current usage;
+   a Secret's ``stringData`` is folded into ``data`` (base64), as Kubernetes does, so the
+   stored object has one form;
+2. references — the pool, account, hardware profile, subnet and firewalls an object names must
+   exist, and the pool's ``allowedNamespaces`` must admit the object's namespace; an Instance's
+   ``image`` must be mapped (``spec.images``) by its account, or by at least one member account
+   of its pool — the placement filter's rule, so an image no member can boot is refused now
+   rather than left Unschedulable. Each failure is a cause naming the field (422). On an update
+   only references that changed are checked, so an object whose pool was since deleted can
+   still be relabelled or have its finalizers removed. Namespaces, pools, accounts and profiles
+   are looked up in the API server's caches (``lookups``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import NamedTuple
+
+import pydantic
+
+from api_types.accounts import HardwareProfile, ProviderAccount
+from api_types.common import TargetSpec
+from api_types.compute import Instance
+from api_types.meta import Resource
+from api_types.network import Firewall, Subnet
+from api_types.pools import Pool
+from api_types.tenancy import Namespace, Quota, QuotaUsage, Secret
+from apiserver.lookups import Lookups
+from apiserver.quota import initial_usage
+from apiserver.status import ApiError
+from controller.errors import FieldCause, InvalidObjectError, NotFoundError
+
+__all__ = ["admit", "default_for_create"]
+
+
+@cache
+def _initial_status(
+    model: type[Resource],
+) -> tuple[type[pydantic.BaseModel], dict[str, str]] | None:
+    """The status type of ``model`` and what a new one holds: phase Pending if allowed."""
+    field = model.model_fields.get("status")
+    status_type = field.annotation if field is not None else None
+    if not isinstance(status_type, type) or not issubclass(status_type, pydantic.BaseModel):
+        return None
+    try:
+        status_type.model_validate({"phase": "Pending"})
+    except pydantic.ValidationError:
+        return status_type, {}
+    return status_type, {"phase": "Pending"}
+
+
+def default_for_create(lookups: Lookups, obj: Resource) -> Resource:
+    initial = _initial_status(type(obj))
+    if initial is not None:
+        status_type, fields = initial
+        obj.status = status_type.model_validate(fields)  # type: ignore[attr-defined]
+    if isinstance(obj, Quota) and obj.metadata.namespace:
+        used = initial_usage(lookups, obj.metadata.namespace)
+        obj.status.used = QuotaUsage.model_validate(used)
+    return obj
+
+
+class _Reference(NamedTuple):
+    field: str
+    model: type[Resource]
+    name: str
+    namespace: str | None
+
+
+def _references(obj: Resource) -> list[_Reference]:
+    spec = getattr(obj, "spec", None)
+    namespace = obj.metadata.namespace
+    found: list[_Reference] = []
+    if isinstance(spec, TargetSpec):
+        if spec.pool:
+            found.append(_Reference("spec.pool", Pool, spec.pool, None))
+        if spec.account:
+            found.append(_Reference("spec.account", ProviderAccount, spec.account, None))
+    if isinstance(obj, Instance):
+        hardware, instance = obj.spec.hardware, obj.spec
+        if hardware.profile:
+            found.append(
+                _Reference("spec.hardware.profile", HardwareProfile, hardware.profile, None)
+            )
+        if instance.subnet_ref:
+            found.append(_Reference("spec.subnetRef", Subnet, instance.subnet_ref, namespace))
+        found.extend(
+            _Reference(f"spec.firewallRefs[{i}]", Firewall, name, namespace)
+            for i, name in enumerate(instance.firewall_refs)
+        )
+    return found
+
+
+def _check_namespace(lookups: Lookups, name: str) -> None:
+    """The namespace a new object goes into exists and is not terminating (404 / 403)."""
+    try:
+        namespace = lookups.get(Namespace, name)
+    except NotFoundError:
+        raise NotFoundError(f'namespaces "{name}" not found') from None
+    if namespace.metadata.deletion_timestamp is not None:
+        raise ApiError(
+            403,
+            "Forbidden",
+            f"unable to create new content in namespace {name} because it is being terminated",
+        )
+
+
+def _image_problem(lookups: Lookups, spec: TargetSpec, image: str) -> str | None:
+    """Why no account ``spec`` may be placed on maps ``image`` (None if one does). Checked only
+    once the pool or account itself passed (a problem there is reported on its own field)."""
+    if spec.pool:
+        try:
+            names = [member.account for member in lookups.get(Pool, spec.pool).spec.members]
+        except NotFoundError:
+            return None
+        where = f"any member account of pool {spec.pool!r}"
+    else:
+        names, where = [str(spec.account)], f"account {spec.account!r}"
+    for name in names:
+        try:
+            if image in lookups.get(ProviderAccount, name).spec.images:
+                return None
+        except NotFoundError:
+            continue  # a member naming a missing account maps nothing
+    return f"image {image!r} is not mapped by {where} (spec.images)"
+
+
+def _problem(lookups: Lookups, ref: _Reference, namespace: str | None) -> str | None:
+    try:
+        target = lookups.get(ref.model, ref.name, ref.namespace)
+    except NotFoundError:
+        where = f" in namespace {ref.namespace!r}" if ref.namespace else ""
+        return f"{ref.model.KIND} {ref.name!r} not found{where}"
+    if isinstance(target, Pool) and namespace and not target.spec.allows(namespace):
+        return f"pool {ref.name!r} does not allow namespace {namespace!r}"
+    return None
+
+
+def _placement_of(instance: Instance) -> tuple[str | None, str | None, str]:
+    """What decides whether the image is mapped: pool, account and image."""
+    return instance.spec.pool, instance.spec.account, instance.spec.image
+
+
+def admit(lookups: Lookups, obj: Resource, old: Resource | None = None) -> Resource:
+    """Default and check ``obj`` (a create when ``old`` is None); 422 naming every bad field."""
+    if isinstance(obj, Secret):
+        obj = obj.folded()
+    if old is None and obj.metadata.namespace:
+        _check_namespace(lookups, obj.metadata.namespace)
+    unchanged = set(_references(old)) if old is not None else set()
+    causes = []
+    for ref in _references(obj):
+        if ref in unchanged:
+            continue
+        problem = _problem(lookups, ref, obj.metadata.namespace)
+        if problem:
+            causes.append(FieldCause(ref.field, problem))
+    target_ok = not any(c.field in ("spec.pool", "spec.account") for c in causes)
+    if (
+        isinstance(obj, Instance)
+        and target_ok
+        and _placement_of(obj) != (_placement_of(old) if isinstance(old, Instance) else None)
+    ):
+        problem = _image_problem(lookups, obj.spec, obj.spec.image)
+        if problem:
+            causes.append(FieldCause("spec.image", problem))
+    if causes:
+        message = f"{obj.kind} {obj.metadata.name!r}: admission denied"
+        raise InvalidObjectError(message, tuple(causes))
+    return obj

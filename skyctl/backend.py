@@ -1,0 +1,148 @@
+"""The interface every skyctl verb is written against, and the one error type it raises.
+
+Where it sits: between the verbs (``commands``, ``apply``, ``describe``) and the two ways of
+reaching the objects — the REST API (``skyctl.http``) and the store itself in the
+``--etcd`` admin mode (``skyctl.etcd``). Objects cross this boundary as wire dicts
+(what the API serves and etcd holds), so both backends are interchangeable and the verbs never
+see a transport.
+
+Errors are :class:`ApiError`, shaped like the Kubernetes ``Status`` object the API returns
+(code, reason, message, field causes); the etcd backend maps the store's exceptions onto the
+same codes, so scripts see one behaviour whichever backend is used.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol
+
+from api_types.registry import KindInfo
+
+__all__ = ["ApiError", "Backend", "ListResult", "WatchEvent", "client_version", "deleted"]
+
+Wire = dict[str, Any]
+
+
+@dataclass
+class ApiError(Exception):
+    """A failed request: HTTP-like ``code``, CamelCase ``reason``, and field ``causes``."""
+
+    code: int
+    reason: str
+    message: str
+    causes: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def not_found(self) -> bool:
+        return self.code == 404
+
+    @property
+    def retryable(self) -> bool:
+        """Transient: throttled, or the server or the connection to it failed (503 is also what
+        the HTTP backend answers for a transport error such as a dropped connection)."""
+        return self.code in (429, 502, 503, 504)
+
+    @property
+    def conflict(self) -> bool:
+        """A lost compare-and-swap (stale resourceVersion), not a name already taken."""
+        return self.code == 409 and self.reason == "Conflict"
+
+
+@dataclass(frozen=True)
+class ListResult:
+    items: list[Wire]
+    #: The revision the list is consistent at; a watch resumes from it.
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: Wire
+
+
+def client_version() -> str:
+    try:
+        return version("skybroker")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def deleted(info: KindInfo, namespace: str | None, name: str, answer: Any) -> Wire:
+    """The object a delete answered with; a finished delete answers with a ``Status`` (as in
+    Kubernetes) and is then described by its kind and name only."""
+    if isinstance(answer, dict) and answer.get("kind") != "Status":
+        return answer
+    return {"kind": info.kind, "metadata": {"name": name, "namespace": namespace}}
+
+
+class Backend(Protocol):
+    """CRUD, watch and the read-only extras (history, access review) of one server or store.
+
+    ``namespace`` is None for cluster-scoped kinds, and for lists across every namespace.
+    """
+
+    description: str
+
+    def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire: ...
+
+    def list(
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        *,
+        fields: str | None = None,
+    ) -> ListResult:
+        """Objects matching the label ``selector`` and the field selector ``fields``."""
+        ...
+
+    def create(self, obj: Wire, *, dry_run: bool) -> Wire: ...
+
+    def update(self, obj: Wire, *, dry_run: bool) -> Wire:
+        """Replace spec and user metadata; ``metadata.resourceVersion`` is a precondition."""
+        ...
+
+    def patch(
+        self, info: KindInfo, namespace: str | None, name: str, patch: Wire, *, dry_run: bool
+    ) -> Wire:
+        """Apply a JSON merge patch (RFC 7386) on the server, with the same validation as an
+        update; a ``metadata.resourceVersion`` in the patch is a precondition (409 when moved),
+        without one the server retries its own read-merge-write on a conflict."""
+        ...
+
+    def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
+        """Request deletion (finalizers may keep the object a while); returns it as last seen."""
+        ...
+
+    def watch(
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        resource_version: str,
+        *,
+        fields: str | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Changes after ``resource_version`` until the stream ends; 410 when it is compacted.
+        Selectors narrow it where the server supports them; callers apply them again, since
+        the ``--etcd`` backend sends every change of the kind (``skyctl.follow``)."""
+        ...
+
+    def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:
+        """Durable history records, oldest first: revision, time, action, actor, changes."""
+        ...
+
+    def can_i(self, verb: str, info: KindInfo, namespace: str | None) -> tuple[bool, str]:
+        """(allowed, reason) for the current user."""
+        ...
+
+    def version(self) -> Wire: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,185 @@
+"""The ``--etcd ENDPOINTS`` admin backend: skyctl on the object store itself, no API server.
+
+Where it sits: an implementation of ``skyctl.backend.Backend`` for operators who hold
+the etcd endpoints (bootstrap, repair, a dead API server). It runs the API server's own
+resource operations (``apiserver.handlers.Resources``) in-process as a member of
+``system:masters``: RBAC is thereby bypassed, but everything else is identical to a request
+through the API — schema validation, admission (defaulting, reference checks, the pool's
+allowed namespaces), the quota reservation in the write's transaction, compare-and-swap, and
+the same error codes. Only the watch is read here directly, from the store's resumable etcd
+watch (``controller.store.watch``): every change of the kind, unfiltered, and 410 Gone when the
+revision was compacted, as the API answers (``skyctl.follow`` filters and re-lists).
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from api_types import registry
+from api_types.meta import API_VERSION, Resource
+from api_types.registry import KindInfo
+from apiserver.auth import MASTERS_GROUP, User
+from apiserver.handlers import Resources
+from apiserver.paths import Target
+from apiserver.rbac import Authorizer
+from apiserver.status import error_from
+from controller.errors import InvalidObjectError
+from controller.store.encryption import SecretCipher
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout
+from controller.store.objects import Store
+from controller.store.watch import PrefixWatch, WatchCompacted
+from skyctl.backend import ApiError, ListResult, WatchEvent, client_version, deleted
+
+__all__ = ["EtcdBackend"]
+
+Wire = dict[str, Any]
+T = TypeVar("T")
+
+
+def _call(operation: Callable[[], T]) -> T:
+    """Run one API operation; its failure becomes the ApiError the REST API would answer."""
+    try:
+        return operation()
+    except Exception as exc:
+        error = error_from(exc)
+        causes = [(c.field, c.message) for c in error.causes]
+        raise ApiError(error.code, error.reason, error.message, causes) from None
+
+
+def _target(obj: Wire) -> Target:
+    info = registry.by_kind(str(obj.get("kind")))
+    metadata = obj.get("metadata") or {}
+    return Target(info, metadata.get("namespace") if info.namespaced else None)
+
+
+class EtcdBackend:
+    def __init__(
+        self, endpoints: list[str], prefix: str = "/skybroker", key_file: str | None = None
+    ) -> None:
+        self.description = f"etcd {','.join(endpoints)} (prefix {prefix})"
+        cipher = SecretCipher.from_file(Path(key_file)) if key_file else None
+        self._client = EtcdClient(endpoints)
+        self._store = Store(self._client, KeyLayout(prefix), cipher=cipher)
+        # The authorizer's informers are never started: masters are allowed before any lookup.
+        self._resources = Resources(self._store, Authorizer(self._store))
+        # The durable history names who made each change: here, the local operator.
+        name = f"etcd-admin:{getpass.getuser()}"
+        self._user = User(name, name, frozenset({MASTERS_GROUP}))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire:
+        return _call(lambda: self._resources.get(self._user, Target(info, namespace, name)))
+
+    def list(
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        *,
+        fields: str | None = None,
+    ) -> ListResult:
+        target = Target(info, namespace)
+        listed = _call(lambda: self._resources.list(self._user, target, selector, 0, None, fields))
+        return ListResult(listed["items"], str(listed["metadata"]["resourceVersion"]))
+
+    def create(self, obj: Wire, *, dry_run: bool) -> Wire:
+        return _call(lambda: self._resources.create(self._user, _target(obj), obj, dry_run))
+
+    def update(self, obj: Wire, *, dry_run: bool) -> Wire:
+        def update() -> Wire:
+            target = _target(obj)
+            named = Target(target.info, target.namespace, (obj.get("metadata") or {}).get("name"))
+            return self._resources.update(self._user, named, obj, dry_run)
+
+        return _call(update)
+
+    def patch(
+        self, info: KindInfo, namespace: str | None, name: str, patch: Wire, *, dry_run: bool
+    ) -> Wire:
+        target = Target(info, namespace, name)
+        return _call(lambda: self._resources.patch(self._user, target, patch, dry_run))
+
+    def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
+        target = Target(info, namespace, name)
+        return deleted(
+            info,
+            namespace,
+            name,
+            _call(lambda: self._resources.delete(self._user, target, dry_run)),
+        )
+
+    def watch(
+        self,
+        info: KindInfo,
+        namespace: str | None,
+        selector: str | None,
+        resource_version: str,
+        *,
+        fields: str | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Every change of the kind, unfiltered (the caller applies its selectors, so an
+        object that stops matching can be shown as deleted); 410 when compacted."""
+        watch = PrefixWatch(
+            self._client,
+            self._store.layout.kind_prefix(info.plural, namespace),
+            int(resource_version) + 1,
+            prev_kv=True,
+        )
+        try:
+            yield from self._events(info, watch)
+        except WatchCompacted as exc:
+            raise ApiError(410, "Gone", f"resourceVersion {resource_version}: {exc}") from None
+        finally:
+            watch.stop()
+
+    def _events(self, info: KindInfo, watch: PrefixWatch) -> Iterator[WatchEvent]:
+        for batch in watch:
+            if not batch:  # a progress notification
+                metadata = {"resourceVersion": str(watch.last_revision)}
+                yield WatchEvent("BOOKMARK", {"kind": info.kind, "metadata": metadata})
+            for event in batch:
+                raw = event.prev_value if event.deleted else event.value
+                obj = self._decode_event(event.key, raw, event.mod_revision)
+                if obj is None:
+                    continue
+                if event.deleted:
+                    kind = "DELETED"
+                elif event.create_revision == event.mod_revision:
+                    kind = "ADDED"
+                else:
+                    kind = "MODIFIED"
+                yield WatchEvent(kind, obj.to_wire())
+
+    def _decode_event(self, key_bytes: bytes, raw: bytes | None, revision: int) -> Resource | None:
+        """The object of a watch event at ``revision`` (Secrets decrypted with the key file);
+        None for values that do not validate (skipped, as the API server's watch skips them)."""
+        key = self._store.layout.parse_object_key(key_bytes)
+        if key is None or not raw:
+            return None
+        try:
+            return self._store.decode(key, raw, revision)
+        except InvalidObjectError:
+            return None
+
+    def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:
+        target = Target(info, namespace, name, "history")
+        items: builtins.list[Wire] = _call(lambda: self._resources.history(self._user, target))[
+            "items"
+        ]
+        return items
+
+    def can_i(self, verb: str, info: KindInfo, namespace: str | None) -> tuple[bool, str]:
+        return True, "the --etcd admin mode is not subject to RBAC"
+
+    def version(self) -> Wire:
+        return {
+            "server": {"store": self.description, "apiVersion": API_VERSION},
+            "client": client_version(),
+        }
