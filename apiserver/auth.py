@@ -31,6 +31,7 @@ from pathlib import Path
 import structlog
 
 from apiserver.status import ApiError
+from controller.errors import SkybrokerError
 
 __all__ = [
     "AUTHENTICATED_GROUP",
@@ -49,7 +50,7 @@ AUTHENTICATED_GROUP = "system:authenticated"
 RELOAD_INTERVAL = 1.0
 
 
-class TokenFileError(ValueError):
+class TokenFileError(SkybrokerError, ValueError):
     """The token file does not parse; the message names the line."""
 
 

@@ -1,8 +1,10 @@
 """Kubernetes-style ``Status`` answers: every error of the REST API, and successful deletes.
 
-Where it sits: at the edge of the API server. Handlers raise :class:`ApiError` (or let the
-store's exceptions through); :func:`error_from` maps both to one ``ApiError`` and
-:func:`status_response` renders it. The mapping is the contract clients rely on::
+Where it sits: at the edge of the API server. Handlers raise
+:class:`~controller.errors.ApiError` (the one class skyctl raises too; re-exported here as the
+API's error vocabulary) or let the store's exceptions through; :func:`error_from` maps both to
+one ``ApiError`` and :func:`status_response` renders it. The mapping is the contract clients
+rely on::
 
     NotFoundError, unknown kind       404 NotFound
     AlreadyExistsError                409 AlreadyExists
@@ -18,7 +20,6 @@ Bad requests (400 BadRequest), 401 Unauthorized, 403 Forbidden, 413 RequestEntit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -28,6 +29,7 @@ from fastapi.responses import JSONResponse
 from api_types.registry import UnknownKindError
 from controller.errors import (
     AlreadyExistsError,
+    ApiError,
     ConflictError,
     FieldCause,
     InvalidObjectError,
@@ -45,18 +47,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class ApiError(Exception):
-    code: int
-    reason: str
-    message: str
-    causes: tuple[FieldCause, ...] = ()
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.reason}: {self.message}"
 
 
 #: Seconds a client is told to wait while the store is down (the API server probes it far more

@@ -1,10 +1,12 @@
-"""The exception tree of skybroker, shared by the store, the runtime and the providers.
+"""The exception tree of skybroker, shared by the store, the runtime, the API and the providers.
 
 Where it sits: every layer raises these; the controller worker loop (``controller.controller``)
-turns them into retry decisions, and the REST API turns them into Kubernetes-style ``Status``
-objects. Providers import only this module from the runtime (DESIGN §1).
+turns them into retry decisions, the REST API turns them into Kubernetes-style ``Status``
+objects, and reconcilers choose what to do by the class of an error, never by its text or
+code. Providers import only this module from the runtime (DESIGN §1).
 
-::
+The classes defined here, then (indented under their base, module in brackets) the ones
+defined beside the code that raises them::
 
     SkybrokerError
     ├── StoreError                   problems talking to or with the object store
@@ -14,30 +16,63 @@ objects. Providers import only this module from the runtime (DESIGN §1).
     │   │                            re-read and retry
     │   ├── InvalidObjectError       the object fails validation; ``causes`` name the fields
     │   └── StoreUnavailableError    etcd could not be reached (transient)
-    └── ReconcileError               outcomes of a reconcile (also raised by providers)
-        ├── TransientError           retry later; ``delay`` chooses when (None = backoff)
-        └── TerminalError            retrying will not help: no retry, Warning event,
-                                     condition Ready=False with ``reason``
+    ├── ReconcileError               outcomes of a reconcile (also raised by providers)
+    │   ├── TransientError           retry later; ``delay`` chooses when (None = backoff)
+    │   │   ├── BudgetExhausted      the account's API budget is spent until ``delay``:
+    │   │   │                        placement avoids the account meanwhile
+    │   │   ├── CircuitOpen          the account's circuit breaker is open until ``delay``
+    │   │   └── ResourceBusyError    a healthy cloud: one resource is in a passing state (in
+    │   │                            use, mid-transition); never counts against the breaker
+    │   └── TerminalError            retrying will not help: no retry, Warning event,
+    │       │                        condition Ready=False with ``reason``
+    │       └── CapacityError        no room on this placement (capacity, provider quota):
+    │                                an Instance is placed again elsewhere
+    ├── Unschedulable                no member or account can take the object (or its pool
+    │                                forbids it): condition Scheduled=False, retried later
+    ├── ApiError                     a request answered with a ``Status``: raised by the API
+    │                                server's handlers, and by skyctl for any failed request
+    ├── ListenError                  (controller.manager) an address cannot be bound
+    ├── StartupError                 (skybroker.main) a command cannot start
+    ├── WatchCompacted               (controller.store.watch) re-list: the revision is gone
+    ├── DeadlinePassed, LeaseExpired (controller.leader._session) an election lease is lost
+    ├── Ec2ApiError                  (providers.ec2.driver) an EC2 error answer, before
+    │                                ``providers.errors.classify`` turns it into the above
+    └── bad input, also ValueError / LookupError / RuntimeError for the callers (and pydantic
+        validators) that catch those:
+        DecodeError (controller.store.codec), CipherError (controller.store.encryption),
+        EtcdNotFoundError (controller.store.embedded), SelectorError (controller.labels),
+        TokenFileError (apiserver.auth), UnknownProfileError (reconcilers.hardware),
+        ManifestError, EditError, ConfigError, UsageError, UnknownKind, JsonPathError,
+        JsonPatchError, ExplainError (skyctl)
 
-A reconcile that raises anything else is retried with the per-item exponential backoff.
+``api_types.registry.UnknownKindError`` (a ``LookupError``) is the one error outside the tree:
+``api_types`` imports nothing local. Exceptions whose names start with ``_`` never leave their
+module. A reconcile that raises anything else is retried with the per-item exponential backoff.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "AlreadyExistsError",
+    "ApiError",
+    "BudgetExhausted",
+    "CapacityError",
+    "CircuitOpen",
     "ConflictError",
     "FieldCause",
     "InvalidObjectError",
     "NotFoundError",
     "ReconcileError",
+    "ResourceBusyError",
     "SkybrokerError",
     "StoreError",
     "StoreUnavailableError",
     "TerminalError",
     "TransientError",
+    "Unschedulable",
 ]
 
 
@@ -133,3 +168,69 @@ class TerminalError(ReconcileError):
     ) -> None:
         super().__init__(message, code=code, request_id=request_id)
         self.reason = reason
+
+
+class BudgetExhausted(TransientError):
+    """The account's API budget is spent; a call may succeed after ``delay`` seconds."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message, delay=delay, code="BudgetExhausted")
+
+
+class CircuitOpen(TransientError):
+    """The account's circuit breaker refuses calls; it admits a probe after ``delay``."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message, delay=delay, code="CircuitOpen")
+
+
+class ResourceBusyError(TransientError):
+    """The cloud answered, healthy: this one resource is in a state that will change (in use,
+    a dependency left, mid-transition). Retried like any transient error, but never counted
+    against the account's circuit breaker."""
+
+
+class CapacityError(TerminalError):
+    """The cloud has no room for the request where it was placed: no capacity of the size in
+    the zone (``reason`` InsufficientCapacity) or the account's provider quota is used up
+    (ProviderQuotaExceeded). Retrying there will not help; another placement may."""
+
+
+class Unschedulable(SkybrokerError):
+    """No member or account can take the object, or its pool does not exist or forbids its
+    namespace; the message says why."""
+
+
+@dataclass
+class ApiError(SkybrokerError):
+    """A failed request, in the shape of Kubernetes' ``Status``: HTTP ``code``, CamelCase
+    ``reason``, ``message``, field ``causes`` and further ``details`` (``retryAfterSeconds``).
+
+    The API server raises it (``apiserver.status`` maps the store's errors onto it and renders
+    it); skyctl raises it for every failed request, parsed from the ``Status`` the server sent
+    or mapped from the store's errors the same way in ``--etcd`` mode.
+    """
+
+    code: int
+    reason: str
+    message: str
+    causes: tuple[FieldCause, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def not_found(self) -> bool:
+        return self.code == 404
+
+    @property
+    def retryable(self) -> bool:
+        """Transient: throttled, or the server or the connection to it failed (503 is also what
+        skyctl answers for a transport error such as a dropped connection)."""
+        return self.code in (429, 502, 503, 504)
+
+    @property
+    def conflict(self) -> bool:
+        """A lost compare-and-swap (stale resourceVersion), not a name already taken."""
+        return self.code == 409 and self.reason == "Conflict"

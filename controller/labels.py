@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from controller.errors import SkybrokerError
+
 __all__ = ["LabelSelector", "SelectorError"]
 
 _KEY = r"[A-Za-z0-9][-A-Za-z0-9_./]*"
@@ -21,7 +23,7 @@ _TERM = re.compile(
 )
 
 
-class SelectorError(ValueError):
+class SelectorError(SkybrokerError, ValueError):
     """A label selector string does not parse."""
 
 

@@ -2,8 +2,9 @@
 
 Where it sits: ``GuardedProvider`` consults one ``ApiGate`` per account before every cloud
 call; all worker threads of every controller using the account share it. Neither part blocks:
-when the budget is spent or the circuit is open the gate raises ``TransientError`` with the
-delay after which the call may succeed, and the workqueue requeues the item for then.
+when the budget is spent or the circuit is open the gate raises ``BudgetExhausted`` /
+``CircuitOpen`` (both ``TransientError``) with the delay after which the call may succeed, and
+the workqueue requeues the item for then.
 
 Deletes go first: a slice of the bucket (``ApiBudget.delete_reserve``) is spendable only by
 deletes, so under pressure teardown keeps flowing while creates and reads wait.
@@ -15,23 +16,16 @@ import threading
 from collections import deque
 from enum import StrEnum
 
-from controller.errors import TransientError
+from controller.errors import BudgetExhausted, CircuitOpen
 from providers.clock import Clock
 from providers.config import ApiBudget
 
 __all__ = [
-    "BUDGET_EXHAUSTED",
-    "CIRCUIT_OPEN",
     "ApiGate",
     "BreakerState",
     "CircuitBreaker",
     "TokenBucket",
 ]
-
-#: ``code`` of the ``TransientError`` the gate raises while the account's circuit is open.
-CIRCUIT_OPEN = "CircuitOpen"
-#: ``code`` of the ``TransientError`` the gate raises while the account's budget is spent.
-BUDGET_EXHAUSTED = "BudgetExhausted"
 
 
 class TokenBucket:
@@ -164,15 +158,11 @@ class ApiGate:
         return f"circuit open for account {self.account}{cause}"
 
     def enter(self, *, is_delete: bool) -> None:
-        """Admit one call or raise ``TransientError`` (code CircuitOpen / BudgetExhausted)."""
+        """Admit one call or raise ``CircuitOpen`` / ``BudgetExhausted``."""
         wait = self.breaker.admit()
         if wait > 0:
-            raise TransientError(self.circuit_message(), delay=wait, code=CIRCUIT_OPEN)
+            raise CircuitOpen(self.circuit_message(), delay=wait)
         wait = self.bucket.try_take(0.0 if is_delete else self._reserve)
         if wait > 0:
             self.breaker.release()
-            raise TransientError(
-                f"API budget of account {self.account} exhausted",
-                delay=wait,
-                code=BUDGET_EXHAUSTED,
-            )
+            raise BudgetExhausted(f"API budget of account {self.account} exhausted", delay=wait)

@@ -16,11 +16,16 @@ dependency left, wrong state) shows a healthy cloud, whichever tenant's request 
 
 from __future__ import annotations
 
-from controller.errors import ReconcileError, TerminalError, TransientError
+from controller.errors import (
+    CapacityError,
+    ReconcileError,
+    ResourceBusyError,
+    TerminalError,
+    TransientError,
+)
 
 __all__ = [
     "DEFAULT_THROTTLE_DELAY",
-    "ResourceBusyError",
     "classify",
     "counts_against_provider",
     "is_not_found",
@@ -36,6 +41,10 @@ _TERMINAL_REASONS: dict[str, str] = {
     "OptInRequired": "AuthFailure",
     "UnauthorizedOperation": "Unauthorized",
     "InvalidInstanceType": "InvalidSize",
+}
+
+#: "No room here" rather than "never": a ``CapacityError``, so the object may go elsewhere.
+_CAPACITY_REASONS: dict[str, str] = {
     "InstanceLimitExceeded": "ProviderQuotaExceeded",
     "VcpuLimitExceeded": "ProviderQuotaExceeded",
     "VolumeLimitExceeded": "ProviderQuotaExceeded",
@@ -47,13 +56,6 @@ _TERMINAL_REASONS: dict[str, str] = {
     "InsufficientVolumeCapacity": "InsufficientCapacity",
     "InsufficientFreeAddressesInSubnet": "InsufficientCapacity",
 }
-
-
-class ResourceBusyError(TransientError):
-    """The cloud answered, healthy: this one resource is in a state that will change (in use,
-    a dependency left, mid-transition). Retried like any transient error, but never counted
-    against the account's circuit breaker."""
-
 
 _TRANSIENT_CODES = frozenset(
     {
@@ -119,6 +121,9 @@ def classify(
         return TransientError(text, delay=retry_after, code=code, request_id=request_id)
     if code in _BUSY_CODES:
         return ResourceBusyError(text, delay=retry_after, code=code, request_id=request_id)
+    capacity = _CAPACITY_REASONS.get(code)
+    if capacity is not None:
+        return CapacityError(text, reason=capacity, code=code, request_id=request_id)
     reason = _TERMINAL_REASONS.get(code)
     if reason is None:
         reason = next((r for prefix, r in _TERMINAL_PREFIXES if code.startswith(prefix)), None)

@@ -28,11 +28,10 @@ import time
 from collections import deque
 
 from api_types import ManagedResourceCounts, ProviderAccount
-from controller.errors import ReconcileError, TerminalError, TransientError
+from controller.errors import CircuitOpen, ReconcileError, TerminalError
 from controller.predicate import GenerationChanged
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
-from providers.budget import CIRCUIT_OPEN
 from reconcilers._common import conflicts_retry, snapshot, write_status
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
@@ -103,9 +102,9 @@ class AccountReconciler:
             changed = status.set_condition(
                 "Ready", False, reason, problem.message, generation=generation
             )
-            if isinstance(problem, TransientError) and reason == CIRCUIT_OPEN:
+            if isinstance(problem, CircuitOpen):
                 if changed:
-                    self._deps.recorder.record(account, "Warning", CIRCUIT_OPEN, problem.message)
+                    self._deps.recorder.record(account, "Warning", reason, problem.message)
                 if problem.delay is not None:  # probe again as the cooldown ends
                     requeue_after = min(requeue_after, problem.delay)
         status.error_rate = error_rate

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from api_types import HardwareProfileSpec, HardwareSpec, IntRange
+from controller.errors import SkybrokerError
 from providers import CloudSize
 
 __all__ = ["HardwareConstraints", "UnknownProfileError", "cheapest_match"]
 
 
-class UnknownProfileError(LookupError):
+class UnknownProfileError(SkybrokerError, LookupError):
     """``spec.hardware.profile`` names a HardwareProfile that does not exist."""
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from api_types import Pool, PoolPolicy, ProviderAccount
 from api_types.common import TargetSpec
 from api_types.meta import ConditionStatus
-from controller.errors import ReconcileError
+from controller.errors import ReconcileError, Unschedulable
 from controller.store.keys import ObjectKey
 from providers import CloudSize
 from providers.budget import BreakerState
@@ -42,10 +42,6 @@ __all__ = [
 
 #: Zones and sizes of a cloud change rarely: one list per account per this many seconds.
 CATALOGUE_TTL = 600.0
-
-
-class Unschedulable(Exception):
-    """The object cannot be placed now; the message says why (condition Scheduled=False)."""
 
 
 @dataclass(frozen=True)

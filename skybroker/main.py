@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from apiserver.auth import TokenFileError
+from controller.errors import SkybrokerError
 from controller.logging import configure_logging
 from controller.manager import ListenError, Manager, ManagerOptions
 from controller.store.embedded import EmbeddedEtcd
@@ -46,7 +47,7 @@ log = structlog.get_logger(__name__)
 LOCK_FILE = "skybroker.lock"
 
 
-class StartupError(Exception):
+class StartupError(SkybrokerError):
     """Why a command cannot start, in one line for the operator."""
 
 

@@ -32,6 +32,7 @@ import yaml
 from api_types import registry
 from api_types.registry import KindInfo
 from api_types.tenancy import Secret
+from controller.errors import FieldCause
 from controller.mergepatch import merge_patch
 from skyctl.backend import ApiError, Backend
 from skyctl.manifests import Manifest
@@ -96,7 +97,8 @@ def resource_ref(info: KindInfo, name: str) -> str:
 
 
 def _invalid(source: str, message: str, causes: list[tuple[str, str]]) -> ApiError:
-    return ApiError(422, "Invalid", f"{source}: {message}", causes)
+    found = tuple(FieldCause(field, text) for field, text in causes)
+    return ApiError(422, "Invalid", f"{source}: {message}", found)
 
 
 def prepare(manifest: Manifest, default_namespace: str, forced_namespace: str | None) -> Target:

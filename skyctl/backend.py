@@ -6,52 +6,26 @@ reaching the objects — the REST API (``skyctl.http``) and the store itself in 
 (what the API serves and etcd holds), so both backends are interchangeable and the verbs never
 see a transport.
 
-Errors are :class:`ApiError`, shaped like the Kubernetes ``Status`` object the API returns
-(code, reason, message, field causes); the etcd backend maps the store's exceptions onto the
-same codes, so scripts see one behaviour whichever backend is used.
+Errors are :class:`~controller.errors.ApiError` (the API server's own class, re-exported
+here), shaped like the Kubernetes ``Status`` object the API returns (code, reason, message,
+field causes); the etcd backend maps the store's exceptions onto the same codes, so scripts see
+one behaviour whichever backend is used.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 from api_types.registry import KindInfo
+from controller.errors import ApiError
 
 __all__ = ["ApiError", "Backend", "ListResult", "WatchEvent", "client_version", "deleted"]
 
 Wire = dict[str, Any]
-
-
-@dataclass
-class ApiError(Exception):
-    """A failed request: HTTP-like ``code``, CamelCase ``reason``, and field ``causes``."""
-
-    code: int
-    reason: str
-    message: str
-    causes: list[tuple[str, str]] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return self.message
-
-    @property
-    def not_found(self) -> bool:
-        return self.code == 404
-
-    @property
-    def retryable(self) -> bool:
-        """Transient: throttled, or the server or the connection to it failed (503 is also what
-        the HTTP backend answers for a transport error such as a dropped connection)."""
-        return self.code in (429, 502, 503, 504)
-
-    @property
-    def conflict(self) -> bool:
-        """A lost compare-and-swap (stale resourceVersion), not a name already taken."""
-        return self.code == 409 and self.reason == "Conflict"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import yaml
 
 from api_types import registry
 from api_types.registry import KindInfo
+from controller.errors import SkybrokerError
 from controller.labels import LabelSelector, SelectorError
 from skyctl import apply as applying
 from skyctl.backend import ApiError, Backend
@@ -47,7 +48,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
-class UsageError(ValueError):
+class UsageError(SkybrokerError, ValueError):
     """The command line is wrong (exit code 2)."""
 
 
@@ -75,8 +76,8 @@ class Session:
 def report_error(err: IO[str], error: ApiError) -> None:
     """The Status message, then one line per offending field, on stderr."""
     err.write(f"error: {error.message}\n")
-    for field, message in error.causes:
-        err.write(f"  {field or '<object>'}: {message}\n")
+    for cause in error.causes:
+        err.write(f"  {cause.field or '<object>'}: {cause.message}\n")
 
 
 def parse_duration(text: str) -> float:

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from controller.errors import SkybrokerError
 from controller.store.codec import DecodeError, decode_value
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 DEFAULT_NAMESPACE = "default"
 
 
-class ConfigError(ValueError):
+class ConfigError(SkybrokerError, ValueError):
     """The configuration file is unreadable or names a context that does not exist."""
 
 

@@ -19,6 +19,7 @@ import pydantic
 
 from api_types import registry
 from api_types.registry import KindInfo
+from controller.errors import FieldCause
 from controller.mergepatch import merge_patch
 from skyctl.backend import ApiError, Backend, ListResult, WatchEvent
 
@@ -32,11 +33,11 @@ def _checked(obj: Wire) -> Wire:
     try:
         registry.parse_object(obj)
     except pydantic.ValidationError as exc:
-        raise ApiError(
-            422, "Invalid", "invalid (client dry run)", registry.field_errors(exc)
-        ) from None
+        causes = tuple(FieldCause(field, text) for field, text in registry.field_errors(exc))
+        raise ApiError(422, "Invalid", "invalid (client dry run)", causes) from None
     except registry.UnknownKindError as exc:
-        raise ApiError(422, "Invalid", "invalid (client dry run)", [("kind", str(exc))]) from None
+        cause = FieldCause("kind", str(exc))
+        raise ApiError(422, "Invalid", "invalid (client dry run)", (cause,)) from None
     return obj
 
 

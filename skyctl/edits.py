@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from api_types.registry import KindInfo
+from controller.errors import SkybrokerError
 from skyctl.apply import resource_ref
 from skyctl.backend import ApiError
 from skyctl.commands import Session, UsageError, kind_and_names
@@ -55,7 +56,7 @@ _EDIT_HEADER = """\
 """
 
 
-class EditError(ValueError):
+class EditError(SkybrokerError, ValueError):
     """The change cannot be made as asked (exit code 1)."""
 
 

@@ -46,9 +46,7 @@ def _call(operation: Callable[[], T]) -> T:
     try:
         return operation()
     except Exception as exc:
-        error = error_from(exc)
-        causes = [(c.field, c.message) for c in error.causes]
-        raise ApiError(error.code, error.reason, error.message, causes) from None
+        raise error_from(exc) from None
 
 
 def _target(obj: Wire) -> Target:

@@ -13,6 +13,7 @@ from typing import Any
 
 from api_types import registry
 from api_types.meta import API_VERSION
+from controller.errors import SkybrokerError
 from skyctl.kinds import UnknownKind, resolve_kind
 
 __all__ = ["ExplainError", "explain"]
@@ -20,7 +21,7 @@ __all__ = ["ExplainError", "explain"]
 Schema = dict[str, Any]
 
 
-class ExplainError(LookupError):
+class ExplainError(SkybrokerError, LookupError):
     """The path names a field that does not exist."""
 
 

@@ -24,6 +24,7 @@ import httpx
 from api_types import registry
 from api_types.meta import API_VERSION
 from api_types.registry import KindInfo
+from controller.errors import FieldCause
 from skyctl.backend import ApiError, ListResult, WatchEvent, client_version, deleted
 
 __all__ = ["HttpBackend"]
@@ -48,11 +49,11 @@ def _error(response: httpx.Response) -> ApiError:
         text = response.text.strip()[:500] or response.reason_phrase
         return ApiError(response.status_code, response.reason_phrase, text)
     details = status.get("details") or {}
-    causes = [
-        (str(c.get("field", "")), str(c.get("message", "")))
+    causes = tuple(
+        FieldCause(str(c.get("field", "")), str(c.get("message", "")))
         for c in details.get("causes") or []
         if isinstance(c, dict)
-    ]
+    )
     return ApiError(
         int(status.get("code") or response.status_code),
         str(status.get("reason") or response.reason_phrase),
@@ -91,7 +92,8 @@ class HttpBackend:
         try:
             info = registry.by_kind(str(obj.get("kind")))
         except registry.UnknownKindError as exc:
-            raise ApiError(422, "Invalid", "invalid object", [("kind", str(exc))]) from None
+            cause = FieldCause("kind", str(exc))
+            raise ApiError(422, "Invalid", "invalid object", (cause,)) from None
         metadata = obj.get("metadata") or {}
         return info, metadata.get("namespace"), str(metadata.get("name", ""))
 

@@ -18,6 +18,8 @@ import copy
 import json
 from typing import Any
 
+from controller.errors import SkybrokerError
+
 __all__ = ["JsonPatchError", "apply_json_patch", "check_json_patch"]
 
 _OPERATIONS = {
@@ -30,7 +32,7 @@ _OPERATIONS = {
 }
 
 
-class JsonPatchError(ValueError):
+class JsonPatchError(SkybrokerError, ValueError):
     """A patch that is malformed or does not apply."""
 
 

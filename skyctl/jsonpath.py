@@ -25,10 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from controller.errors import SkybrokerError
+
 __all__ = ["JsonPathError", "Template", "format_value", "parse_path"]
 
 
-class JsonPathError(ValueError):
+class JsonPathError(SkybrokerError, ValueError):
     """A template that does not parse."""
 
 

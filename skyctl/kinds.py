@@ -19,6 +19,7 @@ from __future__ import annotations
 from api_types import registry
 from api_types.meta import API_VERSION
 from api_types.registry import KindInfo
+from controller.errors import SkybrokerError
 
 __all__ = [
     "ALL",
@@ -52,7 +53,7 @@ ALL = "all"
 ALL_KINDS = ("Instance", "Volume", "Subnet", "Firewall", "VirtualCluster", "GitSource")
 
 
-class UnknownKind(ValueError):
+class UnknownKind(SkybrokerError, ValueError):
     """A name that is no kind, plural or short name (a usage error)."""
 
 

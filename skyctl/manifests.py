@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from controller.errors import SkybrokerError
 from controller.store.codec import MAX_VALUE_BYTES, DecodeError, decode_documents
 
 __all__ = ["Manifest", "ManifestError", "load_manifests"]
@@ -28,7 +29,7 @@ MAX_FILE_BYTES = 16 * MAX_VALUE_BYTES
 _EXTENSIONS = (".yaml", ".yml", ".json")
 
 
-class ManifestError(ValueError):
+class ManifestError(SkybrokerError, ValueError):
     """A source cannot be read or a document in it is not a usable manifest."""
 
 

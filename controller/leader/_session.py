@@ -24,7 +24,7 @@ import grpc
 import structlog
 
 from controller.clock import Clock
-from controller.errors import StoreUnavailableError
+from controller.errors import SkybrokerError, StoreUnavailableError
 from controller.store.etcd import EtcdClient, prefix_range_end
 from controller.store.watch import PrefixWatch, WatchCompacted
 
@@ -45,11 +45,11 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-class DeadlinePassed(Exception):
+class DeadlinePassed(SkybrokerError):
     """The session's local deadline came before etcd answered; the session is over."""
 
 
-class LeaseExpired(Exception):
+class LeaseExpired(SkybrokerError):
     """etcd answered a keep-alive saying the lease no longer exists."""
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from api_types import registry
 from api_types.meta import Resource
-from controller.errors import FieldCause, InvalidObjectError
+from controller.errors import FieldCause, InvalidObjectError, SkybrokerError
 from controller.store.keys import ObjectKey
 
 __all__ = [
@@ -54,7 +54,7 @@ MAX_NUMBER_DIGITS = 4300
 _LONG_JSON_NUMBER = re.compile(rf"[:\[,]\s*(-?[0-9]{{{MAX_NUMBER_DIGITS + 1},}})")
 
 
-class DecodeError(ValueError):
+class DecodeError(SkybrokerError, ValueError):
     """A stored value is not a usable manifest."""
 
 

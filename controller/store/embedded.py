@@ -28,6 +28,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.errors import SkybrokerError
+
 __all__ = ["PID_FILE", "EmbeddedEtcd", "EtcdNotFoundError", "find_etcd_binary", "free_port"]
 
 
@@ -36,7 +38,7 @@ _STOP_TIMEOUT = 15.0  # seconds a SIGTERMed etcd gets before SIGKILL
 PID_FILE = "etcd.pid"
 
 
-class EtcdNotFoundError(RuntimeError):
+class EtcdNotFoundError(SkybrokerError, RuntimeError):
     """No etcd binary could be found."""
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from controller.errors import SkybrokerError
+
 __all__ = ["ENCRYPTED_PLURALS", "CipherError", "SecretCipher", "write_key_file"]
 
 #: The plurals whose stored values are encrypted.
@@ -37,7 +39,7 @@ _NONCE_BYTES = 12
 _KEY_BYTES = 32
 
 
-class CipherError(ValueError):
+class CipherError(SkybrokerError, ValueError):
     """A key file is unusable, or a sealed value does not open with any key."""
 
 

@@ -19,12 +19,13 @@ import grpc
 from etcd3 import etcdrpc
 from etcd3.etcdrpc import kv_pb2
 
+from controller.errors import SkybrokerError
 from controller.store.etcd import EtcdClient, prefix_range_end
 
 __all__ = ["PrefixWatch", "WatchCompacted", "WatchEvent"]
 
 
-class WatchCompacted(Exception):
+class WatchCompacted(SkybrokerError):
     """The revision to resume from was compacted; re-list, then watch from the list revision."""
 
     def __init__(self, compact_revision: int) -> None:

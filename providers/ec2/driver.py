@@ -41,7 +41,7 @@ from libcloud.compute.drivers.ec2 import (
 )
 from libcloud.utils.xml import findall, findtext
 
-from controller.errors import TerminalError
+from controller.errors import SkybrokerError, TerminalError
 
 __all__ = ["Ec2ApiError", "IpPermission", "PortableEC2NodeDriver", "ResourceRef"]
 
@@ -49,7 +49,7 @@ _FOREIGN_NAMESPACE = re.compile(r'xmlns="http://ec2\.amazonaws\.com/doc/[^"]*"')
 _OUR_NAMESPACE = f'xmlns="{NAMESPACE}"'
 
 
-class Ec2ApiError(Exception):
+class Ec2ApiError(SkybrokerError):
     """An error answer of the EC2 API, with everything needed to classify and report it."""
 
     def __init__(

@@ -48,7 +48,7 @@ from api_types import (
     PowerState,
     ProviderAccount,
 )
-from controller.errors import TerminalError, TransientError
+from controller.errors import BudgetExhausted, CapacityError, TerminalError
 from controller.reconcile import Result
 from controller.store.keys import ObjectKey
 from providers import (
@@ -65,7 +65,6 @@ from providers import (
     SubnetId,
     ZoneName,
 )
-from providers.budget import BUDGET_EXHAUSTED
 from reconcilers._common import (
     TRANSITION_VIEW_SECONDS,
     account_handle,
@@ -85,8 +84,6 @@ __all__ = ["BOOT_POLL_SECONDS", "DELETE_POLL_SECONDS", "CloudSteps", "Work"]
 
 log = structlog.get_logger(__name__)
 
-#: Provider failures after which the instance is placed on another member.
-REPLACE_REASONS = frozenset({"InsufficientCapacity", "ProviderQuotaExceeded"})
 #: Polling an instance that is booting, stopping or starting.
 BOOT_POLL_SECONDS = 2.0
 #: Polling a deletion until the inventory no longer lists the instance.
@@ -211,9 +208,8 @@ class CloudSteps:
                 if outdated is not None:
                     return self._renew(work, handle, cloud, *outdated)
             return self._observe(work, handle, cloud)
-        except TransientError as exc:
-            if exc.code == BUDGET_EXHAUSTED:
-                self._memory.record_budget_exhausted(handle.name, exc.delay)
+        except BudgetExhausted as exc:
+            self._memory.record_budget_exhausted(handle.name, exc.delay)
             raise
 
     def _image_id(self, work: Work, account: str) -> str:
@@ -258,9 +254,9 @@ class CloudSteps:
             )
             try:
                 cloud = handle.provider.create_instance(request)
+            except CapacityError as exc:
+                return self._replace(work, exc)
             except TerminalError as exc:
-                if exc.reason in REPLACE_REASONS:
-                    return self._replace(work, exc)
                 status.phase = InstancePhase.FAILED
                 work.condition("Provisioned", False, exc.reason, exc.message)
                 raise
@@ -273,7 +269,7 @@ class CloudSteps:
         log.info("instance created", provider_id=cloud.id, account=placement.account)
         return cloud
 
-    def _replace(self, work: Work, error: TerminalError) -> Result:
+    def _replace(self, work: Work, error: CapacityError) -> Result:
         status = work.instance.status
         placement = status.placement
         assert placement is not None

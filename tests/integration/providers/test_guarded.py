@@ -10,10 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from controller.errors import TerminalError, TransientError
+from controller.errors import ResourceBusyError, TerminalError, TransientError
 from providers.budget import BreakerState, TokenBucket
 from providers.config import ApiBudget
-from providers.errors import ResourceBusyError
 from providers.guarded import GuardedProvider
 from providers.metrics import ProviderMetrics, default_metrics
 from providers.registry import open_provider

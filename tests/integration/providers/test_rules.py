@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.errors import TerminalError, TransientError
-from providers.errors import ResourceBusyError, classify, counts_against_provider
+from controller.errors import CapacityError, ResourceBusyError, TerminalError, TransientError
+from providers.errors import classify, counts_against_provider
 from providers.rules import Direction, FirewallRule, IpProtocol, diff_rules, expand_rules
 
 rules = st.builds(
@@ -52,8 +52,8 @@ def test_expand_rules_parses_ports_and_splits_cidrs() -> None:
         ("AuthFailure", 401, TerminalError, "AuthFailure"),
         ("InvalidAMIID.NotFound", 400, TerminalError, "InvalidImage"),
         ("InvalidInstanceType", 400, TerminalError, "InvalidSize"),
-        ("VcpuLimitExceeded", 400, TerminalError, "ProviderQuotaExceeded"),
-        ("InsufficientInstanceCapacity", 500, TerminalError, "InsufficientCapacity"),
+        ("VcpuLimitExceeded", 400, CapacityError, "ProviderQuotaExceeded"),
+        ("InsufficientInstanceCapacity", 500, CapacityError, "InsufficientCapacity"),
         ("InvalidVpcID.NotFound", 400, TerminalError, "NotFound"),
         ("SomethingNew", 400, TerminalError, "ProviderError"),
     ],

@@ -95,7 +95,7 @@ def test_prepare_reports_every_invalid_field() -> None:
     bad = instance(hardware={"cpu": "3"}, powerState="Sideways")
     with pytest.raises(ApiError) as caught:
         prepare(Manifest("file.yaml (document 1)", bad), "acme", None)
-    fields = {field for field, _ in caught.value.causes}
+    fields = {cause.field for cause in caught.value.causes}
     assert {"spec.hardware.cpu", "spec.powerState"} <= fields
     assert caught.value.code == 422 and "file.yaml" in caught.value.message
     with pytest.raises(ApiError, match="unknown kind"):
