@@ -108,6 +108,7 @@ from api_types.tenancy import (
     QuotaStatus,
     QuotaUsage,
     Secret,
+    usage_of,
 )
 
 __all__ = [
@@ -201,4 +202,5 @@ __all__ = [
     "json_schema",
     "lookup",
     "parse_object",
+    "usage_of",
 ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import AfterValidator, Field, StrictBool, field_validator
 
+from api_types.accounts import HardwareProfile
 from api_types.common import (
     MAX_COUNT,
     MAX_CPU,
@@ -20,9 +21,11 @@ from api_types.common import (
     MAX_MEMORY_MIB,
     BoundedCount,
     NonNegativeInt,
+    as_range,
     at_most,
     field_error,
 )
+from api_types.compute import Instance
 from api_types.meta import (
     ObjectMeta,
     PhaselessStatus,
@@ -32,6 +35,7 @@ from api_types.meta import (
     WireEnum,
     WireModel,
 )
+from api_types.storage import Volume
 from api_types.validation import validate_base64, validate_dns1123_label, validate_secret_key
 
 __all__ = [
@@ -47,6 +51,8 @@ __all__ = [
     "Secret",
     "SecretData",
     "SecretStringData",
+    "SizeShape",
+    "usage_of",
 ]
 
 
@@ -123,6 +129,11 @@ class QuotaUsage(WireModel):
     volumes: NonNegativeInt = Field(0, description="Number of Volumes.")
     volume_gib: NonNegativeInt = Field(0, alias="volumeGiB", description="Total Volume GiB.")
 
+    def __add__(self, other: QuotaUsage) -> QuotaUsage:
+        return QuotaUsage(
+            **{name: getattr(self, name) + getattr(other, name) for name in QuotaUsage.model_fields}
+        )
+
     def exceeds(self, hard: QuotaLimits) -> list[str]:
         """Wire names of the resources whose usage is above ``hard`` (empty = within quota)."""
         over: list[str] = []
@@ -131,6 +142,45 @@ class QuotaUsage(WireModel):
             if limit is not None and getattr(self, name) > limit:
                 over.append(info.alias or name)
         return over
+
+
+class SizeShape(Protocol):
+    """The vCPUs and memory of a provider size (``providers.CloudSize`` is one)."""
+
+    @property
+    def cpu(self) -> int: ...
+
+    @property
+    def memory_mib(self) -> int: ...
+
+
+def usage_of(
+    obj: Resource | None, profile: HardwareProfile | None = None, size: SizeShape | None = None
+) -> QuotaUsage:
+    """What ``obj`` counts against its namespace's quota (nothing for None or another kind).
+
+    - Instance: 1 instance; cpu and memoryMiB of ``size``, the provider size it runs on, when
+      the caller knows it; else the declared minimum — of ``profile``, the HardwareProfile its
+      ``spec.hardware.profile`` names (resolved by the caller; None when missing: 0), or of the
+      inline constraints (an exact number, or a range's ``min``). An explicit provider size of
+      unknown shape counts 0 cpu and 0 memory.
+    - Volume: 1 volume and ``spec.sizeGiB`` GiB.
+    """
+    if isinstance(obj, Volume):
+        return QuotaUsage(volumes=1, volume_gib=obj.spec.size_gib)
+    if not isinstance(obj, Instance):
+        return QuotaUsage()
+    if size is not None:
+        return QuotaUsage(instances=1, cpu=size.cpu, memory_mib=size.memory_mib)
+    hardware = obj.spec.hardware
+    cpu, memory = as_range(hardware.cpu), as_range(hardware.memory_mib)
+    if hardware.profile is not None:
+        cpu, memory = (profile.spec.cpu, profile.spec.memory_mib) if profile else (None, None)
+    return QuotaUsage(
+        instances=1,
+        cpu=(cpu.min if cpu else None) or 0,
+        memory_mib=(memory.min if memory else None) or 0,
+    )
 
 
 class QuotaSpec(WireModel):

@@ -216,16 +216,10 @@ class _Rejected(Exception):
 def _quota_excess(need: Need, size: CloudSize | None) -> str | None:
     if need.quota is None:
         return None
-    adds = need.adds.model_copy(
-        update={
-            "cpu": need.adds.cpu + (size.cpu if size else 0),
-            "memory_mib": need.adds.memory_mib + (size.memory_mib if size else 0),
-        }
+    adds = need.adds + QuotaUsage(
+        cpu=size.cpu if size else 0, memory_mib=size.memory_mib if size else 0
     )
-    total = QuotaUsage(
-        **{name: getattr(need.used, name) + getattr(adds, name) for name in QuotaUsage.model_fields}
-    )
-    over = total.exceeds(need.quota)
+    over = (need.used + adds).exceeds(need.quota)
     if not over:
         return None
     parts = []

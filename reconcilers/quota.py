@@ -1,30 +1,28 @@
 """Quota: what a namespace uses (``status.used``), and the pure usage arithmetic behind it.
 
 Where it sits: one reconciler per Quota object, fed by the Instance, Volume and
-HardwareProfile caches; the pure functions are also what the Instance (and Volume) reconcilers
-call to decide ``QuotaExceeded`` for objects written straight into the store (DESIGN §3):
+HardwareProfile caches; the functions below are also what the Instance (and Volume) reconcilers
+call to decide ``QuotaExceeded`` for objects written straight into the store (DESIGN §3). What
+one object uses is ``api_types.usage_of`` (the API server's admission counts with it too):
 
-* ``instance_usage(instance, profiles, size=None) -> QuotaUsage`` — one instance: count 1,
-  cpu and memory of the actual provider ``size`` when the caller knows it, else the declared
-  minimum (HardwareProfile or inline constraints; an explicit size without a catalogue
-  counts 0).
-* ``volume_usage(volume) -> QuotaUsage`` — count 1 and ``sizeGiB``.
+* ``profile_of(instance, profiles)`` — the HardwareProfile an instance names, for ``usage_of``.
 * ``counts_against_quota(obj) -> bool`` — objects blocked by ``QuotaExceeded=True`` use
   nothing (they were never provisioned), so they cannot keep themselves blocked.
 * ``namespace_usage(instances, volumes, profiles, *, exclude=None, sizes=None) -> QuotaUsage``
-  — the sum over what counts; ``exclude`` drops one uid (the object asking for admission).
+  — the sum over what counts, each instance at its placed provider size when ``sizes`` knows
+  it; ``exclude`` drops one uid (the object asking for admission).
 * ``would_exceed(quota, used, extra) -> list[str]`` — wire names (``cpu``, ``volumeGiB``…)
   that ``used + extra`` would push above ``quota.spec.hard``; empty = admit.
 
 A direct write is admitted with, for every Quota ``q`` of the namespace,
-``would_exceed(q, namespace_usage(..., exclude=obj.uid), instance_usage(obj, profiles))``.
+``would_exceed(q, namespace_usage(..., exclude=obj.uid), usage_of(obj, profile_of(obj, …)))``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume
+from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume, usage_of
 from api_types.meta import ConditionStatus, Resource
 from controller.handler import EnqueueMapped
 from controller.reconcile import Request, Result
@@ -43,10 +41,9 @@ __all__ = [
     "QUOTA_EXCEEDED",
     "QuotaReconciler",
     "counts_against_quota",
-    "instance_usage",
     "namespace_usage",
+    "profile_of",
     "register",
-    "volume_usage",
     "would_exceed",
 ]
 
@@ -58,43 +55,17 @@ MIN_RECOUNT_SECONDS = 1.0
 SizeLookup = Callable[[Instance], CloudSize | None]
 
 
-def instance_usage(
-    instance: Instance, profiles: Mapping[str, HardwareProfile], size: CloudSize | None = None
-) -> QuotaUsage:
-    """What one instance uses: the actual ``size`` if known, else its declared minimum."""
-    if size is not None:
-        return QuotaUsage(instances=1, cpu=size.cpu, memory_mib=size.memory_mib)
-    hardware = instance.spec.hardware
-    if hardware.profile is not None:
-        profile = profiles.get(hardware.profile)
-        cpu = profile.spec.cpu if profile else None
-        memory = profile.spec.memory_mib if profile else None
-    else:
-        cpu, memory, _ = hardware.constraints()
-    return QuotaUsage(
-        instances=1,
-        cpu=(cpu.min or 0) if cpu else 0,
-        memory_mib=(memory.min or 0) if memory else 0,
-    )
-
-
-def volume_usage(volume: Volume) -> QuotaUsage:
-    return QuotaUsage(volumes=1, volume_gib=volume.spec.size_gib)
+def profile_of(
+    instance: Instance, profiles: Mapping[str, HardwareProfile]
+) -> HardwareProfile | None:
+    """The HardwareProfile ``instance`` names (None: it names none, or a missing one)."""
+    name = instance.spec.hardware.profile
+    return profiles.get(name) if name is not None else None
 
 
 def counts_against_quota(obj: Resource) -> bool:
     condition = obj.status.condition(QUOTA_EXCEEDED)  # type: ignore[attr-defined]
     return condition is None or condition.status != ConditionStatus.TRUE
-
-
-def _add(total: QuotaUsage, extra: QuotaUsage) -> QuotaUsage:
-    return QuotaUsage(
-        instances=total.instances + extra.instances,
-        cpu=total.cpu + extra.cpu,
-        memory_mib=total.memory_mib + extra.memory_mib,
-        volumes=total.volumes + extra.volumes,
-        volume_gib=total.volume_gib + extra.volume_gib,
-    )
 
 
 def namespace_usage(
@@ -110,16 +81,16 @@ def namespace_usage(
     for instance in instances:
         if instance.metadata.uid != exclude and counts_against_quota(instance):
             size = sizes(instance) if sizes is not None else None
-            total = _add(total, instance_usage(instance, profiles, size))
+            total += usage_of(instance, profile_of(instance, profiles), size)
     for volume in volumes:
         if volume.metadata.uid != exclude and counts_against_quota(volume):
-            total = _add(total, volume_usage(volume))
+            total += usage_of(volume)
     return total
 
 
 def would_exceed(quota: Quota, used: QuotaUsage, extra: QuotaUsage) -> list[str]:
     """Resources (wire names) over ``quota.spec.hard`` if ``extra`` were added to ``used``."""
-    return _add(used, extra).exceeds(quota.spec.hard)
+    return (used + extra).exceeds(quota.spec.hard)
 
 
 def _placed_size(deps: Deps) -> SizeLookup:

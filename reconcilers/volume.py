@@ -34,6 +34,7 @@ from api_types import (
     Quota,
     Volume,
     VolumeAttachmentStatus,
+    usage_of,
 )
 from api_types.meta import Resource
 from controller.errors import TerminalError
@@ -60,7 +61,7 @@ from reconcilers._common import (
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 from reconcilers.pool import PoolScheduler
-from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, volume_usage, would_exceed
+from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, would_exceed
 from reconcilers.scheduling import Unschedulable
 
 __all__ = ["FINALIZER", "VolumeReconciler", "register"]
@@ -150,7 +151,7 @@ class VolumeReconciler:
             {
                 name
                 for q in self._quotas.list(namespace)
-                for name in would_exceed(q, used, volume_usage(volume))
+                for name in would_exceed(q, used, usage_of(volume))
             }
         )
         if over:

@@ -36,6 +36,7 @@ from api_types import (
     QuotaUsage,
     Subnet,
     Volume,
+    usage_of,
 )
 from controller.errors import ReconcileError
 from controller.store.keys import ObjectKey
@@ -46,7 +47,7 @@ from reconcilers.hardware import HardwareConstraints
 from reconcilers.memory import PlacementMemory
 from reconcilers.placement import AccountState, Decision, Need
 from reconcilers.pool import PoolScheduler
-from reconcilers.quota import counts_against_quota, instance_usage, namespace_usage
+from reconcilers.quota import counts_against_quota, namespace_usage, profile_of
 from reconcilers.scheduling import CATALOGUE_TTL, account_states, candidates
 
 __all__ = [
@@ -143,14 +144,8 @@ class Scheduler:
         )
         hard = tightest(quotas)
         assert hard is not None
-        wanted = instance_usage(instance, profiles)
-        total = QuotaUsage(
-            **{
-                name: getattr(used, name) + getattr(wanted, name)
-                for name in QuotaUsage.model_fields
-            }
-        )
-        return QuotaVerdict(hard, used, total.exceeds(hard))
+        wanted = usage_of(instance, profile_of(instance, profiles))
+        return QuotaVerdict(hard, used, (used + wanted).exceeds(hard))
 
     def _image_arch(self, account: str) -> dict[str, str] | None:
         """Architecture per image id of ``account``, listed once per ``CATALOGUE_TTL``; None
