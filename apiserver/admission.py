@@ -38,7 +38,7 @@ from api_types.compute import Instance
 from api_types.meta import Resource
 from api_types.network import Firewall, Subnet
 from api_types.pools import Pool
-from api_types.tenancy import Namespace, Quota, QuotaUsage, Secret
+from api_types.tenancy import Namespace, Quota, Secret
 from apiserver.lookups import Lookups
 from apiserver.quota import initial_usage
 from apiserver.status import ApiError
@@ -69,8 +69,7 @@ def default_for_create(lookups: Lookups, obj: Resource) -> Resource:
         status_type, fields = initial
         obj.status = status_type.model_validate(fields)  # type: ignore[attr-defined]
     if isinstance(obj, Quota) and obj.metadata.namespace:
-        used = initial_usage(lookups, obj.metadata.namespace)
-        obj.status.used = QuotaUsage.model_validate(used)
+        obj.status.used = initial_usage(lookups, obj.metadata.namespace)
     return obj
 
 

@@ -32,7 +32,7 @@ from apiserver.admission import admit, default_for_create
 from apiserver.auth import User
 from apiserver.lookups import Lookups
 from apiserver.paths import Target, decode_continue, encode_continue
-from apiserver.quota import Usage, usage_of, with_reservation
+from apiserver.quota import usage_change, with_reservation
 from apiserver.rbac import Attributes, Authorizer
 from apiserver.status import ApiError, success_status
 from controller.errors import ConflictError, FieldCause, InvalidObjectError
@@ -99,10 +99,6 @@ def invalid_row(kind: str, value: InvalidValue) -> Wire:
 
 def _bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
-
-
-def _difference(new: Usage, old: Usage) -> Usage:
-    return {name: new[name] - old[name] for name in new}
 
 
 class Resources:
@@ -243,7 +239,8 @@ class Resources:
         created = with_reservation(
             self.lookups,
             obj.metadata.namespace,
-            usage_of(self.lookups, obj),
+            usage_change(self.lookups, obj, None),
+            user.name,
             lambda extras: self.store.create(obj, actor=user.name, dry_run=dry_run, extras=extras),
         )
         return created.to_wire()
@@ -256,12 +253,12 @@ class Resources:
         old = self.store.get(info.model, str(target.name), target.namespace)
         obj = admit(self.lookups, obj, old)
         leaving = old.metadata.deletion_timestamp is not None and not obj.metadata.finalizers
-        new_usage = usage_of(self.lookups, None if leaving else obj)
-        delta = _difference(new_usage, usage_of(self.lookups, old))
+        delta = usage_change(self.lookups, None if leaving else obj, old)
         return with_reservation(
             self.lookups,
             target.namespace,
             delta,
+            user.name,
             lambda extras: self.store.update(obj, actor=user.name, dry_run=dry_run, extras=extras),
         )
 
@@ -312,9 +309,9 @@ class Resources:
             key = ObjectKey(info.plural, target.namespace, name)
             self.store.delete_invalid(key, actor=user.name, dry_run=dry_run)
             return success_status(info.kind, name, None)
-        release: Usage = {}
-        if not current.metadata.finalizers:
-            release = {k: -v for k, v in usage_of(self.lookups, current).items()}
+        # Usage is released only as the object leaves the store, with its last finalizer.
+        removed = None if current.metadata.finalizers else current
+        release = usage_change(self.lookups, None, removed)
 
         def delete(extras: TxnExtras | None) -> tuple[Resource, bool]:
             return self.store.delete(
@@ -327,5 +324,5 @@ class Resources:
                 extras=extras,
             )
 
-        obj, gone = with_reservation(self.lookups, target.namespace, release, delete)
+        obj, gone = with_reservation(self.lookups, target.namespace, release, user.name, delete)
         return success_status(info.kind, name, obj.metadata.uid) if gone else obj.to_wire()

@@ -54,22 +54,18 @@ from controller.store.etcd import (
     op_get,
     op_put,
 )
-from controller.store.history import (
-    HistoryRecord,
-    diff_fields,
-    read_history,
-    status_changes,
-    trim_history,
-)
+from controller.store.history import HistoryRecord, diff_fields, read_history, trim_history
 from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.memory import WriteMemory
 from controller.store.results import (
     InvalidValue,
     ObjectList,
+    StatusWrite,
     TxnExtras,
     refuse_added_finalizers_while_deleting,
     spec_part,
 )
+from controller.store.status_writes import Rider, status_record, status_value
 
 __all__ = ["Store"]
 
@@ -287,14 +283,43 @@ class Store:
         extras: TxnExtras | None,
         failure: Sequence[Any] = (),
     ) -> Any:
-        """One etcd transaction of a write, with the caller's extra compares and operations."""
+        """One etcd transaction of a write, with the caller's extras (status writes riding
+        along are prepared here and remembered as written once it committed)."""
+        extras = extras or TxnExtras()
+        riders = [self._rider(write) for write in extras.status_writes]
         response = self.client.txn(
-            [*compares, *(extras.compares if extras else ())],
-            [*operations, *(extras.operations if extras else ())],
+            [*compares, *extras.compares, *(c for rider in riders for c in rider.compares)],
+            [*operations, *extras.operations, *(o for r in riders for o in r.operations)],
             list(failure),
         )
-        self._saw_revision(int(response.header.revision))
+        self._saw_revision(revision := int(response.header.revision))
+        for rider in riders:
+            if response.succeeded and rider.committed is not None:
+                rider.committed(revision)
         return response
+
+    def _rider(self, write: StatusWrite) -> Rider:
+        """``write`` prepared as :meth:`update_status` would write it (a history record of
+        every status field it changes); an object gone meanwhile is a lost race."""
+        key = self.key_of(write.obj)
+        try:
+            base_revision, _, base = self._base(key, write.obj.metadata.resource_version)
+        except NotFoundError:
+            raise ConflictError(key.said("is gone; re-read and retry")) from None
+        etcd_key = self.layout.object_key(key)
+        compares = [cmp_mod_revision(etcd_key, base_revision)]
+        new = status_value(key, base, write.obj.to_wire(), with_finalizers=False)
+        if new is None:
+            return Rider(compares, [])
+        self.validate_at_key(key, new)
+        record = status_record(base, new, write.actor, self._now(), every_field=True)
+        raw = encode_value(new)
+        put = op_put(etcd_key, self._sealed(key, raw))
+        return Rider(
+            compares,
+            [put, *self._history_op(key, base_revision, record)],
+            lambda revision: self._memory.wrote(etcd_key, revision, raw),
+        )
 
     def create(
         self,
@@ -375,17 +400,10 @@ class Store:
             return validated  # type: ignore[return-value]
         if new_metadata.get("deletionTimestamp") and not new_metadata.get("finalizers"):
             return self._finalize(key, base_revision, new, actor, extras)  # type: ignore[return-value]
-        record = (
-            HistoryRecord(
-                "SpecChanged",
-                actor,
-                self._now(),
-                new_metadata.get("generation"),
-                tuple(spec_changes),
-            )
-            if spec_changes
-            else None
-        )
+        record = None
+        if spec_changes:
+            changes, generation = tuple(spec_changes), new_metadata.get("generation")
+            record = HistoryRecord("SpecChanged", actor, self._now(), generation, changes)
         return self._cas_put(key, base_revision, new, validated, record, extras)  # type: ignore[return-value]
 
     def update_status(
@@ -408,37 +426,14 @@ class Store:
         if not obj.HAS_STATUS:
             raise InvalidObjectError(f"{obj.kind} has no status subresource")
         base_revision, base_raw, base = self._base(key, obj.metadata.resource_version)
-        wire = obj.to_wire()
-        new_status = wire.get("status", {})
-        new = dict(base)
-        new["metadata"] = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
-        if with_finalizers:
-            new["metadata"]["finalizers"] = wire["metadata"].get("finalizers", [])
-            refuse_added_finalizers_while_deleting(key, base["metadata"], new["metadata"])
-            if set(base["metadata"].get("finalizers", [])) - set(new["metadata"]["finalizers"]):
-                cause = FieldCause("metadata.finalizers", "only added here; remove by update")
-                raise InvalidObjectError(f"{key}: finalizers removed by a status write", (cause,))
-        base_metadata = {k: v for k, v in base["metadata"].items() if k != "resourceVersion"}
-        if base.get("status", {}) == new_status and new["metadata"] == base_metadata:
+        new = status_value(key, base, obj.to_wire(), with_finalizers=with_finalizers)
+        if new is None:
             return self.decode(key, base_raw, base_revision)  # type: ignore[return-value]
-        new["status"] = new_status
         validated = self.validate_at_key(key, new)
         if dry_run:
             validated.metadata.resource_version = str(base_revision)
             return validated  # type: ignore[return-value]
-        changes = status_changes(base.get("status", {}), new_status)
-        record = (
-            HistoryRecord(
-                "StatusChanged",
-                actor,
-                self._now(),
-                new["metadata"].get("generation"),
-                tuple(changes),
-                request_id,
-            )
-            if changes
-            else None
-        )
+        record = status_record(base, new, actor, self._now(), request_id)
         etcd_key = self.layout.object_key(key)
         self._memory.status_write(etcd_key, base_revision, None)
         written = self._cas_put(key, base_revision, new, validated, record, extras)

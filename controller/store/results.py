@@ -17,6 +17,7 @@ from controller.store.keys import ObjectKey
 __all__ = [
     "InvalidValue",
     "ObjectList",
+    "StatusWrite",
     "TxnExtras",
     "refuse_added_finalizers_while_deleting",
     "spec_part",
@@ -51,11 +52,22 @@ class ObjectList(Generic[R]):
 
 
 @dataclass(frozen=True)
+class StatusWrite:
+    """Write ``obj``'s status in another write's transaction, by CAS on ``obj``'s
+    resourceVersion; ``actor`` signs its history record (see ``status_writes``)."""
+
+    obj: Resource
+    actor: str
+
+
+@dataclass(frozen=True)
 class TxnExtras:
-    """More compares and operations to run atomically with a write (e.g. quota reservation)."""
+    """More to run atomically with a write: raw compares and operations (a leadership fence),
+    and status writes of other objects through the store (a quota reservation)."""
 
     compares: Sequence[Any] = ()
     operations: Sequence[Any] = ()
+    status_writes: Sequence[StatusWrite] = ()
 
 
 def refuse_added_finalizers_while_deleting(

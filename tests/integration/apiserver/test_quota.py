@@ -17,6 +17,7 @@ from apiserver.lookups import Lookups
 from apiserver.paths import Target
 from apiserver.rbac import Authorizer
 from apiserver.status import ApiError
+from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from tests.integration.apiserver.conftest import ROOT
 
@@ -131,3 +132,30 @@ def test_a_quota_the_cache_has_not_seen_still_limits(api_store: Store) -> None:
     assert refused.value.code == 403 and "exceeded quota: q" in refused.value.message
     assert api_store.get(Quota, "q", "team-a").status.used.instances == 1
     assert [i.metadata.name for i in api_store.list(Instance, "team-a").items] == ["a"]
+
+
+def test_a_reservation_is_a_store_write_with_its_history(api_store: Store) -> None:
+    """The Quota's new usage goes through the store in the create's transaction: the Quota's
+    history says who reserved what, and the store knows the value as its own write."""
+    api_store.create(registry.parse_object(
+        {"kind": "ProviderAccount", "metadata": {"name": "sim"},
+         "spec": {"driver": "simulated", "region": "local", "images": IMAGES}}))  # fmt: skip
+    quota = {"kind": "Quota", "metadata": {"name": "q", "namespace": "team-a"},
+             "spec": {"hard": {"instances": 5}}}  # fmt: skip
+    api_store.create(registry.parse_object(quota))
+    lookups = Lookups(api_store)  # not started: admission reads etcd
+    resources = Resources(api_store, Authorizer(api_store), lookups)
+    alice = User("alice", "u-alice", frozenset({MASTERS_GROUP}))
+    target = Target(registry.by_plural("instances"), "team-a")
+    created = resources.create(alice, target, _instance("a"), dry_run=False)
+
+    stored = api_store.get(Quota, "q", "team-a")
+    assert stored.metadata.resource_version == created["metadata"]["resourceVersion"]
+    key = ObjectKey(Quota.PLURAL, "team-a", "q")
+    assert api_store.wrote(key, int(str(stored.metadata.resource_version)))
+    reserved = api_store.history(key)[-1]
+    assert (reserved.action, reserved.actor) == ("StatusChanged", "alice")
+    assert {c["path"]: (c["before"], c["after"]) for c in reserved.changes} == {
+        "status.used.instances": (0, 1),
+        "status.used.cpu": (0, 2),
+    }

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume, registry
+from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume, registry, usage_of
 from api_types.meta import ConditionStatus
 from reconcilers import quota, volume
-from reconcilers.quota import instance_usage, namespace_usage, would_exceed
+from reconcilers.quota import namespace_usage, would_exceed
 from tests.integration.reconcilers.harness import (
     API,
     Harness,
@@ -42,15 +42,20 @@ def test_usage_arithmetic() -> None:
     profiles = {"small": parse(SMALL)}
     by_profile = parse(instance_manifest("a", pool="p", hardware={"profile": "small"}))
     inline = parse(instance_manifest("b", pool="p", hardware={"cpu": 1, "memoryMiB": 512}))
-    assert instance_usage(by_profile, profiles) == QuotaUsage(instances=1, cpu=2, memory_mib=2048)
-    assert instance_usage(inline, profiles) == QuotaUsage(instances=1, cpu=1, memory_mib=512)
+    small = profiles["small"]
+    assert usage_of(by_profile, small) == QuotaUsage(instances=1, cpu=2, memory_mib=2048)
+    assert usage_of(by_profile, None) == QuotaUsage(instances=1), "a missing profile counts 0"
+    assert usage_of(inline) == QuotaUsage(instances=1, cpu=1, memory_mib=512)
     disk = parse(volume_manifest("d", sizeGiB=30))
     by_profile.metadata.uid, inline.metadata.uid = "u1", "u2"
     used = namespace_usage([by_profile, inline], [disk], profiles, exclude="u2")
     assert used == QuotaUsage(instances=1, cpu=2, memory_mib=2048, volumes=1, volume_gib=30)
     limits = parse(quota_manifest(cpu=3, volumeGiB=100))
-    assert would_exceed(limits, used, instance_usage(inline, profiles)) == []
-    assert would_exceed(limits, used, instance_usage(by_profile, profiles)) == ["cpu"]
+    assert would_exceed(limits, used, usage_of(inline)) == []
+    assert would_exceed(limits, used, usage_of(by_profile, small)) == ["cpu"]
+    assert used + usage_of(disk) == QuotaUsage(
+        instances=1, cpu=2, memory_mib=2048, volumes=2, volume_gib=60
+    )
 
 
 def test_status_used_and_a_volume_held_until_there_is_room(harness: Harness) -> None:
