@@ -32,6 +32,7 @@ from apiserver.body import decode_body, read_limited
 from apiserver.handlers import Resources, Wire
 from apiserver.paths import SUBRESOURCES, Target, parse_path
 from apiserver.rbac import Attributes
+from apiserver.redaction import RequestFacts
 from apiserver.status import ApiError, error_from, error_headers, status_object
 from apiserver.watch import WatchRequest, open_watch
 
@@ -198,7 +199,8 @@ class Dispatcher:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._pool, self.handle, request, user)
         except Exception as exc:
-            result = Answer.failure(error_from(exc))
+            facts = RequestFacts(method, path, authorization=headers.get("authorization"))
+            result = Answer.failure(error_from(exc, facts))
         code = result.code if isinstance(result, Answer) else 200
         self._requests.labels(method, _resource_label(path), str(code)).inc()
         self._duration.labels(method).observe(time.perf_counter() - started)
@@ -221,7 +223,8 @@ class Dispatcher:
                 return self._review(request, user)
             return self._resource(request, user)
         except Exception as exc:
-            return Answer.failure(error_from(exc))
+            facts = RequestFacts(request.method, request.path, request.body)
+            return Answer.failure(error_from(exc, facts))
 
     def _body(self, request: Request, *, patch: bool = False) -> dict[str, Any]:
         return decode_body(request.body, request.content_type, patch=patch)

@@ -12,7 +12,8 @@ rely on::
     InvalidObjectError                422 Invalid (details.causes: every offending field)
     StoreUnavailableError             503 ServiceUnavailable (Retry-After, retryAfterSeconds)
     compacted revision (etcd)         410 Gone
-    anything else                     500 InternalError (logged, never echoed)
+    anything else                     500 InternalError (never echoed; logged with its
+                                      traceback and the request, scrubbed of secrets)
 
 Bad requests (400 BadRequest), 401 Unauthorized, 403 Forbidden, 413 RequestEntityTooLarge and
 415 UnsupportedMediaType are raised as ``ApiError`` by the modules that detect them.
@@ -27,6 +28,7 @@ import structlog
 from fastapi.responses import JSONResponse
 
 from api_types.registry import UnknownKindError
+from apiserver.redaction import RequestFacts, failure_fields
 from controller.errors import (
     AlreadyExistsError,
     ApiError,
@@ -61,8 +63,8 @@ def _is_compacted(exc: grpc.RpcError) -> bool:
     return bool(code == grpc.StatusCode.OUT_OF_RANGE)
 
 
-def error_from(exc: BaseException) -> ApiError:
-    """The API answer for an exception raised while serving a request."""
+def error_from(exc: BaseException, request: RequestFacts | None = None) -> ApiError:
+    """The API answer for an exception raised while serving ``request``."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, NotFoundError | UnknownKindError):
@@ -84,7 +86,11 @@ def error_from(exc: BaseException) -> ApiError:
     if isinstance(exc, grpc.RpcError) and _is_compacted(exc):
         return ApiError(410, "Gone", "the requested resourceVersion is too old (compacted)")
     # Never echo the exception: it may quote a request body (a Secret).
-    log.error("internal error serving a request", error_type=type(exc).__name__)
+    log.error(
+        "internal error serving a request",
+        error_type=type(exc).__name__,
+        **failure_fields(exc, request),
+    )
     return ApiError(500, "InternalError", "internal error")
 
 
