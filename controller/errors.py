@@ -5,8 +5,8 @@ turns them into retry decisions, the REST API turns them into Kubernetes-style `
 objects, and reconcilers choose what to do by the class of an error, never by its text or
 code. Providers import only this module from the runtime (DESIGN §1).
 
-The classes defined here, then (indented under their base, module in brackets) the ones
-defined beside the code that raises them::
+Classes are defined here unless a module is named in parentheses (beside the code that
+raises them)::
 
     SkybrokerError
     ├── StoreError                   problems talking to or with the object store
@@ -34,11 +34,11 @@ defined beside the code that raises them::
     ├── ListenError                  (controller.manager) an address cannot be bound
     ├── StartupError                 (skybroker.main) a command cannot start
     ├── WatchCompacted               (controller.store.watch) re-list: the revision is gone
-    ├── DeadlinePassed, LeaseExpired (controller.leader._session) an election lease is lost
+    ├── DeadlinePassed, LeaseExpired (controller.leader._session) an election session ended
     ├── Ec2ApiError                  (providers.ec2.driver) an EC2 error answer, before
     │                                ``providers.errors.classify`` turns it into the above
-    └── bad input, also ValueError / LookupError / RuntimeError for the callers (and pydantic
-        validators) that catch those:
+    └── unusable input or setup; each also a ValueError, LookupError or RuntimeError, as the
+        callers that catch it (and the standard library's conventions) expect:
         DecodeError (controller.store.codec), CipherError (controller.store.encryption),
         EtcdNotFoundError (controller.store.embedded), SelectorError (controller.labels),
         TokenFileError (apiserver.auth), UnknownProfileError (reconcilers.hardware),

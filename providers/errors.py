@@ -2,10 +2,11 @@
 
 Where it sits: every driver funnels its failures through ``classify`` so that one table decides
 what is retried and what is surfaced. Both drivers speak EC2's error codes (the simulated cloud
-raises the codes EC2 would), so a reconciler sees the same ``code`` and ``reason`` whichever
-cloud answered. Terminal: authentication, unknown image or size, provider quota, capacity,
-malformed requests, missing resources. Transient: throttling (honouring Retry-After), 5xx,
-timeouts, connection failures, resources in a state that will change.
+raises the codes EC2 would), so a reconciler sees the same class, ``code`` and ``reason``
+whichever cloud answered. Terminal: authentication, unknown image or size, malformed requests,
+missing resources, and — as ``CapacityError``, no room here but maybe elsewhere — provider
+quota and capacity. Transient: throttling (honouring Retry-After), 5xx, timeouts, connection
+failures, and — as ``ResourceBusyError`` — resources in a state that will change.
 
 What a failure says about the cloud is decided here too, once: the account's circuit breaker
 (``providers.budget``) is for the provider's health, so only :func:`counts_against_provider`
