@@ -38,12 +38,12 @@ from controller.errors import ConflictError, NotFoundError
 from controller.store.etcd import cmp_prefix_unchanged_since
 from controller.store.results import StatusWrite, TxnExtras
 
-__all__ = ["Usage", "initial_usage", "usage_change", "with_reservation"]
+__all__ = ["UsageChange", "initial_usage", "usage_change", "with_reservation"]
 
 T = TypeVar("T")
 
 #: Wire name → signed change of ``Quota.status.used``.
-Usage = dict[str, int]
+UsageChange = dict[str, int]
 #: Wire name → attribute name (QuotaUsage and QuotaLimits share them).
 _ATTRS = {info.alias or name: name for name, info in QuotaUsage.model_fields.items()}
 _NAMES = tuple(_ATTRS)
@@ -61,7 +61,7 @@ def _usage(lookups: Lookups, obj: Resource | None) -> QuotaUsage:
     return usage_of(obj, profile)
 
 
-def usage_change(lookups: Lookups, new: Resource | None, old: Resource | None) -> Usage:
+def usage_change(lookups: Lookups, new: Resource | None, old: Resource | None) -> UsageChange:
     """How the namespace's usage changes when ``old`` becomes ``new`` (None: absent)."""
     after = _usage(lookups, new).model_dump(by_alias=True)
     before = _usage(lookups, old).model_dump(by_alias=True)
@@ -78,7 +78,7 @@ def initial_usage(lookups: Lookups, namespace: str) -> QuotaUsage:
 
 
 def _reserve(
-    lookups: Lookups, namespace: str, delta: Usage, snapshot: QuotaSnapshot, actor: str
+    lookups: Lookups, namespace: str, delta: UsageChange, snapshot: QuotaSnapshot, actor: str
 ) -> TxnExtras:
     """The transaction extras applying ``delta`` to every Quota of the namespace (403 if over)."""
     prefix = lookups.store.layout.kind_prefix(Quota.PLURAL, namespace)
@@ -104,7 +104,7 @@ def _reserve(
 def with_reservation(
     lookups: Lookups,
     namespace: str | None,
-    delta: Usage,
+    delta: UsageChange,
     actor: str,
     write: Callable[[TxnExtras | None], T],
 ) -> T:
