@@ -98,7 +98,8 @@ def _reserve(
             raise ApiError(403, "Forbidden", f"exceeded quota: {quota.metadata.name}, {detail}")
         status = quota.status.model_copy(update={"used": new})
         writes.append(StatusWrite(quota.model_copy(update={"status": status}), actor))
-    return TxnExtras([cmp_prefix_unchanged_since(prefix, snapshot.revision)], (), writes)
+    unchanged = cmp_prefix_unchanged_since(prefix, snapshot.revision)
+    return TxnExtras(compares=[unchanged], status_writes=writes)
 
 
 def with_reservation(
