@@ -34,6 +34,7 @@ class WatchCompacted(Exception):
 
 @dataclass(frozen=True)
 class WatchEvent:
+    """One change of one key, as the etcd watch reported it."""
     deleted: bool
     key: bytes
     value: bytes
