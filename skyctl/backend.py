@@ -56,6 +56,7 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class ListResult:
+    """The objects of one list call and the revision a watch resumes from."""
     items: list[Wire]
     #: The revision the list is consistent at; a watch resumes from it.
     resource_version: str
@@ -63,6 +64,7 @@ class ListResult:
 
 @dataclass(frozen=True)
 class WatchEvent:
+    """One event of a watch stream, as the REST API sends it."""
     type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
     object: Wire
 

@@ -48,6 +48,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Context:
+    """One context of the skyctl config: where the API is, the token, the default namespace."""
     name: str
     server: str | None
     token: str | None
