@@ -72,7 +72,7 @@ MIN_RECOUNT_SECONDS = 1.0
 _SWEEP_SLACK = 64
 
 FailureLookup = Callable[[str], Mapping[str, datetime]]
-P = TypeVar("P", Instance, Subnet, Volume)
+P = TypeVar("P", bound=Instance | Subnet | Volume)
 
 
 def _pool_of(obj: Instance | Subnet | Volume) -> list[str]:
