@@ -9,7 +9,8 @@ turns what comes back into the next step for that key:
   object. The reconciler reads the current desired state from the informer cache and the
   actual state from the provider, and acts on the difference. Duplicate or collapsed events
   therefore lose nothing, and a reconcile may run for no change at all (resync): it must be
-  idempotent, and should write status only when something changed.
+  idempotent, and should write status only when something changed — a
+  ``controller.passes.Pass`` over the object does exactly that.
 * ``Result()`` — done; the key is forgotten by the rate limiter.
 * ``Result(requeue_after=s)`` — done for now, call again in ``s`` seconds (polling a slow cloud
   operation); the failure count is reset.
