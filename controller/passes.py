@@ -41,14 +41,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, Literal, Self, TypeVar
+from typing import Generic, Literal, Self, TypeVar
 
 from api_types.meta import ConditionStatus, Resource, Status
 from controller.errors import ConflictError, NotFoundError, TerminalError
+from controller.manager import Manager
 from controller.store.results import TxnExtras
-
-if TYPE_CHECKING:
-    from controller.manager import Manager
 
 __all__ = ["ACTOR", "Pass"]
 
@@ -69,7 +67,7 @@ class _Snapshot:
     """What the save compares with: status and finalizers as last read or written."""
 
     def __init__(self, obj: Resource) -> None:
-        self.status = obj.to_wire().get("status", {})
+        self.status: object = obj.to_wire().get("status", {})
         self.finalizers = list(obj.metadata.finalizers)
 
     def differs(self, obj: Resource) -> tuple[bool, bool]:
