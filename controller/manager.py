@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 import structlog
@@ -54,6 +54,8 @@ from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
 __all__ = ["ListenError", "Manager", "ManagerOptions", "Normalised"]
 
 log = structlog.get_logger(__name__)
+
+R = TypeVar("R", bound=Resource)
 
 
 @dataclass(frozen=True)
@@ -127,13 +129,15 @@ class Manager:
 
     # --- wiring ---------------------------------------------------------------------------
 
-    def informer(self, model: type[Any]) -> Informer[Any]:
+    def informer(self, model: type[R]) -> Informer[R]:
         """The shared informer of a kind (created on first use, started by :meth:`run`)."""
         informer = self._informers.get(model.PLURAL)
         if informer is None:
-            informer = Informer(self.store, model)
-            self._informers[model.PLURAL] = informer
-        return informer
+            created = Informer(self.store, model)
+            self._informers[model.PLURAL] = created
+            return created
+        # One informer per plural, created above from the kind's own model.
+        return cast(Informer[R], informer)
 
     @property
     def controllers(self) -> tuple[Controller, ...]:
