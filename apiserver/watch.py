@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +107,7 @@ class WatchRequest:
         }
         return _line("BOOKMARK", obj)
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         for obj in self.initial:
             yield _line("ADDED", self.resources.visible(self.user, obj))
         if self._stopping:
