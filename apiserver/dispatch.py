@@ -117,7 +117,8 @@ async def _read_body(receive: Receive, declared_length: str | None, limit: int) 
 
 
 class Dispatcher:
-    """Serves the resource routes; :meth:`__call__` is the ASGI entry for them."""
+    """Serves every path below the API root (the module docstring's pipeline): :meth:`__call__`
+    is the ASGI entry on the event loop, :meth:`handle` the operation on a worker thread."""
 
     def __init__(
         self,

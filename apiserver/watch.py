@@ -53,6 +53,9 @@ def _line(event_type: str, obj: dict[str, Any]) -> bytes:
 
 @dataclass(eq=False)  # identity: open streams are kept in a set
 class WatchRequest:
+    """One positioned watch (authorized, its initial objects listed): :meth:`stream` yields its
+    lines, :meth:`stop` ends it."""
+
     resources: Resources
     user: User
     target: Target

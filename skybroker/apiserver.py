@@ -35,6 +35,8 @@ _SHUTDOWN_GRACE = 3  # seconds open watches get before a stop cancels them
 
 @dataclass(frozen=True)
 class AdminFiles:
+    """Where :func:`prepare_data_dir` put the admin's files (the module docstring's list)."""
+
     token_file: Path
     encryption_key_file: Path
     skyctl_config: Path
