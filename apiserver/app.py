@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-import structlog
 from prometheus_client import Counter, Histogram
 
 from api_types import registry
@@ -37,8 +36,6 @@ from controller.errors import AlreadyExistsError, StoreError
 from controller.store.objects import Store
 
 __all__ = ["ApiOptions", "ApiServer"]
-
-log = structlog.get_logger(__name__)
 
 _RESOURCE_ROOT = f"{API_ROOT}/"
 

@@ -52,8 +52,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @dataclass(frozen=True)
 class Answer:
-    """A complete response: status code, body, its media type (None: no body to describe) and
-    extra headers (lower-case names)."""
+    """A complete response: status code, body, its media type (JSON unless said; None for a
+    body that needs none, such as a redirect's) and extra headers (lower-case names)."""
 
     code: int
     body: bytes
@@ -94,9 +94,8 @@ async def stream(
 
     async def body() -> None:
         async with aclosing(chunks):
-            start = {"type": "http.response.start", "status": 200,
-                     "headers": [(b"content-type", content_type)]}  # fmt: skip
-            await send(start)
+            headers = [(b"content-type", content_type)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
