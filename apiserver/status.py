@@ -1,8 +1,9 @@
 """Kubernetes-style ``Status`` answers: every error of the REST API, and successful deletes.
 
 Where it sits: at the edge of the API server. Handlers raise :class:`ApiError` (or let the
-store's exceptions through); :func:`error_from` maps both to one ``ApiError`` and
-:func:`status_response` renders it. The mapping is the contract clients rely on::
+store's exceptions through); :func:`error_from` maps both to one ``ApiError``, which
+:func:`status_object` and :func:`error_headers` render. The mapping is the contract clients
+rely on::
 
     NotFoundError, unknown kind       404 NotFound
     AlreadyExistsError                409 AlreadyExists
@@ -23,7 +24,6 @@ from typing import Any
 
 import grpc
 import structlog
-from fastapi.responses import JSONResponse
 
 from api_types.registry import UnknownKindError
 from controller.errors import (
@@ -40,7 +40,6 @@ __all__ = [
     "error_from",
     "error_headers",
     "status_object",
-    "status_response",
     "success_status",
 ]
 
@@ -123,10 +122,6 @@ def error_headers(error: ApiError) -> dict[str, str]:
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return headers
-
-
-def status_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(status_object(error), status_code=error.code, headers=error_headers(error))
 
 
 def success_status(kind: str, name: str, uid: str | None) -> dict[str, Any]:

@@ -27,8 +27,9 @@ from pathlib import Path
 import structlog
 
 from apiserver.auth import TokenFileError
+from controller.asgi import ListenError
 from controller.logging import configure_logging
-from controller.manager import ListenError, Manager, ManagerOptions
+from controller.manager import Manager, ManagerOptions
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.encryption import CipherError, SecretCipher
 from controller.store.etcd import EtcdClient
