@@ -1,11 +1,12 @@
-"""The REST API of DESIGN §7: FastAPI routes over the object store, with authentication, RBAC,
+"""The REST API of DESIGN §7: plain ASGI over the object store, with authentication, RBAC,
 admission and race-free quotas.
 
 Where it sits: beside the controllers, on the same store. A request flows
 ``app`` → ``dispatch`` → ``auth`` (Bearer token) → ``body`` (size limit) → in a worker thread
 ``paths`` → ``handlers`` (``rbac`` → validation → ``admission`` → ``quota`` → store, the
 reads of admission and quota served by ``lookups``' caches) or ``watch``; failures become
-``status`` objects. ``openapi`` documents every route from the models.
+``status`` objects. Paths outside the resource tree (health, metrics, version, discovery) are
+``system``'s route table; ``openapi`` documents every route from the models.
 ``skybroker apiserver`` and ``skybroker up`` serve :class:`ApiServer` with uvicorn.
 """
 

@@ -1,65 +1,49 @@
-"""The application: the ASGI entry of the REST API, its system endpoints and its life cycle.
+"""The application: the ASGI entry of the REST API and its life cycle.
 
-Where it sits: the top of ``apiserver``; ``skybroker apiserver`` and ``skybroker up``
-serve :attr:`ApiServer.app` with uvicorn. Every request under ``/apis/skybroker.io/v1alpha1/``
-goes to the resource pipeline (``dispatch``): authenticate (``auth``) → read the body under the
-size limit (``body``) → in one worker thread, map the path (``paths``) and run the operation
-(``handlers``: RBAC, validation, admission, quota, store) → pre-serialised JSON, or a
-``Status`` for any failure (``status``); or a watch stream (``watch``). Bad input never
-produces a 5xx. The rest is a small FastAPI application.
-
-Unauthenticated: ``/healthz``, ``/readyz``, ``/version``, ``/openapi.json`` and ``/metrics``
-(as the controller manager's health port). Discovery (``/apis``, ``/apis/skybroker.io/
-v1alpha1``) needs a token but no permission; ``selfsubjectaccessreviews`` answers "may I?"
-for the caller (``skyctl auth can-i``).
+Where it sits: the top of ``apiserver``; ``skybroker apiserver`` and ``skybroker up`` serve
+:meth:`ApiServer.app` with uvicorn (``controller.asgi``). Every request under
+``/apis/skybroker.io/v1alpha1/`` goes to the resource pipeline (``dispatch``): authenticate
+(``auth``) → read the body under the size limit (``body``) → in one worker thread, map the
+path (``paths``) and run the operation (``handlers``: RBAC, validation, admission, quota,
+store) → pre-serialised JSON, or a ``Status`` for any failure (``status``); or a watch stream
+(``watch``). Bad input never produces a 5xx. Every other path is a system endpoint
+(``system``): unauthenticated ``/healthz``, ``/readyz``, ``/version``, ``/openapi.json`` and
+``/metrics`` (as the controller manager's health port), and discovery (``/apis``,
+``/apis/skybroker.io/v1alpha1``), which needs a token but no permission.
+``selfsubjectaccessreviews`` answers "may I?" for the caller (``skyctl auth can-i``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import MutableMapping
 from dataclasses import dataclass
-from importlib import metadata
-from typing import Any
 
-import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from starlette.exceptions import HTTPException
+from prometheus_client import Counter, Histogram
 
 from api_types import registry
 from api_types.common import SYSTEM_NAMESPACE
-from api_types.meta import API_VERSION, Resource
+from api_types.meta import Resource
 from apiserver.auth import TokenAuthenticator
 from apiserver.body import MAX_BODY_BYTES
-from apiserver.dispatch import Dispatcher, Receive, Send
+from apiserver.dispatch import Dispatcher
 from apiserver.handlers import Resources
 from apiserver.lookups import Lookups
-from apiserver.openapi import API_ROOT, openapi_document
+from apiserver.openapi import API_ROOT
 from apiserver.rbac import BUILTIN_CLUSTER_ROLES, Authorizer
-from apiserver.status import ApiError, error_from, status_response
+from apiserver.system import SystemRoutes
+from controller.asgi import Receive, Scope, Send
 from controller.errors import AlreadyExistsError, StoreError
 from controller.store.objects import Store
 
 __all__ = ["ApiOptions", "ApiServer"]
 
-log = structlog.get_logger(__name__)
-
-_GROUP, _VERSION = API_VERSION.split("/")
 _RESOURCE_ROOT = f"{API_ROOT}/"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("skybroker")
-    except metadata.PackageNotFoundError:
-        return "0.0.0+unknown"
 
 
 @dataclass(frozen=True)
 class ApiOptions:
+    """The API server's tunables (``skybroker apiserver`` and ``up`` take the defaults)."""
+
     max_body_bytes: int = MAX_BODY_BYTES
     #: Seconds of quiet after which a watch stream sends a BOOKMARK.
     bookmark_interval: float = 30.0
@@ -96,6 +80,11 @@ class _Metrics:
 
 
 class ApiServer:
+    """The REST API over one store: its caches (RBAC, admission lookups), its life cycle
+    (:meth:`start` bootstraps the built-in roles and the system namespace) and its ASGI
+    application (:meth:`app`), which an HTTP server such as ``skybroker.apiserver.HttpServer``
+    serves."""
+
     def __init__(
         self, store: Store, authenticator: TokenAuthenticator, options: ApiOptions | None = None
     ) -> None:
@@ -115,7 +104,7 @@ class ApiServer:
             requests=metrics.requests,
             duration=metrics.duration,
         )
-        self.system = self._build()
+        self.system = SystemRoutes(authenticator, self.ready)
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -162,70 +151,19 @@ class ApiServer:
             return
 
     def ready(self) -> bool:
+        """Caches synced and etcd answering (``/readyz``)."""
         synced = self.authorizer.has_synced() and self.lookups.has_synced()
         return synced and self.store.client.reachable()
 
     # --- the application ------------------------------------------------------------------
 
-    async def app(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        """The ASGI application: resource routes to the dispatcher, the rest to FastAPI."""
-        path: str = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith(_RESOURCE_ROOT):
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI application: resource paths to the dispatcher, the rest to the system
+        endpoints (HTTP only: there is no websocket, and uvicorn runs without lifespan)."""
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path.startswith(_RESOURCE_ROOT):
             await self.dispatcher(scope, receive, send, path[len(_RESOURCE_ROOT) :])
         else:
             await self.system(scope, receive, send)
-
-    def _build(self) -> FastAPI:
-        app = FastAPI(title="skybroker", openapi_url=None, docs_url=None, redoc_url=None)
-        version = _version()
-
-        async def http_error(request: Request, exc: Exception) -> Response:
-            code = exc.status_code if isinstance(exc, HTTPException) else 400
-            reasons = {404: "NotFound", 405: "MethodNotAllowed"}
-            return status_response(ApiError(code, reasons.get(code, "BadRequest"), str(exc)))
-
-        async def api_error(request: Request, exc: Exception) -> Response:
-            return status_response(error_from(exc))
-
-        app.add_exception_handler(HTTPException, http_error)
-        app.add_exception_handler(RequestValidationError, http_error)
-        app.add_exception_handler(ApiError, api_error)
-
-        @app.get("/healthz", response_class=PlainTextResponse)
-        def healthz() -> str:
-            return "ok"
-
-        @app.get("/readyz")
-        def readyz() -> Response:
-            ok = self.ready()
-            return PlainTextResponse("ok" if ok else "not ready", status_code=200 if ok else 503)
-
-        @app.get("/metrics")
-        def metrics() -> Response:
-            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-        @app.get("/version")
-        def version_info() -> dict[str, str]:
-            return {"gitVersion": version, "apiVersion": API_VERSION}
-
-        @app.get("/openapi.json")
-        def openapi() -> dict[str, Any]:
-            return openapi_document(version)
-
-        @app.get("/apis")
-        def groups(request: Request) -> dict[str, Any]:
-            self.authenticator.authenticate(request.headers.get("authorization"))
-            group_version = {"groupVersion": API_VERSION, "version": _VERSION}
-            group = {"name": _GROUP, "versions": [group_version], "preferredVersion": group_version}
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}
-
-        @app.get(API_ROOT)
-        def resources(request: Request) -> dict[str, Any]:
-            self.authenticator.authenticate(request.headers.get("authorization"))
-            items = [
-                {"name": info.plural, "kind": info.kind, "namespaced": info.namespaced}
-                for info in registry.all_kinds()
-            ]
-            return {"kind": "APIResourceList", "groupVersion": API_VERSION, "resources": items}
-
-        return app

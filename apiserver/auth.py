@@ -56,6 +56,8 @@ class TokenFileError(SkybrokerError, ValueError):
 
 @dataclass(frozen=True)
 class User:
+    """An authenticated caller: name, uid and groups (``system:authenticated`` included)."""
+
     name: str
     uid: str
     groups: frozenset[str]
@@ -115,6 +117,9 @@ def _file_state(path: Path) -> tuple[int, int, int] | None:
 
 
 class TokenAuthenticator:
+    """Bearer tokens → users, from a token file that is followed as it changes (see the module
+    docstring); :meth:`authenticate` is the first step of every request."""
+
     def __init__(
         self,
         users: Mapping[str, User],

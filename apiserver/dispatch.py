@@ -1,14 +1,13 @@
 """The resource pipeline: every request below ``/apis/skybroker.io/v1alpha1/``, as plain ASGI.
 
-Where it sits: ``app`` hands it every request under the API root (FastAPI keeps the system
-endpoints). FastAPI's routing, dependency solving and response handling cost more than the
-operation itself, so these requests skip them. On the event loop only: authenticate
-(``auth``), read the body under the size limit (``body``), send pre-serialised bytes back.
-Everything else — the path (``paths``), the query, decoding the body, the operation
-(``handlers``: RBAC, validation, admission, quota, store) and the JSON encoding of the answer or
-of the ``Status`` for any failure (``status``) — runs in one worker thread, one hop there and
-one back. A watch is positioned in the worker (authorization, the initial list) and then
-streamed from the event loop (``watch``), holding no thread.
+Where it sits: ``app`` hands it every request under the API root (``system`` answers the few
+paths outside it). On the event loop only: authenticate (``auth``), read the body under the
+size limit (``body``), send pre-serialised bytes back. Everything else — the path (``paths``),
+the query, decoding the body, the operation (``handlers``: RBAC, validation, admission, quota,
+store) and the JSON encoding of the answer or of the ``Status`` for any failure (``status``) —
+runs in one worker thread, one hop there and one back. A watch is positioned in the worker
+(authorization, the initial list) and then streamed from the event loop (``watch``), holding
+no thread.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -24,7 +22,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from prometheus_client import Counter, Histogram
-from starlette.responses import StreamingResponse
 
 from api_types import registry
 from apiserver.auth import TokenAuthenticator, User
@@ -35,50 +32,28 @@ from apiserver.rbac import Attributes
 from apiserver.redaction import RequestFacts
 from apiserver.status import ApiError, error_from, error_headers, status_object
 from apiserver.watch import WatchRequest, open_watch
+from controller.asgi import Answer, Receive, Scope, Send, request_headers, stream
 
-__all__ = ["REVIEWS", "Answer", "Dispatcher", "Request", "encode"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+__all__ = ["REVIEWS", "Dispatcher", "Request", "encode", "failure"]
 
 #: The path (below the API root) of ``skyctl auth can-i``'s question.
 REVIEWS = "selfsubjectaccessreviews"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _METHODS = frozenset({"GET", "DELETE"}) | _BODY_METHODS
-_JSON = b"application/json"
-_WATCH_MEDIA = "application/json;stream=watch"
+_WATCH_MEDIA = b"application/json;stream=watch"
 
 
 def encode(value: Wire) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A complete response: status code, JSON bytes, extra headers."""
-
-    code: int
-    body: bytes
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-    @classmethod
-    def failure(cls, error: ApiError) -> Answer:
-        headers = tuple(
-            (name.lower().encode("ascii"), value.encode("ascii"))
-            for name, value in error_headers(error).items()
-        )
-        return cls(error.code, encode(status_object(error)), headers)
-
-    async def send(self, send: Send) -> None:
-        headers = [
-            (b"content-type", _JSON),
-            (b"content-length", str(len(self.body)).encode("ascii")),
-            *self.headers,
-        ]
-        await send({"type": "http.response.start", "status": self.code, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
+def failure(error: ApiError) -> Answer:
+    """The answer to a failed request: its ``Status`` and the headers that go with it."""
+    headers = tuple(
+        (name.lower().encode("ascii"), value.encode("ascii"))
+        for name, value in error_headers(error).items()
+    )
+    return Answer(error.code, encode(status_object(error)), headers=headers)
 
 
 @dataclass(frozen=True)
@@ -129,14 +104,6 @@ def _resource_label(path: str) -> str:
     return segments[0] if segments[0] in _known_resources() else "other"
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers by lower-case name; the first of repeated headers wins."""
-    found: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return found
-
-
 async def _read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
     async def chunks() -> Any:
         while True:
@@ -151,7 +118,8 @@ async def _read_body(receive: Receive, declared_length: str | None, limit: int) 
 
 
 class Dispatcher:
-    """Serves the resource routes; :meth:`__call__` is the ASGI entry for them."""
+    """Serves every path below the API root (the module docstring's pipeline): :meth:`__call__`
+    is the ASGI entry on the event loop, :meth:`handle` the operation on a worker thread."""
 
     def __init__(
         self,
@@ -185,7 +153,7 @@ class Dispatcher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         started = time.perf_counter()
         method: str = scope["method"]
-        headers = _headers(scope)
+        headers = request_headers(scope)
         try:
             user = self.authenticator.authenticate(headers.get("authorization"))
             if method not in _METHODS:
@@ -200,7 +168,7 @@ class Dispatcher:
             result = await loop.run_in_executor(self._pool, self.handle, request, user)
         except Exception as exc:
             facts = RequestFacts(method, path, authorization=headers.get("authorization"))
-            result = Answer.failure(error_from(exc, facts))
+            result = failure(error_from(exc, facts))
         code = result.code if isinstance(result, Answer) else 200
         self._requests.labels(method, _resource_label(path), str(code)).inc()
         self._duration.labels(method).observe(time.perf_counter() - started)
@@ -209,8 +177,7 @@ class Dispatcher:
         else:
             self._watches.add(result)
             try:
-                stream = StreamingResponse(result.stream(), media_type=_WATCH_MEDIA)
-                await stream(scope, receive, send)
+                await stream(receive, send, _WATCH_MEDIA, result.stream())
             finally:
                 self._watches.discard(result)
 
@@ -224,7 +191,7 @@ class Dispatcher:
             return self._resource(request, user)
         except Exception as exc:
             facts = RequestFacts(request.method, request.path, request.body)
-            return Answer.failure(error_from(exc, facts))
+            return failure(error_from(exc, facts))
 
     def _body(self, request: Request, *, patch: bool = False) -> dict[str, Any]:
         return decode_body(request.body, request.content_type, patch=patch)

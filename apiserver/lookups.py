@@ -56,6 +56,9 @@ _CACHED: tuple[type[Resource], ...] = (Namespace, Pool, ProviderAccount, Hardwar
 
 
 class Lookups:
+    """The reads of admission and quota (the module docstring says when a cache answers and
+    when etcd does); :meth:`start` fills the caches, and until then etcd answers all."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self._informers: dict[type[Resource], Informer[Any]] = {

@@ -1,10 +1,10 @@
 """``/openapi.json``: an OpenAPI 3.1 document generated from the pydantic models of api_types.
 
-Where it sits: served by ``app``; read by ``skyctl explain``-like tools and by the schemathesis
-test. The routes themselves are one generic dispatcher (``app``), so FastAPI's own generated
-document would say nothing about the kinds; this one lists every path of DESIGN §7 per kind,
-with the kind's JSON Schema (wire names and field descriptions) as request and response bodies,
-and ``Status`` for errors.
+Where it sits: served by ``system``; read by ``skyctl explain``-like tools and by the
+schemathesis test. The routes themselves are one generic dispatcher (``dispatch``), so nothing
+is generated from them; this document lists every path of DESIGN §7 per kind, with the kind's
+JSON Schema (wire names and field descriptions) as request and response bodies, and ``Status``
+for errors.
 """
 
 from __future__ import annotations

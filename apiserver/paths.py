@@ -34,6 +34,9 @@ SUBRESOURCES = ("status", "history")
 
 @dataclass(frozen=True)
 class Target:
+    """What a path addresses: a kind, its namespace (None: cluster-scoped, or every namespace
+    for a list), an object name (None: the collection) and a subresource."""
+
     info: KindInfo
     namespace: str | None
     name: str | None = None

@@ -102,6 +102,9 @@ def _binds(subjects: list[Subject], user: User) -> bool:
 
 
 class Authorizer:
+    """RBAC decisions (the module docstring's semantics) from informer caches of the four
+    RBAC kinds; :meth:`check` raises 403, :meth:`allowed` answers yes or no."""
+
     def __init__(self, store: Store) -> None:
         self.cluster_roles = Informer(store, ClusterRole)
         self.roles = Informer(store, Role)

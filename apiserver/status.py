@@ -3,7 +3,8 @@
 Where it sits: at the edge of the API server. Handlers raise
 :class:`~controller.errors.ApiError` (the one class skyctl raises too; re-exported here as the
 API's error vocabulary) or let the store's exceptions through; :func:`error_from` maps both to
-one ``ApiError`` and :func:`status_response` renders it. The mapping is the contract clients
+one ``ApiError``, which :func:`status_object` and :func:`error_headers` render. The mapping is
+the contract clients
 rely on::
 
     NotFoundError, unknown kind       404 NotFound
@@ -25,7 +26,6 @@ from typing import Any
 
 import grpc
 import structlog
-from fastapi.responses import JSONResponse
 
 from api_types.registry import UnknownKindError
 from apiserver.redaction import RequestFacts, failure_fields
@@ -44,7 +44,6 @@ __all__ = [
     "error_from",
     "error_headers",
     "status_object",
-    "status_response",
     "success_status",
 ]
 
@@ -119,10 +118,6 @@ def error_headers(error: ApiError) -> dict[str, str]:
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return headers
-
-
-def status_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(status_object(error), status_code=error.code, headers=error_headers(error))
 
 
 def success_status(kind: str, name: str, uid: str | None) -> dict[str, Any]:

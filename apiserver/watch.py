@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,9 @@ def _line(event_type: str, obj: dict[str, Any]) -> bytes:
 
 @dataclass(eq=False)  # identity: open streams are kept in a set
 class WatchRequest:
+    """One positioned watch (authorized, its initial objects listed): :meth:`stream` yields its
+    lines, :meth:`stop` ends it."""
+
     resources: Resources
     user: User
     target: Target
@@ -107,7 +110,7 @@ class WatchRequest:
         }
         return _line("BOOKMARK", obj)
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         for obj in self.initial:
             yield _line("ADDED", self.resources.visible(self.user, obj))
         if self._stopping:

@@ -56,6 +56,8 @@ _MAX_BACKOFF = 5.0
 
 
 class InvalidHandler(Protocol):
+    """Called for a stored value that fails validation (the manager posts a Warning for it)."""
+
     def __call__(
         self, key: ObjectKey, mod_revision: int, causes: tuple[FieldCause, ...], raw: bytes
     ) -> None: ...

@@ -11,6 +11,9 @@ contract is in ``controller.reconcile``):
 * ``Result(requeue_after=s)`` → forget, ``add_after(s)``; ``requeue``;
 * ``TransientError(delay=s)`` → ``add_rate_limited(at_least=s)``: ``s`` plus the key's backoff
   capped at ``s`` (so repeated waits spread out); without a delay, plain backoff; ``transient``;
+* ``ConflictError`` (a write lost a compare-and-swap race: the object changed since it was
+  read) → plain backoff, logged quietly without a traceback; ``transient`` — the next attempt
+  reads the newer object from the cache;
 * ``TerminalError`` → forget, no retry, the ``on_terminal(request, error)`` hook (the manager
   posts the Warning event and sets Ready=False); ``terminal``;
 * any other exception → ``add_rate_limited``, logged with its traceback; ``error``.
@@ -46,6 +49,7 @@ import structlog
 from api_types.meta import Resource
 from controller.cache import Informer
 from controller.clock import Clock, RealClock
+from controller.errors import ConflictError
 from controller.handler import EventHandler
 from controller.metrics import RECONCILE_RESULTS, RuntimeMetrics, runtime_metrics
 from controller.predicate import Predicate
@@ -227,6 +231,10 @@ class Controller:
         except TransientError as exc:
             self.queue.add_rate_limited(key, at_least=exc.delay or 0.0)
             log.info("reconcile will be retried", error=exc.message, delay=exc.delay)
+            return "transient"
+        except ConflictError as exc:
+            self.queue.add_rate_limited(key)
+            log.info("reconcile will be retried", error=f"changed meanwhile: {exc}", delay=None)
             return "transient"
         except TerminalError as exc:
             self.queue.forget(key)

@@ -31,7 +31,7 @@ raises them)::
     │                                forbids it): condition Scheduled=False, retried later
     ├── ApiError                     a request answered with a ``Status``: raised by the API
     │                                server's handlers, and by skyctl for any failed request
-    ├── ListenError                  (controller.manager) an address cannot be bound
+    ├── ListenError                  (controller.asgi) an address cannot be bound
     ├── StartupError                 (skybroker.main) a command cannot start
     ├── WatchCompacted               (controller.store.watch) re-list: the revision is gone
     ├── DeadlinePassed, LeaseExpired (controller.leader._session) an election session ended

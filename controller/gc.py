@@ -24,6 +24,8 @@ log = structlog.get_logger(__name__)
 
 
 class GarbageCollector:
+    """Deletes objects whose every owner (``ownerReferences`` by uid) is gone; one pass per call."""
+
     def __init__(
         self,
         store: Store,

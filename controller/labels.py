@@ -65,6 +65,7 @@ def _split_terms(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class LabelSelector:
+    """A parsed Kubernetes label selector (``a=b,c!=d,e in (f,g),!h``); matches label maps."""
     requirements: tuple[_Requirement, ...] = ()
 
     @classmethod

@@ -22,26 +22,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api_types.meta import Resource
+from controller.asgi import AsgiServer
 from controller.cache import Informer
 from controller.controller import Controller
 from controller.errors import (
     ConflictError,
     FieldCause,
-    SkybrokerError,
     StoreError,
     TerminalError,
 )
 from controller.events import EventRecorder, involved_for_key
 from controller.gc import GarbageCollector
 from controller.handler import EnqueueObject, EventHandler
+from controller.health import health_app
 from controller.leader import ShardSet, default_identity
 from controller.normalize import DirectWriteNormalizer, is_normalised
 from controller.predicate import NotOwnStatusWrite, Predicate
@@ -51,9 +50,11 @@ from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
 
-__all__ = ["ListenError", "Manager", "ManagerOptions", "Normalised"]
+__all__ = ["Manager", "ManagerOptions", "Normalised"]
 
 log = structlog.get_logger(__name__)
+
+R = TypeVar("R", bound=Resource)
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,6 @@ class ManagerOptions:
     #: etcd keeps at least this much history (watches resume within it); 0 = never compact
     #: (another process or etcd's own --auto-compaction does it). See controller.store.compaction.
     compaction_interval: float = 300.0
-
-
-class ListenError(SkybrokerError):
-    """An address to serve on cannot be bound (taken, not local, not permitted)."""
-
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__(f"cannot listen on {address}: {reason}")
-        self.address = address
-        self.reason = reason
 
 
 class Normalised:
@@ -122,18 +114,20 @@ class Manager:
         self._informers: dict[str, Informer[Any]] = {}
         self._controllers: list[Controller] = []
         self._stop = threading.Event()
-        self._http: ThreadingHTTPServer | None = None
+        self._health: AsgiServer | None = None
         self.health_address: tuple[str, int] | None = None
 
     # --- wiring ---------------------------------------------------------------------------
 
-    def informer(self, model: type[Any]) -> Informer[Any]:
+    def informer(self, model: type[R]) -> Informer[R]:
         """The shared informer of a kind (created on first use, started by :meth:`run`)."""
         informer = self._informers.get(model.PLURAL)
         if informer is None:
-            informer = Informer(self.store, model)
-            self._informers[model.PLURAL] = informer
-        return informer
+            created = Informer(self.store, model)
+            self._informers[model.PLURAL] = created
+            return created
+        # One informer per plural, created above from the kind's own model.
+        return cast(Informer[R], informer)
 
     @property
     def controllers(self) -> tuple[Controller, ...]:
@@ -283,9 +277,8 @@ class Manager:
         for informer in self._informers.values():
             informer.stop()
         self.recorder.stop()
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        if self._health is not None:
+            self._health.stop()
         log.info("manager stopped")
 
     def _maintain(self) -> None:
@@ -345,36 +338,12 @@ class Manager:
         return self.store.client.reachable() and self.shards.holds_its_share()
 
     def _start_http(self) -> None:
+        """Serve the health port (``controller.health``); :class:`~controller.asgi.ListenError`
+        if its address cannot be bound."""
         if not self.options.health_listen:
             return
-        host, _, port = self.options.health_listen.rpartition(":")
-        manager = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    self._answer(200, b"ok", "text/plain")
-                elif self.path == "/readyz":
-                    ok = manager.ready()
-                    self._answer(200 if ok else 503, b"ok" if ok else b"not ready", "text/plain")
-                elif self.path == "/metrics":
-                    self._answer(200, generate_latest(), CONTENT_TYPE_LATEST)
-                else:
-                    self._answer(404, b"not found", "text/plain")
-
-            def _answer(self, code: int, body: bytes, content_type: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # access logs would drown the structured log
-
-        try:
-            self._http = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-        except OSError as exc:
-            raise ListenError(self.options.health_listen, exc.strerror or str(exc)) from None
-        self.health_address = (str(self._http.server_address[0]), int(self._http.server_address[1]))
-        threading.Thread(target=self._http.serve_forever, name="health-http", daemon=True).start()
+        self._health = AsgiServer(
+            health_app(self.ready), self.options.health_listen, name="health-http"
+        )
+        self.health_address = self._health.address
+        self._health.start()

@@ -67,11 +67,14 @@ def is_normalised(obj: Resource) -> bool:
 
 
 class InvalidValueReporter(Protocol):
+    """Called once per invalid stored value, with the validation causes."""
+
     def __call__(self, key: ObjectKey, mod_revision: int, causes: tuple[FieldCause, ...]) -> None:
         """Report an invalid stored value (the manager posts a Warning event)."""
 
 
 class Outcome(StrEnum):
+    """What :meth:`DirectWriteNormalizer.normalise` did with one stored value."""
     UNCHANGED = "Unchanged"
     NORMALISED = "Normalised"
     INVALID = "Invalid"
@@ -81,6 +84,7 @@ class Outcome(StrEnum):
 
 @dataclass
 class DirectWriteNormalizer:
+    """Validates values written straight into etcd and completes their metadata by CAS."""
     store: Store
     report_invalid: InvalidValueReporter
     is_active: Callable[[], bool] = lambda: True

@@ -32,6 +32,8 @@ __all__ = [
 
 
 class Predicate(Protocol):
+    """Which informer events of a kind enqueue a request (``True``) and which are dropped."""
+
     def create(self, obj: Resource) -> bool: ...
 
     def update(self, old: Resource, new: Resource) -> bool: ...
@@ -83,11 +85,15 @@ class NotOwnStatusWrite(UpdatePredicate):
 
 
 class LabelsChanged(UpdatePredicate):
+    """Passes updates that change ``metadata.labels``."""
+
     def update(self, old: Resource, new: Resource) -> bool:
         return old.metadata.labels != new.metadata.labels
 
 
 class AnnotationsChanged(UpdatePredicate):
+    """Passes updates that change ``metadata.annotations``."""
+
     def update(self, old: Resource, new: Resource) -> bool:
         return old.metadata.annotations != new.metadata.annotations
 

@@ -9,12 +9,17 @@ turns what comes back into the next step for that key:
   object. The reconciler reads the current desired state from the informer cache and the
   actual state from the provider, and acts on the difference. Duplicate or collapsed events
   therefore lose nothing, and a reconcile may run for no change at all (resync): it must be
-  idempotent, and should write status only when something changed.
+  idempotent, and should write status only when something changed — a
+  ``controller.passes.Pass`` over the object does exactly that.
 * ``Result()`` — done; the key is forgotten by the rate limiter.
 * ``Result(requeue_after=s)`` — done for now, call again in ``s`` seconds (polling a slow cloud
   operation); the failure count is reset.
 * ``TransientError(msg, delay=s)`` — failed, retry in ``s`` seconds (a Retry-After); with
   ``delay=None`` the per-key exponential backoff chooses.
+* ``ConflictError`` (``controller.errors``) — a write lost a compare-and-swap race (the object
+  changed since the cache copy was read, or this process no longer holds the key's shard):
+  retried quietly with the per-key backoff, counted as ``transient``, no traceback. A
+  reconciler lets it propagate; the next attempt reads the newer object.
 * ``TerminalError(msg, reason=...)`` — retrying cannot help: no retry, a Warning event with
   ``reason`` and condition ``Ready=False`` with the same reason. A later change to the object
   (a new event) reconciles it again.

@@ -61,6 +61,7 @@ class TokenBucket:
 
 
 class BreakerState(StrEnum):
+    """Where a circuit breaker is: passing calls, refusing them, or letting one probe through."""
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"

@@ -24,11 +24,13 @@ __all__ = [
 
 
 class Direction(StrEnum):
+    """Which traffic a firewall rule admits: inbound or outbound."""
     INGRESS = "Ingress"
     EGRESS = "Egress"
 
 
 class IpProtocol(StrEnum):
+    """The IP protocol of a firewall rule (``all`` = every protocol)."""
     TCP = "tcp"
     UDP = "udp"
     ICMP = "icmp"
@@ -89,6 +91,7 @@ def expand_rules(
 
 @dataclass(frozen=True)
 class RuleDiff:
+    """The rules to authorize and to revoke to turn one rule set into another."""
     authorize: frozenset[FirewallRule]
     revoke: frozenset[FirewallRule]
 

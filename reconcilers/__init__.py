@@ -1,4 +1,6 @@
-"""Business logic, one module per kind (and placement); built on the runtime in ``controller``.
+"""Business logic: one module (or package) per kind, placement, the leak sweeper.
 
-Empty until the reconcilers issue: the Foundation ships only the kind-independent runtime.
+Where it sits: above the runtime (``controller``) and the clouds (``providers``), below the
+composition root (``skybroker``), which builds one ``Deps`` and calls each module's
+``register(deps)`` to add its controller to the manager.
 """

@@ -29,10 +29,10 @@ from collections import deque
 
 from api_types import ManagedResourceCounts, ProviderAccount
 from controller.errors import CircuitOpen, ReconcileError, TerminalError
+from controller.passes import Pass
 from controller.predicate import GenerationChanged
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
-from reconcilers._common import conflicts_retry, snapshot, write_status
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 
@@ -51,6 +51,10 @@ def _latency_moved(old: float | None, new: float | None) -> bool:
 
 
 class AccountReconciler:
+    """Probes each ProviderAccount's cloud every ``probe_interval`` and writes its health:
+    condition ``Ready``, error rate and latency over the last probes, managed resource counts
+    (see the module)."""
+
     def __init__(self, deps: Deps, probe_interval: float = PROBE_SECONDS) -> None:
         self._deps = deps
         self._accounts = deps.manager.informer(ProviderAccount)
@@ -69,21 +73,23 @@ class AccountReconciler:
         median = round(statistics.median(latencies), 3) if latencies else None
         return round(failures / len(probes), 3), median
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         account = self._accounts.get(request.key)
         if account is None:
             with self._lock:
                 self._probes.pop(request.key, None)
             return Result()
-        before = snapshot(account)
-        status, generation = account.status, account.metadata.generation
+        with Pass(self._deps.manager, account) as pass_:
+            return self._probe(pass_, request.key)
+
+    def _probe(self, pass_: Pass[ProviderAccount], key: ObjectKey) -> Result:
+        """Probe the account's cloud once; conditions and measurements go on its status."""
+        status = pass_.obj.status
         try:
-            handle = self._deps.providers.handle(account)
+            handle = self._deps.providers.handle(pass_.obj)
         except TerminalError as exc:
-            status.set_condition("Ready", False, exc.reason, exc.message, generation=generation)
-            status.observed_generation = generation
-            write_status(self._deps, account, before)
+            pass_.condition("Ready", False, exc.reason, exc.message)
+            pass_.observe_generation()
             return Result(requeue_after=self._interval)
         started = time.perf_counter()
         try:
@@ -91,28 +97,23 @@ class AccountReconciler:
             problem: ReconcileError | None = None
         except ReconcileError as exc:
             problem = exc
-        error_rate, latency = self._record(
-            request.key, problem is None, time.perf_counter() - started
-        )
+        error_rate, latency = self._record(key, problem is None, time.perf_counter() - started)
         requeue_after = self._interval
         if problem is None:
-            status.set_condition("Ready", True, "Healthy", generation=generation)
+            pass_.condition("Ready", True, "Healthy")
         else:
             reason = problem.code or type(problem).__name__
-            changed = status.set_condition(
-                "Ready", False, reason, problem.message, generation=generation
-            )
+            changed = pass_.condition("Ready", False, reason, problem.message)
             if isinstance(problem, CircuitOpen):
                 if changed:
-                    self._deps.recorder.record(account, "Warning", reason, problem.message)
+                    pass_.event("Warning", reason, problem.message)
                 if problem.delay is not None:  # probe again as the cooldown ends
                     requeue_after = min(requeue_after, problem.delay)
         status.error_rate = error_rate
         if _latency_moved(status.latency_ms, latency):
             status.latency_ms = latency
         status.managed_resources = self._counts(handle, status.managed_resources)
-        status.observed_generation = generation
-        write_status(self._deps, account, before)
+        pass_.observe_generation()
         return Result(requeue_after=requeue_after)
 
     @staticmethod

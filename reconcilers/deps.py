@@ -23,6 +23,10 @@ __all__ = ["Deps"]
 
 @dataclass(frozen=True)
 class Deps:
+    """The reconcilers' shared services: the manager (store, caches, events, shard fences),
+    the provider registry (one guarded provider and inventory per account) and the placement
+    memory (what recent placements taught this process, shared by every reconciler)."""
+
     manager: Manager
     providers: ProviderRegistry
     memory: PlacementMemory = field(default_factory=PlacementMemory)

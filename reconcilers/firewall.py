@@ -35,6 +35,7 @@ from api_types import Firewall, FirewallRealisation, Instance, Subnet
 from api_types.meta import Resource
 from controller.errors import TransientError
 from controller.handler import EnqueueMapped
+from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import (
@@ -51,15 +52,10 @@ from reconcilers._common import (
     INSTANCES_BY_SUBNET,
     TRANSITION_VIEW_SECONDS,
     account_handle,
-    add_finalizer,
     cloud_tags,
-    conflicts_retry,
     derived_token,
     install_indexes,
     namespaced_key,
-    remove_finalizer,
-    snapshot,
-    write_status,
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
@@ -93,6 +89,10 @@ def desired_rules(firewall: Firewall) -> frozenset[FirewallRule]:
 
 
 class FirewallReconciler:
+    """Realises each Firewall as one security group per (account, region, network) where an
+    instance using it lives, keeps the groups' rules equal to the spec, removes groups no
+    instance needs, and deletes them all before the Firewall goes (see the module)."""
+
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._firewalls = deps.manager.informer(Firewall)
@@ -116,35 +116,18 @@ class FirewallReconciler:
 
     # --- reconcile --------------------------------------------------------------------------
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         firewall = self._firewalls.get(request.key)
         if firewall is None:
             return Result()  # gone; any cloud leftover is the leak sweeper's
-        before = snapshot(firewall)
-        generation = firewall.metadata.generation
-        if firewall.metadata.deletion_timestamp is not None:
-            firewall.status.phase = "Deleting"
-            remaining, users = self._remove(firewall, set())
-            if remaining:
-                firewall.status.realisations = remaining
-                waiting_for = (
-                    f"instance(s) {', '.join(users[:NAMED_USERS])} to go"
-                    if users
-                    else "the cloud to release it"
-                )
-                firewall.status.set_condition(
-                    "Ready",
-                    False,
-                    "InUse",
-                    f"deleting: waiting for {waiting_for}",
-                    generation=generation,
-                )
-                write_status(self._deps, firewall, before)
-                return Result(requeue_after=IN_USE_RETRY_SECONDS)
-            remove_finalizer(self._deps, firewall, FINALIZER)
-            return Result()
-        firewall = add_finalizer(self._deps, firewall, FINALIZER)
+        with Pass(self._deps.manager, firewall) as pass_:
+            if firewall.metadata.deletion_timestamp is not None:
+                return self._delete(pass_)
+            pass_.add_finalizer(FINALIZER)
+            return self._converge(pass_)
+
+    def _converge(self, pass_: Pass[Firewall]) -> Result:
+        firewall = pass_.obj
         places = self._places(firewall)
         rules = desired_rules(firewall)
         realised = [self._realise(firewall, place, rules) for place in places]
@@ -152,22 +135,31 @@ class FirewallReconciler:
         firewall.status.realisations = sorted(
             realised + lingering, key=lambda r: (r.account, r.region, r.network or "")
         )
-        firewall.status.phase = "Ready"
+        pass_.phase = "Ready"
         message = (
             f"realised in {len(realised)} network(s)"
             if realised
             else "no placed instance with a subnet uses it yet"
         )
-        firewall.status.set_condition(
-            "Ready",
-            True,
-            "Realised" if realised else "NotInUse",
-            message,
-            generation=generation,
-        )
-        firewall.status.observed_generation = generation
-        write_status(self._deps, firewall, before)
+        pass_.condition("Ready", True, "Realised" if realised else "NotInUse", message)
+        pass_.observe_generation()
         return Result(requeue_after=IN_USE_RETRY_SECONDS) if lingering else Result()
+
+    def _delete(self, pass_: Pass[Firewall]) -> Result:
+        """Delete every realisation, then release the finalizer."""
+        pass_.phase = "Deleting"
+        remaining, users = self._remove(pass_.obj, set())
+        if not remaining:
+            pass_.remove_finalizer(FINALIZER)
+            return Result()
+        pass_.obj.status.realisations = remaining
+        waiting_for = (
+            f"instance(s) {', '.join(users[:NAMED_USERS])} to go"
+            if users
+            else "the cloud to release it"
+        )
+        pass_.condition("Ready", False, "InUse", f"deleting: waiting for {waiting_for}")
+        return Result(requeue_after=IN_USE_RETRY_SECONDS)
 
     def _places(self, firewall: Firewall) -> list[_Place]:
         """Where referencing instances live: their subnets' (account, region, network)."""

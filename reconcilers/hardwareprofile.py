@@ -14,13 +14,9 @@ from __future__ import annotations
 from api_types import HardwareProfile, ProviderAccount
 from api_types.meta import Resource
 from controller.handler import EnqueueMapped
+from controller.passes import Pass
 from controller.reconcile import Request, Result
-from reconcilers._common import (
-    conflicts_retry,
-    install_indexes,
-    snapshot,
-    write_status,
-)
+from reconcilers._common import install_indexes
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, cheapest_match
 from reconcilers.scheduling import account_sizes
@@ -29,6 +25,10 @@ __all__ = ["HardwareProfileReconciler", "register"]
 
 
 class HardwareProfileReconciler:
+    """Says on each HardwareProfile which size of every ProviderAccount is its cheapest match
+    (condition ``Ready``: ``Matched``, or ``NoMatchingSize`` when no account has one);
+    re-checked whenever an account changes."""
+
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._profiles = deps.manager.informer(HardwareProfile)
@@ -40,12 +40,10 @@ class HardwareProfileReconciler:
             Request.of(HardwareProfile.PLURAL, None, p.metadata.name) for p in self._profiles.list()
         ]
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         profile = self._profiles.get(request.key)
         if profile is None:
             return Result()
-        before = snapshot(profile)
         wanted = HardwareConstraints.from_profile(profile.spec)
         matches: list[str] = []
         found = 0
@@ -54,16 +52,14 @@ class HardwareProfileReconciler:
             size = cheapest_match(account_sizes(self._deps, name).values(), wanted)
             matches.append(f"{name}: {size.id if size else 'none'}")
             found += size is not None
-        generation = profile.metadata.generation
-        profile.status.set_condition(
-            "Ready",
-            found > 0,
-            "Matched" if found else "NoMatchingSize",
-            "; ".join(matches) or "no ProviderAccount exists",
-            generation=generation,
-        )
-        profile.status.observed_generation = generation
-        write_status(self._deps, profile, before)
+        with Pass(self._deps.manager, profile) as pass_:
+            pass_.condition(
+                "Ready",
+                found > 0,
+                "Matched" if found else "NoMatchingSize",
+                "; ".join(matches) or "no ProviderAccount exists",
+            )
+            pass_.observe_generation()
         return Result()
 
 

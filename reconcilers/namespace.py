@@ -21,17 +21,10 @@ from api_types import Namespace, NamespacePhase, registry
 from api_types.meta import Resource
 from controller.errors import ConflictError, NotFoundError
 from controller.events import involved_for_key
+from controller.passes import ACTOR, Pass
 from controller.predicate import GenerationChanged
 from controller.reconcile import Request, Result
 from controller.store.results import InvalidValue
-from reconcilers._common import (
-    ACTOR,
-    add_finalizer,
-    conflicts_retry,
-    remove_finalizer,
-    snapshot,
-    write_status,
-)
 from reconcilers.deps import Deps
 
 __all__ = ["FINALIZER", "NamespaceReconciler", "register"]
@@ -44,40 +37,34 @@ _NOT_CONTENT = frozenset({"Event"})
 
 
 class NamespaceReconciler:
+    """Keeps each Namespace ``Active``; once it is deleted, deletes everything in it and
+    releases its finalizer when nothing is left (see the module)."""
+
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._namespaces = deps.manager.informer(Namespace)
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         namespace = self._namespaces.get(request.key)
         if namespace is None:
             return Result()
-        generation = namespace.metadata.generation
-        if namespace.metadata.deletion_timestamp is None:
-            namespace = add_finalizer(self._deps, namespace, FINALIZER)
-            before = snapshot(namespace)
-            namespace.status.phase = NamespacePhase.ACTIVE
-            namespace.status.observed_generation = generation
-            write_status(self._deps, namespace, before)
-            return Result()
-        before = snapshot(namespace)
-        namespace.status.phase = NamespacePhase.TERMINATING
-        left = self._delete_contents(namespace.metadata.name)
-        if not left:
-            write_status(self._deps, namespace, before)
-            remove_finalizer(self._deps, namespace, FINALIZER)
-            return Result()
-        summary = ", ".join(f"{count} {kind}" for kind, count in sorted(left.items()))
-        namespace.status.set_condition(
-            "ContentRemaining",
-            True,
-            "SomeResourcesRemain",
-            f"waiting for: {summary}",
-            generation=generation,
-        )
-        write_status(self._deps, namespace, before)
-        return Result(requeue_after=TERMINATING_POLL_SECONDS)
+        with Pass(self._deps.manager, namespace) as pass_:
+            if namespace.metadata.deletion_timestamp is None:
+                pass_.add_finalizer(FINALIZER)
+                pass_.phase = NamespacePhase.ACTIVE
+                pass_.observe_generation()
+                return Result()
+            pass_.phase = NamespacePhase.TERMINATING
+            left = self._delete_contents(namespace.metadata.name)
+            if not left:
+                pass_.save()
+                pass_.remove_finalizer(FINALIZER)
+                return Result()
+            summary = ", ".join(f"{count} {kind}" for kind, count in sorted(left.items()))
+            pass_.condition(
+                "ContentRemaining", True, "SomeResourcesRemain", f"waiting for: {summary}"
+            )
+            return Result(requeue_after=TERMINATING_POLL_SECONDS)
 
     def _delete_contents(self, name: str) -> Counter[str]:
         """Request deletion of everything in namespace ``name``; counts what is still there."""

@@ -50,15 +50,10 @@ from api_types import (
 from api_types.meta import ConditionStatus, Resource
 from controller.errors import TransientError
 from controller.handler import EnqueueMapped
+from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
-from reconcilers._common import (
-    conflicts_retry,
-    install_indexes,
-    shared_index,
-    snapshot,
-    write_status,
-)
+from reconcilers._common import install_indexes, shared_index
 from reconcilers.deps import Deps
 from reconcilers.placement import AccountState, Candidate, Decision, Need, place
 from reconcilers.scheduling import Unschedulable, account_sizes, account_states, candidates
@@ -72,7 +67,7 @@ MIN_RECOUNT_SECONDS = 1.0
 _SWEEP_SLACK = 64
 
 FailureLookup = Callable[[str], Mapping[str, datetime]]
-P = TypeVar("P", Instance, Subnet, Volume)
+P = TypeVar("P", bound=Instance | Subnet | Volume)
 
 
 def _pool_of(obj: Instance | Subnet | Volume) -> list[str]:
@@ -90,6 +85,11 @@ def per_member(objects: Iterable[P]) -> dict[str, list[P]]:
 
 
 class PoolReconciler:
+    """Writes each Pool's ``status.members``: per member, health (its account's Ready, recent
+    placement failures) and load (instances and volumes placed there); ``Ready`` while at least
+    one member is healthy. Aggregates over the pool's objects, so it is coalesced
+    (``min_interval``)."""
+
     def __init__(self, deps: Deps, failures: FailureLookup | None = None) -> None:
         self._deps = deps
         self._failures = failures
@@ -112,38 +112,34 @@ class PoolReconciler:
             if any(m.account == obj.metadata.name for m in pool.spec.members)
         ]
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         pool = self._pools.get(request.key)
         if pool is None:
             return Result()
-        before = snapshot(pool)
         name = pool.metadata.name
         known = {m.member: m for m in pool.status.members}
         failures = self._failures(name) if self._failures is not None else {}
         instances = per_member(self._instances.by_index(BY_POOL, name))
         volumes = per_member(self._volumes.by_index(BY_POOL, name))
-        pool.status.members = [
-            self._member(
-                member,
-                known.get(member.key),
-                failures.get(member.key),
-                instances.get(member.key, []),
-                len(volumes.get(member.key, [])),
+        with Pass(self._deps.manager, pool) as pass_:
+            pool.status.members = [
+                self._member(
+                    member,
+                    known.get(member.key),
+                    failures.get(member.key),
+                    instances.get(member.key, []),
+                    len(volumes.get(member.key, [])),
+                )
+                for member in pool.spec.members
+            ]
+            healthy = sum(1 for m in pool.status.members if m.healthy)
+            pass_.condition(
+                "Ready",
+                healthy > 0,
+                "MembersHealthy" if healthy else "NoHealthyMember",
+                f"{healthy}/{len(pool.status.members)} member(s) healthy",
             )
-            for member in pool.spec.members
-        ]
-        healthy = sum(1 for m in pool.status.members if m.healthy)
-        generation = pool.metadata.generation
-        pool.status.set_condition(
-            "Ready",
-            healthy > 0,
-            "MembersHealthy" if healthy else "NoHealthyMember",
-            f"{healthy}/{len(pool.status.members)} member(s) healthy",
-            generation=generation,
-        )
-        pool.status.observed_generation = generation
-        write_status(self._deps, pool, before)
+            pass_.observe_generation()
         return Result()
 
     def _member(

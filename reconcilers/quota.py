@@ -25,15 +25,11 @@ from collections.abc import Callable, Iterable, Mapping
 from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume, usage_of
 from api_types.meta import ConditionStatus, Resource
 from controller.handler import EnqueueMapped
+from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudSize
-from reconcilers._common import (
-    conflicts_retry,
-    install_indexes,
-    snapshot,
-    write_status,
-)
+from reconcilers._common import install_indexes
 from reconcilers.deps import Deps
 from reconcilers.scheduling import account_sizes
 
@@ -124,13 +120,11 @@ class QuotaReconciler:
             for q in self._quotas.list(obj.metadata.namespace)
         ]
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         quota = self._quotas.get(request.key)
         if quota is None:
             return Result()
         namespace = quota.metadata.namespace
-        before = snapshot(quota)
         profiles = {p.metadata.name: p for p in self._profiles.list()}
         used = namespace_usage(
             self._instances.list(namespace),
@@ -138,19 +132,17 @@ class QuotaReconciler:
             profiles,
             sizes=self._sizes,
         )
-        quota.status.used = used
-        over = used.exceeds(quota.spec.hard)
-        generation = quota.metadata.generation
-        quota.status.set_condition(
-            "Exceeded",
-            bool(over),
-            "OverLimit" if over else "WithinLimits",
-            f"usage above the hard limit of: {', '.join(over)}" if over else "",
-            generation=generation,
-        )
-        quota.status.set_condition("Ready", True, "Counted", generation=generation)
-        quota.status.observed_generation = generation
-        write_status(self._deps, quota, before)
+        with Pass(self._deps.manager, quota) as pass_:
+            quota.status.used = used
+            over = used.exceeds(quota.spec.hard)
+            pass_.condition(
+                "Exceeded",
+                bool(over),
+                "OverLimit" if over else "WithinLimits",
+                f"usage above the hard limit of: {', '.join(over)}" if over else "",
+            )
+            pass_.condition("Ready", True, "Counted")
+            pass_.observe_generation()
         return Result()
 
 

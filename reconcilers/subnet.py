@@ -30,11 +30,10 @@ A subnet deleted behind skybroker's back is recreated (drift is always corrected
 
 from __future__ import annotations
 
-from typing import Any
-
 from api_types import Instance, Placement, Subnet
 from api_types.meta import Resource
 from controller.handler import EnqueueMapped
+from controller.passes import Pass
 from controller.reconcile import Request, Result
 from providers import (
     TAG_UID,
@@ -50,16 +49,10 @@ from reconcilers._common import (
     INSTANCES_BY_SUBNET,
     TRANSITION_VIEW_SECONDS,
     account_handle,
-    add_finalizer,
     cloud_tags,
-    conflicts_retry,
     derived_token,
-    failed_on_terminal,
     install_indexes,
     namespaced_key,
-    remove_finalizer,
-    snapshot,
-    write_status,
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
@@ -81,6 +74,10 @@ def network_token(subnet: Subnet, account: str, region: str) -> str:
 
 
 class SubnetReconciler:
+    """Places each Subnet on a pool member and creates it — with the network it shares with
+    same-named subnets — in that cloud; deletes both once no instance uses them (see the
+    module)."""
+
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._subnets = deps.manager.informer(Subnet)
@@ -93,65 +90,50 @@ class SubnetReconciler:
         ref = obj.spec.subnet_ref
         return [] if ref is None else [Request.of(Subnet.PLURAL, obj.metadata.namespace, ref)]
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         subnet = self._subnets.get(request.key)
         if subnet is None:
             return Result()  # gone; any cloud leftover is the leak sweeper's
-        if subnet.metadata.deletion_timestamp is not None:
-            return self._delete(subnet, snapshot(subnet))
-        subnet = add_finalizer(self._deps, subnet, FINALIZER)
-        return self._converge(subnet, snapshot(subnet))
+        with Pass(self._deps.manager, subnet) as pass_:
+            if subnet.metadata.deletion_timestamp is not None:
+                return self._delete(pass_)
+            pass_.add_finalizer(FINALIZER)
+            return self._converge(pass_)
 
     # --- converge ---------------------------------------------------------------------------
 
-    def _converge(self, subnet: Subnet, before: dict[str, Any]) -> Result:
-        status = subnet.status
-        generation = subnet.metadata.generation
-        if status.placement is None:
+    def _converge(self, pass_: Pass[Subnet]) -> Result:
+        if pass_.obj.status.placement is None:
             try:
-                decision = self._scheduler.schedule(subnet, zone=subnet.spec.zone)
+                decision = self._scheduler.schedule(pass_.obj, zone=pass_.obj.spec.zone)
             except Unschedulable as exc:
-                status.phase = "Pending"
-                status.set_condition(
-                    "Scheduled", False, "Unschedulable", str(exc), generation=generation
-                )
-                write_status(self._deps, subnet, before)
+                pass_.phase = "Pending"
+                pass_.condition("Scheduled", False, "Unschedulable", str(exc))
                 return Result(requeue_after=WAIT_SECONDS)
             chosen = decision.chosen
             assert chosen is not None
+            status = pass_.obj.status
             status.placement = Placement(
                 account=chosen.account, region=chosen.region, zone=chosen.zone, member=chosen.key
             )
             status.rejections = [r.to_api() for r in decision.rejections]
-            status.create_token = derived_token(str(subnet.metadata.uid), str(generation))
-            status.phase = "Scheduled"
-            status.set_condition("Scheduled", True, "Placed", chosen.key, generation=generation)
-            # The placement and the create intent are durable before any cloud call.
-            subnet = write_status(self._deps, subnet, before)
-            before = snapshot(subnet)
-            self._deps.recorder.record(
-                subnet, "Normal", "Scheduled", f"placed on {chosen.key} in {chosen.zone}"
-            )
-            status = subnet.status
+            status.create_token = derived_token(pass_.uid, str(pass_.generation))
+            pass_.phase = "Scheduled"
+            pass_.condition("Scheduled", True, "Placed", chosen.key)
+            pass_.save()  # the placement and the create intent are durable before any cloud call
+            pass_.event("Normal", "Scheduled", f"placed on {chosen.key} in {chosen.zone}")
+        subnet, status = pass_.obj, pass_.obj.status
         placement = status.placement
         assert placement is not None and status.create_token is not None
         handle = account_handle(self._deps, placement.account)
-        with failed_on_terminal(self._deps, subnet, before):
+        with pass_.failed_on_terminal():
             network = self._ensure_network(handle, subnet, placement)
             subnet_id = self._ensure_subnet(handle, subnet, placement, network.id)
         status.network_id = str(network.id)
         status.provider_id = str(subnet_id)
-        status.phase = "Ready"
-        status.set_condition(
-            "Ready",
-            True,
-            "Provisioned",
-            f"{subnet_id} in network {network.id}",
-            generation=generation,
-        )
-        status.observed_generation = generation
-        write_status(self._deps, subnet, before)
+        pass_.phase = "Ready"
+        pass_.condition("Ready", True, "Provisioned", f"{subnet_id} in network {network.id}")
+        pass_.observe_generation()
         return Result()
 
     def _live_uids(self, subnet: Subnet) -> set[str]:
@@ -215,15 +197,15 @@ class SubnetReconciler:
 
     # --- delete -----------------------------------------------------------------------------
 
-    def _delete(self, subnet: Subnet, before: dict[str, Any]) -> Result:
-        status = subnet.status
-        status.phase = "Deleting"
+    def _delete(self, pass_: Pass[Subnet]) -> Result:
+        subnet, status = pass_.obj, pass_.obj.status
+        pass_.phase = "Deleting"
         users = self._instances.by_index(
             INSTANCES_BY_SUBNET, namespaced_key(subnet.metadata.namespace, subnet.metadata.name)
         )
         if users:
             names = ", ".join(u.metadata.name for u in users[:5])
-            return self._in_use(subnet, before, f"{len(users)} instance(s) to go: {names}")
+            return self._in_use(pass_, f"{len(users)} instance(s) to go: {names}")
         placement = status.placement
         if placement is not None:
             handle = account_handle(self._deps, placement.account)
@@ -233,25 +215,16 @@ class SubnetReconciler:
                 # Progress is durable: a retry (say the network is still in use) does not
                 # spend the account's API budget on deleting the subnet again.
                 status.provider_id = None
-                subnet = write_status(self._deps, subnet, before)
-                before = snapshot(subnet)
+                subnet = pass_.save()
             groups = self._release_network(handle, subnet, placement)
             if groups:
-                return self._in_use(
-                    subnet, before, f"security group(s) {', '.join(groups[:5])} to go"
-                )
-        remove_finalizer(self._deps, subnet, FINALIZER)
+                return self._in_use(pass_, f"security group(s) {', '.join(groups[:5])} to go")
+        pass_.remove_finalizer(FINALIZER)
         return Result()
 
-    def _in_use(self, subnet: Subnet, before: dict[str, Any], waiting_for: str) -> Result:
-        subnet.status.set_condition(
-            "Ready",
-            False,
-            "InUse",
-            f"waiting for {waiting_for}",
-            generation=subnet.metadata.generation,
-        )
-        write_status(self._deps, subnet, before)
+    @staticmethod
+    def _in_use(pass_: Pass[Subnet], waiting_for: str) -> Result:
+        pass_.condition("Ready", False, "InUse", f"waiting for {waiting_for}")
         return Result(requeue_after=WAIT_SECONDS)
 
     def _release_network(

@@ -24,8 +24,6 @@ when the cloud refuses the create for good (condition ``Ready`` carries its reas
 
 from __future__ import annotations
 
-from typing import Any
-
 from api_types import (
     HardwareProfile,
     Instance,
@@ -39,6 +37,7 @@ from api_types import (
 from api_types.meta import Resource
 from controller.errors import TerminalError
 from controller.handler import EnqueueMapped
+from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudVolume, InstanceId, ResourceKind, VolumeCreate, VolumeId, VolumeState
@@ -47,16 +46,10 @@ from reconcilers._common import (
     TRANSITION_VIEW_SECONDS,
     VOLUMES_BY_INSTANCE,
     account_handle,
-    add_finalizer,
     cloud_tags,
-    conflicts_retry,
     derived_token,
-    failed_on_terminal,
     install_indexes,
     namespaced_key,
-    remove_finalizer,
-    snapshot,
-    write_status,
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
@@ -74,6 +67,9 @@ CREATING_SECONDS = 0.5
 
 
 class VolumeReconciler:
+    """Admits (quota), places, creates and attaches each Volume to the instance it names, and
+    detaches and deletes it when it goes (see the module for the phases)."""
+
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._volumes = deps.manager.informer(Volume)
@@ -98,49 +94,46 @@ class VolumeReconciler:
             ObjectKey(Instance.PLURAL, volume.metadata.namespace, target.instance)
         )
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         volume = self._volumes.get(request.key)
         if volume is None:
             return Result()  # gone; any cloud leftover is the leak sweeper's
-        if volume.metadata.deletion_timestamp is not None:
-            return self._delete(volume, snapshot(volume))
-        volume = add_finalizer(self._deps, volume, FINALIZER)
-        before = snapshot(volume)
-        generation = volume.metadata.generation
-        status = volume.status
-        if status.placement is None:
-            waiting = self._quota_problem(volume) or self._place(volume)
+        with Pass(self._deps.manager, volume) as pass_:
+            if volume.metadata.deletion_timestamp is not None:
+                return self._delete(pass_)
+            pass_.add_finalizer(FINALIZER)
+            return self._converge(pass_)
+
+    def _converge(self, pass_: Pass[Volume]) -> Result:
+        if pass_.obj.status.placement is None:
+            waiting = self._quota_problem(pass_) or self._place(pass_)
             if waiting is not None:
-                status.phase = "Pending"
-                write_status(self._deps, volume, before)
+                pass_.phase = "Pending"
                 return Result(requeue_after=WAIT_SECONDS)
-            volume = write_status(self._deps, volume, before)  # placement + intent, durably
-            before, status = snapshot(volume), volume.status
+            pass_.save()  # the placement and the create intent, durably
+        volume, status = pass_.obj, pass_.obj.status
         placement = status.placement
         assert placement is not None
         handle = account_handle(self._deps, placement.account)
-        with failed_on_terminal(self._deps, volume, before):
+        with pass_.failed_on_terminal():
             cloud = self._ensure(handle, volume, placement)
         status.provider_id = str(cloud.id)
-        status.observed_generation = generation
+        pass_.observe_generation()
         if cloud.state is VolumeState.CREATING:
-            status.phase = "Provisioning"
-            write_status(self._deps, volume, before)
+            pass_.phase = "Provisioning"
             return Result(requeue_after=CREATING_SECONDS)
-        cloud = self._attachment(handle, volume, cloud)
+        cloud = self._attachment(pass_, handle, cloud)
         status.attached_to = self._observed(volume, cloud)
-        status.phase = "Attached" if status.attached_to else "Available"
-        status.set_condition("Ready", True, "Provisioned", str(cloud.id), generation=generation)
-        write_status(self._deps, volume, before)
+        pass_.phase = "Attached" if status.attached_to else "Available"
+        pass_.condition("Ready", True, "Provisioned", str(cloud.id))
         attached = volume.spec.attach_to is None or status.attached_to is not None
         return Result() if attached else Result(requeue_after=WAIT_SECONDS)
 
     # --- admission and placement ------------------------------------------------------------
 
-    def _quota_problem(self, volume: Volume) -> str | None:
+    def _quota_problem(self, pass_: Pass[Volume]) -> str | None:
+        volume = pass_.obj
         namespace = volume.metadata.namespace
-        generation = volume.metadata.generation
         used = namespace_usage(
             self._instances.list(namespace),
             self._volumes.list(namespace),
@@ -155,45 +148,38 @@ class VolumeReconciler:
             }
         )
         if over:
-            volume.status.set_condition(
+            pass_.condition(
                 QUOTA_EXCEEDED,
                 True,
                 "QuotaExceeded",
                 f"the namespace quota has no room for: {', '.join(over)}",
-                generation=generation,
             )
             return "quota"
         if volume.status.condition(QUOTA_EXCEEDED) is not None:
-            volume.status.set_condition(QUOTA_EXCEEDED, False, "WithinQuota", generation=generation)
+            pass_.condition(QUOTA_EXCEEDED, False, "WithinQuota")
         return None
 
-    def _place(self, volume: Volume) -> str | None:
-        """Write the placement and create token into ``volume.status``; or why it must wait."""
-        status, generation = volume.status, volume.metadata.generation
+    def _place(self, pass_: Pass[Volume]) -> str | None:
+        """Write the placement and create token into the volume's status; or why it must wait."""
+        volume, status = pass_.obj, pass_.obj.status
         bound_to: Placement | None = None
         if volume.spec.attach_to is not None:
             name = volume.spec.attach_to.instance
             instance = self._instance(volume)
             if instance is None:
                 message = f"instance {name} not found in namespace {volume.metadata.namespace}"
-                if status.set_condition(
-                    "Scheduled", False, "InstanceNotFound", message, generation=generation
-                ):
-                    self._deps.recorder.record(volume, "Warning", "InstanceNotFound", message)
+                if pass_.condition("Scheduled", False, "InstanceNotFound", message):
+                    pass_.event("Warning", "InstanceNotFound", message)
                 return message
             if instance.status.placement is None:
                 message = f"waiting for instance {name} to be placed"
-                status.set_condition(
-                    "Scheduled", False, "WaitingForInstance", message, generation=generation
-                )
+                pass_.condition("Scheduled", False, "WaitingForInstance", message)
                 return message
             bound_to = instance.status.placement
         try:
             decision = self._scheduler.schedule(volume, zone=volume.spec.zone, bound_to=bound_to)
         except Unschedulable as exc:
-            status.set_condition(
-                "Scheduled", False, "Unschedulable", str(exc), generation=generation
-            )
+            pass_.condition("Scheduled", False, "Unschedulable", str(exc))
             return str(exc)
         chosen = decision.chosen
         assert chosen is not None
@@ -201,12 +187,10 @@ class VolumeReconciler:
             account=chosen.account, region=chosen.region, zone=chosen.zone, member=chosen.key
         )
         status.rejections = [r.to_api() for r in decision.rejections]
-        status.create_token = derived_token(str(volume.metadata.uid), str(generation))
-        status.phase = "Scheduled"
-        status.set_condition("Scheduled", True, "Placed", chosen.key, generation=generation)
-        self._deps.recorder.record(
-            volume, "Normal", "Scheduled", f"placed on {chosen.key} in {chosen.zone}"
-        )
+        status.create_token = derived_token(pass_.uid, str(pass_.generation))
+        pass_.phase = "Scheduled"
+        pass_.condition("Scheduled", True, "Placed", chosen.key)
+        pass_.event("Normal", "Scheduled", f"placed on {chosen.key} in {chosen.zone}")
         return None
 
     # --- cloud ------------------------------------------------------------------------------
@@ -234,9 +218,11 @@ class VolumeReconciler:
         self._deps.recorder.record(volume, "Normal", "Created", f"volume {created.id}")
         return created
 
-    def _attachment(self, handle: AccountHandle, volume: Volume, cloud: CloudVolume) -> CloudVolume:
+    def _attachment(
+        self, pass_: Pass[Volume], handle: AccountHandle, cloud: CloudVolume
+    ) -> CloudVolume:
         """Attach, detach or leave ``cloud`` as ``spec.attachTo`` and the instance allow."""
-        status, generation = volume.status, volume.metadata.generation
+        volume, status = pass_.obj, pass_.obj.status
         target = volume.spec.attach_to
         instance = self._instance(volume)
         wanted: str | None = None
@@ -247,32 +233,20 @@ class VolumeReconciler:
                 wanted = instance.status.provider_id
         if cloud.attached_to is not None and cloud.attached_to != wanted:
             handle.provider.detach_volume(cloud.id)
-            self._deps.recorder.record(
-                volume, "Normal", "Detached", f"detached from {cloud.attached_to}"
-            )
+            pass_.event("Normal", "Detached", f"detached from {cloud.attached_to}")
             cloud = self._reread(handle, cloud)
         if wanted is not None and target is not None and cloud.attached_to != wanted:
             if status.attached_to is not None:  # it was attached: someone detached it
-                self._deps.recorder.record(
-                    volume, "Warning", "DriftCorrected", "found detached; reattaching"
-                )
+                pass_.event("Warning", "DriftCorrected", "found detached; reattaching")
             handle.provider.attach_volume(cloud.id, InstanceId(wanted), target.device)
-            self._deps.recorder.record(
-                volume, "Normal", "Attached", f"attached to {target.instance} as {target.device}"
-            )
+            pass_.event("Normal", "Attached", f"attached to {target.instance} as {target.device}")
             cloud = self._reread(handle, cloud)
         attached = wanted is not None and cloud.attached_to == wanted
         if attached and instance is not None and target is not None:
             message = f"{target.device} on instance {target.instance}"
             if instance.status.phase != InstancePhase.RUNNING:
                 message += f", kept while it is {instance.status.phase}"
-        status.set_condition(
-            "Attached",
-            attached,
-            "Attached" if attached else reason,
-            message,
-            generation=generation,
-        )
+        pass_.condition("Attached", attached, "Attached" if attached else reason, message)
         return cloud
 
     @staticmethod
@@ -315,9 +289,9 @@ class VolumeReconciler:
 
     # --- delete -----------------------------------------------------------------------------
 
-    def _delete(self, volume: Volume, before: dict[str, Any]) -> Result:
-        status = volume.status
-        status.phase = "Deleting"
+    def _delete(self, pass_: Pass[Volume]) -> Result:
+        status = pass_.obj.status
+        pass_.phase = "Deleting"
         if status.placement is not None and status.provider_id:
             handle = account_handle(self._deps, status.placement.account)
             volume_id = VolumeId(status.provider_id)
@@ -331,8 +305,8 @@ class VolumeReconciler:
             handle.inventory.invalidate(ResourceKind.VOLUME)
             status.provider_id = None
             status.attached_to = None
-            volume = write_status(self._deps, volume, before)
-        remove_finalizer(self._deps, volume, FINALIZER)
+            pass_.save()
+        pass_.remove_finalizer(FINALIZER)
         return Result()
 
 

@@ -17,30 +17,26 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
-import uvicorn
 import yaml
 
 from apiserver import ApiOptions, ApiServer, TokenAuthenticator
 from apiserver.auth import MASTERS_GROUP, format_token_line
-from controller.manager import ListenError
+from controller.asgi import AsgiServer
 from controller.store.encryption import SecretCipher, write_key_file
 from controller.store.objects import Store
 
 __all__ = ["AdminFiles", "HttpServer", "load_cipher", "prepare_data_dir"]
 
 _SHUTDOWN_GRACE = 3  # seconds open watches get before a stop cancels them
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
 class AdminFiles:
+    """Where :func:`prepare_data_dir` put the admin's files (the module docstring's list)."""
+
     token_file: Path
     encryption_key_file: Path
     skyctl_config: Path
@@ -80,40 +76,12 @@ def load_cipher(path: str | Path | None) -> SecretCipher | None:
     return SecretCipher.from_file(Path(path)) if path else None
 
 
-def _bind(listen: str) -> socket.socket:
-    host, _, port = listen.rpartition(":")
-    sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it. uvicorn sets it only on sockets it binds itself; without
-    # it a response written as headers + body waits ~40 ms for the client's delayed ACK.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host.strip("[]") or "127.0.0.1", int(port)))
-    except OSError as exc:
-        sock.close()
-        raise ListenError(listen, exc.strerror or str(exc)) from None
-    sock.set_inheritable(True)
-    return sock
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn, ending the API's watch streams as its graceful shutdown begins (they would hold
-    it for the whole grace period and then be cancelled)."""
-
-    def __init__(self, config: uvicorn.Config, api: ApiServer) -> None:
-        super().__init__(config)
-        self._api = api
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._api.end_watches()
-        await super().shutdown(sockets)
-
-
 class HttpServer:
     """The API on a bound socket: ``run()`` in the foreground or ``start()`` on a thread.
 
     Binding happens in the constructor, so ``address`` is known (port 0 = any free port) and a
-    taken port fails at once (:class:`~controller.manager.ListenError`).
+    taken port fails at once (:class:`~controller.asgi.ListenError`). A stop ends the open watch
+    streams first (their clients re-watch wherever the API is still served).
     """
 
     def __init__(
@@ -124,57 +92,30 @@ class HttpServer:
         options: ApiOptions | None = None,
     ) -> None:
         self.api = ApiServer(store, TokenAuthenticator.from_file(token_file), options)
-        self._socket = _bind(listen)
-        host, port = self._socket.getsockname()[:2]
-        self.address = (str(host), int(port))
-        config = uvicorn.Config(
+        self._http = AsgiServer(
             self.api.app,
-            interface="asgi3",
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=_SHUTDOWN_GRACE,
+            listen,
+            name="apiserver",
+            grace=_SHUTDOWN_GRACE,
+            on_shutdown=self.api.end_watches,
         )
-        self._server = _Uvicorn(config, self.api)
-        self._thread: threading.Thread | None = None
+        self.address = self._http.address
 
     @property
     def url(self) -> str:
-        return f"http://{self.address[0]}:{self.address[1]}"
+        return self._http.url
 
     def run(self) -> None:
-        """Serve until SIGINT or SIGTERM, shut down gracefully and return (main thread only).
-
-        While serving, uvicorn's own handlers catch the signals; after its graceful shutdown it
-        restores the handlers it found and raises the signal again for them. Those are
-        :meth:`_stop_requested`, so the signal ends in a normal return (exit code 0) instead of
-        killing the process; a signal that arrives before uvicorn is up stops it as it starts.
-        """
-        previous = {sig: signal.signal(sig, self._stop_requested) for sig in _STOP_SIGNALS}
+        """Serve until SIGINT or SIGTERM, shut down gracefully and return (main thread only)."""
         try:
-            self.api.start()
-            self._server.run(sockets=[self._socket])
+            self._http.run(starting=self.api.start)
         finally:
             self.api.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _stop_requested(self, signum: int, frame: FrameType | None) -> None:
-        self._server.should_exit = True
 
     def start(self) -> None:
         self.api.start()
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, name="apiserver"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-        while not self._server.started and self._thread.is_alive():
-            self._thread.join(0.01)
+        self._http.start()
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(_SHUTDOWN_GRACE + 5)
+        self._http.stop()
         self.api.stop()
-        self._socket.close()

@@ -130,52 +130,9 @@ def run_demo(data_dir: Path) -> int:
         wait_for("the API", lambda: http_ok(f"http://{listen}/healthz"))
         wait_for("the controllers", lambda: http_ok(f"http://{health}/readyz"))
         skyctl = Skyctl(data_dir / "skyctl.yaml")
-        skyctl.show("get", "provideraccounts")
-        skyctl.show("get", "pools")
-
-        step("skyctl apply -R -f examples/acme")
-        skyctl.show("apply", "-R", "-f", str(EXAMPLES / "acme"))
-        step("waiting until everything is Ready")
-        converge(skyctl)
-        for kind in ("subnets", "firewalls", "instances", "volumes"):
-            skyctl.show("get", kind, "-n", "acme", "-o", "wide")
-
-        step("an instance disappears from the cloud behind skybroker's back")
-        old_id = delete_behind_the_back(skyctl, data_dir, "web-3")
-        wait_for(
-            "web-3 recreated",
-            lambda: (
-                (i := skyctl.json("get", "instance", "web-3", "-n", "acme"))["status"].get(
-                    "providerID"
-                )
-                not in (None, old_id)
-                and ready(i)
-            ),
-        )
-        skyctl.show("get", "instance", "web-3", "-n", "acme", "-o", "wide")
-        skyctl.show("history", "instance/web-3", "-n", "acme")
-
-        step("a manifest written straight into etcd, and a broken one")
-        endpoints = json.loads((data_dir / "endpoints.json").read_text())
-        client = EtcdClient([endpoints["etcdEndpoint"]])
-        layout = KeyLayout(endpoints["prefix"])
-        for name in ("web-6", "broken"):
-            key = layout.object_key(ObjectKey("instances", "acme", name))
-            print(f"$ etcdctl put {key.decode()} < examples/direct-write/{name}.yaml")
-            client.put(key, (EXAMPLES / "direct-write" / f"{name}.yaml").read_bytes())
-        client.close()
-        wait_for(
-            "web-6 Ready", lambda: ready(skyctl.json("get", "instance", "web-6", "-n", "acme"))
-        )
-        skyctl.show("get", "instance", "web-6", "-n", "acme", "-o", "wide")
-        wait_for(
-            "the Warning event",
-            lambda: any(
-                e.get("reason") == "InvalidObject"
-                for e in items(skyctl.json("events", "-n", "acme"))
-            ),
-        )
-        skyctl.show("events", "-n", "acme")
+        apply_the_tenant(skyctl)
+        drift_is_corrected(skyctl, data_dir)
+        direct_writes_are_picked_up(skyctl, data_dir)
     finally:
         step("stopping skybroker (SIGTERM)")
         server.send_signal(signal.SIGTERM)
@@ -185,6 +142,53 @@ def run_demo(data_dir: Path) -> int:
         return 1
     step("done: skybroker stopped cleanly")
     return 0
+
+
+def apply_the_tenant(skyctl: Skyctl) -> None:
+    skyctl.show("get", "provideraccounts")
+    skyctl.show("get", "pools")
+    step("skyctl apply -R -f examples/acme")
+    skyctl.show("apply", "-R", "-f", str(EXAMPLES / "acme"))
+    step("waiting until everything is Ready")
+    converge(skyctl)
+    for kind in ("subnets", "firewalls", "instances", "volumes"):
+        skyctl.show("get", kind, "-n", "acme", "-o", "wide")
+
+
+def drift_is_corrected(skyctl: Skyctl, data_dir: Path) -> None:
+    step("an instance disappears from the cloud behind skybroker's back")
+    old_id = delete_behind_the_back(skyctl, data_dir, "web-3")
+    wait_for(
+        "web-3 recreated",
+        lambda: (
+            (i := skyctl.json("get", "instance", "web-3", "-n", "acme"))["status"].get("providerID")
+            not in (None, old_id)
+            and ready(i)
+        ),
+    )
+    skyctl.show("get", "instance", "web-3", "-n", "acme", "-o", "wide")
+    skyctl.show("history", "instance/web-3", "-n", "acme")
+
+
+def direct_writes_are_picked_up(skyctl: Skyctl, data_dir: Path) -> None:
+    step("a manifest written straight into etcd, and a broken one")
+    endpoints = json.loads((data_dir / "endpoints.json").read_text())
+    client = EtcdClient([endpoints["etcdEndpoint"]])
+    layout = KeyLayout(endpoints["prefix"])
+    for name in ("web-6", "broken"):
+        key = layout.object_key(ObjectKey("instances", "acme", name))
+        print(f"$ etcdctl put {key.decode()} < examples/direct-write/{name}.yaml")
+        client.put(key, (EXAMPLES / "direct-write" / f"{name}.yaml").read_bytes())
+    client.close()
+    wait_for("web-6 Ready", lambda: ready(skyctl.json("get", "instance", "web-6", "-n", "acme")))
+    skyctl.show("get", "instance", "web-6", "-n", "acme", "-o", "wide")
+    wait_for(
+        "the Warning event",
+        lambda: any(
+            e.get("reason") == "InvalidObject" for e in items(skyctl.json("events", "-n", "acme"))
+        ),
+    )
+    skyctl.show("events", "-n", "acme")
 
 
 def main() -> int:

@@ -2,9 +2,9 @@
 
 Where it sits: on top of everything. ``up`` runs everything in one process on an embedded etcd
 (the default for trying skybroker out); ``controller`` runs only the controllers beside an
-existing etcd cluster, leader-elected and sharded. Until kind reconcilers exist, the manager
-runs the kind-independent loops: direct-write normalisation, owner garbage collection and
-history trimming.
+existing etcd cluster, leader-elected and sharded, with every kind's reconciler and the
+kind-independent loops (direct-write normalisation, owner garbage collection, history
+trimming, compaction); ``apiserver`` runs only the REST API, as many as you like.
 
 What stops a command from starting (a data dir in use, an unreadable key or token file, an
 address taken) is a :class:`StartupError` or a file error naming the file: one line on stderr,
@@ -27,9 +27,10 @@ from pathlib import Path
 import structlog
 
 from apiserver.auth import TokenFileError
+from controller.asgi import ListenError
 from controller.errors import SkybrokerError
 from controller.logging import configure_logging
-from controller.manager import ListenError, Manager, ManagerOptions
+from controller.manager import Manager, ManagerOptions
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.encryption import CipherError, SecretCipher
 from controller.store.etcd import EtcdClient

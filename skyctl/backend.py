@@ -30,6 +30,7 @@ Wire = dict[str, Any]
 
 @dataclass(frozen=True)
 class ListResult:
+    """The objects of one list call and the revision a watch resumes from."""
     items: list[Wire]
     #: The revision the list is consistent at; a watch resumes from it.
     resource_version: str
@@ -37,6 +38,7 @@ class ListResult:
 
 @dataclass(frozen=True)
 class WatchEvent:
+    """One event of a watch stream, as the REST API sends it."""
     type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
     object: Wire
 

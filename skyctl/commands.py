@@ -54,6 +54,7 @@ class UsageError(SkybrokerError, ValueError):
 
 @dataclass
 class Session:
+    """What every verb runs with: the backend, the namespace choice and the output streams."""
     backend: Backend
     namespace: str  # -n, else the context's, else "default"
     forced_namespace: str | None  # -n as given, to check manifests against

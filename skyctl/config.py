@@ -49,6 +49,7 @@ class ConfigError(SkybrokerError, ValueError):
 
 @dataclass(frozen=True)
 class Context:
+    """One context of the skyctl config: where the API is, the token, the default namespace."""
     name: str
     server: str | None
     token: str | None

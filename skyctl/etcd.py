@@ -56,6 +56,8 @@ def _target(obj: Wire) -> Target:
 
 
 class EtcdBackend:
+    """The ``--etcd`` admin backend: the store directly, through the API server's admission."""
+
     def __init__(
         self, endpoints: list[str], prefix: str = "/skybroker", key_file: str | None = None
     ) -> None:

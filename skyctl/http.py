@@ -63,6 +63,8 @@ def _error(response: httpx.Response) -> ApiError:
 
 
 class HttpBackend:
+    """The default backend: the REST API over HTTP with a bearer token."""
+
     def __init__(self, server: str, token: str | None, *, verify: bool = True) -> None:
         self.description = server
         headers = {"Accept": "application/json"}

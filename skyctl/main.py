@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Protocol
 
 from controller.labels import SelectorError
 from controller.store.encryption import CipherError
@@ -135,6 +135,12 @@ def _dry_run(sub: argparse.ArgumentParser) -> None:
 _BARE_FLAGS = {"--dry-run": "--dry-run=server", "--wait": "--wait=true"}
 
 
+class VerbParser(Protocol):
+    """Adds one verb's parser, with the options every verb shares."""
+
+    def __call__(self, name: str, help_text: str) -> argparse.ArgumentParser: ...
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skyctl", description="Drive skybroker.")
     _common(parser, defaults=True)
@@ -145,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
         return verbs.add_parser(name, parents=[common], help=help_text, description=help_text)
 
+    _manifest_verbs(verb)
+    _reading_verbs(verb)
+    _object_verbs(verb)
+    _record_verbs(verb)
+    _other_verbs(verb, common)
+    _config_verbs(verbs)
+    return parser
+
+
+def _manifest_verbs(verb: VerbParser) -> None:
+    """apply, create, diff: the verbs that read manifests."""
     apply = verb("apply", "create or update objects from manifests")
     _files(apply, required=True)
     _dry_run(apply)
@@ -158,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     diff = verb("diff", "show what apply would change (exit 1 if anything)")
     _files(diff, required=True)
 
+
+def _reading_verbs(verb: VerbParser) -> None:
+    """get, describe: the verbs that read objects."""
     get = verb("get", "list or show objects")
     _kind(get)
     get.add_argument("-o", "--output", type=parse_output, metavar="|".join(FORMATS))
@@ -182,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     _kind(describe)
     describe.add_argument("-l", "--selector", help="label selector (KIND without names)")
 
+
+def _object_verbs(verb: VerbParser) -> None:
+    """delete, patch, label, annotate, edit, wait: the verbs that act on named objects."""
     delete = verb("delete", "delete objects by name or from manifests")
     _kind(delete)
     _files(delete, required=False)
@@ -229,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("--timeout", default="30s", help="give up after this long (default 30s)")
 
+
+def _record_verbs(verb: VerbParser) -> None:
+    """events, history: what happened to objects."""
     events = verb("events", "list events")
     events.add_argument("--for", dest="object", metavar="KIND/NAME", help="only about this object")
     events.add_argument("-o", "--output", type=parse_output, metavar="|".join(FORMATS))
@@ -237,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     _kind(history)
     history.add_argument("-o", "--output", choices=["yaml", "json"])
 
+
+def _other_verbs(verb: VerbParser, common: argparse.ArgumentParser) -> None:
+    """explain, auth can-i, version, api-resources, completion."""
     explain_verb = verb("explain", "document a kind or field")
     explain_verb.add_argument("path", metavar="KIND[.field]")
 
@@ -258,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     completion = verb("completion", "shell completion script")
     completion.add_argument("shell", choices=SHELLS)
 
+
+def _config_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """config: the contexts of the skyctl config file."""
     config = verbs.add_parser("config", help="manage contexts")
     config_verbs = config.add_subparsers(dest="config_verb", required=True, metavar="SUBCOMMAND")
     config_verbs.add_parser("get-contexts", help="list contexts")
@@ -269,7 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     set_context.add_argument("--server")
     set_context.add_argument("--token")
     set_context.add_argument("--namespace", dest="context_namespace")
-    return parser
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -35,6 +35,7 @@ class ManifestError(SkybrokerError, ValueError):
 
 @dataclass(frozen=True)
 class Manifest:
+    """One document read from a file or stdin, with where it came from for messages."""
     source: str  # "path (document N)" for messages
     obj: dict[str, Any]
 

@@ -88,6 +88,7 @@ def _range(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Column:
+    """One column of ``get`` output: header, how to read it, whether only ``-o wide`` shows it."""
     header: str
     value: Callable[[Wire], Any]
     wide: bool = False

@@ -52,6 +52,8 @@ def write_key_file(path: Path) -> None:
 
 
 class SecretCipher:
+    """AES-GCM over Secret values; encrypts with the first key, decrypts with any (rotation)."""
+
     def __init__(self, keys: Sequence[bytes]) -> None:
         if not keys:
             raise CipherError("at least one encryption key is required")

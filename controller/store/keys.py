@@ -51,6 +51,7 @@ class ObjectKey(NamedTuple):
 
 @dataclass(frozen=True)
 class KeyLayout:
+    """The etcd key layout of DESIGN §2 under one prefix (default ``/skybroker``)."""
     prefix: str = "/skybroker"
 
     def __post_init__(self) -> None:

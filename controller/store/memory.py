@@ -24,6 +24,8 @@ _STATUS_WRITES_KEPT = 8
 
 
 class WriteMemory:
+    """What this process last read and wrote per key: the base of CAS writes and own-write echo."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bases: dict[bytes, tuple[int, bytes]] = {}

@@ -44,6 +44,7 @@ class InvalidValue:
 
 @dataclass(frozen=True)
 class ObjectList(Generic[R]):
+    """One list answer: the valid items, the revision it was read at, the invalid values seen."""
     items: list[R]
     resource_version: int
     invalid: list[InvalidValue] = field(default_factory=list)

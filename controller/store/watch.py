@@ -35,6 +35,7 @@ class WatchCompacted(SkybrokerError):
 
 @dataclass(frozen=True)
 class WatchEvent:
+    """One change of one key, as the etcd watch reported it."""
     deleted: bool
     key: bytes
     value: bytes

@@ -120,19 +120,15 @@ class Ec2Provider(Ec2NetworkOps):
         )
         return nodes
 
-    def _adoptable(self, request: InstanceCreate) -> Node | None:
-        ids = self.token_ids("instance", request.tags)
-        described = self._live_nodes(**{"instance-id": ids}) if ids else []
-        found: Node | None = self.adoptable(described, request.tags)
-        return found
-
     def list_instances(self) -> list[CloudInstance]:
         with ec2_errors():
             return [self._instance(node) for node in self._live_nodes()]
 
     def create_instance(self, request: InstanceCreate) -> CloudInstance:
         with ec2_errors():
-            found = self._adoptable(request)
+            found = self.created_with(
+                "instance", request.tags, lambda ids: self._live_nodes(**{"instance-id": ids})
+            )
             if found is not None:
                 return self._instance(found)
             if request.firewall_ids and not request.subnet_id:
@@ -210,9 +206,11 @@ class Ec2Provider(Ec2NetworkOps):
 
     def create_volume(self, request: VolumeCreate) -> CloudVolume:
         with ec2_errors():
-            ids = self.token_ids("volume", request.tags)
-            found = self.driver.list_volumes(ex_filters={"volume-id": ids}) if ids else []
-            vol = self.adoptable(found, request.tags) or self.driver.ex_create_tagged_volume(
+            vol = self.created_with(
+                "volume",
+                request.tags,
+                lambda ids: self.driver.list_volumes(ex_filters={"volume-id": ids}),
+            ) or self.driver.ex_create_tagged_volume(
                 request.size_gib, request.zone, request.volume_type, request.tags.as_dict()
             )
             return self._volume(vol)

@@ -12,8 +12,8 @@ overrides AWS's regional endpoint; ``options["timeout"]`` sets the HTTP timeout 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from controller.errors import TerminalError
@@ -26,6 +26,8 @@ __all__ = ["LIVE_INSTANCE_STATES", "Ec2Base"]
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 _KNOWN_OPTIONS = frozenset({"timeout"})
+
+T = TypeVar("T")
 
 
 def _driver(config: AccountConfig) -> PortableEC2NodeDriver:
@@ -80,26 +82,29 @@ class Ec2Base:
     def region(self) -> str:
         return self.config.region
 
-    def token_ids(self, resource_type: str, tags: ResourceTags) -> list[str]:
-        """Ids of the resources of ``resource_type`` created with ``tags.token``.
+    def created_with(
+        self,
+        resource_type: str,
+        tags: ResourceTags,
+        describe: Callable[[list[str]], Iterable[T]],
+    ) -> T | None:
+        """The live resource of ``resource_type`` created with ``tags.token``: what a create
+        adopts instead of making a second one.
 
         EC2-compatible servers (moto) ignore ``ClientToken``, so the token tag is the
-        idempotency key on every cloud. The ids may include deleted resources: callers
-        describe them with an id *filter*, which drops those instead of failing NotFound,
-        and pick from the answer with :meth:`adoptable`.
+        idempotency key on every cloud. The ids found by tag may include deleted resources:
+        ``describe`` is called with them as an id *filter*, which drops those instead of
+        failing NotFound. The tag is checked again on what it answers rather than trusted to
+        the server's filters: a server that ignores one (an EC2-compatible implementation
+        without ``Filter.N`` on DescribeTags, say) answers with other objects' resources, and
+        adopting one of those would give two objects the same cloud resource.
         """
-        return self.driver.ex_find_tagged(resource_type, TAG_TOKEN, tags.token)
-
-    def adoptable(self, described: Iterable[Any], tags: ResourceTags) -> Any | None:
-        """The first of ``described`` that carries ``tags.token``: what a create may adopt.
-
-        The tag is checked here rather than trusted to the server's filters: a server that
-        ignores one (an EC2-compatible implementation without ``Filter.N`` on DescribeTags,
-        say) answers with other objects' resources, and adopting one of those would give two
-        objects the same cloud resource.
-        """
+        ids = self.driver.ex_find_tagged(resource_type, TAG_TOKEN, tags.token)
+        if not ids:
+            return None
         return next(
-            (item for item in described if self.tags_of(item).get(TAG_TOKEN) == tags.token), None
+            (item for item in describe(ids) if self.tags_of(item).get(TAG_TOKEN) == tags.token),
+            None,
         )
 
     @staticmethod

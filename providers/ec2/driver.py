@@ -111,6 +111,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 class PortableEC2Connection(EC2Connection):
+    """libcloud's EC2 connection, answering with :class:`PortableEC2Response`."""
     responseCls = PortableEC2Response
 
 

@@ -103,11 +103,11 @@ class Ec2NetworkOps(Ec2Base):
 
     def create_network(self, request: NetworkCreate) -> CloudNetwork:
         with ec2_errors(), self._network_creation:
-            ids = self.token_ids("vpc", request.tags)
-            found = self.driver.ex_list_networks(filters={"vpc-id": ids}) if ids else []
-            net = self.adoptable(found, request.tags) or self.driver.ex_create_tagged_network(
-                request.cidr, request.tags.as_dict()
-            )
+            net = self.created_with(
+                "vpc",
+                request.tags,
+                lambda ids: self.driver.ex_list_networks(filters={"vpc-id": ids}),
+            ) or self.driver.ex_create_tagged_network(request.cidr, request.tags.as_dict())
             return self._network(net)
 
     def delete_network(self, network_id: NetworkId) -> None:
@@ -132,9 +132,11 @@ class Ec2NetworkOps(Ec2Base):
 
     def create_subnet(self, request: SubnetCreate) -> CloudSubnet:
         with ec2_errors():
-            ids = self.token_ids("subnet", request.tags)
-            found = self.driver.ex_list_subnets(filters={"subnet-id": ids}) if ids else []
-            sub = self.adoptable(found, request.tags) or self.driver.ex_create_tagged_subnet(
+            sub = self.created_with(
+                "subnet",
+                request.tags,
+                lambda ids: self.driver.ex_list_subnets(filters={"subnet-id": ids}),
+            ) or self.driver.ex_create_tagged_subnet(
                 request.network_id, request.cidr, request.zone, request.tags.as_dict()
             )
             return self._subnet(sub)
@@ -174,9 +176,11 @@ class Ec2NetworkOps(Ec2Base):
     def create_firewall(self, request: FirewallCreate) -> CloudFirewall:
         with ec2_errors():
             tags = request.tags
-            ids = self.token_ids("security-group", tags)
-            groups = self.driver.ex_get_security_groups(filters={"group-id": ids}) if ids else []
-            found = self.adoptable(groups, tags)
+            found = self.created_with(
+                "security-group",
+                tags,
+                lambda ids: self.driver.ex_get_security_groups(filters={"group-id": ids}),
+            )
             group_id = FirewallId(found.id) if found is not None else None
             if group_id is None:
                 group_id = FirewallId(

@@ -37,6 +37,7 @@ __all__ = ["SimBase", "SimOptions"]
 
 @dataclass(frozen=True)
 class SimOptions:
+    """The simulated cloud's timings (seconds per transition) and account quotas."""
     boot_seconds: float = 1.0
     stop_seconds: float = 0.5
     terminate_seconds: float = 0.5

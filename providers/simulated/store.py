@@ -103,6 +103,7 @@ class Row:
 
 @dataclass
 class Usage:
+    """What an account of the simulated cloud uses, checked against its quotas."""
     instances: int = 0
     vcpus: int = 0
     volumes: int = 0

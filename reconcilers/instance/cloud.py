@@ -34,7 +34,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
 
 import structlog
 
@@ -49,6 +48,7 @@ from api_types import (
     ProviderAccount,
 )
 from controller.errors import BudgetExhausted, CapacityError, TerminalError
+from controller.passes import Pass
 from controller.reconcile import Result
 from controller.store.keys import ObjectKey
 from providers import (
@@ -70,9 +70,6 @@ from reconcilers._common import (
     account_handle,
     cloud_tags,
     derived_token,
-    remove_finalizer,
-    snapshot,
-    write_status,
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
@@ -80,7 +77,7 @@ from reconcilers.hardware import HardwareConstraints, UnknownProfileError, cheap
 from reconcilers.memory import PlacementMemory
 from reconcilers.scheduling import account_sizes
 
-__all__ = ["BOOT_POLL_SECONDS", "DELETE_POLL_SECONDS", "CloudSteps", "Work"]
+__all__ = ["BOOT_POLL_SECONDS", "DELETE_POLL_SECONDS", "CloudSteps"]
 
 log = structlog.get_logger(__name__)
 
@@ -95,37 +92,6 @@ FRESH_VIEW_SECONDS = 1.0
 
 _GONE = (InstanceState.SHUTTING_DOWN, InstanceState.TERMINATED)
 _PHASE = {PowerState.RUNNING: InstancePhase.RUNNING, PowerState.STOPPED: InstancePhase.STOPPED}
-
-
-class Work:
-    """One reconcile's instance, the status it started from, and helpers that write it."""
-
-    def __init__(self, deps: Deps, instance: Instance, before: dict[str, Any]) -> None:
-        self.deps = deps
-        self.instance = instance
-        self.before = before
-
-    @property
-    def generation(self) -> int | None:
-        return self.instance.metadata.generation
-
-    @property
-    def uid(self) -> str:
-        return str(self.instance.metadata.uid)
-
-    def condition(self, type_: str, value: bool, reason: str, message: str = "") -> bool:
-        """Set a condition with this generation; True if it changed."""
-        return self.instance.status.set_condition(
-            type_, value, reason, message, generation=self.generation
-        )
-
-    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        self.deps.recorder.record(self.instance, type_, reason, message)
-
-    def save(self) -> None:
-        """Write the status if it changed since the last save (or the read)."""
-        self.instance = write_status(self.deps, self.instance, self.before)
-        self.before = snapshot(self.instance)
 
 
 def _addresses(cloud: CloudInstance) -> list[InstanceAddress]:
@@ -158,6 +124,9 @@ def _in_transition(instance: Instance) -> bool:
 
 
 class CloudSteps:
+    """The Instance reconciler's cloud steps over one :class:`~controller.passes.Pass`:
+    ``converge`` a placed instance with its cloud counterpart, ``finalize`` a deleted one."""
+
     def __init__(
         self,
         deps: Deps,
@@ -180,41 +149,41 @@ class CloudSteps:
 
     def converge(
         self,
-        work: Work,
+        pass_: Pass[Instance],
         handle: AccountHandle,
         subnet_id: SubnetId | None,
         firewall_ids: tuple[FirewallId, ...],
     ) -> Result:
         try:
-            status = work.instance.status
-            max_age = TRANSITION_VIEW_SECONDS if _in_transition(work.instance) else None
+            status = pass_.obj.status
+            max_age = TRANSITION_VIEW_SECONDS if _in_transition(pass_.obj) else None
             view = handle.inventory.instances(max_age=max_age)
             cloud = _lookup(view, status.provider_id, status.create_token)
             if cloud is None and status.provider_id is not None:
-                waited = self._since_create(work.uid)
+                waited = self._since_create(pass_.uid)
                 if waited < LISTING_GRACE_SECONDS:
                     return Result(requeue_after=LISTING_GRACE_SECONDS - waited)
                 fresh = handle.inventory.instances(max_age=FRESH_VIEW_SECONDS)
                 cloud = _lookup(fresh, status.provider_id, None)
                 if cloud is None:
-                    return self._vanished(work)
+                    return self._vanished(pass_)
             if cloud is None:
-                created = self._create(work, handle, subnet_id, firewall_ids)
+                created = self._create(pass_, handle, subnet_id, firewall_ids)
                 if isinstance(created, Result):
                     return created
                 cloud = created
-            elif status.observed_generation != work.generation:
-                outdated = self._outdated(work, cloud)
+            elif status.observed_generation != pass_.generation:
+                outdated = self._outdated(pass_, cloud)
                 if outdated is not None:
-                    return self._renew(work, handle, cloud, *outdated)
-            return self._observe(work, handle, cloud)
+                    return self._renew(pass_, handle, cloud, *outdated)
+            return self._observe(pass_, handle, cloud)
         except BudgetExhausted as exc:
             self._memory.record_budget_exhausted(handle.name, exc.delay)
             raise
 
-    def _image_id(self, work: Work, account: str) -> str:
+    def _image_id(self, pass_: Pass[Instance], account: str) -> str:
         found = self._accounts.peek(ObjectKey(ProviderAccount.PLURAL, None, account))
-        image = work.instance.spec.image
+        image = pass_.obj.spec.image
         image_id: str | None = found.spec.images.get(image) if found is not None else None
         if image_id is None:
             raise TerminalError(
@@ -224,21 +193,21 @@ class CloudSteps:
 
     def _create(
         self,
-        work: Work,
+        pass_: Pass[Instance],
         handle: AccountHandle,
         subnet_id: SubnetId | None,
         firewall_ids: tuple[FirewallId, ...],
     ) -> CloudInstance | Result:
-        instance = work.instance
+        instance = pass_.obj
         status = instance.status
         placement = status.placement
         assert placement is not None
         if status.create_token is None:
-            status.create_token = derived_token(work.uid, str(work.generation))
+            status.create_token = derived_token(pass_.uid, str(pass_.generation))
             status.phase = InstancePhase.PROVISIONING
-            work.condition("Provisioned", False, "Creating", f"creating in {placement.account}")
-            work.save()  # the intent is durable before the cloud call
-            status = work.instance.status  # the stored copy: later changes go to it
+            pass_.condition("Provisioned", False, "Creating", f"creating in {placement.account}")
+            pass_.save()  # the intent is durable before the cloud call
+            status = pass_.obj.status  # the stored copy: later changes go to it
         token = status.create_token
         assert token is not None
         cloud = handle.inventory.instances().by_token(token)
@@ -246,7 +215,7 @@ class CloudSteps:
             request = InstanceCreate(
                 tags=cloud_tags(instance, token),
                 size=SizeId(placement.size),
-                image=ImageId(self._image_id(work, placement.account)),
+                image=ImageId(self._image_id(pass_, placement.account)),
                 zone=ZoneName(placement.zone) if placement.zone else None,
                 subnet_id=subnet_id,
                 firewall_ids=firewall_ids,
@@ -255,44 +224,46 @@ class CloudSteps:
             try:
                 cloud = handle.provider.create_instance(request)
             except CapacityError as exc:
-                return self._replace(work, exc)
+                return self._replace(pass_, exc)
             except TerminalError as exc:
                 status.phase = InstancePhase.FAILED
-                work.condition("Provisioned", False, exc.reason, exc.message)
+                pass_.condition("Provisioned", False, exc.reason, exc.message)
                 raise
         with self._lock:
-            self._created[work.uid] = time.monotonic()
+            self._created[pass_.uid] = time.monotonic()
         status.provider_id = cloud.id
         where = f"{placement.account}/{cloud.zone or placement.region}"
-        work.condition("Provisioned", True, "Created", f"{cloud.id} in {where}")
-        work.event("Normal", "Created", f"created {cloud.id} ({placement.size}) in {where}")
+        pass_.condition("Provisioned", True, "Created", f"{cloud.id} in {where}")
+        pass_.event("Normal", "Created", f"created {cloud.id} ({placement.size}) in {where}")
         log.info("instance created", provider_id=cloud.id, account=placement.account)
         return cloud
 
-    def _replace(self, work: Work, error: CapacityError) -> Result:
-        status = work.instance.status
+    def _replace(self, pass_: Pass[Instance], error: CapacityError) -> Result:
+        status = pass_.obj.status
         placement = status.placement
         assert placement is not None
         member = placement.member or placement.account
-        self._memory.record_failure(work.instance.spec.pool, member, work.uid)
+        self._memory.record_failure(pass_.obj.spec.pool, member, pass_.uid)
         message = f"create on {member} failed ({error.reason}: {error.message}); re-placing"
-        work.event("Warning", "Replacing", message)
+        pass_.event("Warning", "Replacing", message)
         log.warning("instance re-placed", member=member, reason=error.reason)
         status.placement = None
         status.create_token = None
         status.phase = InstancePhase.PENDING
-        work.condition("Scheduled", False, "Replacing", message)
-        work.condition("Provisioned", False, error.reason, error.message)
+        pass_.condition("Scheduled", False, "Replacing", message)
+        pass_.condition("Provisioned", False, error.reason, error.message)
         return Result(requeue_after=0.1)
 
-    def _outdated(self, work: Work, cloud: CloudInstance) -> tuple[str, SizeId | None] | None:
+    def _outdated(
+        self, pass_: Pass[Instance], cloud: CloudInstance
+    ) -> tuple[str, SizeId | None] | None:
         """Why ``cloud`` cannot serve the changed spec, and the size a new one gets (None:
         nothing on this account fits, place again); None if it still serves."""
-        instance = work.instance
+        instance = pass_.obj
         placement = instance.status.placement
         assert placement is not None
         reasons = []
-        image_id = self._image_id(work, placement.account)
+        image_id = self._image_id(pass_, placement.account)
         if cloud.image != image_id:
             reasons.append(f"image {instance.spec.image} is {image_id}, it runs {cloud.image}")
         size: SizeId | None = SizeId(placement.size)
@@ -310,14 +281,14 @@ class CloudSteps:
 
     def _renew(
         self,
-        work: Work,
+        pass_: Pass[Instance],
         handle: AccountHandle,
         cloud: CloudInstance,
         why: str,
         size: SizeId | None,
     ) -> Result:
         """Delete ``cloud`` and start over with ``size`` (or a new placement)."""
-        placement = work.instance.status.placement
+        placement = pass_.obj.status.placement
         assert placement is not None
         where = "the same account" if size is not None else "a new placement"
         message = f"replacing {cloud.id} on {where}: the spec changed ({why})"
@@ -325,78 +296,80 @@ class CloudSteps:
         # while it is going away), and the providerID is forgotten only after it: a crash
         # in between finds the recorded instance gone and recreates it, instead of leaving
         # one nothing refers to.
-        self._leaving_ready(work, "Replacing", message, InstancePhase.PROVISIONING)
+        self._leaving_ready(pass_, "Replacing", message, InstancePhase.PROVISIONING)
         handle.provider.delete_instance(cloud.id)
         handle.inventory.invalidate(ResourceKind.INSTANCE)
-        work.event("Normal", "Replacing", message)
+        pass_.event("Normal", "Replacing", message)
         log.info("instance replaced after a spec change", provider_id=cloud.id, why=why)
-        status = work.instance.status
+        status = pass_.obj.status
         status.placement = None if size is None else placement.model_copy(update={"size": size})
         status.provider_id = None
         status.create_token = None
         status.addresses = []
         if size is None:
             status.phase = InstancePhase.PENDING
-            work.condition("Scheduled", False, "Replacing", message)
-        work.condition("Provisioned", False, "Replacing", message)
+            pass_.condition("Scheduled", False, "Replacing", message)
+        pass_.condition("Provisioned", False, "Replacing", message)
         return Result(requeue_after=0.1)
 
     @staticmethod
     def _leaving_ready(
-        work: Work, reason: str, message: str, phase: InstancePhase | None = None
+        pass_: Pass[Instance], reason: str, message: str, phase: InstancePhase | None = None
     ) -> None:
         """Store ``Ready=False`` (``reason``), and ``phase`` if given, before a cloud call that
         takes the instance out of its current state (a stop, a start, a delete): written only
         afterwards, a failed write (a lost CAS race, a crash, a timeout of the call after it
         took effect) would leave the status Ready for an instance that no longer runs."""
         if phase is not None:
-            work.instance.status.phase = phase
-        work.condition("Ready", False, reason, message)
-        work.save()
+            pass_.obj.status.phase = phase
+        pass_.condition("Ready", False, reason, message)
+        pass_.save()
 
-    def _vanished(self, work: Work) -> Result:
+    def _vanished(self, pass_: Pass[Instance]) -> Result:
         """The recorded instance is gone from the cloud (terminated outside skybroker)."""
-        instance = work.instance
+        instance = pass_.obj
         status = instance.status
         message = f"{status.provider_id} was terminated outside skybroker"
-        spec_changed = status.observed_generation != work.generation
+        spec_changed = status.observed_generation != pass_.generation
         if instance.spec.drift_policy == DriftPolicy.REPORT and not spec_changed:
-            if work.condition("Drifted", True, "Terminated", message):
-                work.event("Warning", "Drifted", message)
+            if pass_.condition("Drifted", True, "Terminated", message):
+                pass_.event("Warning", "Drifted", message)
             status.phase = InstancePhase.FAILED
-            work.condition("Ready", False, "Drifted", message)
+            pass_.condition("Ready", False, "Drifted", message)
             return Result()
-        work.event("Normal", "DriftCorrected", f"{message}; recreating it")
+        pass_.event("Normal", "DriftCorrected", f"{message}; recreating it")
         log.warning("instance vanished; recreating", provider_id=status.provider_id)
         status.create_token = derived_token(
-            work.uid, str(work.generation), status.create_token or ""
+            pass_.uid, str(pass_.generation), status.create_token or ""
         )
         status.provider_id = None
         status.addresses = []
         status.phase = InstancePhase.PROVISIONING
-        work.condition("Drifted", False, "InSync")
-        work.condition("Provisioned", False, "Recreating", message)
-        work.condition("Ready", False, "Recreating", message)
+        pass_.condition("Drifted", False, "InSync")
+        pass_.condition("Provisioned", False, "Recreating", message)
+        pass_.condition("Ready", False, "Recreating", message)
         return Result(requeue_after=0.1)
 
-    def _observe(self, work: Work, handle: AccountHandle, cloud: CloudInstance) -> Result:
-        instance = work.instance
+    def _observe(
+        self, pass_: Pass[Instance], handle: AccountHandle, cloud: CloudInstance
+    ) -> Result:
+        instance = pass_.obj
         status = instance.status
         status.provider_id = cloud.id
         status.addresses = _addresses(cloud)
         if cloud.state not in (InstanceState.RUNNING, InstanceState.STOPPED):
             if status.phase not in (InstancePhase.RUNNING, InstancePhase.STOPPED):
                 status.phase = InstancePhase.PROVISIONING
-            work.condition("Ready", False, "Transitioning", f"{cloud.id} is {cloud.state.value}")
+            pass_.condition("Ready", False, "Transitioning", f"{cloud.id} is {cloud.state.value}")
             return Result(requeue_after=BOOT_POLL_SECONDS)
         actual = PowerState.RUNNING if cloud.state is InstanceState.RUNNING else PowerState.STOPPED
         desired = instance.spec.power_state
         if actual == desired:
             status.phase = _PHASE[actual]
-            work.condition("Ready", True, actual.value)
-            work.condition("Drifted", False, "InSync")
+            pass_.condition("Ready", True, actual.value)
+            pass_.condition("Drifted", False, "InSync")
             return Result()
-        spec_changed = status.observed_generation != work.generation
+        spec_changed = status.observed_generation != pass_.generation
         drifted_before = status.condition("Drifted")
         drifted = not spec_changed and (
             status.phase == _PHASE[desired]
@@ -404,16 +377,16 @@ class CloudSteps:
         )
         message = f"{cloud.id} is {actual.value} but spec.powerState is {desired.value}"
         if drifted and instance.spec.drift_policy == DriftPolicy.REPORT:
-            if work.condition("Drifted", True, "PowerState", message):
-                work.event("Warning", "Drifted", message)
+            if pass_.condition("Drifted", True, "PowerState", message):
+                pass_.event("Warning", "Drifted", message)
             status.phase = _PHASE[actual]
-            work.condition("Ready", False, "Drifted", message)
+            pass_.condition("Ready", False, "Drifted", message)
             return Result()
         if drifted:
-            work.event("Normal", "DriftCorrected", f"{message}: changed outside skybroker")
-        work.condition("Drifted", False, "InSync")
+            pass_.event("Normal", "DriftCorrected", f"{message}: changed outside skybroker")
+        pass_.condition("Drifted", False, "InSync")
         going = f"{cloud.id}: going {desired.value}"
-        self._leaving_ready(work, "Transitioning", going)
+        self._leaving_ready(pass_, "Transitioning", going)
         if desired == PowerState.RUNNING:
             handle.provider.start_instance(cloud.id)
         else:
@@ -423,40 +396,40 @@ class CloudSteps:
 
     # --- deletion -------------------------------------------------------------------------
 
-    def finalize(self, work: Work, finalizer: str) -> Result:
+    def finalize(self, pass_: Pass[Instance], finalizer: str) -> Result:
         """Delete (or orphan) the cloud instance, then release ``finalizer``."""
-        instance = work.instance
+        instance = pass_.obj
         status = instance.status
         if status.phase != InstancePhase.DELETING:
             status.phase = InstancePhase.DELETING
-            work.condition("Ready", False, "Deleting")
-            work.save()
+            pass_.condition("Ready", False, "Deleting")
+            pass_.save()
         placement = status.placement
         if placement is None or (status.provider_id is None and status.create_token is None):
-            remove_finalizer(self._deps, work.instance, finalizer)
+            pass_.remove_finalizer(finalizer)
             return Result()
-        waited = self._since_create(work.uid)
+        waited = self._since_create(pass_.uid)
         if waited < LISTING_GRACE_SECONDS:
             return Result(requeue_after=LISTING_GRACE_SECONDS - waited)
         handle = account_handle(self._deps, placement.account)
         view = handle.inventory.instances(max_age=FRESH_VIEW_SECONDS)
-        ours = {c.id: c for c in view.by_uid(work.uid)}
+        ours = {c.id: c for c in view.by_uid(pass_.uid)}
         if instance.spec.deletion_policy == DeletionPolicy.ORPHAN:
             for cloud_id in ours:
                 handle.provider.remove_tags(cloud_id, (TAG_UID, TAG_TOKEN))
             handle.inventory.invalidate(ResourceKind.INSTANCE)
-            work.event("Normal", "Orphaned", f"left {sorted(ours) or 'nothing'} untagged")
+            pass_.event("Normal", "Orphaned", f"left {sorted(ours) or 'nothing'} untagged")
         elif ours:
             for cloud in ours.values():
                 if cloud.state is not InstanceState.SHUTTING_DOWN:
                     handle.provider.delete_instance(cloud.id)
-            if work.condition("Provisioned", False, "Deleting", f"deleting {sorted(ours)}"):
-                work.event("Normal", "Deleting", f"deleting {sorted(ours)}")
-                work.save()
+            if pass_.condition("Provisioned", False, "Deleting", f"deleting {sorted(ours)}"):
+                pass_.event("Normal", "Deleting", f"deleting {sorted(ours)}")
+                pass_.save()
             return Result(requeue_after=DELETE_POLL_SECONDS)
         else:
-            work.event("Normal", "Deleted", f"{status.provider_id or 'nothing'} is gone")
+            pass_.event("Normal", "Deleted", f"{status.provider_id or 'nothing'} is gone")
         with self._lock:
-            self._created.pop(work.uid, None)
-        remove_finalizer(self._deps, work.instance, finalizer)
+            self._created.pop(pass_.uid, None)
+        pass_.remove_finalizer(finalizer)
         return Result()

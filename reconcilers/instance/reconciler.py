@@ -26,6 +26,7 @@ import structlog
 
 from api_types import Firewall, Instance, InstancePhase, InstancePlacement, Subnet
 from api_types.meta import Resource
+from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import FirewallId, SubnetId
@@ -33,14 +34,11 @@ from reconcilers._common import (
     INSTANCES_BY_FIREWALL,
     INSTANCES_BY_SUBNET,
     account_handle,
-    conflicts_retry,
-    finalizer_on_next_save,
     namespaced_key,
-    snapshot,
 )
 from reconcilers.deps import Deps
 from reconcilers.hardware import UnknownProfileError
-from reconcilers.instance.cloud import CloudSteps, Work
+from reconcilers.instance.cloud import CloudSteps
 from reconcilers.instance.scheduler import Scheduler
 from reconcilers.memory import PlacementMemory
 from reconcilers.quota import QUOTA_EXCEEDED
@@ -66,6 +64,10 @@ QUOTA_RECHECK_SECONDS = 5.0
 
 
 class InstanceReconciler:
+    """Walks each Instance through its life cycle: schedules it, waits for its subnet and
+    firewalls, then hands it to :class:`~reconcilers.instance.cloud.CloudSteps` (create,
+    observe, power state, drift, replacement, deletion); see the module."""
+
     def __init__(self, deps: Deps, memory: PlacementMemory | None = None) -> None:
         self._deps = deps
         self._instances = deps.manager.informer(Instance)
@@ -96,36 +98,31 @@ class InstanceReconciler:
 
     # --- reconcile ------------------------------------------------------------------------
 
-    @conflicts_retry
     def reconcile(self, request: Request) -> Result:
         instance = self._instances.get(request.key)
         if instance is None:
             return Result()
-        work = Work(self._deps, instance, snapshot(instance))
-        if instance.metadata.deletion_timestamp is not None:
-            if FINALIZER not in instance.metadata.finalizers:
-                return Result()
-            return self.cloud.finalize(work, FINALIZER)
-        # Written with the first status save, which always precedes the first cloud call
-        # (the create token is saved before the create).
-        finalizer_on_next_save(work.instance, FINALIZER)
-        try:
-            result = self._converge(work)
-        finally:
-            work.save()
-        return result
+        with Pass(self._deps.manager, instance) as pass_:
+            if instance.metadata.deletion_timestamp is not None:
+                if FINALIZER not in instance.metadata.finalizers:
+                    return Result()
+                return self.cloud.finalize(pass_, FINALIZER)
+            # Written with the first status save, which always precedes the first cloud call
+            # (the create token is saved before the create).
+            pass_.finalizer_on_next_save(FINALIZER)
+            return self._converge(pass_)
 
-    def _converge(self, work: Work) -> Result:
-        status = work.instance.status
+    def _converge(self, pass_: Pass[Instance]) -> Result:
+        status = pass_.obj.status
         if status.phase is None:
             status.phase = InstancePhase.PENDING
-        subnet = self._subnet(work.instance)
+        subnet = self._subnet(pass_.obj)
         if status.placement is None:
-            waiting = self._schedule(work, subnet)
+            waiting = self._schedule(pass_, subnet)
             if waiting is not None:
                 return waiting
         if status.provider_id is None:
-            ready = self._dependencies(work, subnet)
+            ready = self._dependencies(pass_, subnet)
             if isinstance(ready, Result):
                 return ready
             subnet_id, firewall_ids = ready
@@ -134,8 +131,8 @@ class InstanceReconciler:
         placement = status.placement
         assert placement is not None
         handle = account_handle(self._deps, placement.account)
-        result = self.cloud.converge(work, handle, subnet_id, firewall_ids)
-        work.instance.status.observed_generation = work.generation
+        result = self.cloud.converge(pass_, handle, subnet_id, firewall_ids)
+        pass_.observe_generation()
         return result
 
     def _subnet(self, instance: Instance) -> Subnet | None:
@@ -144,48 +141,50 @@ class InstanceReconciler:
             return None
         return self._subnets.peek(ObjectKey(Subnet.PLURAL, instance.metadata.namespace, ref))
 
-    def _wait(self, work: Work, reason: str, message: str) -> Result:
-        work.condition("Ready", False, reason, message)
+    def _wait(self, pass_: Pass[Instance], reason: str, message: str) -> Result:
+        pass_.condition("Ready", False, reason, message)
         return Result(requeue_after=WAIT_SECONDS)
 
     # --- scheduling -----------------------------------------------------------------------
 
-    def _unschedulable(self, work: Work, reason: str, message: str, retry: float) -> Result:
-        if work.condition("Scheduled", False, reason, message):
-            work.event("Warning", reason, message)
-        work.condition("Ready", False, reason, message)
+    def _unschedulable(
+        self, pass_: Pass[Instance], reason: str, message: str, retry: float
+    ) -> Result:
+        if pass_.condition("Scheduled", False, reason, message):
+            pass_.event("Warning", reason, message)
+        pass_.condition("Ready", False, reason, message)
         return Result(requeue_after=retry)
 
-    def _schedule(self, work: Work, subnet: Subnet | None) -> Result | None:
+    def _schedule(self, pass_: Pass[Instance], subnet: Subnet | None) -> Result | None:
         """Place the instance; a Result when it has to wait instead."""
-        instance = work.instance
+        instance = pass_.obj
         status = instance.status
         ref = instance.spec.subnet_ref
         if ref is not None and subnet is None:
-            return self._not_found(work, "subnet", ref, unplaced=True)
+            return self._not_found(pass_, "subnet", ref, unplaced=True)
         if ref is not None and subnet is not None and subnet.status.placement is None:
             message = f"subnet {ref} is not placed yet"
-            work.condition("Scheduled", False, "WaitingForSubnet", message)
-            return self._wait(work, "WaitingForSubnet", message)
+            pass_.condition("Scheduled", False, "WaitingForSubnet", message)
+            return self._wait(pass_, "WaitingForSubnet", message)
         verdict = self.scheduler.quota(instance)
         if verdict.over:
-            return self._quota_exceeded(work, verdict.message())
+            return self._quota_exceeded(pass_, verdict.message())
         try:
             decision, pool = self.scheduler.schedule(instance, subnet, verdict)
         except (Unschedulable, UnknownProfileError) as exc:
             reason = "UnknownHardwareProfile" if isinstance(exc, LookupError) else "Unschedulable"
-            return self._unschedulable(work, reason, str(exc), UNSCHEDULABLE_RETRY_SECONDS)
+            return self._unschedulable(pass_, reason, str(exc), UNSCHEDULABLE_RETRY_SECONDS)
         status.rejections = [r.to_api() for r in decision.rejections]
         chosen = decision.chosen
         if chosen is None:
             if decision.quota_only:
-                return self._quota_exceeded(work, decision.summary())
+                return self._quota_exceeded(pass_, decision.summary())
             message = f"no member can take it: {decision.summary() or 'the pool is empty'}"
-            return self._unschedulable(work, "Unschedulable", message, UNSCHEDULABLE_RETRY_SECONDS)
+            return self._unschedulable(pass_, "Unschedulable", message, UNSCHEDULABLE_RETRY_SECONDS)
         backoff = self.scheduler.memory.recently_failed(str(instance.metadata.uid), chosen.key)
         if backoff:
             message = f"{chosen.key} failed moments ago and nothing else can take it"
-            return self._unschedulable(work, "WaitingForCapacity", message, backoff)
+            return self._unschedulable(pass_, "WaitingForCapacity", message, backoff)
         assert chosen.size is not None
         status.placement = InstancePlacement(
             account=chosen.account,
@@ -197,45 +196,45 @@ class InstanceReconciler:
         status.phase = InstancePhase.SCHEDULED
         where = f"{chosen.account}/{chosen.zone or chosen.region} as {chosen.size.id}"
         message = f"placed on {'member ' + chosen.key if pool else 'account'} {where}"
-        work.condition("Scheduled", True, "Placed", message)
-        work.condition(QUOTA_EXCEEDED, False, "WithinQuota")
-        work.event("Normal", "Scheduled", message)
+        pass_.condition("Scheduled", True, "Placed", message)
+        pass_.condition(QUOTA_EXCEEDED, False, "WithinQuota")
+        pass_.event("Normal", "Scheduled", message)
         log.info("instance placed", account=chosen.account, zone=chosen.zone, size=chosen.size.id)
         return None
 
-    def _not_found(self, work: Work, kind: str, ref: str, *, unplaced: bool) -> Result:
+    def _not_found(self, pass_: Pass[Instance], kind: str, ref: str, *, unplaced: bool) -> Result:
         """A reference (``spec.subnetRef``, ``spec.firewallRefs``) names no object: say so
         (reason ``SubnetNotFound``/``FirewallNotFound``, a Warning event once) and wait — one
         created under that name wakes the instance (``users_of_subnet``/``users_of_firewall``)."""
         reason = f"{kind.capitalize()}NotFound"
-        message = f"{kind} {ref} not found in namespace {work.instance.metadata.namespace}"
+        message = f"{kind} {ref} not found in namespace {pass_.obj.metadata.namespace}"
         if unplaced:
-            work.condition("Scheduled", False, reason, message)
-        if work.condition("Ready", False, reason, message):
-            work.event("Warning", reason, message)
+            pass_.condition("Scheduled", False, reason, message)
+        if pass_.condition("Ready", False, reason, message):
+            pass_.event("Warning", reason, message)
         return Result(requeue_after=UNSCHEDULABLE_RETRY_SECONDS)
 
-    def _quota_exceeded(self, work: Work, message: str) -> Result:
-        if work.condition(QUOTA_EXCEEDED, True, "QuotaExceeded", message):
-            work.event("Warning", "QuotaExceeded", f"not provisioned: {message}")
-        work.condition("Scheduled", False, "QuotaExceeded", message)
-        work.condition("Ready", False, "QuotaExceeded", message)
+    def _quota_exceeded(self, pass_: Pass[Instance], message: str) -> Result:
+        if pass_.condition(QUOTA_EXCEEDED, True, "QuotaExceeded", message):
+            pass_.event("Warning", "QuotaExceeded", f"not provisioned: {message}")
+        pass_.condition("Scheduled", False, "QuotaExceeded", message)
+        pass_.condition("Ready", False, "QuotaExceeded", message)
         return Result(requeue_after=QUOTA_RECHECK_SECONDS)
 
     # --- dependencies ---------------------------------------------------------------------
 
     def _dependencies(
-        self, work: Work, subnet: Subnet | None
+        self, pass_: Pass[Instance], subnet: Subnet | None
     ) -> Result | tuple[SubnetId | None, tuple[FirewallId, ...]]:
         """The subnet id and firewall ids to create with, or a Result while waiting."""
-        instance = work.instance
+        instance = pass_.obj
         placement = instance.status.placement
         assert placement is not None
         subnet_id: SubnetId | None = None
         network: str | None = None
         if instance.spec.subnet_ref is not None:
             if subnet is None:
-                return self._not_found(work, "subnet", instance.spec.subnet_ref, unplaced=False)
+                return self._not_found(pass_, "subnet", instance.spec.subnet_ref, unplaced=False)
             where = subnet.status.placement
             if (
                 subnet.status.provider_id is None
@@ -243,7 +242,7 @@ class InstanceReconciler:
                 or (where.account, where.region) != (placement.account, placement.region)
             ):
                 message = f"subnet {instance.spec.subnet_ref} is not created yet"
-                return self._wait(work, "WaitingForSubnet", message)
+                return self._wait(pass_, "WaitingForSubnet", message)
             subnet_id = SubnetId(subnet.status.provider_id)
             network = subnet.spec.network.name
         firewall_ids: list[FirewallId] = []
@@ -252,7 +251,7 @@ class InstanceReconciler:
                 ObjectKey(Firewall.PLURAL, instance.metadata.namespace, ref)
             )
             if firewall is None:
-                return self._not_found(work, "firewall", ref, unplaced=False)
+                return self._not_found(pass_, "firewall", ref, unplaced=False)
             found = next(
                 (
                     r
@@ -264,6 +263,6 @@ class InstanceReconciler:
             )
             if found is None:
                 message = f"firewall {ref} is not realised in {placement.account}/{network}"
-                return self._wait(work, "WaitingForFirewall", message)
+                return self._wait(pass_, "WaitingForFirewall", message)
             firewall_ids.append(FirewallId(found.provider_id))
         return subnet_id, tuple(firewall_ids)

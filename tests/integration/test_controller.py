@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from api_types.accounts import HardwareProfile, HardwareProfileSpec
 from api_types.common import IntRange
@@ -241,6 +242,35 @@ def test_exceptions_are_retried_with_backoff_counted_and_never_kill_a_worker(
     other = ObjectKey("things", "ns", "other")  # the single worker is still alive
     controller.enqueue(Request(other))
     eventually(lambda: len(reconciler.times(other)) == 1)
+
+
+def test_a_lost_write_race_is_retried_quietly_with_backoff(
+    store: Store, make_controller: Callable[..., Controller], metrics: RuntimeMetrics
+) -> None:
+    """A ``ConflictError`` (a status write raced by another writer) is the runtime's to retry:
+    backoff, counted as transient, never logged as an unexpected error with a traceback."""
+    read = store.create(profile("raced"))
+    newer = read.clone()
+    newer.spec.cpu = IntRange(min=1, max=2)
+    store.update(newer)
+
+    def stale_write(request: Request, n: int) -> Result:
+        if n == 0:
+            mark(read, "stale")
+            store.update_status(read)  # the copy read before the update above: a lost race
+        return Result()
+
+    clock = FakeClock()
+    reconciler = ScriptedReconciler(stale_write, clock)
+    with capture_logs() as logs:
+        make_controller(reconciler).enqueue(Request(KEY))
+        eventually(lambda: len(reconciler.times(KEY)) == 1)
+        release_at(clock, 0.05)  # the key's first backoff step
+        eventually(lambda: len(reconciler.times(KEY)) == 2)
+        eventually(lambda: results(metrics)["success"] == 1)
+    assert results(metrics)["transient"] == 1 and results(metrics)["error"] == 0
+    assert [e for e in logs if e["log_level"] in ("error", "critical") or "exc_info" in e] == []
+    assert any("changed meanwhile" in str(e.get("error")) for e in logs)
 
 
 def test_requeue_after_calls_again_later(
