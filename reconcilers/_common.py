@@ -16,7 +16,8 @@ reconciler uses it as much as the network and storage ones do:
 * :func:`conflicts_retry` — decorate ``reconcile``: a lost CAS race becomes a quiet
   ``TransientError`` (re-read from the cache on the next attempt) instead of a traceback.
 * :func:`account_handle` — the provider and inventory of a ProviderAccount named by a spec or
-  placement; a missing or unusable account is a wait, not a failure.
+  placement; a missing or unusable account is a wait, not a failure. :func:`account_sizes` —
+  its sizes by id, from the account's catalogue.
 * :func:`cloud_tags` / :func:`derived_token` — the ``Name``/``skybroker/uid``/``skybroker/token``
   tags of a resource created for an object.
 * :func:`install_indexes` — call at register time: creates the informers these helpers read
@@ -34,11 +35,17 @@ from typing import Any, TypeVar
 from api_types import Instance, Pool, ProviderAccount, Volume
 from api_types.meta import Resource
 from controller.cache import Informer
-from controller.errors import ConflictError, NotFoundError, TerminalError, TransientError
+from controller.errors import (
+    ConflictError,
+    NotFoundError,
+    ReconcileError,
+    TerminalError,
+    TransientError,
+)
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from controller.store.results import TxnExtras
-from providers import ResourceTags
+from providers import CloudSize, ResourceTags
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 
@@ -49,6 +56,7 @@ __all__ = [
     "TRANSITION_VIEW_SECONDS",
     "VOLUMES_BY_INSTANCE",
     "account_handle",
+    "account_sizes",
     "add_finalizer",
     "cloud_tags",
     "conflicts_retry",
@@ -187,6 +195,14 @@ def account_handle(deps: Deps, name: str) -> AccountHandle:
         raise TransientError(
             f"ProviderAccount {name} is unusable: {exc.message}", delay=ACCOUNT_RETRY_SECONDS
         ) from None
+
+
+def account_sizes(deps: Deps, name: str) -> dict[str, CloudSize]:
+    """The account's sizes by id, from its catalogue (empty if the cloud cannot say now)."""
+    try:
+        return {size.id: size for size in account_handle(deps, name).catalogue.offer().sizes}
+    except ReconcileError:
+        return {}
 
 
 def derived_token(*parts: str) -> str:

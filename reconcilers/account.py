@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import statistics
 import threading
-import time
 from collections import deque
 
 from api_types import ManagedResourceCounts, ProviderAccount
@@ -86,14 +85,14 @@ class AccountReconciler:
             status.observed_generation = generation
             write_status(self._deps, account, before)
             return Result(requeue_after=self._interval)
-        started = time.perf_counter()
+        started = self._deps.clock.now()
         try:
             handle.provider.list_zones()
             problem: ReconcileError | None = None
         except ReconcileError as exc:
             problem = exc
         error_rate, latency = self._record(
-            request.key, problem is None, time.perf_counter() - started
+            request.key, problem is None, self._deps.clock.now() - started
         )
         requeue_after = self._interval
         if problem is None:

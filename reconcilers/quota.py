@@ -31,13 +31,13 @@ from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudSize
 from reconcilers._common import (
+    account_sizes,
     conflicts_retry,
     install_indexes,
     snapshot,
     write_status,
 )
 from reconcilers.deps import Deps
-from reconcilers.scheduling import account_sizes
 
 __all__ = [
     "QUOTA_EXCEEDED",

@@ -63,8 +63,7 @@ from reconcilers._common import (
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
-from reconcilers.pool import PoolScheduler
-from reconcilers.scheduling import Unschedulable
+from reconcilers.placement import PoolScheduler, Unschedulable
 
 __all__ = ["FINALIZER", "SubnetReconciler", "register"]
 

@@ -59,9 +59,8 @@ from reconcilers._common import (
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
-from reconcilers.pool import PoolScheduler
+from reconcilers.placement import PoolScheduler, Unschedulable
 from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, volume_usage, would_exceed
-from reconcilers.scheduling import Unschedulable
 
 __all__ = ["FINALIZER", "VolumeReconciler", "register"]
 

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from api_types import ProviderAccount, Resource, registry
+from controller.clock import RealClock
 from controller.errors import NotFoundError
 from controller.manager import Manager, ManagerOptions
 from controller.store.keys import ObjectKey
@@ -33,6 +34,7 @@ from controller.store.objects import Store
 from providers import CloudProvider, GuardedProvider
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
+from reconcilers.placement import PlacementMemory
 from tests.integration.providers.conftest import EC2_CREDENTIALS
 from tests.integration.providers.conftest import REGION as EC2_REGION
 from tests.waiting import eventually
@@ -146,8 +148,12 @@ class Harness:
     ) -> None:
         self.store = store
         self.state_dir = state_dir
+        clock = RealClock()
         self.providers = ProviderRegistry(
-            store, simulated_state_dir=state_dir, inventory_interval=inventory_interval
+            store,
+            simulated_state_dir=state_dir,
+            inventory_interval=inventory_interval,
+            clock=clock,
         )
         options = ManagerOptions(
             workers=4,
@@ -157,8 +163,8 @@ class Harness:
             resync_period=resync_period,
             maintenance_interval=1.0,
         )
-        self.manager = Manager(store, options)
-        self.deps = Deps(self.manager, self.providers)
+        self.manager = Manager(store, options, clock=clock)
+        self.deps = Deps(self.manager, self.providers, clock, PlacementMemory(clock))
         self._thread: threading.Thread | None = None
 
     # --- life cycle -----------------------------------------------------------------------
