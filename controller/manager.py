@@ -104,8 +104,9 @@ def _normalised_or_gone(informer: Informer[Any], key: ObjectKey) -> bool:
 class Manager:
     """Runs the informers and controllers of one process; see the module.
 
-    ``clock`` is the process's one clock: the controllers' delays and resyncs and the
-    maintenance timing run on it, and the reconcilers get it as ``Deps.clock``.
+    ``clock`` is the process's one clock: the controllers' delays and resyncs, the maintenance
+    timing and the event and normaliser timestamps run on it, and the reconcilers get it as
+    ``Deps.clock``. Shard leases keep real time: their TTLs are etcd's.
     """
 
     def __init__(
@@ -122,9 +123,9 @@ class Manager:
             ttl=self.options.lease_ttl,
             renew_every=self.options.renew_every,
         )
-        self.recorder = EventRecorder(store)
+        self.recorder = EventRecorder(store, now=self.clock.wall)
         self.normaliser = DirectWriteNormalizer(
-            store, self._report_invalid, is_active=self.is_maintainer
+            store, self._report_invalid, is_active=self.is_maintainer, now=self.clock.wall
         )
         self.garbage_collector = GarbageCollector(store, is_active=self.is_maintainer)
         self.compactor = Compactor(store.client, store.layout)

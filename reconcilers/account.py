@@ -7,7 +7,7 @@ see it like any other call) and writes:
 * condition ``Ready``: True/``Healthy``, or False with the reason — the driver's error code
   (``InternalError``, ``AuthFailure``…), ``CircuitOpen`` / ``BudgetExhausted`` from the gate, or
   the registry's ``InvalidAccount`` / ``CredentialsMissing``. Placement reads this condition:
-  an account whose Ready is False is not scheduled on (``reconcilers.scheduling``).
+  an account whose Ready is False is not scheduled on (``reconcilers.placement.inputs``).
 * a circuit breaker that opens (``providers.guarded``) re-probes the account at once, so
   ``Ready=False``/``CircuitOpen`` with the failure that opened it shows within moments (and a
   Warning event ``CircuitOpen``), not at the next interval; while it is open the account is
