@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from api_types import Instance, InstancePhase, Pool, PoolPolicyType
+from api_types import Instance, InstancePhase, Pool, PoolPolicyType, Quota
 from controller.store.keys import ObjectKey
 from providers import InstanceId
 from reconcilers import instance
@@ -181,9 +181,12 @@ def test_quota_on_direct_writes_then_provisioned_when_usage_falls(harness: Harne
             "kind": "Quota",
             "metadata": {"name": "default", "namespace": NS},
             "spec": {"hard": {"instances": 2}},
-        },
-        *(instance_manifest(f"vm-{i}", pool="general") for i in range(3)),
+        }
     )
+    # The Quota is there before the instances: its cache and theirs are separate watch streams,
+    # and an instance seen before its namespace's Quota would rightly be admitted.
+    harness.eventually(lambda: bool(harness.manager.informer(Quota).list(NS)))
+    harness.apply(*(instance_manifest(f"vm-{i}", pool="general") for i in range(3)))
     for name in ("vm-0", "vm-1"):
         harness.wait_for(Instance, name, NS, phase_is(InstancePhase.RUNNING))
     blocked = harness.wait_for(
