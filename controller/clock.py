@@ -5,6 +5,9 @@ that waits — the workqueue's delaying heap, rate limiters, leader-election ren
 TTLs — asks a :class:`Clock` instead of the ``time`` module, so that tests can drive time by
 hand with :class:`FakeClock` and stay both fast and deterministic.
 
+Wall time (timestamps written into status) comes from the same clock, :meth:`Clock.wall`, so
+a :class:`FakeClock` moves both together and durations between timestamps follow the steps.
+
 Waiting is expressed as "wait on this ``threading.Condition`` until that *deadline* on this
 clock" rather than "for that many seconds": a waiter that computes a timeout from ``now()``
 and then starts waiting could miss a fake step made in between, a deadline cannot.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 __all__ = ["Clock", "FakeClock", "RealClock"]
@@ -25,6 +29,10 @@ class Clock(Protocol):
 
     def now(self) -> float:
         """The current time; only differences between two readings mean anything."""
+        ...
+
+    def wall(self) -> datetime:
+        """The current wall time (UTC), for timestamps that leave the process."""
         ...
 
     def sleep(self, seconds: float) -> None:
@@ -46,6 +54,9 @@ class RealClock:
 
     def now(self) -> float:
         return time.monotonic()
+
+    def wall(self) -> datetime:
+        return datetime.now(UTC)
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -73,10 +84,13 @@ class FakeClock:
 
     Moving it wakes every thread whose deadline has been reached, so work scheduled for time
     ``t`` happens when the clock reaches ``t`` and never before, whatever the real scheduling.
+    Its wall time starts at ``wall_start`` (default: the real wall time when it is made) and
+    moves with it.
     """
 
-    def __init__(self, start: float = 0.0) -> None:
+    def __init__(self, start: float = 0.0, wall_start: datetime | None = None) -> None:
         self._now = start
+        self._wall_offset = (wall_start or datetime.now(UTC)) - timedelta(seconds=start)
         # Guards _now and _waiters; notified whenever the set of waiters changes so that tests
         # can block until a background thread has parked itself (block_until_waiting).
         self._state = threading.Condition()
@@ -85,6 +99,9 @@ class FakeClock:
     def now(self) -> float:
         with self._state:
             return self._now
+
+    def wall(self) -> datetime:
+        return self._wall_offset + timedelta(seconds=self.now())
 
     def sleep(self, seconds: float) -> None:
         own_condition = threading.Condition()

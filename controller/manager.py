@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -30,6 +29,7 @@ import structlog
 from api_types.meta import Resource
 from controller.asgi import AsgiServer
 from controller.cache import Informer
+from controller.clock import Clock, RealClock
 from controller.controller import Controller
 from controller.errors import (
     ConflictError,
@@ -94,9 +94,19 @@ def _normalised_or_gone(informer: Informer[Any], key: ObjectKey) -> bool:
 
 
 class Manager:
-    def __init__(self, store: Store, options: ManagerOptions | None = None) -> None:
+    """Runs the informers and controllers of one process; see the module.
+
+    ``clock`` is the process's one clock: the controllers' delays and resyncs, the maintenance
+    timing and the event and normaliser timestamps run on it, and the reconcilers get it as
+    ``Deps.clock``. Shard leases keep real time: their TTLs are etcd's.
+    """
+
+    def __init__(
+        self, store: Store, options: ManagerOptions | None = None, *, clock: Clock | None = None
+    ) -> None:
         self.store = store
         self.options = options or ManagerOptions()
+        self.clock: Clock = clock or RealClock()
         self.shards = ShardSet(
             store.client,
             store.layout,
@@ -105,9 +115,9 @@ class Manager:
             ttl=self.options.lease_ttl,
             renew_every=self.options.renew_every,
         )
-        self.recorder = EventRecorder(store)
+        self.recorder = EventRecorder(store, now=self.clock.wall)
         self.normaliser = DirectWriteNormalizer(
-            store, self._report_invalid, is_active=self.is_maintainer
+            store, self._report_invalid, is_active=self.is_maintainer, now=self.clock.wall
         )
         self.garbage_collector = GarbageCollector(store, is_active=self.is_maintainer)
         self.compactor = Compactor(store.client, store.layout)
@@ -157,7 +167,9 @@ class Manager:
         controller = Controller(
             name or model.PLURAL,
             reconciler,
-            RateLimitingQueue(name or model.PLURAL, metrics=default_workqueue_metrics()),
+            RateLimitingQueue(
+                name or model.PLURAL, clock=self.clock, metrics=default_workqueue_metrics()
+            ),
             workers=workers or self.options.workers,
             kind=name or model.KIND,
             is_active=lambda key: self.owns(key) and _normalised_or_gone(informer, key),
@@ -165,6 +177,7 @@ class Manager:
             resync_source=informer,
             resync_period=self.options.resync_period,
             min_interval=min_interval,
+            clock=self.clock,
         )
         own_kind: tuple[Predicate, ...] = (
             Normalised(),
@@ -305,12 +318,12 @@ class Manager:
             normaliser.start()
             next_sweep = 0.0
             while self.shards.leadership(0) is lead and not self._stop.is_set():
-                if time.monotonic() >= next_sweep:
+                if self.clock.now() >= next_sweep:
                     self._sweep()
-                    next_sweep = time.monotonic() + self.options.maintenance_interval
-                if compacting and time.monotonic() >= next_compaction:
+                    next_sweep = self.clock.now() + self.options.maintenance_interval
+                if compacting and self.clock.now() >= next_compaction:
                     self._compact()
-                    next_compaction = time.monotonic() + self.options.compaction_interval
+                    next_compaction = self.clock.now() + self.options.compaction_interval
                 self._stop.wait(0.2)
             tenure.set()
             normaliser.join(timeout=5)

@@ -8,7 +8,8 @@ condition messages free of timestamps/counters so a converged object compares eq
 not written.
 
 * :func:`account_handle` — the provider and inventory of a ProviderAccount named by a spec or
-  placement; a missing or unusable account is a wait, not a failure.
+  placement; a missing or unusable account is a wait, not a failure. :func:`account_sizes` —
+  its sizes by id, from the account's catalogue.
 * :func:`cloud_tags` / :func:`derived_token` — the ``Name``/``skybroker/uid``/``skybroker/token``
   tags of a resource created for an object.
 * :func:`install_indexes` — call at register time: creates the informers these helpers read
@@ -24,9 +25,9 @@ from typing import TypeVar
 from api_types import Instance, Pool, ProviderAccount, Volume
 from api_types.meta import Resource
 from controller.cache import Informer
-from controller.errors import TerminalError, TransientError
+from controller.errors import ReconcileError, TerminalError, TransientError
 from controller.store.keys import ObjectKey
-from providers import ResourceTags
+from providers import CloudSize, ResourceTags
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 
@@ -36,6 +37,7 @@ __all__ = [
     "TRANSITION_VIEW_SECONDS",
     "VOLUMES_BY_INSTANCE",
     "account_handle",
+    "account_sizes",
     "cloud_tags",
     "derived_token",
     "install_indexes",
@@ -77,6 +79,14 @@ def account_handle(deps: Deps, name: str) -> AccountHandle:
         raise TransientError(
             f"ProviderAccount {name} is unusable: {exc.message}", delay=ACCOUNT_RETRY_SECONDS
         ) from None
+
+
+def account_sizes(deps: Deps, name: str) -> dict[str, CloudSize]:
+    """The account's sizes by id, from its catalogue (empty if the cloud cannot say now)."""
+    try:
+        return {size.id: size for size in account_handle(deps, name).catalogue.offer().sizes}
+    except ReconcileError:
+        return {}
 
 
 def derived_token(*parts: str) -> str:

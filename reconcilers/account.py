@@ -7,7 +7,7 @@ see it like any other call) and writes:
 * condition ``Ready``: True/``Healthy``, or False with the reason — the driver's error code
   (``InternalError``, ``AuthFailure``…), ``CircuitOpen`` / ``BudgetExhausted`` from the gate, or
   the registry's ``InvalidAccount`` / ``CredentialsMissing``. Placement reads this condition:
-  an account whose Ready is False is not scheduled on (``reconcilers.scheduling``).
+  an account whose Ready is False is not scheduled on (``reconcilers.placement.inputs``).
 * a circuit breaker that opens (``providers.guarded``) re-probes the account at once, so
   ``Ready=False``/``CircuitOpen`` with the failure that opened it shows within moments (and a
   Warning event ``CircuitOpen``), not at the next interval; while it is open the account is
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import statistics
 import threading
-import time
 from collections import deque
 
 from api_types import ManagedResourceCounts, ProviderAccount
@@ -91,13 +90,13 @@ class AccountReconciler:
             pass_.condition("Ready", False, exc.reason, exc.message)
             pass_.observe_generation()
             return Result(requeue_after=self._interval)
-        started = time.perf_counter()
+        started = self._deps.clock.now()
         try:
             handle.provider.list_zones()
             problem: ReconcileError | None = None
         except ReconcileError as exc:
             problem = exc
-        error_rate, latency = self._record(key, problem is None, time.perf_counter() - started)
+        error_rate, latency = self._record(key, problem is None, self._deps.clock.now() - started)
         requeue_after = self._interval
         if problem is None:
             pass_.condition("Ready", True, "Healthy")

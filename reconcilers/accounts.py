@@ -4,7 +4,9 @@ Where it sits: shared by every reconciler that talks to a cloud (instances, subn
 volumes, the account health probe, the leak sweeper). It maps the stored ``ProviderAccount``
 and its credentials Secret onto ``providers.AccountConfig`` and keeps one guarded provider (API
 budget, circuit breaker, metrics) and one ``Inventory`` per account, shared by all workers, so
-the budget and the batched reads really are per account. A provider is rebuilt when the
+the budget and the batched reads really are per account, and one :class:`Catalogue` (zones,
+sizes, image architectures; listed at most once per ``CATALOGUE_TTL`` on the registry's
+clock) that placement, quota and pool status read. A provider is rebuilt when the
 account's generation or its Secret's resourceVersion changes (the Secret is read again at most
 every ``CREDENTIALS_SECONDS``). Whoever needs to hear that an account's circuit breaker opened
 (the ProviderAccount health reconciler) subscribes with ``on_circuit_open``.
@@ -22,18 +24,29 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
-from api_types import ProviderAccount, Secret
-from controller.errors import NotFoundError, TerminalError
+from api_types import Arch, ProviderAccount, Secret
+from controller.errors import NotFoundError, ReconcileError, TerminalError
 from controller.store.objects import Store
-from providers import AccountConfig, ApiBudget, GuardedProvider, Inventory, open_provider
+from providers import (
+    AccountConfig,
+    ApiBudget,
+    CloudSize,
+    GuardedProvider,
+    Inventory,
+    open_provider,
+)
 from providers.clock import Clock, MonotonicClock
 
 __all__ = [
+    "CATALOGUE_TTL",
     "CREDENTIALS_SECONDS",
     "INVENTORY_SECONDS",
     "OPTION_ANNOTATION_PREFIX",
     "AccountHandle",
+    "Catalogue",
+    "Offer",
     "ProviderRegistry",
     "account_config",
 ]
@@ -43,15 +56,86 @@ OPTION_ANNOTATION_PREFIX = "options.skybroker.io/"
 INVENTORY_SECONDS = 30.0
 #: A credentials Secret is read again at most this often: a rotation is used within it.
 CREDENTIALS_SECONDS = 5.0
+#: Zones, sizes and images of a cloud change rarely: one list per account per this many seconds.
+CATALOGUE_TTL = 600.0
+
+T = TypeVar("T")
+
+
+class _Expiring(Generic[T]):
+    """A value fetched again once it is ``ttl`` seconds old on ``clock``; thread-safe."""
+
+    def __init__(self, fetch: Callable[[], T], clock: Clock, ttl: float) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._fetched: tuple[float, T] | None = None
+
+    def get(self) -> T:
+        """The value, fetched again if it is stale (a failed fetch raises, remembers nothing)."""
+        with self._lock:
+            known = self._fetched
+        if known is not None and self._clock.now() - known[0] < self._ttl:
+            return known[1]
+        value = self._fetch()
+        with self._lock:
+            self._fetched = (self._clock.now(), value)
+        return value
+
+    def last(self) -> T | None:
+        """The value last fetched, however old (None if never)."""
+        with self._lock:
+            return None if self._fetched is None else self._fetched[1]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The zones an account can place in now and the sizes it offers."""
+
+    zones: tuple[str, ...]
+    sizes: tuple[CloudSize, ...]
+
+
+class Catalogue:
+    """What one account offers, read through its guarded provider once per ``ttl``."""
+
+    def __init__(self, provider: GuardedProvider, clock: Clock, ttl: float = CATALOGUE_TTL) -> None:
+        self._provider = provider
+        self._offer = _Expiring(self._list_offer, clock, ttl)
+        self._image_arch = _Expiring(self._list_image_arch, clock, ttl)
+
+    def offer(self) -> Offer:
+        """Available zones and sizes (ReconcileError while the cloud cannot say)."""
+        return self._offer.get()
+
+    def image_arch(self) -> dict[str, str] | None:
+        """Architecture per image id; the last known one, or None, while the cloud cannot say
+        (a guess could pick an arm64 size for an x86_64 image)."""
+        try:
+            return self._image_arch.get()
+        except ReconcileError:
+            return self._image_arch.last()
+
+    def _list_offer(self) -> Offer:
+        zones = tuple(z.name for z in self._provider.list_zones() if z.available)
+        return Offer(zones, tuple(self._provider.list_sizes()))
+
+    def _list_image_arch(self) -> dict[str, str]:
+        # Some clouds report no (or odd) architectures: those images constrain nothing.
+        arches = {a.value for a in Arch}
+        return {i.id: i.arch for i in self._provider.list_images() if i.arch in arches}
 
 
 @dataclass(frozen=True)
 class AccountHandle:
-    """One account's provider and inventory, valid for the account version it was built from."""
+    """One account's provider, inventory and catalogue, valid for the account version it was
+    built from."""
 
     name: str
     provider: GuardedProvider
     inventory: Inventory
+    catalogue: Catalogue
     version: tuple[str, int, str]
 
 
@@ -81,6 +165,9 @@ def account_config(
 
 
 class ProviderRegistry:
+    """Account name → :class:`AccountHandle`, rebuilt when the account or its Secret changes;
+    ``clock`` times the API budget, the inventory and the catalogue (the manager's clock)."""
+
     def __init__(
         self,
         store: Store,
@@ -126,7 +213,8 @@ class ProviderRegistry:
             except ValueError as exc:
                 raise TerminalError(str(exc), reason="InvalidAccount") from None
             inventory = Inventory(provider, clock=self._clock, interval=self._inventory_interval)
-            handle = AccountHandle(name, provider, inventory, version)
+            catalogue = Catalogue(provider, self._clock)
+            handle = AccountHandle(name, provider, inventory, catalogue, version)
             self._handles[name] = handle
             return handle
 

@@ -1,22 +1,28 @@
-"""What every reconciler is built with: the manager's store, caches and events, and the clouds.
+"""What every reconciler is built with: the manager's store, caches, events and clock, the clouds.
 
 Where it sits: the composition root (``skybroker``) builds one ``Deps`` and hands it to each
 reconciler module's ``register(deps)``, which adds its controller to the manager. Reconcilers
 read desired state from ``deps.manager.informer(Kind)`` caches, write through ``deps.store``
 (adding ``deps.manager.fence_for(key)`` to writes that must not outlive this process's shard),
-report through ``deps.recorder``, reach clouds through ``deps.providers`` and share what
-placements taught them in ``deps.memory``.
+report through ``deps.recorder``, reach clouds through ``deps.providers``, tell the time with
+``deps.clock`` (never the ``time`` module or ``datetime.now``) and share what placements taught
+them in ``deps.memory``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from controller.clock import Clock
 from controller.events import EventRecorder
 from controller.manager import Manager
 from controller.store.objects import Store
 from reconcilers.accounts import ProviderRegistry
-from reconcilers.memory import PlacementMemory
+
+if TYPE_CHECKING:
+    # Built by the composition root: the placement package itself builds on Deps.
+    from reconcilers.placement.memory import PlacementMemory
 
 __all__ = ["Deps"]
 
@@ -24,12 +30,15 @@ __all__ = ["Deps"]
 @dataclass(frozen=True)
 class Deps:
     """The reconcilers' shared services: the manager (store, caches, events, shard fences),
-    the provider registry (one guarded provider and inventory per account) and the placement
-    memory (what recent placements taught this process, shared by every reconciler)."""
+    the provider registry (one guarded provider and inventory per account), the placement
+    memory (what recent placements taught this process, shared by every reconciler) and the
+    clock — the manager's (``Manager.clock``), on which ``providers`` and ``memory`` are built.
+    """
 
     manager: Manager
     providers: ProviderRegistry
-    memory: PlacementMemory = field(default_factory=PlacementMemory)
+    clock: Clock
+    memory: PlacementMemory
 
     @property
     def store(self) -> Store:

@@ -2,7 +2,7 @@
 
 Where it sits: the HardwareProfile controller, fed by the profile and ProviderAccount caches.
 For every account it asks ``reconcilers.hardware.cheapest_match`` — the same matching placement
-uses — against the account's size catalogue (``reconcilers.scheduling.account_sizes``, listed
+uses — against the account's size catalogue (``reconcilers._common.account_sizes``, listed
 once per account per ten minutes), and reports ``Ready=True`` (``Matched``) with the size per
 account in the message (``sim-a: s1.medium; sim-b: none``), or ``Ready=False``
 (``NoMatchingSize``) when no account has a size that satisfies it. HardwareProfileStatus has
@@ -16,10 +16,9 @@ from api_types.meta import Resource
 from controller.handler import EnqueueMapped
 from controller.passes import Pass
 from controller.reconcile import Request, Result
-from reconcilers._common import install_indexes
+from reconcilers._common import account_sizes, install_indexes
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, cheapest_match
-from reconcilers.scheduling import account_sizes
 
 __all__ = ["HardwareProfileReconciler", "register"]
 

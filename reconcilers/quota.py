@@ -29,9 +29,8 @@ from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudSize
-from reconcilers._common import install_indexes
+from reconcilers._common import account_sizes, install_indexes
 from reconcilers.deps import Deps
-from reconcilers.scheduling import account_sizes
 
 __all__ = [
     "QUOTA_EXCEEDED",

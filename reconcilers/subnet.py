@@ -8,7 +8,7 @@ Life cycle, phase by phase (``Pending → Scheduled → Provisioning → Ready``
 ``Failed`` when the cloud refuses the network or subnet for good, the reason on ``Ready``):
 
 1. Finalizer ``skybroker.io/subnet`` before anything exists in a cloud.
-2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``:
+2. Placement by the pool policy with load and rotation (``reconcilers.placement.PoolScheduler``:
    pool member and zone; sticky once written); the rejected members and why go to
    ``status.rejections``.
 3. The create token (from uid and generation) is written to ``status.createToken`` before the
@@ -56,8 +56,7 @@ from reconcilers._common import (
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
-from reconcilers.pool import PoolScheduler
-from reconcilers.scheduling import Unschedulable
+from reconcilers.placement import PoolScheduler, Unschedulable
 
 __all__ = ["FINALIZER", "SubnetReconciler", "register"]
 

@@ -28,7 +28,6 @@ over (or back, after more than ``interval + grace`` elsewhere) starts counting a
 from __future__ import annotations
 
 import threading
-import time
 
 from api_types import Firewall, Instance, ProviderAccount, Subnet, Volume
 from controller.errors import ReconcileError
@@ -40,7 +39,6 @@ from providers import (
     CloudSubnet,
     CloudVolume,
     LeakTracker,
-    MonotonicClock,
     Tagged,
 )
 from reconcilers._common import account_handle
@@ -57,23 +55,26 @@ _OWNER_KINDS = (Instance, Subnet, Firewall, Volume)
 
 
 class LeakSweeper:
+    """Deletes the cloud resources of one account whose owner has been missing for ``grace``
+    seconds on ``Deps.clock``, looking every ``interval`` seconds."""
+
     def __init__(self, deps: Deps, *, grace: float, interval: float) -> None:
         self._deps = deps
         self._grace = grace
         self._interval = interval
         self._accounts = deps.manager.informer(ProviderAccount)
         self._owners = [deps.manager.informer(kind) for kind in _OWNER_KINDS]
-        #: account -> its tracker and when this process last swept it (monotonic seconds)
+        #: account -> its tracker and when this process last swept it (``deps.clock`` seconds)
         self._trackers: dict[str, tuple[LeakTracker, float]] = {}
         self._lock = threading.Lock()
 
     def _tracker(self, account: str) -> LeakTracker:
         """The account's tracker; a fresh one if this process has not swept it lately."""
-        now = time.monotonic()
+        now = self._deps.clock.now()
         with self._lock:
             tracker, last = self._trackers.get(account, (None, now))
             if tracker is None or now - last > self._interval + self._grace:
-                tracker = LeakTracker(MonotonicClock(), grace=self._grace)
+                tracker = LeakTracker(self._deps.clock, grace=self._grace)
             self._trackers[account] = (tracker, now)
             return tracker
 

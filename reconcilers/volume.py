@@ -8,7 +8,7 @@ when the cloud refuses the create for good (condition ``Ready`` carries its reas
 
 1. Finalizer ``skybroker.io/volume``; a volume written straight into the store is held with
    ``QuotaExceeded=True`` while the namespace quota has no room for it (``reconcilers.quota``).
-2. Placement by the pool policy with load and rotation (``reconcilers.pool.PoolScheduler``);
+2. Placement by the pool policy with load and rotation (``reconcilers.placement.PoolScheduler``);
    with ``attachTo`` the volume goes where the instance is (account and zone) and waits until
    the instance is placed (an instance that does not exist is ``InstanceNotFound``, with a
    Warning event). Sticky.
@@ -53,9 +53,8 @@ from reconcilers._common import (
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
-from reconcilers.pool import PoolScheduler
+from reconcilers.placement import PoolScheduler, Unschedulable
 from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, would_exceed
-from reconcilers.scheduling import Unschedulable
 
 __all__ = ["FINALIZER", "VolumeReconciler", "register"]
 

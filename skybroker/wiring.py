@@ -1,7 +1,8 @@
 """Which reconcilers run in the manager: the one place that lists every kind's controller.
 
 Where it sits: ``skybroker.main`` builds the manager, then calls :func:`register_reconcilers`,
-which builds the shared account registry and lets each reconciler module add its controller.
+which builds the shared account registry and placement memory on the manager's clock and lets
+each reconciler module add its controller.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from reconcilers import (
 )
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
+from reconcilers.placement import PlacementMemory
 
 __all__ = ["register_reconcilers"]
 
@@ -41,7 +43,11 @@ _MODULES = (
 
 
 def register_reconcilers(manager: Manager, simulated_state_dir: Path | None) -> Deps:
-    deps = Deps(manager, ProviderRegistry(manager.store, simulated_state_dir=simulated_state_dir))
+    clock = manager.clock
+    providers = ProviderRegistry(
+        manager.store, simulated_state_dir=simulated_state_dir, clock=clock
+    )
+    deps = Deps(manager, providers, clock, PlacementMemory(clock))
     for module in _MODULES:
         module.register(deps)
     return deps

@@ -4,7 +4,7 @@ Where it sits: one reconciler module of ``reconcilers``; the composition root ca
 :func:`register` with the shared ``Deps``. Its parts:
 
 * ``reconciler`` — the flow of one reconcile (finalizer, scheduling, dependencies);
-* ``scheduler`` — placement inputs from the caches, quota for direct writes, decisions through
+* placement — ``reconcilers.placement.Scheduler``: quota for direct writes, decisions through
   the pools' ``PoolScheduler`` with the process's ``PlacementMemory`` (failure penalty,
   exhausted budgets);
 * ``cloud`` — create (token first), observe, power state, drift, re-placement, deletion.
@@ -24,7 +24,7 @@ from controller.handler import EnqueueMapped
 from reconcilers._common import install_indexes
 from reconcilers.deps import Deps
 from reconcilers.instance.reconciler import FINALIZER, InstanceReconciler
-from reconcilers.memory import PlacementMemory
+from reconcilers.placement import PlacementMemory
 
 __all__ = ["FINALIZER", "InstanceReconciler", "PlacementMemory", "register"]
 

@@ -32,7 +32,6 @@ hardware change the current size still satisfies changes nothing in the cloud.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import structlog
@@ -68,14 +67,14 @@ from providers import (
 from reconcilers._common import (
     TRANSITION_VIEW_SECONDS,
     account_handle,
+    account_sizes,
     cloud_tags,
     derived_token,
 )
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, UnknownProfileError, cheapest_match
-from reconcilers.memory import PlacementMemory
-from reconcilers.scheduling import account_sizes
+from reconcilers.placement import PlacementMemory
 
 __all__ = ["BOOT_POLL_SECONDS", "DELETE_POLL_SECONDS", "CloudSteps"]
 
@@ -139,11 +138,11 @@ class CloudSteps:
         self._accounts = deps.manager.informer(ProviderAccount)
         self._lock = threading.Lock()
         self._created: dict[str, float] = {}
-        self._started = time.monotonic()
+        self._started = deps.clock.now()
 
     def _since_create(self, uid: str) -> float:
         with self._lock:
-            return time.monotonic() - self._created.get(uid, self._started)
+            return self._deps.clock.now() - self._created.get(uid, self._started)
 
     # --- converge -------------------------------------------------------------------------
 
@@ -230,7 +229,7 @@ class CloudSteps:
                 pass_.condition("Provisioned", False, exc.reason, exc.message)
                 raise
         with self._lock:
-            self._created[pass_.uid] = time.monotonic()
+            self._created[pass_.uid] = self._deps.clock.now()
         status.provider_id = cloud.id
         where = f"{placement.account}/{cloud.zone or placement.region}"
         pass_.condition("Provisioned", True, "Created", f"{cloud.id} in {where}")

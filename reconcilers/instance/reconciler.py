@@ -39,10 +39,8 @@ from reconcilers._common import (
 from reconcilers.deps import Deps
 from reconcilers.hardware import UnknownProfileError
 from reconcilers.instance.cloud import CloudSteps
-from reconcilers.instance.scheduler import Scheduler
-from reconcilers.memory import PlacementMemory
+from reconcilers.placement import PlacementMemory, Scheduler, Unschedulable
 from reconcilers.quota import QUOTA_EXCEEDED
-from reconcilers.scheduling import Unschedulable
 
 __all__ = [
     "FINALIZER",

@@ -122,6 +122,8 @@ def results(metrics: RuntimeMetrics) -> dict[str, float]:
 
 
 KEY = ObjectKey("things", "ns", "one")
+#: How often a controller looks at its parked keys (controller.controller's _INACTIVE_POLL).
+INACTIVE_POLL = 0.5
 
 
 def test_a_key_is_never_reconciled_by_two_workers_at_once(
@@ -300,15 +302,22 @@ def test_keys_this_process_may_not_reconcile_are_parked_until_it_may(
             raise RuntimeError("lease store hiccup")
         return key == mine or active.is_set()
 
-    reconciler = ScriptedReconciler()
+    clock = FakeClock()
+    reconciler = ScriptedReconciler(clock=clock)
     controller = make_controller(reconciler, workers=2, is_active=owns)
     for key in (KEY, mine, ObjectKey("things", "ns", "broken")):
         controller.enqueue(Request(key))
-    eventually(lambda: len(reconciler.times(mine)) == 1)
-    time.sleep(0.3)
+    eventually(lambda: len(reconciler.times(mine)) == 1 and len(controller.queue) == 0)
+    release_at(clock, INACTIVE_POLL)  # a look at the parked keys…
+    assert clock.block_until_waiting(deadline=2 * INACTIVE_POLL)  # …done: it waits for the next
     assert [key for key, _ in reconciler.calls] == [mine]  # the others are parked
     active.set()  # e.g. this process acquired the other shard's lease
-    eventually(lambda: len(reconciler.times(KEY)) == 1)
+
+    def unparked() -> bool:
+        clock.step(INACTIVE_POLL)
+        return len(reconciler.times(KEY)) == 1
+
+    eventually(unparked)
     assert len(reconciler.calls) == 2  # an is_active error never reconciles, never kills
 
 
@@ -340,25 +349,35 @@ def test_watch_with_predicates_and_periodic_resync(
     store: Store, make_controller: Callable[..., Controller], metrics: RuntimeMetrics
 ) -> None:
     profiles = Informer(store, HardwareProfile, metrics=metrics)
-    reconciler = ScriptedReconciler()
-    controller = make_controller(reconciler, resync_source=profiles, resync_period=0.5)
+    clock = FakeClock()
+    reconciler = ScriptedReconciler(clock=clock)
+    period = 0.5
+    tick = period / 20  # the controller scans for due resyncs 20 times a period
+    controller = make_controller(reconciler, resync_source=profiles, resync_period=period)
     controller.watch(profiles, EnqueueObject(), GenerationChanged())
     key = ObjectKey("hardwareprofiles", None, "small")
+
+    def calls_after_a_tick(n: int) -> bool:
+        clock.step(tick)
+        return len(reconciler.times(key)) == n
+
     try:
         store.create(profile("small"))
         profiles.start()
         eventually(lambda: len(reconciler.times(key)) == 1)
 
         # Resync re-enqueues every object every period (± 10 %), with no event at all: never
-        # sooner (a load can only make it later, so only the lower bound is exact).
-        eventually(lambda: len(reconciler.times(key)) == 3, timeout=30)
+        # sooner (the clock may move on before a worker takes the key: only the lower bound
+        # is exact).
+        eventually(lambda: calls_after_a_tick(3), timeout=30)
         times = reconciler.times(key)
-        assert times[2] - times[0] >= 0.45 * 2
+        assert times[2] - times[0] >= 0.9 * period * 2
 
         store.delete(HardwareProfile, "small")
         eventually(lambda: profiles.get(key) is None)
         calls = len(reconciler.times(key))
-        time.sleep(1.0)  # a deleted object is no longer resynced
+        for _ in range(3 * 20):  # three periods, one scan at a time: a deleted object is
+            release_at(clock, clock.now() + tick)  # no longer resynced
         assert len(reconciler.times(key)) <= calls + 1
     finally:
         profiles.stop()

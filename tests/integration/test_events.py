@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from api_types.accounts import HardwareProfile, HardwareProfileSpec
 from api_types.meta import ObjectMeta
 from api_types.tenancy import Secret
+from controller.clock import FakeClock
 from controller.events import EventRecorder, event_name, involved_for_key
 from controller.metrics import RuntimeMetrics
 from controller.store.embedded import EmbeddedEtcd
@@ -27,16 +28,6 @@ SECRET_KEY = ObjectKey("secrets", "team-a", "creds")
 
 def secret() -> Secret:
     return Secret(metadata=ObjectMeta(name="creds", namespace="team-a", uid="u-1"))
-
-
-class ManualTime:
-    """A wall clock the test moves by hand (events carry wall-clock timestamps)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -158,8 +149,8 @@ def test_cluster_scoped_and_unparseable_objects_get_events_in_default(
 def test_events_share_the_current_buckets_lease_and_move_to_the_next(
     store: Store, make_recorder: Callable[..., EventRecorder]
 ) -> None:
-    clock = ManualTime()
-    recorder = make_recorder(now=clock)
+    clock = FakeClock(wall_start=datetime(2026, 1, 1, 12, 0, tzinfo=UTC))  # events carry wall time
+    recorder = make_recorder(now=clock.wall)
 
     def lease_of(reason: str) -> int:
         (event,) = [e for e in recorder.list_events("team-a") if e.reason == reason]
@@ -173,7 +164,7 @@ def test_events_share_the_current_buckets_lease_and_move_to_the_next(
     assert first_lease != 0
     assert lease_of("Started") == first_lease
 
-    clock.now += timedelta(hours=1)
+    clock.step(3600.0)
     recorder.record(secret(), "Normal", "Created", "again")
     assert recorder.flush(10)
     assert lease_of("Created") not in (0, first_lease)  # re-attached: it lives on

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,6 +18,15 @@ def test_the_fake_clock_moves_only_when_told() -> None:
     assert clock.now() == 102.5
     clock.set(200.0)
     assert clock.now() == 200.0
+
+
+def test_the_fake_wall_time_moves_with_the_clock() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = FakeClock(start=100.0, wall_start=start)
+    assert clock.wall() == start
+    clock.step(2.5)
+    assert clock.wall() == start + timedelta(seconds=2.5)
+    assert RealClock().wall().tzinfo is UTC
 
 
 def test_the_fake_clock_never_goes_back() -> None:

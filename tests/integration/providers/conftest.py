@@ -24,12 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from controller.clock import FakeClock
 from providers.config import AccountConfig
 from providers.ec2 import Ec2Provider
 from providers.protocol import CloudProvider
 from providers.simulated import SimulatedProvider
 from providers.types import ImageId, SizeId, ZoneName
-from tests.integration.providers.helpers import FakeClock, FaultProxy, free_port
+from tests.integration.providers.helpers import CLOCK_START, FaultProxy, free_port
 
 REGION = "us-east-1"
 #: What moto accepts (it checks no credentials unless told to): libcloud's names.
@@ -169,7 +170,7 @@ class Cloud:
     def settle(self) -> None:
         """Let asynchronous transitions finish (the simulated cloud runs on a fake clock)."""
         if self.clock is not None:
-            self.clock.advance(120)
+            self.clock.step(120)
 
     def inject(self, kind: str, op: str) -> None:
         """Make the next ``op`` fail with ``kind`` (see ``SIM_FAULTS``)."""
@@ -201,7 +202,7 @@ def ec2_cloud(moto_server: MotoServer, fault_proxy: FaultProxy) -> Cloud:
 
 @pytest.fixture
 def sim_cloud(tmp_path: Path) -> Cloud:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     provider = SimulatedProvider(sim_config(tmp_path / "sim.db"), clock=clock)
     return Cloud(
         name="simulated",

@@ -1,4 +1,5 @@
-"""Test helpers for the provider suite: a fake clock, free ports, a fault-injecting HTTP proxy.
+"""Test helpers for the provider suite: the fake clocks' start, free ports, a fault-injecting
+HTTP proxy.
 
 The proxy sits between the EC2 adapter and the real moto_server and, on demand, answers
 with throttling or server errors, forwards a request and then drops the connection (the
@@ -21,23 +22,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from providers.types import ResourceTags
 
-__all__ = ["FakeClock", "FaultProxy", "free_port", "tags"]
+__all__ = ["CLOCK_START", "FaultProxy", "free_port", "tags"]
 
-
-class FakeClock:
-    """A clock that moves only when told to (``now()`` is all providers need)."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
+#: Where the provider tests' ``controller.clock.FakeClock`` starts: an epoch-seconds-like
+#: reading, as the simulated cloud persists its clock's readings.
+CLOCK_START = 1_000_000.0
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from controller.clock import FakeClock
 from controller.errors import ResourceBusyError, TerminalError, TransientError
 from providers.budget import BreakerState, TokenBucket
 from providers.config import ApiBudget
@@ -28,7 +29,7 @@ from providers.types import (
     ZoneName,
 )
 from tests.integration.providers.conftest import REGION, sim_config
-from tests.integration.providers.helpers import FakeClock, tags
+from tests.integration.providers.helpers import CLOCK_START, tags
 
 
 def _guarded(
@@ -55,18 +56,18 @@ def _calls(registry: CollectorRegistry, op: str, code: str) -> float:
 
 
 def test_token_bucket_refills_at_its_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     bucket = TokenBucket(rate=2.0, burst=4, clock=clock)
     assert [bucket.try_take() for _ in range(4)] == [0.0] * 4
     assert bucket.try_take() == pytest.approx(0.5)
-    clock.advance(0.5)
+    clock.step(0.5)
     assert bucket.try_take() == 0.0
-    clock.advance(100)
+    clock.step(100)
     assert bucket.tokens == pytest.approx(4.0)  # never above the burst
 
 
 def test_budget_exhaustion_is_transient_with_the_wait(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     guarded, _, registry = _guarded(
         tmp_path, ApiBudget(rate=1.0, burst=4, delete_reserve=0.0), clock
     )
@@ -78,12 +79,12 @@ def test_budget_exhaustion_is_transient_with_the_wait(tmp_path: Path) -> None:
     assert err.value.delay == pytest.approx(1.0)
     assert _calls(registry, "list_instances", "OK") == 4
     assert _calls(registry, "list_instances", "BudgetExhausted") == 1
-    clock.advance(1.0)
+    clock.step(1.0)
     guarded.list_instances()
 
 
 def test_deletes_go_first_when_the_budget_is_tight(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     budget = ApiBudget(rate=1.0, burst=10, delete_reserve=0.3)
     guarded, _, _ = _guarded(tmp_path, budget, clock)
     for _ in range(7):  # spend down to the reserve
@@ -100,7 +101,7 @@ def test_deletes_go_first_when_the_budget_is_tight(tmp_path: Path) -> None:
 
 
 def test_circuit_opens_after_consecutive_transient_failures_then_probes(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     budget = ApiBudget(rate=1000, burst=1000, breaker_threshold=3, breaker_cooldown=30)
     guarded, sim, registry = _guarded(tmp_path, budget, clock)
     sim.faults.fail_next("InternalError", count=3)
@@ -115,19 +116,19 @@ def test_circuit_opens_after_consecutive_transient_failures_then_probes(tmp_path
     assert fast.value.delay == pytest.approx(30)
     assert _calls(registry, "list_volumes", "CircuitOpen") == 1
 
-    clock.advance(30)
+    clock.step(30)
     assert guarded.gate.breaker.state is BreakerState.HALF_OPEN
     sim.faults.fail_next("InternalError")
     with pytest.raises(TransientError):  # the probe fails: open again for a full cooldown
         guarded.list_volumes()
     assert guarded.gate.breaker.state is BreakerState.OPEN
-    clock.advance(30)
+    clock.step(30)
     assert guarded.list_volumes() == []  # the probe succeeds: closed
     assert guarded.gate.breaker.state is BreakerState.CLOSED
 
 
 def test_terminal_errors_do_not_trip_the_breaker(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     guarded, _, registry = _guarded(tmp_path, ApiBudget(breaker_threshold=2), clock)
     for _ in range(5):
         with pytest.raises(TerminalError):
@@ -140,7 +141,7 @@ def test_a_resource_in_use_never_trips_the_breaker(tmp_path: Path) -> None:
     """A security group still used by an instance: the cloud refuses the delete
     (DependencyViolation) however often it is asked, and that is the resource's state, not
     the provider's health — other tenants' calls on the account must keep flowing."""
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     guarded, _, registry = _guarded(tmp_path, ApiBudget(breaker_threshold=2), clock)
     network = guarded.create_network(NetworkCreate(tags("net"), "10.0.0.0/16"))
     subnet = guarded.create_subnet(
@@ -176,7 +177,7 @@ def test_a_resource_in_use_never_trips_the_breaker(tmp_path: Path) -> None:
 
 
 def test_an_opening_circuit_is_logged_reported_and_named_in_refusals(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     opened: list[str] = []
     budget = ApiBudget(breaker_threshold=2, breaker_cooldown=30)
     guarded, sim, _ = _guarded(tmp_path, budget, clock, opened)
@@ -202,18 +203,18 @@ def test_an_opening_circuit_is_logged_reported_and_named_in_refusals(tmp_path: P
     assert "the last: list_instances: ServiceUnavailable" in refused.value.message
     assert opened == ["sim-test"]  # refused calls do not report it again
 
-    clock.advance(30)  # a failed probe opens it again: reported again
+    clock.step(30)  # a failed probe opens it again: reported again
     sim.faults.fail_next("InternalError")
     with pytest.raises(TransientError):
         guarded.list_zones()
     assert opened == ["sim-test", "sim-test"]
-    clock.advance(30)
+    clock.step(30)
     guarded.list_zones()
     assert guarded.gate.breaker.recent_failures == ()
 
 
 def test_call_latency_is_observed(tmp_path: Path) -> None:
-    guarded, _, registry = _guarded(tmp_path, ApiBudget(), FakeClock())
+    guarded, _, registry = _guarded(tmp_path, ApiBudget(), FakeClock(CLOCK_START))
     guarded.list_sizes()
     count = registry.get_sample_value(
         "provider_call_seconds_count", {"account": "sim-test", "op": "list_sizes"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from controller.clock import FakeClock
 from providers.config import AccountConfig, ApiBudget
 from providers.inventory import Inventory, LeakTracker
 from providers.metrics import ProviderMetrics
@@ -15,7 +16,7 @@ from providers.registry import open_provider
 from providers.simulated import SimulatedProvider
 from providers.types import InstanceCreate, NetworkCreate, VolumeCreate
 from tests.integration.providers.conftest import REGION, Cloud, sim_config
-from tests.integration.providers.helpers import FakeClock, tags
+from tests.integration.providers.helpers import CLOCK_START, tags
 
 N = 40
 
@@ -28,7 +29,7 @@ def _list_calls(registry: CollectorRegistry, account: str, op: str) -> float:
 
 
 def test_resync_of_many_objects_costs_one_list_per_interval(cloud: Cloud) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     registry = CollectorRegistry()
     account = cloud.provider.account
     config = AccountConfig(account, cloud.name, REGION, api_budget=ApiBudget(1e6, 10**6))
@@ -51,10 +52,10 @@ def test_resync_of_many_objects_costs_one_list_per_interval(cloud: Cloud) -> Non
         list(pool.map(resync, list(range(N)) * 25))
     assert _list_calls(registry, account, "list_instances") == 1
 
-    clock.advance(29)
+    clock.step(29)
     resync(0)
     assert _list_calls(registry, account, "list_instances") == 1
-    clock.advance(1)
+    clock.step(1)
     for n in range(N):
         resync(n)
     assert _list_calls(registry, account, "list_instances") == 2
@@ -65,7 +66,7 @@ def test_resync_of_many_objects_costs_one_list_per_interval(cloud: Cloud) -> Non
 
 
 def test_cost_is_per_account_not_per_object(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     registry = CollectorRegistry()
     metrics = ProviderMetrics(registry)
     inventories = []
@@ -84,7 +85,7 @@ def test_cost_is_per_account_not_per_object(tmp_path: Path) -> None:
 
 
 def test_leak_tracker_waits_for_the_grace_period(cloud: Cloud) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     p = cloud.provider
     p.create_network(NetworkCreate(tags("kept-net", uid="alive"), "10.30.0.0/16"))
     leaked = p.create_instance(InstanceCreate(tags("leak", uid="gone"), cloud.size, cloud.image))
@@ -94,9 +95,9 @@ def test_leak_tracker_waits_for_the_grace_period(cloud: Cloud) -> None:
     tracker = LeakTracker(clock, grace=120)
 
     assert tracker.leaked(inventory.managed(), {"alive"}) == []
-    clock.advance(119)
+    clock.step(119)
     assert tracker.leaked(inventory.managed(), {"alive"}) == []
-    clock.advance(1)
+    clock.step(1)
     assert [r.id for r in tracker.leaked(inventory.managed(), {"alive"})] == [leaked.id]
     # the owner reappears (a record restored): the clock starts again if it goes away later
     assert tracker.leaked(inventory.managed(), {"alive", "gone"}) == []

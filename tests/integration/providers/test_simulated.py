@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.clock import FakeClock
 from controller.errors import TerminalError, TransientError
 from providers.simulated import SimulatedProvider
 from providers.types import (
@@ -26,7 +27,7 @@ from providers.types import (
     ZoneName,
 )
 from tests.integration.providers.conftest import REGION, sim_config
-from tests.integration.providers.helpers import FakeClock, tags
+from tests.integration.providers.helpers import CLOCK_START, tags
 
 ZONE_A, ZONE_B = ZoneName(f"{REGION}a"), ZoneName(f"{REGION}b")
 UBUNTU, SMALL = ImageId("img-ubuntu-2204"), SizeId("s1.small")
@@ -35,7 +36,9 @@ UBUNTU, SMALL = ImageId("img-ubuntu-2204"), SizeId("s1.small")
 def _sim(
     path: Path, name: str = "sim-test", clock: FakeClock | None = None, **options: str
 ) -> SimulatedProvider:
-    return SimulatedProvider(sim_config(path, name, **options), clock=clock or FakeClock())
+    return SimulatedProvider(
+        sim_config(path, name, **options), clock=clock or FakeClock(CLOCK_START)
+    )
 
 
 def _vm(name: str, size: SizeId = SMALL, image: ImageId = UBUNTU, **kw: object) -> InstanceCreate:
@@ -118,24 +121,24 @@ def test_arch_mismatch_is_terminal(tmp_path: Path) -> None:
 
 
 def test_transitions_follow_the_clock(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     p = _sim(tmp_path / "cloud.db", clock=clock, boot_seconds="5", stop_seconds="3")
     vm = p.create_instance(_vm("vm"))
     assert vm.state is InstanceState.PENDING
-    clock.advance(4.9)
+    clock.step(4.9)
     assert p.list_instances()[0].state is InstanceState.PENDING
-    clock.advance(0.1)
+    clock.step(0.1)
     assert p.list_instances()[0].state is InstanceState.RUNNING
     p.stop_instance(vm.id)
     assert p.list_instances()[0].state is InstanceState.STOPPING
     with pytest.raises(TransientError) as busy:
         p.start_instance(vm.id)
     assert busy.value.code == "IncorrectInstanceState"
-    clock.advance(3)
+    clock.step(3)
     assert p.list_instances()[0].state is InstanceState.STOPPED
     p.delete_instance(vm.id)
     assert p.list_instances()[0].state is InstanceState.SHUTTING_DOWN
-    clock.advance(1)
+    clock.step(1)
     assert p.list_instances() == []
 
 
@@ -147,7 +150,7 @@ def test_concurrent_workers_create_exactly_once(tmp_path: Path) -> None:
     assert len(p.list_instances()) == 200
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(p.delete_instance, set(made)))
-    p.clock.advance(120)  # type: ignore[attr-defined]
+    p.clock.step(120)  # type: ignore[attr-defined]
     assert p.list_instances() == []
     # usage counters went back to zero: a quota of 1 admits one instance again
     q = _sim(tmp_path / "cloud.db", quota_instances="1")
@@ -177,7 +180,7 @@ def test_dependency_checks_moto_does_not_make(tmp_path: Path) -> None:
     fw = p.create_firewall(FirewallCreate(tags("fw"), net.id))
     vm = p.create_instance(_vm("vm", subnet_id=sub.id, firewall_ids=(fw.id,)))
     vol = p.create_volume(VolumeCreate(tags("vol"), 4, ZONE_B))
-    p.clock.advance(120)  # type: ignore[attr-defined]
+    p.clock.step(120)  # type: ignore[attr-defined]
     for delete in (
         lambda: p.delete_network(net.id),
         lambda: p.delete_subnet(sub.id),
@@ -190,7 +193,7 @@ def test_dependency_checks_moto_does_not_make(tmp_path: Path) -> None:
         p.attach_volume(vol.id, vm.id, "/dev/sdf")
     assert zone.value.code == "InvalidVolume.ZoneMismatch"
     p.delete_instance(vm.id)
-    p.clock.advance(120)  # type: ignore[attr-defined]
+    p.clock.step(120)  # type: ignore[attr-defined]
     p.delete_firewall(fw.id)
     p.delete_subnet(sub.id)
     p.delete_network(net.id)

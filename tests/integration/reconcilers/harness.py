@@ -24,15 +24,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from prometheus_client import REGISTRY
 
 from api_types import ProviderAccount, Resource, registry
+from controller.clock import RealClock
 from controller.errors import NotFoundError
 from controller.manager import Manager, ManagerOptions
+from controller.metrics import RECONCILE_RESULTS
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from providers import CloudProvider, GuardedProvider
 from reconcilers.accounts import ProviderRegistry
 from reconcilers.deps import Deps
+from reconcilers.placement import PlacementMemory
 from tests.integration.providers.conftest import EC2_CREDENTIALS
 from tests.integration.providers.conftest import REGION as EC2_REGION
 from tests.waiting import eventually
@@ -146,8 +150,12 @@ class Harness:
     ) -> None:
         self.store = store
         self.state_dir = state_dir
+        clock = RealClock()
         self.providers = ProviderRegistry(
-            store, simulated_state_dir=state_dir, inventory_interval=inventory_interval
+            store,
+            simulated_state_dir=state_dir,
+            inventory_interval=inventory_interval,
+            clock=clock,
         )
         options = ManagerOptions(
             workers=4,
@@ -157,8 +165,8 @@ class Harness:
             resync_period=resync_period,
             maintenance_interval=1.0,
         )
-        self.manager = Manager(store, options)
-        self.deps = Deps(self.manager, self.providers)
+        self.manager = Manager(store, options, clock=clock)
+        self.deps = Deps(self.manager, self.providers, clock, PlacementMemory(clock))
         self._thread: threading.Thread | None = None
 
     # --- life cycle -----------------------------------------------------------------------
@@ -238,6 +246,24 @@ class Harness:
         self.eventually(
             lambda: reason in self.event_reasons(plural, name, namespace),
             what=lambda: f"no {reason} event: {self.event_reasons(plural, name, namespace)}",
+        )
+
+    def reconciles(self, kind: str) -> float:
+        """Reconciles of ``kind`` finished so far in this process, whatever their result."""
+        return sum(
+            REGISTRY.get_sample_value("reconcile_total", {"kind": kind, "result": result}) or 0.0
+            for result in RECONCILE_RESULTS
+        )
+
+    def wait_for_reconciles(self, kind: str, count: int, timeout: float = 30.0) -> None:
+        """Until ``count`` more reconciles of ``kind`` finish: "a resync later" as a condition,
+        where a fixed sleep may end before any resync ran. Reconciles of one key never overlap,
+        so with one object the second of them started after this call."""
+        start = self.reconciles(kind)
+        self.eventually(
+            lambda: self.reconciles(kind) - start >= count,
+            timeout,
+            lambda: f"{self.reconciles(kind) - start} of {count} {kind} reconciles",
         )
 
     # --- the cloud, directly --------------------------------------------------------------

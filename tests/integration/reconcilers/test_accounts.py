@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from api_types import ProviderAccount, Secret, registry
+from controller.clock import FakeClock
 from controller.errors import TerminalError
 from controller.store.objects import Store
-from reconcilers.accounts import CREDENTIALS_SECONDS, ProviderRegistry
+from reconcilers.accounts import CATALOGUE_TTL, CREDENTIALS_SECONDS, ProviderRegistry
 
 
 def account(name: str, **spec: object) -> ProviderAccount:
@@ -40,6 +41,23 @@ def test_one_provider_per_account_version(store: Store, tmp_path: Path) -> None:
     assert providers.handle(changed) is not first
 
 
+def test_the_catalogue_is_listed_once_per_ttl_on_the_registry_clock(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    providers = ProviderRegistry(store, simulated_state_dir=tmp_path, clock=clock)
+    stored = store.create(account("sim-a", images={"ubuntu": "img-ubuntu-2204"}))
+    catalogue = providers.handle(stored).catalogue
+    offer = catalogue.offer()
+    assert offer.zones and offer.sizes
+    arch = catalogue.image_arch()
+    clock.set(CATALOGUE_TTL - 0.1)
+    assert catalogue.offer() is offer and catalogue.image_arch() is arch
+    clock.set(CATALOGUE_TTL + 0.1)
+    assert catalogue.offer() is not offer and catalogue.offer() == offer
+    assert catalogue.image_arch() is not arch
+
+
 def test_credentials_come_from_the_secret(store: Store, tmp_path: Path) -> None:
     providers = ProviderRegistry(store, simulated_state_dir=tmp_path)
     needs_secret = store.create(
@@ -61,20 +79,10 @@ def test_credentials_come_from_the_secret(store: Store, tmp_path: Path) -> None:
     assert providers.handle(needs_secret).provider.list_zones()
 
 
-class Ticks:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def now(self) -> float:
-        return self.value
-
-
 def test_a_rotated_secret_is_used_after_at_most_credentials_seconds(
     store: Store, tmp_path: Path
 ) -> None:
-    clock = Ticks()
+    clock = FakeClock()
     providers = ProviderRegistry(store, simulated_state_dir=tmp_path, clock=clock)
     ref = {"namespace": "skybroker-system", "name": "sim-c"}
     secret = store.create(
@@ -92,9 +100,9 @@ def test_a_rotated_secret_is_used_after_at_most_credentials_seconds(
     assert isinstance(secret, Secret)
     secret.string_data = {"key": "AKIA-2", "secret": "two"}
     rotated = store.update(secret.folded())
-    clock.value = CREDENTIALS_SECONDS - 0.1  # not read again yet: no etcd read per reconcile
+    clock.set(CREDENTIALS_SECONDS - 0.1)  # not read again yet: no etcd read per reconcile
     assert providers.handle(stored) is first
-    clock.value = CREDENTIALS_SECONDS + 0.1
+    clock.set(CREDENTIALS_SECONDS + 0.1)
     second = providers.handle(stored)
     assert second is not first
     assert second.version[2] == rotated.metadata.resource_version

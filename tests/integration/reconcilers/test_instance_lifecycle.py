@@ -6,10 +6,10 @@ listing it directly, never through skybroker's status.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from api_types import Instance, InstancePhase, Pool, PoolPolicyType
+from api_types import Instance, InstancePhase, Pool, PoolPolicyType, Quota
+from controller.store.keys import ObjectKey
 from providers import InstanceId
 from reconcilers import instance
 from reconcilers import pool as pool_controller
@@ -81,7 +81,13 @@ def test_placement_is_explained_sticky_and_replaced_after_a_capacity_failure(
     pool = harness.store.get(Pool, "general")
     pool.spec.policy.type = PoolPolicyType.LOWEST_COST
     harness.store.update(pool)
-    time.sleep(2.5)
+
+    def cached_policy() -> PoolPolicyType | None:
+        cached = harness.manager.informer(Pool).peek(ObjectKey(Pool.PLURAL, None, "general"))
+        return None if cached is None else cached.spec.policy.type
+
+    harness.eventually(lambda: cached_policy() == PoolPolicyType.LOWEST_COST)
+    harness.wait_for_reconciles(Instance.KIND, 2)  # a resync that saw the new policy
     again = harness.get(Instance, "web-1", NS)
     assert again is not None and again.status.placement == placement
 
@@ -144,14 +150,15 @@ def test_drift_is_reported_not_corrected(harness: Harness) -> None:
         ),
     )
     assert "Running" in web.status.condition("Drifted").message  # type: ignore[union-attr]
-    time.sleep(2.5)  # a resync later it is still stopped: reported, not corrected
+    # A resync later it is still stopped: reported, not corrected.
+    harness.wait_for_reconciles(Instance.KIND, 2)
     assert {i.state.value for i in provider.list_instances()} == {"stopped"}
     provider.delete_instance(InstanceId(str(web.status.provider_id)))
     web = harness.wait_for(
         Instance, "web-1", NS, lambda i: condition(i, "Drifted") == ("True", "Terminated")
     )
     assert web.status.phase == InstancePhase.FAILED
-    time.sleep(2.5)
+    harness.wait_for_reconciles(Instance.KIND, 2)
     assert provider.list_instances() == []
 
 
@@ -174,9 +181,12 @@ def test_quota_on_direct_writes_then_provisioned_when_usage_falls(harness: Harne
             "kind": "Quota",
             "metadata": {"name": "default", "namespace": NS},
             "spec": {"hard": {"instances": 2}},
-        },
-        *(instance_manifest(f"vm-{i}", pool="general") for i in range(3)),
+        }
     )
+    # The Quota is there before the instances: its cache and theirs are separate watch streams,
+    # and an instance seen before its namespace's Quota would rightly be admitted.
+    harness.eventually(lambda: bool(harness.manager.informer(Quota).list(NS)))
+    harness.apply(*(instance_manifest(f"vm-{i}", pool="general") for i in range(3)))
     for name in ("vm-0", "vm-1"):
         harness.wait_for(Instance, name, NS, phase_is(InstancePhase.RUNNING))
     blocked = harness.wait_for(
@@ -201,7 +211,7 @@ def test_a_converged_system_writes_nothing(harness: Harness) -> None:
     harness.manager.recorder.flush(10)
     prefix = harness.store.layout.prefix
     settled = settled_revisions(harness.store.client, prefix)
-    time.sleep(5.0)  # resync every 2 s: two or more resyncs of each instance
+    harness.wait_for_reconciles(Instance.KIND, 2 * 2)  # resyncs: about two of each instance
     assert key_revisions(harness.store.client, prefix) == settled
 
 

@@ -1,12 +1,13 @@
-"""Scheduling an Instance: quota for direct writes, then placement with the pool's memory.
+"""The instance scheduler: quota for direct writes, then placement with the pool's memory.
 
-Where it sits: called by the Instance reconciler (``reconcilers.instance.reconciler``) while an
-instance has no ``status.placement``. It gathers the inputs of ``reconcilers.placement.place``
-from the caches — candidates and account states through ``reconcilers.scheduling``, hardware
+Where it sits: the placement pipeline's entry for Instances, called by the Instance reconciler
+(``reconcilers.instance.reconciler``) while an instance has no ``status.placement``. It gathers
+the inputs of ``reconcilers.placement.policy.place`` — candidates and account states through
+``reconcilers.placement.inputs``, image architectures from the account's catalogue, hardware
 profiles, the instance's subnet location, the namespace quota — and decides through the
-``reconcilers.pool.PoolScheduler`` every pooled kind uses (per-member load counted from the
-cache plus decisions not cached yet, RoundRobin turns), adding what the process's
-``Deps.memory`` (``reconcilers.memory.PlacementMemory``) knows:
+``reconcilers.placement.pool.PoolScheduler`` every pooled kind uses (per-member load counted
+from the cache plus decisions not cached yet, RoundRobin turns), adding what the process's
+``Deps.memory`` (``reconcilers.placement.memory.PlacementMemory``) knows:
 
 * recent failures per (pool, member) for the failure penalty (also shown in ``Pool.status``);
 * accounts whose API budget ran out recently (``BudgetExhausted``): skipped for the delay the
@@ -21,13 +22,10 @@ admitted once one of the others is deleted — instead of all blocking each othe
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from api_types import (
-    Arch,
     HardwareProfile,
     HardwareProfileSpec,
     Instance,
@@ -44,11 +42,11 @@ from providers import CloudSize
 from reconcilers._common import account_handle
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints
-from reconcilers.memory import PlacementMemory
-from reconcilers.placement import AccountState, Decision, Need
-from reconcilers.pool import PoolScheduler
+from reconcilers.placement.inputs import account_states, candidates
+from reconcilers.placement.memory import PlacementMemory
+from reconcilers.placement.policy import AccountState, Decision, Need
+from reconcilers.placement.pool import PoolScheduler
 from reconcilers.quota import counts_against_quota, namespace_usage, profile_of
-from reconcilers.scheduling import CATALOGUE_TTL, account_states, candidates
 
 __all__ = [
     "QuotaVerdict",
@@ -91,6 +89,8 @@ def _queue_position(instance: Instance) -> tuple[datetime, str]:
 
 
 class Scheduler:
+    """Decides where an Instance goes: its namespace quota first, then placement in its pool."""
+
     def __init__(self, deps: Deps, memory: PlacementMemory) -> None:
         self._deps = deps
         self.memory = memory
@@ -99,8 +99,6 @@ class Scheduler:
         self._profiles = deps.manager.informer(HardwareProfile)
         self._quotas = deps.manager.informer(Quota)
         self._volumes = deps.manager.informer(Volume)
-        self._images_lock = threading.Lock()
-        self._images: dict[str, tuple[float, dict[str, str]]] = {}
 
     def profile(self, name: str) -> HardwareProfile | None:
         return self._profiles.peek(ObjectKey(HardwareProfile.PLURAL, None, name))
@@ -148,22 +146,11 @@ class Scheduler:
         return QuotaVerdict(hard, used, (used + wanted).exceeds(hard))
 
     def _image_arch(self, account: str) -> dict[str, str] | None:
-        """Architecture per image id of ``account``, listed once per ``CATALOGUE_TTL``; None
-        while the cloud cannot say (a guess could pick an arm64 size for an x86_64 image)."""
-        with self._images_lock:
-            known = self._images.get(account)
-        if known is not None and time.monotonic() - known[0] < CATALOGUE_TTL:
-            return known[1]
+        """Architecture per image id of ``account`` (None while the cloud cannot say)."""
         try:
-            images = account_handle(self._deps, account).provider.list_images()
+            return account_handle(self._deps, account).catalogue.image_arch()
         except ReconcileError:
-            return known[1] if known else None
-        # Some clouds report no (or odd) architectures: those images constrain nothing.
-        arches = {a.value for a in Arch}
-        arch: dict[str, str] = {i.id: i.arch for i in images if i.arch in arches}
-        with self._images_lock:
-            self._images[account] = (time.monotonic(), arch)
-        return arch
+            return None
 
     def _complete(self, states: dict[str, AccountState]) -> dict[str, AccountState]:
         """Add image architectures and this controller's view of exhausted API budgets."""
@@ -216,6 +203,6 @@ class Scheduler:
             policy=policy,
             counts_load=counted or (policy is not None and policy.type == "LeastLoaded"),
             failures=self.memory.failures(pool) if pool else {},
-            now=datetime.now(UTC),
+            now=self._deps.clock.wall(),
         )
         return decision, pool

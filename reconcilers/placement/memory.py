@@ -1,6 +1,7 @@
 """What a controller process learned from recent placements, shared by every reconciler.
 
-Where it sits: one :class:`PlacementMemory` per process, in ``Deps.memory``. The Instance
+Where it sits: the feedback loop of the placement pipeline; one :class:`PlacementMemory` per
+process, in ``Deps.memory``, on the process's clock (``Deps.clock``). The Instance
 reconciler feeds it (a create that failed on a member, an account whose API budget ran out);
 placement reads it (the failure penalty, accounts to skip for a moment) and the Pool reconciler
 shows the last failure per member in ``Pool.status``. It is deliberately not durable: a penalty
@@ -11,9 +12,10 @@ have recovered meanwhile, and each failure is also a Warning event on the object
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
+
+from controller.clock import Clock
 
 __all__ = ["SAME_MEMBER_BACKOFF_SECONDS", "PlacementMemory"]
 
@@ -24,7 +26,8 @@ SAME_MEMBER_BACKOFF_SECONDS = 10.0
 class PlacementMemory:
     """What this controller learned from recent placements; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, dict[str, datetime]] = defaultdict(dict)
         self._own: dict[str, tuple[str, float]] = {}
@@ -34,8 +37,8 @@ class PlacementMemory:
         """A create on ``member`` failed terminally for the object ``uid``."""
         with self._lock:
             if pool is not None:
-                self._failures[pool][member] = datetime.now(UTC)
-            self._own[uid] = (member, time.monotonic())
+                self._failures[pool][member] = self._clock.wall()
+            self._own[uid] = (member, self._clock.now())
 
     def recently_failed(self, uid: str, member: str) -> float:
         """Seconds ``uid`` should still wait before trying ``member`` again (0 = go ahead).
@@ -47,7 +50,7 @@ class PlacementMemory:
             failed = self._own.get(uid)
         if failed is None or failed[0] != member:
             return 0.0
-        return max(0.0, failed[1] + SAME_MEMBER_BACKOFF_SECONDS - time.monotonic())
+        return max(0.0, failed[1] + SAME_MEMBER_BACKOFF_SECONDS - self._clock.now())
 
     def failures(self, pool: str) -> dict[str, datetime]:
         with self._lock:
@@ -55,8 +58,8 @@ class PlacementMemory:
 
     def record_budget_exhausted(self, account: str, delay: float | None) -> None:
         with self._lock:
-            self._budget_until[account] = time.monotonic() + (delay or 1.0)
+            self._budget_until[account] = self._clock.now() + (delay or 1.0)
 
     def budget_exhausted(self, account: str) -> bool:
         with self._lock:
-            return self._budget_until.get(account, 0.0) > time.monotonic()
+            return self._budget_until.get(account, 0.0) > self._clock.now()

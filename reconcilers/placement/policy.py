@@ -1,10 +1,12 @@
 """Placement (DESIGN §6): filter the candidates of a pool, then rank them by the pool policy.
 
-Where it sits: pure functions over plain inputs, called by the reconcilers that schedule
-(Instance; Subnet and Volume too). The caller gathers the inputs from its caches — accounts and
-their catalogues, pool members, load, recent failures, the namespace quota — and writes the
-outcome to ``status.placement`` and ``status.rejections``. Nothing here does I/O or reads a
-clock, so every policy is unit-testable.
+Where it sits: the pure core of the placement pipeline (``reconcilers.placement``): functions
+over plain inputs, called through the schedulers (``pool.PoolScheduler`` for every pooled kind,
+``instance.Scheduler`` for Instances). The callers gather the inputs from the caches
+(``inputs``) — accounts and their catalogues, pool members, load, recent failures
+(``memory``), the namespace quota — and write the outcome to ``status.placement`` and
+``status.rejections``. Nothing here does I/O or reads a clock (``now`` is an argument), so
+every policy is unit-testable.
 
 API::
 
@@ -15,7 +17,7 @@ API::
         policy=pool.spec.policy,              # None without a pool
         load={"sim-a": 3},                    # objects already placed per member key
         failures={"sim-b": datetime(...)},    # last failed placement per member key
-        now=datetime.now(UTC),
+        now=clock.wall(),                     # the caller reads its clock, never this module
         rotation=7,                           # RoundRobin cursor, supplied by the caller
     )
     decision.chosen      # Option | None: account, region, zone, size, image id, member key
@@ -48,7 +50,7 @@ from enum import StrEnum
 
 from api_types import PlacementRejection, PoolPolicy, PoolPolicyType, PoolSpec, QuotaUsage
 from api_types.tenancy import QuotaLimits
-from providers import CloudSize
+from providers.types import CloudSize
 from reconcilers.hardware import HardwareConstraints, cheapest_match
 
 __all__ = [

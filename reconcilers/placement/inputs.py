@@ -1,22 +1,21 @@
-"""Inputs of placement gathered from the caches and the clouds, and the call to ``place``.
+"""Inputs of placement gathered from the caches and the clouds.
 
-Where it sits: between ``reconcilers.placement`` (pure policy) and the reconcilers that bind an
-object to a pool member (``reconcilers.pool.PoolScheduler`` for every pooled kind, with the
-Instance scheduler's richer ``Need``): :func:`account_states` and :func:`candidates`.
+Where it sits: the second step of the placement pipeline, between the pure policy
+(``reconcilers.placement.policy``) and the schedulers that bind an object to a pool member
+(``reconcilers.placement.pool.PoolScheduler`` for every pooled kind, with the Instance
+scheduler's richer ``Need`` in ``reconcilers.placement.instance``):
 
-* :func:`account_states` — ``placement.AccountState`` per account: region, zones and sizes
-  from a per-account catalogue (listed once per ``CATALOGUE_TTL`` through the guarded
-  provider), images from the spec, and ``problem`` when the account must not be scheduled on:
-  its ``Ready`` condition is False (the ProviderAccount health probe), its circuit is open,
-  or its catalogue cannot be read.
+* :func:`account_states` — ``AccountState`` per account: region, zones and sizes from the
+  account's catalogue (``AccountHandle.catalogue``, listed once per ``CATALOGUE_TTL`` through
+  the guarded provider), images from the spec, and ``problem`` when the account must not be
+  scheduled on: its ``Ready`` condition is False (the ProviderAccount health probe), its
+  circuit is open, or its catalogue cannot be read.
 * :func:`candidates` — a pool's members (honouring ``allowedNamespaces``) or the one account a
   spec names, plus the pool policy; :class:`Unschedulable` when the pool is missing or closed.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,68 +24,21 @@ from api_types.common import TargetSpec
 from api_types.meta import ConditionStatus
 from controller.errors import ReconcileError, Unschedulable
 from controller.store.keys import ObjectKey
-from providers import CloudSize
 from providers.budget import BreakerState
 from reconcilers._common import account_handle
 from reconcilers.deps import Deps
-from reconcilers.placement import AccountState, Candidate, candidates_of_pool
+from reconcilers.placement.policy import AccountState, Candidate, candidates_of_pool
 
-__all__ = [
-    "CATALOGUE_TTL",
-    "Targets",
-    "Unschedulable",
-    "account_sizes",
-    "account_states",
-    "candidates",
-]
-
-#: Zones and sizes of a cloud change rarely: one list per account per this many seconds.
-CATALOGUE_TTL = 600.0
+__all__ = ["Targets", "Unschedulable", "account_states", "candidates"]
 
 
 @dataclass(frozen=True)
 class Targets:
+    """Where an object may go: the candidates, the pool's policy and the pool (None without)."""
+
     candidates: list[Candidate]
     policy: PoolPolicy | None
     pool: str | None
-
-
-@dataclass(frozen=True)
-class _Catalogue:
-    version: tuple[str, int, str]
-    fetched: float
-    zones: tuple[str, ...]
-    sizes: tuple[CloudSize, ...]
-
-
-_catalogues: dict[str, _Catalogue] = {}
-_catalogues_lock = threading.Lock()
-
-
-def _catalogue(deps: Deps, name: str) -> _Catalogue:
-    handle = account_handle(deps, name)
-    with _catalogues_lock:
-        known = _catalogues.get(name)
-    if (
-        known is not None
-        and known.version == handle.version
-        and time.monotonic() - known.fetched < CATALOGUE_TTL
-    ):
-        return known
-    zones = tuple(z.name for z in handle.provider.list_zones() if z.available)
-    sizes = tuple(handle.provider.list_sizes())
-    fresh = _Catalogue(handle.version, time.monotonic(), zones, sizes)
-    with _catalogues_lock:
-        _catalogues[name] = fresh
-    return fresh
-
-
-def account_sizes(deps: Deps, name: str) -> dict[str, CloudSize]:
-    """The account's sizes by id, from the catalogue (empty if the cloud cannot say now)."""
-    try:
-        return {size.id: size for size in _catalogue(deps, name).sizes}
-    except ReconcileError:
-        return {}
 
 
 def _account_problem(account: ProviderAccount) -> str | None:
@@ -110,16 +62,17 @@ def account_states(deps: Deps, names: Iterable[str]) -> dict[str, AccountState]:
         problem = _account_problem(account)
         if problem is None:
             try:
-                gate = account_handle(deps, name).provider.gate
+                handle = account_handle(deps, name)
+                gate = handle.provider.gate
                 if gate.breaker.state is BreakerState.OPEN:
                     problem = gate.circuit_message()
                 else:
-                    catalogue = _catalogue(deps, name)
+                    offer = handle.catalogue.offer()
                     state = AccountState(
                         name=name,
                         region=account.spec.region,
-                        zones=catalogue.zones,
-                        sizes=catalogue.sizes,
+                        zones=offer.zones,
+                        sizes=offer.sizes,
                         images=dict(account.spec.images),
                     )
             except ReconcileError as exc:

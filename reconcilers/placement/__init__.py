@@ -1,0 +1,56 @@
+"""Placement (DESIGN §6): where an object that names a pool or an account is created.
+
+Where it sits: between the caches and clouds and the reconcilers that bind objects (Instance,
+Subnet, Volume) to a pool member. The pipeline, one module per step:
+
+* ``policy`` — pure functions: filter the candidates, rank them by the pool policy (no I/O, no
+  clock; the worked example is there);
+* ``inputs`` — what the policy needs, gathered from the caches and the accounts' catalogues:
+  account states, a pool's candidates;
+* ``pool`` — :class:`PoolScheduler`, the decisions in a pool with load and RoundRobin turns,
+  shared by every pooled kind;
+* ``instance`` — :class:`Scheduler`, the Instance's namespace quota and its richer need;
+* ``memory`` — :class:`PlacementMemory`, what the process learned from recent placements
+  (failure penalty, exhausted API budgets), on the injected clock.
+"""
+
+from reconcilers.placement.inputs import Targets, Unschedulable, account_states, candidates
+from reconcilers.placement.instance import QuotaVerdict, Scheduler, tightest
+from reconcilers.placement.memory import SAME_MEMBER_BACKOFF_SECONDS, PlacementMemory
+from reconcilers.placement.policy import (
+    AccountState,
+    Candidate,
+    Decision,
+    Need,
+    Option,
+    Rejection,
+    RejectionCode,
+    candidates_of_pool,
+    place,
+)
+from reconcilers.placement.pool import BY_POOL, PoolScheduler, per_member, pool_index
+
+__all__ = [
+    "BY_POOL",
+    "SAME_MEMBER_BACKOFF_SECONDS",
+    "AccountState",
+    "Candidate",
+    "Decision",
+    "Need",
+    "Option",
+    "PlacementMemory",
+    "PoolScheduler",
+    "QuotaVerdict",
+    "Rejection",
+    "RejectionCode",
+    "Scheduler",
+    "Targets",
+    "Unschedulable",
+    "account_states",
+    "candidates",
+    "candidates_of_pool",
+    "per_member",
+    "place",
+    "pool_index",
+    "tightest",
+]
