@@ -161,9 +161,7 @@ def _validate_repo_path(value: str) -> str:
     if not 1 <= len(value) <= _MAX_PATH_LENGTH:
         raise ValueError(f"must be 1-{_MAX_PATH_LENGTH} characters (got {len(value)})")
     if value.startswith("/") or "\\" in value or not value.isprintable():
-        raise ValueError(
-            f"{value!r} must be a path relative to the repository root, '/'-separated"
-        )
+        raise ValueError(f"{value!r} must be a path relative to the repository root, '/'-separated")
     if ".." in value.split("/"):
         raise ValueError(f"{value!r} must not contain '..': it stays inside the repository")
     return value
@@ -231,15 +229,11 @@ class GitSourceSpec(WireModel):
     prune: StrictBool = Field(
         False, description="Delete the objects that left git (in reverse kind order)."
     )
-    wait: StrictBool = Field(
-        False, description="Ready only when every applied object is Ready."
-    )
+    wait: StrictBool = Field(False, description="Ready only when every applied object is Ready.")
     timeout: Timeout = Field(
         "5m", description="How long to wait for the applied objects' health (1s to 24h)."
     )
-    depends_on: Annotated[
-        list[GitSourceDependency], Field(max_length=_MAX_DEPENDENCIES)
-    ] = Field(
+    depends_on: Annotated[list[GitSourceDependency], Field(max_length=_MAX_DEPENDENCIES)] = Field(
         default_factory=list,
         description="GitSources of this namespace that must be Ready before this one applies.",
     )
@@ -263,9 +257,7 @@ class GitSourceSpec(WireModel):
         seen: set[str] = set()
         for index, dependency in enumerate(self.depends_on):
             if dependency.name in seen:
-                raise field_error(
-                    ("dependsOn", index, "name"), "is listed twice", dependency.name
-                )
+                raise field_error(("dependsOn", index, "name"), "is listed twice", dependency.name)
             seen.add(dependency.name)
         return self
 

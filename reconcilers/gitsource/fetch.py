@@ -115,9 +115,10 @@ def remote_revision(url: str, ref: GitRef, credentials: Credentials | None = Non
     """
     described = describe_ref(ref)
     name = _ref_name(ref)
-    with typed_errors(url, described, credentials), open_client(
-        url, described, credentials
-    ) as (client, path):
+    with (
+        typed_errors(url, described, credentials),
+        open_client(url, described, credentials) as (client, path),
+    ):
         listing = client.get_refs(path, ref_prefix=[name or Ref(b"HEAD")])
         if ref.commit is not None:
             return Revision(None, ref.commit)
@@ -148,9 +149,7 @@ def _cache_repository(cache_dir: Path, url: str) -> Iterator[Repo]:
             yield repo
 
 
-def fetch(
-    url: str, ref: GitRef, credentials: Credentials | None, cache_dir: Path
-) -> Checkout:
+def fetch(url: str, ref: GitRef, credentials: Credentials | None, cache_dir: Path) -> Checkout:
     """Bring ``ref``'s commit into the cache of ``url`` (fetching only what is missing) and
     return it checked out — in the object store, no working tree."""
     described = describe_ref(ref)
@@ -164,9 +163,10 @@ def fetch(
             advertised.update(_wanted_refs(refs, name))
             return sorted({sha for sha in advertised.values() if sha not in repo.object_store})
 
-        with typed_errors(url, described, credentials), open_client(
-            url, described, credentials
-        ) as (client, path):
+        with (
+            typed_errors(url, described, credentials),
+            open_client(url, described, credentials) as (client, path),
+        ):
             client.fetch(path, repo, determine_wants=determine_wants, ref_prefix=_prefix(name))
         for ref_name, sha in advertised.items():
             if repo.refs.read_ref(ref_name) != sha:  # an unchanged ref writes nothing

@@ -220,9 +220,7 @@ def test_switches_are_strict_booleans(field: str, value: Any) -> None:
         ("net", "spec.dependsOn", ("list",)),
     ],
 )  # fmt: skip
-def test_bad_dependencies_are_refused(
-    depends_on: Any, path: str, words: tuple[str, ...]
-) -> None:
+def test_bad_dependencies_are_refused(depends_on: Any, path: str, words: tuple[str, ...]) -> None:
     assert_rejected(manifest(dependsOn=depends_on), path, *words)
 
 

@@ -211,9 +211,7 @@ def test_no_repository_at_the_url_is_terminal(
     assert isinstance(failed.value, TerminalError) and url in str(failed.value)
 
 
-def test_a_wrong_http_password_is_terminal_and_never_shown(
-    origin: Origin, cache_dir: Path
-) -> None:
+def test_a_wrong_http_password_is_terminal_and_never_shown(origin: Origin, cache_dir: Path) -> None:
     origin.commit(FILES)
     wrong = Credentials(username=USER, password="wrong-" + PASSWORD)
     with http_server(origin, basic_auth=True) as served:
