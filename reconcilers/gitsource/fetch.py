@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import re
+import shutil
 import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dulwich.client import LocalGitClient
+from dulwich.errors import NotGitRepository
 from dulwich.object_store import peel_sha
 from dulwich.objects import Commit, ObjectID, Tree
 from dulwich.refs import Ref
@@ -139,12 +141,17 @@ def cache_path(cache_dir: Path, url: str) -> Path:
 
 @contextmanager
 def _cache_repository(cache_dir: Path, url: str) -> Iterator[Repo]:
-    """The cache repository of ``url``, created on first use, locked while the block runs."""
+    """The cache repository of ``url``, locked while the block runs; created on first use, and
+    created afresh when a process died while creating it (it is only a cache)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_path(cache_dir, url)
     with open(path.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        repo = Repo(str(path)) if path.exists() else Repo.init_bare(str(path), mkdir=True)
+        try:
+            repo = Repo(str(path))
+        except NotGitRepository:
+            shutil.rmtree(path, ignore_errors=True)
+            repo = Repo.init_bare(str(path), mkdir=True)
         with repo:
             yield repo
 
@@ -156,27 +163,34 @@ def fetch(url: str, ref: GitRef, credentials: Credentials | None, cache_dir: Pat
     name = _ref_name(ref)
     with _cache_repository(cache_dir, url) as repo:
         advertised: dict[Ref, ObjectID] = {}
+        pinned = None if ref.commit is None else ObjectID(ref.commit.encode())
 
         def determine_wants(
             refs: Mapping[Ref, ObjectID | None], depth: int | None = None
         ) -> list[ObjectID]:
             advertised.update(_wanted_refs(refs, name))
+            if pinned is not None and pinned in repo.object_store:
+                return []  # a commit never changes: once cached, nothing more is needed
             return sorted({sha for sha in advertised.values() if sha not in repo.object_store})
 
         with (
             typed_errors(url, described, credentials),
             open_client(url, described, credentials) as (client, path),
         ):
-            client.fetch(path, repo, determine_wants=determine_wants, ref_prefix=_prefix(name))
+            client.fetch(path, repo, determine_wants=determine_wants, ref_prefix=_prefixes(name))
         for ref_name, sha in advertised.items():
-            if repo.refs.read_ref(ref_name) != sha:  # an unchanged ref writes nothing
+            # an unchanged ref writes nothing; one whose objects were not fetched is not kept
+            if sha in repo.object_store and repo.refs.read_ref(ref_name) != sha:
                 repo.refs[ref_name] = sha
         commit = _resolve_commit(repo, ref, name, advertised, display_url(url), described)
         return Checkout(display_url(url), Path(repo.path), _revision(ref, commit))
 
 
-def _prefix(name: Ref | None) -> list[Ref] | None:
-    return None if name is None else [name]
+_BRANCHES_AND_TAGS = (Ref(b"refs/heads/"), Ref(b"refs/tags/"))
+
+
+def _prefixes(name: Ref | None) -> list[Ref]:
+    return list(_BRANCHES_AND_TAGS) if name is None else [name]
 
 
 def _wanted_refs(refs: Mapping[Ref, ObjectID | None], name: Ref | None) -> dict[Ref, ObjectID]:
@@ -187,7 +201,7 @@ def _wanted_refs(refs: Mapping[Ref, ObjectID | None], name: Ref | None) -> dict[
         for ref_name, sha in refs.items()
         if sha is not None
         and not ref_name.endswith(_PEELED)
-        and (ref_name == name if name is not None else ref_name.startswith(b"refs/"))
+        and (ref_name == name if name is not None else ref_name.startswith(_BRANCHES_AND_TAGS))
     }
 
 

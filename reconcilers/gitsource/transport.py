@@ -20,7 +20,7 @@ import shlex
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -139,7 +139,8 @@ def open_client(
             )
         else:
             client, path = get_transport_and_path(url)
-        yield client, path.encode()
+        with closing(client):
+            yield client, path.encode()
         return
     with tempfile.TemporaryDirectory(prefix="skybroker-ssh-") as directory:
         try:
@@ -149,7 +150,8 @@ def open_client(
         client, path = get_transport_and_path(
             url, username=credentials.username, key_filename=key_file, ssh_command=command
         )
-        yield client, path.encode()
+        with closing(client):
+            yield client, path.encode()
 
 
 def _http_config() -> ConfigDict:

@@ -149,9 +149,10 @@ def test_a_commit_ref_checks_out_that_commit(served: Served, cache_dir: Path) ->
     assert str(checkout.revision) == f"sha1:{old}"
     assert list(checkout.manifests()) == [("a.yaml", b"v: 1\n")]
     assert remote_revision(served.url, ref, served.credentials) == checkout.revision
-    if served.log:  # cached now: the next look is one lookup, nothing fetched
+    if served.log:  # cached now: a commit never changes, whatever the branches do
+        served.origin.commit({"a.yaml": b"v: 3\n"})
         served.log.clear()
-        fetch(served.url, ref, served.credentials, cache_dir)
+        assert fetch(served.url, ref, served.credentials, cache_dir) == checkout
         assert len(served.log.requests) == 1 and served.log.fetches == []
 
 
@@ -248,6 +249,18 @@ def test_one_cache_repository_per_url(origin: Origin, cache_dir: Path, tmp_path:
         c.repository.name for c in checkouts
     )
     assert all(os.path.isfile(c.repository / "HEAD") for c in checkouts)  # bare repositories
+
+
+def test_a_cache_left_half_made_is_made_again(origin: Origin, cache_dir: Path) -> None:
+    origin.commit(FILES)
+    url = f"file://{origin.path}"
+    broken = cache_path(cache_dir, url)
+    broken.mkdir(parents=True)
+    (broken / "objects").mkdir()  # a process died while creating it
+
+    checkout = fetch(url, MAIN, None, cache_dir)
+
+    assert list(checkout.manifests()) == [("envs/prod/web.yaml", b"kind: Instance\n")]
 
 
 def test_revision_strings_round_trip() -> None:
