@@ -36,7 +36,14 @@ from reconcilers.gitsource.errors import (
     RepositoryUnreachable,
 )
 
-__all__ = ["NETWORK_TIMEOUT_SECONDS", "Credentials", "open_client", "ssh_options", "typed_errors"]
+__all__ = [
+    "NETWORK_TIMEOUT_SECONDS",
+    "Credentials",
+    "display_url",
+    "open_client",
+    "ssh_options",
+    "typed_errors",
+]
 
 #: Seconds an http(s) request or an ssh connection attempt may take.
 NETWORK_TIMEOUT_SECONDS = 60
@@ -170,7 +177,9 @@ def typed_errors(url: str, ref: str, credentials: Credentials | None) -> Iterato
     except GitFetchError:
         raise
     except HTTPUnauthorized:
-        raise AuthenticationFailed(shown, ref, "the server refused the credentials") from None
+        raise AuthenticationFailed(
+            shown, ref, "authentication failed (HTTP 401): check the credentials Secret"
+        ) from None
     except NotGitRepository:
         raise RepositoryNotFound(shown, ref, "no git repository there") from None
     except (GitProtocolError, OSError) as exc:  # HangupException is a GitProtocolError
