@@ -10,6 +10,7 @@ URL and the ref, never the password; manifests come out in a fixed order, within
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,15 @@ def test_one_cache_repository_per_url(origin: Origin, cache_dir: Path, tmp_path:
         c.repository.name for c in checkouts
     )
     assert all(os.path.isfile(c.repository / "HEAD") for c in checkouts)  # bare repositories
+
+
+def test_concurrent_fetches_of_one_url_take_turns(counted: Served, cache_dir: Path) -> None:
+    sha = counted.origin.commit(FILES)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        checkouts = list(pool.map(lambda _: fetch(counted.url, MAIN, None, cache_dir), range(4)))
+
+    assert {str(c.revision) for c in checkouts} == {f"main@sha1:{sha}"}
+    assert counted.log is not None and counted.log.fetches == [[sha]]  # one pack, then cached
 
 
 def test_a_cache_left_half_made_is_made_again(origin: Origin, cache_dir: Path) -> None:
