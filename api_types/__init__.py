@@ -34,6 +34,17 @@ from api_types.compute import (
     PowerState,
 )
 from api_types.events import Event, EventSource, EventType, InvolvedObject
+from api_types.gitops import (
+    GitArtifact,
+    GitRef,
+    GitSource,
+    GitSourceCondition,
+    GitSourceDependency,
+    GitSourceSpec,
+    GitSourceStatus,
+    InventoryEntry,
+    LocalSecretReference,
+)
 from api_types.meta import (
     API_VERSION,
     Condition,
@@ -130,6 +141,13 @@ __all__ = [
     "FirewallRule",
     "FirewallSpec",
     "FirewallStatus",
+    "GitArtifact",
+    "GitRef",
+    "GitSource",
+    "GitSourceCondition",
+    "GitSourceDependency",
+    "GitSourceSpec",
+    "GitSourceStatus",
     "HardwareProfile",
     "HardwareProfileSpec",
     "HardwareProfileStatus",
@@ -141,8 +159,10 @@ __all__ = [
     "InstanceSpec",
     "InstanceStatus",
     "IntRange",
+    "InventoryEntry",
     "InvolvedObject",
     "KindInfo",
+    "LocalSecretReference",
     "ManagedResourceCounts",
     "Namespace",
     "NamespacePhase",

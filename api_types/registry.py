@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 from api_types.accounts import HardwareProfile, ProviderAccount
 from api_types.compute import Instance
 from api_types.events import Event
+from api_types.gitops import GitSource
 from api_types.meta import Resource, Scope, WireModel
 from api_types.network import Firewall, Subnet
 from api_types.pools import Pool
@@ -59,6 +60,7 @@ _MODELS: tuple[type[Resource], ...] = (
     Role,
     RoleBinding,
     Event,
+    GitSource,
 )
 
 

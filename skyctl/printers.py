@@ -155,6 +155,13 @@ _COLUMNS: dict[str, list[Column]] = {
         Column("VOLUMES", lambda obj: _used(obj, "volumes"), wide=True),
         Column("VOLUME-GIB", lambda obj: _used(obj, "volumeGiB"), wide=True),
     ],
+    "GitSource": [
+        _path("URL", "spec.url"),
+        _path("REVISION", "status.artifact.revision"),
+        _READY,
+        _path("APPLIED", "status.lastAppliedRevision", wide=True),
+        Column("SUSPENDED", lambda obj: bool(lookup_path(obj, "spec.suspend")), wide=True),
+    ],
     "Namespace": [_PHASE],
     "Secret": [
         _path("TYPE", "type"),

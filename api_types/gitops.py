@@ -1,0 +1,336 @@
+"""GitOps kind: GitSource keeps a directory of a git repository applied (DESIGN §9).
+
+Where it sits: pure data, namespaced. The GitSource reconciler reads the spec, the fetch layer
+(``reconcilers.gitsource.fetch``) resolves ``url`` + ``ref`` to a revision and reads the
+manifests under ``path``, the apply path writes them as ``serviceAccount``; the reconciler
+records what it fetched, applied and owns in the status. The labels and annotations the apply
+path puts on managed objects are named here, beside the kind, because they are public contract.
+
+Every field is checked at admission, so a GitSource that could never work (an ``ftp://`` URL,
+two refs, a path escaping the repository, an interval of a century) is refused with the field
+named instead of failing on every poll:
+
+- ``url``: one of the schemes dulwich speaks (file, git, http, https, ssh); a host for every
+  scheme but file; no password in the URL (it would be stored and shown in clear — credentials
+  live in the Secret named by ``credentialsRef``);
+- ``ref``: exactly one of ``branch``, ``tag``, ``commit`` (a full 40-hex sha1);
+- ``path``: relative to the repository root, ``/``-separated, no ``..`` component;
+- ``interval``/``timeout``: durations such as ``"90s"``, ``"5m"``, ``"1h30m"``, within bounds.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, StrictBool, StrictStr, model_validator
+
+from api_types.common import ObjectName, field_error
+from api_types.meta import PhaselessStatus, Resource, Scope, WireModel
+from api_types.validation import validate_token
+
+__all__ = [
+    "GIT_URL_SCHEMES",
+    "MAX_INTERVAL_SECONDS",
+    "MAX_TIMEOUT_SECONDS",
+    "MIN_INTERVAL_SECONDS",
+    "PRUNE_ANNOTATION",
+    "PRUNE_DISABLED",
+    "REVISION_ANNOTATION",
+    "SOURCE_LABEL",
+    "GitArtifact",
+    "GitRef",
+    "GitSource",
+    "GitSourceCondition",
+    "GitSourceDependency",
+    "GitSourceSpec",
+    "GitSourceStatus",
+    "InventoryEntry",
+    "LocalSecretReference",
+    "duration_seconds",
+    "source_label_value",
+]
+
+#: Label on every object a GitSource applied: ``{namespace}.{name}`` of the GitSource.
+SOURCE_LABEL = "gitops.skybroker.io/source"
+#: Annotation on every applied object: the revision it was applied from.
+REVISION_ANNOTATION = "gitops.skybroker.io/revision"
+#: Annotation that keeps an object when it leaves git (value :data:`PRUNE_DISABLED`).
+PRUNE_ANNOTATION = "gitops.skybroker.io/prune"
+PRUNE_DISABLED = "disabled"
+
+#: URL schemes the fetch layer speaks.
+GIT_URL_SCHEMES = ("file", "git", "http", "https", "ssh")
+_MAX_URL_LENGTH = 2048
+_MAX_PATH_LENGTH = 1024
+_MAX_REF_LENGTH = 255
+_MAX_DEPENDENCIES = 64
+
+#: Polling more often than this only loads the git server: a webhook syncs at once.
+MIN_INTERVAL_SECONDS = 5
+#: One week.
+MAX_INTERVAL_SECONDS = 7 * 24 * 3600
+#: Waiting for health longer than a day means something else is wrong.
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+_DURATION = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,6})s)?")
+#: What git refuses in a ref name (git-check-ref-format), plus whitespace and control chars.
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+def source_label_value(namespace: str, name: str) -> str:
+    """The :data:`SOURCE_LABEL` value of GitSource ``namespace/name``."""
+    return f"{namespace}.{name}"
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds of a duration written ``"90s"``, ``"5m"``, ``"2h"`` or ``"1h30m15s"``."""
+    match = _DURATION.fullmatch(value)
+    if not value or match is None:
+        raise ValueError(
+            f"{value!r} is not a duration: write hours, minutes and seconds like 90s, 5m, 1h30m"
+        )
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _bounded_duration(low: int, high: int) -> AfterValidator:
+    def check(value: str) -> str:
+        seconds = duration_seconds(value)
+        if not low <= seconds <= high:
+            raise ValueError(f"{value!r} must be between {low}s and {high // 3600}h")
+        return value
+
+    return AfterValidator(check)
+
+
+def _validate_git_url(value: str) -> str:
+    if len(value) > _MAX_URL_LENGTH:
+        raise ValueError(f"must be no more than {_MAX_URL_LENGTH} characters (got {len(value)})")
+    if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError(f"{value!r} is not a URL: it contains spaces or non-ASCII characters")
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in GIT_URL_SCHEMES:
+        raise ValueError(f"{value!r}: the scheme must be one of {', '.join(GIT_URL_SCHEMES)}")
+    if parts.scheme == "file":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ValueError(f"{value!r}: a file URL is file:///absolute/path (no host)")
+    elif not parts.hostname:
+        raise ValueError(f"{value!r} has no host")
+    if parts.password is not None:
+        raise ValueError(
+            "must not contain a password (it would be stored and shown in clear): "
+            "put it in the Secret named by credentialsRef"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: a repository URL has no query or fragment")
+    return value
+
+
+def _validate_ref_name(value: str) -> str:
+    if not 1 <= len(value) <= _MAX_REF_LENGTH:
+        raise ValueError(f"must be 1-{_MAX_REF_LENGTH} characters (got {len(value)})")
+    if (
+        _BAD_REF_CHARS.search(value)
+        or ".." in value
+        or "//" in value
+        or "@{" in value
+        or value.startswith(("-", "/", "."))
+        or value.endswith(("/", ".", ".lock"))
+        or "/." in value
+    ):
+        raise ValueError(f"{value!r} is not a valid git branch or tag name")
+    return value
+
+
+def _validate_commit(value: str) -> str:
+    if not _SHA1.fullmatch(value):
+        raise ValueError(f"{value!r} is not a commit: give the full 40-hex sha1 in lower case")
+    return value
+
+
+def _validate_repo_path(value: str) -> str:
+    if not 1 <= len(value) <= _MAX_PATH_LENGTH:
+        raise ValueError(f"must be 1-{_MAX_PATH_LENGTH} characters (got {len(value)})")
+    if value.startswith("/") or "\\" in value or not value.isprintable():
+        raise ValueError(f"{value!r} must be a path relative to the repository root, '/'-separated")
+    if ".." in value.split("/"):
+        raise ValueError(f"{value!r} must not contain '..': it stays inside the repository")
+    return value
+
+
+GitUrl = Annotated[str, AfterValidator(_validate_git_url)]
+RefName = Annotated[str, AfterValidator(_validate_ref_name)]
+CommitSha = Annotated[str, AfterValidator(_validate_commit)]
+RepoPath = Annotated[str, AfterValidator(_validate_repo_path)]
+UserName = Annotated[str, AfterValidator(validate_token)]
+Interval = Annotated[StrictStr, _bounded_duration(MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)]
+Timeout = Annotated[StrictStr, _bounded_duration(1, MAX_TIMEOUT_SECONDS)]
+
+
+class GitRef(WireModel):
+    """What to follow in the repository: exactly one of a branch, a tag or a commit."""
+
+    branch: RefName | None = Field(None, description="Branch to follow, e.g. main.")
+    tag: RefName | None = Field(None, description="Tag to apply, e.g. v1.2.0.")
+    commit: CommitSha | None = Field(None, description="Commit to apply: a full 40-hex sha1.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GitRef:
+        given = [name for name in ("branch", "tag", "commit") if getattr(self, name) is not None]
+        if not given:
+            raise field_error(("branch",), "exactly one of branch, tag or commit is required", None)
+        if len(given) > 1:
+            raise field_error(
+                (given[1],),
+                f"must not be set together with {given[0]}: give exactly one of branch, tag "
+                "or commit",
+                getattr(self, given[1]),
+            )
+        return self
+
+
+class LocalSecretReference(WireModel):
+    """A Secret in the GitSource's own namespace (a tenant cannot point into another)."""
+
+    name: ObjectName = Field(description="Name of the Secret.")
+
+
+class GitSourceDependency(WireModel):
+    """Another GitSource of the same namespace that must be Ready first."""
+
+    name: ObjectName = Field(description="Name of the GitSource.")
+
+
+class GitSourceSpec(WireModel):
+    url: GitUrl = Field(
+        description="Repository URL: file://, git://, http(s):// or ssh:// (no password in it)."
+    )
+    ref: GitRef = Field(
+        default_factory=lambda: GitRef(branch="main"),
+        description="Exactly one of {branch}, {tag} or {commit}; default {branch: main}.",
+    )
+    path: RepoPath | None = Field(
+        None,
+        description="Directory applied recursively (*.yaml, *.yml, *.json); absent = the "
+        "repository root.",
+    )
+    interval: Interval = Field(
+        "60s", description="How often the ref is looked up, e.g. 60s or 5m (5s to 168h)."
+    )
+    prune: StrictBool = Field(
+        False, description="Delete the objects that left git (in reverse kind order)."
+    )
+    wait: StrictBool = Field(False, description="Ready only when every applied object is Ready.")
+    timeout: Timeout = Field(
+        "5m", description="How long to wait for the applied objects' health (1s to 24h)."
+    )
+    depends_on: Annotated[list[GitSourceDependency], Field(max_length=_MAX_DEPENDENCIES)] = Field(
+        default_factory=list,
+        description="GitSources of this namespace that must be Ready before this one applies.",
+    )
+    suspend: StrictBool = Field(False, description="Stop syncing (nothing fetched or applied).")
+    credentials_ref: LocalSecretReference | None = Field(
+        None,
+        description="Secret with username/password (http) or identity + known_hosts (ssh).",
+    )
+    webhook_secret_ref: LocalSecretReference | None = Field(
+        None,
+        description="Secret whose webhookSecret entry keys the webhook's HMAC signature.",
+    )
+    service_account: UserName | None = Field(
+        None,
+        description="The user the apply is authorised as; absent = "
+        "system:gitsource:{namespace}:{name}.",
+    )
+
+    @model_validator(mode="after")
+    def _dependencies_are_distinct(self) -> GitSourceSpec:
+        seen: set[str] = set()
+        for index, dependency in enumerate(self.depends_on):
+            if dependency.name in seen:
+                raise field_error(("dependsOn", index, "name"), "is listed twice", dependency.name)
+            seen.add(dependency.name)
+        return self
+
+    @property
+    def interval_seconds(self) -> int:
+        return duration_seconds(self.interval)
+
+    @property
+    def timeout_seconds(self) -> int:
+        return duration_seconds(self.timeout)
+
+
+class GitArtifact(WireModel):
+    """The revision last fetched, and when."""
+
+    revision: str = Field(min_length=1, description="e.g. main@sha1:<hex>.")
+    fetched_at: datetime = Field(description="When it was fetched (RFC 3339).")
+
+
+class InventoryEntry(WireModel):
+    """One object the GitSource applied and manages."""
+
+    kind: str = Field(min_length=1, description="Kind of the object.")
+    namespace: str | None = Field(None, description="Namespace; absent for cluster-scoped kinds.")
+    name: str = Field(min_length=1, description="Name of the object.")
+    uid: str | None = Field(None, description="UID of the object when it was applied.")
+
+
+class GitSourceCondition(StrEnum):
+    """The condition types a GitSource reports."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    HEALTHY = "Healthy"
+
+
+class GitSourceStatus(PhaselessStatus):
+    """What was fetched, attempted, applied and is managed; conditions say how it went."""
+
+    artifact: GitArtifact | None = Field(None, description="The revision last fetched.")
+    last_applied_revision: str | None = Field(
+        None, description="The revision whose documents are all applied."
+    )
+    last_attempted_revision: str | None = Field(
+        None, description="The revision last tried (differs from lastAppliedRevision on failure)."
+    )
+    inventory: list[InventoryEntry] = Field(
+        default_factory=list, description="Objects applied from git and managed (pruned later)."
+    )
+
+
+class GitSource(Resource):
+    """Keeps a directory of a git repository applied: fetched, validated, applied, pruned."""
+
+    KIND: ClassVar[str] = "GitSource"
+    PLURAL: ClassVar[str] = "gitsources"
+    SCOPE: ClassVar[Scope] = Scope.NAMESPACED
+    HAS_STATUS: ClassVar[bool] = True
+
+    kind: Literal["GitSource"] = Field("GitSource", description="GitSource.")
+    spec: GitSourceSpec = Field(description="Repository, ref, path, interval and apply options.")
+    status: GitSourceStatus = Field(
+        default_factory=GitSourceStatus, description="Fetched and applied revisions, inventory."
+    )
+
+    @model_validator(mode="after")
+    def _does_not_depend_on_itself(self) -> GitSource:
+        for index, dependency in enumerate(self.spec.depends_on):
+            if dependency.name == self.metadata.name:
+                raise field_error(
+                    ("spec", "dependsOn", index, "name"),
+                    "a GitSource cannot depend on itself",
+                    dependency.name,
+                )
+        return self

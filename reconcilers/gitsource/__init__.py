@@ -1,0 +1,62 @@
+"""GitOps (DESIGN §9): keep a directory of a git repository applied, for the GitSource kind.
+
+Where it sits: a package of ``reconcilers``. The pipeline, stage by stage::
+
+    GitSource reconciler → fetch → decode/plan → apply
+
+- :mod:`~reconcilers.gitsource.fetch`: URL + ref → a :class:`Revision` (one ref lookup), the
+  commit cached per URL, its manifests read from the object store (:class:`Checkout`);
+- :mod:`~reconcilers.gitsource.transport`: the dulwich client of each scheme, credentials,
+  errors made typed (:mod:`~reconcilers.gitsource.errors`);
+- :mod:`~reconcilers.gitsource.webhook`: GitHub's signature check for the webhook endpoint.
+"""
+
+from __future__ import annotations
+
+from reconcilers.gitsource.errors import (
+    AuthenticationFailed,
+    GitFetchError,
+    ManifestLimitExceeded,
+    PathNotFound,
+    RefNotFound,
+    RepositoryNotFound,
+    RepositoryUnreachable,
+)
+from reconcilers.gitsource.fetch import (
+    MANIFEST_SUFFIXES,
+    Checkout,
+    ManifestLimits,
+    Revision,
+    cache_path,
+    describe_ref,
+    fetch,
+    remote_revision,
+)
+from reconcilers.gitsource.transport import Credentials
+from reconcilers.gitsource.webhook import (
+    SIGNATURE_HEADER,
+    github_signature,
+    verify_github_signature,
+)
+
+__all__ = [
+    "MANIFEST_SUFFIXES",
+    "SIGNATURE_HEADER",
+    "AuthenticationFailed",
+    "Checkout",
+    "Credentials",
+    "GitFetchError",
+    "ManifestLimitExceeded",
+    "ManifestLimits",
+    "PathNotFound",
+    "RefNotFound",
+    "RepositoryNotFound",
+    "RepositoryUnreachable",
+    "Revision",
+    "cache_path",
+    "describe_ref",
+    "fetch",
+    "github_signature",
+    "remote_revision",
+    "verify_github_signature",
+]
