@@ -59,6 +59,8 @@ R = TypeVar("R", bound=Resource)
 
 @dataclass(frozen=True)
 class ManagerOptions:
+    """How one manager process runs: identity, workers, shards, leases, resync, maintenance."""
+
     identity: str = field(default_factory=default_identity)
     workers: int = 4
     shards: int = 1

@@ -80,6 +80,10 @@ def _now() -> datetime:
 
 
 class Store:
+    """Typed CRUD, list and delete of every registered kind over one etcd key layout; see the
+    module for the rules it enforces. ``now`` gives the timestamps it writes (metadata, history).
+    """
+
     def __init__(
         self,
         client: EtcdClient,
