@@ -102,6 +102,26 @@ def _body(schema: dict[str, Any], *, patch: bool = False) -> dict[str, Any]:
     return {"required": True, "content": content}
 
 
+def _operation(
+    info: KindInfo,
+    verb: str,
+    responses: dict[str, Any],
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    scope: str = "",
+) -> dict[str, Any]:
+    """One operation of a kind's paths, its id ``{verb}{Kind}{scope}`` (``createInstance``,
+    ``listInstanceAllNamespaces``)."""
+    operation: dict[str, Any] = {"tags": [info.kind], "operationId": f"{verb}{info.kind}{scope}"}
+    if parameters is not None:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = body
+    operation["responses"] = responses
+    return operation
+
+
 def _kind_paths(info: KindInfo) -> dict[str, Any]:
     ref = {"$ref": _REF.format(model=info.model.__name__)}
     listing = {
@@ -115,47 +135,22 @@ def _kind_paths(info: KindInfo) -> dict[str, Any]:
         if info.namespaced
         else (f"{API_ROOT}/{info.plural}")
     )
-    tag = [info.kind]
     item = {
         "parameters": ns_param + name_param,
-        "get": {"tags": tag, "operationId": f"get{info.kind}", "responses": _responses(ref)},
-        "put": {
-            "tags": tag,
-            "operationId": f"replace{info.kind}",
-            "parameters": [_DRY_RUN],
-            "requestBody": _body(ref),
-            "responses": _responses(ref),
-        },
-        "patch": {
-            "tags": tag,
-            "operationId": f"patch{info.kind}",
-            "parameters": [_DRY_RUN],
-            "requestBody": _body(ref, patch=True),
-            "responses": _responses(ref),
-        },
-        "delete": {
-            "tags": tag,
-            "operationId": f"delete{info.kind}",
-            "parameters": [_DRY_RUN],
-            "responses": _responses(ref),
-        },
+        "get": _operation(info, "get", _responses(ref)),
+        "put": _operation(info, "replace", _responses(ref), parameters=[_DRY_RUN], body=_body(ref)),
+        "patch": _operation(
+            info, "patch", _responses(ref), parameters=[_DRY_RUN], body=_body(ref, patch=True)
+        ),
+        "delete": _operation(info, "delete", _responses(ref), parameters=[_DRY_RUN]),
     }
     paths: dict[str, Any] = {
         base: {
             "parameters": ns_param,
-            "get": {
-                "tags": tag,
-                "operationId": f"list{info.kind}",
-                "parameters": _LIST_PARAMS,
-                "responses": _responses(listing),
-            },
-            "post": {
-                "tags": tag,
-                "operationId": f"create{info.kind}",
-                "parameters": [_DRY_RUN],
-                "requestBody": _body(ref),
-                "responses": _responses(ref, "201"),
-            },
+            "get": _operation(info, "list", _responses(listing), parameters=_LIST_PARAMS),
+            "post": _operation(
+                info, "create", _responses(ref, "201"), parameters=[_DRY_RUN], body=_body(ref)
+            ),
         },
         f"{base}/{{name}}": item,
     }
@@ -168,12 +163,9 @@ def _kind_paths(info: KindInfo) -> dict[str, Any]:
         }  # fmt: skip
     if info.namespaced:
         paths[f"{API_ROOT}/{info.plural}"] = {
-            "get": {
-                "tags": tag,
-                "operationId": f"list{info.kind}AllNamespaces",
-                "parameters": _LIST_PARAMS,
-                "responses": _responses(listing),
-            }
+            "get": _operation(
+                info, "list", _responses(listing), parameters=_LIST_PARAMS, scope="AllNamespaces"
+            )
         }
     return paths
 
