@@ -241,6 +241,20 @@ def _evaluate(
     load: int,
 ) -> Option:
     """The option for ``candidate``, or raise ``_Rejected`` with the first failing filter."""
+    account = _usable_account(need, candidate, account)
+    image_id, size = _image_and_size(need, account)
+    if candidate.max_instances is not None and load >= candidate.max_instances:
+        raise _Rejected(
+            RejectionCode.CAPACITY, f"member full: {load}/{candidate.max_instances} placed"
+        )
+    excess = _quota_excess(need, size)
+    if excess:
+        raise _Rejected(RejectionCode.QUOTA, excess)
+    return Option(candidate, account.region, _zone(need, candidate, account), size, image_id, index)
+
+
+def _usable_account(need: Need, candidate: Candidate, account: AccountState | None) -> AccountState:
+    """``account`` if it exists, works, and is where the member and the need say."""
     if account is None:
         raise _Rejected(
             RejectionCode.ACCOUNT_MISSING, f"account {candidate.account} does not exist"
@@ -260,6 +274,12 @@ def _evaluate(
     ):
         if wanted is not None and wanted != actual:
             raise _Rejected(RejectionCode.CONSTRAINT, f"{label} is {wanted}, not {actual}")
+    return account
+
+
+def _image_and_size(need: Need, account: AccountState) -> tuple[str | None, CloudSize | None]:
+    """The account's image id for ``need.image`` and its cheapest size for ``need.hardware``
+    (the image's architecture narrowing the hardware when the need names none)."""
     image_id = None
     if need.image is not None:
         image_id = account.images.get(need.image)
@@ -279,21 +299,19 @@ def _evaluate(
                 RejectionCode.HARDWARE,
                 f"no size of account {account.name} matches {hardware.describe()}",
             )
-    if candidate.max_instances is not None and load >= candidate.max_instances:
-        raise _Rejected(
-            RejectionCode.CAPACITY, f"member full: {load}/{candidate.max_instances} placed"
-        )
-    excess = _quota_excess(need, size)
-    if excess:
-        raise _Rejected(RejectionCode.QUOTA, excess)
+    return image_id, size
+
+
+def _zone(need: Need, candidate: Candidate, account: AccountState) -> str | None:
+    """A zone allowed by the member and the need, spread by the object's uid; None where the
+    account has no zones and nothing asks for one."""
     zones = [z for z in account.zones if not candidate.zones or z in candidate.zones]
     for wanted in (need.zone, need.location_zone):
         if wanted is not None:
             zones = [z for z in zones if z == wanted]
     if not zones and (account.zones or need.zone or need.location_zone or candidate.zones):
         raise _Rejected(RejectionCode.ZONE, _zone_reason(need, candidate, account))
-    zone = zones[zlib.crc32(need.uid.encode()) % len(zones)] if zones else None
-    return Option(candidate, account.region, zone, size, image_id, index)
+    return zones[zlib.crc32(need.uid.encode()) % len(zones)] if zones else None
 
 
 def _zone_reason(need: Need, candidate: Candidate, account: AccountState) -> str:
