@@ -38,7 +38,7 @@ save: each write replaces it with the stored copy, so read ``pass_.obj`` again a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Generic, Literal, Self, TypeVar
@@ -46,9 +46,10 @@ from typing import Generic, Literal, Self, TypeVar
 from api_types.meta import ConditionStatus, Resource, Status
 from controller.errors import ConflictError, NotFoundError, TerminalError
 from controller.manager import Manager
+from controller.reconcile import Result
 from controller.store.results import TxnExtras
 
-__all__ = ["ACTOR", "Pass"]
+__all__ = ["ACTOR", "Pass", "finalized"]
 
 R = TypeVar("R", bound=Resource)
 
@@ -192,3 +193,24 @@ class Pass(Generic[R]):
 
     def _fence(self) -> TxnExtras:
         return TxnExtras(compares=self._manager.fence_for(self._manager.store.key_of(self.obj)))
+
+
+def finalized(
+    manager: Manager,
+    obj: R | None,
+    finalizer: str,
+    *,
+    converge: Callable[[Pass[R]], Result],
+    delete: Callable[[Pass[R]], Result],
+) -> Result:
+    """One pass over a kind whose object holds something outside the store (a cloud resource):
+    ``finalizer`` goes on before ``converge`` runs, so the object cannot go before ``delete``
+    has released what it holds. ``obj`` is the cache's (None: gone, nothing to do; anything it
+    left in a cloud is the leak sweeper's)."""
+    if obj is None:
+        return Result()
+    with Pass(manager, obj) as pass_:
+        if obj.metadata.deletion_timestamp is not None:
+            return delete(pass_)
+        pass_.add_finalizer(finalizer)
+        return converge(pass_)

@@ -35,7 +35,7 @@ from api_types import Firewall, FirewallRealisation, Instance, Subnet
 from api_types.meta import Resource
 from controller.errors import TransientError
 from controller.handler import EnqueueMapped
-from controller.passes import Pass
+from controller.passes import Pass, finalized
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import (
@@ -117,14 +117,13 @@ class FirewallReconciler:
     # --- reconcile --------------------------------------------------------------------------
 
     def reconcile(self, request: Request) -> Result:
-        firewall = self._firewalls.get(request.key)
-        if firewall is None:
-            return Result()  # gone; any cloud leftover is the leak sweeper's
-        with Pass(self._deps.manager, firewall) as pass_:
-            if firewall.metadata.deletion_timestamp is not None:
-                return self._delete(pass_)
-            pass_.add_finalizer(FINALIZER)
-            return self._converge(pass_)
+        return finalized(
+            self._deps.manager,
+            self._firewalls.get(request.key),
+            FINALIZER,
+            converge=self._converge,
+            delete=self._delete,
+        )
 
     def _converge(self, pass_: Pass[Firewall]) -> Result:
         firewall = pass_.obj

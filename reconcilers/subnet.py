@@ -33,7 +33,7 @@ from __future__ import annotations
 from api_types import Instance, Placement, Subnet
 from api_types.meta import Resource
 from controller.handler import EnqueueMapped
-from controller.passes import Pass
+from controller.passes import Pass, finalized
 from controller.reconcile import Request, Result
 from providers import (
     TAG_UID,
@@ -90,14 +90,13 @@ class SubnetReconciler:
         return [] if ref is None else [Request.of(Subnet.PLURAL, obj.metadata.namespace, ref)]
 
     def reconcile(self, request: Request) -> Result:
-        subnet = self._subnets.get(request.key)
-        if subnet is None:
-            return Result()  # gone; any cloud leftover is the leak sweeper's
-        with Pass(self._deps.manager, subnet) as pass_:
-            if subnet.metadata.deletion_timestamp is not None:
-                return self._delete(pass_)
-            pass_.add_finalizer(FINALIZER)
-            return self._converge(pass_)
+        return finalized(
+            self._deps.manager,
+            self._subnets.get(request.key),
+            FINALIZER,
+            converge=self._converge,
+            delete=self._delete,
+        )
 
     # --- converge ---------------------------------------------------------------------------
 

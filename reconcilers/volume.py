@@ -37,7 +37,7 @@ from api_types import (
 from api_types.meta import Resource
 from controller.errors import TerminalError
 from controller.handler import EnqueueMapped
-from controller.passes import Pass
+from controller.passes import Pass, finalized
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudVolume, InstanceId, ResourceKind, VolumeCreate, VolumeId, VolumeState
@@ -94,14 +94,13 @@ class VolumeReconciler:
         )
 
     def reconcile(self, request: Request) -> Result:
-        volume = self._volumes.get(request.key)
-        if volume is None:
-            return Result()  # gone; any cloud leftover is the leak sweeper's
-        with Pass(self._deps.manager, volume) as pass_:
-            if volume.metadata.deletion_timestamp is not None:
-                return self._delete(pass_)
-            pass_.add_finalizer(FINALIZER)
-            return self._converge(pass_)
+        return finalized(
+            self._deps.manager,
+            self._volumes.get(request.key),
+            FINALIZER,
+            converge=self._converge,
+            delete=self._delete,
+        )
 
     def _converge(self, pass_: Pass[Volume]) -> Result:
         if pass_.obj.status.placement is None:
