@@ -34,7 +34,7 @@ from controller.store.etcd import EtcdClient, op_put, prefix_range_end
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from controller.store.results import TxnExtras
-from tests.waiting import DEFAULT_TIMEOUT, eventually
+from tests.waiting import eventually
 
 TTL = 2
 RENEW = 0.5
@@ -46,6 +46,9 @@ AT_ONCE = 10.0
 # A dead holder's lease expires after TTL; the survivor's takeover then waits only for its
 # process to be scheduled — seconds on a loaded machine, never another lease.
 TAKEOVER_SLACK = 10.0
+#: A failure deadline only: a Python process importing grpc and pydantic on a loaded 2-core
+#: machine can take tens of seconds to report that it started.
+PROCESS_REPORT_TIMEOUT = 120.0
 HELPER = Path(__file__).with_name("leader_process.py")
 
 
@@ -416,7 +419,7 @@ class Process:
             return [r for r in self.reports if r["event"] == kind]
 
     def wait_for(
-        self, kind: str, count: int = 1, timeout: float = DEFAULT_TIMEOUT
+        self, kind: str, count: int = 1, timeout: float = PROCESS_REPORT_TIMEOUT
     ) -> dict[str, Any]:
         with self._changed:
             self._changed.wait_for(lambda: len(self.events(kind)) >= count, timeout)
