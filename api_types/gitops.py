@@ -24,13 +24,12 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StrictBool, StrictStr, model_validator
 
 from api_types.common import ObjectName, field_error
 from api_types.meta import PhaselessStatus, Resource, Scope, WireModel
-from api_types.validation import validate_token
+from api_types.validation import split_url, validate_token
 
 __all__ = [
     "GIT_URL_SCHEMES",
@@ -111,13 +110,7 @@ def _bounded_duration(low: int, high: int) -> AfterValidator:
 def _validate_git_url(value: str) -> str:
     if len(value) > _MAX_URL_LENGTH:
         raise ValueError(f"must be no more than {_MAX_URL_LENGTH} characters (got {len(value)})")
-    if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ValueError(f"{value!r} is not a URL: it contains spaces or non-ASCII characters")
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    parts = split_url(value)
     if parts.scheme not in GIT_URL_SCHEMES:
         raise ValueError(f"{value!r}: the scheme must be one of {', '.join(GIT_URL_SCHEMES)}")
     if parts.scheme == "file":

@@ -17,9 +17,10 @@ import binascii
 import functools
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 __all__ = [
+    "split_url",
     "validate_base64",
     "validate_cidr",
     "validate_cidr_within",
@@ -148,15 +149,22 @@ def validate_port_range(value: str) -> tuple[int, int]:
     return low, high
 
 
-def validate_http_url(value: str) -> str:
-    """An absolute ``http://`` or ``https://`` URL with a host (kept exactly as written)."""
-    if not value.isascii() or any(ch.isspace() for ch in value):
+def split_url(value: str) -> SplitResult:
+    """``value`` split into its parts, or a ValueError saying why it is no URL (spaces,
+    non-ASCII or control characters, a bad port)."""
+    if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
         raise ValueError(f"{value!r} is not a URL: it contains spaces or non-ASCII characters")
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError on a bad port
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    return parts
+
+
+def validate_http_url(value: str) -> str:
+    """An absolute ``http://`` or ``https://`` URL with a host (kept exactly as written)."""
+    parts = split_url(value)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"{value!r} must start with http:// or https://")
     if not parts.hostname:
