@@ -14,17 +14,10 @@ from structlog.testing import capture_logs
 
 from apiserver.auth import RELOAD_INTERVAL, TokenAuthenticator, TokenFileError
 from apiserver.status import ApiError
+from controller.clock import FakeClock
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import ROOT, TOKEN_FILE
 from tests.waiting import eventually
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _accepts(authenticator: TokenAuthenticator, token: str) -> bool:
@@ -46,34 +39,34 @@ def _rewrite(path: Path, text: str) -> None:
 def test_changes_apply_after_the_interval_and_a_broken_file_keeps_the_old_table(
     tmp_path: Path,
 ) -> None:
-    path, clock = tmp_path / "tokens.csv", _Clock()
+    path, clock = tmp_path / "tokens.csv", FakeClock(start=1000.0)
     path.write_text("tok-a,alice,1\n")
-    authenticator = TokenAuthenticator.from_file(path, clock=clock)
+    authenticator = TokenAuthenticator.from_file(path, clock=clock.now)
     assert _accepts(authenticator, "tok-a")
 
     _rewrite(path, "tok-b,bob,2,system:masters\n")
     assert _accepts(authenticator, "tok-a"), "not looked at again within the interval"
-    clock.now += RELOAD_INTERVAL
+    clock.step(RELOAD_INTERVAL)
     assert not _accepts(authenticator, "tok-a") and _accepts(authenticator, "tok-b")
     assert authenticator.authenticate("Bearer tok-b").groups >= {"system:masters"}
 
     with capture_logs() as logs:
         _rewrite(path, "tok-c,carol,3\nbroken-line\n")
-        clock.now += RELOAD_INTERVAL
+        clock.step(RELOAD_INTERVAL)
         assert _accepts(authenticator, "tok-b") and not _accepts(authenticator, "tok-c")
-        clock.now += RELOAD_INTERVAL
+        clock.step(RELOAD_INTERVAL)
         assert _accepts(authenticator, "tok-b")
     errors = [entry for entry in logs if entry["log_level"] == "error"]
     assert len(errors) == 1, "a broken file is reported once, not on every look"
     assert f"{path}:2:" in errors[0]["error"] and "tok-c" not in str(errors[0])
 
     _rewrite(path, "tok-c,carol,3\n")
-    clock.now += RELOAD_INTERVAL
+    clock.step(RELOAD_INTERVAL)
     assert _accepts(authenticator, "tok-c") and not _accepts(authenticator, "tok-b")
 
     with capture_logs() as logs:
         path.unlink()
-        clock.now += RELOAD_INTERVAL
+        clock.step(RELOAD_INTERVAL)
         assert _accepts(authenticator, "tok-c"), "a vanished file keeps the table"
     assert [entry["log_level"] for entry in logs] == ["error"]
 
@@ -81,9 +74,9 @@ def test_changes_apply_after_the_interval_and_a_broken_file_keeps_the_old_table(
 def test_the_file_is_looked_at_no_more_than_once_a_second(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, clock = tmp_path / "tokens.csv", _Clock()
+    path, clock = tmp_path / "tokens.csv", FakeClock(start=1000.0)
     path.write_text("tok-a,alice,1\n")
-    authenticator = TokenAuthenticator.from_file(path, clock=clock)
+    authenticator = TokenAuthenticator.from_file(path, clock=clock.now)
     looks: list[Any] = []
     real_stat = os.stat
 
@@ -94,7 +87,7 @@ def test_the_file_is_looked_at_no_more_than_once_a_second(
     monkeypatch.setattr(os, "stat", counting_stat)
     for _ in range(1000):
         authenticator.authenticate("Bearer tok-a")
-        clock.now += RELOAD_INTERVAL / 100
+        clock.step(RELOAD_INTERVAL / 100)
     assert 9 <= len(looks) <= 10  # ten seconds of requests, one look a second
 
 
