@@ -1,0 +1,213 @@
+"""Plan and write: what applying each target changes, checked by the server, then written.
+
+Where it sits: the third and fourth steps of the apply engine (decode → prepare → **plan →
+write** → prune). For one target, :func:`plan_change` reads nothing and decides against the live
+object: absent → *created*; present → the three-way merge patch of
+:mod:`controller.apply.merge`: empty → *unchanged* (nothing is written), else *configured*
+with a replace of the merged object whose resourceVersion is the precondition.
+:func:`apply_one` does that against the backend, re-reading and deciding again on a 409
+(someone wrote in between) — skyctl's ``apply`` runs it per document.
+
+:func:`apply_manifests` is the all-or-nothing mode (GitOps, DESIGN §9): every document is
+prepared and **dry-run** against the backend (so schema, admission, RBAC and quota answer)
+before anything is written; only if all pass are the changes written, in the registry's
+:data:`~api_types.registry.APPLY_ORDER`. The returned :class:`Plan` lists creates, updates
+(with the fields they change) and unchanged objects, and the first failure with its file,
+document index and field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+from api_types.registry import apply_rank
+from controller.apply.backend import Backend, Wire
+from controller.apply.manifests import Manifest
+from controller.apply.merge import three_way_patch
+from controller.apply.prepare import LAST_APPLIED, ObjectKey, Target, prepare
+from controller.errors import ApiError
+from controller.mergepatch import merge_patch
+
+__all__ = [
+    "CONFIGURED",
+    "CREATED",
+    "UNCHANGED",
+    "Change",
+    "Failure",
+    "Plan",
+    "apply_manifests",
+    "apply_one",
+    "decide",
+    "get_or_none",
+    "plan_change",
+    "plan_manifests",
+]
+
+CREATED = "created"
+CONFIGURED = "configured"
+UNCHANGED = "unchanged"
+_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Change:
+    """What applying one target does to the live object."""
+
+    target: Target
+    action: str  # CREATED | CONFIGURED | UNCHANGED
+    live: Wire | None
+    #: What is written: the desired object (created) or the merged one (configured).
+    obj: Wire | None
+    #: The dotted paths an update changes (``spec.image``, ``metadata.labels.tier``).
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first document of a plan (or write) that failed, and where."""
+
+    file: str
+    document: int  # from 1 in its file
+    field: str  # the first field the server named, "" when it named none (a 403)
+    error: ApiError
+
+    def __str__(self) -> str:
+        where = f"{self.file} (document {self.document})"
+        return f"{where}: {self.field}: {self.error}" if self.field else f"{where}: {self.error}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The changes of a set of manifests in write order; ``failure`` set → nothing written
+    (or, when ``written``, the write stopped there)."""
+
+    changes: tuple[Change, ...] = ()
+    failure: Failure | None = None
+    written: bool = False
+    keys: frozenset[ObjectKey] = field(default_factory=frozenset)
+
+    def _of(self, action: str) -> list[Change]:
+        return [change for change in self.changes if change.action == action]
+
+    @property
+    def creates(self) -> list[Change]:
+        return self._of(CREATED)
+
+    @property
+    def updates(self) -> list[Change]:
+        return self._of(CONFIGURED)
+
+    @property
+    def unchanged(self) -> list[Change]:
+        return self._of(UNCHANGED)
+
+
+def _last_applied_of(live: Wire) -> Wire:
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:  # edited by hand into garbage: behave as if never applied
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _paths(patch: Wire, prefix: str = "") -> Iterator[str]:
+    for key, value in patch.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            yield from _paths(value, path)
+        else:
+            yield path
+
+
+def plan_change(target: Target, live: Wire | None) -> Change:
+    """What applying ``target`` over ``live`` (None: absent) changes; no I/O."""
+    if live is None:
+        return Change(target, CREATED, None, target.desired)
+    patch = three_way_patch(_last_applied_of(live), target.desired, live)
+    if not patch:
+        return Change(target, UNCHANGED, live, None)
+    merged = merge_patch(live, patch)
+    merged.pop("status", None)
+    return Change(target, CONFIGURED, live, merged, tuple(_paths(patch)))
+
+
+def decide(target: Target, live: Wire | None) -> tuple[str, Wire | None]:
+    """("created", new) | ("configured", merged) | ("unchanged", None) against ``live``."""
+    change = plan_change(target, live)
+    return change.action, change.obj
+
+
+def get_or_none(backend: Backend, target: Target) -> Wire | None:
+    """The live object of ``target``, None when there is none."""
+    try:
+        return backend.get(target.info, target.namespace, target.name)
+    except ApiError as exc:
+        if exc.not_found:
+            return None
+        raise
+
+
+def _write(backend: Backend, change: Change, *, dry_run: bool) -> None:
+    if change.action == CREATED:
+        backend.create(change.target.desired, dry_run=dry_run)
+    elif change.obj is not None:
+        backend.update(change.obj, dry_run=dry_run)
+
+
+def apply_one(backend: Backend, target: Target, *, dry_run: bool) -> str:
+    """Apply one target; returns the action taken."""
+    for _ in range(_CONFLICT_RETRIES):
+        change = plan_change(target, get_or_none(backend, target))
+        try:
+            _write(backend, change, dry_run=dry_run)
+            return change.action
+        except ApiError as exc:
+            # Someone wrote (or created) it since we read it: read again and decide again.
+            if not (exc.conflict or (exc.code == 409 and change.action == CREATED)):
+                raise
+    raise ApiError(409, "Conflict", f"{target.ref}: kept changing while being applied; retry")
+
+
+def _failure(file: str, document: int, exc: ApiError) -> Failure:
+    return Failure(file, document, exc.causes[0].field if exc.causes else "", exc)
+
+
+def plan_manifests(backend: Backend, manifests: Iterable[Manifest], namespace: str) -> Plan:
+    """Prepare every manifest (namespaced kinds default to ``namespace``) and dry-run its
+    change against ``backend``; the changes in write order, or the first failure."""
+    planned: list[Change] = []
+    for manifest in manifests:
+        try:
+            target = prepare(manifest, namespace, None)
+            change = plan_change(target, get_or_none(backend, target))
+            _write(backend, change, dry_run=True)
+        except ApiError as exc:
+            return Plan(failure=_failure(manifest.file or manifest.source, manifest.document, exc))
+        planned.append(change)
+    changes = tuple(sorted(planned, key=lambda change: apply_rank(change.target.info.kind)))
+    return Plan(changes, keys=frozenset(change.target.key for change in changes))
+
+
+def apply_manifests(
+    backend: Backend, manifests: Iterable[Manifest], namespace: str, *, dry_run: bool = False
+) -> Plan:
+    """All or nothing: :func:`plan_manifests`, then — only when every document passed and
+    not ``dry_run`` — write the changes in order (unchanged objects are not written)."""
+    plan = plan_manifests(backend, manifests, namespace)
+    if plan.failure is not None or dry_run:
+        return plan
+    written: list[Change] = []
+    for change in plan.changes:
+        if change.action == UNCHANGED:
+            written.append(change)
+            continue
+        try:
+            action = apply_one(backend, change.target, dry_run=False)
+        except ApiError as exc:
+            failure = _failure(change.target.file, change.target.document, exc)
+            return replace(plan, failure=failure, written=True)
+        written.append(replace(change, action=action))
+    return replace(plan, changes=tuple(written), written=True)
