@@ -49,6 +49,8 @@ CREATED = "created"
 CONFIGURED = "configured"
 UNCHANGED = "unchanged"
 _CONFLICT_RETRIES = 5
+#: Apply's own bookkeeping changes with every other field: not listed among an update's fields.
+_LAST_APPLIED_PATH = f"metadata.annotations.{LAST_APPLIED}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ def plan_change(target: Target, live: Wire | None) -> Change:
         return Change(target, UNCHANGED, live, None)
     merged = merge_patch(live, patch)
     merged.pop("status", None)
-    return Change(target, CONFIGURED, live, merged, tuple(_paths(patch)))
+    changed = (path for path in _paths(patch) if path != _LAST_APPLIED_PATH)
+    return Change(target, CONFIGURED, live, merged, tuple(changed))
 
 
 def decide(target: Target, live: Wire | None) -> tuple[str, Wire | None]:
