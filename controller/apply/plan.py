@@ -27,7 +27,7 @@ from controller.apply.backend import Backend, Wire
 from controller.apply.manifests import Manifest
 from controller.apply.merge import three_way_patch
 from controller.apply.prepare import LAST_APPLIED, ObjectKey, Target, prepare
-from controller.errors import ApiError
+from controller.errors import ApiError, FieldCause
 from controller.mergepatch import merge_patch
 
 __all__ = [
@@ -180,18 +180,28 @@ def _failure(file: str, document: int, exc: ApiError) -> Failure:
 
 def plan_manifests(backend: Backend, manifests: Iterable[Manifest], namespace: str) -> Plan:
     """Prepare every manifest (namespaced kinds default to ``namespace``) and dry-run its
-    change against ``backend``; the changes in write order, or the first failure."""
+    change against ``backend``; the changes in write order, or the first failure (an object
+    named by two documents is one: which one should win is not the engine's to guess)."""
     planned: list[Change] = []
+    seen: set[ObjectKey] = set()
     for manifest in manifests:
         try:
             target = prepare(manifest, namespace, None)
+            if target.key in seen:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f"{manifest.source}: {target.ref} is already in an earlier document",
+                    (FieldCause("metadata.name", "duplicate"),),
+                )
             change = plan_change(target, get_or_none(backend, target))
             _write(backend, change, dry_run=True)
         except ApiError as exc:
             return Plan(failure=_failure(manifest.file or manifest.source, manifest.document, exc))
         planned.append(change)
+        seen.add(target.key)
     changes = tuple(sorted(planned, key=lambda change: apply_rank(change.target.info.kind)))
-    return Plan(changes, keys=frozenset(change.target.key for change in changes))
+    return Plan(changes, keys=frozenset(seen))
 
 
 def apply_manifests(

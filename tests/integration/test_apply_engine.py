@@ -228,3 +228,13 @@ def test_prune_goes_in_reverse_kind_order_and_keeps_what_is_annotated(
     ]
     assert admin.get(registry.by_kind("Firewall"), "acme", "kept")["metadata"]["name"] == "kept"
     assert admin.get(registry.by_kind("Firewall"), "acme", "web")["metadata"]["name"] == "web"
+
+
+def test_an_object_named_twice_is_a_failure(admin: LocalBackend, tmp_path: Path) -> None:
+    paths = repo(tmp_path / "git", a=firewall("web"), b=firewall("web", protocol="udp"))
+
+    plan = apply_manifests(admin, manifests(tmp_path / "git"), "acme")
+
+    assert plan.failure is not None and not plan.written
+    assert (plan.failure.file, plan.failure.document) == (str(paths[1]), 1)
+    assert plan.failure.field == "metadata.name"
