@@ -25,8 +25,6 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 from api_types.accounts import HardwareProfile, ProviderAccount
 from api_types.compute import Instance
 from api_types.events import Event
-# PRUNE_ANNOTATION/PRUNE_DISABLED are re-exported for the apply engine, which may import the
-# registry but no kind module; they are defined beside GitSource, as public contract.
 from api_types.gitops import PRUNE_ANNOTATION, PRUNE_DISABLED, GitSource
 from api_types.meta import Resource, Scope, WireModel
 from api_types.network import Firewall, Subnet
@@ -88,6 +86,8 @@ APPLY_ORDER: tuple[str, ...] = (
     "Instance",
     "Volume",
 )
+# PRUNE_ANNOTATION/PRUNE_DISABLED (imported above) are re-exported for the apply engine, which
+# may import the registry but no kind module; they are defined beside GitSource, as contract.
 _APPLY_RANK = {kind: rank for rank, kind in enumerate(APPLY_ORDER)}
 
 
