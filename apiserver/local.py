@@ -7,13 +7,15 @@ as the store — skyctl's ``--etcd`` admin mode (``skyctl.etcd``, as a member of
 schema validation, admission, the quota reservation in the write's transaction,
 compare-and-swap, and the same error codes — each failure becomes the
 :class:`~controller.errors.ApiError` the REST API would answer. It implements the apply
-engine's :class:`controller.apply.Backend` (plus ``patch`` and ``history``).
+engine's :class:`controller.apply.Backend` (plus ``patch`` and ``history``), and
+:meth:`LocalBackend.staged` lets the engine's all-or-nothing plan dry-run each document as if
+the ones before it had been written.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from api_types import registry
@@ -51,6 +53,13 @@ class LocalBackend:
     def __init__(self, resources: Resources, user: User) -> None:
         self._resources = resources
         self._user = user
+
+    def staged(self, objects: Sequence[Wire]) -> LocalBackend:
+        """This backend as if ``objects`` (validated wire objects) were written: admission finds
+        them (a reference, a namespace); for dry-runs — the store itself is unchanged."""
+        resources = self._resources
+        lookups = resources.lookups.staged(registry.parse_object(obj) for obj in objects)
+        return LocalBackend(Resources(resources.store, resources.authorizer, lookups), self._user)
 
     def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire:
         return _call(lambda: self._resources.get(self._user, Target(info, namespace, name)))

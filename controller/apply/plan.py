@@ -10,8 +10,10 @@ with a replace of the merged object whose resourceVersion is the precondition.
 
 :func:`apply_manifests` is the all-or-nothing mode (GitOps, DESIGN §9): every document is
 prepared and **dry-run** against the backend (so schema, admission, RBAC and quota answer)
-before anything is written; only if all pass are the changes written, in the registry's
-:data:`~api_types.registry.APPLY_ORDER`. The returned :class:`Plan` lists creates, updates
+before anything is written, in the registry's :data:`~api_types.registry.APPLY_ORDER` — with
+a ``stage`` (``apiserver.local.LocalBackend.staged``) each dry-run sees the objects planned
+before it, so an Instance may name a HardwareProfile of the same set; only if all pass are the
+changes written, in that order. The returned :class:`Plan` lists creates, updates
 (with the fields they change) and unchanged objects, and the first failure with its file,
 document index and field.
 """
@@ -19,7 +21,7 @@ document index and field.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from api_types.registry import apply_rank
@@ -37,6 +39,7 @@ __all__ = [
     "Change",
     "Failure",
     "Plan",
+    "Stage",
     "apply_manifests",
     "apply_one",
     "decide",
@@ -49,6 +52,8 @@ CREATED = "created"
 CONFIGURED = "configured"
 UNCHANGED = "unchanged"
 _CONFLICT_RETRIES = 5
+#: A backend's dry-run view in which the given objects exist (``LocalBackend.staged``).
+Stage = Callable[[Sequence[Wire]], Backend]
 #: Apply's own bookkeeping changes with every other field: not listed among an update's fields.
 _LAST_APPLIED_PATH = f"metadata.annotations.{LAST_APPLIED}"
 
@@ -178,38 +183,58 @@ def _failure(file: str, document: int, exc: ApiError) -> Failure:
     return Failure(file, document, exc.causes[0].field if exc.causes else "", exc)
 
 
-def plan_manifests(backend: Backend, manifests: Iterable[Manifest], namespace: str) -> Plan:
-    """Prepare every manifest (namespaced kinds default to ``namespace``) and dry-run its
-    change against ``backend``; the changes in write order, or the first failure (an object
-    named by two documents is one: which one should win is not the engine's to guess)."""
-    planned: list[Change] = []
+def _prepare_new(manifest: Manifest, namespace: str, seen: set[ObjectKey]) -> Target:
+    """``manifest`` prepared (namespaced kinds default to ``namespace``) and added to ``seen``;
+    an object already seen is an error: which document should win is not the engine's guess."""
+    target = prepare(manifest, namespace, None)
+    if target.key in seen:
+        raise ApiError(
+            422,
+            "Invalid",
+            f"{manifest.source}: {target.ref} is already in an earlier document",
+            (FieldCause("metadata.name", "duplicate"),),
+        )
+    seen.add(target.key)
+    return target
+
+
+def plan_manifests(
+    backend: Backend, manifests: Iterable[Manifest], namespace: str, *, stage: Stage | None = None
+) -> Plan:
+    """Prepare every manifest, then dry-run each change against ``backend`` in write order;
+    the changes, or the first failure. With ``stage``, each dry-run runs on the backend staged
+    with the changes planned before it, so a document may refer to another of the same set."""
+    targets: list[Target] = []
     seen: set[ObjectKey] = set()
     for manifest in manifests:
         try:
-            target = prepare(manifest, namespace, None)
-            if target.key in seen:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f"{manifest.source}: {target.ref} is already in an earlier document",
-                    (FieldCause("metadata.name", "duplicate"),),
-                )
-            change = plan_change(target, get_or_none(backend, target))
-            _write(backend, change, dry_run=True)
+            targets.append(_prepare_new(manifest, namespace, seen))
         except ApiError as exc:
             return Plan(failure=_failure(manifest.file or manifest.source, manifest.document, exc))
-        planned.append(change)
-        seen.add(target.key)
-    changes = tuple(sorted(planned, key=lambda change: apply_rank(change.target.info.kind)))
-    return Plan(changes, keys=frozenset(seen))
+    changes: list[Change] = []
+    for target in sorted(targets, key=lambda target: apply_rank(target.info.kind)):
+        planned = [change.obj for change in changes if change.obj is not None]
+        checker = stage(planned) if stage is not None and planned else backend
+        try:
+            change = plan_change(target, get_or_none(backend, target))
+            _write(checker, change, dry_run=True)
+        except ApiError as exc:
+            return Plan(failure=_failure(target.file, target.document, exc))
+        changes.append(change)
+    return Plan(tuple(changes), keys=frozenset(seen))
 
 
 def apply_manifests(
-    backend: Backend, manifests: Iterable[Manifest], namespace: str, *, dry_run: bool = False
+    backend: Backend,
+    manifests: Iterable[Manifest],
+    namespace: str,
+    *,
+    stage: Stage | None = None,
+    dry_run: bool = False,
 ) -> Plan:
     """All or nothing: :func:`plan_manifests`, then — only when every document passed and
     not ``dry_run`` — write the changes in order (unchanged objects are not written)."""
-    plan = plan_manifests(backend, manifests, namespace)
+    plan = plan_manifests(backend, manifests, namespace, stage=stage)
     if plan.failure is not None or dry_run:
         return plan
     written: list[Change] = []

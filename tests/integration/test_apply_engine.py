@@ -238,3 +238,43 @@ def test_an_object_named_twice_is_a_failure(admin: LocalBackend, tmp_path: Path)
     assert plan.failure is not None and not plan.written
     assert (plan.failure.file, plan.failure.document) == (str(paths[1]), 1)
     assert plan.failure.field == "metadata.name"
+
+
+#: An Instance naming a HardwareProfile and a Firewall of the same set, in a Namespace of the
+#: same set: the plain dry-run refuses it (the references do not exist yet), a staged one not.
+DEPENDENT = """\
+kind: Instance
+metadata: {name: web-1, namespace: team-c}
+spec: {pool: general, hardware: {profile: mini}, image: ubuntu-22.04, firewallRefs: [web]}
+---
+kind: Firewall
+metadata: {name: web, namespace: team-c}
+spec: {rules: [{direction: Ingress, protocol: tcp, ports: "80", cidrs: [0.0.0.0/0]}]}
+---
+kind: HardwareProfile
+metadata: {name: mini}
+spec: {cpu: {min: 1}, memoryMiB: {min: 512}}
+---
+kind: Namespace
+metadata: {name: team-c}
+"""
+
+
+def test_a_staged_dry_run_sees_the_objects_planned_before_it(
+    admin: LocalBackend, etcd_client: EtcdClient, key_prefix: str, tmp_path: Path
+) -> None:
+    paths = repo(tmp_path / "git", all=DEPENDENT)
+    written = key_revisions(etcd_client, key_prefix)
+
+    unstaged = apply_manifests(admin, manifests(tmp_path / "git"), "acme")
+    assert unstaged.failure is not None
+    assert (unstaged.failure.file, unstaged.failure.document) == (str(paths[0]), 2)
+    assert key_revisions(etcd_client, key_prefix) == written
+
+    plan = apply_manifests(admin, manifests(tmp_path / "git"), "acme", stage=admin.staged)
+    assert plan.failure is None and plan.written
+    kinds = ["Namespace", "HardwareProfile", "Firewall", "Instance"]
+    assert [c.target.info.kind for c in plan.changes] == kinds
+    assert admin.get(registry.by_kind("Instance"), "team-c", "web-1")["spec"]["firewallRefs"] == [
+        "web"
+    ]
