@@ -15,7 +15,7 @@ client, or the API server's admission pipeline run in-process as one user. The p
 5. **prune** (:mod:`.prune`) — what was applied and left the set is deleted.
 """
 
-from controller.apply.backend import ApiError, Backend, ListResult, Wire, deleted
+from controller.apply.backend import ApiError, Backend, ListResult, StagingBackend, Wire, deleted
 from controller.apply.diff import diff_all, unified_diff
 from controller.apply.manifests import (
     MAX_FILE_BYTES,
@@ -32,7 +32,6 @@ from controller.apply.plan import (
     Change,
     Failure,
     Plan,
-    Stage,
     apply_manifests,
     apply_one,
     decide,
@@ -73,7 +72,7 @@ __all__ = [
     "ManifestError",
     "ObjectKey",
     "Plan",
-    "Stage",
+    "StagingBackend",
     "Target",
     "Wire",
     "applied_objects",

@@ -11,13 +11,14 @@ as wire dicts (what the API serves and etcd holds); every failure is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from api_types.registry import KindInfo
 from controller.errors import ApiError
 
-__all__ = ["ApiError", "Backend", "ListResult", "Wire", "deleted"]
+__all__ = ["ApiError", "Backend", "ListResult", "StagingBackend", "Wire", "deleted"]
 
 Wire = dict[str, Any]
 
@@ -67,4 +68,16 @@ class Backend(Protocol):
 
     def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
         """Request deletion (finalizers may keep the object a while); returns it as last seen."""
+        ...
+
+
+class StagingBackend(Backend, Protocol):
+    """A backend that can dry-run a set of writes as a whole: :meth:`staged` is a view in
+    which objects not yet written exist for admission (a reference, a namespace), so each
+    document of a plan is checked as if the ones before it had been written
+    (``apiserver.local.LocalBackend``; the REST API has no such view)."""
+
+    def staged(self, objects: Sequence[Wire]) -> StagingBackend:
+        """This backend as if ``objects`` (validated wire objects) were written; the store
+        itself is unchanged, so only dry-runs should go through it."""
         ...

@@ -21,11 +21,11 @@ document index and field.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from api_types.registry import apply_rank
-from controller.apply.backend import Backend, Wire
+from controller.apply.backend import Backend, StagingBackend, Wire
 from controller.apply.manifests import Manifest
 from controller.apply.merge import three_way_patch
 from controller.apply.prepare import LAST_APPLIED, ObjectKey, Target, prepare
@@ -39,7 +39,6 @@ __all__ = [
     "Change",
     "Failure",
     "Plan",
-    "Stage",
     "apply_manifests",
     "apply_one",
     "decide",
@@ -52,8 +51,6 @@ CREATED = "created"
 CONFIGURED = "configured"
 UNCHANGED = "unchanged"
 _CONFLICT_RETRIES = 5
-#: A backend's dry-run view in which the given objects exist (``LocalBackend.staged``).
-Stage = Callable[[Sequence[Wire]], Backend]
 #: Apply's own bookkeeping changes with every other field: not listed among an update's fields.
 _LAST_APPLIED_PATH = f"metadata.annotations.{LAST_APPLIED}"
 
@@ -199,11 +196,16 @@ def _prepare_new(manifest: Manifest, namespace: str, seen: set[ObjectKey]) -> Ta
 
 
 def plan_manifests(
-    backend: Backend, manifests: Iterable[Manifest], namespace: str, *, stage: Stage | None = None
+    backend: Backend,
+    manifests: Iterable[Manifest],
+    namespace: str,
+    *,
+    stage: StagingBackend | None = None,
 ) -> Plan:
     """Prepare every manifest, then dry-run each change against ``backend`` in write order;
-    the changes, or the first failure. With ``stage``, each dry-run runs on the backend staged
-    with the changes planned before it, so a document may refer to another of the same set."""
+    the changes, or the first failure. With ``stage`` (the same user's backend, able to stage),
+    each dry-run runs on it staged with the changes planned before, so a document may refer to
+    another of the same set."""
     targets: list[Target] = []
     seen: set[ObjectKey] = set()
     for manifest in manifests:
@@ -212,15 +214,17 @@ def plan_manifests(
         except ApiError as exc:
             return Plan(failure=_failure(manifest.file or manifest.source, manifest.document, exc))
     changes: list[Change] = []
+    checker: Backend = stage or backend
     for target in sorted(targets, key=lambda target: apply_rank(target.info.kind)):
-        planned = [change.obj for change in changes if change.obj is not None]
-        checker = stage(planned) if stage is not None and planned else backend
         try:
             change = plan_change(target, get_or_none(backend, target))
             _write(checker, change, dry_run=True)
         except ApiError as exc:
             return Plan(failure=_failure(target.file, target.document, exc))
         changes.append(change)
+        if stage is not None and change.obj is not None:
+            stage = stage.staged([change.obj])
+            checker = stage
     return Plan(tuple(changes), keys=frozenset(seen))
 
 
@@ -229,7 +233,7 @@ def apply_manifests(
     manifests: Iterable[Manifest],
     namespace: str,
     *,
-    stage: Stage | None = None,
+    stage: StagingBackend | None = None,
     dry_run: bool = False,
 ) -> Plan:
     """All or nothing: :func:`plan_manifests`, then — only when every document passed and

@@ -271,7 +271,7 @@ def test_a_staged_dry_run_sees_the_objects_planned_before_it(
     assert (unstaged.failure.file, unstaged.failure.document) == (str(paths[0]), 2)
     assert key_revisions(etcd_client, key_prefix) == written
 
-    plan = apply_manifests(admin, manifests(tmp_path / "git"), "acme", stage=admin.staged)
+    plan = apply_manifests(admin, manifests(tmp_path / "git"), "acme", stage=admin)
     assert plan.failure is None and plan.written
     kinds = ["Namespace", "HardwareProfile", "Firewall", "Instance"]
     assert [c.target.info.kind for c in plan.changes] == kinds
