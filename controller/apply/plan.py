@@ -11,7 +11,8 @@ with a replace of the merged object whose resourceVersion is the precondition.
 :func:`apply_manifests` is the all-or-nothing mode (GitOps, DESIGN §9): every document is
 prepared and **dry-run** against the backend (so schema, admission, RBAC and quota answer)
 before anything is written, in the registry's :data:`~api_types.registry.APPLY_ORDER` — with
-a ``stage`` (``apiserver.local.LocalBackend.staged``) each dry-run sees the objects planned
+a ``stage`` (a :class:`~controller.apply.backend.StagingBackend` such as
+``apiserver.local.LocalBackend``) each dry-run sees the objects planned
 before it, so an Instance may name a HardwareProfile of the same set; only if all pass are the
 changes written, in that order. The returned :class:`Plan` lists creates, updates
 (with the fields they change) and unchanged objects, and the first failure with its file,
