@@ -261,6 +261,10 @@ class Resource(WireModel):
     SCOPE: ClassVar[Scope] = Scope.NAMESPACED
     #: Kinds without a status subresource (Secret, RBAC, Namespace-less config) set False.
     HAS_STATUS: ClassVar[bool] = True
+    #: Top-level wire fields whose values must not be copied into the apply engine's
+    #: last-applied annotation (readable by anyone who may list the kind): only their keys are
+    #: recorded, all the three-way merge needs to see what was removed.
+    LAST_APPLIED_KEYS_ONLY: ClassVar[tuple[str, ...]] = ()
 
     api_version: str = Field(API_VERSION, description=f"Always {API_VERSION}.")
     kind: str = Field(description="The kind of the object.")
@@ -289,6 +293,12 @@ class Resource(WireModel):
         """An independent deep copy. ``model_copy(deep=True)`` walks the object with Python's
         ``deepcopy``; dumping and re-validating runs in pydantic-core, several times faster."""
         return type(self).model_validate(self.model_dump(by_alias=True))
+
+    def stored_form(self: _R) -> _R:
+        """The object in the form the store keeps it (kinds whose admission rewrites fields,
+        such as Secret's ``stringData``, override this); the apply engine compares manifests
+        with live objects in this form, so an unchanged manifest never looks changed."""
+        return self
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict stored in etcd and served by the API (camelCase, no None)."""

@@ -3,7 +3,8 @@
 Where it sits: the one place that knows every kind. The store decodes values with
 :func:`parse_object`, the API server maps REST paths with :func:`by_plural` and turns a
 ``ValidationError`` into Kubernetes-style field causes with :func:`field_errors`, the OpenAPI
-document and ``skyctl explain`` come from :func:`json_schema`.
+document and ``skyctl explain`` come from :func:`json_schema`, and the apply engine
+(``controller.apply``) sorts by :data:`APPLY_ORDER` and honours :data:`PRUNE_ANNOTATION`.
 
 Plural rule (DESIGN §2): the kind in lower case + ``s``; it is checked when this module loads.
 """
@@ -24,7 +25,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 from api_types.accounts import HardwareProfile, ProviderAccount
 from api_types.compute import Instance
 from api_types.events import Event
-from api_types.gitops import GitSource
+from api_types.gitops import PRUNE_ANNOTATION, PRUNE_DISABLED, GitSource
 from api_types.meta import Resource, Scope, WireModel
 from api_types.network import Firewall, Subnet
 from api_types.pools import Pool
@@ -33,9 +34,13 @@ from api_types.storage import Volume
 from api_types.tenancy import Namespace, Quota, Secret
 
 __all__ = [
+    "APPLY_ORDER",
+    "PRUNE_ANNOTATION",
+    "PRUNE_DISABLED",
     "KindInfo",
     "UnknownKindError",
     "all_kinds",
+    "apply_rank",
     "by_kind",
     "by_plural",
     "field_errors",
@@ -64,6 +69,34 @@ _MODELS: tuple[type[Resource], ...] = (
 )
 
 
+#: The order in which the apply engine writes a set of objects (DESIGN §9): what others refer
+#: to comes first; prune deletes in reverse. Kind names, so the kind-independent engine
+#: (``controller.apply``) can sort without importing a kind; kinds not listed come after.
+APPLY_ORDER: tuple[str, ...] = (
+    "Namespace",
+    "Secret",
+    "ProviderAccount",
+    "HardwareProfile",
+    "Pool",
+    "Quota",
+    "Subnet",
+    "Firewall",
+    "BootConfig",
+    "VirtualCluster",
+    "Instance",
+    "Volume",
+)
+# PRUNE_ANNOTATION/PRUNE_DISABLED (imported above) are re-exported for the apply engine, which
+# may import the registry but no kind module; they are defined beside GitSource, as contract.
+_APPLY_RANK = {kind: rank for rank, kind in enumerate(APPLY_ORDER)}
+
+
+def apply_rank(kind: str) -> int:
+    """The position of ``kind`` in :data:`APPLY_ORDER`; every unlisted kind ranks after it
+    (equal among themselves, so a stable sort keeps their given order)."""
+    return _APPLY_RANK.get(kind, len(APPLY_ORDER))
+
+
 class UnknownKindError(LookupError):
     """A kind or plural that is not registered; the message lists the known ones."""
 
@@ -85,6 +118,12 @@ class KindInfo:
     def has_status(self) -> bool:
         """False for kinds without a status subresource (Secret, RBAC kinds, Event)."""
         return self.model.HAS_STATUS
+
+    @property
+    def last_applied_keys_only(self) -> tuple[str, ...]:
+        """Top-level fields whose values stay out of the last-applied annotation (Secret's
+        ``data`` and ``stringData``): only their keys are recorded there."""
+        return self.model.LAST_APPLIED_KEYS_ONLY
 
 
 def _info(model: type[Resource]) -> KindInfo:

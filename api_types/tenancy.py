@@ -242,6 +242,7 @@ class Secret(Resource):
     PLURAL: ClassVar[str] = "secrets"
     SCOPE: ClassVar[Scope] = Scope.NAMESPACED
     HAS_STATUS: ClassVar[bool] = False
+    LAST_APPLIED_KEYS_ONLY: ClassVar[tuple[str, ...]] = ("data", "stringData")
 
     kind: Literal["Secret"] = Field("Secret", description="Secret.")
     type: str = Field(
@@ -272,6 +273,9 @@ class Secret(Resource):
         for key, text in self.string_data.items():
             data[key] = base64.b64encode(text.encode("utf-8")).decode("ascii")
         return self.model_copy(update={"data": data, "string_data": {}}, deep=True)
+
+    def stored_form(self) -> Secret:
+        return self.folded()
 
     def get_text(self, key: str) -> str | None:
         """One value as UTF-8 text, or None when absent (e.g. ``get_text("secret")``)."""

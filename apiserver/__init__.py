@@ -6,7 +6,8 @@ Where it sits: beside the controllers, on the same store. A request flows
 ``paths`` → ``handlers`` (``rbac`` → validation → ``admission`` → ``quota`` → store, the
 reads of admission and quota served by ``lookups``' caches) or ``watch``; failures become
 ``status`` objects. Paths outside the resource tree (health, metrics, version, discovery) are
-``system``'s route table; ``openapi`` documents every route from the models.
+``system``'s route table; ``openapi`` documents every route from the models. ``local`` runs
+the same resource operations in-process as one user (skyctl's ``--etcd`` mode, GitOps).
 ``skybroker apiserver`` and ``skybroker up`` serve :class:`ApiServer` with uvicorn.
 """
 

@@ -19,11 +19,16 @@ references and reserving its quota cost no etcd read:
   transaction.
 
 Cached objects are shared: callers treat them as read-only. Before :meth:`Lookups.start` (and in
-``skyctl --etcd``, which never starts it) every read goes to etcd.
+``skyctl --etcd``, which never starts it) every read goes to etcd. :meth:`Lookups.staged` is a
+view in which objects not yet written exist: the apply engine dry-runs a set of writes with it,
+each admitted as if the ones before it had been written (an Instance naming a HardwareProfile of
+the same revision).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -65,6 +70,7 @@ class Lookups:
             model: Informer(store, model) for model in _CACHED
         }
         self._started = False
+        self._staged: dict[ObjectKey, Resource] = {}
 
     def start(self) -> None:
         for informer in self._informers.values():
@@ -85,8 +91,21 @@ class Lookups:
         informer = self._informers.get(model)
         return informer if self._started and informer and informer.has_synced() else None
 
+    def staged(self, objects: Iterable[Resource]) -> Lookups:
+        """A view of these lookups in which ``objects`` exist, over what the store holds (the
+        caches are shared; quotas are still read as stored)."""
+        view = copy.copy(self)
+        view._staged = dict(self._staged)
+        for obj in objects:
+            key = ObjectKey(obj.PLURAL, obj.metadata.namespace, obj.metadata.name)
+            view._staged[key] = obj
+        return view
+
     def get(self, model: type[R], name: str, namespace: str | None = None) -> R:
         """The object (read-only if cached); NotFoundError when etcd does not have it either."""
+        staged = self._staged.get(ObjectKey(model.PLURAL, namespace, name))
+        if isinstance(staged, model):
+            return staged
         informer = self._synced(model)
         cached = informer.peek(ObjectKey(model.PLURAL, namespace, name)) if informer else None
         if isinstance(cached, model):

@@ -6,6 +6,9 @@ reaching the objects — the REST API (``skyctl.http``) and the store itself in 
 (what the API serves and etcd holds), so both backends are interchangeable and the verbs never
 see a transport.
 
+The object operations apply needs (get, list, create, update, delete) are the apply engine's
+:class:`controller.apply.Backend`; this protocol adds what the other verbs use.
+
 Errors are :class:`~controller.errors.ApiError` (the API server's own class, re-exported
 here), shaped like the Kubernetes ``Status`` object the API returns (code, reason, message,
 field causes); the etcd backend maps the store's exceptions onto the same codes, so scripts see
@@ -21,19 +24,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 from api_types.registry import KindInfo
+from controller.apply import backend as apply_backend
+from controller.apply.backend import ListResult, deleted
 from controller.errors import ApiError
 
 __all__ = ["ApiError", "Backend", "ListResult", "WatchEvent", "client_version", "deleted"]
 
 Wire = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ListResult:
-    """The objects of one list call and the revision a watch resumes from."""
-    items: list[Wire]
-    #: The revision the list is consistent at; a watch resumes from it.
-    resource_version: str
 
 
 @dataclass(frozen=True)
@@ -50,15 +47,7 @@ def client_version() -> str:
         return "unknown"
 
 
-def deleted(info: KindInfo, namespace: str | None, name: str, answer: Any) -> Wire:
-    """The object a delete answered with; a finished delete answers with a ``Status`` (as in
-    Kubernetes) and is then described by its kind and name only."""
-    if isinstance(answer, dict) and answer.get("kind") != "Status":
-        return answer
-    return {"kind": info.kind, "metadata": {"name": name, "namespace": namespace}}
-
-
-class Backend(Protocol):
+class Backend(apply_backend.Backend, Protocol):
     """CRUD, watch and the read-only extras (history, access review) of one server or store.
 
     ``namespace`` is None for cluster-scoped kinds, and for lists across every namespace.
@@ -66,35 +55,12 @@ class Backend(Protocol):
 
     description: str
 
-    def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire: ...
-
-    def list(
-        self,
-        info: KindInfo,
-        namespace: str | None,
-        selector: str | None,
-        *,
-        fields: str | None = None,
-    ) -> ListResult:
-        """Objects matching the label ``selector`` and the field selector ``fields``."""
-        ...
-
-    def create(self, obj: Wire, *, dry_run: bool) -> Wire: ...
-
-    def update(self, obj: Wire, *, dry_run: bool) -> Wire:
-        """Replace spec and user metadata; ``metadata.resourceVersion`` is a precondition."""
-        ...
-
     def patch(
         self, info: KindInfo, namespace: str | None, name: str, patch: Wire, *, dry_run: bool
     ) -> Wire:
         """Apply a JSON merge patch (RFC 7386) on the server, with the same validation as an
         update; a ``metadata.resourceVersion`` in the patch is a precondition (409 when moved),
         without one the server retries its own read-merge-write on a conflict."""
-        ...
-
-    def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
-        """Request deletion (finalizers may keep the object a while); returns it as last seen."""
         ...
 
     def watch(

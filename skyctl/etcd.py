@@ -1,61 +1,44 @@
 """The ``--etcd ENDPOINTS`` admin backend: skyctl on the object store itself, no API server.
 
 Where it sits: an implementation of ``skyctl.backend.Backend`` for operators who hold
-the etcd endpoints (bootstrap, repair, a dead API server). It runs the API server's own
-resource operations (``apiserver.handlers.Resources``) in-process as a member of
-``system:masters``: RBAC is thereby bypassed, but everything else is identical to a request
-through the API — schema validation, admission (defaulting, reference checks, the pool's
-allowed namespaces), the quota reservation in the write's transaction, compare-and-swap, and
-the same error codes. Only the watch is read here directly, from the store's resumable etcd
-watch (``controller.store.watch``): every change of the kind, unfiltered, and 410 Gone when the
-revision was compacted, as the API answers (``skyctl.follow`` filters and re-lists).
+the etcd endpoints (bootstrap, repair, a dead API server). Its object operations are the API
+server's own, in-process (``apiserver.local.LocalBackend`` over ``apiserver.handlers.Resources``),
+as a member of ``system:masters``: RBAC is thereby bypassed, but everything else is identical
+to a request through the API — schema validation, admission (defaulting, reference checks, the
+pool's allowed namespaces), the quota reservation in the write's transaction,
+compare-and-swap, and the same error codes. Only the watch is read here directly, from the
+store's resumable etcd watch (``controller.store.watch``): every change of the kind,
+unfiltered, and 410 Gone when the revision was compacted, as the API answers
+(``skyctl.follow`` filters and re-lists).
 """
 
 from __future__ import annotations
 
-import builtins
 import getpass
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from api_types import registry
 from api_types.meta import API_VERSION, Resource
 from api_types.registry import KindInfo
 from apiserver.auth import MASTERS_GROUP, User
 from apiserver.handlers import Resources
-from apiserver.paths import Target
+from apiserver.local import LocalBackend
 from apiserver.rbac import Authorizer
-from apiserver.status import error_from
 from controller.errors import InvalidObjectError
 from controller.store.encryption import SecretCipher
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from controller.store.watch import PrefixWatch, WatchCompacted
-from skyctl.backend import ApiError, ListResult, WatchEvent, client_version, deleted
+from skyctl.backend import ApiError, WatchEvent, client_version
 
 __all__ = ["EtcdBackend"]
 
 Wire = dict[str, Any]
-T = TypeVar("T")
 
 
-def _call(operation: Callable[[], T]) -> T:
-    """Run one API operation; its failure becomes the ApiError the REST API would answer."""
-    try:
-        return operation()
-    except Exception as exc:
-        raise error_from(exc) from None
-
-
-def _target(obj: Wire) -> Target:
-    info = registry.by_kind(str(obj.get("kind")))
-    metadata = obj.get("metadata") or {}
-    return Target(info, metadata.get("namespace") if info.namespaced else None)
-
-
-class EtcdBackend:
+class EtcdBackend(LocalBackend):
     """The ``--etcd`` admin backend: the store directly, through the API server's admission."""
 
     def __init__(
@@ -65,55 +48,17 @@ class EtcdBackend:
         cipher = SecretCipher.from_file(Path(key_file)) if key_file else None
         self._client = EtcdClient(endpoints)
         self._store = Store(self._client, KeyLayout(prefix), cipher=cipher)
-        # The authorizer's informers are never started: masters are allowed before any lookup.
-        self._resources = Resources(self._store, Authorizer(self._store))
         # The durable history names who made each change: here, the local operator.
         name = f"etcd-admin:{getpass.getuser()}"
-        self._user = User(name, name, frozenset({MASTERS_GROUP}))
+        super().__init__(
+            # The authorizer's informers are never started: masters are allowed before any
+            # lookup.
+            Resources(self._store, Authorizer(self._store)),
+            User(name, name, frozenset({MASTERS_GROUP})),
+        )
 
     def close(self) -> None:
         self._client.close()
-
-    def get(self, info: KindInfo, namespace: str | None, name: str) -> Wire:
-        return _call(lambda: self._resources.get(self._user, Target(info, namespace, name)))
-
-    def list(
-        self,
-        info: KindInfo,
-        namespace: str | None,
-        selector: str | None,
-        *,
-        fields: str | None = None,
-    ) -> ListResult:
-        target = Target(info, namespace)
-        listed = _call(lambda: self._resources.list(self._user, target, selector, 0, None, fields))
-        return ListResult(listed["items"], str(listed["metadata"]["resourceVersion"]))
-
-    def create(self, obj: Wire, *, dry_run: bool) -> Wire:
-        return _call(lambda: self._resources.create(self._user, _target(obj), obj, dry_run))
-
-    def update(self, obj: Wire, *, dry_run: bool) -> Wire:
-        def update() -> Wire:
-            target = _target(obj)
-            named = Target(target.info, target.namespace, (obj.get("metadata") or {}).get("name"))
-            return self._resources.update(self._user, named, obj, dry_run)
-
-        return _call(update)
-
-    def patch(
-        self, info: KindInfo, namespace: str | None, name: str, patch: Wire, *, dry_run: bool
-    ) -> Wire:
-        target = Target(info, namespace, name)
-        return _call(lambda: self._resources.patch(self._user, target, patch, dry_run))
-
-    def delete(self, info: KindInfo, namespace: str | None, name: str, *, dry_run: bool) -> Wire:
-        target = Target(info, namespace, name)
-        return deleted(
-            info,
-            namespace,
-            name,
-            _call(lambda: self._resources.delete(self._user, target, dry_run)),
-        )
 
     def watch(
         self,
@@ -167,13 +112,6 @@ class EtcdBackend:
             return self._store.decode(key, raw, revision)
         except InvalidObjectError:
             return None
-
-    def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:
-        target = Target(info, namespace, name, "history")
-        items: builtins.list[Wire] = _call(lambda: self._resources.history(self._user, target))[
-            "items"
-        ]
-        return items
 
     def can_i(self, verb: str, info: KindInfo, namespace: str | None) -> tuple[bool, str]:
         return True, "the --etcd admin mode is not subject to RBAC"

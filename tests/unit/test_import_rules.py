@@ -3,7 +3,8 @@
 Two kinds of rule: what each top-level package may import from the others, and finer contracts
 *inside* packages (the store is the bottom layer of the runtime, the workqueue depends on nothing
 but the clock, the two cloud drivers never reach into each other, only skyctl's ``--etcd``
-backend uses the API server's admission pipeline, the placement policy stays pure).
+backend uses the API server's admission pipeline, the placement policy stays pure, the apply
+engine knows kinds only through the registry).
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ CONTRACTS = (
         "providers.simulated",
         (),
         "the drivers are siblings behind one protocol",
+    ),
+    Contract(
+        "controller.apply",
+        "controller",
+        (
+            "controller.apply",
+            "controller.errors",
+            "controller.mergepatch",
+            "controller.store.codec",
+        ),
+        "the apply engine is shared by skyctl and reconcilers: no cache, store or controller",
+    ),
+    Contract(
+        "controller.apply",
+        "api_types",
+        ("api_types.meta", "api_types.registry"),
+        "the apply engine knows kinds only through the registry, never a kind module",
     ),
     Contract(
         "skyctl",
