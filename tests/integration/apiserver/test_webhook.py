@@ -82,10 +82,8 @@ def test_a_signed_delivery_requests_a_sync(anonymous: httpx.Client, admin: httpx
 
     again = _deliver(anonymous, signature=_signed())  # each delivery is a new request
     assert again.status_code == 202
-    source = admin.get(f"{SOURCES}/infra").json()
-    assert source["metadata"]["annotations"][REQUESTED_AT_ANNOTATION] == again.json()[
-        "requestedAt"
-    ]
+    annotations = admin.get(f"{SOURCES}/infra").json()["metadata"]["annotations"]
+    assert annotations[REQUESTED_AT_ANNOTATION] == again.json()["requestedAt"]
 
 
 @pytest.mark.usefixtures("hooked")
