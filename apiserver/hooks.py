@@ -42,7 +42,7 @@ from apiserver.body import read_request_body
 from apiserver.dispatch import encode, failure
 from apiserver.status import ApiError, error_from
 from controller.asgi import Answer, Receive, Scope, Send, request_headers
-from controller.errors import ConflictError, NotFoundError
+from controller.errors import ConflictError, InvalidObjectError, NotFoundError
 from controller.store.objects import Store
 
 __all__ = ["HOOKS_ROOT", "WEBHOOK_ACTOR", "WebhookRoutes"]
@@ -116,7 +116,7 @@ class WebhookRoutes:
             if reference is None:
                 raise _refused()
             secret = self.store.get(Secret, reference.name, namespace)
-        except NotFoundError:
+        except (NotFoundError, InvalidObjectError):  # a stored value that does not decode too
             raise _refused() from None
         return secret.decoded().get(WEBHOOK_SECRET_KEY, b"")
 
