@@ -93,13 +93,10 @@ class WebhookRoutes:
         self, namespace: str, name: str, body: bytes, headers: Mapping[str, str]
     ) -> Answer:
         """Check the delivery's signature, then request the sync (on a worker thread)."""
-        try:
-            secret = self._webhook_secret(namespace, name)
-            if not verify_github_signature(secret, body, headers.get(SIGNATURE_HEADER.lower())):
-                raise _refused()
-            requested_at = self._request_sync(namespace, name)
-        except Exception as exc:
-            return failure(error_from(exc))
+        secret = self._webhook_secret(namespace, name)
+        if not verify_github_signature(secret, body, headers.get(SIGNATURE_HEADER.lower())):
+            raise _refused()
+        requested_at = self._request_sync(namespace, name)
         accepted = {
             "kind": GitSource.KIND,
             "namespace": namespace,
