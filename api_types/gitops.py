@@ -6,6 +6,17 @@ manifests under ``path``, the apply path writes them as ``serviceAccount``; the 
 records what it fetched, applied and owns in the status. The labels and annotations the apply
 path puts on managed objects are named here, beside the kind, because they are public contract.
 
+"Sync now" (like Flux's ``reconcile.fluxcd.io/requestedAt``): setting the annotation
+:data:`REQUESTED_AT_ANNOTATION` (``gitops.skybroker.io/requested-at``) on a GitSource to a new
+value — an RFC 3339 timestamp or any opaque token — asks the reconciler to sync it at once,
+without waiting for ``interval``. When the reconciler has handled a request it echoes the value
+into ``status.lastHandledRequest``, so a client that wrote a value knows its request is done
+once the two are equal (``skyctl sync --wait``). Two writers of it: ``skyctl sync`` and the
+webhook endpoint ``POST /hooks/gitsources/{namespace}/{name}`` (``apiserver.hooks``), which
+accepts a delivery only with GitHub's :data:`SIGNATURE_HEADER`, checked here by
+:func:`verify_github_signature` (a pure function, so both the API server and the reconcilers
+may use it).
+
 Every field is checked at admission, so a GitSource that could never work (an ``ftp://`` URL,
 two refs, a path escaping the repository, an interval of a century) is refused with the field
 named instead of failing on every poll:
@@ -20,6 +31,8 @@ named instead of failing on every poll:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -38,8 +51,11 @@ __all__ = [
     "MIN_INTERVAL_SECONDS",
     "PRUNE_ANNOTATION",
     "PRUNE_DISABLED",
+    "REQUESTED_AT_ANNOTATION",
     "REVISION_ANNOTATION",
+    "SIGNATURE_HEADER",
     "SOURCE_LABEL",
+    "WEBHOOK_SECRET_KEY",
     "GitArtifact",
     "GitRef",
     "GitSource",
@@ -50,7 +66,9 @@ __all__ = [
     "InventoryEntry",
     "LocalSecretReference",
     "duration_seconds",
+    "github_signature",
     "source_label_value",
+    "verify_github_signature",
 ]
 
 #: Label on every object a GitSource applied: ``{namespace}.{name}`` of the GitSource.
@@ -60,6 +78,15 @@ REVISION_ANNOTATION = "gitops.skybroker.io/revision"
 #: Annotation that keeps an object when it leaves git (value :data:`PRUNE_DISABLED`).
 PRUNE_ANNOTATION = "gitops.skybroker.io/prune"
 PRUNE_DISABLED = "disabled"
+#: Annotation on a GitSource asking for a sync at once; its value is echoed, once handled, in
+#: ``status.lastHandledRequest``.
+REQUESTED_AT_ANNOTATION = "gitops.skybroker.io/requested-at"
+
+#: The header GitHub signs webhook deliveries with (HMAC-SHA256 of the raw body).
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+#: The entry of the ``spec.webhookSecretRef`` Secret that keys the webhook's signature.
+WEBHOOK_SECRET_KEY = "webhookSecret"
+_SIGNATURE_PREFIX = "sha256="
 
 #: URL schemes the fetch layer speaks.
 GIT_URL_SCHEMES = ("file", "git", "http", "https", "ssh")
@@ -84,6 +111,26 @@ _SHA1 = re.compile(r"[0-9a-f]{40}")
 def source_label_value(namespace: str, name: str) -> str:
     """The :data:`SOURCE_LABEL` value of GitSource ``namespace/name``."""
     return f"{namespace}.{name}"
+
+
+def github_signature(secret: bytes, body: bytes) -> str:
+    """The :data:`SIGNATURE_HEADER` value GitHub sends for ``body``: ``sha256=<hex HMAC>``."""
+    return _SIGNATURE_PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_github_signature(secret: bytes, body: bytes, header: str | None) -> bool:
+    """True if ``header`` is GitHub's signature of ``body`` with ``secret``.
+
+    A missing header, another scheme (``sha1=``) or an empty secret is False; the comparison
+    takes the same time wherever the strings differ.
+    """
+    if not secret or header is None:
+        return False
+    given = header.strip()
+    if not given.startswith(_SIGNATURE_PREFIX):
+        return False
+    expected = github_signature(secret, body)
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii", "replace"))
 
 
 def duration_seconds(value: str) -> int:
@@ -237,7 +284,8 @@ class GitSourceSpec(WireModel):
     )
     webhook_secret_ref: LocalSecretReference | None = Field(
         None,
-        description="Secret whose webhookSecret entry keys the webhook's HMAC signature.",
+        description="Secret whose webhookSecret entry keys the webhook's HMAC signature "
+        "(absent = the webhook refuses every delivery).",
     )
     service_account: UserName | None = Field(
         None,
@@ -300,6 +348,11 @@ class GitSourceStatus(PhaselessStatus):
     )
     inventory: list[InventoryEntry] = Field(
         default_factory=list, description="Objects applied from git and managed (pruned later)."
+    )
+    last_handled_request: str | None = Field(
+        None,
+        description="The last gitops.skybroker.io/requested-at value the reconciler handled "
+        "(equal to the annotation once a requested sync is done).",
     )
 
 

@@ -6,10 +6,11 @@ Where it sits: the top of ``apiserver``; ``skybroker apiserver`` and ``skybroker
 (``auth``) → read the body under the size limit (``body``) → in one worker thread, map the
 path (``paths``) and run the operation (``handlers``: RBAC, validation, admission, quota,
 store) → pre-serialised JSON, or a ``Status`` for any failure (``status``); or a watch stream
-(``watch``). Bad input never produces a 5xx. Every other path is a system endpoint
-(``system``): unauthenticated ``/healthz``, ``/readyz``, ``/version``, ``/openapi.json`` and
-``/metrics`` (as the controller manager's health port), and discovery (``/apis``,
-``/apis/skybroker.io/v1alpha1``), which needs a token but no permission.
+(``watch``). Bad input never produces a 5xx. Paths under ``/hooks/`` are webhooks
+(``hooks``): a git host's signed delivery asks a GitSource to sync. Every other path is a
+system endpoint (``system``): unauthenticated ``/healthz``, ``/readyz``, ``/version``,
+``/openapi.json`` and ``/metrics`` (as the controller manager's health port), and discovery
+(``/apis``, ``/apis/skybroker.io/v1alpha1``), which needs a token but no permission.
 ``selfsubjectaccessreviews`` answers "may I?" for the caller (``skyctl auth can-i``).
 """
 
@@ -27,6 +28,7 @@ from apiserver.auth import TokenAuthenticator
 from apiserver.body import MAX_BODY_BYTES
 from apiserver.dispatch import Dispatcher
 from apiserver.handlers import Resources
+from apiserver.hooks import HOOKS_ROOT, WebhookRoutes
 from apiserver.lookups import Lookups
 from apiserver.openapi import API_ROOT
 from apiserver.rbac import BUILTIN_CLUSTER_ROLES, Authorizer
@@ -104,6 +106,7 @@ class ApiServer:
             requests=metrics.requests,
             duration=metrics.duration,
         )
+        self.hooks = WebhookRoutes(store, self.options.max_body_bytes)
         self.system = SystemRoutes(authenticator, self.ready)
 
     # --- life cycle -----------------------------------------------------------------------
@@ -158,12 +161,15 @@ class ApiServer:
     # --- the application ------------------------------------------------------------------
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI application: resource paths to the dispatcher, the rest to the system
-        endpoints (HTTP only: there is no websocket, and uvicorn runs without lifespan)."""
+        """The ASGI application: resource paths to the dispatcher, webhooks to their receiver,
+        the rest to the system endpoints (HTTP only: there is no websocket, and uvicorn runs
+        without lifespan)."""
         if scope["type"] != "http":
             return
         path: str = scope["path"]
         if path.startswith(_RESOURCE_ROOT):
             await self.dispatcher(scope, receive, send, path[len(_RESOURCE_ROOT) :])
+        elif path.startswith(HOOKS_ROOT):
+            await self.hooks(scope, receive, send)
         else:
             await self.system(scope, receive, send)

@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from apiserver.status import ApiError
+from controller.asgi import Receive
 from controller.store.codec import MAX_VALUE_BYTES, decode_value
 
-__all__ = ["MAX_BODY_BYTES", "MERGE_PATCH", "decode_body", "read_limited"]
+__all__ = ["MAX_BODY_BYTES", "MERGE_PATCH", "decode_body", "read_limited", "read_request_body"]
 
 #: The default body limit: the largest value the store accepts.
 MAX_BODY_BYTES = MAX_VALUE_BYTES
@@ -43,6 +44,21 @@ async def read_limited(
         if len(body) > limit:
             raise too_large
     return bytes(body)
+
+
+async def read_request_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
+    """An ASGI request's whole body under ``limit`` (413 past it; 400 if the client leaves)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, "BadRequest", "the client went away during the body")
+            yield message.get("body", b"")
+            if not message.get("more_body", False):
+                return
+
+    return await read_limited(chunks(), declared_length, limit)
 
 
 def decode_body(raw: bytes, content_type: str | None, *, patch: bool = False) -> dict[str, Any]:

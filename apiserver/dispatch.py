@@ -25,7 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from api_types import registry
 from apiserver.auth import TokenAuthenticator, User
-from apiserver.body import decode_body, read_limited
+from apiserver.body import decode_body, read_request_body
 from apiserver.handlers import Resources, Wire
 from apiserver.paths import SUBRESOURCES, Target, parse_path
 from apiserver.rbac import Attributes
@@ -104,19 +104,6 @@ def _resource_label(path: str) -> str:
     return segments[0] if segments[0] in _known_resources() else "other"
 
 
-async def _read_body(receive: Receive, declared_length: str | None, limit: int) -> bytes:
-    async def chunks() -> Any:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ApiError(400, "BadRequest", "the client went away during the body")
-            yield message.get("body", b"")
-            if not message.get("more_body", False):
-                return
-
-    return await read_limited(chunks(), declared_length, limit)
-
-
 class Dispatcher:
     """Serves every path below the API root (the module docstring's pipeline): :meth:`__call__`
     is the ASGI entry on the event loop, :meth:`handle` the operation on a worker thread."""
@@ -161,7 +148,7 @@ class Dispatcher:
             body = b""
             if method in _BODY_METHODS:
                 length = headers.get("content-length")
-                body = await _read_body(receive, length, self.max_body_bytes)
+                body = await read_request_body(receive, length, self.max_body_bytes)
             query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
             request = Request(method, path, query, headers.get("content-type"), body)
             loop = asyncio.get_running_loop()

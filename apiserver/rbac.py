@@ -16,8 +16,9 @@ Semantics, as in Kubernetes:
   ``acme`` may get ``namespaces/acme`` but not list every namespace;
 - the built-in ClusterRoles ``cluster-admin``, ``admin``, ``edit`` and ``view`` are defined here
   and win over stored objects of the same names. ``view`` cannot read Secrets or RBAC objects;
-  ``edit`` writes workloads and Secrets; ``admin`` also manages Roles and RoleBindings of its
-  namespace; neither may write Quotas or any ``/status`` (tenants must not reset their usage).
+  ``edit`` writes workloads (GitSources among them) and Secrets; ``admin`` also manages Roles
+  and RoleBindings of its namespace; neither may write Quotas or any ``/status`` (tenants must
+  not reset their usage).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ __all__ = ["BUILTIN_CLUSTER_ROLES", "Attributes", "Authorizer"]
 
 _READ = ["get", "list", "watch"]
 _WRITE = ["create", "update", "patch", "delete", "deletecollection"]
-_WORKLOADS = ["instances", "subnets", "firewalls", "volumes"]
+_WORKLOADS = ["instances", "subnets", "firewalls", "volumes", "gitsources"]
 _BY_NAME = "name"
 
 

@@ -39,7 +39,7 @@ from skyctl.kinds import UnknownKind, resolve_kind, resolve_kinds
 from skyctl.manifests import load_manifests
 from skyctl.output import Output, format_groups
 
-__all__ = ["VERBS", "Session", "UsageError", "parse_duration"]
+__all__ = ["VERBS", "Session", "UsageError", "parse_duration", "poll_until"]
 
 Wire = dict[str, Any]
 
@@ -190,7 +190,7 @@ def cmd_diff(session: Session, args: argparse.Namespace) -> int:
     return 1 if changed else 0
 
 
-def _until(timeout: float, check: Callable[[], bool]) -> bool:
+def poll_until(timeout: float, check: Callable[[], bool]) -> bool:
     """Poll ``check`` with a growing interval until it holds or ``timeout`` passes.
 
     Polling, not a watch: it behaves the same over both backends and needs no stream that
@@ -250,7 +250,7 @@ def cmd_delete(session: Session, args: argparse.Namespace) -> int:
     if args.wait and not dry_run(args):
         timeout = parse_duration(args.timeout)
         for info, namespace, name in refs:
-            if not _until(timeout, _gone(session.backend, info, namespace, name)):
+            if not poll_until(timeout, _gone(session.backend, info, namespace, name)):
                 session.err.write(
                     f"error: timed out waiting for {applying.resource_ref(info, name)} to go\n"
                 )
@@ -335,7 +335,7 @@ def cmd_wait(session: Session, args: argparse.Namespace) -> int:
     timeout = parse_duration(args.timeout)
     for name in names:
         check, met = _wait_check(session, info, name, args.for_)
-        if not _until(timeout, check):
+        if not poll_until(timeout, check):
             ref = applying.resource_ref(info, name)
             session.err.write(f"error: timed out waiting for the condition on {ref}\n")
             return 1

@@ -36,6 +36,10 @@ _skyctl() {
             if [[ $COMP_CWORD -eq 2 && "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "__KINDS__" -- "$cur")); return
             fi ;;
+        sync)
+            if [[ $COMP_CWORD -eq 2 && "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "gitsource gs" -- "$cur")); return
+            fi ;;
         completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")); return ;;
         config) COMPREPLY=($(compgen -W "get-contexts use-context current-context set-context" \
             -- "$cur")); return ;;
@@ -52,8 +56,8 @@ autoload -U +X bashcompinit && bashcompinit
 """
 
 VERBS = (
-    "apply create get describe delete diff patch label annotate edit wait events history explain "
-    "auth version api-resources completion config"
+    "apply create get describe delete diff patch label annotate edit wait sync events history "
+    "explain auth version api-resources completion config"
 )
 FLAGS = (
     "-f --filename -R --recursive -o --output -w --watch --output-watch-events -l --selector "

@@ -5,16 +5,17 @@ line, resolves the context (``skyctl.config``), opens the backend — the REST A
 the store itself with ``--etcd ENDPOINTS``, wrapped by ``skyctl.dryrun`` under
 ``--dry-run=client`` — and runs the verb (``skyctl.commands``; ``get`` and
 ``describe`` in ``skyctl.getting``; ``patch``, ``label``, ``annotate`` and ``edit`` in
-``skyctl.edits``). ``api-resources``, ``explain``, ``completion``, ``config`` and
-``version --client`` need no server.
+``skyctl.edits``; ``sync`` in ``skyctl.sync``). ``api-resources``, ``explain``,
+``completion``, ``config`` and ``version --client`` need no server.
 
 Exit codes scripts can trust:
 
 * ``0`` — success; ``diff`` found no difference; ``auth can-i`` answered yes;
 * ``1`` — an error (the API's Status message and its field causes go to stderr, including
   401/403 and 409 conflicts), ``diff`` found a difference, ``wait`` or ``delete --wait`` timed
-  out, ``auth can-i`` answered no, ``label``/``annotate`` would change a key without
-  ``--overwrite``, an ``edit`` that cannot be written, ``get -w`` gave up reconnecting;
+  out, ``sync --wait`` timed out or ended with the GitSource not Ready, ``auth can-i`` answered
+  no, ``label``/``annotate`` would change a key without ``--overwrite``, an ``edit`` that
+  cannot be written, ``get -w`` gave up reconnecting;
 * ``2`` — usage: unknown verb, flag or kind, a missing KIND, a malformed label or field
   selector, ``-o`` (jsonpath, custom-columns), duration, ``--for`` or ``--patch``;
 * ``130`` — interrupted (Ctrl-C, e.g. ending ``get -w``).
@@ -44,6 +45,7 @@ from skyctl.kinds import api_resources
 from skyctl.manifests import ManifestError
 from skyctl.output import FORMATS, parse_output
 from skyctl.printers import render_table
+from skyctl.sync import VERBS as SYNC_VERBS
 
 __all__ = ["build_parser", "main", "parse_args"]
 
@@ -204,7 +206,7 @@ def _reading_verbs(verb: VerbParser) -> None:
 
 
 def _object_verbs(verb: VerbParser) -> None:
-    """delete, patch, label, annotate, edit, wait: the verbs that act on named objects."""
+    """delete, patch, label, annotate, edit, wait, sync: the verbs that act on named objects."""
     delete = verb("delete", "delete objects by name or from manifests")
     _kind(delete)
     _files(delete, required=False)
@@ -251,6 +253,17 @@ def _object_verbs(verb: VerbParser) -> None:
         help="delete, condition=TYPE[=STATUS] or jsonpath='{.path}'[=VALUE]",
     )
     wait.add_argument("--timeout", default="30s", help="give up after this long (default 30s)")
+
+    sync = verb("sync", "sync a GitSource now (gitsource/NAME or gs/NAME)")
+    _kind(sync)
+    sync.add_argument(
+        "--wait",
+        type=_boolean,
+        default=False,
+        metavar="true|false",
+        help="wait until the GitSource has synced, then exit 0 if it is Ready (bare --wait)",
+    )
+    sync.add_argument("--timeout", default="5m", help="for --wait (default 5m)")
 
 
 def _record_verbs(verb: VerbParser) -> None:
@@ -414,7 +427,8 @@ def _run(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[bytes] 
     if args.verb == "version" and args.client:
         out.write(f"Client Version: {client_version()}\n")
         return EXIT_OK
-    handler = {**VERBS, **READ_VERBS, **EDIT_VERBS}["can-i" if args.verb == "auth" else args.verb]
+    verbs = {**VERBS, **READ_VERBS, **EDIT_VERBS, **SYNC_VERBS}
+    handler = verbs["can-i" if args.verb == "auth" else args.verb]
     session = _open_session(args, out, err, stdin)
     try:
         return handler(session, args)

@@ -7,8 +7,10 @@ Where it sits: a package of ``reconcilers``. The pipeline, stage by stage::
 - :mod:`~reconcilers.gitsource.fetch`: URL + ref → a :class:`Revision` (one ref lookup), the
   commit cached per URL, its manifests read from the object store (:class:`Checkout`);
 - :mod:`~reconcilers.gitsource.transport`: the dulwich client of each scheme, credentials,
-  errors made typed (:mod:`~reconcilers.gitsource.errors`);
-- :mod:`~reconcilers.gitsource.webhook`: GitHub's signature check for the webhook endpoint.
+  errors made typed (:mod:`~reconcilers.gitsource.errors`).
+
+GitHub's webhook signature check lives in ``api_types.gitops`` (the API server's webhook
+endpoint uses it, and the API server may not import reconcilers).
 """
 
 from __future__ import annotations
@@ -33,15 +35,9 @@ from reconcilers.gitsource.fetch import (
     remote_revision,
 )
 from reconcilers.gitsource.transport import Credentials
-from reconcilers.gitsource.webhook import (
-    SIGNATURE_HEADER,
-    github_signature,
-    verify_github_signature,
-)
 
 __all__ = [
     "MANIFEST_SUFFIXES",
-    "SIGNATURE_HEADER",
     "AuthenticationFailed",
     "Checkout",
     "Credentials",
@@ -56,7 +52,5 @@ __all__ = [
     "cache_path",
     "describe_ref",
     "fetch",
-    "github_signature",
     "remote_revision",
-    "verify_github_signature",
 ]

@@ -9,6 +9,9 @@ from pydantic import ValidationError
 
 from api_types import GitSource, by_plural, field_errors, json_schema, parse_object
 from api_types.gitops import (
+    REQUESTED_AT_ANNOTATION,
+    SIGNATURE_HEADER,
+    WEBHOOK_SECRET_KEY,
     GitSourceCondition,
     duration_seconds,
     source_label_value,
@@ -60,6 +63,7 @@ def test_design_example_parses_and_round_trips() -> None:
         "lastAttemptedRevision": f"main@sha1:{SHA}",
         "inventory": [{"kind": "Instance", "namespace": "acme", "name": "web-1", "uid": "u1"}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "Applied"}],
+        "lastHandledRequest": "2026-01-01T00:00:00Z",
     }
     source = parse_object(data)
     assert isinstance(source, GitSource)
@@ -69,6 +73,8 @@ def test_design_example_parses_and_round_trips() -> None:
     assert wire["spec"]["credentialsRef"] == {"name": "git-creds"}
     assert wire["status"]["artifact"]["revision"] == f"main@sha1:{SHA}"
     assert wire["status"]["inventory"][0]["kind"] == "Instance"
+    assert wire["status"]["lastHandledRequest"] == "2026-01-01T00:00:00Z"
+    assert source.status.last_handled_request == "2026-01-01T00:00:00Z"
     assert "phase" not in wire["status"]
     assert parse_object(wire) == source
 
@@ -266,3 +272,6 @@ def test_status_is_phaseless_and_typed() -> None:
 def test_contract_names() -> None:
     assert source_label_value("acme", "infra") == "acme.infra"
     assert [c.value for c in GitSourceCondition] == ["Ready", "Reconciling", "Stalled", "Healthy"]
+    assert REQUESTED_AT_ANNOTATION == "gitops.skybroker.io/requested-at"
+    assert SIGNATURE_HEADER == "X-Hub-Signature-256"
+    assert WEBHOOK_SECRET_KEY == "webhookSecret"

@@ -35,6 +35,11 @@ def _binding(name: str, namespace: str) -> dict[str, Any]:
             "subjects": [{"kind": "User", "name": "someone"}]}  # fmt: skip
 
 
+def _gitsource(name: str, namespace: str) -> dict[str, Any]:
+    return {"kind": "GitSource", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"url": "https://git.example.com/infra.git"}}  # fmt: skip
+
+
 def _pool(name: str, namespace: str) -> dict[str, Any]:
     return {"kind": "Pool", "metadata": {"name": name}, "spec": {"members": [{"account": "a"}]}}
 
@@ -45,6 +50,7 @@ KINDS: dict[str, tuple[str, Callable[[str, str], dict[str, Any]], bool]] = {
     "secrets": ("team-a", _secret, True),
     "quotas": ("team-a", _quota, True),
     "rolebindings": ("team-a", _binding, True),
+    "gitsources": ("team-a", _gitsource, True),
     "pools": ("", _pool, False),
 }
 
@@ -57,11 +63,14 @@ ALLOWED: dict[tuple[str, str, str], set[str]] = {
     ("alice", "secrets", "team-a"): ALL,
     ("alice", "quotas", "team-a"): READ,
     ("alice", "rolebindings", "team-a"): ALL,
+    ("alice", "gitsources", "team-a"): ALL,
     ("bob", "firewalls", "team-b"): ALL,
     ("bob", "secrets", "team-b"): ALL,
     ("bob", "quotas", "team-b"): READ,
+    ("bob", "gitsources", "team-b"): ALL,  # edit may create and change GitSources
     ("viewer", "firewalls", "team-a"): READ,
     ("viewer", "quotas", "team-a"): READ,
+    ("viewer", "gitsources", "team-a"): READ,  # view may only read them
 }
 
 

@@ -93,6 +93,7 @@ def test_bash_completes_the_new_verbs_and_kinds_after_them() -> None:
 
     assert complete("an") == ["annotate"]
     assert set(complete("e")) == {"edit", "events", "explain"}
+    assert complete("sync", "g") == ["gitsource", "gs"]  # only a GitSource can be synced
     assert "instance" in complete("label", "inst")
     assert complete("patch", "x", "--type", "m") == ["merge"]
     assert complete("patch", "x", "--type", "j") == ["json"]

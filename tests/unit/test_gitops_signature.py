@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconcilers.gitsource.webhook import github_signature, verify_github_signature
+from api_types.gitops import github_signature, verify_github_signature
 
 SECRET = b"It's a Secret to Everybody"
 BODY = b"Hello, World!"
