@@ -1,8 +1,8 @@
 """``apply``, ``diff`` and ``--prune`` for skyctl: the apply engine (``controller.apply``) per
 document, with skyctl's report lines.
 
-Where it sits: called by ``skyctl.commands`` with manifests from ``skyctl.manifests`` and a
-``Backend`` (the REST API or the store). Each manifest is prepared, then applied on its own
+Where it sits: called by ``skyctl.commands`` with manifests from
+``controller.apply.manifests`` and a ``Backend`` (the REST API or the store). Each manifest is prepared, then applied on its own
 (``apply_one``: created / configured / unchanged, nothing written when unchanged); a failure is
 reported and the next one applied. ``--prune -l SEL`` then deletes the objects matching the
 selector that apply created and that are no longer in the applied set. ``diff`` plans without

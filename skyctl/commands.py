@@ -29,6 +29,7 @@ import yaml
 
 from api_types import registry
 from api_types.registry import KindInfo
+from controller.apply.manifests import load_manifests
 from controller.errors import SkybrokerError
 from controller.labels import LabelSelector, SelectorError
 from skyctl import apply as applying
@@ -36,7 +37,6 @@ from skyctl.backend import ApiError, Backend
 from skyctl.describe import format_history, object_events
 from skyctl.jsonpath import JsonPathError, Template, format_value
 from skyctl.kinds import UnknownKind, resolve_kind, resolve_kinds
-from skyctl.manifests import load_manifests
 from skyctl.output import Output, format_groups
 
 __all__ = ["VERBS", "Session", "UsageError", "parse_duration", "poll_until"]

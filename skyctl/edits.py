@@ -38,12 +38,12 @@ from typing import Any
 import yaml
 
 from api_types.registry import KindInfo
+from controller.apply.manifests import ManifestError, load_manifests
 from controller.errors import SkybrokerError
 from skyctl.apply import resource_ref
 from skyctl.backend import ApiError
 from skyctl.commands import Session, UsageError, kind_and_names
 from skyctl.jsonpatch import JsonPatchError, apply_json_patch, check_json_patch
-from skyctl.manifests import ManifestError, load_manifests
 
 __all__ = ["VERBS", "EditError"]
 

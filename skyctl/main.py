@@ -28,6 +28,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Protocol
 
+from controller.apply.manifests import ManifestError
 from controller.labels import SelectorError
 from controller.store.encryption import CipherError
 from skyctl import config as configuration
@@ -42,7 +43,6 @@ from skyctl.explain import ExplainError, explain
 from skyctl.getting import VERBS as READ_VERBS
 from skyctl.http import HttpBackend
 from skyctl.kinds import api_resources
-from skyctl.manifests import ManifestError
 from skyctl.output import FORMATS, parse_output
 from skyctl.printers import render_table
 from skyctl.sync import VERBS as SYNC_VERBS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from skyctl.manifests import ManifestError, load_manifests
+from controller.apply.manifests import ManifestError, load_manifests
 
 DOC = "apiVersion: skybroker.io/v1alpha1\nkind: HardwareProfile\nmetadata: {{name: {name}}}\n"
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from controller.apply.manifests import Manifest
+from controller.apply.merge import three_way_patch
 from controller.mergepatch import merge_patch
 from skyctl.apply import LAST_APPLIED, decide, prepare
 from skyctl.backend import ApiError
-from skyctl.manifests import Manifest
-from skyctl.merge import three_way_patch
 
 
 def instance(**spec: Any) -> dict[str, Any]:

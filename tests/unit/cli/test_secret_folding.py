@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 
 from api_types import Secret
+from controller.apply.manifests import Manifest
 from skyctl.apply import decide, prepare
-from skyctl.manifests import Manifest
 
 
 def b64(text: str) -> str:
