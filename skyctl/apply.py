@@ -2,11 +2,11 @@
 document, with skyctl's report lines.
 
 Where it sits: called by ``skyctl.commands`` with manifests from
-``controller.apply.manifests`` and a ``Backend`` (the REST API or the store). Each manifest is prepared, then applied on its own
-(``apply_one``: created / configured / unchanged, nothing written when unchanged); a failure is
-reported and the next one applied. ``--prune -l SEL`` then deletes the objects matching the
-selector that apply created and that are no longer in the applied set. ``diff`` plans without
-writing and shows live vs. merged.
+``controller.apply.manifests`` and a ``Backend`` (the REST API or the store). Each manifest
+is prepared, then applied on its own (``apply_one``: created / configured / unchanged, nothing
+written when unchanged); a failure is reported and the next one applied. ``--prune -l SEL``
+then deletes the objects matching the selector that apply created and that are no longer in
+the applied set. ``diff`` plans without writing and shows live vs. merged.
 """
 
 from __future__ import annotations
