@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from api_types import GitSource, by_plural, field_errors, json_schema, parse_object
+from api_types import GitSource, by_plural, json_schema, parse_object
 from api_types.gitops import (
     REQUESTED_AT_ANNOTATION,
     SIGNATURE_HEADER,
@@ -16,6 +15,7 @@ from api_types.gitops import (
     duration_seconds,
     source_label_value,
 )
+from tests.unit.test_api_types import assert_rejected, errors_of
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -27,20 +27,6 @@ def manifest(**spec: Any) -> dict[str, Any]:
         "metadata": {"name": "infra", "namespace": "acme"},
         "spec": {"url": "git://127.0.0.1:9418/infra.git", **spec},
     }
-
-
-def errors_of(data: dict[str, Any]) -> list[tuple[str, str]]:
-    with pytest.raises(ValidationError) as info:
-        parse_object(data)
-    return field_errors(info.value)
-
-
-def assert_rejected(data: dict[str, Any], path: str, *words: str) -> None:
-    errors = errors_of(data)
-    matching = [message for field, message in errors if field == path]
-    assert matching, f"no error at {path!r}; got {errors}"
-    for word in words:
-        assert any(word in message for message in matching), f"{word!r} not in {matching}"
 
 
 def test_design_example_parses_and_round_trips() -> None:
