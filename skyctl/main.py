@@ -210,14 +210,9 @@ def _object_verbs(verb: VerbParser) -> None:
     delete = verb("delete", "delete objects by name or from manifests")
     _kind(delete)
     _files(delete, required=False)
-    delete.add_argument(
-        "--wait",
-        type=_boolean,
-        default=False,
-        metavar="true|false",
-        help="wait until the objects are gone (bare --wait: true; default false)",
+    _wait_option(
+        delete, "wait until the objects are gone (bare --wait: true; default false)", "60s"
     )
-    delete.add_argument("--timeout", default="60s", help="for --wait (default 60s)")
     _dry_run(delete)
     delete.add_argument("--ignore-not-found", action="store_true")
 
@@ -256,14 +251,17 @@ def _object_verbs(verb: VerbParser) -> None:
 
     sync = verb("sync", "sync a GitSource now (gitsource/NAME or gs/NAME)")
     _kind(sync)
-    sync.add_argument(
-        "--wait",
-        type=_boolean,
-        default=False,
-        metavar="true|false",
-        help="wait until the GitSource has synced, then exit 0 if it is Ready (bare --wait)",
+    _wait_option(
+        sync, "wait until the GitSource has synced, then exit 0 if it is Ready (bare --wait)", "5m"
     )
-    sync.add_argument("--timeout", default="5m", help="for --wait (default 5m)")
+
+
+def _wait_option(parser: argparse.ArgumentParser, help_text: str, timeout: str) -> None:
+    """``--wait[=true|false]`` and its ``--timeout``."""
+    parser.add_argument(
+        "--wait", type=_boolean, default=False, metavar="true|false", help=help_text
+    )
+    parser.add_argument("--timeout", default=timeout, help=f"for --wait (default {timeout})")
 
 
 def _record_verbs(verb: VerbParser) -> None:
