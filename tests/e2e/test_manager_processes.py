@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -41,7 +42,11 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30.0) -> T:
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """Start a Python process whose output can never block it: nobody reads these processes'
+    output, and a pipe left unread stops its writer once 64 KiB are buffered."""
+    return subprocess.Popen(
+        [sys.executable, *args], stdout=tempfile.TemporaryFile(), stderr=tempfile.TemporaryFile()
+    )
 
 
 def counter_history(client: EtcdClient, key: bytes, since: int) -> list[tuple[int, str, int]]:
