@@ -22,7 +22,7 @@ document index and field.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from api_types.registry import apply_rank
@@ -181,6 +181,36 @@ def _failure(file: str, document: int, exc: ApiError) -> Failure:
     return Failure(file, document, exc.causes[0].field if exc.causes else "", exc)
 
 
+def _with_annotations(manifest: Manifest, annotations: Mapping[str, str]) -> Manifest:
+    if not annotations:
+        return manifest
+    obj = dict(manifest.obj)
+    metadata = dict(obj.get("metadata") or {})
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+    obj["metadata"] = metadata
+    return replace(manifest, obj=obj)
+
+
+def _stamp_kept(stamp: Mapping[str, str], live: Wire | None) -> dict[str, str]:
+    """The stamp annotations as ``live`` carries them (the new value where it has none)."""
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+    return {key: str(annotations.get(key, value)) for key, value in stamp.items()}
+
+
+def _plan_stamped(
+    manifest: Manifest, namespace: str, stamp: Mapping[str, str], live: Wire | None
+) -> Change:
+    """The change of ``manifest`` over ``live`` where the ``stamp`` annotations move only with
+    a real change: planned first with the values ``live`` has, and only if something else
+    differs, again with the new values."""
+    change = plan_change(
+        prepare(_with_annotations(manifest, _stamp_kept(stamp, live)), namespace, None), live
+    )
+    if change.action == UNCHANGED or _stamp_kept(stamp, live) == dict(stamp):
+        return change
+    return plan_change(prepare(_with_annotations(manifest, stamp), namespace, None), live)
+
+
 def _prepare_new(manifest: Manifest, namespace: str, seen: set[ObjectKey]) -> Target:
     """``manifest`` prepared (namespaced kinds default to ``namespace``) and added to ``seen``;
     an object already seen is an error: which document should win is not the engine's guess."""
@@ -202,23 +232,29 @@ def plan_manifests(
     namespace: str,
     *,
     stage: StagingBackend | None = None,
+    stamp: Mapping[str, str] | None = None,
 ) -> Plan:
     """Prepare every manifest, then dry-run each change against ``backend`` in write order;
     the changes, or the first failure. With ``stage`` (the same user's backend, able to stage),
     each dry-run runs on it staged with the changes planned before, so a document may refer to
-    another of the same set."""
-    targets: list[Target] = []
+    another of the same set. ``stamp`` annotations (GitOps' revision) are written only on the
+    objects that change: an unchanged object keeps the values it has, and costs no write."""
+    targets: list[tuple[Target, Manifest]] = []
     seen: set[ObjectKey] = set()
     for manifest in manifests:
         try:
-            targets.append(_prepare_new(manifest, namespace, seen))
+            targets.append((_prepare_new(manifest, namespace, seen), manifest))
         except ApiError as exc:
             return Plan(failure=_failure(manifest.file or manifest.source, manifest.document, exc))
     changes: list[Change] = []
     checker: Backend = stage or backend
-    for target in sorted(targets, key=lambda target: apply_rank(target.info.kind)):
+    for target, manifest in sorted(targets, key=lambda pair: apply_rank(pair[0].info.kind)):
         try:
-            change = plan_change(target, get_or_none(backend, target))
+            live = get_or_none(backend, target)
+            if stamp:
+                change = _plan_stamped(manifest, namespace, stamp, live)
+            else:
+                change = plan_change(target, live)
             _write(checker, change, dry_run=True)
         except ApiError as exc:
             return Plan(failure=_failure(target.file, target.document, exc))
@@ -235,11 +271,12 @@ def apply_manifests(
     namespace: str,
     *,
     stage: StagingBackend | None = None,
+    stamp: Mapping[str, str] | None = None,
     dry_run: bool = False,
 ) -> Plan:
     """All or nothing: :func:`plan_manifests`, then — only when every document passed and
     not ``dry_run`` — write the changes in order (unchanged objects are not written)."""
-    plan = plan_manifests(backend, manifests, namespace, stage=stage)
+    plan = plan_manifests(backend, manifests, namespace, stage=stage, stamp=stamp)
     if plan.failure is not None or dry_run:
         return plan
     written: list[Change] = []

@@ -4,6 +4,8 @@ Where it sits: a package of ``reconcilers``. The pipeline, stage by stage::
 
     GitSource reconciler → fetch → decode/plan → apply
 
+- :mod:`~reconcilers.gitsource.reconciler`: one pass over a GitSource — dependencies, fetch,
+  the all-or-nothing apply as its serviceAccount (``controller.apply``), prune, drift, health;
 - :mod:`~reconcilers.gitsource.fetch`: URL + ref → a :class:`Revision` (one ref lookup), the
   commit cached per URL, its manifests read from the object store (:class:`Checkout`);
 - :mod:`~reconcilers.gitsource.transport`: the dulwich client of each scheme, credentials,
@@ -34,14 +36,25 @@ from reconcilers.gitsource.fetch import (
     fetch,
     remote_revision,
 )
+from reconcilers.gitsource.reconciler import (
+    FINALIZER,
+    BackendFactory,
+    GitSourceReconciler,
+    actor_of,
+    register,
+    service_account_of,
+)
 from reconcilers.gitsource.transport import Credentials
 
 __all__ = [
+    "FINALIZER",
     "MANIFEST_SUFFIXES",
     "AuthenticationFailed",
+    "BackendFactory",
     "Checkout",
     "Credentials",
     "GitFetchError",
+    "GitSourceReconciler",
     "ManifestLimitExceeded",
     "ManifestLimits",
     "PathNotFound",
@@ -49,8 +62,11 @@ __all__ = [
     "RepositoryNotFound",
     "RepositoryUnreachable",
     "Revision",
+    "actor_of",
     "cache_path",
     "describe_ref",
     "fetch",
+    "register",
     "remote_revision",
+    "service_account_of",
 ]

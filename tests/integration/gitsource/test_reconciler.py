@@ -1,0 +1,300 @@
+"""The GitSource reconciler end to end: a real manager, real etcd, repositories served for real.
+
+Each test commits to an origin repository (``conftest.Origin``), points a GitSource at it and
+waits for what a user would see: objects in the store, the GitSource's status and events, the
+objects' history. Applies run as the serviceAccount ``gitops-acme``, bound to ``edit`` in
+namespace ``acme`` only — so what a tenant may not do is refused as it would be for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from api_types import GitSource, Instance, Secret, registry
+from api_types.gitops import REVISION_ANNOTATION, SOURCE_LABEL
+from controller.store.keys import ObjectKey
+from reconcilers import gitsource
+from reconcilers.deps import Deps
+from skybroker.wiring import GitOpsBackends
+from tests.integration.gitsource.conftest import Origin, git_daemon, http_server
+from tests.integration.reconcilers.harness import (
+    API,
+    Harness,
+    harness,
+    instance_manifest,
+    pool_manifest,
+    sim_account,
+)
+
+__all__ = ["harness"]  # the fixture, used by ``gitops``
+
+NS = "acme"
+SA = "gitops-acme"
+
+
+def _yaml(*objects: dict[str, Any]) -> bytes:
+    return yaml.safe_dump_all(objects, sort_keys=False).encode()
+
+
+def _instance(name: str, image: str = "ubuntu-22.04", **extra: Any) -> dict[str, Any]:
+    manifest = instance_manifest(name, NS, pool="general", image=image)
+    manifest["metadata"].pop("namespace")  # the GitSource's namespace is the default
+    manifest["metadata"].update(extra)
+    return manifest
+
+
+def _source(url: str, name: str = "infra", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"url": url, "interval": "5s", "serviceAccount": SA, **spec}
+    return {"apiVersion": API, "kind": "GitSource", "metadata": {"name": name, "namespace": NS},
+            "spec": body}  # fmt: skip
+
+
+@pytest.fixture
+def gitops(harness: Harness, tmp_path: Path) -> Iterator[Harness]:
+    """The harness with namespace acme, the pool the manifests name, ``gitops-acme`` bound to
+    ``edit`` in acme, and the GitSource reconciler running."""
+    harness.apply(
+        {"apiVersion": API, "kind": "Namespace", "metadata": {"name": NS}},
+        sim_account("sim-a"),
+        pool_manifest("general", [{"account": "sim-a"}]),
+        {
+            "apiVersion": API,
+            "kind": "RoleBinding",
+            "metadata": {"name": "gitops-edit", "namespace": NS},
+            "roleRef": {"kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": SA}],
+        },
+    )
+    backends = GitOpsBackends(harness.store)
+
+    def register(deps: Deps) -> None:
+        gitsource.register(deps, backends, tmp_path / "git-cache")
+
+    harness.start(register)
+    yield harness
+    harness.stop()
+    backends.stop()
+
+
+def _ready(revision: str | None = None) -> Any:
+    def check(source: GitSource) -> bool:
+        ready = source.status.condition("Ready")
+        return (
+            ready is not None
+            and ready.status == "True"
+            and source.status.observed_generation == source.metadata.generation
+            and (revision is None or source.status.last_applied_revision == f"main@sha1:{revision}")
+        )
+
+    return check
+
+
+def _reason(source: GitSource, type_: str) -> str | None:
+    condition = source.status.condition(type_)
+    return None if condition is None else condition.reason
+
+
+def _stalled(source: GitSource) -> bool:
+    stalled = source.status.condition("Stalled")
+    return stalled is not None and stalled.status == "True"
+
+
+def _history_actors(harness: Harness, name: str) -> list[str]:
+    return [r.actor for r in harness.store.history(ObjectKey("instances", NS, name))]
+
+
+def test_first_sync_update_and_prune_and_an_unchanged_revision_writes_nothing(
+    gitops: Harness, origin: Origin
+) -> None:
+    first = origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
+    gitops.apply(_source(f"file://{origin.path}", prune=True))
+    source = gitops.wait_for(GitSource, "infra", NS, _ready(first))
+    web1 = gitops.get(Instance, "web-1", NS)
+    assert web1 is not None
+    assert web1.metadata.labels[SOURCE_LABEL] == f"{NS}.infra"
+    assert web1.metadata.annotations[REVISION_ANNOTATION] == f"main@sha1:{first}"
+    assert {(e.kind, e.name) for e in source.status.inventory} == {
+        ("Instance", "web-1"),
+        ("Instance", "web-2"),
+    }
+    assert _history_actors(gitops, "web-1") == [f"gitsource/{NS}/infra@{first}"]
+
+    # Unchanged: more intervals pass (the reconciler looks again), nothing is written.
+    versions = {
+        n: gitops.get(Instance, n, NS).metadata.resource_version for n in ("web-1", "web-2")
+    }  # type: ignore[union-attr]
+    source_version = gitops.get(GitSource, "infra", NS).metadata.resource_version  # type: ignore[union-attr]
+    gitops.wait_for_reconciles("GitSource", 2, timeout=60)
+    assert {n: gitops.get(Instance, n, NS).metadata.resource_version for n in versions} == versions  # type: ignore[union-attr]
+    assert gitops.get(GitSource, "infra", NS).metadata.resource_version == source_version  # type: ignore[union-attr]
+
+    # web-1 changes, web-2 leaves git: web-1 updated (only it re-stamped), web-2 pruned.
+    second = origin.commit({"web.yaml": _yaml(_instance("web-1", image="debian-12"))})
+    gitops.wait_for(GitSource, "infra", NS, _ready(second))
+    web1 = gitops.get(Instance, "web-1", NS)
+    assert web1 is not None and web1.spec.image == "debian-12"
+    assert web1.metadata.annotations[REVISION_ANNOTATION] == f"main@sha1:{second}"
+    assert _history_actors(gitops, "web-1")[-1] == f"gitsource/{NS}/infra@{second}"
+    gitops.wait_gone(Instance, "web-2", NS)
+
+
+def test_a_bad_document_applies_nothing_and_names_file_document_and_field(
+    gitops: Harness, origin: Origin
+) -> None:
+    first = origin.commit({"a.yaml": _yaml(_instance("web-1"))})
+    gitops.apply(_source(f"file://{origin.path}"))
+    gitops.wait_for(GitSource, "infra", NS, _ready(first))
+
+    broken = _instance("web-3")
+    broken["spec"]["hardware"] = {"cpu": "many"}
+    bad = origin.commit(
+        {
+            "a.yaml": _yaml(_instance("web-1", image="debian-12")),
+            "b.yaml": _yaml(_instance("web-2"), broken),
+        }
+    )
+    source = gitops.wait_for(GitSource, "infra", NS, _stalled)
+    stalled = source.status.condition("Stalled")
+    assert stalled is not None
+    assert "b.yaml (document 2)" in stalled.message and "spec.hardware.cpu" in stalled.message
+    assert source.status.last_attempted_revision == f"main@sha1:{bad}"
+    assert source.status.last_applied_revision == f"main@sha1:{first}"
+    assert gitops.get(Instance, "web-2", NS) is None
+    web1 = gitops.get(Instance, "web-1", NS)
+    assert web1 is not None and web1.spec.image == "ubuntu-22.04"
+
+
+def test_a_tenant_repository_cannot_reach_another_namespace_or_cluster_kinds(
+    gitops: Harness, origin: Origin
+) -> None:
+    elsewhere = _instance("intruder")
+    elsewhere["metadata"]["namespace"] = "kube-other"
+    gitops.apply({"apiVersion": API, "kind": "Namespace", "metadata": {"name": "kube-other"}})
+    origin.commit({"x.yaml": _yaml(_instance("web-1"), elsewhere)})
+    gitops.apply(_source(f"file://{origin.path}"))
+    for files in (None, {"x.yaml": _yaml(_instance("web-1"), sim_account("stolen"))}):
+        if files is not None:
+            origin.commit(files)
+        head = f"main@sha1:{origin.head()}"
+        source = gitops.wait_for(
+            GitSource,
+            "infra",
+            NS,
+            lambda s, head=head: _stalled(s) and s.status.last_attempted_revision == head,
+        )
+        stalled = source.status.condition("Stalled")
+        assert stalled is not None and stalled.reason == "Forbidden", stalled
+        assert gitops.get(Instance, "web-1", NS) is None
+        assert gitops.get(Instance, "intruder", "kube-other") is None
+
+
+def test_drift_is_reverted_with_an_event_naming_who_changed_it(
+    gitops: Harness, origin: Origin
+) -> None:
+    first = origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+    gitops.apply(_source(f"file://{origin.path}", interval="1h"))
+    gitops.wait_for(GitSource, "infra", NS, _ready(first))
+    web1 = gitops.get(Instance, "web-1", NS)
+    assert web1 is not None
+    web1.spec.image = "debian-12"
+    gitops.store.update(web1, actor="alice")
+    # interval is an hour: only the watch on managed objects can bring it back this soon
+    gitops.wait_for(Instance, "web-1", NS, lambda i: i.spec.image == "ubuntu-22.04")
+    gitops.wait_for_event("gitsources", "infra", NS, "DriftReverted")
+    events = gitops.manager.recorder.list_events(involved=ObjectKey("gitsources", NS, "infra"))
+    drift = next(e for e in events if e.reason == "DriftReverted")
+    assert "alice" in drift.message and "spec.image" in drift.message
+
+
+def test_depends_on_waits_for_the_other_source_and_suspend_stops_syncing(
+    gitops: Harness, origin: Origin, tmp_path: Path
+) -> None:
+    network = Origin(tmp_path / "network.git")
+    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+    gitops.apply(_source(f"file://{origin.path}", dependsOn=[{"name": "network"}]))
+    waiting = gitops.wait_for(
+        GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "DependencyNotReady"
+    )
+    assert waiting.status.last_attempted_revision is None
+    assert gitops.get(Instance, "web-1", NS) is None
+
+    secret = {"apiVersion": API, "kind": "Secret", "metadata": {"name": "net"},
+              "stringData": {"cidr": "10.0.0.0/16"}}  # fmt: skip
+    net_head = network.commit({"net.yaml": _yaml(secret)})
+    gitops.apply(_source(f"file://{network.path}", name="network"))
+    gitops.wait_for(GitSource, "network", NS, _ready(net_head))
+    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+    assert gitops.get(Secret, "net", NS) is not None
+
+    # suspended: a new commit is not applied
+    source = gitops.get(GitSource, "infra", NS)
+    assert source is not None
+    source.spec.suspend = True
+    gitops.store.update(source, actor="test")
+    gitops.wait_for(GitSource, "infra", NS, lambda s: _reason(s, "Reconciling") == "Suspended")
+    origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
+    gitops.wait_for_reconciles("GitSource", 3, timeout=60)
+    assert gitops.get(Instance, "web-2", NS) is None
+
+
+def test_unreachable_repository_is_reported_and_nothing_is_deleted(
+    gitops: Harness, origin: Origin
+) -> None:
+    with git_daemon(origin) as served:
+        first = origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+        gitops.apply(_source(served.url, prune=True))
+        gitops.wait_for(GitSource, "infra", NS, _ready(first))
+    # the server is gone
+    source = gitops.wait_for(
+        GitSource, "infra", NS,
+        lambda s: (c := s.status.condition("Ready")) is not None and c.status == "False",
+        timeout=60,
+    )  # fmt: skip
+    ready = source.status.condition("Ready")
+    assert ready is not None and ready.reason == "RepositoryUnreachable", ready
+    assert gitops.get(Instance, "web-1", NS) is not None
+
+
+def test_force_push_over_http_is_followed(gitops: Harness, origin: Origin) -> None:
+    with http_server(origin) as served:
+        origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+        gitops.apply(_source(served.url, prune=True))
+        gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+        rewritten = origin.force_push({"web.yaml": _yaml(_instance("web-9"))})
+        gitops.wait_for(GitSource, "infra", NS, _ready(rewritten))
+        gitops.wait_gone(Instance, "web-1", NS)
+        assert gitops.get(Instance, "web-9", NS) is not None
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_deleting_the_source_prunes_or_releases_its_objects(
+    gitops: Harness, origin: Origin, prune: bool
+) -> None:
+    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+    gitops.apply(_source(f"file://{origin.path}", prune=prune))
+    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+    gitops.store.delete(GitSource, "infra", NS, actor="test")
+    gitops.wait_gone(GitSource, "infra", NS)
+    if prune:
+        gitops.wait_gone(Instance, "web-1", NS)
+    else:
+        web1 = gitops.get(Instance, "web-1", NS)
+        assert web1 is not None and SOURCE_LABEL not in web1.metadata.labels
+
+
+def test_the_prune_disabled_annotation_keeps_an_object_that_left_git(
+    gitops: Harness, origin: Origin
+) -> None:
+    kept = _instance("web-2", annotations={registry.PRUNE_ANNOTATION: registry.PRUNE_DISABLED})
+    origin.commit({"web.yaml": _yaml(_instance("web-1"), kept)})
+    gitops.apply(_source(f"file://{origin.path}", prune=True))
+    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+    last = origin.commit({"web.yaml": _yaml(_instance("web-3"))})
+    gitops.wait_for(GitSource, "infra", NS, _ready(last))
+    gitops.wait_gone(Instance, "web-1", NS)
+    assert gitops.get(Instance, "web-2", NS) is not None
