@@ -235,7 +235,10 @@ class Resources:
         if target.name is not None:
             raise ApiError(405, "MethodNotAllowed", "create with POST on the collection")
         self.authorize(user, "create", target)
-        obj = default_for_create(self.lookups, admit(self.lookups, self.parse(target, body)))
+        admitted = admit(
+            self.lookups, self.parse(target, body), writer=user, authorizer=self.authorizer
+        )
+        obj = default_for_create(self.lookups, admitted)
         created = with_reservation(
             self.lookups,
             obj.metadata.namespace,
@@ -251,7 +254,7 @@ class Resources:
             return self.store.update_status(obj, actor=user.name, dry_run=dry_run)
         info = target.info
         old = self.store.get(info.model, str(target.name), target.namespace)
-        obj = admit(self.lookups, obj, old)
+        obj = admit(self.lookups, obj, old, writer=user, authorizer=self.authorizer)
         leaving = old.metadata.deletion_timestamp is not None and not obj.metadata.finalizers
         delta = usage_change(self.lookups, None if leaving else obj, old)
         return with_reservation(
