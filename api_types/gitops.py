@@ -290,7 +290,8 @@ class GitSourceSpec(WireModel):
     service_account: UserName | None = Field(
         None,
         description="The user the apply is authorised as; absent = "
-        "system:gitsource:{namespace}:{name}.",
+        "system:gitsource:{namespace}:{name}. Setting it takes being that user, or RBAC verb "
+        "impersonate on users/{that user}.",
     )
 
     @model_validator(mode="after")

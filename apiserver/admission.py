@@ -22,7 +22,18 @@ before the quota reservation and the store write. In order:
    rather than left Unschedulable. Each failure is a cause naming the field (422). On an update
    only references that changed are checked, so an object whose pool was since deleted can
    still be relabelled or have its finalizers removed. Namespaces, pools, accounts and profiles
-   are looked up in the API server's caches (``lookups``).
+   are looked up in the API server's caches (``lookups``);
+3. who a GitSource applies as — ``spec.serviceAccount`` names the user the GitSource
+   reconciler writes as (DESIGN §9), so whoever sets it must be allowed to act as that user
+   (``Authorizer.may_act_as``: be that user, be in ``system:masters``, or hold ``impersonate``
+   on ``users/{name}`` in the GitSource's namespace or cluster-wide); otherwise 403 naming
+   ``spec.serviceAccount``, the writer and the user. Checked on a create, and on every write
+   (dry-runs included) that changes the spec while ``serviceAccount`` is set — against its new
+   value, so a tenant with ``edit`` cannot change the URL of a GitSource an admin pointed at a
+   powerful user. Metadata and ``/status`` writes are not checked; an absent
+   ``serviceAccount`` (``system:gitsource:{ns}:{name}``, no rights until bound) needs nothing.
+
+Steps 0 and 3 are answered before step 2's causes, as a 403 is before a 422.
 """
 
 from __future__ import annotations
@@ -35,12 +46,15 @@ import pydantic
 from api_types.accounts import HardwareProfile, ProviderAccount
 from api_types.common import TargetSpec
 from api_types.compute import Instance
+from api_types.gitops import GitSource
 from api_types.meta import Resource
 from api_types.network import Firewall, Subnet
 from api_types.pools import Pool
 from api_types.tenancy import Namespace, Quota, Secret
+from apiserver.auth import User
 from apiserver.lookups import Lookups
 from apiserver.quota import initial_usage
+from apiserver.rbac import IMPERSONATE, Authorizer
 from apiserver.status import ApiError
 from controller.errors import FieldCause, InvalidObjectError, NotFoundError
 
@@ -154,12 +168,44 @@ def _placement_of(instance: Instance) -> tuple[str | None, str | None, str]:
     return instance.spec.pool, instance.spec.account, instance.spec.image
 
 
-def admit(lookups: Lookups, obj: Resource, old: Resource | None = None) -> Resource:
-    """Default and check ``obj`` (a create when ``old`` is None); 422 naming every bad field."""
+def _check_service_account(
+    authorizer: Authorizer, writer: User, obj: GitSource, old: Resource | None
+) -> None:
+    """``writer`` may act as the user ``obj`` applies as, if the write sets it (403)."""
+    account = obj.spec.service_account
+    if account is None or (isinstance(old, GitSource) and old.spec == obj.spec):
+        return
+    namespace = obj.metadata.namespace
+    if authorizer.may_act_as(writer, account, namespace):
+        return
+    field = "spec.serviceAccount"
+    raise ApiError(
+        403,
+        "Forbidden",
+        f'{GitSource.PLURAL} "{obj.metadata.name}" is forbidden: User "{writer.name}" may not '
+        f'set {field} to "{account}": that needs verb "{IMPERSONATE}" on resource "users" '
+        f'named "{account}" in namespace "{namespace}" or cluster-wide',
+        (FieldCause(field, f'User "{writer.name}" may not act as user "{account}"'),),
+        details={"kind": GitSource.PLURAL, "name": obj.metadata.name},
+    )
+
+
+def admit(
+    lookups: Lookups,
+    obj: Resource,
+    old: Resource | None = None,
+    *,
+    writer: User,
+    authorizer: Authorizer,
+) -> Resource:
+    """Default and check ``obj``, written by ``writer`` (a create when ``old`` is None); 403
+    or 404 on the namespace or a GitSource's serviceAccount, else 422 naming every bad field."""
     if isinstance(obj, Secret):
         obj = obj.folded()
     if old is None and obj.metadata.namespace:
         _check_namespace(lookups, obj.metadata.namespace)
+    if isinstance(obj, GitSource):
+        _check_service_account(authorizer, writer, obj, old)
     unchanged = set(_references(old)) if old is not None else set()
     causes = []
     for ref in _references(obj):

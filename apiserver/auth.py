@@ -56,11 +56,22 @@ class TokenFileError(SkybrokerError, ValueError):
 
 @dataclass(frozen=True)
 class User:
-    """An authenticated caller: name, uid and groups (``system:authenticated`` included)."""
+    """An authenticated caller: name, uid and groups (``system:authenticated`` included).
+
+    ``actor``, when set, is what the durable history records of its writes name instead of
+    ``name`` — for an in-process writer acting for something else: the GitSource reconciler
+    writes as its ``serviceAccount`` (RBAC and admission see that user) and records
+    ``gitsource/{ns}/{name}@{sha}`` (DESIGN §9). A token never sets it."""
 
     name: str
     uid: str
     groups: frozenset[str]
+    actor: str | None = None
+
+    @property
+    def history_actor(self) -> str:
+        """Who the history records of this user's writes name: ``actor``, else ``name``."""
+        return self.actor or self.name
 
 
 def _digest(token: str) -> bytes:

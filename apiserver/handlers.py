@@ -4,7 +4,9 @@ Where it sits: called by ``app`` (which authenticates and reads the body) for ev
 ``/apis/skybroker.io/v1alpha1/…``; each operation authorizes (``rbac``), decodes and validates
 the body (the pydantic models), admits (``admission``), reserves quota (``quota``) and writes
 through the object store, whose compare-and-swap makes every write all-or-nothing. The code
-is synchronous (the store blocks on gRPC); the app runs it in a thread pool.
+is synchronous (the store blocks on gRPC); the app runs it in a thread pool. Every write's
+history records (and its quota reservation's) name ``User.history_actor``: the user, unless an
+in-process caller gave it a distinct ``actor`` (``apiserver.local``).
 
 Secret data is returned only to users allowed to ``get`` secrets in the namespace: a list (or
 watch) by someone who may list but not get them carries the Secrets without ``data``.
@@ -235,31 +237,36 @@ class Resources:
         if target.name is not None:
             raise ApiError(405, "MethodNotAllowed", "create with POST on the collection")
         self.authorize(user, "create", target)
-        obj = default_for_create(self.lookups, admit(self.lookups, self.parse(target, body)))
+        admitted = admit(
+            self.lookups, self.parse(target, body), writer=user, authorizer=self.authorizer
+        )
+        obj = default_for_create(self.lookups, admitted)
+        actor = user.history_actor
         created = with_reservation(
             self.lookups,
             obj.metadata.namespace,
             usage_change(self.lookups, obj, None),
-            user.name,
-            lambda extras: self.store.create(obj, actor=user.name, dry_run=dry_run, extras=extras),
+            actor,
+            lambda extras: self.store.create(obj, actor=actor, dry_run=dry_run, extras=extras),
         )
         return created.to_wire()
 
     def _write(self, user: User, target: Target, obj: Resource, dry_run: bool) -> Resource:
         """Write spec (or, for /status, status) of an object whose resourceVersion is the base."""
         if target.subresource == "status":
-            return self.store.update_status(obj, actor=user.name, dry_run=dry_run)
+            return self.store.update_status(obj, actor=user.history_actor, dry_run=dry_run)
         info = target.info
         old = self.store.get(info.model, str(target.name), target.namespace)
-        obj = admit(self.lookups, obj, old)
+        obj = admit(self.lookups, obj, old, writer=user, authorizer=self.authorizer)
         leaving = old.metadata.deletion_timestamp is not None and not obj.metadata.finalizers
         delta = usage_change(self.lookups, None if leaving else obj, old)
+        actor = user.history_actor
         return with_reservation(
             self.lookups,
             target.namespace,
             delta,
-            user.name,
-            lambda extras: self.store.update(obj, actor=user.name, dry_run=dry_run, extras=extras),
+            actor,
+            lambda extras: self.store.update(obj, actor=actor, dry_run=dry_run, extras=extras),
         )
 
     def update(self, user: User, target: Target, body: Wire, dry_run: bool) -> Wire:
@@ -307,7 +314,7 @@ class Resources:
             current = self.store.get(info.model, name, target.namespace)
         except InvalidObjectError:
             key = ObjectKey(info.plural, target.namespace, name)
-            self.store.delete_invalid(key, actor=user.name, dry_run=dry_run)
+            self.store.delete_invalid(key, actor=user.history_actor, dry_run=dry_run)
             return success_status(info.kind, name, None)
         # Usage is released only as the object leaves the store, with its last finalizer.
         removed = None if current.metadata.finalizers else current
@@ -319,10 +326,12 @@ class Resources:
                 name,
                 target.namespace,
                 resource_version=current.metadata.resource_version,
-                actor=user.name,
+                actor=user.history_actor,
                 dry_run=dry_run,
                 extras=extras,
             )
 
-        obj, gone = with_reservation(self.lookups, target.namespace, release, user.name, delete)
+        obj, gone = with_reservation(
+            self.lookups, target.namespace, release, user.history_actor, delete
+        )
         return success_status(info.kind, name, obj.metadata.uid) if gone else obj.to_wire()

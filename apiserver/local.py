@@ -3,7 +3,8 @@
 Where it sits: beside the HTTP front (``app`` → ``dispatch``), for callers in the same process
 as the store — skyctl's ``--etcd`` admin mode (``skyctl.etcd``, as a member of
 ``system:masters``) and, handed over by the composition root, the GitSource reconciler (as its
-``serviceAccount`` user). Everything a request through the API goes through applies: RBAC,
+``serviceAccount`` user, whose ``User.actor`` names the GitSource and revision in the history
+records of its writes). Everything a request through the API goes through applies: RBAC,
 schema validation, admission, the quota reservation in the write's transaction,
 compare-and-swap, and the same error codes — each failure becomes the
 :class:`~controller.errors.ApiError` the REST API would answer. It implements the apply
@@ -48,7 +49,8 @@ def _target(obj: Wire, named: bool = False) -> Target:
 
 
 class LocalBackend:
-    """The API's resource operations in-process, authorised as ``user``."""
+    """The API's resource operations in-process, authorised as ``user`` (and recorded in
+    history as ``user.history_actor``)."""
 
     def __init__(self, resources: Resources, user: User) -> None:
         self._resources = resources

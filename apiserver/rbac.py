@@ -19,6 +19,12 @@ Semantics, as in Kubernetes:
   ``edit`` writes workloads (GitSources among them) and Secrets; ``admin`` also manages Roles
   and RoleBindings of its namespace; neither may write Quotas or any ``/status`` (tenants must
   not reset their usage).
+- impersonation (Kubernetes' rule shape): a user may act as user ``X`` when it is ``X``, is in
+  ``system:masters``, or holds verb ``impersonate`` on resource ``users`` with resourceName
+  ``X`` (or no resourceNames) in the namespace asked about or cluster-wide
+  (:meth:`Authorizer.may_act_as`). No HTTP impersonation header uses it: admission does, for
+  the user a GitSource applies as (``spec.serviceAccount``, see ``admission``). No built-in
+  role but ``cluster-admin`` grants it.
 """
 
 from __future__ import annotations
@@ -42,12 +48,14 @@ from apiserver.status import ApiError
 from controller.cache import Informer
 from controller.store.objects import Store
 
-__all__ = ["BUILTIN_CLUSTER_ROLES", "Attributes", "Authorizer"]
+__all__ = ["BUILTIN_CLUSTER_ROLES", "IMPERSONATE", "Attributes", "Authorizer"]
 
 _READ = ["get", "list", "watch"]
 _WRITE = ["create", "update", "patch", "delete", "deletecollection"]
 _WORKLOADS = ["instances", "subnets", "firewalls", "volumes", "gitsources"]
 _BY_NAME = "name"
+#: The verb (on resource ``users``, resourceName = the user) that lets a user act as another.
+IMPERSONATE = "impersonate"
 
 
 def _rule(resources: list[str], verbs: list[str]) -> PolicyRule:
@@ -166,6 +174,13 @@ class Authorizer:
         if MASTERS_GROUP in user.groups:
             return True
         return any(_matches(rule, attrs) for rule in self._rules(user, attrs.namespace))
+
+    def may_act_as(self, user: User, name: str, namespace: str | None) -> bool:
+        """Whether ``user`` may act as user ``name`` in ``namespace`` (None = cluster scope):
+        it is that user, or may ``impersonate`` ``users/{name}`` there."""
+        if user.name == name:
+            return True
+        return self.allowed(user, Attributes(IMPERSONATE, "users", namespace, name))
 
     def check(self, user: User, attrs: Attributes) -> None:
         """403 ``ApiError`` naming user, verb, resource and namespace unless allowed."""
