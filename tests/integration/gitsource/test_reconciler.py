@@ -41,8 +41,8 @@ def _yaml(*objects: dict[str, Any]) -> bytes:
     return yaml.safe_dump_all(objects, sort_keys=False).encode()
 
 
-def _instance(name: str, image: str = "ubuntu-22.04", **extra: Any) -> dict[str, Any]:
-    manifest = instance_manifest(name, NS, pool="general", image=image)
+def _instance(name: str, cpu: int = 1, **extra: Any) -> dict[str, Any]:
+    manifest = instance_manifest(name, NS, pool="general", hardware={"cpu": cpu})
     manifest["metadata"].pop("namespace")  # the GitSource's namespace is the default
     manifest["metadata"].update(extra)
     return manifest
@@ -134,10 +134,10 @@ def test_first_sync_update_and_prune_and_an_unchanged_revision_writes_nothing(
     assert gitops.get(GitSource, "infra", NS).metadata.resource_version == source_version  # type: ignore[union-attr]
 
     # web-1 changes, web-2 leaves git: web-1 updated (only it re-stamped), web-2 pruned.
-    second = origin.commit({"web.yaml": _yaml(_instance("web-1", image="debian-12"))})
+    second = origin.commit({"web.yaml": _yaml(_instance("web-1", cpu=2))})
     gitops.wait_for(GitSource, "infra", NS, _ready(second))
     web1 = gitops.get(Instance, "web-1", NS)
-    assert web1 is not None and web1.spec.image == "debian-12"
+    assert web1 is not None and web1.spec.hardware.cpu == 2
     assert web1.metadata.annotations[REVISION_ANNOTATION] == f"main@sha1:{second}"
     assert _history_actors(gitops, "web-1")[-1] == f"gitsource/{NS}/infra@{second}"
     gitops.wait_gone(Instance, "web-2", NS)
@@ -154,7 +154,7 @@ def test_a_bad_document_applies_nothing_and_names_file_document_and_field(
     broken["spec"]["hardware"] = {"cpu": "many"}
     bad = origin.commit(
         {
-            "a.yaml": _yaml(_instance("web-1", image="debian-12")),
+            "a.yaml": _yaml(_instance("web-1", cpu=2)),
             "b.yaml": _yaml(_instance("web-2"), broken),
         }
     )
@@ -166,7 +166,7 @@ def test_a_bad_document_applies_nothing_and_names_file_document_and_field(
     assert source.status.last_applied_revision == f"main@sha1:{first}"
     assert gitops.get(Instance, "web-2", NS) is None
     web1 = gitops.get(Instance, "web-1", NS)
-    assert web1 is not None and web1.spec.image == "ubuntu-22.04"
+    assert web1 is not None and web1.spec.hardware.cpu == 1
 
 
 def test_a_tenant_repository_cannot_reach_another_namespace_or_cluster_kinds(
