@@ -5,9 +5,11 @@ process (embedded etcd, REST API, controllers, two seeded simulated accounts wit
 applies ``examples/acme`` with ``skyctl`` (a tenant with a quota, a hardware profile, a subnet,
 a firewall, five instances and a volume attached to one), prints progress until everything is
 Ready, shows the tables, deletes one instance in the cloud behind skybroker's back and shows it
-recreated, shows what a manifest written straight into etcd becomes, then stops the server
-with SIGTERM. It exits 0 only if every step happened and the server stopped cleanly; then it
-removes its temporary data dir, which it otherwise keeps for a look (and says where).
+recreated, shows what a manifest written straight into etcd becomes, keeps a git repository
+applied with a GitSource (a commit that adds an instance, synced at once with ``skyctl sync``,
+converging, its history naming the commit), then stops the server with SIGTERM. It exits 0
+only if every step happened and the server stopped cleanly; then it removes its temporary
+data dir, which it otherwise keeps for a look (and says where).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
+from dulwich import porcelain
+from dulwich.repo import Repo
 
 from controller.store.embedded import free_port
 from controller.store.etcd import EtcdClient
@@ -133,6 +139,7 @@ def run_demo(data_dir: Path) -> int:
         apply_the_tenant(skyctl)
         drift_is_corrected(skyctl, data_dir)
         direct_writes_are_picked_up(skyctl, data_dir)
+        gitops(skyctl, data_dir)
     finally:
         step("stopping skybroker (SIGTERM)")
         server.send_signal(signal.SIGTERM)
@@ -189,6 +196,77 @@ def direct_writes_are_picked_up(skyctl: Skyctl, data_dir: Path) -> None:
         ),
     )
     skyctl.show("events", "-n", "acme")
+
+
+def _instance(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "skybroker.io/v1alpha1",
+        "kind": "Instance",
+        "metadata": {"name": name, "labels": {"app": "batch"}},
+        "spec": {"pool": "general", "hardware": {"profile": "small"}, "image": "ubuntu-22.04"},
+    }
+
+
+def commit(repo: Repo, files: dict[str, list[dict[str, Any]]], message: str) -> str:
+    """Write ``files`` (path → manifests) into the work tree of ``repo`` and commit them."""
+    for name, objects in files.items():
+        path = Path(repo.path) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+        porcelain.add(repo, [str(path)])
+    author = b"demo <demo@skybroker.example>"
+    sha = porcelain.commit(repo, message.encode(), author=author, committer=author)
+    print(f"$ git commit -m {message!r}   # {sha.decode()[:12]}", flush=True)
+    return sha.decode()
+
+
+def gitops(skyctl: Skyctl, data_dir: Path) -> None:
+    step("GitOps: a git repository kept applied by a GitSource")
+    repo = Repo.init(str(data_dir / "infra"), mkdir=True)
+    commit(repo, {"batch/batch-1.yaml": [_instance("batch-1")]}, "batch-1")
+    source = [
+        {
+            "apiVersion": "skybroker.io/v1alpha1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "gitops", "namespace": "acme"},
+            "roleRef": {"kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": "gitops-acme"}],
+        },
+        {
+            "apiVersion": "skybroker.io/v1alpha1",
+            "kind": "GitSource",
+            "metadata": {"name": "infra", "namespace": "acme"},
+            "spec": {
+                "url": f"file://{data_dir / 'infra'}",
+                "ref": {"branch": "master"},
+                "path": "batch",
+                "interval": "1m",
+                "prune": True,
+                "wait": True,
+                "serviceAccount": "gitops-acme",
+            },
+        },
+    ]
+    manifest = data_dir / "gitsource.yaml"
+    manifest.write_text(yaml.safe_dump_all(source, sort_keys=False))
+    print(manifest.read_text(), end="")
+    skyctl.show("apply", "-f", str(manifest))
+    wait_for("the GitSource Ready", lambda: ready(skyctl.json("get", "gs", "infra", "-n", "acme")))
+    skyctl.show("get", "gs", "-n", "acme")
+
+    step("a commit adds an instance; skyctl sync applies it now instead of in a minute")
+    sha = commit(repo, {"batch/batch-2.yaml": [_instance("batch-2")]}, "batch-2 for the night jobs")
+    skyctl.show("sync", "gitsource/infra", "-n", "acme", "--wait")
+    wait_for(
+        "batch-2 Ready", lambda: ready(skyctl.json("get", "instance", "batch-2", "-n", "acme"))
+    )
+    skyctl.show("get", "instances", "-n", "acme", "-l", "app=batch", "-o", "wide")
+    skyctl.show("get", "gs", "-n", "acme")
+    history = skyctl.json("history", "instance/batch-2", "-n", "acme")
+    actors = {record.get("actor") for record in items(history)}
+    if f"gitsource/acme/infra@{sha}" not in actors:
+        raise SystemExit(f"demo: batch-2's history does not name the commit: {actors}")
+    skyctl.show("history", "instance/batch-2", "-n", "acme")
 
 
 def main() -> int:

@@ -5,8 +5,10 @@ Where it sits: a verb beside ``skyctl.edits`` (same :class:`~skyctl.commands.Ses
 backend). It writes the "sync now" request of ``api_types.gitops`` — a JSON merge patch of the
 GitSource's ``gitops.skybroker.io/requested-at`` annotation, set to the current time (RFC 3339)
 — so it is an update of the GitSource's metadata, authorised by RBAC like ``skyctl annotate``.
-With ``--wait`` it polls the GitSource until the reconciler echoes that value into
-``status.lastHandledRequest``, then prints the Ready condition: exit 0 if Ready is True, 1
+With ``--wait`` it polls the GitSource until the reconciler has echoed that value into
+``status.lastHandledRequest`` and is no longer ``Reconciling`` (a GitSource with ``wait: true``
+stays Reconciling while what it applied becomes healthy, one with dependencies while they are
+not Ready), then prints the Ready condition: exit 0 if Ready is True, 1
 otherwise, and 1 with a message on timeout. Any other kind is a usage error (exit 2).
 """
 
@@ -36,8 +38,8 @@ def _gitsource(args: argparse.Namespace) -> tuple[KindInfo, str]:
 
 
 class _Handled:
-    """The check ``--wait`` polls: has the reconciler handled ``request``? Keeps the GitSource
-    it last read, whose Ready condition is the answer."""
+    """The check ``--wait`` polls: has the reconciler handled ``request`` and finished with it?
+    Keeps the GitSource it last read, whose Ready condition is the answer."""
 
     def __init__(self, session: Session, info: KindInfo, name: str, request: str) -> None:
         self.session, self.info, self.name, self.request = session, info, name, request
@@ -51,7 +53,13 @@ class _Handled:
             if exc.not_found:
                 raise ApiError(404, "NotFound", f"gitsource/{self.name} was deleted") from None
             raise
-        return bool((self.source.get("status") or {}).get("lastHandledRequest") == self.request)
+        status = self.source.get("status") or {}
+        reconciling = any(
+            condition.get("type") == GitSourceCondition.RECONCILING
+            and condition.get("status") == "True"
+            for condition in status.get("conditions") or []
+        )
+        return status.get("lastHandledRequest") == self.request and not reconciling
 
 
 def _ready(source: Wire) -> tuple[bool, str]:

@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from api_types import GitSource, Instance, Secret, registry
-from api_types.gitops import REVISION_ANNOTATION, SOURCE_LABEL
+from api_types.gitops import REQUESTED_AT_ANNOTATION, REVISION_ANNOTATION, SOURCE_LABEL
 from controller.store.keys import ObjectKey
 from reconcilers import gitsource
 from reconcilers.deps import Deps
 from skybroker.wiring import GitOpsBackends
-from tests.integration.gitsource.conftest import Origin, git_daemon, http_server
+from tests.integration.gitsource.conftest import PASSWORD, USER, Origin, git_daemon, http_server
 from tests.integration.reconcilers.harness import (
     API,
     Harness,
@@ -298,3 +298,56 @@ def test_the_prune_disabled_annotation_keeps_an_object_that_left_git(
     gitops.wait_for(GitSource, "infra", NS, _ready(last))
     gitops.wait_gone(Instance, "web-1", NS)
     assert gitops.get(Instance, "web-2", NS) is not None
+
+
+def test_a_requested_sync_applies_a_new_commit_at_once_and_is_echoed(
+    gitops: Harness, origin: Origin
+) -> None:
+    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+    gitops.apply(_source(f"file://{origin.path}", interval="1h"))
+    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+    second = origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
+    source = gitops.get(GitSource, "infra", NS)
+    assert source is not None
+    source.metadata.annotations[REQUESTED_AT_ANNOTATION] = "2026-12-03T05:00:00Z"
+    gitops.store.update(source, actor="webhook")
+    handled = gitops.wait_for(GitSource, "infra", NS, _ready(second))
+    assert handled.status.last_handled_request == "2026-12-03T05:00:00Z"
+    assert gitops.get(Instance, "web-2", NS) is not None
+
+
+def test_credentials_come_from_the_secret_and_a_missing_one_is_reported(
+    gitops: Harness, origin: Origin
+) -> None:
+    secret = {
+        "apiVersion": API,
+        "kind": "Secret",
+        "metadata": {"name": "git-creds", "namespace": NS},
+        "stringData": {"username": USER, "password": PASSWORD},
+    }
+    with http_server(origin, basic_auth=True) as served:
+        origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+        gitops.apply(_source(served.url, credentialsRef={"name": "git-creds"}))
+        missing = gitops.wait_for(
+            GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "CredentialsMissing"
+        )
+        ready = missing.status.condition("Ready")
+        assert ready is not None and "git-creds" in ready.message
+        gitops.apply(secret)
+        gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()), timeout=60)
+        assert gitops.get(Instance, "web-1", NS) is not None
+
+
+def test_wait_gates_ready_on_the_health_of_what_was_applied(
+    gitops: Harness, origin: Origin
+) -> None:
+    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
+    gitops.apply(_source(f"file://{origin.path}", wait=True, timeout="2s"))
+    # nothing makes instances Ready here (no instance controller): the timeout says so
+    failed = gitops.wait_for(
+        GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "HealthCheckFailed"
+    )
+    healthy = failed.status.condition("Healthy")
+    assert healthy is not None and healthy.status == "False"
+    assert "Instance/web-1" in healthy.message
+    assert failed.status.last_applied_revision == f"main@sha1:{origin.head()}"
