@@ -177,10 +177,13 @@ class GitSourceReconciler:
                 pass_.remove_finalizer(FINALIZER)
                 return Result()
             pass_.add_finalizer(FINALIZER)
-            result = self._sync(pass_)
-            pass_.obj.status.last_handled_request = _annotation(source, REQUESTED_AT_ANNOTATION)
-            pass_.observe_generation()
-            return result
+            try:
+                return self._sync(pass_)
+            finally:
+                # Handled also when it failed: the conditions say how, and `sync --wait` ends.
+                handled = _annotation(source, REQUESTED_AT_ANNOTATION)
+                pass_.obj.status.last_handled_request = handled
+                pass_.observe_generation()
 
     def _sync(self, pass_: Pass[GitSource]) -> Result:
         source = pass_.obj
@@ -419,6 +422,8 @@ class GitSourceReconciler:
             prune(backend, in_prune_order(objects), (), dry_run=False, report=log.info)
             return
         for live in objects:
+            if live.metadata.get("deletionTimestamp"):
+                continue  # on its way out (its namespace is being deleted, say)
             unlabelled = dict(live.obj)
             labels = {k: v for k, v in live.metadata.get("labels", {}).items() if k != SOURCE_LABEL}
             unlabelled["metadata"] = {**live.metadata, "labels": labels}

@@ -19,7 +19,7 @@ PLAIN = "hunter2-very-secret"
 ENCODED_PLAIN = "s3cr3t-in-data"
 
 
-def _choking_admission(lookups: Any, obj: Any, old: Any = None) -> Any:
+def _choking_admission(lookups: Any, obj: Any, old: Any = None, **checks: Any) -> Any:
     """An admission step with a bug whose exception quotes the object it was given."""
     raise RuntimeError(f"admission choked on {obj.to_wire()}")
 

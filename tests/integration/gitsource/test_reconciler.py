@@ -17,6 +17,7 @@ import yaml
 
 from api_types import GitSource, Instance, Secret, registry
 from api_types.gitops import REQUESTED_AT_ANNOTATION, REVISION_ANNOTATION, SOURCE_LABEL
+from controller.errors import ConflictError
 from controller.store.keys import ObjectKey
 from reconcilers import gitsource
 from reconcilers.deps import Deps
@@ -258,6 +259,20 @@ def test_unreachable_repository_is_reported_and_nothing_is_deleted(
     ready = source.status.condition("Ready")
     assert ready is not None and ready.reason == "RepositoryUnreachable", ready
     assert gitops.get(Instance, "web-1", NS) is not None
+
+    # a sync asked for now is handled too (it failed, and the conditions say so)
+    def request_sync() -> bool:
+        current = gitops.get(GitSource, "infra", NS)
+        assert current is not None
+        current.metadata.annotations[REQUESTED_AT_ANNOTATION] = "now"
+        try:
+            gitops.store.update(current, actor="alice")
+        except ConflictError:  # a status write in between: read again
+            return False
+        return True
+
+    gitops.eventually(request_sync)
+    gitops.wait_for(GitSource, "infra", NS, lambda s: s.status.last_handled_request == "now")
 
 
 def test_force_push_over_http_is_followed(gitops: Harness, origin: Origin) -> None:
