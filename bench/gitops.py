@@ -11,7 +11,8 @@ serviceAccount bound to ``edit`` in the namespace, with ``interval: 5s``. Measur
 2. first sync: seconds from the GitSource's creation until it is Ready at the first commit,
    every object in the store; objects/s and the ratio to the raw CAS rate;
 3. ``--intervals`` passes with no new commit (real time, one per interval): etcd revisions
-   (must be 0) and git round trips (must be one ref lookup per pass, no pack fetched);
+   (must be 0), git round trips (must be one ref lookup per pass, no pack fetched) and the
+   seconds a pass takes (it re-plans the revision: one read per object);
 4. one commit changing 10 objects: etcd revisions and which keys changed (about 10 objects,
    their history records, the GitSource's status and its event);
 5. ``skyctl --etcd … apply -R -f DIR`` of the same files (written to a temporary directory)
@@ -267,6 +268,12 @@ def gitsource_reconciles() -> float:
     )
 
 
+def gitsource_pass_seconds() -> float:
+    """Seconds spent in GitSource passes so far in this process."""
+    labels = {"kind": GitSource.KIND}
+    return REGISTRY.get_sample_value("reconcile_duration_seconds_sum", labels) or 0.0
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -299,6 +306,7 @@ class Mark:
     revision: int
     keys: dict[bytes, int]
     reconciles: float
+    pass_seconds: float
     connections: int
     pack_fetches: int
     at: float
@@ -310,10 +318,22 @@ def mark(client: EtcdClient, prefix: str, log: WireLog) -> Mark:
         client.current_revision(),
         key_revisions(client, prefix),
         gitsource_reconciles(),
+        gitsource_pass_seconds(),
         connections,
         fetches,
         time.monotonic(),
     )
+
+
+def mark_after(passes: int, client: EtcdClient, prefix: str, log: WireLog, timeout: float) -> Mark:
+    """A mark taken as soon as ``passes`` more GitSource passes have ended.
+
+    Passes of one GitSource never overlap, and the next one starts an interval later unless
+    a write queued it — so right after a pass ends none is under way, and the round trips
+    and passes a window counts pair up (a pass opens its connection as it starts)."""
+    start = gitsource_reconciles()
+    wait_until(lambda: gitsource_reconciles() - start >= passes, timeout, f"{passes} passes")
+    return mark(client, prefix, log)
 
 
 @dataclass(frozen=True)
@@ -323,6 +343,7 @@ class Window:
     changed_keys: Counter[str]
     changed_objects: list[str]
     passes: int
+    pass_seconds: float
     round_trips: int
     pack_fetches: int
 
@@ -346,6 +367,7 @@ class Window:
             changed,
             sorted(objects),
             round(after.reconciles - before.reconciles),
+            after.pass_seconds - before.pass_seconds,
             after.connections - before.connections,
             after.pack_fetches - before.pack_fetches,
         )
@@ -404,22 +426,21 @@ def run_gitops(
             if len(labelled) != count:
                 raise SystemExit(f"first sync: {len(labelled)} of {count} objects in the store")
 
-            # Drift passes queued by the first sync's own writes, events: let them land.
+            # Drift passes queued by the first sync's own writes, events: let them land. Every
+            # window opens and closes right after a pass ends (see ``mark_after``).
             settled_revisions(client, prefix, quiet_for=2.0, timeout=600)
-            before = mark(client, prefix, log)
-            wait_until(
-                lambda: gitsource_reconciles() - before.reconciles >= intervals,
-                intervals * INTERVAL_SECONDS * 4 + 120,
-                f"{intervals} passes with no new commit",
-            )
-            idle = Window.between(before, mark(client, prefix, log), prefix)
+            idle_timeout = intervals * INTERVAL_SECONDS * 4 + 120
+            before = mark_after(1, client, prefix, log, idle_timeout)
+            after = mark_after(intervals, client, prefix, log, idle_timeout)
+            idle = Window.between(before, after, prefix)
 
-            before = mark(client, prefix, log)
+            before = after
             second = origin.commit(repository_files(count, CHANGED), f"{CHANGED} objects")
             wait_until(applied(store, second), INTERVAL_SECONDS * 4 + 600, "the second commit")
             commit_seconds = time.monotonic() - before.at
             settled_revisions(client, prefix, quiet_for=2.0, timeout=600)
-            commit = Window.between(before, mark(client, prefix, log), prefix)
+            after = mark_after(1, client, prefix, log, INTERVAL_SECONDS * 4 + 120)
+            commit = Window.between(before, after, prefix)
         finally:
             manager.stop()
             thread.join(60)
@@ -495,11 +516,13 @@ def main() -> None:
         ("floor seconds (one raw CAS per object)", f"{n / raw:.2f}", ""),
         (f"idle: passes (interval {INTERVAL_SECONDS}s)", str(idle.passes), f">= {args.intervals}"),
         ("  over seconds", f"{idle.seconds:.1f}", ""),
+        ("  seconds per pass (reads every object)",
+         f"{idle.pass_seconds / max(idle.passes, 1):.2f}", ""),
         ("  etcd revisions", str(idle.revisions), "0"),
         ("  git round trips (connections)", str(idle.round_trips), f"{idle.passes}"),
         ("  round trips per pass", f"{per_pass:.2f}", "1.00"),
         ("  pack fetches", str(idle.pack_fetches), "0"),
-        (f"commit changing {CHANGED}: seconds to applied", f"{result.commit_seconds:.2f}",
+        (f"commit of {CHANGED} just after a poll: s to applied", f"{result.commit_seconds:.2f}",
          f"<= {INTERVAL_SECONDS} + a pass"),
         ("  passes", str(commit.passes), ""),
         ("  etcd revisions", str(commit.revisions), f"~{CHANGED}"),
