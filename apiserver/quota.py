@@ -162,8 +162,9 @@ def with_reservation(
         return write(None)
     deadline = time.monotonic() + _RETRY_FOR
     snapshot = _with_staged_quotas(lookups, namespace, lookups.quotas(namespace))
-    staged = _staged_usage(lookups, namespace)
     while True:
+        # Reads each staged object's stored version: only worth it when a Quota limits anything.
+        staged = _staged_usage(lookups, namespace) if snapshot.quotas else dict.fromkeys(_NAMES, 0)
         try:
             return write(_reserve(lookups, namespace, delta, snapshot, actor, staged))
         except ConflictError:
