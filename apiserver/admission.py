@@ -31,9 +31,13 @@ before the quota reservation and the store write. In order:
    (dry-runs included) that changes the spec while ``serviceAccount`` is set — against its new
    value, so a tenant with ``edit`` cannot change the URL of a GitSource an admin pointed at a
    powerful user. Metadata and ``/status`` writes are not checked; an absent
-   ``serviceAccount`` (``system:gitsource:{ns}:{name}``, no rights until bound) needs nothing.
+   ``serviceAccount`` (``system:gitsource:{ns}:{name}``, no rights until bound) needs nothing;
+4. RBAC escalation prevention — a Role, ClusterRole or binding may grant only what its writer
+   holds, unless the writer has ``escalate`` / ``bind`` (``escalation``, Kubernetes' rule). It
+   is what makes step 3 hold: without it a namespace ``admin`` could grant herself
+   ``impersonate`` through a Role of her namespace.
 
-Steps 0 and 3 are answered before step 2's causes, as a 403 is before a 422.
+Steps 0, 3 and 4 are answered before step 2's causes, as a 403 is before a 422.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from api_types.network import Firewall, Subnet
 from api_types.pools import Pool
 from api_types.tenancy import Namespace, Quota, Secret
 from apiserver.auth import User
+from apiserver.escalation import check_escalation
 from apiserver.lookups import Lookups
 from apiserver.quota import initial_usage
 from apiserver.rbac import IMPERSONATE, Authorizer
@@ -199,13 +204,15 @@ def admit(
     authorizer: Authorizer,
 ) -> Resource:
     """Default and check ``obj``, written by ``writer`` (a create when ``old`` is None); 403
-    or 404 on the namespace or a GitSource's serviceAccount, else 422 naming every bad field."""
+    or 404 on the namespace, a GitSource's serviceAccount or an RBAC escalation, else 422
+    naming every bad field."""
     if isinstance(obj, Secret):
         obj = obj.folded()
     if old is None and obj.metadata.namespace:
         _check_namespace(lookups, obj.metadata.namespace)
     if isinstance(obj, GitSource):
         _check_service_account(authorizer, writer, obj, old)
+    check_escalation(lookups, authorizer, writer, obj, old)
     unchanged = set(_references(old)) if old is not None else set()
     causes = []
     for ref in _references(obj):

@@ -22,7 +22,8 @@ Cached objects are shared: callers treat them as read-only. Before :meth:`Lookup
 ``skyctl --etcd``, which never starts it) every read goes to etcd. :meth:`Lookups.staged` is a
 view in which objects not yet written exist: the apply engine dry-runs a set of writes with it,
 each admitted as if the ones before it had been written (an Instance naming a HardwareProfile of
-the same revision).
+the same revision); ``quota`` counts the staged objects of a namespace against its Quotas
+(:meth:`Lookups.staged_in`), and a staged Quota limits the documents after it.
 """
 
 from __future__ import annotations
@@ -93,13 +94,18 @@ class Lookups:
 
     def staged(self, objects: Iterable[Resource]) -> Lookups:
         """A view of these lookups in which ``objects`` exist, over what the store holds (the
-        caches are shared; quotas are still read as stored)."""
+        caches are shared), for dry-runs only: ``quota`` counts the staged objects too."""
         view = copy.copy(self)
         view._staged = dict(self._staged)
         for obj in objects:
             key = ObjectKey(obj.PLURAL, obj.metadata.namespace, obj.metadata.name)
             view._staged[key] = obj
         return view
+
+    def staged_in(self, namespace: str) -> list[Resource]:
+        """The staged objects of ``namespace`` (none outside a :meth:`staged` view), in the
+        order they were staged."""
+        return [obj for key, obj in self._staged.items() if key.namespace == namespace]
 
     def get(self, model: type[R], name: str, namespace: str | None = None) -> R:
         """The object (read-only if cached); NotFoundError when etcd does not have it either."""

@@ -19,6 +19,15 @@ with the same function), the HardwareProfile an Instance names read from the cac
 
 Usage is released when the object leaves the store (a delete without finalizers, or the write
 that removes the last finalizer), as Kubernetes does.
+
+In a staged view (``Lookups.staged``: the apply engine's all-or-nothing plan dry-runs each
+document as if the ones before it were written) the staged objects count too, with the same
+arithmetic as a write: each staged Instance or Volume adds ``usage_change(staged, stored)``
+to the usage every Quota of its namespace shows, and a staged Quota limits the documents
+after it (starting from its stored usage, or the namespace's, as a create would). So a revision
+whose Instances fit one by one but not together fails its plan on the first document that
+would exceed — naming it, with "used" counting the earlier documents — and nothing is written,
+rather than failing half-way through the writes.
 """
 
 from __future__ import annotations
@@ -77,22 +86,61 @@ def initial_usage(lookups: Lookups, namespace: str) -> QuotaUsage:
     return total
 
 
+def _stored(lookups: Lookups, obj: Resource) -> Resource | None:
+    try:
+        return lookups.store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+    except NotFoundError:
+        return None
+
+
+def _staged_usage(lookups: Lookups, namespace: str) -> UsageChange:
+    """What the objects staged in ``namespace`` add to the usage the store shows: each counted
+    as the write it stands for (stored → staged), as :func:`usage_change` counts a write."""
+    total = dict.fromkeys(_NAMES, 0)
+    for obj in lookups.staged_in(namespace):
+        if isinstance(obj, Instance | Volume):
+            change = usage_change(lookups, obj, _stored(lookups, obj))
+            total = {name: total[name] + change[name] for name in _NAMES}
+    return total
+
+
+def _with_staged_quotas(lookups: Lookups, namespace: str, snapshot: QuotaSnapshot) -> QuotaSnapshot:
+    """``snapshot`` with the Quotas staged in ``namespace`` over the stored ones: a staged spec
+    with the stored usage, or for a new Quota the namespace's (what a create would start at)."""
+    staged = [obj for obj in lookups.staged_in(namespace) if isinstance(obj, Quota)]
+    if not staged:
+        return snapshot
+    quotas = {quota.metadata.name: quota for quota in snapshot.quotas}
+    for quota in staged:
+        stored = quotas.get(quota.metadata.name)
+        used = stored.status.used if stored else initial_usage(lookups, namespace)
+        status = quota.status.model_copy(update={"used": used})
+        quotas[quota.metadata.name] = quota.model_copy(update={"status": status})
+    return QuotaSnapshot(list(quotas.values()), snapshot.revision, snapshot.cached)
+
+
 def _reserve(
-    lookups: Lookups, namespace: str, delta: UsageChange, snapshot: QuotaSnapshot, actor: str
+    lookups: Lookups,
+    namespace: str,
+    delta: UsageChange,
+    snapshot: QuotaSnapshot,
+    actor: str,
+    staged: UsageChange,
 ) -> TxnExtras:
-    """The transaction extras applying ``delta`` to every Quota of the namespace (403 if over)."""
+    """The transaction extras applying ``delta`` to every Quota of the namespace (403 if over),
+    on top of the ``staged`` usage (all zero outside a staged view)."""
     prefix = lookups.store.layout.kind_prefix(Quota.PLURAL, namespace)
     writes = []
     for quota in snapshot.quotas:
-        used = quota.status.used
-        new = QuotaUsage.model_validate(
-            {name: max(0, getattr(used, _ATTRS[name]) + delta[name]) for name in _NAMES}
-        )
+        stored = quota.status.used
+        used = {name: getattr(stored, _ATTRS[name]) + staged[name] for name in _NAMES}
+        new = QuotaUsage.model_validate({name: max(0, used[name] + delta[name]) for name in _NAMES})
         over = [name for name in new.exceeds(quota.spec.hard) if delta[name] > 0]
         if over:
             detail = ", ".join(
-                f"{name}: requested {delta[name]}, used {getattr(used, _ATTRS[name])}, "
-                f"limited {getattr(quota.spec.hard, _ATTRS[name])}"
+                f"{name}: requested {delta[name]}, used {used[name]}"
+                + (f" ({staged[name]} by earlier documents of this plan)" if staged[name] else "")
+                + f", limited {getattr(quota.spec.hard, _ATTRS[name])}"
                 for name in over
             )
             raise ApiError(403, "Forbidden", f"exceeded quota: {quota.metadata.name}, {detail}")
@@ -113,15 +161,17 @@ def with_reservation(
     if namespace is None or not any(delta.values()):
         return write(None)
     deadline = time.monotonic() + _RETRY_FOR
-    snapshot = lookups.quotas(namespace)
+    snapshot = _with_staged_quotas(lookups, namespace, lookups.quotas(namespace))
     while True:
+        # Reads each staged object's stored version: only worth it when a Quota limits anything.
+        staged = _staged_usage(lookups, namespace) if snapshot.quotas else dict.fromkeys(_NAMES, 0)
         try:
-            return write(_reserve(lookups, namespace, delta, snapshot, actor))
+            return write(_reserve(lookups, namespace, delta, snapshot, actor, staged))
         except ConflictError:
             # A Quota moved or appeared (someone reserved first, or the cache lagged behind):
             # recompute from etcd. If etcd shows the very quotas an etcd read gave before, the
             # object's own precondition failed: the caller's conflict, reported.
-            fresh = lookups.stored_quotas(namespace)
+            fresh = _with_staged_quotas(lookups, namespace, lookups.stored_quotas(namespace))
             same = not snapshot.cached and fresh.revisions() == snapshot.revisions()
             if same or time.monotonic() > deadline:
                 raise

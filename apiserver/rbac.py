@@ -24,7 +24,9 @@ Semantics, as in Kubernetes:
   ``X`` (or no resourceNames) in the namespace asked about or cluster-wide
   (:meth:`Authorizer.may_act_as`). No HTTP impersonation header uses it: admission does, for
   the user a GitSource applies as (``spec.serviceAccount``, see ``admission``). No built-in
-  role but ``cluster-admin`` grants it.
+  role but ``cluster-admin`` grants it, and nobody can grant it (or anything) without holding
+  it: a Role or binding grants only what its writer holds, unless the writer has ``escalate``
+  / ``bind`` (``escalation``, Kubernetes' escalation prevention).
 """
 
 from __future__ import annotations

@@ -278,3 +278,92 @@ def test_a_staged_dry_run_sees_the_objects_planned_before_it(
     assert admin.get(registry.by_kind("Instance"), "team-c", "web-1")["spec"]["firewallRefs"] == [
         "web"
     ]
+
+
+INSTANCE = """\
+kind: Instance
+metadata: {{name: {name}, namespace: acme}}
+spec: {{pool: general, hardware: {{cpu: 2, memoryMiB: 1024}}, image: ubuntu-22.04}}
+"""
+QUOTA = "kind: Quota\nmetadata: {name: q, namespace: acme}\nspec: {hard: {cpu: 5}}\n"
+
+
+def instances(count: int) -> str:
+    return "---\n".join(INSTANCE.format(name=f"web-{i}") for i in range(1, count + 1))
+
+
+def test_staged_objects_count_against_quota_so_a_plan_over_it_writes_nothing(
+    admin: LocalBackend, etcd_client: EtcdClient, key_prefix: str, tmp_path: Path
+) -> None:
+    """Each Instance fits alone (cpu 2 of 5), three together do not: the plan fails at the
+    third, naming it, before any write — not half-way through the writes."""
+    admin.create(
+        {"kind": "Quota", "metadata": {"name": "q", "namespace": "acme"},
+         "spec": {"hard": {"cpu": 5}}},
+        dry_run=False,
+    )  # fmt: skip
+    paths = repo(tmp_path / "git", web=instances(3))
+    written = key_revisions(etcd_client, key_prefix)
+
+    plan = apply_manifests(admin, manifests(tmp_path / "git"), "acme", stage=admin)
+
+    assert plan.failure is not None and not plan.written
+    assert (plan.failure.file, plan.failure.document) == (str(paths[0]), 3)
+    assert plan.failure.error.code == 403
+    message = str(plan.failure)
+    assert "exceeded quota: q, cpu: requested 2, used 4" in message, message
+    assert "by earlier documents of this plan" in message and "limited 5" in message
+    assert key_revisions(etcd_client, key_prefix) == written
+
+    repo(tmp_path / "git", web=instances(2))
+    fits = apply_manifests(admin, manifests(tmp_path / "git"), "acme", stage=admin)
+    assert fits.failure is None and fits.written
+    assert [change.action for change in fits.changes] == [CREATED, CREATED]
+    used = admin.get(registry.by_kind("Quota"), "acme", "q")["status"]["used"]
+    assert (used["instances"], used["cpu"]) == (2, 4)
+
+
+def test_a_quota_planned_in_the_same_set_limits_the_documents_after_it(
+    admin: LocalBackend, etcd_client: EtcdClient, key_prefix: str, tmp_path: Path
+) -> None:
+    paths = repo(tmp_path / "git", a_quota=QUOTA, web=instances(3))
+    written = key_revisions(etcd_client, key_prefix)
+
+    plan = apply_manifests(admin, manifests(tmp_path / "git"), "acme", stage=admin)
+
+    assert plan.failure is not None and not plan.written
+    assert (plan.failure.file, plan.failure.document) == (str(paths[1]), 3)
+    assert "exceeded quota: q, cpu: requested 2, used 4" in str(plan.failure)
+    assert key_revisions(etcd_client, key_prefix) == written
+
+
+ROLE_AND_BINDING = """\
+kind: Role
+metadata: {{name: ops, namespace: acme}}
+rules: [{{apiGroups: [""], resources: [{resource}], verbs: [{verb}]}}]
+---
+kind: RoleBinding
+metadata: {{name: ops, namespace: acme}}
+roleRef: {{kind: Role, name: ops}}
+subjects: [{{kind: User, name: bob}}]
+"""
+
+
+def test_a_binding_may_refer_to_a_role_of_the_same_set_and_grants_only_what_the_writer_holds(
+    alice: LocalBackend, etcd_client: EtcdClient, key_prefix: str, tmp_path: Path
+) -> None:
+    """Escalation prevention in a staged plan: the Role planned before the binding is found
+    (its rules checked), and a Role alice could not write fails the plan."""
+    impersonate = ROLE_AND_BINDING.format(resource="users", verb="impersonate")
+    paths = repo(tmp_path / "git", rbac=impersonate)
+    written = key_revisions(etcd_client, key_prefix)
+    refused = apply_manifests(alice, manifests(tmp_path / "git"), "acme", stage=alice)
+    assert refused.failure is not None
+    assert (refused.failure.file, refused.failure.document) == (str(paths[0]), 1)
+    assert refused.failure.error.code == 403 and "impersonate" in str(refused.failure)
+    assert key_revisions(etcd_client, key_prefix) == written
+
+    repo(tmp_path / "git", rbac=ROLE_AND_BINDING.format(resource="instances", verb="get"))
+    plan = apply_manifests(alice, manifests(tmp_path / "git"), "acme", stage=alice)
+    assert plan.failure is None and plan.written
+    assert [change.action for change in plan.changes] == [CREATED, CREATED]
