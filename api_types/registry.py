@@ -72,6 +72,9 @@ _MODELS: tuple[type[Resource], ...] = (
 #: The order in which the apply engine writes a set of objects (DESIGN §9): what others refer
 #: to comes first; prune deletes in reverse. Kind names, so the kind-independent engine
 #: (``controller.apply``) can sort without importing a kind; kinds not listed come after.
+#: The RBAC kinds follow DESIGN's list, roles before the bindings that name them: escalation
+#: prevention (``apiserver.escalation``) checks a binding against the rules of its role, so a
+#: binding planned before its role would be refused.
 APPLY_ORDER: tuple[str, ...] = (
     "Namespace",
     "Secret",
@@ -85,6 +88,10 @@ APPLY_ORDER: tuple[str, ...] = (
     "VirtualCluster",
     "Instance",
     "Volume",
+    "ClusterRole",
+    "Role",
+    "ClusterRoleBinding",
+    "RoleBinding",
 )
 # PRUNE_ANNOTATION/PRUNE_DISABLED (imported above) are re-exported for the apply engine, which
 # may import the registry but no kind module; they are defined beside GitSource, as contract.

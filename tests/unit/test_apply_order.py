@@ -12,9 +12,11 @@ def live(kind: str, name: str, annotations: dict[str, str] | None = None) -> Liv
 
 
 def test_unlisted_kinds_rank_after_the_listed_ones_and_keep_their_order() -> None:
-    kinds = ["RoleBinding", "Instance", "Role", "Namespace", "Volume", "Secret"]
+    kinds = ["GitSource", "RoleBinding", "Instance", "Role", "Namespace", "Event", "Volume"]
     ordered = sorted(kinds, key=registry.apply_rank)
-    assert ordered == ["Namespace", "Secret", "Instance", "Volume", "RoleBinding", "Role"]
+    assert ordered == [
+        "Namespace", "Instance", "Volume", "Role", "RoleBinding", "GitSource", "Event"
+    ]  # fmt: skip
     assert registry.apply_rank("BootConfig") < registry.apply_rank("Instance")
 
 
