@@ -34,26 +34,18 @@ round_trips_per_pass=<t> idle_pack_fetches=<f> commit_writes=<x>
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
-import stat
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from socketserver import BaseRequestHandler
-from typing import Any, cast
+from typing import Any
 
 import yaml
-from dulwich.index import commit_tree
-from dulwich.objects import Blob, Commit, ObjectID
-from dulwich.refs import Ref
-from dulwich.repo import Repo
-from dulwich.server import BackendRepo, DictBackend, TCPGitServer
 from prometheus_client import REGISTRY
 
 from api_types import GitSource, Instance, registry
@@ -75,6 +67,7 @@ from skybroker.main import tune_interpreter
 from skybroker.wiring import GitOpsBackends
 from skyctl.main import main as skyctl
 from tests.etcd_writes import key_revisions, settled_revisions
+from tests.gitservers import Origin, ServerLog, git_daemon
 
 API = "skybroker.io/v1alpha1"
 NS = "bench"
@@ -83,7 +76,6 @@ SOURCE = "infra"
 DIRECTORY = "objects"
 INTERVAL_SECONDS = 5  # the smallest interval a GitSource accepts
 CHANGED = 10
-REPO_PATH = b"/bench.git"
 
 
 # --- the repository and its server ------------------------------------------------------------
@@ -107,101 +99,6 @@ def repository_files(count: int, changed: int = 0) -> dict[str, bytes]:
         f"{DIRECTORY}/vm-{i:05d}.yaml": instance_file(i, cpu=2 if i < changed else 1)
         for i in range(count)
     }
-
-
-class Origin:
-    """The bare repository a developer pushes to: each :meth:`commit` moves ``main``."""
-
-    def __init__(self, path: Path) -> None:
-        self.repo = Repo.init_bare(str(path), mkdir=True)
-        self.repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
-        self._parents: list[ObjectID] = []
-        self._time = 1_700_000_000
-
-    def commit(self, files: Mapping[str, bytes], message: str) -> str:
-        entries = []
-        for name, data in files.items():
-            blob = Blob.from_string(data)
-            self.repo.object_store.add_object(blob)
-            entries.append((name.encode(), blob.id, stat.S_IFREG | 0o644))
-        commit = Commit()
-        commit.tree = commit_tree(self.repo.object_store, entries)
-        commit.parents = self._parents
-        commit.author = commit.committer = b"Bench <bench@example.com>"
-        self._time += 60
-        commit.author_time = commit.commit_time = self._time
-        commit.author_timezone = commit.commit_timezone = 0
-        commit.message = message.encode()
-        self.repo.object_store.add_object(commit)
-        self.repo.refs[Ref(b"refs/heads/main")] = commit.id
-        self._parents = [commit.id]
-        return commit.id.decode()
-
-
-@dataclass
-class WireLog:
-    """Counted by the server: ``connections`` (one git:// round trip each: the ref
-    advertisement, and a pack in the same connection when the client wants objects) and
-    ``pack_fetches`` (the connections that asked for objects)."""
-
-    connections: int = 0
-    pack_fetches: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def counts(self) -> tuple[int, int]:
-        with self.lock:
-            return self.connections, self.pack_fetches
-
-
-class _CountingRepo:
-    """The served repository, counting the negotiations that wanted objects."""
-
-    def __init__(self, repo: Repo, log: WireLog) -> None:
-        self._repo, self._log = repo, log
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._repo, name)
-
-    def find_missing_objects(
-        self, determine_wants: Callable[..., list[ObjectID]], *args: Any, **kwargs: Any
-    ) -> Any:
-        def counted(refs: Any, depth: int | None = None) -> list[ObjectID]:
-            wants = determine_wants(refs, depth)
-            if wants:
-                with self._log.lock:
-                    self._log.pack_fetches += 1
-            return wants
-
-        return self._repo.find_missing_objects(counted, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def git_daemon(origin: Origin) -> Iterator[tuple[str, WireLog]]:
-    """``git://127.0.0.1:PORT/bench.git`` served by dulwich's TCP server in a thread."""
-    log = WireLog()
-    repos: dict[bytes, BackendRepo] = {
-        REPO_PATH: cast(BackendRepo, _CountingRepo(origin.repo, log))
-    }
-    backend = DictBackend(repos)
-    server = TCPGitServer(backend, "127.0.0.1", 0)
-    handler = server.RequestHandlerClass
-
-    def counting(request: Any, address: Any, owner: Any) -> BaseRequestHandler:
-        with log.lock:
-            log.connections += 1
-        return handler(request, address, owner)
-
-    server.RequestHandlerClass = counting
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield f"git://127.0.0.1:{server.server_address[1]}{REPO_PATH.decode()}", log
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 # --- the store ------------------------------------------------------------------------------
@@ -312,8 +209,8 @@ class Mark:
     at: float
 
 
-def mark(client: EtcdClient, prefix: str, log: WireLog) -> Mark:
-    connections, fetches = log.counts()
+def mark(client: EtcdClient, prefix: str, log: ServerLog) -> Mark:
+    connections, fetches = len(log.requests), len(log.fetches)
     return Mark(
         client.current_revision(),
         key_revisions(client, prefix),
@@ -325,7 +222,9 @@ def mark(client: EtcdClient, prefix: str, log: WireLog) -> Mark:
     )
 
 
-def mark_after(passes: int, client: EtcdClient, prefix: str, log: WireLog, timeout: float) -> Mark:
+def mark_after(
+    passes: int, client: EtcdClient, prefix: str, log: ServerLog, timeout: float
+) -> Mark:
     """A mark taken as soon as ``passes`` more GitSource passes have ended.
 
     Passes of one GitSource never overlap, and the next one starts an interval later unless
@@ -404,8 +303,10 @@ def run_gitops(
 ) -> GitOpsResult:
     store = Store(client, KeyLayout(prefix))
     seed(store)
-    first = origin.commit(repository_files(count), f"{count} objects")
-    with git_daemon(origin) as (url, log):
+    first = origin.commit(repository_files(count), message=f"{count} objects")
+    with git_daemon(origin) as served:
+        url, log = served.url, served.log
+        assert log is not None
         manager, backends = gitops_manager(store, work / "git-cache")
         started = threading.Event()
         thread = threading.Thread(
@@ -435,7 +336,7 @@ def run_gitops(
             idle = Window.between(before, after, prefix)
 
             before = after
-            second = origin.commit(repository_files(count, CHANGED), f"{CHANGED} objects")
+            second = origin.commit(repository_files(count, CHANGED), message=f"{CHANGED} objects")
             wait_until(applied(store, second), INTERVAL_SECONDS * 4 + 600, "the second commit")
             commit_seconds = time.monotonic() - before.at
             settled_revisions(client, prefix, quiet_for=2.0, timeout=600)

@@ -28,7 +28,7 @@ from reconcilers.gitsource import (
     fetch,
     remote_revision,
 )
-from tests.integration.gitsource.conftest import (
+from tests.gitservers import (
     PASSWORD,
     USER,
     Origin,

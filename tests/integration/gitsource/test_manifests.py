@@ -16,7 +16,7 @@ from reconcilers.gitsource import (
     PathNotFound,
     fetch,
 )
-from tests.integration.gitsource.conftest import Origin
+from tests.gitservers import Origin
 
 TREE = {
     "b.yaml": b"b",

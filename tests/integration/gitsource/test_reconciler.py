@@ -22,7 +22,7 @@ from controller.store.keys import ObjectKey
 from reconcilers import gitsource
 from reconcilers.deps import Deps
 from skybroker.wiring import GitOpsBackends
-from tests.integration.gitsource.conftest import PASSWORD, USER, Origin, git_daemon, http_server
+from tests.gitservers import PASSWORD, USER, Origin, git_daemon, http_server
 from tests.integration.reconcilers.harness import (
     API,
     Harness,

@@ -28,7 +28,7 @@ from reconcilers.gitsource import (
     remote_revision,
 )
 from reconcilers.gitsource.transport import open_client, ssh_options
-from tests.integration.gitsource.conftest import closed_port
+from tests.gitservers import closed_port
 
 IDENTITY = (
     b"-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
