@@ -337,10 +337,12 @@ class Manager:
             log.warning("compaction round failed; will retry", error=str(exc))
 
     def _sweep(self) -> None:
+        # gRPC errors too (a pinned list compacted meanwhile): this thread also starts and
+        # ends each tenure's normaliser, so a failed sweep must never end it.
         try:
             self.garbage_collector.collect_once()
             self.store.trim_history(self.options.history_limit)
-        except StoreError as exc:
+        except (StoreError, grpc.RpcError) as exc:
             log.warning("maintenance sweep failed; will retry", error=str(exc))
 
     # --- health endpoints -----------------------------------------------------------------

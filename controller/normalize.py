@@ -202,9 +202,15 @@ class DirectWriteNormalizer:
                     if self.is_active():
                         self.normalise(bytes(kv.key), bytes(kv.value), int(kv.mod_revision))
                 self._watch(revision + 1, stop)
-            except WatchCompacted:
-                log.info("normaliser watch compacted; re-listing")
+            except WatchCompacted as exc:  # compacted, or etcd lost history it had sent
+                log.info("normaliser watch ended; re-listing", error=str(exc))
             except StoreUnavailableError:
+                stop.wait(1.0)
+            except Exception:
+                # Anything unexpected (an etcd error code we do not retry, a bug on one value):
+                # this thread is the tenure's only normaliser, so it starts over from a fresh
+                # list rather than ending and leaving direct writes alone until the next tenure.
+                log.exception("normaliser failed; re-listing")
                 stop.wait(1.0)
 
     def _watch(self, start_revision: int, stop: threading.Event) -> None:

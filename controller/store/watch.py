@@ -6,6 +6,14 @@ progress notifications, remembers the last revision it delivered, and after any 
 reopens from ``last + 1`` — so no event is missed and none is delivered twice. When etcd has
 compacted past that revision it raises ``WatchCompacted``; the caller re-lists and starts a new
 watch from the list's revision.
+
+Resuming assumes that etcd still has the history we delivered. An etcd that restarts from a
+data dir behind what it served — a restored backup, or etcd 3.5.0 to 3.5.2 killed at the wrong
+moment (it can persist its applied index before the write it covers: etcd-io/etcd#13766; we
+ship 3.5.1) — hands the lost revision numbers to new writes, and a watch resumed from
+``last + 1`` would never see those. So before reopening, the watch checks that etcd still has
+the last event it delivered, at its revision, and it watches for a response older than what it
+delivered; either mismatch raises ``WatchHistoryLost`` (a ``WatchCompacted``: the same re-list).
 """
 
 from __future__ import annotations
@@ -19,10 +27,10 @@ import grpc
 from etcd3 import etcdrpc
 from etcd3.etcdrpc import kv_pb2
 
-from controller.errors import SkybrokerError
+from controller.errors import SkybrokerError, StoreUnavailableError
 from controller.store.etcd import EtcdClient, prefix_range_end
 
-__all__ = ["PrefixWatch", "WatchCompacted", "WatchEvent"]
+__all__ = ["PrefixWatch", "WatchCompacted", "WatchEvent", "WatchHistoryLost"]
 
 
 class WatchCompacted(SkybrokerError):
@@ -31,6 +39,19 @@ class WatchCompacted(SkybrokerError):
     def __init__(self, compact_revision: int) -> None:
         super().__init__(f"watch revision compacted (oldest available: {compact_revision})")
         self.compact_revision = compact_revision
+
+
+class WatchHistoryLost(WatchCompacted):
+    """etcd no longer has history this watch delivered (it restarted from an older state):
+    revisions after ``current_revision`` may be reused by new writes; re-list."""
+
+    def __init__(self, current_revision: int, delivered: int, why: str) -> None:
+        SkybrokerError.__init__(
+            self,
+            f"etcd lost watched history: {why} (delivered up to revision {delivered}, "
+            f"etcd is at {current_revision})",
+        )
+        self.compact_revision = current_revision
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,8 @@ class PrefixWatch:
         # request iterator, which must then return, or every reconnect leaks that thread.
         self._stream_over = threading.Event()
         self.reconnects = 0
+        #: The last event delivered: after a reconnect etcd must still have it at its revision.
+        self._last_event: WatchEvent | None = None
 
     def stop(self) -> None:
         self._stopped.set()
@@ -102,6 +125,8 @@ class PrefixWatch:
         backoff = 0.05
         while not self._stopped.is_set():
             try:
+                if self.reconnects:
+                    self._check_history()
                 with self._lock:
                     if self._stopped.is_set():
                         return
@@ -113,15 +138,19 @@ class PrefixWatch:
                         raise WatchCompacted(int(response.compact_revision))
                     if response.canceled:
                         break
+                    current = int(response.header.revision)
+                    if self.reconnects and current < self.last_revision:
+                        raise WatchHistoryLost(current, self.last_revision, "it is behind")
                     if response.created and not response.events:
                         continue
                     batch = [self._event(e) for e in response.events]
                     if batch:
                         self.last_revision = max(self.last_revision, batch[-1].mod_revision)
+                        self._last_event = batch[-1]
                     else:
                         self.last_revision = max(self.last_revision, int(response.header.revision))
                     yield batch
-            except grpc.RpcError:
+            except (grpc.RpcError, StoreUnavailableError):
                 if self._stopped.is_set():
                     return
             finally:
@@ -134,6 +163,39 @@ class PrefixWatch:
                 return
             self.reconnects += 1
             backoff = min(backoff * 2, self._max_backoff)
+
+    def _check_history(self) -> None:
+        """Raise ``WatchHistoryLost`` unless etcd still holds the last event delivered, as it
+        was, at its revision (``StoreUnavailableError`` or a gRPC error: etcd did not answer)."""
+        event = self._last_event
+        if event is None:
+            return
+        try:
+            response = self._client.range(event.key, revision=event.mod_revision)
+        except grpc.RpcError as exc:
+            details = exc.details() or ""
+            if exc.code() == grpc.StatusCode.OUT_OF_RANGE and "future revision" in details:
+                raise WatchHistoryLost(
+                    self._client.current_revision(), self.last_revision, details
+                ) from None
+            if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
+                return  # compacted: too old to check; the watch itself says if it is gone
+            raise
+        kv = response.kvs[0] if response.kvs else None
+        if event.deleted:
+            unchanged = kv is None
+        else:
+            unchanged = (
+                kv is not None
+                and int(kv.mod_revision) == event.mod_revision
+                and bytes(kv.value) == event.value
+            )
+        if not unchanged:
+            raise WatchHistoryLost(
+                int(response.header.revision),
+                self.last_revision,
+                f"{event.key!r} differs at revision {event.mod_revision}",
+            )
 
     @staticmethod
     def _event(event: Any) -> WatchEvent:

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import pytest
 
@@ -19,7 +19,7 @@ from api_types import registry
 from controller.events import EventRecorder
 from controller.leader import shard_of
 from controller.store.embedded import EmbeddedEtcd, free_port
-from controller.store.etcd import EtcdClient
+from controller.store.etcd import EtcdClient, prefix_range_end
 from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.objects import Store
 
@@ -31,22 +31,48 @@ LEASE_TTL = 2.0
 TAKEOVER_SLACK = 10.0
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 30.0) -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float = 30.0,
+    describe: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``probe`` until it returns something true; on timeout fail with ``describe()`` (the
+    state waited for, the processes' logs) so that a failure seen once can be understood."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    details = f"\n{describe()}" if describe is not None else ""
+    raise AssertionError(f"condition not reached in {timeout:.0f}s{details}")
+
+
+#: stdout and stderr of every spawned process, by pid, for :func:`output_tail`.
+_outputs: dict[int, tuple[IO[bytes], IO[bytes]]] = {}
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
-    """Start a Python process whose output can never block it: nobody reads these processes'
-    output, and a pipe left unread stops its writer once 64 KiB are buffered."""
-    return subprocess.Popen(
-        [sys.executable, *args], stdout=tempfile.TemporaryFile(), stderr=tempfile.TemporaryFile()
-    )
+    """Start a Python process whose output can never block it: its output goes to temporary
+    files (a pipe left unread stops its writer once 64 KiB are buffered), which
+    :func:`output_tail` reads when a test fails."""
+    # Not closed here: the process writes them and output_tail reads them later.
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
+    process = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err)
+    _outputs[process.pid] = (out, err)
+    return process
+
+
+def output_tail(process: subprocess.Popen[bytes], limit: int = 6000) -> str:
+    """The last ``limit`` characters of a spawned process's stdout and of its stderr."""
+    parts = [f"process {process.pid} exit code: {process.poll()}"]
+    for name, file in zip(("stdout", "stderr"), _outputs[process.pid], strict=True):
+        file.seek(0, 2)
+        size = file.tell()
+        file.seek(max(0, size - limit))
+        parts.append(f"--- {name} (last {limit} of {size} bytes) ---")
+        parts.append(file.read().decode(errors="replace"))
+    return "\n".join(parts)
 
 
 def counter_history(client: EtcdClient, key: bytes, since: int) -> list[tuple[int, str, int]]:
@@ -237,7 +263,7 @@ def test_etcd_restarts_leave_the_controllers_thread_count_where_it_was(
     store = Store(client, KeyLayout("/threads"))
     try:
         process = spawn(
-            "-m", "skybroker", "--log-level", "warning", "controller",
+            "-m", "skybroker", "--log-level", "info", "controller",
             "--etcd-endpoints", etcd.endpoint, "--prefix", "/threads", "--health-listen", "",
             "--simulated-state-dir", str(tmp_path), "--lease-ttl", "3", "--renew-every", "1",
         )  # fmt: skip
@@ -247,7 +273,19 @@ def test_etcd_restarts_leave_the_controllers_thread_count_where_it_was(
             key = store.layout.object_key(ObjectKey("namespaces", None, f"round-{round_}"))
             client.put(key, f"kind: Namespace\napiVersion: skybroker.io/v1alpha1\n"
                             f"metadata: {{name: round-{round_}}}\n".encode())  # fmt: skip
-            wait_for(lambda: client.range(key).kvs[0].value[:1] == b"{", timeout=60)
+
+            def state() -> str:
+                prefix = store.layout.lease_key("")
+                leases = client.range(prefix, prefix_range_end(prefix)).kvs
+                held = {bytes(kv.key).decode(): f"{kv.value.decode()} lease {kv.lease:x}"
+                        for kv in leases}  # fmt: skip
+                return (
+                    f"round {round_}: {key.decode()} = {client.range(key).kvs[0].value!r}\n"
+                    f"etcd revision {client.current_revision()}, leases: {held}\n"
+                    f"{output_tail(process)}"
+                )
+
+            wait_for(lambda: client.range(key).kvs[0].value[:1] == b"{", timeout=60, describe=state)
 
         normalised(0)
         baseline = _threads(process.pid)

@@ -222,6 +222,39 @@ def test_run_loop_normalises_writes_as_they_arrive(
     assert [r[0] for r in reports.seen] == [bad]
 
 
+def test_run_loop_outlives_a_failure_and_normalises_what_comes_after(
+    store: Store, normaliser: DirectWriteNormalizer, reports: Reports
+) -> None:
+    """A tenure has one normaliser thread: an unexpected error (here the reporter's) must make
+    it start over from a fresh list, not end it and leave every later direct write alone."""
+    failed: list[ObjectKey] = []
+
+    def failing_once(key: ObjectKey, mod_revision: int, causes: tuple[FieldCause, ...]) -> None:
+        if not failed:
+            failed.append(key)
+            raise RuntimeError("the event recorder is broken")
+        reports(key, mod_revision, causes)
+
+    normaliser.report_invalid = failing_once
+    stop = threading.Event()
+    thread = threading.Thread(target=normaliser.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        bad = ObjectKey("instances", "acme", "web-2")
+        put(store, bad, VALID_JSON.replace(b'"cpu": 2', b'"cpu": "two"'))
+        eventually(lambda: failed)
+        key = ObjectKey("instances", "acme", "web-1")
+        put(store, key, VALID_YAML)
+        eventually(
+            lambda: store.client.range(store.layout.object_key(key)).kvs[0].value[:1] == b"{"
+        )
+        assert [r[0] for r in reports.seen] == [bad]  # reported again by the fresh list
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
 def test_new_objects_in_a_missing_namespace_are_held_until_it_is_created(
     store: Store, normaliser: DirectWriteNormalizer, reports: Reports
 ) -> None:
