@@ -22,7 +22,7 @@ document index and field.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from api_types.registry import apply_rank
@@ -273,12 +273,17 @@ def apply_manifests(
     stage: StagingBackend | None = None,
     stamp: Mapping[str, str] | None = None,
     dry_run: bool = False,
+    before_write: Callable[[Plan], None] | None = None,
 ) -> Plan:
     """All or nothing: :func:`plan_manifests`, then — only when every document passed and
-    not ``dry_run`` — write the changes in order (unchanged objects are not written)."""
+    not ``dry_run`` — write the changes in order (unchanged objects are not written).
+    ``before_write`` is told the plan just before its first write (a watcher of the written
+    objects can then tell its own writes' echoes from other writers')."""
     plan = plan_manifests(backend, manifests, namespace, stage=stage, stamp=stamp)
     if plan.failure is not None or dry_run:
         return plan
+    if before_write is not None:
+        before_write(plan)
     written: list[Change] = []
     for change in plan.changes:
         if change.action == UNCHANGED:

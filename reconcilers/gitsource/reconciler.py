@@ -19,7 +19,9 @@ One pass over a GitSource (DESIGN §9):
 Drift: the controller watches every managed kind (but Secrets, which stay out of its caches:
 their drift is put back at the next interval) and maps a spec change of a labelled object to
 its GitSource; the pass that follows re-plans the same revision, writes back what git says and
-posts a ``DriftReverted`` event naming who changed it (the object's history knows).
+posts a ``DriftReverted`` event naming who changed it (the object's history knows). The
+echoes of a sync's own writes are dropped (:class:`OwnWrites`), so applying a revision costs no
+second pass.
 
 Statuses, in Flux's vocabulary: ``Ready`` (applied, and healthy when waiting), ``Reconciling``
 (a sync is under way or waiting), ``Stalled`` (this revision cannot be applied: the file,
@@ -29,6 +31,7 @@ document and field are in the message; the last good revision stays applied), ``
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,6 +51,7 @@ from api_types.gitops import (
 )
 from api_types.meta import ConditionStatus, Resource
 from controller.apply import (
+    UNCHANGED,
     ApiError,
     Change,
     LiveObject,
@@ -122,6 +126,49 @@ def _annotation(obj: Resource, name: str) -> str | None:
     return (obj.metadata.annotations or {}).get(name)
 
 
+class OwnWrites:
+    """The writes a sync is about to make, so the drift watch can drop their echoes.
+
+    Each written object is noted with the resourceVersion its write is based on (None for a
+    create) just before the writes start; the watch event of that write is the one whose old
+    object is at that base, and it is dropped — a sync's own writes would otherwise bring the
+    source straight back for a full pass that finds nothing to do. Any other change passes: a
+    write by someone else lands on another base. An echo that never comes (the watch re-listed
+    past it) leaves an entry that the next write of the same object replaces.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bases: dict[tuple[str, str | None, str], str | None] = {}
+
+    def expect(self, plan: Plan) -> None:
+        with self._lock:
+            for change in plan.changes:
+                if change.action == UNCHANGED:
+                    continue
+                base = ((change.live or {}).get("metadata") or {}).get("resourceVersion")
+                self._bases[change.target.key] = None if base is None else str(base)
+
+    def _is_echo(self, obj: Resource, base: str | None) -> bool:
+        key = (obj.kind, obj.metadata.namespace, obj.metadata.name)
+        with self._lock:
+            if key in self._bases and self._bases[key] == base:
+                del self._bases[key]
+                return True
+        return False
+
+    # --- the predicate the drift watch applies ---------------------------------------------
+
+    def create(self, obj: Resource) -> bool:
+        return not self._is_echo(obj, None)
+
+    def update(self, old: Resource, new: Resource) -> bool:
+        return not self._is_echo(new, old.metadata.resource_version)
+
+    def delete(self, obj: Resource) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class _Applied:
     """What one apply of a revision did."""
@@ -146,6 +193,8 @@ class GitSourceReconciler:
         self._cache_dir = cache_dir
         self._limits = limits or ManifestLimits()
         self._sources = deps.manager.informer(GitSource)
+        #: This reconciler's writes in flight, whose watch echoes are not drift.
+        self.own_writes = OwnWrites()
 
     # --- event mapping ----------------------------------------------------------------------
 
@@ -308,6 +357,7 @@ class GitSourceReconciler:
             namespace,
             stage=backend,
             stamp={REVISION_ANNOTATION: str(checkout.revision)},
+            before_write=self.own_writes.expect,
         )
         if plan.failure is not None:
             return _Applied(plan, source.status.inventory, [])
@@ -347,7 +397,7 @@ class GitSourceReconciler:
     def _report_drift(self, pass_: Pass[GitSource], changes: Iterable[Change]) -> None:
         """The revision did not move, yet objects were written: someone changed them."""
         for change in changes:
-            if change.action == "unchanged":
+            if change.action == UNCHANGED:
                 continue
             target = change.target
             what = ", ".join(change.fields) if change.fields else "the object was deleted"
@@ -456,5 +506,6 @@ def register(deps: Deps, backend_for: BackendFactory, cache_dir: Path) -> Contro
             EnqueueMapped(reconciler.source_of),
             Normalised(),
             drifted,
+            reconciler.own_writes,
         )
     return controller
