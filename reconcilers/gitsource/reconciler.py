@@ -272,7 +272,9 @@ class GitSourceReconciler:
         failure = applied.plan.failure
         if failure is not None:
             reason = "Forbidden" if failure.error.code == 403 else "ApplyFailed"
-            return self._stalled(pass_, revision, reason, str(failure), interval)
+            status.inventory = applied.inventory
+            stopped = "writing stopped part-way: " if applied.plan.written else ""
+            return self._stalled(pass_, revision, reason, f"{stopped}{failure}", interval)
         if previous == revision:
             self._report_drift(pass_, applied.plan.changes)
         status.last_applied_revision = revision
@@ -293,7 +295,8 @@ class GitSourceReconciler:
     def _stalled(
         self, pass_: Pass[GitSource], revision: str, reason: str, message: str, interval: float
     ) -> Result:
-        """This revision cannot be applied: nothing was written, the last good one stays."""
+        """This revision cannot be applied: the last good one stays (nothing of this one was
+        written, unless the writes themselves failed part-way — the message then says so)."""
         pass_.obj.status.last_attempted_revision = revision
         kept = pass_.obj.status.last_applied_revision
         suffix = f" (revision {kept} stays applied)" if kept else ""
@@ -360,7 +363,18 @@ class GitSourceReconciler:
             before_write=self.own_writes.expect,
         )
         if plan.failure is not None:
-            return _Applied(plan, source.status.inventory, [])
+            inventory = list(source.status.inventory)
+            if plan.written:
+                # The writes stopped part-way (a conflict that kept coming, quota taken
+                # meanwhile): what they may have written stays managed, so that a revision
+                # without it prunes it.
+                known = {_key(entry) for entry in inventory}
+                inventory += [
+                    InventoryEntry(kind=key[0], namespace=key[1], name=key[2])
+                    for key in (change.target.key for change in plan.changes)
+                    if key not in known
+                ]
+            return _Applied(plan, inventory, [])
         inventory = [self._entry(backend, change) for change in plan.changes]
         pruned: list[LiveObject] = []
         if source.spec.prune:

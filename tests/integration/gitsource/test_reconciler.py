@@ -17,6 +17,7 @@ import yaml
 
 from api_types import GitSource, Instance, Secret, registry
 from api_types.gitops import REQUESTED_AT_ANNOTATION, REVISION_ANNOTATION, SOURCE_LABEL
+from controller.apply import ApiError
 from controller.errors import ConflictError
 from controller.store.keys import ObjectKey
 from reconcilers import gitsource
@@ -366,3 +367,61 @@ def test_wait_gates_ready_on_the_health_of_what_was_applied(
     assert healthy is not None and healthy.status == "False"
     assert "Instance/web-1" in healthy.message
     assert failed.status.last_applied_revision == f"main@sha1:{origin.head()}"
+
+
+class _FailingCreates:
+    """The real backends, but a real (not dry-run) create of ``name`` is refused: a write that
+    fails after every dry-run passed, as a quota taken meanwhile would."""
+
+    def __init__(self, backends: GitOpsBackends, name: str) -> None:
+        self._backends, self._name = backends, name
+
+    def __call__(self, user: str, actor: str) -> Any:
+        backend = self._backends(user, actor)
+        create = backend.create
+
+        def failing_create(obj: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
+            if not dry_run and obj["metadata"]["name"] == self._name:
+                raise ApiError(403, "Forbidden", "exceeded quota: taken meanwhile")
+            return create(obj, dry_run=dry_run)
+
+        backend.create = failing_create  # type: ignore[method-assign]
+        return backend
+
+
+def test_writes_that_stop_part_way_keep_what_they_wrote_managed(
+    harness: Harness, origin: Origin, tmp_path: Path
+) -> None:
+    harness.apply(
+        {"apiVersion": API, "kind": "Namespace", "metadata": {"name": NS}},
+        sim_account("sim-a"),
+        pool_manifest("general", [{"account": "sim-a"}]),
+        {
+            "apiVersion": API,
+            "kind": "RoleBinding",
+            "metadata": {"name": "gitops-edit", "namespace": NS},
+            "roleRef": {"kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "User", "name": SA}],
+        },
+    )
+    backends = GitOpsBackends(harness.store)
+    harness.start(
+        lambda deps: gitsource.register(
+            deps, _FailingCreates(backends, "web-2"), tmp_path / "git-cache"
+        )
+    )
+    try:
+        origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
+        harness.apply(_source(f"file://{origin.path}", prune=True))
+        source = harness.wait_for(GitSource, "infra", NS, _stalled)
+        stalled = source.status.condition("Stalled")
+        assert stalled is not None and "writing stopped part-way" in stalled.message
+        assert harness.get(Instance, "web-1", NS) is not None
+        assert ("Instance", "web-1") in {(e.kind, e.name) for e in source.status.inventory}
+        # a revision without web-1 prunes it, although web-1 was never part of a good apply
+        origin.commit({"web.yaml": _yaml(_instance("web-3"))})
+        harness.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+        harness.wait_gone(Instance, "web-1", NS)
+    finally:
+        harness.stop()
+        backends.stop()
