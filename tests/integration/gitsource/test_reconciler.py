@@ -8,7 +8,8 @@ namespace ``acme`` only — so what a tenant may not do is refused as it would b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,14 @@ def _source(url: str, name: str = "infra", **spec: Any) -> dict[str, Any]:
             "spec": body}  # fmt: skip
 
 
-@pytest.fixture
-def gitops(harness: Harness, tmp_path: Path) -> Iterator[Harness]:
+@contextmanager
+def _gitops_running(
+    harness: Harness,
+    cache: Path,
+    backend_for: Callable[[GitOpsBackends], Callable[[str, str], Any]] = lambda backends: backends,
+) -> Iterator[Harness]:
     """The harness with namespace acme, the pool the manifests name, ``gitops-acme`` bound to
-    ``edit`` in acme, and the GitSource reconciler running."""
+    ``edit`` in acme, and the GitSource reconciler running on ``backend_for(the real backends)``."""
     harness.apply(
         {"apiVersion": API, "kind": "Namespace", "metadata": {"name": NS}},
         sim_account("sim-a"),
@@ -75,12 +80,20 @@ def gitops(harness: Harness, tmp_path: Path) -> Iterator[Harness]:
     backends = GitOpsBackends(harness.store)
 
     def register(deps: Deps) -> None:
-        gitsource.register(deps, backends, tmp_path / "git-cache")
+        gitsource.register(deps, backend_for(backends), cache)
 
     harness.start(register)
-    yield harness
-    harness.stop()
-    backends.stop()
+    try:
+        yield harness
+    finally:
+        harness.stop()
+        backends.stop()
+
+
+@pytest.fixture
+def gitops(harness: Harness, tmp_path: Path) -> Iterator[Harness]:
+    with _gitops_running(harness, tmp_path / "git-cache") as running:
+        yield running
 
 
 def _ready(revision: str | None = None) -> Any:
@@ -392,36 +405,18 @@ class _FailingCreates:
 def test_writes_that_stop_part_way_keep_what_they_wrote_managed(
     harness: Harness, origin: Origin, tmp_path: Path
 ) -> None:
-    harness.apply(
-        {"apiVersion": API, "kind": "Namespace", "metadata": {"name": NS}},
-        sim_account("sim-a"),
-        pool_manifest("general", [{"account": "sim-a"}]),
-        {
-            "apiVersion": API,
-            "kind": "RoleBinding",
-            "metadata": {"name": "gitops-edit", "namespace": NS},
-            "roleRef": {"kind": "ClusterRole", "name": "edit"},
-            "subjects": [{"kind": "User", "name": SA}],
-        },
-    )
-    backends = GitOpsBackends(harness.store)
-    harness.start(
-        lambda deps: gitsource.register(
-            deps, _FailingCreates(backends, "web-2"), tmp_path / "git-cache"
-        )
-    )
-    try:
+    def failing(backends: GitOpsBackends) -> _FailingCreates:
+        return _FailingCreates(backends, "web-2")
+
+    with _gitops_running(harness, tmp_path / "git-cache", failing) as gitops:
         origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
-        harness.apply(_source(f"file://{origin.path}", prune=True))
-        source = harness.wait_for(GitSource, "infra", NS, _stalled)
+        gitops.apply(_source(f"file://{origin.path}", prune=True))
+        source = gitops.wait_for(GitSource, "infra", NS, _stalled)
         stalled = source.status.condition("Stalled")
         assert stalled is not None and "writing stopped part-way" in stalled.message
-        assert harness.get(Instance, "web-1", NS) is not None
+        assert gitops.get(Instance, "web-1", NS) is not None
         assert ("Instance", "web-1") in {(e.kind, e.name) for e in source.status.inventory}
         # a revision without web-1 prunes it, although web-1 was never part of a good apply
         origin.commit({"web.yaml": _yaml(_instance("web-3"))})
-        harness.wait_for(GitSource, "infra", NS, _ready(origin.head()))
-        harness.wait_gone(Instance, "web-1", NS)
-    finally:
-        harness.stop()
-        backends.stop()
+        gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+        gitops.wait_gone(Instance, "web-1", NS)
