@@ -4,14 +4,15 @@ Where it sits: the composition root (``skybroker``) builds one ``Deps`` and hand
 reconciler module's ``register(deps)``, which adds its controller to the manager. Reconcilers
 read desired state from ``deps.manager.informer(Kind)`` caches, write through ``deps.store``
 (adding ``deps.manager.fence_for(key)`` to writes that must not outlive this process's shard),
-report through ``deps.recorder``, reach clouds through ``deps.providers``, tell the time with
-``deps.clock`` (never the ``time`` module or ``datetime.now``) and share what placements taught
-them in ``deps.memory``.
+report through ``deps.recorder``, reach clouds through ``deps.providers``, place instances
+with ``deps.scheduler``, tell the time with ``deps.clock`` (never the ``time`` module or
+``datetime.now``) and share what placements taught them in ``deps.memory``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from controller.clock import Clock
@@ -22,6 +23,7 @@ from reconcilers.accounts import ProviderRegistry
 
 if TYPE_CHECKING:
     # Built by the composition root: the placement package itself builds on Deps.
+    from reconcilers.placement.instance import Scheduler
     from reconcilers.placement.memory import PlacementMemory
 
 __all__ = ["Deps"]
@@ -47,3 +49,12 @@ class Deps:
     @property
     def recorder(self) -> EventRecorder:
         return self.manager.recorder
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        """The process's one instance scheduler: the Instance reconciler places with it, and
+        previews (a GitSource's plan) forecast with it, seeing the same pool turns and the
+        decisions not cached yet."""
+        from reconcilers.placement.instance import Scheduler  # builds on Deps itself
+
+        return Scheduler(self, self.memory)

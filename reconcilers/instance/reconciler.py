@@ -39,7 +39,7 @@ from reconcilers._common import (
 from reconcilers.deps import Deps
 from reconcilers.hardware import UnknownProfileError
 from reconcilers.instance.cloud import CloudSteps
-from reconcilers.placement import PlacementMemory, Scheduler, Unschedulable
+from reconcilers.placement import Unschedulable
 from reconcilers.quota import QUOTA_EXCEEDED
 
 __all__ = [
@@ -66,12 +66,12 @@ class InstanceReconciler:
     firewalls, then hands it to :class:`~reconcilers.instance.cloud.CloudSteps` (create,
     observe, power state, drift, replacement, deletion); see the module."""
 
-    def __init__(self, deps: Deps, memory: PlacementMemory | None = None) -> None:
+    def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._instances = deps.manager.informer(Instance)
         self._subnets = deps.manager.informer(Subnet)
         self._firewalls = deps.manager.informer(Firewall)
-        self.scheduler = Scheduler(deps, memory or deps.memory)
+        self.scheduler = deps.scheduler
         self.cloud = CloudSteps(deps, self.scheduler.memory, self.scheduler.hardware)
 
     # --- mapping other kinds' events ------------------------------------------------------

@@ -15,7 +15,7 @@ Subnet, Volume) to a pool member. The pipeline, one module per step:
 """
 
 from reconcilers.placement.inputs import Targets, Unschedulable, account_states, candidates
-from reconcilers.placement.instance import QuotaVerdict, Scheduler, tightest
+from reconcilers.placement.instance import Forecast, QuotaVerdict, Scheduler, tightest
 from reconcilers.placement.memory import SAME_MEMBER_BACKOFF_SECONDS, PlacementMemory
 from reconcilers.placement.policy import (
     AccountState,
@@ -36,6 +36,7 @@ __all__ = [
     "AccountState",
     "Candidate",
     "Decision",
+    "Forecast",
     "Need",
     "Option",
     "PlacementMemory",

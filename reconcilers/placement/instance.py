@@ -22,7 +22,9 @@ admitted once one of the others is deleted — instead of all blocking each othe
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from api_types import (
@@ -41,14 +43,15 @@ from controller.store.keys import ObjectKey
 from providers import CloudSize
 from reconcilers._common import account_handle
 from reconcilers.deps import Deps
-from reconcilers.hardware import HardwareConstraints
-from reconcilers.placement.inputs import account_states, candidates
+from reconcilers.hardware import HardwareConstraints, UnknownProfileError
+from reconcilers.placement.inputs import Unschedulable, account_states, candidates
 from reconcilers.placement.memory import PlacementMemory
-from reconcilers.placement.policy import AccountState, Decision, Need
+from reconcilers.placement.policy import AccountState, Decision, Need, Option
 from reconcilers.placement.pool import PoolScheduler
 from reconcilers.quota import counts_against_quota, namespace_usage, profile_of
 
 __all__ = [
+    "Forecast",
     "QuotaVerdict",
     "Scheduler",
     "tightest",
@@ -119,8 +122,9 @@ class Scheduler:
         sizes = state.sizes if state is not None else ()
         return next((s for s in sizes if s.id == placement.size), None)
 
-    def quota(self, instance: Instance) -> QuotaVerdict:
-        """Would admitting ``instance`` exceed a Quota of its namespace (first come first)?"""
+    def quota(self, instance: Instance, ahead: Sequence[Instance] = ()) -> QuotaVerdict:
+        """Would admitting ``instance`` exceed a Quota of its namespace (first come first)?
+        ``ahead``: instances not in the store yet that count before it (a forecast's)."""
         namespace = instance.metadata.namespace
         quotas = self._quotas.list(namespace)
         if not quotas:
@@ -136,6 +140,7 @@ class Scheduler:
                 or (counts_against_quota(other) and _queue_position(other) < mine)
             )
         ]
+        counted += [other for other in ahead if other.metadata.namespace == namespace]
         profiles = {p.metadata.name: p for p in self._profiles.list()}
         used = namespace_usage(
             counted, self._volumes.list(namespace), profiles, sizes=self._size_of
@@ -169,9 +174,15 @@ class Scheduler:
         return completed
 
     def schedule(
-        self, instance: Instance, subnet: Subnet | None, quota: QuotaVerdict
+        self,
+        instance: Instance,
+        subnet: Subnet | None,
+        quota: QuotaVerdict,
+        forecast: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[Decision, str | None]:
-        """The placement decision and the pool it was made in (Unschedulable: pool problems)."""
+        """The placement decision and the pool it was made in (Unschedulable: pool problems).
+        With ``forecast`` (members chosen so far per pool by :meth:`forecast`) it is a
+        preview: nothing is remembered."""
         spec = instance.spec
         targets = candidates(self._deps, spec, instance.metadata.namespace)
         states = self._complete(account_states(self._deps, (c.account for c in targets.candidates)))
@@ -204,5 +215,47 @@ class Scheduler:
             counts_load=counted or (policy is not None and policy.type == "LeastLoaded"),
             failures=self.memory.failures(pool) if pool else {},
             now=self._deps.clock.wall(),
+            forecast=None if forecast is None or pool is None else forecast.get(pool, ()),
         )
         return decision, pool
+
+    def forecast(
+        self, instances: Sequence[Instance], subnet_of: Callable[[Instance], Subnet | None]
+    ) -> list[Forecast]:
+        """Where each of ``instances`` (not in the store yet, in the order they would be
+        created) would be placed now — nothing remembered, nothing written. Each counts for
+        the quota and the pool load of those after it, and takes its RoundRobin turn, as if
+        created in that order. A forecast, not a promise: the account states, the load and
+        the turns may move before the instances are created, and a WeightedRandom draw is
+        seeded by a uid the server has not given yet."""
+        forecasts: list[Forecast] = []
+        placed: list[Instance] = []
+        chosen: dict[str, list[str]] = defaultdict(list)
+        for instance in instances:
+            try:
+                verdict = self.quota(instance, placed)
+                if verdict.over:
+                    forecasts.append(Forecast(instance, None, verdict.message()))
+                    continue
+                decision, pool = self.schedule(instance, subnet_of(instance), verdict, chosen)
+            except (Unschedulable, UnknownProfileError) as exc:
+                forecasts.append(Forecast(instance, None, str(exc)))
+                continue
+            if decision.chosen is None:
+                why = decision.summary() or "the pool is empty"
+                forecasts.append(Forecast(instance, None, f"no member can take it: {why}"))
+                continue
+            forecasts.append(Forecast(instance, decision.chosen, None))
+            placed.append(instance)
+            if pool is not None:
+                chosen[pool].append(decision.chosen.key)
+        return forecasts
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Where a new instance would go (``option``), or why it could not be placed."""
+
+    instance: Instance
+    option: Option | None
+    unplaced: str | None

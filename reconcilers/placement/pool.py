@@ -115,15 +115,23 @@ class PoolScheduler:
         counts_load: bool = True,
         failures: Mapping[str, datetime] | None = None,
         now: datetime | None = None,
+        forecast: Sequence[str] | None = None,
     ) -> Decision:
         """``placement.place`` with ``pool``'s load (objects placed, and decided here but not
         cached yet) and ``obj``'s RoundRobin turn; remembers a decision that chose a member.
         ``counts_load=False`` skips counting where neither the policy nor a ``maxInstances``
-        looks at load (counting walks the pool's objects)."""
+        looks at load (counting walks the pool's objects).
+
+        With ``forecast`` — the members chosen for the objects forecast before this one in
+        ``pool`` — the decision is a preview (a GitSource's plan): those objects count as load
+        and as turns taken, and nothing is remembered."""
         if pool is None:
             return place(need, members, states, policy=policy)
         with self._lock:
             load, turn = self._load_and_turn(pool, need.uid, counts_load)
+            if forecast is not None:
+                load.update(forecast)
+                turn += len(forecast)
             decision = place(
                 need,
                 members,
@@ -134,7 +142,7 @@ class PoolScheduler:
                 failures=failures,
                 now=now,
             )
-            if decision.chosen is not None:
+            if decision.chosen is not None and forecast is None:
                 if need.uid not in self._decided:
                     self._turns[pool] += 1
                 key = self._deps.store.key_of(obj)
