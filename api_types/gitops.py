@@ -17,6 +17,15 @@ accepts a delivery only with GitHub's :data:`SIGNATURE_HEADER`, checked here by
 :func:`verify_github_signature` (a pure function, so both the API server and the reconcilers
 may use it).
 
+"Plan" (``skyctl diff --gitsource NAME [--revision REF]``): setting
+:data:`PLAN_REQUESTED_AT_ANNOTATION` (``gitops.skybroker.io/plan-requested-at``) to a new value,
+with :data:`PLAN_REVISION_ANNOTATION` (``gitops.skybroker.io/plan-revision``) naming what to
+plan (:meth:`GitRef.parse`; absent = ``spec.ref``), asks the reconciler — the process that has
+the clouds' catalogues and the scheduler — for the plan of that revision: it fetches it, dry-runs
+every document as the serviceAccount, lists the prunes, forecasts where each new Instance would
+be placed, and writes it all to ``status.plan`` (:class:`GitPlan`, bounded) with the request's
+value in ``status.plan.request``. Nothing of the revision is written to the store.
+
 Every field is checked at admission, so a GitSource that could never work (an ``ftp://`` URL,
 two refs, a path escaping the repository, an interval of a century) is refused with the field
 named instead of failing on every poll:
@@ -38,7 +47,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from api_types.common import ObjectName, field_error
 from api_types.meta import PhaselessStatus, Resource, Scope, WireModel
@@ -47,8 +63,12 @@ from api_types.validation import split_url, validate_token
 __all__ = [
     "GIT_URL_SCHEMES",
     "MAX_INTERVAL_SECONDS",
+    "MAX_PLAN_CHANGES",
+    "MAX_PLAN_DIFF_CHARS",
     "MAX_TIMEOUT_SECONDS",
     "MIN_INTERVAL_SECONDS",
+    "PLAN_REQUESTED_AT_ANNOTATION",
+    "PLAN_REVISION_ANNOTATION",
     "PRUNE_ANNOTATION",
     "PRUNE_DISABLED",
     "REQUESTED_AT_ANNOTATION",
@@ -57,6 +77,7 @@ __all__ = [
     "SOURCE_LABEL",
     "WEBHOOK_SECRET_KEY",
     "GitArtifact",
+    "GitPlan",
     "GitRef",
     "GitSource",
     "GitSourceCondition",
@@ -65,6 +86,9 @@ __all__ = [
     "GitSourceStatus",
     "InventoryEntry",
     "LocalSecretReference",
+    "PlanAction",
+    "PlannedChange",
+    "PlannedPlacement",
     "duration_seconds",
     "github_signature",
     "source_label_value",
@@ -81,6 +105,14 @@ PRUNE_DISABLED = "disabled"
 #: Annotation on a GitSource asking for a sync at once; its value is echoed, once handled, in
 #: ``status.lastHandledRequest``.
 REQUESTED_AT_ANNOTATION = "gitops.skybroker.io/requested-at"
+#: Annotation on a GitSource asking for a plan; its value is echoed in ``status.plan.request``.
+PLAN_REQUESTED_AT_ANNOTATION = "gitops.skybroker.io/plan-requested-at"
+#: Annotation naming the revision to plan (:meth:`GitRef.parse`); absent = ``spec.ref``.
+PLAN_REVISION_ANNOTATION = "gitops.skybroker.io/plan-revision"
+#: ``status.plan`` lists at most this many changes (the rest are counted in ``omitted``) ...
+MAX_PLAN_CHANGES = 100
+#: ... and each change's diff at most this many characters, so the status stays small.
+MAX_PLAN_DIFF_CHARS = 2048
 
 #: The header GitHub signs webhook deliveries with (HMAC-SHA256 of the raw body).
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -223,6 +255,26 @@ class GitRef(WireModel):
     tag: RefName | None = Field(None, description="Tag to apply, e.g. v1.2.0.")
     commit: CommitSha | None = Field(None, description="Commit to apply: a full 40-hex sha1.")
 
+    @classmethod
+    def parse(cls, text: str) -> GitRef:
+        """A ref written on one line: a full commit sha1, or a revision as the status shows
+        it (``main@sha1:<hex>``: its commit), ``refs/tags/NAME`` or ``tags/NAME`` (a tag),
+        ``refs/heads/NAME`` or a plain ``NAME`` (a branch). ValueError says what is wrong."""
+        value = text.strip()
+        if "@sha1:" in value:
+            given = {"commit": value.rsplit("@sha1:", 1)[1]}
+        elif _SHA1.fullmatch(value):
+            given = {"commit": value}
+        elif value.startswith(("refs/tags/", "tags/")):
+            given = {"tag": value.split("tags/", 1)[1]}
+        else:
+            given = {"branch": value.removeprefix("refs/heads/")}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"revision {text!r}: {reason}") from None
+
     @model_validator(mode="after")
     def _exactly_one(self) -> GitRef:
         given = [name for name in ("branch", "tag", "commit") if getattr(self, name) is not None]
@@ -328,6 +380,64 @@ class InventoryEntry(WireModel):
     uid: str | None = Field(None, description="UID of the object when it was applied.")
 
 
+class PlannedPlacement(WireModel):
+    """Where a new Instance would be placed (a forecast: see ``status.plan``)."""
+
+    member: str | None = Field(None, description="The pool member key; absent without a pool.")
+    account: str = Field(description="The ProviderAccount.")
+    region: str = Field(description="The region.")
+    zone: str | None = Field(None, description="The zone, when the account reports zones.")
+    size: str | None = Field(None, description="The cloud size (instance type).")
+    price_per_hour: float | None = Field(
+        None, description="The size's hourly price, when the catalogue gives one."
+    )
+
+
+class PlanAction(StrEnum):
+    CREATE = "Create"
+    UPDATE = "Update"
+    PRUNE = "Prune"
+
+
+class PlannedChange(WireModel):
+    """One object the planned revision would create, update or prune."""
+
+    action: PlanAction = Field(description="Create, Update or Prune.")
+    kind: str = Field(min_length=1, description="Kind of the object.")
+    namespace: str | None = Field(None, description="Namespace; absent for cluster-scoped kinds.")
+    name: str = Field(min_length=1, description="Name of the object.")
+    fields: list[str] = Field(
+        default_factory=list, description="Update: the fields that would change."
+    )
+    diff: str | None = Field(
+        None, description="Update: unified diff of the live and the merged object (bounded)."
+    )
+    placement: PlannedPlacement | None = Field(
+        None, description="New Instance: where it would be placed now."
+    )
+    unplaced: str | None = Field(None, description="New Instance: why no member could take it now.")
+
+
+class GitPlan(WireModel):
+    """The plan of a revision, computed on request (see the module): nothing of it written."""
+
+    request: str = Field(description="The plan-requested-at value this plan answers.")
+    revision: str | None = Field(None, description="The revision planned, e.g. main@sha1:<hex>.")
+    computed_at: datetime = Field(description="When the plan was computed.")
+    changes: list[PlannedChange] = Field(
+        default_factory=list, description="Creates and updates in apply order, then prunes."
+    )
+    unchanged: int = Field(0, ge=0, description="Objects of the revision already as git says.")
+    omitted: int = Field(
+        0, ge=0, description="Changes left out of the list to keep the status small."
+    )
+    error: str | None = Field(
+        None,
+        description="Why the revision cannot be planned or applied (file, document and field), "
+        "or cannot be fetched.",
+    )
+
+
 class GitSourceCondition(StrEnum):
     """The condition types a GitSource reports."""
 
@@ -354,6 +464,9 @@ class GitSourceStatus(PhaselessStatus):
         None,
         description="The last gitops.skybroker.io/requested-at value the reconciler handled "
         "(equal to the annotation once a requested sync is done).",
+    )
+    plan: GitPlan | None = Field(
+        None, description="The last plan requested with gitops.skybroker.io/plan-requested-at."
     )
 
 

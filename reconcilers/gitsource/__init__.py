@@ -6,6 +6,10 @@ Where it sits: a package of ``reconcilers``. The pipeline, stage by stage::
 
 - :mod:`~reconcilers.gitsource.reconciler`: one pass over a GitSource — dependencies, fetch,
   the all-or-nothing apply as its serviceAccount (``controller.apply``), prune, drift, health;
+- :mod:`~reconcilers.gitsource.plan`: the plan of a revision on request (``skyctl diff
+  --gitsource``): creates, updates with their diff, prunes, each new Instance's forecast;
+- :mod:`~reconcilers.gitsource.source`: what both read — credentials, labelled documents, the
+  user they act as, the objects a revision drops;
 - :mod:`~reconcilers.gitsource.fetch`: URL + ref → a :class:`Revision` (one ref lookup), the
   commit cached per URL, its manifests read from the object store (:class:`Checkout`);
 - :mod:`~reconcilers.gitsource.transport`: the dulwich client of each scheme, credentials,
@@ -36,14 +40,9 @@ from reconcilers.gitsource.fetch import (
     fetch,
     remote_revision,
 )
-from reconcilers.gitsource.reconciler import (
-    FINALIZER,
-    BackendFactory,
-    GitSourceReconciler,
-    actor_of,
-    register,
-    service_account_of,
-)
+from reconcilers.gitsource.plan import BackendFactory, Planner
+from reconcilers.gitsource.reconciler import FINALIZER, GitSourceReconciler, register
+from reconcilers.gitsource.source import actor_of, service_account_of
 from reconcilers.gitsource.transport import Credentials
 
 __all__ = [
@@ -58,6 +57,7 @@ __all__ = [
     "ManifestLimitExceeded",
     "ManifestLimits",
     "PathNotFound",
+    "Planner",
     "RefNotFound",
     "RepositoryNotFound",
     "RepositoryUnreachable",

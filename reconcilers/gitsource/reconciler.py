@@ -16,6 +16,10 @@ One pass over a GitSource (DESIGN §9):
 6. prune what the last inventory held and this revision does not (``prune: true``);
 7. with ``wait``, Ready only once every applied object reports Ready (``timeout`` bounds it).
 
+Plans (``skyctl diff --gitsource``): a new ``plan-requested-at`` annotation is answered first,
+by :class:`~reconcilers.gitsource.plan.Planner`, into ``status.plan``; a pass that only answers
+a plan syncs nothing (the sync already queued, at the interval, still comes).
+
 Drift: the controller watches every managed kind (but Secrets, which stay out of its caches:
 their drift is put back at the next interval) and maps a spec change of a labelled object to
 its GitSource; the pass that follows re-plans the same revision, writes back what git says and
@@ -32,22 +36,23 @@ document and field are in the message; the last good revision stays applied), ``
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import structlog
 
-from api_types import GitSource, Secret, registry
+from api_types import GitSource, registry
 from api_types.gitops import (
+    PLAN_REQUESTED_AT_ANNOTATION,
+    PLAN_REVISION_ANNOTATION,
     REQUESTED_AT_ANNOTATION,
     REVISION_ANNOTATION,
     SOURCE_LABEL,
     GitArtifact,
     GitSourceCondition,
     InventoryEntry,
-    source_label_value,
 )
 from api_types.meta import ConditionStatus, Resource
 from controller.apply import (
@@ -55,13 +60,10 @@ from controller.apply import (
     ApiError,
     Change,
     LiveObject,
-    Manifest,
     ManifestError,
-    ObjectKey,
     Plan,
     StagingBackend,
     apply_manifests,
-    decode_manifests,
     in_prune_order,
     live_objects,
     prune,
@@ -76,17 +78,19 @@ from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey as StoreKey
 from reconcilers.deps import Deps
 from reconcilers.gitsource.errors import GitFetchError
-from reconcilers.gitsource.fetch import Checkout, ManifestLimits, Revision, fetch
-from reconcilers.gitsource.transport import Credentials
+from reconcilers.gitsource.fetch import Checkout, ManifestLimits, fetch
+from reconcilers.gitsource.plan import BackendFactory, Planner
+from reconcilers.gitsource.source import (
+    actor_of,
+    credentials_of,
+    inventory_key,
+    labelled_manifests,
+    prunable,
+    service_account_of,
+    still_managed,
+)
 
-__all__ = [
-    "FINALIZER",
-    "BackendFactory",
-    "GitSourceReconciler",
-    "actor_of",
-    "register",
-    "service_account_of",
-]
+__all__ = ["FINALIZER", "GitSourceReconciler", "register"]
 
 log = structlog.get_logger(__name__)
 
@@ -100,26 +104,6 @@ READY = GitSourceCondition.READY.value
 RECONCILING = GitSourceCondition.RECONCILING.value
 STALLED = GitSourceCondition.STALLED.value
 HEALTHY = GitSourceCondition.HEALTHY.value
-
-#: ``(user, history actor) -> backend``: the API's resource operations in-process, authorised
-#: as ``user`` (RBAC, admission, quota), with history records naming ``actor``.
-BackendFactory = Callable[[str, str], StagingBackend]
-
-
-def service_account_of(source: GitSource) -> str:
-    """The user a GitSource applies as: ``spec.serviceAccount`` or its own system user."""
-    name, namespace = source.metadata.name, source.metadata.namespace
-    return source.spec.service_account or f"system:gitsource:{namespace}:{name}"
-
-
-def actor_of(source: GitSource, revision: Revision | None) -> str:
-    """``gitsource/{ns}/{name}@{sha}``: the actor history records name for what it applies."""
-    base = f"gitsource/{source.metadata.namespace}/{source.metadata.name}"
-    return base if revision is None else f"{base}@{revision.sha}"
-
-
-def _key(entry: InventoryEntry) -> ObjectKey:
-    return (entry.kind, entry.namespace, entry.name)
 
 
 def _annotation(obj: Resource, name: str) -> str | None:
@@ -192,6 +176,7 @@ class GitSourceReconciler:
         self._backend_for = backend_for
         self._cache_dir = cache_dir
         self._limits = limits or ManifestLimits()
+        self._planner = Planner(deps, backend_for, cache_dir, self._limits)
         self._sources = deps.manager.informer(GitSource)
         #: This reconciler's writes in flight, whose watch echoes are not drift.
         self.own_writes = OwnWrites()
@@ -226,6 +211,10 @@ class GitSourceReconciler:
                 pass_.remove_finalizer(FINALIZER)
                 return Result()
             pass_.add_finalizer(FINALIZER)
+            if self._answer_plan_request(source) and not _sync_due(source):
+                # A plan writes nothing, and brings no sync forward: the one already queued
+                # (interval, backoff) still comes.
+                return Result()
             try:
                 return self._sync(pass_)
             finally:
@@ -233,6 +222,17 @@ class GitSourceReconciler:
                 handled = _annotation(source, REQUESTED_AT_ANNOTATION)
                 pass_.obj.status.last_handled_request = handled
                 pass_.observe_generation()
+
+    def _answer_plan_request(self, source: GitSource) -> bool:
+        """A new plan-requested-at value: the plan of the revision it names, into the status
+        (before any sync, so a suspended or failing source still answers). True if answered."""
+        request = _annotation(source, PLAN_REQUESTED_AT_ANNOTATION)
+        answered = source.status.plan
+        if request is None or (answered is not None and answered.request == request):
+            return False
+        revision = _annotation(source, PLAN_REVISION_ANNOTATION)
+        source.status.plan = self._planner.plan(source, request, revision)
+        return True
 
     def _sync(self, pass_: Pass[GitSource]) -> Result:
         source = pass_.obj
@@ -248,7 +248,9 @@ class GitSourceReconciler:
             pass_.condition(RECONCILING, True, "DependencyNotReady", message)
             return Result(requeue_after=WAIT_POLL_SECONDS)
         try:
-            checkout = fetch(spec.url, spec.ref, self._credentials(source), self._cache_dir)
+            checkout = fetch(
+                spec.url, spec.ref, credentials_of(self._deps.store, source), self._cache_dir
+            )
         except (GitFetchError, TerminalError) as exc:
             # Unreachable: retried with backoff. Refused (no such repository or ref, bad
             # credentials): looked at again every interval, since a push or a Secret fixes it.
@@ -323,40 +325,12 @@ class GitSourceReconciler:
                 waiting.append(dependency.name)
         return waiting
 
-    def _credentials(self, source: GitSource) -> Credentials | None:
-        ref = source.spec.credentials_ref
-        if ref is None:
-            return None
-        try:
-            secret = self._deps.store.get(Secret, ref.name, source.metadata.namespace)
-        except NotFoundError:
-            raise TerminalError(
-                f"spec.credentialsRef: Secret {source.metadata.namespace}/{ref.name} does not "
-                "exist",
-                reason="CredentialsMissing",
-            ) from None
-        return Credentials.from_secret_data(secret.decoded())
-
-    def _manifests(self, source: GitSource, checkout: Checkout) -> Iterator[Manifest]:
-        """Every document under ``path``, labelled with its source."""
-        label = source_label_value(source.metadata.namespace or "", source.metadata.name)
-        for file_path, data in checkout.manifests(source.spec.path, self._limits):
-            for manifest in decode_manifests(file_path, data):
-                obj = dict(manifest.obj)
-                metadata = obj.get("metadata")
-                if isinstance(metadata, dict):
-                    labels = metadata.get("labels")
-                    labels = dict(labels) if isinstance(labels, dict) else {}
-                    labels[SOURCE_LABEL] = label
-                    obj["metadata"] = {**metadata, "labels": labels}
-                yield Manifest(manifest.source, obj, manifest.file, manifest.document)
-
     def _apply(self, source: GitSource, checkout: Checkout) -> _Applied:
         backend = self._backend_for(service_account_of(source), actor_of(source, checkout.revision))
         namespace = source.metadata.namespace or ""
         plan = apply_manifests(
             backend,
-            list(self._manifests(source, checkout)),
+            list(labelled_manifests(source, checkout, self._limits)),
             namespace,
             stage=backend,
             stamp={REVISION_ANNOTATION: str(checkout.revision)},
@@ -368,7 +342,7 @@ class GitSourceReconciler:
                 # The writes stopped part-way (a conflict that kept coming, quota taken
                 # meanwhile): what they may have written stays managed, so that a revision
                 # without it prunes it.
-                known = {_key(entry) for entry in inventory}
+                known = {inventory_key(entry) for entry in inventory}
                 inventory += [
                     InventoryEntry(kind=key[0], namespace=key[1], name=key[2])
                     for key in (change.target.key for change in plan.changes)
@@ -378,10 +352,9 @@ class GitSourceReconciler:
         inventory = [self._entry(backend, change) for change in plan.changes]
         pruned: list[LiveObject] = []
         if source.spec.prune:
-            kept = {_key(entry) for entry in inventory}
-            gone = [_key(entry) for entry in source.status.inventory if _key(entry) not in kept]
-            managed = self._still_managed(source, live_objects(backend, gone))
-            pruned = prune(backend, in_prune_order(managed), kept, dry_run=False, report=log.info)
+            kept = {inventory_key(entry) for entry in inventory}
+            gone = prunable(backend, source, kept)
+            pruned = prune(backend, gone, kept, dry_run=False, report=log.info)
         return _Applied(plan, inventory, pruned)
 
     @staticmethod
@@ -397,16 +370,6 @@ class GitSourceReconciler:
         return InventoryEntry(
             kind=target.info.kind, namespace=target.namespace, name=target.name, uid=uid
         )
-
-    @staticmethod
-    def _still_managed(source: GitSource, objects: Iterable[LiveObject]) -> list[LiveObject]:
-        """Objects that still carry this source's label (one taken over is not pruned)."""
-        label = source_label_value(source.metadata.namespace or "", source.metadata.name)
-        return [
-            live
-            for live in objects
-            if (live.metadata.get("labels") or {}).get(SOURCE_LABEL) == label
-        ]
 
     def _report_drift(self, pass_: Pass[GitSource], changes: Iterable[Change]) -> None:
         """The revision did not move, yet objects were written: someone changed them."""
@@ -445,7 +408,7 @@ class GitSourceReconciler:
         backend = self._backend_for(service_account_of(source), actor_of(source, None))
         waiting = [
             f"{live.info.kind}/{live.key[2]}"
-            for live in live_objects(backend, (_key(entry) for entry in source.status.inventory))
+            for live in live_objects(backend, map(inventory_key, source.status.inventory))
             if not _is_ready(live)
         ]
         if not waiting:
@@ -479,8 +442,8 @@ class GitSourceReconciler:
     def _release(self, source: GitSource) -> None:
         """Deleted GitSource: prune its objects, or leave them unlabelled (``prune: false``)."""
         backend = self._backend_for(service_account_of(source), actor_of(source, None))
-        objects = self._still_managed(
-            source, live_objects(backend, (_key(e) for e in source.status.inventory))
+        objects = still_managed(
+            source, live_objects(backend, map(inventory_key, source.status.inventory))
         )
         if source.spec.prune:
             prune(backend, in_prune_order(objects), (), dry_run=False, report=log.info)
@@ -496,6 +459,14 @@ class GitSourceReconciler:
             except ApiError as exc:
                 if not exc.not_found:
                     raise
+
+
+def _sync_due(source: GitSource) -> bool:
+    """A change the last pass has not handled: a new generation or a sync request."""
+    return (
+        source.status.observed_generation != source.metadata.generation
+        or _annotation(source, REQUESTED_AT_ANNOTATION) != source.status.last_handled_request
+    )
 
 
 def _is_ready(live: LiveObject) -> bool:

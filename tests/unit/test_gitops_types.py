@@ -11,6 +11,7 @@ from api_types.gitops import (
     REQUESTED_AT_ANNOTATION,
     SIGNATURE_HEADER,
     WEBHOOK_SECRET_KEY,
+    GitRef,
     GitSourceCondition,
     duration_seconds,
     source_label_value,
@@ -261,3 +262,37 @@ def test_contract_names() -> None:
     assert REQUESTED_AT_ANNOTATION == "gitops.skybroker.io/requested-at"
     assert SIGNATURE_HEADER == "X-Hub-Signature-256"
     assert WEBHOOK_SECRET_KEY == "webhookSecret"
+
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    "text, ref",
+    [
+        ("main", {"branch": "main"}),
+        ("refs/heads/release/1.x", {"branch": "release/1.x"}),
+        ("tags/v1.2.0", {"tag": "v1.2.0"}),
+        ("refs/tags/v1.2.0", {"tag": "v1.2.0"}),
+        (SHA, {"commit": SHA}),
+        (f"main@sha1:{SHA}", {"commit": SHA}),  # a revision as the status shows it
+        (f"v1.2.0@sha1:{SHA}", {"commit": SHA}),
+    ],
+)
+def test_a_revision_on_one_line_parses_to_one_ref(text: str, ref: dict[str, str]) -> None:
+    assert GitRef.parse(text) == GitRef.model_validate(ref)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", ("revision ''", "1-255 characters")),
+        ("bad..ref", ("revision 'bad..ref'", "not a valid git branch or tag name")),
+        ("main@sha1:abc", ("'abc' is not a commit",)),
+        ("tags/", ("revision 'tags/'",)),
+    ],
+)
+def test_a_bad_revision_says_what_is_wrong(text: str, words: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError) as caught:
+        GitRef.parse(text)
+    assert all(word in str(caught.value) for word in words), str(caught.value)

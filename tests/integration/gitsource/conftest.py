@@ -1,5 +1,6 @@
-"""Fixtures of the fetch-layer tests: an origin repository and the servers of ``tests.gitservers``
-(file://, git://, smart HTTP with and without basic auth)."""
+"""Fixtures of the GitOps tests: an origin repository, the servers of ``tests.gitservers``
+(file://, git://, smart HTTP with and without basic auth), and ``gitops`` — the reconciler
+harness running the scenario of ``tests.integration.gitsource.scenario``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from tests.gitservers import (
     git_daemon,
     http_server,
 )
+from tests.integration.gitsource.scenario import gitops_running
+from tests.integration.reconcilers.harness import Harness, harness
 
 __all__ = [
     "PASSWORD",
@@ -31,6 +34,8 @@ __all__ = [
     "closed_port",
     "counted",
     "git_daemon",
+    "gitops",
+    "harness",
     "http_server",
     "origin",
     "served",
@@ -65,3 +70,9 @@ def counted(request: pytest.FixtureRequest, origin: Origin) -> Iterator[Served]:
     """The origin on the transports whose server counts round trips."""
     with (git_daemon if request.param == "git" else http_server)(origin) as served:
         yield served
+
+
+@pytest.fixture
+def gitops(harness: Harness, tmp_path: Path) -> Iterator[Harness]:
+    with gitops_running(harness, tmp_path / "git-cache") as running:
+        yield running

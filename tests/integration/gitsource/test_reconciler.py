@@ -8,105 +8,27 @@ namespace ``acme`` only — so what a tenant may not do is refused as it would b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from api_types import GitSource, Instance, Secret, registry
 from api_types.gitops import REQUESTED_AT_ANNOTATION, REVISION_ANNOTATION, SOURCE_LABEL
 from controller.apply import ApiError
 from controller.errors import ConflictError
 from controller.store.keys import ObjectKey
-from reconcilers import gitsource
-from reconcilers.deps import Deps
 from skybroker.wiring import GitOpsBackends
 from tests.gitservers import PASSWORD, USER, Origin, git_daemon, http_server
-from tests.integration.reconcilers.harness import (
-    API,
-    Harness,
-    harness,
-    instance_manifest,
-    pool_manifest,
-    sim_account,
+from tests.integration.gitsource.scenario import (
+    NS,
+    documents,
+    gitops_running,
+    gitsource_doc,
+    instance_doc,
+    ready_at,
 )
-
-__all__ = ["harness"]  # the fixture, used by ``gitops``
-
-NS = "acme"
-SA = "gitops-acme"
-
-
-def _yaml(*objects: dict[str, Any]) -> bytes:
-    return yaml.safe_dump_all(objects, sort_keys=False).encode()
-
-
-def _instance(name: str, cpu: int = 1, **extra: Any) -> dict[str, Any]:
-    manifest = instance_manifest(name, NS, pool="general", hardware={"cpu": cpu})
-    manifest["metadata"].pop("namespace")  # the GitSource's namespace is the default
-    manifest["metadata"].update(extra)
-    return manifest
-
-
-def _source(url: str, name: str = "infra", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"url": url, "interval": "5s", "serviceAccount": SA, **spec}
-    return {"apiVersion": API, "kind": "GitSource", "metadata": {"name": name, "namespace": NS},
-            "spec": body}  # fmt: skip
-
-
-@contextmanager
-def _gitops_running(
-    harness: Harness,
-    cache: Path,
-    backend_for: Callable[[GitOpsBackends], Callable[[str, str], Any]] = lambda backends: backends,
-) -> Iterator[Harness]:
-    """The harness with namespace acme, the pool the manifests name, ``gitops-acme`` bound to
-    ``edit`` in acme, and the GitSource reconciler running on ``backend_for(the real backends)``."""
-    harness.apply(
-        {"apiVersion": API, "kind": "Namespace", "metadata": {"name": NS}},
-        sim_account("sim-a"),
-        pool_manifest("general", [{"account": "sim-a"}]),
-        {
-            "apiVersion": API,
-            "kind": "RoleBinding",
-            "metadata": {"name": "gitops-edit", "namespace": NS},
-            "roleRef": {"kind": "ClusterRole", "name": "edit"},
-            "subjects": [{"kind": "User", "name": SA}],
-        },
-    )
-    backends = GitOpsBackends(harness.store)
-
-    def register(deps: Deps) -> None:
-        gitsource.register(deps, backend_for(backends), cache)
-
-    harness.start(register)
-    try:
-        yield harness
-    finally:
-        harness.stop()
-        backends.stop()
-
-
-@pytest.fixture
-def gitops(harness: Harness, tmp_path: Path) -> Iterator[Harness]:
-    with _gitops_running(harness, tmp_path / "git-cache") as running:
-        yield running
-
-
-def _ready(revision: str | None = None) -> Any:
-    def check(source: GitSource) -> bool:
-        ready = source.status.condition("Ready")
-        return (
-            ready is not None
-            and ready.status == "True"
-            and source.status.observed_generation == source.metadata.generation
-            and (revision is None or source.status.last_applied_revision == f"main@sha1:{revision}")
-        )
-
-    return check
+from tests.integration.reconcilers.harness import API, Harness, sim_account
 
 
 def _reason(source: GitSource, type_: str) -> str | None:
@@ -126,9 +48,9 @@ def _history_actors(harness: Harness, name: str) -> list[str]:
 def test_first_sync_update_and_prune_and_an_unchanged_revision_writes_nothing(
     gitops: Harness, origin: Origin
 ) -> None:
-    first = origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
-    gitops.apply(_source(f"file://{origin.path}", prune=True))
-    source = gitops.wait_for(GitSource, "infra", NS, _ready(first))
+    first = origin.commit({"web.yaml": documents(instance_doc("web-1"), instance_doc("web-2"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", prune=True))
+    source = gitops.wait_for(GitSource, "infra", NS, ready_at(first))
     web1 = gitops.get(Instance, "web-1", NS)
     assert web1 is not None
     assert web1.metadata.labels[SOURCE_LABEL] == f"{NS}.infra"
@@ -149,8 +71,8 @@ def test_first_sync_update_and_prune_and_an_unchanged_revision_writes_nothing(
     assert gitops.get(GitSource, "infra", NS).metadata.resource_version == source_version  # type: ignore[union-attr]
 
     # web-1 changes, web-2 leaves git: web-1 updated (only it re-stamped), web-2 pruned.
-    second = origin.commit({"web.yaml": _yaml(_instance("web-1", cpu=2))})
-    gitops.wait_for(GitSource, "infra", NS, _ready(second))
+    second = origin.commit({"web.yaml": documents(instance_doc("web-1", cpu=2))})
+    gitops.wait_for(GitSource, "infra", NS, ready_at(second))
     web1 = gitops.get(Instance, "web-1", NS)
     assert web1 is not None and web1.spec.hardware.cpu == 2
     assert web1.metadata.annotations[REVISION_ANNOTATION] == f"main@sha1:{second}"
@@ -161,16 +83,16 @@ def test_first_sync_update_and_prune_and_an_unchanged_revision_writes_nothing(
 def test_a_bad_document_applies_nothing_and_names_file_document_and_field(
     gitops: Harness, origin: Origin
 ) -> None:
-    first = origin.commit({"a.yaml": _yaml(_instance("web-1"))})
-    gitops.apply(_source(f"file://{origin.path}"))
-    gitops.wait_for(GitSource, "infra", NS, _ready(first))
+    first = origin.commit({"a.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}"))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(first))
 
-    broken = _instance("web-3")
+    broken = instance_doc("web-3")
     broken["spec"]["hardware"] = {"cpu": "many"}
     bad = origin.commit(
         {
-            "a.yaml": _yaml(_instance("web-1", cpu=2)),
-            "b.yaml": _yaml(_instance("web-2"), broken),
+            "a.yaml": documents(instance_doc("web-1", cpu=2)),
+            "b.yaml": documents(instance_doc("web-2"), broken),
         }
     )
     source = gitops.wait_for(GitSource, "infra", NS, _stalled)
@@ -187,12 +109,12 @@ def test_a_bad_document_applies_nothing_and_names_file_document_and_field(
 def test_a_tenant_repository_cannot_reach_another_namespace_or_cluster_kinds(
     gitops: Harness, origin: Origin
 ) -> None:
-    elsewhere = _instance("intruder")
+    elsewhere = instance_doc("intruder")
     elsewhere["metadata"]["namespace"] = "kube-other"
     gitops.apply({"apiVersion": API, "kind": "Namespace", "metadata": {"name": "kube-other"}})
-    origin.commit({"x.yaml": _yaml(_instance("web-1"), elsewhere)})
-    gitops.apply(_source(f"file://{origin.path}"))
-    for files in (None, {"x.yaml": _yaml(_instance("web-1"), sim_account("stolen"))}):
+    origin.commit({"x.yaml": documents(instance_doc("web-1"), elsewhere)})
+    gitops.apply(gitsource_doc(f"file://{origin.path}"))
+    for files in (None, {"x.yaml": documents(instance_doc("web-1"), sim_account("stolen"))}):
         if files is not None:
             origin.commit(files)
         head = f"main@sha1:{origin.head()}"
@@ -211,9 +133,9 @@ def test_a_tenant_repository_cannot_reach_another_namespace_or_cluster_kinds(
 def test_drift_is_reverted_with_an_event_naming_who_changed_it(
     gitops: Harness, origin: Origin
 ) -> None:
-    first = origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-    gitops.apply(_source(f"file://{origin.path}", interval="1h"))
-    gitops.wait_for(GitSource, "infra", NS, _ready(first))
+    first = origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", interval="1h"))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(first))
     web1 = gitops.get(Instance, "web-1", NS)
     assert web1 is not None
     web1.spec.image = "debian-12"
@@ -230,8 +152,8 @@ def test_depends_on_waits_for_the_other_source_and_suspend_stops_syncing(
     gitops: Harness, origin: Origin, tmp_path: Path
 ) -> None:
     network = Origin(tmp_path / "network.git")
-    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-    gitops.apply(_source(f"file://{origin.path}", dependsOn=[{"name": "network"}]))
+    origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", dependsOn=[{"name": "network"}]))
     waiting = gitops.wait_for(
         GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "DependencyNotReady"
     )
@@ -240,10 +162,10 @@ def test_depends_on_waits_for_the_other_source_and_suspend_stops_syncing(
 
     secret = {"apiVersion": API, "kind": "Secret", "metadata": {"name": "net"},
               "stringData": {"cidr": "10.0.0.0/16"}}  # fmt: skip
-    net_head = network.commit({"net.yaml": _yaml(secret)})
-    gitops.apply(_source(f"file://{network.path}", name="network"))
-    gitops.wait_for(GitSource, "network", NS, _ready(net_head))
-    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+    net_head = network.commit({"net.yaml": documents(secret)})
+    gitops.apply(gitsource_doc(f"file://{network.path}", name="network"))
+    gitops.wait_for(GitSource, "network", NS, ready_at(net_head))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
     assert gitops.get(Secret, "net", NS) is not None
 
     # suspended: a new commit is not applied
@@ -252,7 +174,7 @@ def test_depends_on_waits_for_the_other_source_and_suspend_stops_syncing(
     source.spec.suspend = True
     gitops.store.update(source, actor="test")
     gitops.wait_for(GitSource, "infra", NS, lambda s: _reason(s, "Reconciling") == "Suspended")
-    origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
+    origin.commit({"web.yaml": documents(instance_doc("web-1"), instance_doc("web-2"))})
     gitops.wait_for_reconciles("GitSource", 3, timeout=60)
     assert gitops.get(Instance, "web-2", NS) is None
 
@@ -261,9 +183,9 @@ def test_unreachable_repository_is_reported_and_nothing_is_deleted(
     gitops: Harness, origin: Origin
 ) -> None:
     with git_daemon(origin) as served:
-        first = origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-        gitops.apply(_source(served.url, prune=True))
-        gitops.wait_for(GitSource, "infra", NS, _ready(first))
+        first = origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+        gitops.apply(gitsource_doc(served.url, prune=True))
+        gitops.wait_for(GitSource, "infra", NS, ready_at(first))
     # the server is gone
     source = gitops.wait_for(
         GitSource, "infra", NS,
@@ -291,11 +213,11 @@ def test_unreachable_repository_is_reported_and_nothing_is_deleted(
 
 def test_force_push_over_http_is_followed(gitops: Harness, origin: Origin) -> None:
     with http_server(origin) as served:
-        origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-        gitops.apply(_source(served.url, prune=True))
-        gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
-        rewritten = origin.force_push({"web.yaml": _yaml(_instance("web-9"))})
-        gitops.wait_for(GitSource, "infra", NS, _ready(rewritten))
+        origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+        gitops.apply(gitsource_doc(served.url, prune=True))
+        gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
+        rewritten = origin.force_push({"web.yaml": documents(instance_doc("web-9"))})
+        gitops.wait_for(GitSource, "infra", NS, ready_at(rewritten))
         gitops.wait_gone(Instance, "web-1", NS)
         assert gitops.get(Instance, "web-9", NS) is not None
 
@@ -304,9 +226,9 @@ def test_force_push_over_http_is_followed(gitops: Harness, origin: Origin) -> No
 def test_deleting_the_source_prunes_or_releases_its_objects(
     gitops: Harness, origin: Origin, prune: bool
 ) -> None:
-    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-    gitops.apply(_source(f"file://{origin.path}", prune=prune))
-    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+    origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", prune=prune))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
     gitops.store.delete(GitSource, "infra", NS, actor="test")
     gitops.wait_gone(GitSource, "infra", NS)
     if prune:
@@ -319,12 +241,12 @@ def test_deleting_the_source_prunes_or_releases_its_objects(
 def test_the_prune_disabled_annotation_keeps_an_object_that_left_git(
     gitops: Harness, origin: Origin
 ) -> None:
-    kept = _instance("web-2", annotations={registry.PRUNE_ANNOTATION: registry.PRUNE_DISABLED})
-    origin.commit({"web.yaml": _yaml(_instance("web-1"), kept)})
-    gitops.apply(_source(f"file://{origin.path}", prune=True))
-    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
-    last = origin.commit({"web.yaml": _yaml(_instance("web-3"))})
-    gitops.wait_for(GitSource, "infra", NS, _ready(last))
+    kept = instance_doc("web-2", annotations={registry.PRUNE_ANNOTATION: registry.PRUNE_DISABLED})
+    origin.commit({"web.yaml": documents(instance_doc("web-1"), kept)})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", prune=True))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
+    last = origin.commit({"web.yaml": documents(instance_doc("web-3"))})
+    gitops.wait_for(GitSource, "infra", NS, ready_at(last))
     gitops.wait_gone(Instance, "web-1", NS)
     assert gitops.get(Instance, "web-2", NS) is not None
 
@@ -332,15 +254,15 @@ def test_the_prune_disabled_annotation_keeps_an_object_that_left_git(
 def test_a_requested_sync_applies_a_new_commit_at_once_and_is_echoed(
     gitops: Harness, origin: Origin
 ) -> None:
-    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-    gitops.apply(_source(f"file://{origin.path}", interval="1h"))
-    gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
-    second = origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
+    origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", interval="1h"))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
+    second = origin.commit({"web.yaml": documents(instance_doc("web-1"), instance_doc("web-2"))})
     source = gitops.get(GitSource, "infra", NS)
     assert source is not None
     source.metadata.annotations[REQUESTED_AT_ANNOTATION] = "2026-12-03T05:00:00Z"
     gitops.store.update(source, actor="webhook")
-    handled = gitops.wait_for(GitSource, "infra", NS, _ready(second))
+    handled = gitops.wait_for(GitSource, "infra", NS, ready_at(second))
     assert handled.status.last_handled_request == "2026-12-03T05:00:00Z"
     assert gitops.get(Instance, "web-2", NS) is not None
 
@@ -355,23 +277,23 @@ def test_credentials_come_from_the_secret_and_a_missing_one_is_reported(
         "stringData": {"username": USER, "password": PASSWORD},
     }
     with http_server(origin, basic_auth=True) as served:
-        origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-        gitops.apply(_source(served.url, credentialsRef={"name": "git-creds"}))
+        origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+        gitops.apply(gitsource_doc(served.url, credentialsRef={"name": "git-creds"}))
         missing = gitops.wait_for(
             GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "CredentialsMissing"
         )
         ready = missing.status.condition("Ready")
         assert ready is not None and "git-creds" in ready.message
         gitops.apply(secret)
-        gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()), timeout=60)
+        gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()), timeout=60)
         assert gitops.get(Instance, "web-1", NS) is not None
 
 
 def test_wait_gates_ready_on_the_health_of_what_was_applied(
     gitops: Harness, origin: Origin
 ) -> None:
-    origin.commit({"web.yaml": _yaml(_instance("web-1"))})
-    gitops.apply(_source(f"file://{origin.path}", wait=True, timeout="2s"))
+    origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", wait=True, timeout="2s"))
     # nothing makes instances Ready here (no instance controller): the timeout says so
     failed = gitops.wait_for(
         GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "HealthCheckFailed"
@@ -408,15 +330,15 @@ def test_writes_that_stop_part_way_keep_what_they_wrote_managed(
     def failing(backends: GitOpsBackends) -> _FailingCreates:
         return _FailingCreates(backends, "web-2")
 
-    with _gitops_running(harness, tmp_path / "git-cache", failing) as gitops:
-        origin.commit({"web.yaml": _yaml(_instance("web-1"), _instance("web-2"))})
-        gitops.apply(_source(f"file://{origin.path}", prune=True))
+    with gitops_running(harness, tmp_path / "git-cache", failing) as gitops:
+        origin.commit({"web.yaml": documents(instance_doc("web-1"), instance_doc("web-2"))})
+        gitops.apply(gitsource_doc(f"file://{origin.path}", prune=True))
         source = gitops.wait_for(GitSource, "infra", NS, _stalled)
         stalled = source.status.condition("Stalled")
         assert stalled is not None and "writing stopped part-way" in stalled.message
         assert gitops.get(Instance, "web-1", NS) is not None
         assert ("Instance", "web-1") in {(e.kind, e.name) for e in source.status.inventory}
         # a revision without web-1 prunes it, although web-1 was never part of a good apply
-        origin.commit({"web.yaml": _yaml(_instance("web-3"))})
-        gitops.wait_for(GitSource, "infra", NS, _ready(origin.head()))
+        origin.commit({"web.yaml": documents(instance_doc("web-3"))})
+        gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
         gitops.wait_gone(Instance, "web-1", NS)
