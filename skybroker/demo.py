@@ -6,8 +6,9 @@ applies ``examples/acme`` with ``skyctl`` (a tenant with a quota, a hardware pro
 a firewall, five instances and a volume attached to one), prints progress until everything is
 Ready, shows the tables, deletes one instance in the cloud behind skybroker's back and shows it
 recreated, shows what a manifest written straight into etcd becomes, keeps a git repository
-applied with a GitSource (a commit that adds an instance, synced at once with ``skyctl sync``,
-converging, its history naming the commit), then stops the server with SIGTERM. It exits 0
+applied with a GitSource (a commit that adds an instance, planned with ``skyctl diff
+--gitsource``, synced at once with ``skyctl sync``, converging, its history naming the
+commit), then stops the server with SIGTERM. It exits 0
 only if every step happened and the server stopped cleanly; then it removes its temporary
 data dir, which it otherwise keeps for a look (and says where).
 """
@@ -69,9 +70,11 @@ class Skyctl:
     def __init__(self, config: Path) -> None:
         self.env = {**os.environ, "SKYCONFIG": str(config)}
 
-    def show(self, *args: str) -> None:
+    def show(self, *args: str, exits: tuple[int, ...] = (0,)) -> None:
         print(f"$ skyctl {' '.join(args)}", flush=True)
-        subprocess.run([SKYCTL, *args], env=self.env, check=True)
+        done = subprocess.run([SKYCTL, *args], env=self.env)
+        if done.returncode not in exits:
+            raise subprocess.CalledProcessError(done.returncode, [SKYCTL, *args])
 
     def json(self, *args: str) -> Any:
         out = subprocess.run(
@@ -254,8 +257,10 @@ def gitops(skyctl: Skyctl, data_dir: Path) -> None:
     wait_for("the GitSource Ready", lambda: ready(skyctl.json("get", "gs", "infra", "-n", "acme")))
     skyctl.show("get", "gs", "-n", "acme")
 
-    step("a commit adds an instance; skyctl sync applies it now instead of in a minute")
+    step("a commit adds an instance: skyctl diff shows the plan first (where it would go, at what")
+    print("price; nothing written), then skyctl sync applies it now instead of in a minute")
     sha = commit(repo, {"batch/batch-2.yaml": [_instance("batch-2")]}, "batch-2 for the night jobs")
+    skyctl.show("diff", "--gitsource", "infra", "-n", "acme", exits=(1,))  # 1: it changes things
     skyctl.show("sync", "gitsource/infra", "-n", "acme", "--wait")
     wait_for(
         "batch-2 Ready", lambda: ready(skyctl.json("get", "instance", "batch-2", "-n", "acme"))

@@ -5,8 +5,8 @@ line, resolves the context (``skyctl.config``), opens the backend — the REST A
 the store itself with ``--etcd ENDPOINTS``, wrapped by ``skyctl.dryrun`` under
 ``--dry-run=client`` — and runs the verb (``skyctl.commands``; ``get`` and
 ``describe`` in ``skyctl.getting``; ``patch``, ``label``, ``annotate`` and ``edit`` in
-``skyctl.edits``; ``sync`` in ``skyctl.sync``). ``api-resources``, ``explain``,
-``completion``, ``config`` and ``version --client`` need no server.
+``skyctl.edits``; ``sync`` and ``diff --gitsource`` in ``skyctl.sync``). ``api-resources``,
+``explain``, ``completion``, ``config`` and ``version --client`` need no server.
 
 Exit codes scripts can trust:
 
@@ -174,8 +174,18 @@ def _manifest_verbs(verb: VerbParser) -> None:
     _files(create, required=True)
     _dry_run(create)
 
-    diff = verb("diff", "show what apply would change (exit 1 if anything)")
-    _files(diff, required=True)
+    diff = verb(
+        "diff", "show what apply (-f) or a GitSource's revision would change (exit 1 if anything)"
+    )
+    _files(diff, required=False)
+    diff.add_argument("--gitsource", metavar="NAME", help="the plan of a GitSource's revision")
+    diff.add_argument(
+        "--revision",
+        metavar="REF",
+        help="with --gitsource: a branch, tags/NAME, a commit sha1 or main@sha1:… "
+        "(default: the GitSource's spec.ref)",
+    )
+    diff.add_argument("--timeout", default="2m", help="with --gitsource (default 2m)")
 
 
 def _reading_verbs(verb: VerbParser) -> None:
