@@ -25,8 +25,10 @@ raises them)::
     │   │                            use, mid-transition); never counts against the breaker
     │   └── TerminalError            retrying will not help: no retry, Warning event,
     │       │                        condition Ready=False with ``reason``
-    │       └── CapacityError        no room on this placement (capacity, provider quota):
-    │                                an Instance is placed again elsewhere
+    │       ├── CapacityError        no room on this placement (capacity, provider quota):
+    │       │                        an Instance is placed again elsewhere
+    │       └── UnsupportedError     (providers.errors) the provider cannot do it at all
+    │                                (placement groups on the simulated cloud)
     ├── Unschedulable                no member or account can take the object (or its pool
     │                                forbids it): condition Scheduled=False, retried later
     ├── ApiError                     a request answered with a ``Status``: raised by the API

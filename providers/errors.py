@@ -27,6 +27,7 @@ from controller.errors import (
 
 __all__ = [
     "DEFAULT_THROTTLE_DELAY",
+    "UnsupportedError",
     "classify",
     "counts_against_provider",
     "is_not_found",
@@ -80,8 +81,12 @@ _BUSY_CODES = frozenset(
         "IncorrectInstanceState",
         "VolumeInUse",
         "InvalidGroup.InUse",
+        "InvalidPlacementGroup.InUse",
     }
 )
+
+#: Missing resources whose code does not end in ``NotFound``.
+_NOT_FOUND_CODES = frozenset({"InvalidPlacementGroup.Unknown"})
 
 _THROTTLE_CODES = frozenset(
     {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequests"}
@@ -100,9 +105,19 @@ _TERMINAL_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
+class UnsupportedError(TerminalError):
+    """The provider (or the endpoint an account points at) cannot do what was asked, e.g.
+    placement groups on the simulated cloud: retrying will not help, nor will another
+    object of the same account. Callers check the capability first (``supports_*``)."""
+
+    def __init__(self, message: str, *, code: str = "UnsupportedOperation") -> None:
+        super().__init__(message, reason="Unsupported", code=code)
+
+
 def is_not_found(code: str | None) -> bool:
-    """True for EC2's ``*.NotFound`` family (``InvalidInstanceID.NotFound``, …)."""
-    return code is not None and (code.endswith(".NotFound") or code.endswith("NotFound"))
+    """True for EC2's ``*.NotFound`` family (``InvalidInstanceID.NotFound``, …) and the few
+    missing-resource codes named otherwise (``InvalidPlacementGroup.Unknown``)."""
+    return code is not None and (code.endswith("NotFound") or code in _NOT_FOUND_CODES)
 
 
 def classify(

@@ -30,6 +30,7 @@ from providers.types import (
     CloudImage,
     CloudInstance,
     CloudNetwork,
+    CloudPlacementGroup,
     CloudSize,
     CloudSubnet,
     CloudVolume,
@@ -40,6 +41,7 @@ from providers.types import (
     InstanceId,
     NetworkCreate,
     NetworkId,
+    PlacementStrategy,
     SubnetCreate,
     SubnetId,
     VolumeCreate,
@@ -79,6 +81,10 @@ class GuardedProvider:
     @property
     def region(self) -> str:
         return self.inner.region
+
+    @property
+    def supports_placement_groups(self) -> bool:
+        return self.inner.supports_placement_groups  # local: no API call, nothing to budget
 
     def _call(self, op: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         account = self.inner.account
@@ -205,6 +211,24 @@ class GuardedProvider:
 
     def delete_volume(self, volume_id: VolumeId) -> None:
         self._call("delete_volume", self.inner.delete_volume, volume_id)
+
+    # placement groups
+    def list_placement_groups(self) -> list[CloudPlacementGroup]:
+        return self._call("list_placement_groups", self.inner.list_placement_groups)
+
+    def ensure_placement_group(
+        self,
+        name: str,
+        strategy: PlacementStrategy,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> CloudPlacementGroup:
+        return self._call(
+            "ensure_placement_group", self.inner.ensure_placement_group, name, strategy, tags=tags
+        )
+
+    def delete_placement_group(self, name: str) -> None:
+        self._call("delete_placement_group", self.inner.delete_placement_group, name)
 
     # tags
     def set_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:

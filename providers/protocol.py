@@ -17,6 +17,12 @@ The contract, proven for every driver by ``tests/integration/providers``:
   cloud's paging; terminated instances are left out.
 * A firewall holds exactly the rules it was created with (the cloud's default rules are
   revoked unless requested); ``update_firewall_rules`` authorizes and revokes a diff.
+* Placement groups (the ``host`` topology of a VirtualCluster, DESIGN §10) are an optional
+  capability: where ``supports_placement_groups`` is false, ``ensure_placement_group`` and a
+  create naming ``placement_group`` raise ``providers.errors.UnsupportedError`` (terminal),
+  ``list_placement_groups`` answers ``[]`` and ``delete_placement_group`` succeeds (nothing
+  of the kind can exist). Groups are identified by name (unique per account and region), so
+  ``ensure_placement_group`` is idempotent on it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from providers.types import (
     CloudImage,
     CloudInstance,
     CloudNetwork,
+    CloudPlacementGroup,
     CloudSize,
     CloudSubnet,
     CloudVolume,
@@ -40,6 +47,7 @@ from providers.types import (
     InstanceId,
     NetworkCreate,
     NetworkId,
+    PlacementStrategy,
     SubnetCreate,
     SubnetId,
     VolumeCreate,
@@ -60,6 +68,11 @@ class CloudProvider(Protocol):
     @property
     def region(self) -> str:
         """The cloud region every call of this provider addresses."""
+        ...
+
+    @property
+    def supports_placement_groups(self) -> bool:
+        """Whether this account can make placement groups (a local answer: no API call)."""
         ...
 
     # catalogue
@@ -85,6 +98,8 @@ class CloudProvider(Protocol):
 
         An unknown image or size is a ``TerminalError``; so is a refusal for capacity or
         the cloud's own quota, with the reason the placement reads to choose elsewhere.
+        ``request.placement_group`` names a group ``ensure_placement_group`` made (unknown:
+        ``TerminalError`` NotFound; no such capability: ``UnsupportedError``).
         """
         ...
 
@@ -167,6 +182,30 @@ class CloudProvider(Protocol):
 
     def delete_volume(self, volume_id: VolumeId) -> None:
         """Delete a detached volume; one already gone is success."""
+        ...
+
+    # placement groups (optional: see ``supports_placement_groups``)
+    def list_placement_groups(self) -> list[CloudPlacementGroup]:
+        """Every placement group of the region, whoever made it ([] without the capability)."""
+        ...
+
+    def ensure_placement_group(
+        self,
+        name: str,
+        strategy: PlacementStrategy,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> CloudPlacementGroup:
+        """The group ``name`` with ``strategy``: created, or found if it exists (read back).
+
+        ``tags`` go on a group this call creates (e.g. ``skybroker/uid`` for leak sweeping).
+        One of that name with another strategy is a ``TerminalError`` (InvalidRequest); one
+        being deleted is a ``ResourceBusyError``. Without the capability: ``UnsupportedError``.
+        """
+        ...
+
+    def delete_placement_group(self, name: str) -> None:
+        """Delete the group; one already gone succeeds, one holding instances is busy."""
         ...
 
     # tags (orphaning strips the skybroker tags so the leak sweeper leaves a resource alone)

@@ -25,6 +25,7 @@ __all__ = [
     "CloudImage",
     "CloudInstance",
     "CloudNetwork",
+    "CloudPlacementGroup",
     "CloudResource",
     "CloudSize",
     "CloudSubnet",
@@ -39,6 +40,7 @@ __all__ = [
     "InstanceState",
     "NetworkCreate",
     "NetworkId",
+    "PlacementStrategy",
     "ResourceKind",
     "ResourceTags",
     "SizeId",
@@ -96,6 +98,19 @@ class VolumeState(StrEnum):
     DELETING = "deleting"
     ERROR = "error"
     UNKNOWN = "unknown"
+
+
+class PlacementStrategy(StrEnum):
+    """How a placement group spreads its instances over the cloud's hardware (``host`` topology).
+
+    ``spread``: each instance on distinct hardware (AntiAffinity); ``cluster``: packed close
+    together in one zone for low latency (Proximity). ``partition`` groups are listed as the
+    cloud has them, never made by skybroker.
+    """
+
+    SPREAD = "spread"
+    CLUSTER = "cluster"
+    PARTITION = "partition"
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,8 @@ class CloudInstance(_TagView):
     private_ips: tuple[str, ...] = ()
     public_ips: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    placement_group: str | None = None
+    """The placement group the instance was launched in, as the cloud reports it."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +225,20 @@ class CloudVolume(_TagView):
 
 
 @dataclass(frozen=True)
+class CloudPlacementGroup(_TagView):
+    """A placement group: named (unique per account and region), with its strategy.
+
+    ``state`` is the cloud's (EC2: ``pending``, ``available``, ``deleting``, ``deleted``).
+    """
+
+    name: str
+    strategy: PlacementStrategy
+    state: str
+    id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
 class CloudSize:
     """An instance type; placement matches HardwareProfiles against these."""
 
@@ -247,6 +278,9 @@ class InstanceCreate:
     subnet_id: SubnetId | None = None
     firewall_ids: tuple[FirewallId, ...] = ()
     user_data: str | None = None
+    placement_group: str | None = None
+    """Launch inside this placement group (``ensure_placement_group`` made it); only on
+    providers whose ``supports_placement_groups`` is true."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ Where it sits: registered as ``ec2`` in ``providers.registry``; networks, subnet
 firewalls come from ``Ec2NetworkOps``. Idempotency is by the ``skybroker/token`` tag, looked up
 before every create (EC2-compatible servers ignore ``ClientToken``); instances and volumes
 carry their tags from birth (``TagSpecification``). libcloud's boolean returns are ignored:
-no exception means the call was accepted, and state is read back by listing.
+no exception means the call was accepted, and state is read back by listing. Placement groups
+are identified by their name (unique per account and region): ``ensure_placement_group``
+looks the name up, creates what is missing (a ``Duplicate`` answer means another caller won
+the race) and reads the group back.
 """
 
 from __future__ import annotations
@@ -15,16 +18,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from libcloud.compute.base import Node, NodeImage, NodeSize, StorageVolume
-from libcloud.compute.drivers.ec2 import EC2NetworkSubnet, EC2NodeLocation, ExEC2AvailabilityZone
+from libcloud.compute.drivers.ec2 import (
+    EC2NetworkSubnet,
+    EC2NodeLocation,
+    EC2PlacementGroup,
+    ExEC2AvailabilityZone,
+)
 
-from controller.errors import TerminalError
+from controller.errors import ResourceBusyError, TerminalError, TransientError
 from providers.ec2.base import LIVE_INSTANCE_STATES
-from providers.ec2.driver import ResourceRef
+from providers.ec2.driver import Ec2ApiError, ResourceRef
 from providers.ec2.errors import ec2_errors, missing_ok
 from providers.ec2.network import Ec2NetworkOps
+from providers.errors import UnsupportedError
 from providers.types import (
     CloudImage,
     CloudInstance,
+    CloudPlacementGroup,
     CloudSize,
     CloudVolume,
     CloudZone,
@@ -34,6 +44,7 @@ from providers.types import (
     InstanceId,
     InstanceState,
     NetworkId,
+    PlacementStrategy,
     SizeId,
     SubnetId,
     VolumeCreate,
@@ -112,6 +123,7 @@ class Ec2Provider(Ec2NetworkOps):
             private_ips=tuple(node.private_ips),
             public_ips=tuple(node.public_ips),
             tags=tags,
+            placement_group=extra.get("placement_group") or None,
         )
 
     def _live_nodes(self, **filters: Any) -> list[Node]:
@@ -125,6 +137,8 @@ class Ec2Provider(Ec2NetworkOps):
             return [self._instance(node) for node in self._live_nodes()]
 
     def create_instance(self, request: InstanceCreate) -> CloudInstance:
+        if request.placement_group is not None and not self.placement_groups:
+            raise self._no_placement_groups(request.placement_group)
         with ec2_errors():
             found = self.created_with(
                 "instance", request.tags, lambda ids: self._live_nodes(**{"instance-id": ids})
@@ -149,6 +163,8 @@ class Ec2Provider(Ec2NetworkOps):
                 kwargs["location"] = EC2NodeLocation(
                     request.zone, request.zone, "", self.driver, zone
                 )
+            if request.placement_group is not None:
+                kwargs["ex_placement_group"] = request.placement_group
             node = self.driver.create_node(
                 name=request.tags.name,
                 size=NodeSize(request.size, request.size, 0, 0, 0, 0, self.driver),
@@ -232,6 +248,88 @@ class Ec2Provider(Ec2NetworkOps):
     def delete_volume(self, volume_id: VolumeId) -> None:
         with ec2_errors(), missing_ok():
             self.driver.destroy_volume(ResourceRef(volume_id))
+
+    # placement groups
+    @property
+    def supports_placement_groups(self) -> bool:
+        return self.placement_groups
+
+    def _no_placement_groups(self, name: str) -> UnsupportedError:
+        return UnsupportedError(
+            f"account {self.account}: its endpoint has no placement groups (option "
+            f"placement_groups=false; asked for {name!r})"
+        )
+
+    def _placement_group(self, group: EC2PlacementGroup) -> CloudPlacementGroup:
+        extra = group.extra or {}
+        tags: dict[str, str] = dict(extra.get("tags") or {})
+        return CloudPlacementGroup(
+            name=group.name,
+            strategy=PlacementStrategy(group.strategy),
+            state=extra.get("state") or "unknown",
+            id=extra.get("group_id") or None,
+            tags=tags,
+        )
+
+    def _placement_groups(self, name: str | None = None) -> list[CloudPlacementGroup]:
+        """The groups not yet deleted (EC2 lists deleted ones for a while), all or ``name``'s
+        (the name is checked, not trusted to the server's filter)."""
+        filters = {"group-name": name} if name is not None else None
+        return [
+            group
+            for group in map(self._placement_group, self.driver.ex_list_placement_groups(filters))
+            if group.state != "deleted" and (name is None or group.name == name)
+        ]
+
+    def list_placement_groups(self) -> list[CloudPlacementGroup]:
+        if not self.placement_groups:
+            return []
+        with ec2_errors():
+            return self._placement_groups()
+
+    def ensure_placement_group(
+        self,
+        name: str,
+        strategy: PlacementStrategy,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> CloudPlacementGroup:
+        if not self.placement_groups:
+            raise self._no_placement_groups(name)
+        wanted = PlacementStrategy(strategy)
+        with ec2_errors():
+            group: CloudPlacementGroup | None = self.first(self._placement_groups(name))
+            if group is None:
+                try:
+                    self.driver.ex_create_tagged_placement_group(name, wanted.value, tags or {})
+                except Ec2ApiError as exc:
+                    # Duplicate: made meanwhile (by another worker, or by an attempt whose
+                    # answer was lost); it is read back below like a fresh one
+                    if exc.code != "InvalidPlacementGroup.Duplicate":
+                        raise
+                group = self.first(self._placement_groups(name))
+            if group is None:
+                raise TransientError(
+                    f"placement group {name!r} was created but is not listed yet",
+                    code="NotYetVisible",
+                )
+            if group.state == "deleting":
+                raise ResourceBusyError(
+                    f"placement group {name!r} is being deleted", code="IncorrectState"
+                )
+            if group.strategy != wanted:
+                raise TerminalError(
+                    f"placement group {name!r} has strategy {group.strategy}, not {wanted}",
+                    reason="InvalidRequest",
+                    code="PlacementGroupStrategyMismatch",
+                )
+            return group
+
+    def delete_placement_group(self, name: str) -> None:
+        if not self.placement_groups:
+            return
+        with ec2_errors(), missing_ok():
+            self.driver.ex_delete_placement_group(name)
 
     # tags
     def set_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:

@@ -6,7 +6,11 @@ Where it sits: ``Ec2Base`` is the root of ``Ec2Provider`` (``adapter.py``) and i
 half (``network.py``). Credentials come from the account's Secret (``key``, ``secret``,
 optional ``token`` for session credentials); ``endpoint`` (e.g. ``http://127.0.0.1:5000``)
 overrides AWS's regional endpoint; ``options["timeout"]`` sets the HTTP timeout in seconds
-(default 30). Signature version 4 always (moto and every current AWS region accept it).
+(default 30); ``options["placement_groups"]`` (``true``/``false``, default true as on AWS)
+says whether the endpoint has placement groups — false for EC2-compatible servers without
+them (moto up to at least 5.2 answers those Actions with a bare HTTP 500), so that the
+``host`` topology is refused there instead of failing like an outage. Signature version 4
+always (moto and every current AWS region accept it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from providers.types import TAG_TOKEN, ResourceTags
 __all__ = ["LIVE_INSTANCE_STATES", "Ec2Base"]
 
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
-_KNOWN_OPTIONS = frozenset({"timeout"})
+_KNOWN_OPTIONS = frozenset({"timeout", "placement_groups"})
+_FLAGS = {"true": True, "false": False}
 
 T = TypeVar("T")
 
@@ -66,6 +71,10 @@ class Ec2Base:
         self.config = config
         self._local = threading.local()
         self._local.driver = _driver(config)  # fail fast on bad credentials or options
+        flag = config.options.get("placement_groups", "true").strip().lower()
+        if flag not in _FLAGS:
+            raise ValueError(f"ec2-driver option placement_groups: {flag!r} is not true/false")
+        self.placement_groups = _FLAGS[flag]
 
     @property
     def driver(self) -> PortableEC2NodeDriver:

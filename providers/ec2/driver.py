@@ -19,6 +19,11 @@ Where it sits: under ``providers.ec2.adapter``; nothing else touches libcloud. T
 * Creates carry ``TagSpecification`` so a resource never exists untagged (libcloud tags
   volumes, VPCs and subnets in a second call: a crash in between would leak them).
 * Security-group rules are authorized/revoked in one call per direction (``IpPermissions.N``).
+* Placement groups: libcloud creates every group with ``Strategy=cluster`` and untagged,
+  builds ``GroupName.N`` of its listing as ``str + int`` (a TypeError) and drops each group's
+  state, id and tags; here the strategy and tags are sent, the listing filters by
+  ``Filter.N`` and keeps all four, and an instance's ``placement/groupName`` (which libcloud
+  ignores) lands in ``node.extra["placement_group"]``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from libcloud.compute.drivers.ec2 import (
     EC2Network,
     EC2NetworkSubnet,
     EC2NodeDriver,
+    EC2PlacementGroup,
     EC2Response,
     EC2SecurityGroup,
 )
@@ -239,6 +245,31 @@ class PortableEC2NodeDriver(EC2NodeDriver):
         pages = self._describe_all(params)
         return [group for page in pages for group in self._to_security_groups(page)]
 
+    def ex_list_placement_groups(  # libcloud's takes names only (and fails on them)
+        self, filters: Mapping[str, Any] | None = None
+    ) -> list[EC2PlacementGroup]:
+        pages = self._describe_all(self._filtered("DescribePlacementGroups", filters))
+        return [
+            self._to_placement_group(el)
+            for page in pages
+            for el in findall(page, "placementGroupSet/item", NAMESPACE)
+        ]
+
+    def _to_placement_group(self, element: Any) -> EC2PlacementGroup:
+        group: EC2PlacementGroup = super()._to_placement_group(element)
+        group.extra = {
+            "state": findtext(element=element, xpath="state", namespace=NAMESPACE),
+            "group_id": findtext(element=element, xpath="groupId", namespace=NAMESPACE),
+            "tags": self._get_resource_tags(element),
+        }
+        return group
+
+    def _to_node(self, element: Any) -> Node:
+        node: Node = super()._to_node(element)
+        group = findtext(element=element, xpath="placement/groupName", namespace=NAMESPACE)
+        node.extra["placement_group"] = group or None
+        return node
+
     # tags
     def ex_find_tagged(self, resource_type: str, key: str, value: str) -> list[str]:
         """Ids of the resources of ``resource_type`` tagged ``key=value`` (DescribeTags)."""
@@ -297,6 +328,14 @@ class PortableEC2NodeDriver(EC2NodeDriver):
         }
         volume: StorageVolume = self._to_volume(self._request(params))
         return volume
+
+    def ex_create_tagged_placement_group(
+        self, name: str, strategy: str, tags: Mapping[str, str]
+    ) -> None:
+        params = {"Action": "CreatePlacementGroup", "GroupName": name, "Strategy": strategy}
+        if tags:
+            params.update(_tag_specification("placement-group", tags))
+        self._request(params)
 
     def ex_create_tagged_network(self, cidr: str, tags: Mapping[str, str]) -> EC2Network:
         params = {"Action": "CreateVpc", "CidrBlock": cidr, **_tag_specification("vpc", tags)}

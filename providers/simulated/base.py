@@ -20,13 +20,16 @@ from typing import Any
 from controller.errors import ReconcileError
 from providers.clock import Clock, WallClock
 from providers.config import AccountConfig
+from providers.errors import UnsupportedError
 from providers.simulated.catalog import image_catalogue, size_catalogue, zone_names
 from providers.simulated.faults import FaultInjector, FaultRates, sim_error
 from providers.simulated.store import Row, Scoped, SimStore
 from providers.types import (
     CloudImage,
+    CloudPlacementGroup,
     CloudSize,
     CloudZone,
+    PlacementStrategy,
     ResourceKind,
     ResourceTags,
     ZoneName,
@@ -133,6 +136,34 @@ class SimBase:
     def list_images(self) -> list[CloudImage]:
         with self.faults.around("list_images"):
             return list(self.images.values())
+
+    # placement groups: the simulated cloud has no hardware to spread over or pack onto, so it
+    # has none (a VirtualCluster's ``host`` topology is refused on it); nothing can exist, so
+    # the list is empty and a delete has nothing to do.
+    @property
+    def supports_placement_groups(self) -> bool:
+        return False
+
+    def unsupported_placement_group(self, name: str) -> UnsupportedError:
+        return UnsupportedError(
+            f"account {self.account}: the simulated cloud has no placement groups "
+            f"(asked for {name!r})"
+        )
+
+    def list_placement_groups(self) -> list[CloudPlacementGroup]:
+        return []
+
+    def ensure_placement_group(
+        self,
+        name: str,
+        strategy: PlacementStrategy,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> CloudPlacementGroup:
+        raise self.unsupported_placement_group(name)
+
+    def delete_placement_group(self, name: str) -> None:
+        return None
 
     # helpers for the operations
     def account_scope(self) -> str:

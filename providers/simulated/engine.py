@@ -72,6 +72,8 @@ class SimulatedProvider(NetworkOps):
             return [self._instance(row) for row in self.live_rows(INSTANCE)]
 
     def create_instance(self, request: InstanceCreate) -> CloudInstance:
+        if request.placement_group is not None:
+            raise self.unsupported_placement_group(request.placement_group)
         with self.faults.around("create_instance"):
             size = self.sizes.get(request.size)
             if size is None:

@@ -6,8 +6,9 @@ with throttling or server errors, forwards a request and then drops the connecti
 change is applied but the caller never hears of it: the crash window), or answers late
 (a client-side timeout). It can also play an EC2-compatible server that does not implement a
 parameter of some Actions (``ignore_params``): ``Filter.`` — the server answers with
-everything — or ``NextToken`` — it answers the first page again. Everything else is forwarded
-untouched, so the EC2 path under test is the real one: libcloud, HTTP, moto.
+everything — or ``NextToken`` — it answers the first page again. It plays EC2's placement
+groups, which moto lacks (``placement_shim``). Everything else is forwarded untouched, so the
+EC2 path under test is the real one: libcloud, HTTP, moto.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from providers.types import ResourceTags
+from tests.integration.providers.placement_shim import PlacementGroupShim, request_params
 
 __all__ = ["CLOCK_START", "FaultProxy", "free_port", "tags"]
 
@@ -59,7 +61,8 @@ class FaultProxy:
     ``drop_after_apply`` (forward, then close without answering), ``slow`` (answer after
     ``slow_seconds``). ``action`` restricts the fault to one EC2 Action (e.g. RunInstances).
     ``ignore_params(prefix, *actions)`` drops the parameters named ``prefix…`` (``Filter.``,
-    ``NextToken``) from requests of those Actions until ``clear()``.
+    ``NextToken``) from requests of those Actions until ``clear()``. ``placement_groups`` (a
+    ``PlacementGroupShim``, emptied by ``clear()``) answers what moto cannot.
     """
 
     def __init__(self, upstream_port: int, retry_after: int = 7, slow_seconds: float = 1.5):
@@ -68,6 +71,7 @@ class FaultProxy:
         self.slow_seconds = slow_seconds
         self.faults: deque[tuple[str, str | None]] = deque()
         self.ignored: set[tuple[str, str]] = set()  # (Action, parameter prefix)
+        self.placement_groups = PlacementGroupShim()
         self.lock = threading.Lock()
         proxy = self
 
@@ -104,6 +108,7 @@ class FaultProxy:
         with self.lock:
             self.faults.clear()
             self.ignored.clear()
+        self.placement_groups.clear()
 
     def _unsupported_dropped(self, query: str) -> str:
         """``query`` without the parameters its Action is set to ignore."""
@@ -156,7 +161,13 @@ class FaultProxy:
         if fault == "internal":
             self._answer(handler, 500, _INTERNAL_BODY.encode(), {})
             return
-        status, headers, payload = self._forward(handler, body)
+        params = request_params(urlsplit(handler.path).query, body.decode(errors="replace"))
+        shimmed = self.placement_groups.intercept(params)
+        if shimmed is not None:
+            status, headers, payload = shimmed[0], [("Content-Type", "text/xml")], shimmed[1]
+        else:
+            status, headers, payload = self._forward(handler, body)
+            payload = self.placement_groups.rewrite(params, status, payload)
         if fault == "drop_after_apply":
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)

@@ -55,6 +55,8 @@ def test_expand_rules_parses_ports_and_splits_cidrs() -> None:
         ("VcpuLimitExceeded", 400, CapacityError, "ProviderQuotaExceeded"),
         ("InsufficientInstanceCapacity", 500, CapacityError, "InsufficientCapacity"),
         ("InvalidVpcID.NotFound", 400, TerminalError, "NotFound"),
+        ("InvalidPlacementGroup.Unknown", 400, TerminalError, "NotFound"),
+        ("InvalidPlacementGroup.InUse", 400, ResourceBusyError, None),
         ("SomethingNew", 400, TerminalError, "ProviderError"),
     ],
 )
