@@ -47,6 +47,7 @@ __all__ = [
     "InstancePlacement",
     "InstanceSpec",
     "InstanceStatus",
+    "InstanceTemplate",
     "PlacementHints",
     "PowerState",
 ]
@@ -153,7 +154,10 @@ class PlacementHints(WireModel):
     account: ObjectName | None = Field(None, description="Only this pool member's account.")
 
 
-class InstanceSpec(TargetSpec):
+class InstanceTemplate(WireModel):
+    """An Instance spec apart from where it is drawn from (``pool``/``account``): what a
+    VirtualCluster member's ``template`` holds, its pool coming from the VirtualCluster."""
+
     hardware: HardwareSpec = Field(description="A profile name, inline constraints or a size.")
     image: ProviderToken = Field(
         description="Logical image name, mapped per account by ProviderAccount.spec.images."
@@ -177,6 +181,12 @@ class InstanceSpec(TargetSpec):
     deletion_policy: WireEnum[DeletionPolicy] = Field(
         DeletionPolicy.DELETE, description="Delete the VM with the object, or Orphan it."
     )
+
+
+# Bases in this order keep pool and account first on the wire: pydantic lists the fields of
+# the last base first.
+class InstanceSpec(InstanceTemplate, TargetSpec):
+    """What an Instance is, and exactly one of ``pool`` or ``account`` to draw it from."""
 
 
 class InstancePlacement(Placement):
