@@ -203,17 +203,18 @@ def _host_rule_problems(
     lookups: Lookups, obj: VirtualCluster, old: Resource | None
 ) -> list[FieldCause]:
     """A ``host`` rule where an account of the pool cannot express it (DESIGN §10: only
-    :data:`HOST_TOPOLOGY_DRIVERS`, EC2 placement groups). Checked when the pool or the host
-    rules changed; a missing pool is reported on ``spec.pool``, a member naming a missing
-    account is skipped (nothing is placed on it)."""
+    :data:`HOST_TOPOLOGY_DRIVERS`, EC2 placement groups). Like references, checked on an
+    update only where something changed: every host rule when the pool did, else the new
+    ones. A missing pool is reported on ``spec.pool``; a member naming a missing account is
+    skipped (nothing is placed on it)."""
+    same_pool = isinstance(old, VirtualCluster) and old.spec.pool == obj.spec.pool
+    kept = old.spec.placement if same_pool and isinstance(old, VirtualCluster) else []
     rules = [
-        (i, rule) for i, rule in enumerate(obj.spec.placement) if rule.topology == Topology.HOST
+        (i, rule)
+        for i, rule in enumerate(obj.spec.placement)
+        if rule.topology == Topology.HOST and rule not in kept
     ]
-    if not rules or (
-        isinstance(old, VirtualCluster)
-        and old.spec.pool == obj.spec.pool
-        and all(rule in old.spec.placement for _, rule in rules)
-    ):
+    if not rules:
         return []
     try:
         accounts = [member.account for member in lookups.get(Pool, obj.spec.pool).spec.members]
