@@ -10,6 +10,9 @@ and keeps it converged with ``spec`` (power state, drift per ``driftPolicy``).
     hardware: {profile: small}                     # a HardwareProfile by name
     hardware: {cpu: 2, memoryMiB: {min: 4096}}     # inline: exact ints or {min, max}
     hardware: {size: t3.micro}                     # an explicit provider size
+
+:class:`InstanceTemplate` is the spec without ``pool``/``account``; a VirtualCluster member's
+``template`` is one (``api_types.clusters``), its pool coming from the VirtualCluster.
 """
 
 from __future__ import annotations
