@@ -10,6 +10,9 @@ and keeps it converged with ``spec`` (power state, drift per ``driftPolicy``).
     hardware: {profile: small}                     # a HardwareProfile by name
     hardware: {cpu: 2, memoryMiB: {min: 4096}}     # inline: exact ints or {min, max}
     hardware: {size: t3.micro}                     # an explicit provider size
+
+:class:`InstanceTemplate` is the spec without ``pool``/``account``; a VirtualCluster member's
+``template`` is one (``api_types.clusters``), its pool coming from the VirtualCluster.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "InstancePlacement",
     "InstanceSpec",
     "InstanceStatus",
+    "InstanceTemplate",
     "PlacementHints",
     "PowerState",
 ]
@@ -153,7 +157,10 @@ class PlacementHints(WireModel):
     account: ObjectName | None = Field(None, description="Only this pool member's account.")
 
 
-class InstanceSpec(TargetSpec):
+class InstanceTemplate(WireModel):
+    """An Instance spec apart from where it is drawn from (``pool``/``account``): what a
+    VirtualCluster member's ``template`` holds, its pool coming from the VirtualCluster."""
+
     hardware: HardwareSpec = Field(description="A profile name, inline constraints or a size.")
     image: ProviderToken = Field(
         description="Logical image name, mapped per account by ProviderAccount.spec.images."
@@ -177,6 +184,12 @@ class InstanceSpec(TargetSpec):
     deletion_policy: WireEnum[DeletionPolicy] = Field(
         DeletionPolicy.DELETE, description="Delete the VM with the object, or Orphan it."
     )
+
+
+# Bases in this order keep pool and account first on the wire: pydantic lists the fields of
+# the last base first.
+class InstanceSpec(InstanceTemplate, TargetSpec):
+    """What an Instance is, and exactly one of ``pool`` or ``account`` to draw it from."""
 
 
 class InstancePlacement(Placement):

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails
 
 from api_types.accounts import HardwareProfile, ProviderAccount
+from api_types.clusters import VirtualCluster
 from api_types.compute import Instance
 from api_types.events import Event
 from api_types.gitops import PRUNE_ANNOTATION, PRUNE_DISABLED, GitSource
@@ -66,6 +67,7 @@ _MODELS: tuple[type[Resource], ...] = (
     RoleBinding,
     Event,
     GitSource,
+    VirtualCluster,
 )
 
 

@@ -19,10 +19,14 @@ before the quota reservation and the store write. In order:
    exist, and the pool's ``allowedNamespaces`` must admit the object's namespace; an Instance's
    ``image`` must be mapped (``spec.images``) by its account, or by at least one member account
    of its pool — the placement filter's rule, so an image no member can boot is refused now
-   rather than left Unschedulable. Each failure is a cause naming the field (422). On an update
-   only references that changed are checked, so an object whose pool was since deleted can
-   still be relabelled or have its finalizers removed. Namespaces, pools, accounts and profiles
-   are looked up in the API server's caches (``lookups``);
+   rather than left Unschedulable. A VirtualCluster's pool, and each member template's
+   profile, subnet, firewalls and image, are checked the same way, at their own paths
+   (``spec.members[1].template.image``); a rule of ``host`` topology is refused unless every
+   account of the pool can express it (driver ``ec2``: EC2 placement groups, DESIGN §10).
+   Each failure is a cause naming the field (422). On an update only references that changed
+   are checked, so an object whose pool was since deleted can still be relabelled or have its
+   finalizers removed. Namespaces, pools, accounts and profiles are looked up in the API
+   server's caches (``lookups``);
 3. who a GitSource applies as — ``spec.serviceAccount`` names the user the GitSource
    reconciler writes as (DESIGN §9), so whoever sets it must be allowed to act as that user
    (``Authorizer.may_act_as``: be that user, be in ``system:masters``, or hold ``impersonate``
@@ -48,8 +52,9 @@ from typing import NamedTuple
 import pydantic
 
 from api_types.accounts import HardwareProfile, ProviderAccount
+from api_types.clusters import HOST_TOPOLOGY_DRIVERS, Topology, VirtualCluster
 from api_types.common import TargetSpec
-from api_types.compute import Instance
+from api_types.compute import Instance, InstanceTemplate
 from api_types.gitops import GitSource
 from api_types.meta import Resource
 from api_types.network import Firewall, Subnet
@@ -99,6 +104,26 @@ class _Reference(NamedTuple):
     namespace: str | None
 
 
+def _template_references(
+    prefix: str, template: InstanceTemplate, namespace: str | None
+) -> list[_Reference]:
+    """What an Instance spec (or a VirtualCluster member's template) names, at ``prefix``."""
+    found: list[_Reference] = []
+    if template.hardware.profile:
+        found.append(
+            _Reference(
+                f"{prefix}.hardware.profile", HardwareProfile, template.hardware.profile, None
+            )
+        )
+    if template.subnet_ref:
+        found.append(_Reference(f"{prefix}.subnetRef", Subnet, template.subnet_ref, namespace))
+    found.extend(
+        _Reference(f"{prefix}.firewallRefs[{i}]", Firewall, name, namespace)
+        for i, name in enumerate(template.firewall_refs)
+    )
+    return found
+
+
 def _references(obj: Resource) -> list[_Reference]:
     spec = getattr(obj, "spec", None)
     namespace = obj.metadata.namespace
@@ -109,17 +134,13 @@ def _references(obj: Resource) -> list[_Reference]:
         if spec.account:
             found.append(_Reference("spec.account", ProviderAccount, spec.account, None))
     if isinstance(obj, Instance):
-        hardware, instance = obj.spec.hardware, obj.spec
-        if hardware.profile:
-            found.append(
-                _Reference("spec.hardware.profile", HardwareProfile, hardware.profile, None)
+        found.extend(_template_references("spec", obj.spec, namespace))
+    if isinstance(obj, VirtualCluster):
+        found.append(_Reference("spec.pool", Pool, obj.spec.pool, None))
+        for i, member in enumerate(obj.spec.members):
+            found.extend(
+                _template_references(f"spec.members[{i}].template", member.template, namespace)
             )
-        if instance.subnet_ref:
-            found.append(_Reference("spec.subnetRef", Subnet, instance.subnet_ref, namespace))
-        found.extend(
-            _Reference(f"spec.firewallRefs[{i}]", Firewall, name, namespace)
-            for i, name in enumerate(instance.firewall_refs)
-        )
     return found
 
 
@@ -137,24 +158,88 @@ def _check_namespace(lookups: Lookups, name: str) -> None:
         )
 
 
-def _image_problem(lookups: Lookups, spec: TargetSpec, image: str) -> str | None:
-    """Why no account ``spec`` may be placed on maps ``image`` (None if one does). Checked only
-    once the pool or account itself passed (a problem there is reported on its own field)."""
-    if spec.pool:
+class _Image(NamedTuple):
+    """An image to be booted where ``pool`` (or ``account``) may place it; ``field`` names it."""
+
+    field: str
+    pool: str | None
+    account: str | None
+    image: str
+
+
+def _images(obj: Resource | None) -> list[_Image]:
+    if isinstance(obj, Instance):
+        return [_Image("spec.image", obj.spec.pool, obj.spec.account, obj.spec.image)]
+    if isinstance(obj, VirtualCluster):
+        return [
+            _Image(f"spec.members[{i}].template.image", obj.spec.pool, None, m.template.image)
+            for i, m in enumerate(obj.spec.members)
+        ]
+    return []
+
+
+def _image_problem(lookups: Lookups, wanted: _Image) -> str | None:
+    """Why no account ``wanted`` may be placed on maps its image (None if one does). Checked
+    only once the pool or account itself passed (a problem there is reported on its own
+    field)."""
+    if wanted.pool:
         try:
-            names = [member.account for member in lookups.get(Pool, spec.pool).spec.members]
+            names = [member.account for member in lookups.get(Pool, wanted.pool).spec.members]
         except NotFoundError:
             return None
-        where = f"any member account of pool {spec.pool!r}"
+        where = f"any member account of pool {wanted.pool!r}"
     else:
-        names, where = [str(spec.account)], f"account {spec.account!r}"
+        names, where = [str(wanted.account)], f"account {wanted.account!r}"
     for name in names:
         try:
-            if image in lookups.get(ProviderAccount, name).spec.images:
+            if wanted.image in lookups.get(ProviderAccount, name).spec.images:
                 return None
         except NotFoundError:
             continue  # a member naming a missing account maps nothing
-    return f"image {image!r} is not mapped by {where} (spec.images)"
+    return f"image {wanted.image!r} is not mapped by {where} (spec.images)"
+
+
+def _host_rule_problems(
+    lookups: Lookups, obj: VirtualCluster, old: Resource | None
+) -> list[FieldCause]:
+    """A ``host`` rule where an account of the pool cannot express it (DESIGN §10: only
+    :data:`HOST_TOPOLOGY_DRIVERS`, EC2 placement groups). Like references, checked on an
+    update only where something changed: every host rule when the pool did, else the new
+    ones. A missing pool is reported on ``spec.pool``; a member naming a missing account is
+    skipped (nothing is placed on it)."""
+    same_pool = isinstance(old, VirtualCluster) and old.spec.pool == obj.spec.pool
+    kept = old.spec.placement if same_pool and isinstance(old, VirtualCluster) else []
+    rules = [
+        (i, rule)
+        for i, rule in enumerate(obj.spec.placement)
+        if rule.topology == Topology.HOST and rule not in kept
+    ]
+    if not rules:
+        return []
+    try:
+        accounts = [member.account for member in lookups.get(Pool, obj.spec.pool).spec.members]
+    except NotFoundError:
+        return []
+    unable = None
+    for name in accounts:
+        try:
+            driver = lookups.get(ProviderAccount, name).spec.driver
+        except NotFoundError:
+            continue
+        if driver not in HOST_TOPOLOGY_DRIVERS:
+            unable = f"account {name!r} of pool {obj.spec.pool!r} has driver {driver!r}"
+            break
+    if unable is None:
+        return []
+    drivers = " or ".join(sorted(HOST_TOPOLOGY_DRIVERS))
+    return [
+        FieldCause(
+            f"spec.placement[{i}].topology",
+            f"topology host can be kept only on accounts with driver {drivers} (EC2 "
+            f"placement groups), and {unable}",
+        )
+        for i, _ in rules
+    ]
 
 
 def _problem(lookups: Lookups, ref: _Reference, namespace: str | None) -> str | None:
@@ -166,11 +251,6 @@ def _problem(lookups: Lookups, ref: _Reference, namespace: str | None) -> str | 
     if isinstance(target, Pool) and namespace and not target.spec.allows(namespace):
         return f"pool {ref.name!r} does not allow namespace {namespace!r}"
     return None
-
-
-def _placement_of(instance: Instance) -> tuple[str | None, str | None, str]:
-    """What decides whether the image is mapped: pool, account and image."""
-    return instance.spec.pool, instance.spec.account, instance.spec.image
 
 
 def _check_service_account(
@@ -222,14 +302,16 @@ def admit(
         if problem:
             causes.append(FieldCause(ref.field, problem))
     target_ok = not any(c.field in ("spec.pool", "spec.account") for c in causes)
-    if (
-        isinstance(obj, Instance)
-        and target_ok
-        and _placement_of(obj) != (_placement_of(old) if isinstance(old, Instance) else None)
-    ):
-        problem = _image_problem(lookups, obj.spec, obj.spec.image)
-        if problem:
-            causes.append(FieldCause("spec.image", problem))
+    if target_ok:
+        known = {(i.pool, i.account, i.image) for i in _images(old)}
+        for wanted in _images(obj):
+            if (wanted.pool, wanted.account, wanted.image) in known:
+                continue
+            problem = _image_problem(lookups, wanted)
+            if problem:
+                causes.append(FieldCause(wanted.field, problem))
+        if isinstance(obj, VirtualCluster):
+            causes.extend(_host_rule_problems(lookups, obj, old))
     if causes:
         message = f"{obj.kind} {obj.metadata.name!r}: admission denied"
         raise InvalidObjectError(message, tuple(causes))

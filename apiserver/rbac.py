@@ -16,9 +16,9 @@ Semantics, as in Kubernetes:
   ``acme`` may get ``namespaces/acme`` but not list every namespace;
 - the built-in ClusterRoles ``cluster-admin``, ``admin``, ``edit`` and ``view`` are defined here
   and win over stored objects of the same names. ``view`` cannot read Secrets or RBAC objects;
-  ``edit`` writes workloads (GitSources among them) and Secrets; ``admin`` also manages Roles
-  and RoleBindings of its namespace; neither may write Quotas or any ``/status`` (tenants must
-  not reset their usage).
+  ``edit`` writes workloads (GitSources and VirtualClusters among them) and Secrets;
+  ``admin`` also manages Roles and RoleBindings of its namespace; neither may write Quotas or
+  any ``/status`` (tenants must not reset their usage).
 - impersonation (Kubernetes' rule shape): a user may act as user ``X`` when it is ``X``, is in
   ``system:masters``, or holds verb ``impersonate`` on resource ``users`` with resourceName
   ``X`` (or no resourceNames) in the namespace asked about or cluster-wide
@@ -54,7 +54,7 @@ __all__ = ["BUILTIN_CLUSTER_ROLES", "IMPERSONATE", "Attributes", "Authorizer"]
 
 _READ = ["get", "list", "watch"]
 _WRITE = ["create", "update", "patch", "delete", "deletecollection"]
-_WORKLOADS = ["instances", "subnets", "firewalls", "volumes", "gitsources"]
+_WORKLOADS = ["instances", "subnets", "firewalls", "volumes", "gitsources", "virtualclusters"]
 _BY_NAME = "name"
 #: The verb (on resource ``users``, resourceName = the user) that lets a user act as another.
 IMPERSONATE = "impersonate"

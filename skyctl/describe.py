@@ -12,7 +12,9 @@ import json
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
+from api_types.clusters import PlacementRule, VirtualCluster
 from api_types.registry import KindInfo, by_kind
 from controller.events import DEFAULT_NAMESPACE
 from skyctl.apply import LAST_APPLIED
@@ -102,6 +104,18 @@ def _conditions(obj: Wire) -> str:
     return "Conditions:\n" + _indent(render_table(rows))
 
 
+def _rejected(rejections: list[Wire], heading: str, by: int) -> str:
+    """The pool members a scheduler rejected, and why (DESIGN §6), indented ``by``."""
+    if not rejections:
+        return ""
+    rows = [["MEMBER", "ACCOUNT", "REASON"]]
+    rows += [
+        [str(r.get("member") or NONE), str(r.get("account") or NONE), str(r.get("reason"))]
+        for r in rejections
+    ]
+    return " " * (by - 2) + heading + "\n" + _indent(render_table(rows), by)
+
+
 def _placement(obj: Wire) -> str:
     placement = lookup_path(obj, "status.placement")
     rejections = lookup_path(obj, "status.rejections") or []
@@ -113,14 +127,58 @@ def _placement(obj: Wire) -> str:
         text += "".join(f"  {f.capitalize()}: {placement[f]}\n" for f in fields if f in placement)
     else:
         text += "  <not placed>\n"
-    if rejections:
-        rows = [["MEMBER", "ACCOUNT", "REASON"]]
-        rows += [
-            [str(r.get("member") or NONE), str(r.get("account") or NONE), str(r.get("reason"))]
-            for r in rejections
+    return text + _rejected(rejections, "Rejected:", 4)
+
+
+def _rule_text(rule: Any, index: int, states: dict[int, Wire]) -> str:
+    """A rule of ``spec.placement`` as :attr:`PlacementRule.text` writes it (what the status
+    recorded, if the spec's rule cannot be read)."""
+    try:
+        return PlacementRule.model_validate(rule).text
+    except ValidationError:
+        return str(states.get(index, {}).get("rule") or json.dumps(rule))
+
+
+def _virtual_cluster(obj: Wire) -> str:
+    """Members (ready/replicas), where every replica is, and each rule's state (DESIGN §10)."""
+    members = [m for m in lookup_path(obj, "spec.members") or [] if isinstance(m, dict)]
+    observed = lookup_path(obj, "status.members") or {}
+    rows = [["MEMBER", "REPLICAS", "READY"]]
+    placed = [["MEMBER", "INSTANCE", "ACCOUNT", "REGION", "ZONE"]]
+    for member in members:
+        name = str(member.get("name"))
+        status = observed.get(name) if isinstance(observed, dict) else None
+        status = status if isinstance(status, dict) else {}
+        rows.append([name, str(member.get("replicas", 0)), str(status.get("ready", 0))])
+        placed += [
+            [name, *(str(p.get(f) or NONE) for f in ("instance", "account", "region", "zone"))]
+            for p in status.get("placements") or []
+            if isinstance(p, dict)
         ]
-        text += "  Rejected:\n" + _indent(render_table(rows), 4)
-    return text
+    text = "Members:\n" + _indent(render_table(rows))
+    text += "Placements:\n" + (_indent(render_table(placed)) if len(placed) > 1 else "  <none>\n")
+    rules = lookup_path(obj, "spec.placement") or []
+    states = {
+        r["index"]: r
+        for r in lookup_path(obj, "status.rules") or []
+        if isinstance(r, dict) and isinstance(r.get("index"), int)
+    }
+    if rules:
+        table = [["#", "RULE", "STATE", "MESSAGE"]]
+        table += [
+            [
+                str(i),
+                _rule_text(rule, i, states),
+                str(states.get(i, {}).get("state") or NONE),
+                str(states.get(i, {}).get("message") or ""),
+            ]
+            for i, rule in enumerate(rules)
+        ]
+        text += "Rules:\n" + _indent(render_table(table))
+    else:
+        text += "Rules:        <none>\n"
+    rejections = lookup_path(obj, "status.rejections") or []
+    return text + _rejected(rejections, "Rejected pool members:", 2)
 
 
 def describe(backend: Backend, info: KindInfo, namespace: str | None, name: str) -> str:
@@ -152,7 +210,9 @@ def describe(backend: Backend, info: KindInfo, namespace: str | None, name: str)
         desired = desired["spec"]
     if desired:
         text += "Spec:\n" + _indent(yaml.safe_dump(desired, sort_keys=False).rstrip())
-    if info.has_status:
+    if info.kind == VirtualCluster.KIND:
+        text += _conditions(obj) + _virtual_cluster(obj)
+    elif info.has_status:
         text += _conditions(obj) + _placement(obj)
     # The object itself was read; a failure to read its events or history (an API server
     # without that route, no permission on events) should not hide it.

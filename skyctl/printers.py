@@ -162,6 +162,12 @@ _COLUMNS: dict[str, list[Column]] = {
         _path("APPLIED", "status.lastAppliedRevision", wide=True),
         Column("SUSPENDED", lambda obj: bool(lookup_path(obj, "spec.suspend")), wide=True),
     ],
+    "VirtualCluster": [
+        _path("POOL", "spec.pool"),
+        Column("MEMBERS", lambda obj: _members(obj)),
+        _READY,
+        Column("PLACEMENT", lambda obj: _condition(obj, "PlacementSatisfied"), wide=True),
+    ],
     "Namespace": [_PHASE],
     "Secret": [
         _path("TYPE", "type"),
@@ -184,6 +190,18 @@ def _used(obj: Wire, field: str) -> str:
     used = lookup_path(obj, f"status.used.{field}")
     hard = lookup_path(obj, f"spec.hard.{field}")
     return f"{used or 0}/{NONE if hard is None else hard}"
+
+
+def _members(obj: Wire) -> str:
+    """A VirtualCluster's members as ``name:ready/replicas``: ``lb:2/2,db:1/2``."""
+    counts = lookup_path(obj, "status.members") or {}
+    shown = []
+    for member in lookup_path(obj, "spec.members") or []:
+        if isinstance(member, dict):
+            name = member.get("name")
+            ready = lookup_path(counts, f"{name}.ready") if isinstance(name, str) else None
+            shown.append(f"{name}:{ready or 0}/{member.get('replicas', 0)}")
+    return ",".join(shown)
 
 
 def _role(obj: Wire) -> str:

@@ -125,7 +125,7 @@ def test_short_names_live_in_one_table_and_future_kinds_stay_unknown() -> None:
         for name in names:
             if kind in registered:
                 assert kinds.resolve_kind(name).kind == kind
-            else:  # vc, gs, bc: their kinds are not registered yet
+            else:  # e.g. bc while BootConfig is not registered yet
                 with pytest.raises(kinds.UnknownKind, match="api-resources"):
                     kinds.resolve_kind(name)
     every_name = [n for names in kinds.SHORT_NAMES.values() for n in names]

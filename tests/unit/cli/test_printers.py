@@ -90,3 +90,41 @@ def test_explain_walks_fields_lists_and_reports_unknown_ones() -> None:
         assert "image" in str(exc)
     else:
         raise AssertionError("unknown field accepted")
+
+
+def shop(status: dict | None = None) -> dict:
+    return {
+        "kind": "VirtualCluster",
+        "metadata": {
+            "name": "shop",
+            "namespace": "acme",
+            "creationTimestamp": (datetime.now(UTC) - timedelta(minutes=3)).isoformat(),
+        },
+        "spec": {
+            "pool": "general",
+            "members": [{"name": "lb", "replicas": 2}, {"name": "db", "replicas": 2}],
+        },
+        "status": status or {},
+    }
+
+
+def test_virtualcluster_table_shows_ready_over_replicas_per_member() -> None:
+    info = registry.lookup("virtualclusters")
+    fresh = format_objects(info, [shop()], None, namespaces=False, single=False).splitlines()
+    assert fresh[0].split() == ["NAME", "POOL", "MEMBERS", "READY", "AGE"]
+    assert fresh[1].split() == ["shop", "general", "lb:0/2,db:0/2", "<none>", "3m"]
+    status = {
+        "members": {"lb": {"replicas": 2, "ready": 2}, "db": {"replicas": 2, "ready": 1}},
+        "conditions": [{"type": "Ready", "status": "False"},
+                       {"type": "PlacementSatisfied", "status": "True"}],
+    }  # fmt: skip
+    wide = format_objects(info, [shop(status)], "wide", namespaces=False, single=False)
+    header, row = wide.splitlines()
+    assert header.split() == ["NAME", "POOL", "MEMBERS", "READY", "PLACEMENT", "AGE"]
+    assert row.split() == ["shop", "general", "lb:2/2,db:1/2", "False", "True", "3m"]
+
+
+def test_explain_a_virtualcluster_by_its_short_name() -> None:
+    text = explain("vc.spec.placement")
+    assert "topology" in text and "mode" in text
+    assert "Always absent" in explain("virtualcluster.spec.members.template.pool")
