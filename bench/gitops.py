@@ -13,9 +13,11 @@ serviceAccount bound to ``edit`` in the namespace, with ``interval: 5s``. Measur
 3. ``--intervals`` passes with no new commit (real time, one per interval): etcd revisions
    (must be 0), git round trips (must be one ref lookup per pass, no pack fetched) and the
    seconds a pass takes (it re-plans the revision: one read per object);
-4. one commit changing 10 objects: etcd revisions and which keys changed (about 10 objects,
+4. ``skyctl diff --gitsource --revision next`` of a branch changing 10 objects: seconds from
+   the request to the answer in ``status.plan``, etcd revisions (the request and the answer);
+5. one commit changing 10 objects: etcd revisions and which keys changed (about 10 objects,
    their history records, the GitSource's status and its event);
-5. ``skyctl --etcd … apply -R -f DIR`` of the same files (written to a temporary directory)
+6. ``skyctl --etcd … apply -R -f DIR`` of the same files (written to a temporary directory)
    into a fresh prefix of the same etcd, in-process: skyctl's admin mode runs the API server's
    admission in-process as ``system:masters`` (no RBAC lookups), where the GitSource goes
    through RBAC as its serviceAccount and dry-runs every document before writing any.
@@ -26,7 +28,8 @@ The last line is exactly::
 
     gitops N=<n> first_sync_seconds=<s> skyctl_apply_seconds=<a> first_sync_over_skyctl=<s/a> \
 raw_cas_per_s=<c> sync_ratio_to_raw=<r> idle_passes=<p> idle_writes=<w> \
-round_trips_per_pass=<t> idle_pack_fetches=<f> commit_writes=<x>
+round_trips_per_pass=<t> idle_pack_fetches=<f> commit_writes=<x> plan_seconds=<p> \
+plan_writes=<q>
 
     python -m bench.gitops [--objects 1000] [--intervals 10] [--etcd-endpoints URL,...]
 """
@@ -49,7 +52,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from api_types import GitSource, Instance, registry
-from api_types.gitops import SOURCE_LABEL
+from api_types.gitops import SOURCE_LABEL, GitPlan
 from bench._common import Row, etcd_for_bench, print_table
 from bench.store_limits import raw_cas_rate
 from controller.clock import RealClock
@@ -68,6 +71,7 @@ from skybroker.wiring import GitOpsBackends
 from skyctl.main import main as skyctl
 from tests.etcd_writes import key_revisions, settled_revisions
 from tests.gitservers import Origin, ServerLog, git_daemon
+from tests.integration.gitsource.scenario import request_plan
 
 API = "skybroker.io/v1alpha1"
 NS = "bench"
@@ -296,6 +300,9 @@ class GitOpsResult:
     idle: Window
     commit: Window
     commit_seconds: float
+    plan_seconds: float
+    plan_revisions: int
+    plan_changes: int
 
 
 def run_gitops(
@@ -335,7 +342,8 @@ def run_gitops(
             after = mark_after(intervals, client, prefix, log, idle_timeout)
             idle = Window.between(before, after, prefix)
 
-            before = after
+            plan_seconds, plan_revisions, plan = plan_of_a_branch(client, store, origin, count)
+            before = mark_after(1, client, prefix, log, idle_timeout)
             second = origin.commit(repository_files(count, CHANGED), message=f"{CHANGED} objects")
             wait_until(applied(store, second), INTERVAL_SECONDS * 4 + 600, "the second commit")
             commit_seconds = time.monotonic() - before.at
@@ -346,7 +354,32 @@ def run_gitops(
             manager.stop()
             thread.join(60)
             backends.stop()
-    return GitOpsResult(first_sync, first_sync_revisions, idle, commit, commit_seconds)
+    return GitOpsResult(
+        first_sync, first_sync_revisions, idle, commit, commit_seconds, plan_seconds,
+        plan_revisions, len(plan.changes) if plan else 0,
+    )  # fmt: skip
+
+
+def plan_of_a_branch(
+    client: EtcdClient, store: Store, origin: Origin, count: int
+) -> tuple[float, int, GitPlan | None]:
+    """``skyctl diff --gitsource --revision next`` of a branch changing ``CHANGED`` objects:
+    seconds from the request to the answer, etcd revisions meanwhile, the plan."""
+    origin.commit(repository_files(count, CHANGED), branch="next", message="plan me")
+    revision = client.current_revision()
+    started = time.monotonic()
+    request = request_plan(store, NS, SOURCE, "next")
+
+    def answered() -> bool:
+        plan = store.get(GitSource, SOURCE, NS).status.plan
+        return plan is not None and plan.request == request
+
+    wait_until(answered, 600, "the plan of branch next")
+    seconds = time.monotonic() - started
+    plan = store.get(GitSource, SOURCE, NS).status.plan
+    if plan is None or plan.error is not None or len(plan.changes) != CHANGED:
+        raise SystemExit(f"the plan of branch next is not {CHANGED} updates: {plan}")
+    return seconds, client.current_revision() - revision, plan
 
 
 def skyctl_apply_seconds(prefix: str, client: EtcdClient, count: int) -> float:
@@ -423,6 +456,10 @@ def main() -> None:
         ("  git round trips (connections)", str(idle.round_trips), f"{idle.passes}"),
         ("  round trips per pass", f"{per_pass:.2f}", "1.00"),
         ("  pack fetches", str(idle.pack_fetches), "0"),
+        (f"plan of a branch changing {CHANGED}: s to answer", f"{result.plan_seconds:.2f}",
+         "~ a pass"),
+        ("  etcd revisions (request + answer)", str(result.plan_revisions), "2"),
+        ("  changes listed", str(result.plan_changes), str(CHANGED)),
         (f"commit of {CHANGED} just after a poll: s to applied", f"{result.commit_seconds:.2f}",
          f"<= {INTERVAL_SECONDS} + a pass"),
         ("  passes", str(commit.passes), ""),
@@ -442,7 +479,8 @@ def main() -> None:
         f"raw_cas_per_s={raw:.1f} sync_ratio_to_raw={sync_rate / raw:.3f} "
         f"idle_passes={idle.passes} idle_writes={idle.revisions} "
         f"round_trips_per_pass={per_pass:.2f} idle_pack_fetches={idle.pack_fetches} "
-        f"commit_writes={commit.revisions}"
+        f"commit_writes={commit.revisions} plan_seconds={result.plan_seconds:.2f} "
+        f"plan_writes={result.plan_revisions}"
     )
 
 

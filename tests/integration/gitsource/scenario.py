@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from api_types import GitSource
+from api_types.gitops import PLAN_REQUESTED_AT_ANNOTATION, PLAN_REVISION_ANNOTATION
+from controller.errors import ConflictError
+from controller.store.objects import Store
 from reconcilers import gitsource
 from reconcilers.deps import Deps
 from skybroker.wiring import GitOpsBackends
@@ -32,6 +36,7 @@ __all__ = [
     "gitsource_doc",
     "instance_doc",
     "ready_at",
+    "request_plan",
 ]
 
 NS = "acme"
@@ -99,3 +104,22 @@ def ready_at(revision: str | None = None) -> Any:
         )
 
     return check
+
+
+def request_plan(store: Store, namespace: str, name: str, revision: str | None) -> str:
+    """Ask GitSource ``namespace/name`` for the plan of ``revision`` (None: spec.ref) as
+    ``skyctl diff --gitsource`` does; returns the request, echoed in ``status.plan.request``."""
+    request = datetime.now(UTC).isoformat()
+    while True:
+        source = store.get(GitSource, name, namespace)
+        annotations = dict(source.metadata.annotations or {})
+        annotations[PLAN_REQUESTED_AT_ANNOTATION] = request
+        annotations.pop(PLAN_REVISION_ANNOTATION, None)
+        if revision is not None:
+            annotations[PLAN_REVISION_ANNOTATION] = revision
+        source.metadata.annotations = annotations
+        try:
+            store.update(source, actor="test")
+            return request
+        except ConflictError:  # the reconciler wrote the status meanwhile
+            continue

@@ -8,12 +8,10 @@ plan-revision) on the GitSource, answered in ``status.plan``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from api_types import GitSource, Instance
-from api_types.gitops import PLAN_REQUESTED_AT_ANNOTATION, PLAN_REVISION_ANNOTATION, GitPlan
-from controller.errors import ConflictError
+from api_types.gitops import GitPlan
 from controller.store.keys import ObjectKey
 from tests.gitservers import Origin
 from tests.integration.gitsource.scenario import (
@@ -22,6 +20,7 @@ from tests.integration.gitsource.scenario import (
     gitsource_doc,
     instance_doc,
     ready_at,
+    request_plan,
 )
 from tests.integration.reconcilers.harness import (
     Harness,
@@ -33,20 +32,7 @@ from tests.integration.reconcilers.harness import (
 
 def _plan(gitops: Harness, revision: str | None = None) -> GitPlan:
     """Request a plan of ``revision`` (None: spec.ref) and wait for the answer."""
-    request = datetime.now(UTC).isoformat()
-    while True:
-        source = gitops.store.get(GitSource, "infra", NS)
-        annotations = dict(source.metadata.annotations or {})
-        annotations[PLAN_REQUESTED_AT_ANNOTATION] = request
-        annotations.pop(PLAN_REVISION_ANNOTATION, None)
-        if revision is not None:
-            annotations[PLAN_REVISION_ANNOTATION] = revision
-        source.metadata.annotations = annotations
-        try:
-            gitops.store.update(source, actor="test")
-            break
-        except ConflictError:  # the reconciler wrote the status meanwhile
-            continue
+    request = request_plan(gitops.store, NS, "infra", revision)
 
     def answered(source: GitSource) -> bool:
         return source.status.plan is not None and source.status.plan.request == request
