@@ -74,6 +74,7 @@ __all__ = [
     "VirtualClusterSpec",
     "VirtualClusterStatus",
     "instance_name",
+    "placing_group",
     "volume_name",
 ]
 
@@ -104,6 +105,15 @@ Replicas = Annotated[NonNegativeInt, at_most(MAX_REPLICAS)]
 def instance_name(virtualcluster: str, member: str, ordinal: int) -> str:
     """The name of a member's Instance: ``{vc}-{member}-{ordinal}``."""
     return f"{virtualcluster}-{member}-{ordinal}"
+
+
+def placing_group(obj: Resource) -> str | None:
+    """The VirtualCluster that places ``obj`` (its controller owner of that kind), if any: the
+    Instance reconciler then leaves the placement to the group scheduler."""
+    for owner in obj.metadata.owner_references:
+        if owner.controller and owner.kind == VirtualCluster.KIND:
+            return owner.name
+    return None
 
 
 def volume_name(virtualcluster: str, member: str, ordinal: int, volume: str) -> str:

@@ -194,6 +194,11 @@ class InstanceSpec(InstanceTemplate, TargetSpec):
 
 class InstancePlacement(Placement):
     size: ProviderToken = Field(description="Provider size chosen.")
+    placement_group: ProviderToken | None = Field(
+        None,
+        description="Provider placement group to launch in (a VirtualCluster's host rule: EC2 "
+        "spread or cluster groups).",
+    )
 
 
 class InstanceAddress(WireModel):

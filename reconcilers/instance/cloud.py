@@ -219,6 +219,7 @@ class CloudSteps:
                 subnet_id=subnet_id,
                 firewall_ids=firewall_ids,
                 user_data=instance.spec.user_data,
+                placement_group=placement.placement_group,
             )
             try:
                 cloud = handle.provider.create_instance(request)

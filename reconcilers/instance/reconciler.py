@@ -9,7 +9,10 @@ also by Subnet and Firewall changes. One reconcile walks the life cycle as far a
    ``SubnetNotFound`` (with a Warning event), not a wait; likewise ``FirewallNotFound`` in
    step 4 — check the namespace quota (``QuotaExceeded``), schedule
    (``scheduler.Scheduler``), and write ``status.placement`` — sticky from then on — with
-   ``status.rejections`` explaining every member not chosen;
+   ``status.rejections`` explaining every member not chosen; an instance a VirtualCluster
+   controls is not scheduled here but waits for its group's placement
+   (``WaitingForGroupPlacement``: ``reconcilers.virtualcluster``), also after a capacity
+   failure cleared it;
 4. not yet created: wait for the subnet's providerID and each firewall's realisation in the
    placement's (account, region, network) — the Firewall reconciler realises firewalls where
    placed instances need them, which is why a waiting instance writes its placement first;
@@ -25,6 +28,7 @@ from __future__ import annotations
 import structlog
 
 from api_types import Firewall, Instance, InstancePhase, InstancePlacement, Subnet
+from api_types.clusters import placing_group
 from api_types.meta import Resource
 from controller.passes import Pass
 from controller.reconcile import Request, Result
@@ -164,6 +168,12 @@ class InstanceReconciler:
             message = f"subnet {ref} is not placed yet"
             pass_.condition("Scheduled", False, "WaitingForSubnet", message)
             return self._wait(pass_, "WaitingForSubnet", message)
+        group = placing_group(instance)
+        if group is not None:
+            # Placed with the rest of its group, under the group's rules: never alone here.
+            message = f"placed by VirtualCluster {group} with the rest of its group"
+            pass_.condition("Scheduled", False, "WaitingForGroupPlacement", message)
+            return self._wait(pass_, "WaitingForGroupPlacement", message)
         verdict = self.scheduler.quota(instance)
         if verdict.over:
             return self._quota_exceeded(pass_, verdict.message())
