@@ -82,6 +82,7 @@ from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from api_types import PoolPolicy
 from reconcilers.placement.groupsearch import Constraint, Exhausted, Node, room, solve
@@ -260,10 +261,16 @@ class GroupDecision:
         return "; ".join(parts) or "every rule kept"
 
 
-@dataclass(frozen=True)
-class _Choice:
+class _Choice(NamedTuple):
+    """An option of a replica in one of its member's zones (``site.zone``; ``option.zone`` is
+    the policy's pick, replaced in the assignment only: thousands of choices are built)."""
+
     option: Option
     site: Site
+
+    def placed(self) -> Option:
+        same = self.option.zone == self.site.zone
+        return self.option if same else replace(self.option, zone=self.site.zone)
 
 
 def place_group(
@@ -331,17 +338,13 @@ def _decide_each(
     replicas' first choices (LeastLoaded spreads the group as it would one by one)."""
     capacity = _capacity(candidates, load)
     earlier: Counter[str] = Counter()
+    seen = dict(load)
+    # Each cap is raised by the earlier replicas' share so that the filter still sees only
+    # what is really placed: the search, not this heuristic load, enforces the caps.
+    shifted = list(candidates)
+    position = {c.key: n for n, c in enumerate(candidates)}
     decisions = []
     for turn, replica in enumerate(replicas):
-        # Raise each cap by the earlier replicas' share so that the filter still sees only
-        # what is really placed: the search, not this heuristic load, enforces the caps.
-        shifted = [
-            replace(c, max_instances=c.max_instances + earlier[c.key])
-            if c.max_instances is not None and earlier[c.key]
-            else c
-            for c in candidates
-        ]
-        seen = {k: load.get(k, 0) + earlier[k] for k in set(load) | set(earlier)}
         decision = place(
             replica.need,
             shifted,
@@ -352,13 +355,22 @@ def _decide_each(
             now=now,
             rotation=rotation + turn,
         )
-        ranked = tuple(replace(o, candidate=candidates[o.index]) for o in decision.ranked)
+        ranked = tuple(
+            o if o.candidate is candidates[o.index] else replace(o, candidate=candidates[o.index])
+            for o in decision.ranked
+        )
         decisions.append(Decision(ranked, decision.rejections))
         first = next(
             (o for o in ranked if earlier[o.key] < capacity.get(o.key, len(replicas))), None
         )
         if first is not None:
             earlier[first.key] += 1
+            seen[first.key] = seen.get(first.key, 0) + 1
+            original = candidates[position[first.key]]
+            if original.max_instances is not None:
+                shifted[position[first.key]] = replace(
+                    original, max_instances=original.max_instances + earlier[first.key]
+                )
     return decisions
 
 
@@ -381,21 +393,30 @@ class _Problem:
         self.candidates, self.decisions = candidates, decisions
         self.host_accounts, self.capacity, self.budget = host_accounts, capacity, budget
         self.choices: list[list[_Choice]] = []
-        for replica, decision in zip(replicas, decisions, strict=True):
-            row = []
-            for option in decision.ranked:
-                account = accounts[option.account]
-                for zone in zone_choices(replica.need, option, account):
-                    site = Site(
-                        option.account, option.region, zone, account.driver or UNKNOWN_PROVIDER
-                    )
-                    row.append(_Choice(replace(option, zone=zone), site))
-            self.choices.append(row)
+        # Many replicas share a need's zone fields and so the zones and nodes of a member.
+        zones: dict[tuple[str, str | None, str | None, str | None], tuple[str | None, ...]] = {}
+        places: dict[tuple[str, str | None], tuple[Site, Node]] = {}
         topologies = {r.topology for r in rules}
-        self.nodes = [
-            [Node(c.option.key, {t: c.site.domain(t) for t in topologies}) for c in row]
-            for row in self.choices
-        ]
+        self.nodes: list[list[Node]] = []
+        for replica, decision in zip(replicas, decisions, strict=True):
+            row, node_row = [], []
+            need = replica.need
+            for option in decision.ranked:
+                key = option.key
+                cache = (key, option.zone, need.zone, need.location_zone)
+                if cache not in zones:
+                    zones[cache] = zone_choices(need, option, accounts[option.account])
+                for zone in zones[cache]:
+                    place_ = places.get((key, zone))
+                    if place_ is None:
+                        driver = accounts[option.account].driver or UNKNOWN_PROVIDER
+                        site = Site(option.account, option.region, zone, driver)
+                        domains = {t.value: site.domain(t) for t in topologies}
+                        place_ = places[(key, zone)] = (site, Node(key, domains))
+                    row.append(_Choice(option, place_[0]))
+                    node_row.append(place_[1])
+            self.choices.append(row)
+            self.nodes.append(node_row)
 
     # -- the solves -------------------------------------------------------------------------
 
@@ -482,7 +503,7 @@ class _Problem:
 
     def placed(self, found: tuple[int, ...], kept: list[Rule], gave_up: set[Rule]) -> GroupDecision:
         assignments = tuple(
-            Assignment(replica, self.choices[i][j].option, self.choices[i][j].site)
+            Assignment(replica, self.choices[i][j].placed(), self.choices[i][j].site)
             for i, (replica, j) in enumerate(zip(self.replicas, found, strict=True))
         )
         outcomes = []

@@ -24,8 +24,13 @@ class _Named(Protocol):
     def ordinal(self) -> int: ...
 
 
+#: Replica names listed in one message before the rest are counted ("and 7 more").
+NAMES_SHOWN = 12
+
+
 def names(replicas: Sequence[_Named]) -> str:
-    """``lb-0, lb-1, web-0..web-3``: members in first-seen order, runs of 3+ ordinals folded."""
+    """``lb-0, lb-1, web-0..web-3``: members in first-seen order, runs of 3+ ordinals folded,
+    at most ``NAMES_SHOWN`` items then a count of the rest."""
     by_member: dict[str, list[int]] = {}
     for r in replicas:
         by_member.setdefault(r.member, []).append(r.ordinal)
@@ -42,6 +47,8 @@ def names(replicas: Sequence[_Named]) -> str:
                 parts.append(f"{member}-{run[0]}..{member}-{run[-1]}")
             else:
                 parts.extend(f"{member}-{o}" for o in run)
+    if len(parts) > NAMES_SHOWN:
+        parts = [*parts[:NAMES_SHOWN], f"and {len(parts) - NAMES_SHOWN} more"]
     return ", ".join(parts)
 
 

@@ -82,9 +82,7 @@ def account_states(deps: Deps, names: Iterable[str]) -> dict[str, AccountState]:
         states[name] = (
             state
             if problem is None
-            else AccountState(
-                name=name, region=account.spec.region, problem=problem, driver=driver
-            )
+            else AccountState(name=name, region=account.spec.region, problem=problem, driver=driver)
         )
     return states
 
