@@ -9,7 +9,7 @@ Subnet, Volume) to a pool member. The pipeline, one module per step:
   account states, a pool's candidates;
 * ``group`` — :func:`place_group`, the VirtualCluster's group scheduler (DESIGN §10): every
   replica at once under AntiAffinity/Proximity rules, all or nothing (pure, like ``policy``;
-  its search in ``groupsearch``, its wording in ``grouptext``);
+  its types in ``grouptypes``, its search in ``groupsearch``, its wording in ``grouptext``);
 * ``pool`` — :class:`PoolScheduler`, the decisions in a pool with load and RoundRobin turns,
   shared by every pooled kind;
 * ``instance`` — :class:`Scheduler`, the Instance's namespace quota and its richer need;

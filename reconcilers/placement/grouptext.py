@@ -8,10 +8,9 @@ kept apart from its search. The messages end up in ``PlacementSatisfied`` and in
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from reconcilers.placement.group import Assignment, Fixed, Rule, Site, Topology
+from reconcilers.placement.grouptypes import Assignment, Fixed, Rule, RuleType, Site, Topology
 
 __all__ = ["describe_fixed_break", "describe_outcome", "label", "labels", "names"]
 
@@ -54,15 +53,14 @@ def names(replicas: Sequence[_Named]) -> str:
 
 def label(topology: Topology, site: Site, qualified: bool = False) -> str:
     """A domain as people read it: the zone, region, account or provider name."""
-    kind = str(topology)
-    if kind == "zone":
+    if topology is Topology.ZONE:
         zone = site.zone or "(no zone)"
         return f"{site.provider}:{site.region}/{zone}" if qualified else zone
-    if kind == "region":
+    if topology is Topology.REGION:
         return f"{site.provider}:{site.region}" if qualified else site.region
-    if kind == "account":
+    if topology is Topology.ACCOUNT:
         return site.account
-    if kind == "provider":
+    if topology is Topology.PROVIDER:
         return site.provider
     return f"{site.account} {site.zone or site.region}"
 
@@ -94,8 +92,7 @@ def _broken(
     host_accounts: Collection[str],
     who: str = "",
 ) -> str | None:
-    kind = str(rule.topology)
-    if kind == "host":
+    if rule.topology is Topology.HOST:
         outside = [(r, s) for r, s in placed if s.account not in host_accounts]
         if outside:
             accounts = ", ".join(sorted({s.account for _, s in outside}))
@@ -106,8 +103,8 @@ def _broken(
     groups: dict[Hashable, list[tuple[_Named, Site]]] = {}
     for r, s in placed:
         groups.setdefault(s.domain(rule.topology), []).append((r, s))
-    if str(rule.type) == "AntiAffinity":
-        if kind == "host":
+    if rule.type is RuleType.ANTI_AFFINITY:
+        if rule.topology is Topology.HOST:
             return None
         shared = [g for g in groups.values() if len(g) > 1]
         if shared:
@@ -145,16 +142,15 @@ def describe_outcome(
     if not placed:
         return (True, f"{rule}: kept: no replicas of {', '.join(rule.members)}")
     sites = [s for _, s in placed]
-    kind = str(rule.topology)
-    if kind == "host":
-        group = "spread" if str(rule.type) == "AntiAffinity" else "cluster"
+    if rule.topology is Topology.HOST:
+        group = "spread" if rule.type is RuleType.ANTI_AFFINITY else "cluster"
         where = ", ".join(
             labels(rule.topology, sites)
             if group == "cluster"
             else sorted({s.account for s in sites})
         )
         return (True, f"{rule}: kept: left to the provider's {group} placement group on {where}")
-    if str(rule.type) == "Proximity":
+    if rule.type is RuleType.PROXIMITY:
         where = labels(rule.topology, sites)[0]
         return (True, f"{rule}: kept: all {len(placed)} replicas in {rule.topology} {where}")
     ordered = sorted(placed, key=lambda p: (p[0].member, p[0].ordinal))

@@ -127,6 +127,7 @@ CONTRACTS = (
             "reconcilers.placement.group",
             "reconcilers.placement.groupsearch",
             "reconcilers.placement.grouptext",
+            "reconcilers.placement.grouptypes",
         )
         for layer, allowed_prefixes in (
             ("controller", ()),
@@ -138,6 +139,7 @@ CONTRACTS = (
                     "reconcilers.placement.group",
                     "reconcilers.placement.groupsearch",
                     "reconcilers.placement.grouptext",
+                    "reconcilers.placement.grouptypes",
                 ),
             ),
         )
