@@ -328,6 +328,13 @@ def test_same_inputs_same_decision() -> None:
     assert all(place_group(group, candidates, accounts, rules=rules) == first for _ in range(3))
 
 
+def test_a_search_out_of_budget_places_nothing_and_says_so() -> None:
+    rule = Rule(AA, ("lb",), Topology.ZONE, REQ)
+    decision = place_group(replicas("lb", 3), *THREE_ZONES, rules=[rule], budget=2)
+    assert not decision.feasible and decision.assignments == ()
+    assert decision.reason == f"{rule}: the search gave up after 2 tries"
+
+
 def test_a_replica_given_twice_is_refused() -> None:
     candidates, accounts = THREE_ZONES
     fixed = [Fixed("lb", 0, Site.of("sim-a", "us-east-1", "us-east-1a", accounts))]
