@@ -60,7 +60,7 @@ C choices each: members times their zones), plus O(Rk·C) forward checks per ass
 replicas of the rules it touches; backtracking is exponential in the worst case (colouring
 reduces to AntiAffinity), so each solve is capped at ``budget`` assignments and a search that
 runs out says so. At most 2 + Preferred solves when feasible; an infeasible group also solves
-each Required rule alone to explain. 100 replicas over 20 members with three rules: 25-50 ms on
+each Required rule alone to explain. 100 replicas over 20 members with three rules: 25-55 ms on
 a shared 2-core machine, about half of it the 100 ``policy.place`` calls (``bench.groupsched``).
 
 Worked example — three ``lb`` replicas, AntiAffinity on zone Required, a pool of ``sim-a``
