@@ -7,6 +7,9 @@ Subnet, Volume) to a pool member. The pipeline, one module per step:
   clock; the worked example is there);
 * ``inputs`` — what the policy needs, gathered from the caches and the accounts' catalogues:
   account states, a pool's candidates;
+* ``group`` — :func:`place_group`, the VirtualCluster's group scheduler (DESIGN §10): every
+  replica at once under AntiAffinity/Proximity rules, all or nothing (pure, like ``policy``;
+  its types in ``grouptypes``, its search in ``groupsearch``, its wording in ``grouptext``);
 * ``pool`` — :class:`PoolScheduler`, the decisions in a pool with load and RoundRobin turns,
   shared by every pooled kind;
 * ``instance`` — :class:`Scheduler`, the Instance's namespace quota and its richer need;
@@ -14,6 +17,20 @@ Subnet, Volume) to a pool member. The pipeline, one module per step:
   (failure penalty, exhausted API budgets), on the injected clock.
 """
 
+from reconcilers.placement.group import (
+    Assignment,
+    Fixed,
+    GroupDecision,
+    MemberReport,
+    Mode,
+    Replica,
+    Rule,
+    RuleOutcome,
+    RuleType,
+    Site,
+    Topology,
+    place_group,
+)
 from reconcilers.placement.inputs import Targets, Unschedulable, account_states, candidates
 from reconcilers.placement.instance import Forecast, QuotaVerdict, Scheduler, tightest
 from reconcilers.placement.memory import SAME_MEMBER_BACKOFF_SECONDS, PlacementMemory
@@ -27,6 +44,7 @@ from reconcilers.placement.policy import (
     RejectionCode,
     candidates_of_pool,
     place,
+    zone_choices,
 )
 from reconcilers.placement.pool import BY_POOL, PoolScheduler, per_member, pool_index
 
@@ -34,9 +52,14 @@ __all__ = [
     "BY_POOL",
     "SAME_MEMBER_BACKOFF_SECONDS",
     "AccountState",
+    "Assignment",
     "Candidate",
     "Decision",
+    "Fixed",
     "Forecast",
+    "GroupDecision",
+    "MemberReport",
+    "Mode",
     "Need",
     "Option",
     "PlacementMemory",
@@ -44,14 +67,22 @@ __all__ = [
     "QuotaVerdict",
     "Rejection",
     "RejectionCode",
+    "Replica",
+    "Rule",
+    "RuleOutcome",
+    "RuleType",
     "Scheduler",
+    "Site",
     "Targets",
+    "Topology",
     "Unschedulable",
     "account_states",
     "candidates",
     "candidates_of_pool",
     "per_member",
     "place",
+    "place_group",
     "pool_index",
     "tightest",
+    "zone_choices",
 ]

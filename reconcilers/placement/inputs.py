@@ -56,8 +56,9 @@ def account_states(deps: Deps, names: Iterable[str]) -> dict[str, AccountState]:
         account = informer.peek(ObjectKey(ProviderAccount.PLURAL, None, name))
         if account is None:
             continue
+        driver = account.spec.driver
         state = AccountState(
-            name=name, region=account.spec.region, images=dict(account.spec.images)
+            name=name, region=account.spec.region, images=dict(account.spec.images), driver=driver
         )
         problem = _account_problem(account)
         if problem is None:
@@ -74,13 +75,14 @@ def account_states(deps: Deps, names: Iterable[str]) -> dict[str, AccountState]:
                         zones=offer.zones,
                         sizes=offer.sizes,
                         images=dict(account.spec.images),
+                        driver=driver,
                     )
             except ReconcileError as exc:
                 problem = f"account {name}: {exc.message}"
         states[name] = (
             state
             if problem is None
-            else AccountState(name=name, region=account.spec.region, problem=problem)
+            else AccountState(name=name, region=account.spec.region, problem=problem, driver=driver)
         )
     return states
 

@@ -162,13 +162,13 @@ class Scheduler:
         completed = {}
         for name, state in states.items():
             if state.problem is None and self.memory.budget_exhausted(name):
-                state = AccountState(name, state.region, problem=f"{name}: API budget exhausted")
+                state = replace(state, problem=f"{name}: API budget exhausted")
             elif state.problem is None:
                 arch = self._image_arch(name)
                 state = (
                     replace(state, image_arch=arch)
                     if arch is not None
-                    else AccountState(name, state.region, problem=f"{name}: images unlistable now")
+                    else replace(state, problem=f"{name}: images unlistable now")
                 )
             completed[name] = state
         return completed

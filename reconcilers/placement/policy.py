@@ -63,6 +63,7 @@ __all__ = [
     "RejectionCode",
     "candidates_of_pool",
     "place",
+    "zone_choices",
 ]
 
 
@@ -90,6 +91,9 @@ class AccountState:
     problem: str | None = None
     #: Architecture of provider image ids, where known: sizes must match the image's.
     image_arch: Mapping[str, str] = field(default_factory=dict)
+    #: The account's cloud driver (``ProviderAccount.spec.driver``): the ``provider`` topology
+    #: of group placement rules (``reconcilers.placement.group``); None = not known.
+    driver: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,16 +306,33 @@ def _image_and_size(need: Need, account: AccountState) -> tuple[str | None, Clou
     return image_id, size
 
 
-def _zone(need: Need, candidate: Candidate, account: AccountState) -> str | None:
-    """A zone allowed by the member and the need, spread by the object's uid; None where the
-    account has no zones and nothing asks for one."""
+def _allowed_zones(need: Need, candidate: Candidate, account: AccountState) -> list[str]:
+    """The account's zones that the member and the need allow, in the account's order."""
     zones = [z for z in account.zones if not candidate.zones or z in candidate.zones]
     for wanted in (need.zone, need.location_zone):
         if wanted is not None:
             zones = [z for z in zones if z == wanted]
+    return zones
+
+
+def _zone(need: Need, candidate: Candidate, account: AccountState) -> str | None:
+    """A zone allowed by the member and the need, spread by the object's uid; None where the
+    account has no zones and nothing asks for one."""
+    zones = _allowed_zones(need, candidate, account)
     if not zones and (account.zones or need.zone or need.location_zone or candidate.zones):
         raise _Rejected(RejectionCode.ZONE, _zone_reason(need, candidate, account))
     return zones[zlib.crc32(need.uid.encode()) % len(zones)] if zones else None
+
+
+def zone_choices(need: Need, option: Option, account: AccountState) -> tuple[str | None, ...]:
+    """Every zone ``need`` may take on ``option``'s member: ``option.zone`` (the one ``place``
+    picked, spread by the uid) first, then the others in the account's order after it. The
+    group scheduler (``reconcilers.placement.group``) picks among them to keep zone rules."""
+    zones = _allowed_zones(need, option.candidate, account)
+    if option.zone is None or option.zone not in zones:
+        return (option.zone,)
+    first = zones.index(option.zone)
+    return tuple(zones[first:] + zones[:first])
 
 
 def _zone_reason(need: Need, candidate: Candidate, account: AccountState) -> str:

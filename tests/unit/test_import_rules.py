@@ -115,6 +115,35 @@ CONTRACTS = (
         ("reconcilers.hardware",),
         "placement policy gets its inputs as arguments, never from Deps, accounts or caches",
     ),
+    *(
+        Contract(
+            module,
+            layer,
+            allowed_prefixes,
+            "the group scheduler is pure like the policy it builds on: no store, no cache, no "
+            "clock, no cloud",
+        )
+        for module in (
+            "reconcilers.placement.group",
+            "reconcilers.placement.groupsearch",
+            "reconcilers.placement.grouptext",
+            "reconcilers.placement.grouptypes",
+        )
+        for layer, allowed_prefixes in (
+            ("controller", ()),
+            ("providers", ()),
+            (
+                "reconcilers",
+                (
+                    "reconcilers.placement.policy",
+                    "reconcilers.placement.group",
+                    "reconcilers.placement.groupsearch",
+                    "reconcilers.placement.grouptext",
+                    "reconcilers.placement.grouptypes",
+                ),
+            ),
+        )
+    ),
 )
 
 #: the one module each exemption covers
