@@ -32,6 +32,7 @@ from reconcilers import (
     quota,
     subnet,
     sweeper,
+    virtualcluster,
     volume,
 )
 from reconcilers.accounts import ProviderRegistry
@@ -50,6 +51,7 @@ _MODULES = (
     firewall,
     instance,
     volume,
+    virtualcluster,
     sweeper,
 )
 

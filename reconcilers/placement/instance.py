@@ -38,12 +38,15 @@ from api_types import (
     Volume,
     usage_of,
 )
+from api_types.clusters import HOST_TOPOLOGY_DRIVERS
+from api_types.common import Placement, TargetSpec
 from controller.errors import ReconcileError
 from controller.store.keys import ObjectKey
 from providers import CloudSize
 from reconcilers._common import account_handle
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, UnknownProfileError
+from reconcilers.placement.group import Fixed, GroupDecision, Replica, Rule, Site, place_group
 from reconcilers.placement.inputs import Unschedulable, account_states, candidates
 from reconcilers.placement.memory import PlacementMemory
 from reconcilers.placement.policy import AccountState, Decision, Need, Option
@@ -173,22 +176,11 @@ class Scheduler:
             completed[name] = state
         return completed
 
-    def schedule(
-        self,
-        instance: Instance,
-        subnet: Subnet | None,
-        quota: QuotaVerdict,
-        forecast: Mapping[str, Sequence[str]] | None = None,
-    ) -> tuple[Decision, str | None]:
-        """The placement decision and the pool it was made in (Unschedulable: pool problems).
-        With ``forecast`` (members chosen so far per pool by :meth:`forecast`) it is a
-        preview: nothing is remembered."""
+    def _need(self, instance: Instance, subnet: Subnet | None, quota: QuotaVerdict) -> Need:
         spec = instance.spec
-        targets = candidates(self._deps, spec, instance.metadata.namespace)
-        states = self._complete(account_states(self._deps, (c.account for c in targets.candidates)))
         hints = spec.placement
         location = subnet.status.placement if subnet is not None else None
-        need = Need(
+        return Need(
             uid=str(instance.metadata.uid),
             hardware=self.hardware(instance),
             image=spec.image,
@@ -202,6 +194,21 @@ class Scheduler:
             used=quota.used,
             adds=QuotaUsage(instances=1),
         )
+
+    def schedule(
+        self,
+        instance: Instance,
+        subnet: Subnet | None,
+        quota: QuotaVerdict,
+        forecast: Mapping[str, Sequence[str]] | None = None,
+    ) -> tuple[Decision, str | None]:
+        """The placement decision and the pool it was made in (Unschedulable: pool problems).
+        With ``forecast`` (members chosen so far per pool by :meth:`forecast`) it is a
+        preview: nothing is remembered."""
+        spec = instance.spec
+        targets = candidates(self._deps, spec, instance.metadata.namespace)
+        states = self._complete(account_states(self._deps, (c.account for c in targets.candidates)))
+        need = self._need(instance, subnet, quota)
         pool = targets.pool
         counted = any(c.max_instances is not None for c in targets.candidates)
         policy = targets.policy
@@ -218,6 +225,57 @@ class Scheduler:
             forecast=None if forecast is None or pool is None else forecast.get(pool, ()),
         )
         return decision, pool
+
+    def schedule_group(
+        self,
+        pool: str,
+        namespace: str,
+        replicas: Sequence[tuple[str, int, Instance]],
+        fixed: Sequence[tuple[str, int, Placement]],
+        rules: Sequence[Rule],
+        subnet_of: Callable[[Instance], Subnet | None],
+    ) -> GroupDecision:
+        """Place ``replicas`` — (member, ordinal, the Instance to be, or the unplaced one that
+        exists) — together in ``pool`` under ``rules``, the ``fixed`` ones (member, ordinal,
+        placement) staying where they are: ``placement.place_group`` over the pool's candidates
+        with the load, failures and RoundRobin turn the pool scheduler keeps. Each replica's
+        quota counts the replicas before it. Nothing is remembered: the caller writes the
+        placements, then has the pool scheduler remember them (:meth:`remember_group`).
+        Unschedulable: the pool is missing or closed to ``namespace``."""
+        targets = candidates(self._deps, TargetSpec(pool=pool), namespace)
+        names = {c.account for c in targets.candidates}
+        names.update(placement.account for _, _, placement in fixed)
+        states = self._complete(account_states(self._deps, names))
+        needs: list[Replica] = []
+        ahead: list[Instance] = []
+        for member, ordinal, instance in replicas:
+            need = self._need(instance, subnet_of(instance), self.quota(instance, ahead))
+            needs.append(Replica(member, ordinal, need))
+            ahead.append(instance)
+        load, turn = self._pools.load_and_turn(pool)
+        return place_group(
+            needs,
+            targets.candidates,
+            states,
+            rules=rules,
+            fixed=[
+                Fixed(member, ordinal, Site.of(p.account, p.region, p.zone, states))
+                for member, ordinal, p in fixed
+            ],
+            host_accounts={
+                name for name, state in states.items() if state.driver in HOST_TOPOLOGY_DRIVERS
+            },
+            policy=targets.policy,
+            load=load,
+            failures=self.memory.failures(pool),
+            now=self._deps.clock.wall(),
+            rotation=turn,
+        )
+
+    def remember_group(self, pool: str, placed: Sequence[tuple[Instance, str]]) -> None:
+        """Group placements written: (instance, member key), load until the cache shows them."""
+        for instance, member in placed:
+            self._pools.remember(instance, pool, member)
 
     def forecast(
         self, instances: Sequence[Instance], subnet_of: Callable[[Instance], Subnet | None]

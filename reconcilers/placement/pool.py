@@ -149,6 +149,20 @@ class PoolScheduler:
                 self._decided[need.uid] = _Decided(key, pool, decision.chosen.key, turn)
         return decision
 
+    def load_and_turn(self, pool: str) -> tuple[Counter[str], int]:
+        """Objects per member of ``pool`` (placed, or decided here and not cached yet) and the
+        pool's next RoundRobin turn: what a group placement starts from."""
+        with self._lock:
+            return self._load_and_turn(pool, "", True)
+
+    def remember(self, obj: Instance | Subnet | Volume, pool: str, member: str) -> None:
+        """A placement decided elsewhere (a group's) and written: counted as load until the
+        cache shows it, and a RoundRobin turn taken."""
+        with self._lock:
+            key = self._deps.store.key_of(obj)
+            self._decided[str(obj.metadata.uid)] = _Decided(key, pool, member, self._turns[pool])
+            self._turns[pool] += 1
+
     def _load_and_turn(self, pool: str, uid: str, counts_load: bool) -> tuple[Counter[str], int]:
         """Objects per member of ``pool`` (placed, or decided here and not yet cached) besides
         ``uid``, and ``uid``'s RoundRobin turn. Call with the lock held."""
