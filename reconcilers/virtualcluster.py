@@ -21,6 +21,8 @@ itself: ``WaitingForGroupPlacement``). One pass:
    :data:`INFEASIBLE_RETRY_SECONDS`;
 5. write: the missing children are created with ``status.placement`` already bound (named
    ``{vc}-{member}-{ordinal}``, labelled, owned), the unplaced ones get their new placement;
+   each replica's ``volumes`` become Volumes ``{vc}-{member}-{ordinal}-{volume}`` attached to
+   its Instance (the Volume reconciler places them where the Instance is), deleted with it;
 6. status: per member the replicas, how many are Ready and where each is; per rule
    ``Satisfied``/``Broken``/``Infeasible`` (the group scheduler judging the placements as they
    are); ``PlacementSatisfied`` and ``Ready`` (every replica Ready and every Required rule
@@ -35,10 +37,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import suppress
+from typing import TypeVar
 
 import structlog
 
-from api_types import Instance, InstancePhase, Subnet, VirtualCluster
+from api_types import Instance, InstancePhase, Subnet, VirtualCluster, Volume, VolumeSpec
 from api_types.clusters import (
     MEMBER_LABEL,
     VIRTUALCLUSTER_LABEL,
@@ -50,6 +53,7 @@ from api_types.clusters import (
     VirtualClusterMemberStatus,
     instance_name,
     placing_group,
+    volume_name,
 )
 from api_types.common import PlacementRejection
 from api_types.compute import InstancePlacement
@@ -75,7 +79,9 @@ __all__ = ["INFEASIBLE_RETRY_SECONDS", "VirtualClusterReconciler", "register"]
 
 log = structlog.get_logger(__name__)
 
-#: Index of Instances by the VirtualCluster that controls them (``namespace/name``).
+V = TypeVar("V", Instance, Volume)
+
+#: Index of Instances and Volumes by the VirtualCluster that controls them (``namespace/name``).
 BY_GROUP = "virtualcluster"
 #: A group that cannot be placed is looked at again this often (pools and accounts change).
 INFEASIBLE_RETRY_SECONDS = 15.0
@@ -86,9 +92,9 @@ READY = VirtualClusterCondition.READY.value
 PLACEMENT_SATISFIED = VirtualClusterCondition.PLACEMENT_SATISFIED.value
 
 
-def _group_index(instance: Instance) -> list[str]:
-    group = placing_group(instance)
-    return [] if group is None else [namespaced_key(instance.metadata.namespace, group)]
+def _group_index(child: Instance | Volume) -> list[str]:
+    group = placing_group(child)
+    return [] if group is None else [namespaced_key(child.metadata.namespace, group)]
 
 
 def group_rule(rule: PlacementRule) -> Rule:
@@ -135,11 +141,13 @@ class VirtualClusterReconciler:
         self._deps = deps
         self._groups = deps.manager.informer(VirtualCluster)
         self._instances = deps.manager.informer(Instance)
+        self._volumes = deps.manager.informer(Volume)
         self._subnets = deps.manager.informer(Subnet)
         shared_index(self._instances, BY_GROUP, _group_index)
+        shared_index(self._volumes, BY_GROUP, _group_index)
 
     def group_of(self, obj: Resource) -> list[Request]:
-        """The VirtualCluster controlling an Instance, if any."""
+        """The VirtualCluster controlling an Instance or Volume, if any."""
         group = placing_group(obj)
         if group is None:
             return []
@@ -159,9 +167,7 @@ class VirtualClusterReconciler:
 
     def _converge(self, pass_: Pass[VirtualCluster]) -> Result:
         vc = pass_.obj
-        namespace = vc.metadata.namespace
-        key = namespaced_key(namespace, vc.metadata.name)
-        children = _Children(vc, self._instances.by_index(BY_GROUP, key))
+        children = _Children(vc, self._instances.by_index(BY_GROUP, _key(vc)))
         self._scale_down(vc, children)
         wanted = [
             (member.name, ordinal)
@@ -208,25 +214,68 @@ class VirtualClusterReconciler:
                 for a in decision.assignments
             )
             pass_.event("Normal", "Placed", f"placed {placed}")
+        self._ensure_volumes(vc, children)
         return self._report(pass_, children, decision)
 
     def _scale_down(self, vc: VirtualCluster, children: _Children) -> None:
-        """Delete the children no slot of the spec wants (highest ordinals, members gone)."""
+        """Delete the children no slot of the spec wants (highest ordinals, members gone), and
+        the volumes no wanted replica has."""
         replicas = {member.name: member.replicas for member in vc.spec.members}
         extra = [
             child
             for (member, ordinal), child in children.by_slot.items()
             if ordinal >= replicas.get(member, 0)
         ] + children.strays
-        for child in extra:
-            if child.metadata.deletion_timestamp is not None:
+        wanted_volumes = set(_volume_names(vc))
+        extra_volumes = [
+            volume
+            for volume in self._controlled(vc, self._volumes.by_index(BY_GROUP, _key(vc)))
+            if volume.metadata.name not in wanted_volumes
+        ]
+        for obj in [*extra, *extra_volumes]:
+            if obj.metadata.deletion_timestamp is not None:
                 continue
             with suppress(NotFoundError):
                 self._deps.store.delete(
-                    Instance, child.metadata.name, child.metadata.namespace, actor=_actor(vc)
+                    type(obj), obj.metadata.name, obj.metadata.namespace, actor=_actor(vc)
                 )
         for child in extra:
             children.by_slot = {s: c for s, c in children.by_slot.items() if c is not child}
+
+    @staticmethod
+    def _controlled(vc: VirtualCluster, objects: Sequence[V]) -> list[V]:
+        uid = vc.metadata.uid
+        return [
+            obj
+            for obj in objects
+            if any(o.controller and o.uid == uid for o in obj.metadata.owner_references)
+        ]
+
+    def _ensure_volumes(self, vc: VirtualCluster, children: _Children) -> None:
+        """Each replica's volumes (``members[].volumes``), attached to its Instance: created
+        once the Instance exists; placed where it is by the Volume reconciler."""
+        for (member_name, ordinal), child in sorted(children.by_slot.items()):
+            member = vc.spec.member(member_name)
+            if member is None or child.metadata.deletion_timestamp is not None:
+                continue
+            for wanted in member.volumes:
+                name = volume_name(vc.metadata.name, member_name, ordinal, wanted.name)
+                key = ObjectKey(Volume.PLURAL, vc.metadata.namespace, name)
+                if self._volumes.peek(key) is not None:
+                    continue
+                volume = Volume(
+                    metadata=self._child_metadata(vc, name, member_name),
+                    spec=VolumeSpec.model_validate(
+                        {
+                            "pool": vc.spec.pool,
+                            "sizeGiB": wanted.size_gib,
+                            "type": wanted.type,
+                            "attachTo": {"instance": child.metadata.name, "device": wanted.device},
+                        }
+                    ),
+                )
+                with suppress(AlreadyExistsError):  # a slower cache: the next pass sees it
+                    self._deps.store.create(volume, actor=_actor(vc))
 
     def _names_taken(
         self, vc: VirtualCluster, children: _Children, wanted: Sequence[tuple[str, int]]
@@ -291,28 +340,33 @@ class VirtualClusterReconciler:
         one: the scheduler seeds its draws with it)."""
         template = vc.spec.member(member)
         assert template is not None
-        instance = Instance(
-            metadata=ObjectMeta(
-                name=instance_name(vc.metadata.name, member, ordinal),
-                namespace=vc.metadata.namespace,
-                uid=f"{vc.metadata.uid}/{member}/{ordinal}",
-                labels={VIRTUALCLUSTER_LABEL: vc.metadata.name, MEMBER_LABEL: member},
-                owner_references=[
-                    OwnerReference(
-                        kind=VirtualCluster.KIND,
-                        name=vc.metadata.name,
-                        uid=str(vc.metadata.uid),
-                        controller=True,
-                        block_owner_deletion=True,
-                    )
-                ],
-            ),
-            spec=template.template.instance_spec(vc.spec.pool),
+        metadata = self._child_metadata(
+            vc, instance_name(vc.metadata.name, member, ordinal), member
         )
+        metadata.uid = f"{vc.metadata.uid}/{member}/{ordinal}"
+        instance = Instance(metadata=metadata, spec=template.template.instance_spec(vc.spec.pool))
         if placement is not None:
             instance.status.placement = placement
             instance.status.phase = InstancePhase.SCHEDULED
         return instance
+
+    @staticmethod
+    def _child_metadata(vc: VirtualCluster, name: str, member: str) -> ObjectMeta:
+        """Named, labelled and controlled by ``vc`` (garbage collected with it)."""
+        return ObjectMeta(
+            name=name,
+            namespace=vc.metadata.namespace,
+            labels={VIRTUALCLUSTER_LABEL: vc.metadata.name, MEMBER_LABEL: member},
+            owner_references=[
+                OwnerReference(
+                    kind=VirtualCluster.KIND,
+                    name=vc.metadata.name,
+                    uid=str(vc.metadata.uid),
+                    controller=True,
+                    block_owner_deletion=True,
+                )
+            ],
+        )
 
     def _write(self, vc: VirtualCluster, decision: GroupDecision, children: _Children) -> None:
         """Create the missing children placed, bind the unplaced ones; remember them as load."""
@@ -412,6 +466,20 @@ def _kept(decision: GroupDecision) -> str:
     return "every rule kept" if decision.rules else "no rules"
 
 
+def _key(vc: VirtualCluster) -> str:
+    """The ``BY_GROUP`` index value of its children."""
+    return namespaced_key(vc.metadata.namespace, vc.metadata.name)
+
+
+def _volume_names(vc: VirtualCluster) -> list[str]:
+    return [
+        volume_name(vc.metadata.name, member.name, ordinal, volume.name)
+        for member in vc.spec.members
+        for ordinal in range(member.replicas)
+        for volume in member.volumes
+    ]
+
+
 def _actor(vc: VirtualCluster) -> str:
     return f"virtualcluster/{vc.metadata.namespace}/{vc.metadata.name}"
 
@@ -421,5 +489,8 @@ def register(deps: Deps) -> None:
     deps.manager.add_controller(
         VirtualCluster,
         reconciler,
-        watches=[(Instance, EnqueueMapped(reconciler.group_of))],
+        watches=[
+            (Instance, EnqueueMapped(reconciler.group_of)),
+            (Volume, EnqueueMapped(reconciler.group_of)),
+        ],
     )

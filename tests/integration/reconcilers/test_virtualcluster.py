@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from api_types import Instance, InstancePhase, VirtualCluster
+from api_types import Instance, InstancePhase, VirtualCluster, Volume
 from api_types.clusters import MEMBER_LABEL, VIRTUALCLUSTER_LABEL
 from controller.labels import LabelSelector
 from providers import InstanceId
-from reconcilers import instance, virtualcluster
+from reconcilers import instance, virtualcluster, volume
 from tests.integration.reconcilers.harness import API, Harness, pool_manifest, sim_account
 
 NS = "acme"
@@ -25,7 +25,7 @@ def _pool(harness: Harness, *accounts: dict[str, Any], policy: str = "Priority")
         {"account": a["metadata"]["name"], "priority": 10 - i} for i, a in enumerate(accounts)
     ]
     harness.apply(*accounts, pool_manifest("general", members, policy))
-    harness.start(instance.register, virtualcluster.register)
+    harness.start(instance.register, volume.register, virtualcluster.register)
 
 
 def _vc(name: str, members: dict[str, int], *rules: dict[str, Any]) -> dict[str, Any]:
@@ -163,12 +163,14 @@ def test_scaling_two_to_four_to_one_keeps_the_rule_and_removes_the_highest(
     harness.wait_for(VirtualCluster, "shop", NS, _ready(2), timeout=60)
     before = _children(harness, "shop")
 
-    for replicas, names in [(4, 4), (1, 1)]:
+    for replicas, rule_state in [(4, "Broken"), (1, "Satisfied")]:
         shop = harness.store.get(VirtualCluster, "shop", NS)
         shop.spec.members[0].replicas = replicas
         harness.store.update(shop)
-        harness.wait_for(VirtualCluster, "shop", NS, _ready(replicas), timeout=60)
-        harness.eventually(lambda n=names: len(_children(harness, "shop")) == n)  # type: ignore[misc]
+        shop = harness.wait_for(VirtualCluster, "shop", NS, _ready(replicas), timeout=60)
+        harness.eventually(lambda n=replicas: len(_children(harness, "shop")) == n)  # type: ignore[misc]
+        # Preferred: 4 replicas over 2 accounts break it, and it is reported, not enforced
+        assert shop.status.rules[0].state == rule_state, shop.status.rules
 
     children = _children(harness, "shop")
     assert list(children) == ["shop-web-0"]
@@ -225,12 +227,56 @@ def test_a_capacity_failure_re_places_the_pending_replicas_under_the_rule(
     assert replacing, "no child failed on sim-a and was re-placed"
 
 
+def _volumes(harness: Harness) -> dict[str, Volume]:
+    listed = harness.store.list(Volume, NS).items
+    return {v.metadata.name: v for v in listed if v.metadata.deletion_timestamp is None}
+
+
+def _attached(volume: Volume) -> bool:
+    attached = volume.status.attached_to
+    return attached is not None and attached.provider_id is not None
+
+
+def test_each_replica_gets_its_volumes_attached_and_they_go_with_it(harness: Harness) -> None:
+    _pool(harness, sim_account("sim-a"), sim_account("sim-b"))
+    manifest = _vc("shop", {"db": 2}, _rule("AntiAffinity", ["db"], "account"))
+    manifest["spec"]["members"][0]["volumes"] = [
+        {"name": "data", "sizeGiB": 10, "device": "/dev/sdf"}
+    ]
+    harness.apply(manifest)
+    harness.wait_for(VirtualCluster, "shop", NS, _ready(2), timeout=60)
+
+    for ordinal in (0, 1):
+        volume = harness.wait_for(Volume, f"shop-db-{ordinal}-data", NS, _attached, timeout=60)
+        child = harness.store.get(Instance, f"shop-db-{ordinal}", NS)
+        assert volume.spec.attach_to is not None
+        assert volume.spec.attach_to.instance == child.metadata.name
+        assert volume.status.placement is not None and child.status.placement is not None
+        assert (volume.status.placement.account, volume.status.placement.zone) == (
+            child.status.placement.account,
+            child.status.placement.zone,
+        )
+        assert volume.metadata.labels[MEMBER_LABEL] == "db"
+
+    shop = harness.store.get(VirtualCluster, "shop", NS)
+    shop.spec.members[0].replicas = 1
+    harness.store.update(shop)
+    harness.eventually(lambda: sorted(_volumes(harness)) == ["shop-db-0-data"], timeout=60)
+    assert sorted(_children(harness, "shop")) == ["shop-db-0"]
+
+
 def test_children_go_with_the_virtualcluster(harness: Harness) -> None:
     _pool(harness, sim_account("sim-a"), sim_account("sim-b"))
-    harness.apply(_vc("shop", {"lb": 2}))
+    manifest = _vc("shop", {"lb": 2})
+    manifest["spec"]["members"][0]["volumes"] = [
+        {"name": "data", "sizeGiB": 1, "device": "/dev/sdf"}
+    ]
+    harness.apply(manifest)
     harness.wait_for(VirtualCluster, "shop", NS, _ready(2), timeout=60)
+    harness.eventually(lambda: len(_volumes(harness)) == 2)
 
     harness.store.delete(VirtualCluster, "shop", NS)
 
     harness.eventually(lambda: harness.store.list(Instance, NS).items == [], timeout=60)
+    harness.eventually(lambda: harness.store.list(Volume, NS).items == [], timeout=60)
     harness.eventually(lambda: _running_zones(harness, "sim-a", "sim-b") == [], timeout=60)
