@@ -185,6 +185,19 @@ class InstanceTemplate(WireModel):
         DeletionPolicy.DELETE, description="Delete the VM with the object, or Orphan it."
     )
 
+    @model_validator(mode="after")
+    def _firewalls_need_a_subnet(self) -> InstanceTemplate:
+        # A firewall is realised in a subnet's network (an EC2 security group in its VPC):
+        # without a subnet there is no network to realise it in, and the instance would wait
+        # for it forever.
+        if self.firewall_refs and self.subnet_ref is None:
+            raise field_error(
+                ("firewallRefs",),
+                "firewalls are realised in a subnet's network: set subnetRef too",
+                self.firewall_refs,
+            )
+        return self
+
 
 # Bases in this order keep pool and account first on the wire: pydantic lists the fields of
 # the last base first.

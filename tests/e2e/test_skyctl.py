@@ -56,10 +56,10 @@ def test_apply_twice_writes_nothing_then_change_describe_history_prune(
     manifest = write_manifest(tmp_path / "web.yaml")
     first = skyctl("apply", "-f", str(manifest))
     assert first.code == 0, first.err
-    assert first.out.count(" created") == 3
+    assert first.out.count(" created") == 4
     written = key_revisions(etcd_client, key_prefix)
     second = skyctl("apply", "-f", str(manifest))
-    assert second.code == 0 and second.out.count(" unchanged") == 3, second.out + second.err
+    assert second.code == 0 and second.out.count(" unchanged") == 4, second.out + second.err
     assert key_revisions(etcd_client, key_prefix) == written  # not one write
     assert skyctl("diff", "-f", str(manifest)).code == 0
 
@@ -74,7 +74,7 @@ def test_apply_twice_writes_nothing_then_change_describe_history_prune(
     assert "debian-12" in described.out and "SpecChanged" in described.out
 
     only_instance = tmp_path / "only.yaml"
-    only_instance.write_text(changed.read_text().split("---\n")[2])
+    only_instance.write_text(changed.read_text().split("---\n")[3])
     pruned = skyctl("apply", "-f", str(only_instance), "--prune", "-l", "app=web")
     assert pruned.code == 0, pruned.err
     assert "firewall.skybroker.io/web pruned" in pruned.out
@@ -195,11 +195,12 @@ def test_kubectl_habits_in_a_real_process(server: HttpServer, store: Store, tmp_
     assert skyctl("config", "set-context", "local", *context).returncode == 0
     manifest = write_manifest(tmp_path / "web.yaml")
     created = skyctl("create", "-f", str(manifest))
-    assert created.returncode == 0 and created.stdout.count(" created") == 3, created.stderr
+    assert created.returncode == 0 and created.stdout.count(" created") == 4, created.stderr
     again = skyctl("create", "-f", str(manifest))
     assert again.returncode == 1 and 'instances "web-1" already exists' in again.stderr
     assert skyctl("get", "all", "-o", "name").stdout.split() == [
         "instance.skybroker.io/web-1",
+        "subnet.skybroker.io/web",
         "firewall.skybroker.io/web",
     ]
     phase = skyctl("get", "inst", "web-1", "-o", "jsonpath={.status.phase}")

@@ -240,12 +240,18 @@ def test_an_object_named_twice_is_a_failure(admin: LocalBackend, tmp_path: Path)
     assert plan.failure.field == "metadata.name"
 
 
-#: An Instance naming a HardwareProfile and a Firewall of the same set, in a Namespace of the
+#: An Instance naming a HardwareProfile, a Subnet and a Firewall of the same set, in a Namespace
+#: of the
 #: same set: the plain dry-run refuses it (the references do not exist yet), a staged one not.
 DEPENDENT = """\
 kind: Instance
 metadata: {name: web-1, namespace: team-c}
-spec: {pool: general, hardware: {profile: mini}, image: ubuntu-22.04, firewallRefs: [web]}
+spec: {pool: general, hardware: {profile: mini}, image: ubuntu-22.04, subnetRef: web,
+       firewallRefs: [web]}
+---
+kind: Subnet
+metadata: {name: web, namespace: team-c}
+spec: {pool: general, network: {name: main, cidr: 10.0.0.0/16}, cidr: 10.0.1.0/24}
 ---
 kind: Firewall
 metadata: {name: web, namespace: team-c}
@@ -273,7 +279,7 @@ def test_a_staged_dry_run_sees_the_objects_planned_before_it(
 
     plan = apply_manifests(admin, manifests(tmp_path / "git"), "acme", stage=admin)
     assert plan.failure is None and plan.written
-    kinds = ["Namespace", "HardwareProfile", "Firewall", "Instance"]
+    kinds = ["Namespace", "HardwareProfile", "Subnet", "Firewall", "Instance"]
     assert [c.target.info.kind for c in plan.changes] == kinds
     assert admin.get(registry.by_kind("Instance"), "team-c", "web-1")["spec"]["firewallRefs"] == [
         "web"

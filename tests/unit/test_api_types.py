@@ -303,6 +303,12 @@ def test_bad_references_name_the_field() -> None:
     assert_rejected(with_spec("Instance", pool="General"), "spec.pool", "DNS-1123")
     assert_rejected(with_spec("Instance", subnetRef="a b"), "spec.subnetRef")
     assert_rejected(with_spec("Instance", firewallRefs=["ok", "NO"]), "spec.firewallRefs[1]")
+    # a firewall is realised in a subnet's network: without one the instance would wait forever
+    assert_rejected(
+        with_spec("Instance", subnetRef=None, firewallRefs=["web"]),
+        "spec.firewallRefs",
+        "set subnetRef too",
+    )
     d = doc("Pool")
     d["spec"]["members"][1]["account"] = "Sim_West"
     assert_rejected(d, "spec.members[1].account", "DNS-1123")

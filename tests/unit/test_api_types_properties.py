@@ -95,7 +95,7 @@ def test_generated_instances_validate_and_round_trip(
             "kind": "Instance",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {"pool": refs[0] if refs else name, "hardware": {"cpu": cpu},
-                     "image": "ubuntu-22.04", "firewallRefs": refs},
+                     "image": "ubuntu-22.04", "subnetRef": name, "firewallRefs": refs},
         }
     )  # fmt: skip
     assert isinstance(obj, Instance)

@@ -44,7 +44,7 @@ GOOD: Wire = {
                 "name": "lb",
                 "replicas": 2,
                 "template": {"hardware": {"profile": "small"}, "image": "ubuntu-22.04",
-                             "firewallRefs": ["web"]},
+                             "subnetRef": "web", "firewallRefs": ["web"]},
                 "volumes": [{"name": "data", "sizeGiB": 10, "device": "/dev/sdf"}],
             },
             {"name": "db", "replicas": 1,

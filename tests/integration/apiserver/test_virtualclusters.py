@@ -173,10 +173,12 @@ def test_the_pool_and_the_templates_references_must_exist(admin: httpx.Client) -
     wire = _vc("shop", "mixed")
     lb, db = wire["spec"]["members"]
     lb["template"]["hardware"] = {"profile": "huge"}
+    lb["template"]["subnetRef"] = "web"
     lb["template"]["firewallRefs"] = ["web"]
     db["template"]["image"] = "windows-95"
     assert _causes(admin.post(TEAM_A, json=wire)) == [
         ("spec.members[0].template.hardware.profile", "HardwareProfile 'huge' not found"),
+        ("spec.members[0].template.subnetRef", "Subnet 'web' not found in namespace 'team-a'"),
         ("spec.members[0].template.firewallRefs[0]",
          "Firewall 'web' not found in namespace 'team-a'"),
         ("spec.members[1].template.image",

@@ -47,12 +47,18 @@ spec:
     - {{direction: Ingress, protocol: tcp, ports: "80", cidrs: [0.0.0.0/0]}}
 ---
 apiVersion: skybroker.io/v1alpha1
+kind: Subnet
+metadata: {{name: web, namespace: acme, labels: {{app: web}}}}
+spec: {{pool: general, network: {{name: main, cidr: 10.0.0.0/16}}, cidr: 10.0.1.0/24}}
+---
+apiVersion: skybroker.io/v1alpha1
 kind: Instance
 metadata: {{name: web-1, namespace: acme, labels: {{app: web}}}}
 spec:
   pool: general
   hardware: {{profile: small-{suffix}}}
   image: {image}
+  subnetRef: web
   firewallRefs: [web]
 """
 

@@ -87,6 +87,7 @@ def test_kinds_by_short_name_comma_list_and_all(skyctl: Skyctl) -> None:
     assert every.out.splitlines() == [
         "instance.skybroker.io/web-1",
         "volume.skybroker.io/data-1",
+        "subnet.skybroker.io/web",
         "firewall.skybroker.io/web",
     ]
     assert skyctl("get", "hp", "-o", "name").out == "hardwareprofile.skybroker.io/small-a\n"
@@ -129,7 +130,7 @@ def test_create_refuses_what_exists_and_leaves_no_apply_record(
     assert any_backend("get", "volumes", "-n", "acme").err.startswith("No resources found")
     manifest = write_manifest(tmp_path / "web.yaml")
     created = any_backend("create", "-f", str(manifest))
-    assert created.code == 0 and created.out.count(" created") == 3, created.err
+    assert created.code == 0 and created.out.count(" created") == 4, created.err
     assert LAST_APPLIED not in (web(store).metadata.annotations or {})
     again = any_backend("create", "-f", str(manifest))
     assert again.code == 1 and again.out == ""

@@ -49,11 +49,12 @@ def test_apply_twice_writes_nothing_the_second_time(
     assert first.out.splitlines() == [
         "hardwareprofile.skybroker.io/small-a created",
         "firewall.skybroker.io/web created",
+        "subnet.skybroker.io/web created",
         "instance.skybroker.io/web-1 created",
     ]
     written = key_revisions(etcd_client, key_prefix)
     second = skyctl("apply", "-f", str(manifest))
-    assert second.code == 0 and second.out.count("unchanged") == 3, second.out
+    assert second.code == 0 and second.out.count("unchanged") == 4, second.out
     assert key_revisions(etcd_client, key_prefix) == written  # not one write
     assert skyctl("diff", "-f", str(manifest)).code == 0
 
@@ -92,7 +93,7 @@ def test_prune_deletes_only_applied_objects_left_out(
     foreign.metadata.annotations = {}
     store.create(foreign)
     only_instance = tmp_path / "only.yaml"
-    only_instance.write_text((tmp_path / "web.yaml").read_text().split("---\n")[2])
+    only_instance.write_text((tmp_path / "web.yaml").read_text().split("---\n")[3])
     assert skyctl("apply", "-f", str(only_instance), "--prune").code == 2  # needs -l
     result = skyctl("apply", "-f", str(only_instance), "--prune", "-l", "app=web")
     assert result.code == 0, result.err
@@ -100,6 +101,7 @@ def test_prune_deletes_only_applied_objects_left_out(
         "firewall.skybroker.io/web pruned",
         "hardwareprofile.skybroker.io/small-a pruned",
         "instance.skybroker.io/web-1 unchanged",
+        "subnet.skybroker.io/web pruned",
     ]
     listed = skyctl("get", "instances", "-n", "acme", "-o", "name")
     assert listed.out.split() == ["instance.skybroker.io/by-hand", "instance.skybroker.io/web-1"]

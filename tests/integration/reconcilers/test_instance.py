@@ -8,7 +8,7 @@ from pathlib import Path
 from api_types import Firewall, Instance, InstancePhase, Placement, PowerState, Subnet
 from controller.store.objects import Store
 from providers import CloudInstance
-from reconcilers import instance
+from reconcilers import instance, subnet
 from reconcilers._common import TRANSITION_VIEW_SECONDS
 from tests.integration.reconcilers.harness import (
     Harness,
@@ -226,9 +226,24 @@ def test_a_subnet_that_does_not_exist_is_not_found_not_waited_for(harness: Harne
 
 
 def test_a_firewall_that_does_not_exist_is_not_found(harness: Harness) -> None:
-    harness.apply(sim_account("sim-a"), pool_manifest("general", [{"account": "sim-a"}]))
-    harness.start(instance.register)
-    harness.apply(instance_manifest("web-1", pool="general", firewallRefs=["nope"]))
+    harness.apply(
+        sim_account("sim-a"),
+        pool_manifest("general", [{"account": "sim-a"}]),
+        {
+            "apiVersion": "skybroker.io/v1alpha1",
+            "kind": "Subnet",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "pool": "general",
+                "network": {"name": "main", "cidr": "10.10.0.0/16"},
+                "cidr": "10.10.1.0/24",
+            },
+        },
+    )
+    harness.start(instance.register, subnet.register)
+    harness.apply(
+        instance_manifest("web-1", pool="general", subnetRef="web", firewallRefs=["nope"])
+    )
     missing = harness.wait_for(
         Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "FirewallNotFound")
     )
