@@ -13,6 +13,12 @@ from the cache plus decisions not cached yet, RoundRobin turns), adding what the
 * accounts whose API budget ran out recently (``BudgetExhausted``): skipped for the delay the
   gate asked for, so a busy account sheds new placements to the other members.
 
+The same scheduler serves two more callers: :meth:`Scheduler.schedule_group` gathers these
+inputs for a VirtualCluster's replicas and hands them to the group scheduler
+(``reconcilers.placement.group``), and :meth:`Scheduler.forecast` previews where new instances
+would go without remembering anything (a GitSource's plan). ``Deps.scheduler`` is the one
+instance of it a process has, so all three see the same pool turns and pending decisions.
+
 Quota for objects written straight into the store (DESIGN §3): an instance counts against its
 namespace once placed, or while it is unplaced, not blocked itself and older than the instance
 asking (creation time, then name). This first-come order is the same in every worker, so three
