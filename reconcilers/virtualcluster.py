@@ -233,6 +233,7 @@ class VirtualClusterReconciler:
             pass_.condition(READY, False, "Infeasible", message)
             self._report(pass_, children, decision)
             return Result(requeue_after=INFEASIBLE_RETRY_SECONDS)
+        groups: dict[tuple[str, int], GroupRef] = {}
         if to_place:
             groups = {
                 (a.replica.member, a.replica.ordinal): group
@@ -257,7 +258,8 @@ class VirtualClusterReconciler:
         self._ensure_volumes(vc, children)
         result = self._report(pass_, children, decision)
         cached = self._controlled(vc, self._instances.by_index(BY_GROUP, _key(vc)))
-        delay = self._host.release(pass_, in_use(cached))
+        used = in_use(cached) | {group.where for group in groups.values()}  # written just now
+        delay = self._host.release(pass_, used)
         return result if delay is None else Result(requeue_after=delay)
 
     def _finalize(self, pass_: Pass[VirtualCluster]) -> Result:
