@@ -21,6 +21,7 @@ from api_types.accounts import (
 from api_types.clusters import (
     MemberTemplate,
     MemberVolume,
+    PlacementGroupStatus,
     PlacementMode,
     PlacementRule,
     PlacementRuleType,
@@ -193,6 +194,7 @@ __all__ = [
     "ObjectMeta",
     "OwnerReference",
     "Placement",
+    "PlacementGroupStatus",
     "PlacementHints",
     "PlacementMode",
     "PlacementRejection",

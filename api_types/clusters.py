@@ -6,7 +6,10 @@ per replica, the Volumes of the member's ``volumes`` (:func:`volume_name`), owne
 VirtualCluster and labelled :data:`VIRTUALCLUSTER_LABEL` and :data:`MEMBER_LABEL` — and the
 group scheduler places every replica at once over the members of ``spec.pool``, honouring
 ``spec.placement``. Admission (``apiserver.admission``) refuses a ``host`` rule when an account
-of the pool cannot express it (only :data:`HOST_TOPOLOGY_DRIVERS` can).
+of the pool cannot express it (only :data:`HOST_TOPOLOGY_DRIVERS` can). A ``host`` rule is kept
+by the provider: on each account its replicas are placed on, the reconciler makes a placement
+group named :func:`placement_group_name` (spread for AntiAffinity, cluster for Proximity),
+records it in ``status.placementGroups`` and launches the replicas in it.
 
 What a rule means, for the scheduler and for whoever reads ``status.rules``:
 
@@ -23,12 +26,14 @@ Everything a user writes is checked here, naming the field: member names are uni
 ``replicas`` are 0…:data:`MAX_REPLICAS` and add up to at most :data:`MAX_TOTAL_REPLICAS`; a
 template is an Instance spec without ``pool`` or ``account`` (the pool comes from ``spec.pool``);
 volume names and devices are unique within their member; a rule names existing members, each
-once; the VirtualCluster's own name is at most 63 characters, since its children carry it as a
-label value.
+once; a member is in at most one ``host`` rule (an instance is in one placement group); the
+VirtualCluster's own name is at most 63 characters, since its children carry it as a label
+value.
 """
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -60,6 +65,7 @@ __all__ = [
     "VIRTUALCLUSTER_LABEL",
     "MemberTemplate",
     "MemberVolume",
+    "PlacementGroupStatus",
     "PlacementMode",
     "PlacementRule",
     "PlacementRuleType",
@@ -73,7 +79,9 @@ __all__ = [
     "VirtualClusterMemberStatus",
     "VirtualClusterSpec",
     "VirtualClusterStatus",
+    "group_strategy",
     "instance_name",
+    "placement_group_name",
     "placing_group",
     "volume_name",
 ]
@@ -119,6 +127,25 @@ def placing_group(obj: Resource) -> str | None:
 def volume_name(virtualcluster: str, member: str, ordinal: int, volume: str) -> str:
     """The name of a replica's Volume: ``{vc}-{member}-{ordinal}-{volume}``."""
     return f"{instance_name(virtualcluster, member, ordinal)}-{volume}"
+
+
+def group_strategy(rule: PlacementRule) -> str:
+    """The provider placement-group strategy keeping a ``host`` rule: ``spread`` for
+    AntiAffinity (each instance on distinct hardware), ``cluster`` for Proximity."""
+    return "spread" if rule.type == PlacementRuleType.ANTI_AFFINITY else "cluster"
+
+
+def placement_group_name(namespace: str, virtualcluster: str, rule: PlacementRule) -> str:
+    """The placement group of a ``host`` rule (the same name on every account it is made on):
+    ``skybroker-{namespace}-{vc}-{strategy}-{digest}``, the digest of namespace, name,
+    strategy and the rule's members (sorted). Named by what the rule is, not by its position,
+    so reordering or removing other rules never moves a member to another group; a rule
+    changing type gets a new group, never one of the other strategy. At most 156 characters
+    (EC2 allows 255)."""
+    strategy = group_strategy(rule)
+    parts = [namespace, virtualcluster, strategy, *sorted(rule.members)]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
+    return f"skybroker-{namespace}-{virtualcluster}-{strategy}-{digest}"
 
 
 class PlacementRuleType(StrEnum):
@@ -277,6 +304,7 @@ class VirtualClusterSpec(WireModel):
                 f"the replicas of all members add up to {total}: at most {MAX_TOTAL_REPLICAS}",
                 total,
             )
+        host: dict[str, int] = {}  # member -> the host rule it is in
         for rule_index, rule in enumerate(self.placement):
             for index, name in enumerate(rule.members):
                 if name not in names:
@@ -285,7 +313,24 @@ class VirtualClusterSpec(WireModel):
                         f'no member named "{name}"',
                         name,
                     )
+                if rule.topology != Topology.HOST:
+                    continue
+                if name in host:
+                    raise field_error(
+                        ("placement", rule_index, "members", index),
+                        f'member "{name}" is already in the host rule placement[{host[name]}]: '
+                        "an instance can be in one placement group only",
+                        name,
+                    )
+                host[name] = rule_index
         return self
+
+    def host_rule(self, member: str) -> PlacementRule | None:
+        """The ``host`` rule ``member`` is in, if any (at most one)."""
+        return next(
+            (r for r in self.placement if r.topology == Topology.HOST and member in r.members),
+            None,
+        )
 
     def member(self, name: str) -> VirtualClusterMember | None:
         """The member called ``name``, if any."""
@@ -296,6 +341,15 @@ class ReplicaPlacement(Placement):
     """Where one replica (an Instance) was placed."""
 
     instance: ObjectName = Field(description="Name of the Instance.")
+
+
+class PlacementGroupStatus(WireModel):
+    """A provider placement group made for a ``host`` rule on one account: recorded before it
+    is made, removed once it is deleted (with the VirtualCluster, or when no replica uses it)."""
+
+    account: ObjectName = Field(description="The ProviderAccount it is made in.")
+    name: ProviderToken = Field(description="Its name in the cloud (placementGroup of replicas).")
+    strategy: ProviderToken = Field(description="spread (AntiAffinity) or cluster (Proximity).")
 
 
 class VirtualClusterMemberStatus(WireModel):
@@ -348,6 +402,10 @@ class VirtualClusterStatus(PhaselessStatus):
     rejections: list[PlacementRejection] = Field(
         default_factory=list,
         description="Pool members rejected at the last scheduling attempt, with reasons.",
+    )
+    placement_groups: list[PlacementGroupStatus] = Field(
+        default_factory=list,
+        description="Provider placement groups made for host rules, per account.",
     )
 
 

@@ -6,8 +6,11 @@ the group's shape and placement; each child is then an ordinary Instance that th
 reconciler creates, watches and repairs in the place written here (it never places a child
 itself: ``WaitingForGroupPlacement``). One pass:
 
-1. deleted: nothing here — the garbage collector deletes the children after their owner, each
-   taking its cloud instance with it (the Instance finalizer);
+1. deleted: without host rules, nothing here — the garbage collector deletes the children after
+   their owner, each taking its cloud instance with it (the Instance finalizer). With them, the
+   VirtualCluster carries ``reconcilers.placementgroups.FINALIZER``: this pass deletes the
+   children itself, waits until their Instances are gone, deletes the placement groups, then
+   drops the finalizer;
 2. the children: Instances controlled by this VirtualCluster (uid), by member and ordinal; a
    name taken by an object it does not control is reported (``NameTaken``), never adopted;
 3. scale down: a child of a member no longer in the spec, or of an ordinal at or above its
@@ -19,10 +22,15 @@ itself: ``WaitingForGroupPlacement``). One pass:
    nowhere, nothing is created: ``PlacementSatisfied=False`` with the reason per rule and
    ``status.rejections`` per pool member, and the pass looks again every
    :data:`INFEASIBLE_RETRY_SECONDS`;
-5. write: the missing children are created with ``status.placement`` already bound (named
+5. write: the placement groups of the ``host`` rules are made first, on each account their
+   replicas are placed on (``reconcilers.placementgroups``; one that cannot be made stops the
+   pass before any child is written: ``Ready=False`` with the reason, retried); then the
+   missing children are created with ``status.placement`` already bound (named
    ``{vc}-{member}-{ordinal}``, labelled, owned), the unplaced ones get their new placement;
    each replica's ``volumes`` become Volumes ``{vc}-{member}-{ordinal}-{volume}`` attached to
    its Instance (the Volume reconciler places them where the Instance is), deleted with it;
+   a child of a host rule's member names its group (``placementGroup``); groups no child
+   uses any more are deleted;
 6. status: per member the replicas, how many are Ready and where each is; per rule
    ``Satisfied``/``Broken``/``Infeasible`` (the group scheduler judging the placements as they
    are); ``PlacementSatisfied`` and ``Ready`` (every replica Ready and every Required rule
@@ -73,6 +81,14 @@ from reconcilers.placement import (
     RuleType,
     Topology,
     Unschedulable,
+)
+from reconcilers.placementgroups import (
+    FINALIZER,
+    GroupError,
+    GroupRef,
+    PlacementGroups,
+    controlled_instances,
+    in_use,
 )
 
 __all__ = ["INFEASIBLE_RETRY_SECONDS", "VirtualClusterReconciler", "register"]
@@ -143,6 +159,7 @@ class VirtualClusterReconciler:
         self._instances = deps.manager.informer(Instance)
         self._volumes = deps.manager.informer(Volume)
         self._subnets = deps.manager.informer(Subnet)
+        self._host = PlacementGroups(deps)
         shared_index(self._instances, BY_GROUP, _group_index)
         shared_index(self._volumes, BY_GROUP, _group_index)
 
@@ -155,10 +172,19 @@ class VirtualClusterReconciler:
 
     def reconcile(self, request: Request) -> Result:
         vc = self._groups.get(request.key)
-        if vc is None or vc.metadata.deletion_timestamp is not None:
+        if vc is None:
             return Result()
+        if vc.metadata.deletion_timestamp is not None:
+            if FINALIZER not in vc.metadata.finalizers:
+                return Result()  # the garbage collector deletes the children
+            with Pass(self._deps.manager, vc) as pass_:
+                return self._finalize(pass_)
         with Pass(self._deps.manager, vc) as pass_:
             log.debug("reconciling virtualcluster", key=str(request.key))
+            if self._host.wanted(vc):
+                pass_.add_finalizer(FINALIZER)  # before any placement group exists
+            else:
+                pass_.remove_finalizer(FINALIZER)
             result = self._converge(pass_)
             pass_.observe_generation()
             return result
@@ -207,15 +233,58 @@ class VirtualClusterReconciler:
             pass_.condition(READY, False, "Infeasible", message)
             self._report(pass_, children, decision)
             return Result(requeue_after=INFEASIBLE_RETRY_SECONDS)
+        groups: dict[tuple[str, int], GroupRef] = {}
         if to_place:
-            self._write(vc, decision, children)
+            groups = {
+                (a.replica.member, a.replica.ordinal): group
+                for a in decision.assignments
+                if (group := self._host.group_for(vc, a.replica.member, a.option.account))
+            }
+            try:
+                self._host.ensure(pass_, groups.values())
+            except GroupError as exc:
+                message = f"nothing placed: {exc}"
+                if pass_.condition(READY, False, exc.reason, message):
+                    pass_.event("Warning", exc.reason, message)
+                pass_.condition(PLACEMENT_SATISFIED, False, exc.reason, message)
+                self._report(pass_, children, None)
+                return Result(requeue_after=exc.delay)
+            self._write(vc, decision, children, groups)
             placed = ", ".join(
                 f"{a.replica.name} on {a.option.key}/{a.option.zone or a.option.region}"
                 for a in decision.assignments
             )
             pass_.event("Normal", "Placed", f"placed {placed}")
         self._ensure_volumes(vc, children)
-        return self._report(pass_, children, decision)
+        result = self._report(pass_, children, decision)
+        cached = self._controlled(vc, self._instances.by_index(BY_GROUP, _key(vc)))
+        used = in_use(cached) | {group.where for group in groups.values()}  # written just now
+        delay = self._host.release(pass_, used)
+        return result if delay is None else Result(requeue_after=delay)
+
+    def _finalize(self, pass_: Pass[VirtualCluster]) -> Result:
+        """Deleted, with placement groups to delete: the children first (read from the store:
+        none may be missed), then the groups once no Instance is left, then the finalizer."""
+        vc = pass_.obj
+        instances = controlled_instances(self._deps, vc)
+        volumes = self._controlled(vc, self._volumes.by_index(BY_GROUP, _key(vc)))
+        for obj in [*instances, *volumes]:
+            if obj.metadata.deletion_timestamp is None:
+                with suppress(NotFoundError):
+                    self._deps.store.delete(
+                        type(obj), obj.metadata.name, obj.metadata.namespace, actor=_actor(vc)
+                    )
+        if instances:
+            message = f"waiting for {len(instances)} instances to go before the placement groups"
+            pass_.condition(READY, False, "Deleting", message)
+            return Result(requeue_after=WAIT_SECONDS)
+        delay = self._host.release(pass_, set())
+        if delay is not None:
+            left = ", ".join(str(GroupRef.of(g)) for g in pass_.obj.status.placement_groups)
+            pass_.condition(READY, False, "Deleting", f"deleting placement groups: {left}")
+            return Result(requeue_after=delay)
+        pass_.remove_finalizer(FINALIZER)
+        return Result()
 
     def _scale_down(self, vc: VirtualCluster, children: _Children) -> None:
         """Delete the children no slot of the spec wants (highest ordinals, members gone), and
@@ -368,8 +437,15 @@ class VirtualClusterReconciler:
             ],
         )
 
-    def _write(self, vc: VirtualCluster, decision: GroupDecision, children: _Children) -> None:
-        """Create the missing children placed, bind the unplaced ones; remember them as load."""
+    def _write(
+        self,
+        vc: VirtualCluster,
+        decision: GroupDecision,
+        children: _Children,
+        groups: dict[tuple[str, int], GroupRef],
+    ) -> None:
+        """Create the missing children placed (in their placement group, made already), bind
+        the unplaced ones; remember them as load."""
         written: list[tuple[Instance, str]] = []
         for assignment in decision.assignments:
             replica, option = assignment.replica, assignment.option
@@ -380,6 +456,9 @@ class VirtualClusterReconciler:
                 zone=option.zone,
                 size=option.size.id,
                 member=option.candidate.member,
+                placement_group=group.name
+                if (group := groups.get((replica.member, replica.ordinal)))
+                else None,
             )
             existing = children.by_slot.get((replica.member, replica.ordinal))
             if existing is None:

@@ -140,7 +140,8 @@ def _rule_text(rule: Any, index: int, states: dict[int, Wire]) -> str:
 
 
 def _virtual_cluster(obj: Wire) -> str:
-    """Members (ready/replicas), where every replica is, and each rule's state (DESIGN §10)."""
+    """Members (ready/replicas), where every replica is, each rule's state and the placement
+    groups of host rules (DESIGN §10)."""
     members = [m for m in lookup_path(obj, "spec.members") or [] if isinstance(m, dict)]
     observed = lookup_path(obj, "status.members") or {}
     rows = [["MEMBER", "REPLICAS", "READY"]]
@@ -177,6 +178,11 @@ def _virtual_cluster(obj: Wire) -> str:
         text += "Rules:\n" + _indent(render_table(table))
     else:
         text += "Rules:        <none>\n"
+    groups = [g for g in lookup_path(obj, "status.placementGroups") or [] if isinstance(g, dict)]
+    if groups:  # host rules: the provider placement groups made for them
+        table = [["ACCOUNT", "PLACEMENT GROUP", "STRATEGY"]]
+        table += [[str(g.get(f) or NONE) for f in ("account", "name", "strategy")] for g in groups]
+        text += "Placement groups:\n" + _indent(render_table(table))
     rejections = lookup_path(obj, "status.rejections") or []
     return text + _rejected(rejections, "Rejected pool members:", 2)
 

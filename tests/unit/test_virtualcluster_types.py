@@ -27,6 +27,7 @@ from api_types.clusters import (
     MAX_TOTAL_REPLICAS,
     VIRTUALCLUSTER_LABEL,
     instance_name,
+    placement_group_name,
     volume_name,
 )
 from tests.unit.test_api_types_properties import dns_labels, round_trips
@@ -198,6 +199,10 @@ def test_child_names_and_labels() -> None:
                      id="rule-mode"),
         pytest.param(lambda w: _rule(w, 0).update(zone="a"),
                      ("spec.placement[0].zone", "unknown field"), id="rule-extra"),
+        pytest.param(lambda w: [_rule(w, i).update(topology="host") for i in (0, 1)],
+                     ("spec.placement[1].members[0]",
+                      'member "lb" is already in the host rule placement[0]: an instance can be '
+                      "in one placement group only"), id="host-rules-overlap"),
         pytest.param(lambda w: w["metadata"].update(name="v" * 64),
                      ("metadata.name",
                       "must be no more than 63 characters (got 64): the children carry it in "
@@ -208,6 +213,31 @@ def test_each_bad_field_is_refused_at_its_path(
     change: Callable[[Wire], object], expected: tuple[str, str]
 ) -> None:
     assert _errors(change) == [expected]
+
+
+def test_host_rules_over_distinct_members_are_accepted_each_with_its_group() -> None:
+    wire = copy.deepcopy(GOOD)
+    wire["spec"]["placement"] = [
+        {"type": "AntiAffinity", "members": ["lb"], "topology": "host"},
+        {"type": "Proximity", "members": ["db"], "topology": "host"},
+        {"type": "Proximity", "members": ["lb", "db"], "topology": "region"},
+    ]
+    vc = parse_object(wire)
+    assert isinstance(vc, VirtualCluster)
+    spread, cluster, _ = vc.spec.placement
+    assert vc.spec.host_rule("lb") is spread and vc.spec.host_rule("db") is cluster
+    lb_group = placement_group_name("acme", "shop", spread)
+    db_group = placement_group_name("acme", "shop", cluster)
+    assert lb_group.startswith("skybroker-acme-shop-spread-") and len(lb_group) == 37
+    assert db_group.startswith("skybroker-acme-shop-cluster-")
+    # named by the rule, not its position; another VirtualCluster or namespace differs
+    moved = PlacementRule.model_validate({**spread.model_dump(by_alias=True), "mode": "Preferred"})
+    assert placement_group_name("acme", "shop", moved) == lb_group
+    assert placement_group_name("acme", "shop2", spread) != lb_group
+    assert placement_group_name("acme2", "shop", spread) != lb_group
+    longest = placement_group_name("n" * 63, "v" * 63, cluster)
+    assert len(longest) <= 255  # EC2's limit on placement group names
+    assert vc.status.placement_groups == []
 
 
 def test_status_takes_members_placements_rules_and_conditions_but_no_phase() -> None:
@@ -280,6 +310,12 @@ def virtualclusters(draw: st.DrawFn) -> Wire:
         }
         for _ in range(draw(st.integers(0, 3)))
     ]
+    in_host_rules: set[str] = set()  # a member is in one host rule at most
+    for rule in rules:
+        if rule["topology"] == "host" and in_host_rules & set(rule["members"]):
+            rule["topology"] = "zone"
+        elif rule["topology"] == "host":
+            in_host_rules.update(rule["members"])
     return {
         "kind": "VirtualCluster",
         "metadata": {"name": draw(dns_labels()), "namespace": "acme"},

@@ -159,8 +159,10 @@ def test_a_host_rule_is_refused_on_a_pool_with_an_account_that_cannot_express_it
     labelled = admin.patch(f"{TEAM_A}/shop", json={"metadata": {"labels": {"a": "b"}}},
                            headers=MERGE)  # fmt: skip
     assert labelled.is_success, labelled.text
-    # …but a new host rule is checked against the pool as it is now.
-    rules = [*labelled.json()["spec"]["placement"], {**HOST, "type": "Proximity"}]
+    # …but a new host rule is checked against the pool as it is now (the old one made a zone
+    # rule: a member is in one host rule at most).
+    first = labelled.json()["spec"]["placement"][0]
+    rules = [first, {**HOST, "topology": "zone"}, {**HOST, "type": "Proximity"}]
     grown = admin.patch(f"{TEAM_A}/shop", json={"spec": {"placement": rules}}, headers=MERGE)
     assert _causes(grown) == [("spec.placement[2].topology", message.replace("mixed", "ec2"))]
 

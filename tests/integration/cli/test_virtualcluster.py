@@ -11,6 +11,7 @@ import pytest
 from api_types import (
     Condition,
     ConditionStatus,
+    PlacementGroupStatus,
     ReplicaPlacement,
     RuleState,
     RuleStatus,
@@ -70,6 +71,11 @@ def test_the_example_is_listed_described_and_checked(
             Condition(type="Ready", status=ConditionStatus.FALSE, reason="Provisioning"),
             Condition(type="PlacementSatisfied", status=ConditionStatus.TRUE, reason="Placed"),
         ]
+        shop.status.placement_groups = [
+            PlacementGroupStatus(
+                account="aws", name="skybroker-acme-shop-spread-0", strategy="spread"
+            )
+        ]
         store.update_status(shop)
 
         row = skyctl("get", "virtualclusters", "-n", "acme").out.splitlines()[1]
@@ -99,6 +105,11 @@ def test_the_example_is_listed_described_and_checked(
             "db", "is", "in", "region", "local-2",
         ]  # fmt: skip
         assert "PlacementSatisfied" in text  # the conditions table
+        groups = text[text.index("Placement groups:") : text.index("Events:")].splitlines()
+        assert [line.split() for line in groups[1:]] == [
+            ["ACCOUNT", "PLACEMENT", "GROUP", "STRATEGY"],
+            ["aws", "skybroker-acme-shop-spread-0", "spread"],
+        ]
 
         bad = tmp_path / "bad.yaml"
         bad.write_text(
