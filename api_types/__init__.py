@@ -7,6 +7,7 @@ the kinds and the registry from here.
 
 from __future__ import annotations
 
+from api_types.accesskeys import AccessKey, AccessKeySecretReference, AccessKeySpec
 from api_types.accounts import (
     ApiBudget,
     Arch,
@@ -143,6 +144,9 @@ from api_types.tenancy import (
 
 __all__ = [
     "API_VERSION",
+    "AccessKey",
+    "AccessKeySecretReference",
+    "AccessKeySpec",
     "AddressType",
     "ApiBudget",
     "Arch",

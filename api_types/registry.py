@@ -22,6 +22,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails
 
+from api_types.accesskeys import AccessKey
 from api_types.accounts import HardwareProfile, ProviderAccount
 from api_types.clusters import VirtualCluster
 from api_types.compute import Instance
@@ -57,6 +58,7 @@ _MODELS: tuple[type[Resource], ...] = (
     HardwareProfile,
     ClusterRole,
     ClusterRoleBinding,
+    AccessKey,
     Instance,
     Subnet,
     Firewall,
@@ -80,6 +82,7 @@ _MODELS: tuple[type[Resource], ...] = (
 APPLY_ORDER: tuple[str, ...] = (
     "Namespace",
     "Secret",
+    "AccessKey",
     "ProviderAccount",
     "HardwareProfile",
     "Pool",

@@ -39,9 +39,17 @@ before the quota reservation and the store write. In order:
 4. RBAC escalation prevention — a Role, ClusterRole or binding may grant only what its writer
    holds, unless the writer has ``escalate`` / ``bind`` (``escalation``, Kubernetes' rule). It
    is what makes step 3 hold: without it a namespace ``admin`` could grant herself
-   ``impersonate`` through a Role of her namespace.
+   ``impersonate`` through a Role of her namespace;
+5. who an AccessKey acts as — the same rule as step 3 for ``spec.user`` in ``spec.namespace``,
+   and for each of ``spec.groups`` the writer is not in itself, verb ``impersonate`` on
+   resource ``groups`` named so (Kubernetes' rule shape): whoever was granted ``create`` on
+   ``accesskeys`` still cannot mint a key acting as ``system:masters``. Checked on a create
+   and whenever user, groups or namespace change (403 naming the field). Its
+   ``spec.namespace`` must exist (a reference, step 2), and its ``spec.accessKeyId`` must not
+   be another AccessKey's (422 on ``spec.accessKeyId``; AccessKeys are few, so they are listed
+   from etcd).
 
-Steps 0, 3 and 4 are answered before step 2's causes, as a 403 is before a 422.
+Steps 0, 3, 4 and 5's 403 are answered before step 2's causes, as a 403 is before a 422.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from typing import NamedTuple
 
 import pydantic
 
+from api_types.accesskeys import AccessKey
 from api_types.accounts import HardwareProfile, ProviderAccount
 from api_types.clusters import HOST_TOPOLOGY_DRIVERS, Topology, VirtualCluster
 from api_types.common import TargetSpec
@@ -64,7 +73,7 @@ from apiserver.auth import User
 from apiserver.escalation import check_escalation
 from apiserver.lookups import Lookups
 from apiserver.quota import initial_usage
-from apiserver.rbac import IMPERSONATE, Authorizer
+from apiserver.rbac import IMPERSONATE, Attributes, Authorizer
 from apiserver.status import ApiError
 from controller.errors import FieldCause, InvalidObjectError, NotFoundError
 
@@ -135,6 +144,8 @@ def _references(obj: Resource) -> list[_Reference]:
             found.append(_Reference("spec.account", ProviderAccount, spec.account, None))
     if isinstance(obj, Instance):
         found.extend(_template_references("spec", obj.spec, namespace))
+    if isinstance(obj, AccessKey):
+        found.append(_Reference("spec.namespace", Namespace, obj.spec.namespace, None))
     if isinstance(obj, VirtualCluster):
         found.append(_Reference("spec.pool", Pool, obj.spec.pool, None))
         for i, member in enumerate(obj.spec.members):
@@ -275,6 +286,54 @@ def _check_service_account(
     )
 
 
+def _acts_as(key: AccessKey) -> tuple[str, list[str], str]:
+    return key.spec.user, key.spec.groups, key.spec.namespace
+
+
+def _check_access_key_principal(
+    authorizer: Authorizer, writer: User, obj: AccessKey, old: Resource | None
+) -> None:
+    """``writer`` may act as the user and groups ``obj`` acts as, if the write sets them (403
+    naming the first field it may not set)."""
+    spec = obj.spec
+    if isinstance(old, AccessKey) and _acts_as(old) == _acts_as(obj):
+        return
+    namespace = spec.namespace
+    denied: tuple[str, str, str] | None = None
+    if not authorizer.may_act_as(writer, spec.user, namespace):
+        denied = ("spec.user", "users", spec.user)
+    else:
+        for i, group in enumerate(spec.groups):
+            if group in writer.groups:
+                continue
+            if not authorizer.allowed(writer, Attributes(IMPERSONATE, "groups", namespace, group)):
+                denied = (f"spec.groups[{i}]", "groups", group)
+                break
+    if denied is None:
+        return
+    field, resource, name = denied
+    raise ApiError(
+        403,
+        "Forbidden",
+        f'{AccessKey.PLURAL} "{obj.metadata.name}" is forbidden: User "{writer.name}" may not '
+        f'set {field} to "{name}": that needs verb "{IMPERSONATE}" on resource "{resource}" '
+        f'named "{name}" in namespace "{namespace}" or cluster-wide',
+        (FieldCause(field, f'User "{writer.name}" may not act as {resource[:-1]} "{name}"'),),
+        details={"kind": AccessKey.PLURAL, "name": obj.metadata.name},
+    )
+
+
+def _access_key_id_problem(lookups: Lookups, obj: AccessKey, old: Resource | None) -> str | None:
+    """Why ``obj``'s id cannot be used (another AccessKey has it); None if it can."""
+    wanted = obj.spec.access_key_id
+    if isinstance(old, AccessKey) and old.spec.access_key_id == wanted:
+        return None
+    for other in lookups.store.list(AccessKey).items:
+        if other.metadata.name != obj.metadata.name and other.spec.access_key_id == wanted:
+            return f"already the id of AccessKey {other.metadata.name!r}"
+    return None
+
+
 def admit(
     lookups: Lookups,
     obj: Resource,
@@ -284,8 +343,8 @@ def admit(
     authorizer: Authorizer,
 ) -> Resource:
     """Default and check ``obj``, written by ``writer`` (a create when ``old`` is None); 403
-    or 404 on the namespace, a GitSource's serviceAccount or an RBAC escalation, else 422
-    naming every bad field."""
+    or 404 on the namespace, a GitSource's serviceAccount, an RBAC escalation or an
+    AccessKey's user or groups, else 422 naming every bad field."""
     if isinstance(obj, Secret):
         obj = obj.folded()
     if old is None and obj.metadata.namespace:
@@ -293,6 +352,8 @@ def admit(
     if isinstance(obj, GitSource):
         _check_service_account(authorizer, writer, obj, old)
     check_escalation(lookups, authorizer, writer, obj, old)
+    if isinstance(obj, AccessKey):
+        _check_access_key_principal(authorizer, writer, obj, old)
     unchanged = set(_references(old)) if old is not None else set()
     causes = []
     for ref in _references(obj):
@@ -312,6 +373,10 @@ def admit(
                 causes.append(FieldCause(wanted.field, problem))
         if isinstance(obj, VirtualCluster):
             causes.extend(_host_rule_problems(lookups, obj, old))
+    if isinstance(obj, AccessKey):
+        problem = _access_key_id_problem(lookups, obj, old)
+        if problem:
+            causes.append(FieldCause("spec.accessKeyId", problem))
     if causes:
         message = f"{obj.kind} {obj.metadata.name!r}: admission denied"
         raise InvalidObjectError(message, tuple(causes))

@@ -18,7 +18,10 @@ Semantics, as in Kubernetes:
   and win over stored objects of the same names. ``view`` cannot read Secrets or RBAC objects;
   ``edit`` writes workloads (GitSources and VirtualClusters among them) and Secrets;
   ``admin`` also manages Roles and RoleBindings of its namespace; neither may write Quotas or
-  any ``/status`` (tenants must not reset their usage).
+  any ``/status`` (tenants must not reset their usage). None of them covers ``accesskeys``
+  (EC2 credentials acting as any user, DESIGN §12): only ``cluster-admin`` and
+  ``system:masters`` manage them, and their Secrets live in ``skybroker-system``, where no
+  tenant is bound.
 - impersonation (Kubernetes' rule shape): a user may act as user ``X`` when it is ``X``, is in
   ``system:masters``, or holds verb ``impersonate`` on resource ``users`` with resourceName
   ``X`` (or no resourceNames) in the namespace asked about or cluster-wide

@@ -28,11 +28,13 @@ from typing import IO, Any
 import yaml
 
 from api_types import registry
+from api_types.accesskeys import AccessKey
 from api_types.registry import KindInfo
 from controller.apply.manifests import load_manifests
 from controller.errors import SkybrokerError
 from controller.labels import LabelSelector, SelectorError
 from skyctl import apply as applying
+from skyctl.accesskeys import create_access_key
 from skyctl.backend import ApiError, Backend
 from skyctl.describe import format_history, object_events
 from skyctl.jsonpath import JsonPathError, Template, format_value
@@ -170,7 +172,16 @@ def cmd_apply(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_create(session: Session, args: argparse.Namespace) -> int:
-    """Create every object of the manifests; one that exists is an error (unlike apply)."""
+    """Create every object of the manifests; one that exists is an error (unlike apply).
+    ``create accesskey NAME …`` creates an access key instead (:func:`create_accesskey`)."""
+    if args.kind:
+        if args.filename:
+            raise UsageError("give either -f FILE or accesskey NAME, not both")
+        return create_accesskey(session, args)
+    if not args.filename:
+        raise UsageError("create needs -f FILE, or accesskey NAME --user U --namespace NS")
+    if args.user or args.groups:
+        raise UsageError("--user and --group belong to create accesskey NAME")
     suffix = " (dry run)" if dry_run(args) else ""
     failures = 0
     for target in _targets(session, args):
@@ -183,6 +194,37 @@ def cmd_create(session: Session, args: argparse.Namespace) -> int:
             continue
         session.say(f"{target.ref} created{suffix}")
     return 1 if failures else 0
+
+
+def create_accesskey(session: Session, args: argparse.Namespace) -> int:
+    """``create accesskey NAME --user U [--group G…] --namespace NS``: prints exactly two
+    lines, ``accessKeyId: …`` and ``secretAccessKey: …`` — the only time the secret is shown
+    (``skyctl.accesskeys``); a dry run prints what would be created, and no secret."""
+    info, names = kind_and_names(args.kind, args.names)
+    if info.kind != AccessKey.KIND:
+        raise UsageError(
+            f"create takes -f FILE; only accesskey is created by name, not {args.kind}"
+        )
+    if len(names) != 1:
+        raise UsageError("create accesskey needs exactly one NAME")
+    if not args.user:
+        raise UsageError("create accesskey needs --user USER: the user its requests act as")
+    if not session.forced_namespace:
+        raise UsageError("create accesskey needs --namespace NS: the namespace it acts in")
+    created = create_access_key(
+        session.backend,
+        names[0],
+        user=args.user,
+        groups=list(args.groups),
+        namespace=session.forced_namespace,
+        dry_run=dry_run(args),
+    )
+    if dry_run(args):
+        session.say(f"{applying.resource_ref(info, created.name)} created (dry run)")
+        return 0
+    session.say(f"accessKeyId: {created.access_key_id}")
+    session.say(f"secretAccessKey: {created.secret_access_key}")
+    return 0
 
 
 def cmd_diff(session: Session, args: argparse.Namespace) -> int:

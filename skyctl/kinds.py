@@ -45,6 +45,7 @@ SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "VirtualCluster": ("vc",),
     "GitSource": ("gs",),
     "BootConfig": ("bc",),
+    "AccessKey": ("ak",),
 }
 
 #: ``get all``: what a tenant runs (kubectl's "all" is the workload kinds, not every kind).

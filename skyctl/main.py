@@ -170,9 +170,23 @@ def _manifest_verbs(verb: VerbParser) -> None:
     apply.add_argument("--prune", action="store_true", help="delete applied objects left out")
     apply.add_argument("-l", "--selector", help="label selector of the objects --prune considers")
 
-    create = verb("create", "create objects from manifests; an object that exists is an error")
-    _files(create, required=True)
+    create = verb(
+        "create",
+        "create objects from manifests (an object that exists is an error), or an access key: "
+        "create accesskey NAME --user U [--group G…] --namespace NS",
+    )
+    _files(create, required=False)
     _dry_run(create)
+    create.add_argument("kind", nargs="?", metavar="accesskey", help="create an AccessKey")
+    create.add_argument("names", nargs="*", metavar="NAME", help="the AccessKey's name")
+    create.add_argument("--user", help="accesskey: the user its requests act as")
+    create.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        dest="groups",
+        help="accesskey: a group of that user (repeatable)",
+    )
 
     diff = verb(
         "diff", "show what apply (-f) or a GitSource's revision would change (exit 1 if anything)"

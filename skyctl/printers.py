@@ -169,6 +169,14 @@ _COLUMNS: dict[str, list[Column]] = {
         Column("PLACEMENT", lambda obj: _condition(obj, "PlacementSatisfied"), wide=True),
     ],
     "Namespace": [_PHASE],
+    # Never the secret: an AccessKey only names its Secret (secretRef), shown with -o wide.
+    "AccessKey": [
+        _path("ID", "spec.accessKeyId"),
+        _path("USER", "spec.user"),
+        _path("NAMESPACE", "spec.namespace"),
+        Column("DISABLED", lambda obj: bool(lookup_path(obj, "spec.disabled"))),
+        _path("SECRET", "spec.secretRef.name", wide=True),
+    ],
     "Secret": [
         _path("TYPE", "type"),
         Column("DATA", lambda obj: len(obj.get("data") or {})),

@@ -22,10 +22,11 @@ from api_types import (
 )
 
 CLUSTER = {"Namespace", "ProviderAccount", "Pool", "HardwareProfile", "ClusterRole",
-           "ClusterRoleBinding"}  # fmt: skip
+           "ClusterRoleBinding", "AccessKey"}  # fmt: skip
 NAMESPACED = {"Instance", "Subnet", "Firewall", "Volume", "Quota", "Secret", "Role",
               "RoleBinding", "Event", "GitSource", "VirtualCluster"}  # fmt: skip
-NO_STATUS = {"Secret", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Event"}
+NO_STATUS = {"Secret", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Event",
+             "AccessKey"}  # fmt: skip
 
 
 def test_all_design_kinds_are_registered_with_their_scope() -> None:
