@@ -117,7 +117,13 @@ class ApiServer:
             duration=metrics.duration,
         )
         self.hooks = WebhookRoutes(store, self.options.max_body_bytes)
-        self.ec2 = Ec2Routes(self.resources, credentials, self.options.max_body_bytes)
+        self.ec2 = Ec2Routes(
+            self.resources,
+            credentials,
+            self.options.max_body_bytes,
+            requests=metrics.requests,
+            duration=metrics.duration,
+        )
         self.system = SystemRoutes(authenticator, self.ready)
 
     # --- life cycle -----------------------------------------------------------------------

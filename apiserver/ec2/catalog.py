@@ -23,6 +23,9 @@ pool's accounts map, an instance type is a HardwareProfile:
   ``InvalidInstanceType``); filters ``instance-type``, ``vcpu-info.default-vcpus``,
   ``memory-info.size-in-mib``, ``processor-info.supported-architecture``.
 
+Each honours ``DryRun=true``: the read runs (RBAC and the region checked) and answers
+``DryRunOperation`` (412) instead of its result.
+
 Reads go through ``context.backend`` as the user (RBAC: ``list``/``get`` on ``pools`` and
 ``hardwareprofiles`` at the cluster scope, which the built-in roles grant only through a
 ClusterRoleBinding — without it the answer is ``UnauthorizedOperation``), and every action but
@@ -40,10 +43,10 @@ from api_types.common import IntRange
 from api_types.pools import Pool
 from api_types.registry import by_kind
 from apiserver.ec2.context import ActionContext
-from apiserver.ec2.errors import Ec2Error
+from apiserver.ec2.errors import Ec2Error, dry_run_succeeded
 from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
-from apiserver.ec2.registry import ActionRegistry
+from apiserver.ec2.registry import ActionRegistry, Handler
 from apiserver.ec2.xmlwriter import Fields, Value
 from controller.errors import NotFoundError
 
@@ -62,10 +65,24 @@ _OPT_IN = "opt-in-not-required"
 
 
 def register(registry: ActionRegistry) -> None:
-    registry.add("DescribeRegions", describe_regions)
-    registry.add("DescribeAvailabilityZones", describe_availability_zones)
-    registry.add("DescribeImages", describe_images)
-    registry.add("DescribeInstanceTypes", describe_instance_types)
+    registry.add("DescribeRegions", _read_only(describe_regions))
+    registry.add("DescribeAvailabilityZones", _read_only(describe_availability_zones))
+    registry.add("DescribeImages", _read_only(describe_images))
+    registry.add("DescribeInstanceTypes", _read_only(describe_instance_types))
+
+
+def _read_only(handler: Handler) -> Handler:
+    """``handler`` honouring ``DryRun``: a read changes nothing, so the dry run is the read
+    itself (its refusals included), answered ``DryRunOperation`` when it succeeds."""
+
+    def run(context: ActionContext, params: Params) -> Fields:
+        dry_run = params.boolean("DryRun")
+        fields = handler(context, params)
+        if dry_run:
+            raise dry_run_succeeded()
+        return fields
+
+    return run
 
 
 def _unknown(requested: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -89,8 +106,8 @@ def describe_regions(context: ActionContext, params: Params) -> Fields:
     def attributes(name: str) -> Mapping[str, Sequence[str]]:
         return {"region-name": [name], "endpoint": [context.endpoint], "opt-in-status": [_OPT_IN]}
 
-    chosen = apply_filters(names, params.filters(), ("region-name", "endpoint", "opt-in-status"),
-                           attributes)  # fmt: skip
+    supported = ("region-name", "endpoint", "opt-in-status")
+    chosen = apply_filters(names, params.filters(), supported, attributes)
     regions = [
         {"regionName": name, "regionEndpoint": context.endpoint, "optInStatus": _OPT_IN}
         for name in chosen

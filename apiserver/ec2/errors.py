@@ -27,6 +27,7 @@ from apiserver.status import ApiError, error_from
 __all__ = [
     "Ec2Error",
     "auth_failure",
+    "dry_run_succeeded",
     "ec2_error_from",
     "invalid_parameter",
     "missing_parameter",
@@ -57,6 +58,11 @@ def invalid_parameter(name: str, why: str) -> Ec2Error:
 def auth_failure(message: str = "") -> Ec2Error:
     default = "AWS was not able to validate the provided access credentials"
     return Ec2Error("AuthFailure", message or default, 401)
+
+
+def dry_run_succeeded() -> Ec2Error:
+    """EC2's answer to ``DryRun=true`` when the request would have succeeded."""
+    return Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
 
 
 def _with_causes(error: ApiError) -> str:

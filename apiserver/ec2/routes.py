@@ -12,16 +12,21 @@ Where it sits: ``apiserver.app`` hands it every path under ``/ec2`` (DESIGN §12
 
 Every answer carries a fresh uuid4 request id (``<requestId>``/``<RequestID>`` and the
 ``x-amzn-RequestId`` header botocore reads). Methods other than GET and POST answer 405 and
-paths under ``/ec2/`` other than the root 404, both in EC2's error format.
+paths under ``/ec2/`` other than the root 404, both in EC2's error format. Given the API's
+request metrics, an EC2 request counts as resource ``ec2`` (action names come from the
+client, so they stay out of the labels).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import quote
 from uuid import uuid4
+
+from prometheus_client import Counter, Histogram
 
 from apiserver.accesskeys import CredentialResolver
 from apiserver.body import read_request_body
@@ -65,14 +70,18 @@ class Ec2Routes:
         *,
         actions: ActionRegistry | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        requests: Counter | None = None,
+        duration: Histogram | None = None,
     ) -> None:
         self.resources = resources
         self.credentials = credentials
         self.max_body_bytes = max_body_bytes
         self.actions = actions or default_actions()
         self.clock = clock
+        self._requests, self._duration = requests, duration
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         request_id = str(uuid4())
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         try:
@@ -91,6 +100,10 @@ class Ec2Routes:
                 _XML,
                 ((b"x-amzn-requestid", request_id.encode("ascii")),),
             )
+        if self._requests is not None:
+            self._requests.labels(scope["method"], "ec2", str(answer.code)).inc()
+        if self._duration is not None:
+            self._duration.labels(scope["method"]).observe(time.perf_counter() - started)
         await answer.send(send)
 
     def _serve(

@@ -175,6 +175,14 @@ def test_rbac_applies_as_for_rest(ec2_server: HttpServer) -> None:
     status, code, message = error_of(ec2(ec2_server, NOBODY).describe_regions)
     assert (status, code) == (403, "UnauthorizedOperation")
     assert 'User "nobody" cannot list resource "pools"' in message
+    # DryRun checks the same permissions and stops short of the answer.
+    assert error_of(ec2(ec2_server, NOBODY).describe_images, DryRun=True)[1] == (
+        "UnauthorizedOperation"
+    )
+    assert error_of(ec2(ec2_server, ALICE).describe_images, DryRun=True)[:2] == (
+        412,
+        "DryRunOperation",
+    )
 
 
 def test_signature_failures(ec2_server: HttpServer) -> None:
@@ -244,6 +252,8 @@ def test_raw_answer_is_in_ec2s_namespace(ec2_server: HttpServer) -> None:
     )
     names = root.findall("ec2:regionInfo/ec2:item/ec2:regionName", namespace)
     assert [name.text for name in names] == ["general"]
+    metrics = httpx.get(f"{ec2_server.url}/metrics").text
+    assert 'apiserver_requests_total{code="200",method="POST",resource="ec2"}' in metrics
 
 
 def test_presigned_get(ec2_server: HttpServer) -> None:
