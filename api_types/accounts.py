@@ -114,7 +114,14 @@ class ManagedResourceCounts(WireModel):
 
 
 class ProviderAccountStatus(PhaselessStatus):
-    """Health from periodic probes (condition Ready), error rate, latency, managed counts."""
+    """Health from periodic probes (condition Ready), error rate, latency, managed counts, and
+    the zones the last successful probe found available (what the EC2 front door's
+    DescribeAvailabilityZones answers for a pool member that names no zones, DESIGN §12)."""
+
+    zones: list[ProviderToken] = Field(
+        default_factory=list,
+        description="Available zones of the account's region, as last probed (sorted).",
+    )
 
     error_rate: NonNegativeFloat | None = Field(
         None, le=1, description="Fraction of recent cloud calls that failed (0..1)."

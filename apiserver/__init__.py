@@ -7,7 +7,9 @@ Where it sits: beside the controllers, on the same store. A request flows
 reads of admission and quota served by ``lookups``' caches) or ``watch``; failures become
 ``status`` objects. Paths outside the resource tree (health, metrics, version, discovery) are
 ``system``'s route table; ``openapi`` documents every route from the models. ``local`` runs
-the same resource operations in-process as one user (skyctl's ``--etcd`` mode, GitOps).
+the same resource operations in-process as one user (skyctl's ``--etcd`` mode, GitOps) — and
+for ``ec2``, the EC2 Query front door at ``/ec2/`` (DESIGN §12), whose SigV4-signed actions run
+as an access key's user (``accesskeys``).
 ``skybroker apiserver`` and ``skybroker up`` serve :class:`ApiServer` with uvicorn.
 """
 

@@ -7,7 +7,11 @@ Where it sits: the top of ``apiserver``; ``skybroker apiserver`` and ``skybroker
 path (``paths``) and run the operation (``handlers``: RBAC, validation, admission, quota,
 store) → pre-serialised JSON, or a ``Status`` for any failure (``status``); or a watch stream
 (``watch``). Bad input never produces a 5xx. Paths under ``/hooks/`` are webhooks
-(``hooks``): a git host's signed delivery asks a GitSource to sync. Every other path is a
+(``hooks``): a git host's signed delivery asks a GitSource to sync. ``/ec2/`` is the IaaS
+front door (``ec2``, DESIGN §12): EC2 Query requests signed with an access key, whose
+:data:`~apiserver.accesskeys.CredentialResolver` the server is given (none: every request is
+refused ``AuthFailure``), run as the key's user through the same resource operations as REST.
+Every other path is a
 system endpoint (``system``): unauthenticated ``/healthz``, ``/readyz``, ``/version``,
 ``/openapi.json`` and ``/metrics`` (as the controller manager's health port), and discovery
 (``/apis``, ``/apis/skybroker.io/v1alpha1``), which needs a token but no permission.
@@ -24,9 +28,11 @@ from prometheus_client import Counter, Histogram
 from api_types import registry
 from api_types.common import SYSTEM_NAMESPACE
 from api_types.meta import Resource
+from apiserver.accesskeys import CredentialResolver
 from apiserver.auth import TokenAuthenticator
 from apiserver.body import MAX_BODY_BYTES
 from apiserver.dispatch import Dispatcher
+from apiserver.ec2 import Ec2Routes, is_ec2_path
 from apiserver.handlers import Resources
 from apiserver.hooks import HOOKS_ROOT, WebhookRoutes
 from apiserver.lookups import Lookups
@@ -88,7 +94,11 @@ class ApiServer:
     serves."""
 
     def __init__(
-        self, store: Store, authenticator: TokenAuthenticator, options: ApiOptions | None = None
+        self,
+        store: Store,
+        authenticator: TokenAuthenticator,
+        options: ApiOptions | None = None,
+        credentials: CredentialResolver | None = None,
     ) -> None:
         self.store = store
         self.authenticator = authenticator
@@ -107,6 +117,13 @@ class ApiServer:
             duration=metrics.duration,
         )
         self.hooks = WebhookRoutes(store, self.options.max_body_bytes)
+        self.ec2 = Ec2Routes(
+            self.resources,
+            credentials,
+            self.options.max_body_bytes,
+            requests=metrics.requests,
+            duration=metrics.duration,
+        )
         self.system = SystemRoutes(authenticator, self.ready)
 
     # --- life cycle -----------------------------------------------------------------------
@@ -162,8 +179,8 @@ class ApiServer:
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI application: resource paths to the dispatcher, webhooks to their receiver,
-        the rest to the system endpoints (HTTP only: there is no websocket, and uvicorn runs
-        without lifespan)."""
+        ``/ec2/`` to the EC2 front door, the rest to the system endpoints (HTTP only: there is
+        no websocket, and uvicorn runs without lifespan)."""
         if scope["type"] != "http":
             return
         path: str = scope["path"]
@@ -171,5 +188,7 @@ class ApiServer:
             await self.dispatcher(scope, receive, send, path[len(_RESOURCE_ROOT) :])
         elif path.startswith(HOOKS_ROOT):
             await self.hooks(scope, receive, send)
+        elif is_ec2_path(path):
+            await self.ec2(scope, receive, send)
         else:
             await self.system(scope, receive, send)

@@ -4,6 +4,8 @@ Where it sits: the ProviderAccount controller. Every ``probe_interval`` (30 s) i
 ``list_zones`` through the account's shared provider (so the API budget and circuit breaker
 see it like any other call) and writes:
 
+* ``zones``: the zones ``list_zones`` reports available, sorted (kept as they were while the
+  cloud cannot say) — the EC2 front door's availability zones of a pool (DESIGN §12);
 * condition ``Ready``: True/``Healthy``, or False with the reason — the driver's error code
   (``InternalError``, ``AuthFailure``…), ``CircuitOpen`` / ``BudgetExhausted`` from the gate, or
   the registry's ``InvalidAccount`` / ``CredentialsMissing``. Placement reads this condition:
@@ -16,8 +18,9 @@ see it like any other call) and writes:
   successful ones), and ``managedResources`` from the account's inventory, listed afresh by
   the probe (which thereby refreshes the views every reconciler of the account reads).
 
-Status is written only when it changes meaningfully: the condition, the error rate, the counts,
-or a latency that moved by more than half — so a steady, healthy account writes nothing.
+Status is written only when it changes meaningfully: the condition, the error rate, the zones,
+the counts, or a latency that moved by more than half — so a steady, healthy account writes
+nothing.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ class AccountReconciler:
             return Result(requeue_after=self._interval)
         started = self._deps.clock.now()
         try:
-            handle.provider.list_zones()
+            zones = handle.provider.list_zones()
+            status.zones = sorted({zone.name for zone in zones if zone.available})
             problem: ReconcileError | None = None
         except ReconcileError as exc:
             problem = exc

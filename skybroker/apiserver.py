@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from apiserver import ApiOptions, ApiServer, TokenAuthenticator
+from apiserver.accesskeys import CredentialResolver
 from apiserver.auth import MASTERS_GROUP, format_token_line
 from controller.asgi import AsgiServer
 from controller.store.encryption import SecretCipher, write_key_file
@@ -90,8 +91,11 @@ class HttpServer:
         token_file: Path,
         listen: str,
         options: ApiOptions | None = None,
+        credentials: CredentialResolver | None = None,
     ) -> None:
-        self.api = ApiServer(store, TokenAuthenticator.from_file(token_file), options)
+        self.api = ApiServer(
+            store, TokenAuthenticator.from_file(token_file), options, credentials=credentials
+        )
         self._http = AsgiServer(
             self.api.app,
             listen,

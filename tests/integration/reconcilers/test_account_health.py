@@ -42,6 +42,10 @@ def test_ready_follows_the_cloud_and_pool_members_follow_ready(harness: Harness)
     healthy = harness.wait_for(ProviderAccount, "sim-a", None, partial(ready_is, "True"))
     assert healthy.status.error_rate == 0.0
     assert healthy.status.latency_ms is not None
+    # The zones the probe saw, for the EC2 front door's DescribeAvailabilityZones.
+    listed = harness.provider("sim-a").inner.list_zones()  # type: ignore[attr-defined]
+    assert healthy.status.zones == sorted(zone.name for zone in listed if zone.available)
+    assert healthy.status.zones
 
     # The instance reconciler's placement, done by hand: usage shows on the member.
     instance = harness.store.get(Instance, "web-1", "acme")
