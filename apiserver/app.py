@@ -9,11 +9,11 @@ store) → pre-serialised JSON, or a ``Status`` for any failure (``status``); or
 (``watch``). Bad input never produces a 5xx. Paths under ``/hooks/`` are webhooks
 (``hooks``): a git host's signed delivery asks a GitSource to sync. ``/ec2/`` is the IaaS
 front door (``ec2``, DESIGN §12): EC2 Query requests signed with an access key, whose
-:data:`~apiserver.accesskeys.CredentialResolver` the server is given (none: every request is
-refused ``AuthFailure``), run as the key's user through the same resource operations as REST.
-Every other path is a
-system endpoint (``system``): unauthenticated ``/healthz``, ``/readyz``, ``/version``,
-``/openapi.json`` and ``/metrics`` (as the controller manager's health port), and discovery
+:data:`~apiserver.accesskeys.CredentialResolver` is the store's AccessKeys
+(``apiserver.accesskeys.AccessKeys``) unless one is handed over, run as the key's user through
+the same resource operations as REST. Every other path is a system endpoint (``system``):
+unauthenticated ``/healthz``, ``/readyz``, ``/version``, ``/openapi.json`` and ``/metrics``
+(as the controller manager's health port), and discovery
 (``/apis``, ``/apis/skybroker.io/v1alpha1``), which needs a token but no permission.
 ``selfsubjectaccessreviews`` answers "may I?" for the caller (``skyctl auth can-i``).
 """
@@ -28,7 +28,7 @@ from prometheus_client import Counter, Histogram
 from api_types import registry
 from api_types.common import SYSTEM_NAMESPACE
 from api_types.meta import Resource
-from apiserver.accesskeys import CredentialResolver
+from apiserver.accesskeys import AccessKeys, CredentialResolver
 from apiserver.auth import TokenAuthenticator
 from apiserver.body import MAX_BODY_BYTES
 from apiserver.dispatch import Dispatcher
@@ -117,9 +117,11 @@ class ApiServer:
             duration=metrics.duration,
         )
         self.hooks = WebhookRoutes(store, self.options.max_body_bytes)
+        #: The AccessKeys in the store sign EC2 requests, unless a resolver is handed over.
+        self.access_keys = AccessKeys(store) if credentials is None else None
         self.ec2 = Ec2Routes(
             self.resources,
-            credentials,
+            credentials or self.access_keys,
             self.options.max_body_bytes,
             requests=metrics.requests,
             duration=metrics.duration,
@@ -131,10 +133,13 @@ class ApiServer:
     def start(self) -> None:
         """Start the RBAC and admission caches, wait for them, store the built-in ClusterRoles
         and the system namespace (admission creates nothing in a namespace that is missing)."""
-        self.authorizer.start()
-        self.lookups.start()
+        caches: list[Authorizer | Lookups | AccessKeys] = [self.authorizer, self.lookups]
+        if self.access_keys is not None:
+            caches.append(self.access_keys)
+        for cache in caches:
+            cache.start()
         timeout = self.options.sync_timeout
-        if not (self.authorizer.wait_for_sync(timeout) and self.lookups.wait_for_sync(timeout)):
+        if not all(cache.wait_for_sync(timeout) for cache in caches):
             raise StoreError("the API server's caches did not sync; is etcd reachable?")
         self._bootstrap_roles()
         self._bootstrap(
@@ -143,6 +148,8 @@ class ApiServer:
 
     def stop(self) -> None:
         self.dispatcher.close()
+        if self.access_keys is not None:
+            self.access_keys.stop()
         self.lookups.stop()
         self.authorizer.stop()
 
@@ -172,7 +179,11 @@ class ApiServer:
 
     def ready(self) -> bool:
         """Caches synced and etcd answering (``/readyz``)."""
-        synced = self.authorizer.has_synced() and self.lookups.has_synced()
+        synced = (
+            self.authorizer.has_synced()
+            and self.lookups.has_synced()
+            and (self.access_keys is None or self.access_keys.has_synced())
+        )
         return synced and self.store.client.reachable()
 
     # --- the application ------------------------------------------------------------------
