@@ -1,0 +1,164 @@
+"""EC2 ids, tags and pages for skybroker objects: the mapping every resource action shares.
+
+Where it sits: under the resource action handlers (instances, network, volumes, tags — DESIGN
+§12), over ``context.backend`` (REST's pipeline as the key's user). One mechanism for all of
+them, so an id, a tag or a page means the same thing in every action:
+
+* **Ids** are derived from uids and stable: :func:`ec2_id` is the kind's prefix and the first
+  17 hex digits of the SHA-256 of the uid (``i-0b5d…``, ``subnet-…``, ``sg-…``, ``vol-…``);
+  a VPC, which is a Subnets' ``network`` and no object of its own, takes the hash of its
+  namespace and network name (:func:`vpc_id`). Hashing keeps EC2's shape whatever the uid
+  looks like and tells nothing about it.
+* **Lookups by id** (:func:`find`) list the kind in the key's namespace only, as the user: an
+  id of another tenant's object is simply not there, so the answer is the kind's
+  ``….NotFound`` code (``InvalidInstanceID.NotFound``…), never a 403 that would say it exists.
+* **Tags are labels**, but for ``Name``, which is the object's name (:func:`tags_of`,
+  :func:`labels_of`); a tag that cannot be a label (key or value) is
+  ``InvalidParameterValue`` naming it — nothing is half written.
+* **Pages**: :func:`page` cuts a sorted listing at ``MaxResults`` (5-1000) and answers an
+  opaque ``NextToken`` (the last id given, base64) that resumes after it; a token this server
+  did not make is ``InvalidParameterValue``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from api_types.registry import KindInfo, by_kind
+from api_types.validation import validate_label_map
+from apiserver.ec2.context import ActionContext
+from apiserver.ec2.errors import Ec2Error, invalid_parameter
+from apiserver.ec2.params import Params
+
+__all__ = [
+    "ID_PREFIXES",
+    "NAME_TAG",
+    "NOT_FOUND_CODES",
+    "ec2_id",
+    "find",
+    "id_of",
+    "labels_of",
+    "listed",
+    "page",
+    "tags_of",
+    "vpc_id",
+]
+
+Wire = dict[str, Any]
+T = TypeVar("T")
+
+#: The id prefix of each kind an EC2 resource maps onto.
+ID_PREFIXES: Mapping[str, str] = {
+    "Instance": "i",
+    "Subnet": "subnet",
+    "Firewall": "sg",
+    "Volume": "vol",
+}
+#: EC2's "no such id" code per kind (a VPC's is ``InvalidVpcID.NotFound``).
+NOT_FOUND_CODES: Mapping[str, str] = {
+    "Instance": "InvalidInstanceID.NotFound",
+    "Subnet": "InvalidSubnetID.NotFound",
+    "Firewall": "InvalidGroup.NotFound",
+    "Volume": "InvalidVolume.NotFound",
+}
+#: The tag that is the object's name.
+NAME_TAG = "Name"
+_HEX_DIGITS = 17
+MAX_RESULTS = 1000
+MIN_RESULTS = 5
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:_HEX_DIGITS]
+
+
+def ec2_id(kind: str, uid: str) -> str:
+    """The stable EC2 id of the object of ``kind`` with ``uid``: ``i-`` + 17 hex digits…"""
+    return f"{ID_PREFIXES[kind]}-{_digest(uid)}"
+
+
+def vpc_id(namespace: str, network: str) -> str:
+    """The id of the VPC that is network ``network`` of ``namespace``'s subnets."""
+    return f"vpc-{_digest(f'{namespace}/{network}')}"
+
+
+def _info(kind: str) -> KindInfo:
+    return by_kind(kind)
+
+
+def listed(context: ActionContext, kind: str, selector: str | None = None) -> list[Wire]:
+    """Every object of ``kind`` in the key's namespace the user may list (RBAC applies)."""
+    return context.backend.list(_info(kind), context.namespace, selector).items
+
+
+def id_of(kind: str, obj: Wire) -> str:
+    return ec2_id(kind, str(obj["metadata"]["uid"]))
+
+
+def find(context: ActionContext, kind: str, ids: Sequence[str]) -> list[Wire]:
+    """The objects of ``kind`` with these EC2 ids in the key's namespace, in the order asked;
+    the kind's NotFound code naming the ids that are not there (another tenant's included)."""
+    by_id = {id_of(kind, obj): obj for obj in listed(context, kind)}
+    missing = [wanted for wanted in ids if wanted not in by_id]
+    if missing:
+        noun = kind.lower()
+        raise Ec2Error(
+            NOT_FOUND_CODES[kind], f"The {noun} ID '{', '.join(missing)}' does not exist"
+        )
+    return [by_id[wanted] for wanted in ids]
+
+
+def tags_of(obj: Wire) -> list[dict[str, str]]:
+    """EC2's ``tagSet`` of an object: ``Name`` = its name, then its labels, sorted by key."""
+    labels: Mapping[str, str] = obj["metadata"].get("labels") or {}
+    tags = [{"key": NAME_TAG, "value": str(obj["metadata"]["name"])}]
+    tags += [{"key": key, "value": labels[key]} for key in sorted(labels)]
+    return tags
+
+
+def labels_of(tags: Mapping[str, str], where: str) -> dict[str, str]:
+    """The labels some tags become (``Name`` left out: it is the name); a tag that cannot be
+    a label is ``InvalidParameterValue`` naming ``where`` and the key."""
+    labels = {}
+    for key, value in tags.items():
+        if key == NAME_TAG:
+            continue
+        try:
+            validate_label_map({key: value})
+        except ValueError as exc:
+            raise invalid_parameter(f"{where} {key!r}", f"cannot be a label: {exc}") from None
+        labels[key] = value
+    return labels
+
+
+def _token(last: str) -> str:
+    return base64.urlsafe_b64encode(last.encode("utf-8")).decode("ascii")
+
+
+def _after(token: str) -> str:
+    try:
+        after = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
+        return after.decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise invalid_parameter("NextToken", "is not a token this server gave") from None
+
+
+def page(
+    items: Sequence[T], key: Callable[[T], str], params: Params
+) -> tuple[list[T], str | None]:
+    """``items`` sorted by ``key`` (an EC2 id), from after ``NextToken``, at most
+    ``MaxResults``; and the token of the next page (None on the last)."""
+    ordered = sorted(items, key=key)
+    token = params.get("NextToken")
+    if token is not None:
+        after = _after(token)
+        ordered = [item for item in ordered if key(item) > after]
+    limit = params.integer("MaxResults", MIN_RESULTS, MAX_RESULTS)
+    if limit is None or len(ordered) <= limit:
+        return ordered, None
+    shown = ordered[:limit]
+    return shown, _token(key(shown[-1]))

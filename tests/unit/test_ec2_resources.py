@@ -1,0 +1,54 @@
+"""The EC2 resource mapping every action shares: ids, tags as labels, pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from apiserver.ec2.errors import Ec2Error
+from apiserver.ec2.params import Params
+from apiserver.ec2.resources import ec2_id, labels_of, page, tags_of, vpc_id
+
+
+def test_ids_are_stable_shaped_and_distinct() -> None:
+    uid = "3f2a8d0e-0c6b-4a53-9f0e-6c1d2b7a9e10"
+    assert ec2_id("Instance", uid) == ec2_id("Instance", uid)
+    assert re.fullmatch(r"i-[0-9a-f]{17}", ec2_id("Instance", uid))
+    assert re.fullmatch(r"vol-[0-9a-f]{17}", ec2_id("Volume", uid))
+    assert ec2_id("Instance", uid) != ec2_id("Instance", uid.replace("3", "4"))
+    assert vpc_id("acme", "main") != vpc_id("team-b", "main")
+    assert re.fullmatch(r"vpc-[0-9a-f]{17}", vpc_id("acme", "main"))
+
+
+def test_name_is_a_tag_and_labels_are_the_others() -> None:
+    obj = {"metadata": {"name": "web-1", "labels": {"tier": "front", "app": "shop"}}}
+    assert tags_of(obj) == [
+        {"key": "Name", "value": "web-1"},
+        {"key": "app", "value": "shop"},
+        {"key": "tier", "value": "front"},
+    ]
+    assert labels_of({"Name": "x", "tier": "front"}, "Tag") == {"tier": "front"}
+    with pytest.raises(Ec2Error) as bad:
+        labels_of({"cost center": "42"}, "TagSpecification.1.Tag")
+    assert bad.value.code == "InvalidParameterValue" and "'cost center'" in str(bad.value)
+
+
+def _params(**values: str) -> Params:
+    return Params(list(values.items()))
+
+
+def test_pages_resume_after_the_token_and_end_without_one() -> None:
+    items = [f"i-{n:017x}" for n in range(12)]
+    first, token = page(items, str, _params(MaxResults="5"))
+    assert first == items[:5] and token is not None
+    second, token = page(items, str, _params(MaxResults="5", NextToken=token))
+    assert second == items[5:10] and token is not None
+    last, token = page(items, str, _params(MaxResults="5", NextToken=token))
+    assert last == items[10:] and token is None
+    everything, none = page(list(reversed(items)), str, _params())
+    assert everything == items and none is None
+    with pytest.raises(Ec2Error):
+        page(items, str, _params(MaxResults="1001"))
+    with pytest.raises(Ec2Error):
+        page(items, str, _params(NextToken="%%%"))
