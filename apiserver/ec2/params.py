@@ -153,18 +153,27 @@ class Params:
             filters.setdefault(name, []).extend(group.strings("Value"))
         return filters
 
+    def tags(self, prefix: str = "Tag", shown: str | None = None) -> dict[str, str | None]:
+        """``{prefix}.N.Key`` → ``{prefix}.N.Value`` in index order; None where the value is
+        absent (DeleteTags tells "any value" from an empty one); a key given twice is refused.
+        Errors name the parameter as ``{shown}.N.Key`` (``shown`` defaults to ``prefix``)."""
+        tags: dict[str, str | None] = {}
+        for index, tag in self._groups(prefix):
+            where = f"{shown or prefix}.{index}"
+            key = tag.require_named("Key", f"{where}.Key")
+            if key in tags:
+                raise invalid_parameter(f"{where}.Key", f"duplicate tag key {key!r}")
+            tags[key] = tag.get("Value")
+        return tags
+
     def tag_specifications(self) -> list[TagSpecification]:
         """``TagSpecification.N.ResourceType`` and its ``Tag.M.Key``/``Tag.M.Value`` pairs."""
         specifications: list[TagSpecification] = []
         for index, group in self._groups("TagSpecification"):
-            tags: dict[str, str] = {}
-            for tag_index, tag in group._groups("Tag"):
-                where = f"TagSpecification.{index}.Tag.{tag_index}"
-                key = tag.require_named("Key", f"{where}.Key")
-                if key in tags:
-                    raise invalid_parameter(f"{where}.Key", f"duplicate tag key {key!r}")
-                tags[key] = tag.get("Value") or ""
-            specifications.append(TagSpecification(group.get("ResourceType"), tags))
+            tags = group.tags("Tag", f"TagSpecification.{index}.Tag")
+            specifications.append(
+                TagSpecification(group.get("ResourceType"), {k: v or "" for k, v in tags.items()})
+            )
         return specifications
 
     def require_named(self, name: str, full_name: str) -> str:

@@ -7,8 +7,9 @@ them, so an id, a tag or a page means the same thing in every action:
 * **Ids** are derived from uids and stable: :func:`ec2_id` is the kind's prefix and the first
   17 hex digits of the SHA-256 of the uid (``i-0b5d…``, ``subnet-…``, ``sg-…``, ``vol-…``);
   a VPC, which is a Subnets' ``network`` and no object of its own, takes the hash of its
-  namespace and network name (:func:`vpc_id`). Hashing keeps EC2's shape whatever the uid
-  looks like and tells nothing about it.
+  namespace and network name (:func:`vpc_id`), and the "account id" (``ownerId``) is its
+  namespace's (:func:`owner_id`). Hashing keeps EC2's shape whatever the uid looks like and
+  tells nothing about it.
 * **Lookups by id** (:func:`find`) list the kind in the key's namespace only, as the user: an
   id of another tenant's object is simply not there, so the answer is the kind's
   ``….NotFound`` code (``InvalidInstanceID.NotFound``…), never a 403 that would say it exists.
@@ -43,6 +44,7 @@ __all__ = [
     "id_of",
     "labels_of",
     "listed",
+    "owner_id",
     "page",
     "tags_of",
     "vpc_id",
@@ -84,6 +86,13 @@ def ec2_id(kind: str, uid: str) -> str:
 def vpc_id(namespace: str, network: str) -> str:
     """The id of the VPC that is network ``network`` of ``namespace``'s subnets."""
     return f"vpc-{_digest(f'{namespace}/{network}')}"
+
+
+def owner_id(namespace: str) -> str:
+    """The 12-digit "AWS account id" of a namespace (``ownerId`` of reservations, security
+    groups…): stable, derived like the ids, telling nothing about the namespace."""
+    digest = hashlib.sha256(f"owner/{namespace}".encode()).hexdigest()
+    return f"{int(digest, 16) % 10**12:012d}"
 
 
 def _info(kind: str) -> KindInfo:

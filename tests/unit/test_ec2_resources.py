@@ -8,7 +8,7 @@ import pytest
 
 from apiserver.ec2.errors import Ec2Error
 from apiserver.ec2.params import Params
-from apiserver.ec2.resources import ec2_id, labels_of, page, tags_of, vpc_id
+from apiserver.ec2.resources import ec2_id, labels_of, owner_id, page, tags_of, vpc_id
 
 
 def test_ids_are_stable_shaped_and_distinct() -> None:
@@ -19,6 +19,8 @@ def test_ids_are_stable_shaped_and_distinct() -> None:
     assert ec2_id("Instance", uid) != ec2_id("Instance", uid.replace("3", "4"))
     assert vpc_id("acme", "main") != vpc_id("team-b", "main")
     assert re.fullmatch(r"vpc-[0-9a-f]{17}", vpc_id("acme", "main"))
+    assert re.fullmatch(r"[0-9]{12}", owner_id("acme")) and owner_id("acme") == owner_id("acme")
+    assert owner_id("acme") != owner_id("team-b")
 
 
 def test_name_is_a_tag_and_labels_are_the_others() -> None:
@@ -52,3 +54,15 @@ def test_pages_resume_after_the_token_and_end_without_one() -> None:
         page(items, str, _params(MaxResults="1001"))
     with pytest.raises(Ec2Error):
         page(items, str, _params(NextToken="%%%"))
+
+
+def test_tag_lists_tell_an_absent_value_from_an_empty_one() -> None:
+    params = _params(**{"Tag.1.Key": "a", "Tag.2.Key": "b", "Tag.2.Value": ""})
+    assert params.tags() == {"a": None, "b": ""}
+    with pytest.raises(Ec2Error) as twice:
+        _params(**{"Tag.1.Key": "a", "Tag.3.Key": "a"}).tags()
+    assert "Tag.3.Key" in str(twice.value)
+    nested = _params(**{"TagSpecification.2.Tag.1.Key": "a", "TagSpecification.2.Tag.4.Key": "a"})
+    with pytest.raises(Ec2Error) as named:
+        nested.tag_specifications()
+    assert "TagSpecification.2.Tag.4.Key" in str(named.value)
