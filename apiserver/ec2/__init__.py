@@ -15,6 +15,9 @@ Modules, in the order a request meets them:
 - ``registry``   action name → handler; ``actions`` lists the action modules;
 - ``context``    what a handler is given (credential, region = Pool, backend as the user);
 - ``catalog``    the read-only actions: regions, zones, images, instance types;
+- ``instances``  Run/Describe/Start/Stop/TerminateInstances (``instanceview``: states, items);
+- ``tags``       Create/Delete/DescribeTags over every mapped resource;
+- ``resources``  the ids, tags-as-labels and pages every resource action shares;
 - ``filters``    EC2's ``Filter.N`` matching;
 - ``xmlwriter``  the XML answer and EC2's error document; ``errors`` the error codes.
 """
