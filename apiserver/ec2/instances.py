@@ -16,7 +16,8 @@ once with them ``pending`` (DESIGN: async; the reconcilers take them on). Parame
 - ``TagSpecification.N`` of ResourceType ``instance`` (others are refused: nothing else is
   launched): tags become labels (``resources.labels_of``). ``Name`` is the object's name when
   ``MaxCount`` is 1 (it must then be a DNS-1123 name, and free); otherwise each instance is
-  named ``{base}-{8 random hex}``, ``base`` being the Name tag made DNS-safe, else ``ec2``.
+  named ``{base}-{8 hex}``, ``base`` being the Name tag made DNS-safe, else ``ec2``, the hex
+  digits derived from the ClientToken and the launch index (random without a token).
 - ``UserData``: base64 (as EC2 clients send it) of UTF-8 text → ``spec.userData``; not base64,
   or not text, is ``InvalidParameterValue``.
 - ``SubnetId`` → ``spec.subnetRef`` (``InvalidSubnetID.NotFound`` if not the namespace's);
@@ -39,7 +40,9 @@ made: nothing is left behind by a failed RunInstances.
 whose token an instance of the namespace already carries creates nothing and answers that
 reservation (its instances as they are now) — or ``IdempotentParameterMismatch`` when its
 parameters differ. Instances rolled back by a failed request lose the annotation first, so a
-retry tries again. Two requests with one token at the very same moment are not serialised
+retry tries again. Since the first instance's name follows from the token, a request that is
+no retry (boto3 sends a fresh token with every call) costs one read to tell, never a listing
+of the namespace. Two requests with one token at the very same moment are not serialised
 (moto does not even do as much; the window is one round trip).
 
 **StartInstances / StopInstances** set ``spec.powerState`` (Running/Stopped) and answer each
@@ -144,9 +147,13 @@ class _Launch:
     name: str | None
     #: Generated names' stem otherwise.
     base: str = _GENERATED
+    #: The request's ClientToken (generated names derive from it).
+    token: str | None = None
 
-    def instance(self, index: int) -> Wire:
-        name = self.name or f"{self.base}-{secrets.token_hex(4)}"
+    def instance(self, index: int, fresh: bool = False) -> Wire:
+        """Instance ``index`` of the reservation; ``fresh``: under a random name even if the
+        token would name it (its name is held by another object)."""
+        name = self.name or _generated_name(self.base, None if fresh else self.token, index)
         return {
             "apiVersion": API_VERSION,
             "kind": Instance.KIND,
@@ -158,6 +165,13 @@ class _Launch:
             },
             "spec": self.spec,
         }
+
+
+def _generated_name(base: str, token: str | None, index: int) -> str:
+    """``{base}-{8 hex}``: from the token and index when there is a token (the lookup by token
+    is then one read, :func:`_by_token`), else random."""
+    suffix = _sha256(f"{token}/{index}")[:8] if token is not None else secrets.token_hex(4)
+    return f"{base}-{suffix}"
 
 
 def _counts(params: Params) -> tuple[int, int]:
@@ -288,16 +302,28 @@ def _launch(context: ActionContext, params: Params, most: int, reservation: str)
         annotations[CLIENT_TOKEN] = _sha256(token)
         annotations[REQUEST] = _request_hash(params)
     labels = labels_of(tags, "TagSpecification.N.Tag")
-    return _Launch(context.namespace, spec, labels, annotations, name, base)
+    return _Launch(context.namespace, spec, labels, annotations, name, base, token or None)
 
 
-def _by_token(context: ActionContext, token: str) -> list[Wire]:
+def _carries(obj: Wire, digest: str) -> bool:
+    return (obj["metadata"].get("annotations") or {}).get(CLIENT_TOKEN) == digest
+
+
+def _by_token(context: ActionContext, params: Params, token: str, most: int) -> list[Wire]:
+    """The instances an earlier RunInstances with ``token`` made in the namespace. Its first
+    instance's name follows from the token (or is the Name tag): one read tells there is none
+    (every RunInstances), and only a retry, or a name held by another object (a rolled-back
+    leftover still being deleted), lists the namespace."""
     digest = _sha256(token)
-    return [
-        obj
-        for obj in listed(context, "Instance")
-        if (obj["metadata"].get("annotations") or {}).get(CLIENT_TOKEN) == digest
-    ]
+    name, base = _name(_tags(params), most)
+    try:
+        context.backend.get(_INSTANCE, context.namespace, name or _generated_name(base, token, 0))
+    except ApiError as exc:
+        if exc.not_found:
+            return []
+        raise
+    # Ours (a retry) or another's (a leftover): the reservation is whatever carries the token.
+    return [obj for obj in listed(context, "Instance") if _carries(obj, digest)]
 
 
 def _quota_refused(exc: ApiError) -> bool:
@@ -320,11 +346,22 @@ def _roll_back(context: ActionContext, made: Sequence[Wire]) -> None:
             log.warning("RunInstances roll-back failed", instance=name, error=exc.message)
 
 
+def _create_one(context: ActionContext, launch: _Launch, index: int) -> Wire:
+    try:
+        return context.backend.create(launch.instance(index), dry_run=False)
+    except ApiError as exc:
+        if exc.reason != "AlreadyExists" or launch.name is not None:
+            raise
+    # A generated name held by another object (a leftover of a rolled-back request with the
+    # token, still being deleted): any other name does.
+    return context.backend.create(launch.instance(index, fresh=True), dry_run=False)
+
+
 def _create(context: ActionContext, launch: _Launch, least: int, most: int) -> list[Wire]:
     made: list[Wire] = []
     for index in range(most):
         try:
-            made.append(context.backend.create(launch.instance(index), dry_run=False))
+            made.append(_create_one(context, launch, index))
         except ApiError as exc:
             quota = _quota_refused(exc)
             if quota and len(made) >= least:
@@ -348,7 +385,7 @@ def run_instances(context: ActionContext, params: Params) -> Fields:
     token = params.get("ClientToken")
     if token is not None and not (0 < len(token) <= _MAX_TOKEN and token.isascii()):
         raise invalid_parameter("ClientToken", f"must be 1 to {_MAX_TOKEN} ASCII characters")
-    if token and (earlier := _by_token(context, token)):
+    if token and (earlier := _by_token(context, params, token, most)):
         recorded = (earlier[0]["metadata"].get("annotations") or {}).get(REQUEST)
         if recorded != _request_hash(params):
             raise Ec2Error(

@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from api_types import Firewall, Instance, InstancePhase, Subnet, registry
 from apiserver import ApiOptions, User
 from apiserver.accesskeys import AccessKeyCredential
+from apiserver.ec2.instances import _generated_name
 from apiserver.ec2.resources import ec2_id, vpc_id
 from controller.store.objects import Store
 from reconcilers import instance
@@ -205,6 +206,14 @@ def test_a_client_token_retried_makes_one_reservation(
     assert code == "IdempotentParameterMismatch" and "launch-42" in message
     run(client, 1, ClientToken="launch-43")
     assert len(stored(api_store)) == 3
+    # The name the token derives is held by another object (say, a rolled-back leftover still
+    # being deleted): the launch takes another name, and a retry still finds it.
+    create(api_store, {"kind": "Instance", "metadata": {"name": _generated_name("ec2", "t-44", 0),
+           "namespace": "team-a"}, "spec": {"pool": "general", "hardware": {"size": "x"},
+           "image": "ubuntu-22.04"}})  # fmt: skip
+    launched = run(client, 1, ClientToken="t-44")["Instances"][0]["InstanceId"]
+    assert run(client, 1, ClientToken="t-44")["Instances"][0]["InstanceId"] == launched
+    assert len(stored(api_store)) == 5
 
 
 def test_counts_under_a_quota(ec2_world: HttpServer, api_store: Store) -> None:
