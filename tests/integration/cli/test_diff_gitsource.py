@@ -18,13 +18,6 @@ from controller.store.objects import Store
 from tests.integration.cli.helpers import Skyctl
 from tests.waiting import eventually
 
-GITSOURCE = """\
-apiVersion: skybroker.io/v1alpha1
-kind: GitSource
-metadata: {name: infra, namespace: acme}
-spec: {url: "https://git.example.com/infra.git"}
-"""
-
 REVISION = "next@sha1:" + "a" * 40
 DIFF = "--- live/instances.acme.web-1\n+++ merged/instances.acme.web-1\n-    cpu: 1\n+    cpu: 2\n"
 CHANGES: list[dict[str, Any]] = [
@@ -62,12 +55,8 @@ CHANGES: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-def skyctl(any_backend: Skyctl, tmp_path: Path) -> Skyctl:
-    manifest = tmp_path / "gitsource.yaml"
-    manifest.write_text(GITSOURCE)
-    applied = any_backend("apply", "-f", str(manifest))
-    assert applied.code == 0, applied.err
-    return any_backend
+def skyctl(with_gitsource: Skyctl) -> Skyctl:
+    return with_gitsource
 
 
 def _annotations(store: Store) -> dict[str, str]:
