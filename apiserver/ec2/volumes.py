@@ -349,13 +349,12 @@ def detach_volume(context: ActionContext, params: Params) -> Fields:
     context.pool()
     volume_id, wire, volume = _one_volume(context, params)
     target = volume.spec.attach_to
-    if target is None:
-        raise Ec2Error(
-            "IncorrectState",
-            f"The volume '{volume_id}' is '{volume_state(volume)}' with no attachment to detach",
-        )
     attachment = attachment_of(volume)
-    assert attachment is not None
+    if target is None or attachment is None:
+        what = "already detaching" if attachment is not None else f"'{volume_state(volume)}'"
+        raise Ec2Error(
+            "IncorrectState", f"The volume '{volume_id}' is {what}: there is nothing to detach"
+        )
     attached_to = InstanceIds(context).of(attachment)
     asked_instance, asked_device = params.get("InstanceId"), params.get("Device")
     if (asked_instance is not None and asked_instance != attached_to) or (
