@@ -99,10 +99,15 @@ def id_of(kind: str, obj: Wire) -> str:
     return ec2_id(kind, str(obj["metadata"]["uid"]))
 
 
-def find(context: ActionContext, kind: str, ids: Sequence[str]) -> list[Wire]:
+def find(
+    context: ActionContext, kind: str, ids: Sequence[str], among: Sequence[Wire] | None = None
+) -> list[Wire]:
     """The objects of ``kind`` with these EC2 ids in the key's namespace, in the order asked;
-    the kind's NotFound code naming the ids that are not there (another tenant's included)."""
-    by_id = {id_of(kind, obj): obj for obj in listed(context, kind)}
+    the kind's NotFound code naming the ids that are not there (another tenant's included).
+    ``among``: the candidates, when an action sees fewer than all (the request's region's
+    only); default every object of ``kind`` in the namespace."""
+    candidates = listed(context, kind) if among is None else among
+    by_id = {id_of(kind, obj): obj for obj in candidates}
     missing = [wanted for wanted in ids if wanted not in by_id]
     if missing:
         noun = kind.lower()
