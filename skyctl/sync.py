@@ -141,7 +141,8 @@ def cmd_sync(session: Session, args: argparse.Namespace) -> int:
 
 def _where(placement: Wire) -> str:
     member = placement.get("member")
-    place = "/".join(str(p) for p in (placement.get("region"), placement.get("zone")) if p)
+    zone = placement.get("zone") or "zone at creation"
+    place = f"{placement.get('region')}/{zone}"
     on = (
         f"member {member} (account {placement['account']}, {place})"
         if member

@@ -38,7 +38,6 @@ CHANGES: list[dict[str, Any]] = [
             "member": "sim-b",
             "account": "sim-b",
             "region": "sim-1",
-            "zone": "sim-1b",
             "size": "m1.small",
             "pricePerHour": 0.0231,
         },
@@ -109,7 +108,8 @@ def test_diff_prints_the_plan_and_exits_1(
         "3 unchanged (nothing written)\n"
         "~ Instance acme/web-1: spec.hardware.cpu\n"
         f"{DIFF}"
-        "+ Instance acme/web-3 → member sim-b (account sim-b, sim-1/sim-1b), size m1.small, "
+        "+ Instance acme/web-3 → member sim-b (account sim-b, sim-1/zone at creation), "
+        "size m1.small, "
         "$0.0231/h\n"
         "+ Instance acme/web-4 → not placeable now: namespace quota exceeded for instances\n"
         "- Volume acme/old\n"
