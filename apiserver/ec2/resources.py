@@ -51,6 +51,7 @@ __all__ = [
     "listed",
     "name_of",
     "page",
+    "pick",
     "requested_tags",
     "tag_attributes",
     "tag_filter_names",
@@ -112,7 +113,13 @@ def id_of(kind: str, obj: Wire) -> str:
 def find(context: ActionContext, kind: str, ids: Sequence[str]) -> list[Wire]:
     """The objects of ``kind`` with these EC2 ids in the key's namespace, in the order asked;
     the kind's NotFound code naming the ids that are not there (another tenant's included)."""
-    by_id = {id_of(kind, obj): obj for obj in listed(context, kind)}
+    return pick(kind, listed(context, kind), ids)
+
+
+def pick(kind: str, objects: Sequence[Wire], ids: Sequence[str]) -> list[Wire]:
+    """:func:`find` among ``objects`` of ``kind`` an action already narrowed (a region's
+    subnets, the groups not being deleted): the ones with these ids, or the NotFound code."""
+    by_id = {id_of(kind, obj): obj for obj in objects}
     missing = [wanted for wanted in ids if wanted not in by_id]
     if missing:
         noun = kind.lower()
