@@ -7,7 +7,7 @@ it below.
 
 from __future__ import annotations
 
-from apiserver.ec2 import catalog
+from apiserver.ec2 import catalog, network
 from apiserver.ec2.registry import ActionRegistry
 
 __all__ = ["default_actions"]
@@ -16,4 +16,5 @@ __all__ = ["default_actions"]
 def default_actions() -> ActionRegistry:
     registry = ActionRegistry()
     catalog.register(registry)
+    network.register(registry)
     return registry
