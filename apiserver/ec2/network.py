@@ -38,6 +38,8 @@ stays: their ``spec.network`` names it); a VPC is the namespace's, not a region'
 are regional); a VPC's ``state`` is always ``available`` (its cloud network is created with its
 first subnet, by the Subnet reconciler); network names are unique per namespace, so a
 second VPC with the ``Name`` of an existing one is ``InvalidParameterValue`` naming the tag.
+A VPC's tags live in its record, not in labels: whatever reads or writes tags by resource id
+(DescribeTags, CreateTags) finds a VPC's through ``vpcs.vpcs``.
 
 - ``CreateVpc`` (``CidrBlock``: IPv4, /16 to /28 else ``InvalidVpc.Range``;
   ``TagSpecification`` of type ``vpc``, ``Name`` = network name, generated ``vpc-…`` when
@@ -50,6 +52,7 @@ second VPC with the ``Name`` of an existing one is ``InvalidParameterValue`` nam
   MaxResults/NextToken), ``DeleteSubnet`` — ``DependencyViolation`` while an instance names the
   subnet in ``subnetRef``. REST accepts that delete and leaves the Subnet ``Deleting`` until the
   instances are gone (the Subnet reconciler's finalizer); EC2 refuses it, so this door does.
+  Only instances count: a VirtualCluster whose template names the subnet does not hold it.
 - ``CreateSecurityGroup``, ``DescribeSecurityGroups``, ``DeleteSecurityGroup``,
   ``Authorize``/``RevokeSecurityGroupIngress``/``Egress`` (``securitygroups``).
 

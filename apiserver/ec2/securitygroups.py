@@ -86,8 +86,9 @@ __all__ = ["register"]
 Wire = dict[str, Any]
 #: EC2's limit on a group's name and description.
 _MAX_TEXT = 255
-#: Attempts at a rule change that keeps losing its compare-and-swap to concurrent writers.
-_ATTEMPTS = 5
+#: Attempts at a rule change that keeps losing its compare-and-swap to concurrent writers
+#: (each loss means another change landed; past this, ``Unavailable``, which clients retry).
+_ATTEMPTS = 16
 
 
 def register(registry: ActionRegistry) -> None:
