@@ -28,7 +28,8 @@ side (default groups, the VPC annotation) ``vpcs``. Every read and write goes th
 
 Honest limits: a group's VPC is informational — a Firewall is realised in the network of each
 instance that uses it (``reconcilers.firewall``), so a group used from a subnet of another VPC
-works there too; group names are unique per namespace, not per VPC; ``GroupName`` that names
+works there too; a group, like a VPC, is the namespace's in every region (a Firewall has no
+place of its own); group names are unique per namespace, not per VPC; ``GroupName`` that names
 several default groups (one per VPC) is refused: use ``GroupId``.
 """
 

@@ -413,13 +413,15 @@ def create_subnet(context: ActionContext, params: Params) -> Fields:
                 "InvalidSubnet.Conflict",
                 f"The CIDR '{block}' conflicts with another subnet ({id_of(Subnet.KIND, other)})",
             )
-    zone = params.get("AvailabilityZone") or params.get("AvailabilityZoneId")
+    # A zone's id is its name here (DescribeAvailabilityZones answers both alike).
+    zone_parameter = "AvailabilityZone" if params.get("AvailabilityZone") else "AvailabilityZoneId"
+    zone = params.get(zone_parameter) or None
     zones = pool_zones(context, pool)
     if zone is not None and zones and zone not in zones:
         raise invalid_parameter(
-            "AvailabilityZone", f"{zone!r} is not a zone of region {pool.metadata.name}: "
-            f"{', '.join(zones)}"
-        )  # fmt: skip
+            zone_parameter,
+            f"{zone!r} is not a zone of region {pool.metadata.name}: {', '.join(zones)}",
+        )
     tags = requested_tags(params, "subnet")
     spec: Wire = {
         "pool": pool.metadata.name,
