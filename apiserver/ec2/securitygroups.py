@@ -5,13 +5,16 @@ EC2 permissions read and written as a Firewall's ``spec.rules`` — is ``permiss
 side (default groups, the VPC annotation) ``vpcs``. Every read and write goes through
 ``context.backend`` as the key's user.
 
-- ``CreateSecurityGroup``: a Firewall named ``GroupName`` (an object name: a DNS-1123
-  subdomain, unique in the namespace, not ``default`` nor ``default.*``, which are the VPCs'
-  default groups), ``GroupDescription`` in annotation ``ec2.skybroker.io/description``,
-  ``VpcId`` (optional; must be the namespace's) in ``ec2.skybroker.io/vpc`` as the network
-  name, and EC2's initial rule: all traffic out to 0.0.0.0/0. A ``Name`` tag, if given, must
-  be the group name (it is the object's name); other tags are labels. A taken name is
-  ``InvalidGroup.Duplicate``.
+- ``CreateSecurityGroup``: a Firewall named ``GroupName``, ``GroupDescription`` in
+  annotation ``ec2.skybroker.io/description``, ``VpcId`` (optional; must be the namespace's)
+  in ``ec2.skybroker.io/vpc`` as the network name, and EC2's initial rule: all traffic out to
+  0.0.0.0/0. EC2 group names are free text (``allow_tls``, ``Web Servers``) and a group may
+  carry a ``Name`` tag of its own, while the ``Name`` tag is the object's name here: so the
+  Firewall is named by the ``Name`` tag if there is one, else by ``GroupName`` if that is an
+  object name (a DNS-1123 subdomain), else ``sg-`` and 8 random hex digits; a ``GroupName``
+  that is not the object's name is kept in ``ec2.skybroker.io/group-name``. Other tags are
+  labels. Group names are unique in the namespace (``InvalidGroup.Duplicate``, as is a taken
+  object name); ``default`` and ``default.*`` are the VPCs' default groups'.
 - ``DescribeSecurityGroups``: the namespace's Firewalls not being deleted — those written
   through REST too (``groupDescription`` then says so; no ``vpcId``). ``GroupId.N``,
   ``GroupName.N`` (unknown: ``InvalidGroup.NotFound``); filters ``group-id``, ``group-name``,
@@ -59,6 +62,7 @@ from apiserver.ec2.resources import (
     id_of,
     labels_of,
     listed,
+    name_of,
     page,
     pick,
     requested_tags,
@@ -85,6 +89,8 @@ from controller.errors import ApiError
 __all__ = ["register"]
 
 Wire = dict[str, Any]
+#: On a security group whose ``GroupName`` is not its object name: the ``GroupName``.
+GROUP_NAME_ANNOTATION = "ec2.skybroker.io/group-name"
 #: EC2's limit on a group's name and description.
 _MAX_TEXT = 255
 #: Attempts at a rule change that keeps losing its compare-and-swap to concurrent writers
@@ -111,7 +117,9 @@ def _groups(context: ActionContext) -> list[Wire]:
 
 
 def _group_name(group: Wire) -> str:
-    return DEFAULT_GROUP if is_default_group(group) else str(group["metadata"]["name"])
+    if is_default_group(group):
+        return DEFAULT_GROUP
+    return _annotation(group, GROUP_NAME_ANNOTATION) or str(group["metadata"]["name"])
 
 
 def _annotation(group: Wire, key: str) -> str | None:
@@ -176,27 +184,39 @@ def _text(params: Params, name: str) -> str:
     return value
 
 
+def _object_name(tags: Mapping[str, str], group_name: str) -> str:
+    """The Firewall's name: the ``Name`` tag, else the group name if it is an object name
+    (and not a default group's), else a generated ``sg-…``."""
+    if NAME_TAG in tags:
+        return name_of(tags, "TagSpecification", "sg")
+    try:
+        validate_dns1123_subdomain(group_name)
+    except ValueError:
+        return name_of({}, "TagSpecification", "sg")
+    return group_name
+
+
 def create_security_group(context: ActionContext, params: Params) -> Fields:
     dry_run = params.boolean("DryRun")
     context.pool()
-    name = _text(params, "GroupName")
-    if name == DEFAULT_GROUP or name.startswith(default_group_name("")):
+    group_name = _text(params, "GroupName")
+    if group_name == DEFAULT_GROUP or group_name.startswith(default_group_name("")):
         raise invalid_parameter(
-            "GroupName", f"{name!r} is reserved for the default security groups of VPCs"
+            "GroupName", f"{group_name!r} is reserved for the default security groups of VPCs"
         )
-    try:
-        validate_dns1123_subdomain(name)
-    except ValueError as exc:
-        raise invalid_parameter("GroupName", f"a group name is an object name: {exc}") from None
     description = _text(params, "GroupDescription")
     annotations = {DESCRIPTION_ANNOTATION: description}
     if wanted_vpc := params.get("VpcId"):
         annotations[VPC_ANNOTATION] = find_vpc(context, wanted_vpc).name
     tags = requested_tags(params, "security-group")
-    if tags.get(NAME_TAG, name) != name:
-        raise invalid_parameter(
-            f"TagSpecification {NAME_TAG!r}", f"must be the GroupName {name!r} (it is its name)"
-        )
+    name = _object_name(tags, group_name)
+    if name != group_name:
+        annotations[GROUP_NAME_ANNOTATION] = group_name
+    duplicate = Ec2Error(
+        "InvalidGroup.Duplicate", f"The security group '{group_name}' already exists"
+    )
+    if any(_group_name(group) == group_name for group in _groups(context)):
+        raise duplicate
     wire: Wire = {
         "apiVersion": API_VERSION,
         "kind": Firewall.KIND,
@@ -212,9 +232,7 @@ def create_security_group(context: ActionContext, params: Params) -> Fields:
         created = context.backend.create(wire, dry_run=dry_run)
     except ApiError as exc:
         if exc.reason == "AlreadyExists":
-            raise Ec2Error(
-                "InvalidGroup.Duplicate", f"The security group '{name}' already exists"
-            ) from None
+            raise duplicate from None
         raise
     if dry_run:
         raise dry_run_succeeded()

@@ -238,9 +238,24 @@ def test_security_group_rules_authorized_and_revoked(
     assert error_of(client.create_security_group, GroupName="default", Description="x")[1] == (
         "InvalidParameterValue"
     )
-    code, message = error_of(client.create_security_group, GroupName="Web Servers",
-                             Description="x")[1:]  # fmt: skip
-    assert code == "InvalidParameterValue" and "GroupName" in message
+    # EC2 group names are free text; the object is named by the Name tag, or generated.
+    free = client.create_security_group(GroupName="Web Servers", Description="x", VpcId=vpc)
+    assert tag_map(free)["Name"].startswith("sg-")
+    tagged = client.create_security_group(
+        GroupName="allow_tls", Description="x", TagSpecifications=tags(("Name", "tls"),
+                                                                        kind="security-group"),
+    )["GroupId"]  # fmt: skip
+    assert (
+        api_store.get(Firewall, "tls", "team-a").metadata.annotations["ec2.skybroker.io/group-name"]
+        == "allow_tls"
+    )
+    assert error_of(client.create_security_group, GroupName="allow_tls", Description="y")[1] == (
+        "InvalidGroup.Duplicate"
+    )
+    (found,) = client.describe_security_groups(GroupNames=["Web Servers"])["SecurityGroups"]
+    assert (found["GroupId"], found["GroupName"]) == (free["GroupId"], "Web Servers")
+    client.delete_security_group(GroupName="Web Servers")
+    client.delete_security_group(GroupId=tagged)
 
     client.authorize_security_group_ingress(
         GroupId=group,
