@@ -11,6 +11,10 @@ the store (no instance reconciler: they are only references).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -442,3 +446,42 @@ def test_describe_pages(api_store: Store, ec2_server: HttpServer) -> None:
     rest = client.describe_subnets(MaxResults=5, NextToken=first["NextToken"])
     assert "NextToken" not in rest
     assert {s["SubnetId"] for s in first["Subnets"] + rest["Subnets"]} == created
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
+def test_aws_cli(ec2_server: HttpServer, tmp_path: Path) -> None:
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+        "AWS_ACCESS_KEY_ID": ALICE.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": ALICE.secret_access_key,
+        "AWS_DEFAULT_REGION": "general",
+    }
+
+    def aws(*argv: str) -> Any:
+        command = ["aws", "ec2", *argv, "--endpoint-url", f"{ec2_server.url}/ec2/"]
+        done = subprocess.run(
+            [*command, "--output", "json"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    vpc = aws("create-vpc", "--cidr-block", "10.10.0.0/16")["Vpc"]["VpcId"]
+    group = aws("create-security-group", "--group-name", "ssh", "--description", "ssh in",
+                "--vpc-id", vpc)["GroupId"]  # fmt: skip
+    # The CLI's shorthand sends the old flat form (IpProtocol, FromPort/ToPort, CidrIp).
+    aws("authorize-security-group-ingress", "--group-id", group, "--protocol", "tcp",
+        "--port", "22", "--cidr", "10.0.0.0/8")  # fmt: skip
+    aws("authorize-security-group-ingress", "--group-id", group, "--protocol", "udp",
+        "--port", "8000-8080", "--cidr", "10.0.0.0/8")  # fmt: skip
+    (described,) = aws("describe-security-groups", "--group-ids", group)["SecurityGroups"]
+    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in described["IpPermissions"]] == [
+        ("tcp", 22, 22),
+        ("udp", 8000, 8080),
+    ]
