@@ -15,6 +15,8 @@ Modules, in the order a request meets them:
 - ``registry``   action name → handler; ``actions`` lists the action modules;
 - ``context``    what a handler is given (credential, region = Pool, backend as the user);
 - ``catalog``    the read-only actions: regions, zones, images, instance types;
+- ``network``    VPCs and subnets (``vpcs``), security groups (``securitygroups``, their
+                 rules by ``permissions``);
 - ``volumes``    the volume actions (Create/Describe/Attach/Detach/DeleteVolume), answering with
   ``volumeview`` (a Volume's EC2 state, attachment and DescribeVolumes item);
 - ``filters``    EC2's ``Filter.N`` matching;

@@ -7,7 +7,7 @@ it below.
 
 from __future__ import annotations
 
-from apiserver.ec2 import catalog, volumes
+from apiserver.ec2 import catalog, network, volumes
 from apiserver.ec2.registry import ActionRegistry
 
 __all__ = ["default_actions"]
@@ -16,5 +16,6 @@ __all__ = ["default_actions"]
 def default_actions() -> ActionRegistry:
     registry = ActionRegistry()
     catalog.register(registry)
+    network.register(registry)
     volumes.register(registry)
     return registry

@@ -73,7 +73,7 @@ from apiserver.ec2.errors import Ec2Error, dry_run_succeeded, invalid_parameter,
 from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
-from apiserver.ec2.resources import NAME_TAG, find, labels_of, page
+from apiserver.ec2.resources import NAME_TAG, labels_of, page, pick
 from apiserver.ec2.volumeview import (
     FILTERS,
     TAG_FILTER,
@@ -123,7 +123,7 @@ def register(registry: ActionRegistry) -> None:
 def _one_volume(context: ActionContext, params: Params) -> tuple[str, Wire, Volume]:
     """``VolumeId``, its Volume as stored (wire) and parsed; ``InvalidVolume.NotFound``."""
     volume_id = params.require("VolumeId")
-    (wire,) = find(context, Volume.KIND, [volume_id], region_volumes(context))
+    (wire,) = pick(Volume.KIND, region_volumes(context), [volume_id])
     return volume_id, wire, Volume.model_validate(wire)
 
 
@@ -140,7 +140,7 @@ def describe_volumes(context: ActionContext, params: Params) -> Fields:
             "The parameter volumeSet cannot be used with the parameter maxResults",
         )
     here = region_volumes(context)
-    wires = find(context, Volume.KIND, ids, here) if ids else here
+    wires = pick(Volume.KIND, here, ids) if ids else here
     instance_ids = InstanceIds(context)
     filters = params.filters()
     # ``tag:KEY`` names any key: each one asked for is a filter this action knows.
@@ -312,7 +312,7 @@ def attach_volume(context: ActionContext, params: Params) -> Fields:
     volume_id, wire, volume = _one_volume(context, params)
     instance_id = params.require("InstanceId")
     device = params.require("Device")
-    (instance_wire,) = find(context, Instance.KIND, [instance_id], region_instances(context))
+    (instance_wire,) = pick(Instance.KIND, region_instances(context), [instance_id])
     instance = Instance.model_validate(instance_wire)
     state = volume_state(volume)
     if state == "in-use":

@@ -7,8 +7,19 @@ import re
 import pytest
 
 from apiserver.ec2.errors import Ec2Error
+from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
-from apiserver.ec2.resources import ec2_id, labels_of, page, tags_of, vpc_id
+from apiserver.ec2.resources import (
+    ec2_id,
+    labels_of,
+    name_of,
+    page,
+    requested_tags,
+    tag_attributes,
+    tag_filter_names,
+    tags_of,
+    vpc_id,
+)
 
 
 def test_ids_are_stable_shaped_and_distinct() -> None:
@@ -52,3 +63,46 @@ def test_pages_resume_after_the_token_and_end_without_one() -> None:
         page(items, str, _params(MaxResults="1001"))
     with pytest.raises(Ec2Error):
         page(items, str, _params(NextToken="%%%"))
+
+
+def test_a_creates_tags_name_it_and_must_be_for_its_type() -> None:
+    params = Params(
+        [
+            ("TagSpecification.1.ResourceType", "subnet"),
+            ("TagSpecification.1.Tag.1.Key", "Name"),
+            ("TagSpecification.1.Tag.1.Value", "web"),
+            ("TagSpecification.1.Tag.2.Key", "tier"),
+            ("TagSpecification.1.Tag.2.Value", "front"),
+        ]
+    )
+    tags = requested_tags(params, "subnet")
+    assert tags == {"Name": "web", "tier": "front"}
+    assert name_of(tags, "TagSpecification", "subnet") == "web"
+    assert re.fullmatch(r"subnet-[0-9a-f]{8}", name_of({}, "TagSpecification", "subnet"))
+    with pytest.raises(Ec2Error) as wrong_type:
+        requested_tags(params, "vpc")
+    assert "TagSpecification.1.ResourceType" in str(wrong_type.value)
+    with pytest.raises(Ec2Error) as bad_name:
+        name_of({"Name": "Web Server"}, "TagSpecification", "subnet")
+    assert bad_name.value.code == "InvalidParameterValue" and "'Name'" in str(bad_name.value)
+
+
+def test_tag_filters() -> None:
+    objects = [
+        {"metadata": {"name": "a", "labels": {"tier": "front"}}},
+        {"metadata": {"name": "b", "labels": {"tier": "back"}}},
+        {"metadata": {"name": "c"}},
+    ]
+
+    def chosen(filters: dict[str, list[str]]) -> list[str]:
+        kept = apply_filters(
+            objects, filters, tag_filter_names(filters), lambda o: tag_attributes(tags_of(o))
+        )
+        return [o["metadata"]["name"] for o in kept]
+
+    assert chosen({"tag:tier": ["front"]}) == ["a"]
+    assert chosen({"tag:Name": ["b", "c"]}) == ["b", "c"]
+    assert chosen({"tag-key": ["tier"]}) == ["a", "b"]
+    assert chosen({"tag-value": ["ba*"]}) == ["b"]
+    with pytest.raises(Ec2Error):
+        chosen({"tags": ["x"]})
