@@ -122,6 +122,7 @@ from api_types.registry import (
     parse_object,
 )
 from api_types.storage import (
+    DEFAULT_VOLUME_TYPE,
     Volume,
     VolumeAttachment,
     VolumeAttachmentStatus,
@@ -144,6 +145,7 @@ from api_types.tenancy import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_VOLUME_TYPE",
     "AccessKey",
     "AccessKeySecretReference",
     "AccessKeySpec",

@@ -19,12 +19,17 @@ from api_types.common import DiskGiB, ObjectName, PlacedStatus, ProviderToken, T
 from api_types.meta import Resource, Scope, WireModel
 
 __all__ = [
+    "DEFAULT_VOLUME_TYPE",
     "Volume",
     "VolumeAttachment",
     "VolumeAttachmentStatus",
     "VolumeSpec",
     "VolumeStatus",
 ]
+
+#: The volume type made when ``spec.type`` is absent (the volume reconciler asks the cloud for
+#: it; the EC2 front door reports it as the volume's ``volumeType``).
+DEFAULT_VOLUME_TYPE = "gp3"
 
 
 class VolumeAttachment(WireModel):

@@ -78,8 +78,6 @@ from reconcilers.placement import (
     GroupDecision,
     Mode,
     Rule,
-    RuleType,
-    Topology,
     Unschedulable,
 )
 from reconcilers.placementgroups import (
@@ -114,13 +112,8 @@ def _group_index(child: Instance | Volume) -> list[str]:
 
 
 def group_rule(rule: PlacementRule) -> Rule:
-    """The group scheduler's form of a spec rule (the same words)."""
-    return Rule(
-        RuleType(rule.type.value),
-        tuple(rule.members),
-        Topology(rule.topology.value),
-        Mode(rule.mode.value),
-    )
+    """The group scheduler's form of a spec rule."""
+    return Rule(rule.type, tuple(rule.members), rule.topology, rule.mode)
 
 
 def _is_ready(instance: Instance) -> bool:

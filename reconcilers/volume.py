@@ -25,6 +25,7 @@ when the cloud refuses the create for good (condition ``Ready`` carries its reas
 from __future__ import annotations
 
 from api_types import (
+    DEFAULT_VOLUME_TYPE,
     HardwareProfile,
     Instance,
     InstancePhase,
@@ -209,7 +210,7 @@ class VolumeReconciler:
                 tags=cloud_tags(volume, token),
                 size_gib=volume.spec.size_gib,
                 zone=placement.zone,  # type: ignore[arg-type]
-                volume_type=volume.spec.type or "gp3",
+                volume_type=volume.spec.type or DEFAULT_VOLUME_TYPE,
             )
         )
         handle.inventory.invalidate(ResourceKind.VOLUME)

@@ -25,6 +25,7 @@ written. ``diff -f FILE`` stays the apply engine's diff (``skyctl.commands``).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,13 +63,19 @@ def _gitsource(args: argparse.Namespace) -> tuple[KindInfo, str]:
     return info, names[0]
 
 
-class _Handled:
-    """The check ``--wait`` polls: has the reconciler handled ``request`` and finished with it?
-    Keeps the GitSource it last read, whose Ready condition is the answer."""
+class _Answered:
+    """What ``--wait`` and ``diff --gitsource`` poll: has the reconciler answered the request
+    (``answered(status)``)? Keeps the GitSource it last read, whose status is the answer."""
 
-    def __init__(self, session: Session, info: KindInfo, name: str, request: str) -> None:
-        self.session, self.info, self.name, self.request = session, info, name, request
+    def __init__(
+        self, session: Session, info: KindInfo, name: str, answered: Callable[[Wire], bool]
+    ) -> None:
+        self.session, self.info, self.name, self.answered = session, info, name, answered
         self.source: Wire = {}
+
+    @property
+    def status(self) -> Wire:
+        return self.source.get("status") or {}
 
     def __call__(self) -> bool:
         namespace = self.session.namespace_for(self.info)
@@ -78,13 +85,27 @@ class _Handled:
             if exc.not_found:
                 raise ApiError(404, "NotFound", f"gitsource/{self.name} was deleted") from None
             raise
-        status = self.source.get("status") or {}
+        return self.answered(self.status)
+
+
+def _synced(request: str) -> Callable[[Wire], bool]:
+    """The sync ``request`` is handled and the GitSource no longer Reconciling (with ``wait:
+    true``, until what it applied is healthy)."""
+
+    def check(status: Wire) -> bool:
         reconciling = any(
             condition.get("type") == GitSourceCondition.RECONCILING
             and condition.get("status") == "True"
             for condition in status.get("conditions") or []
         )
-        return status.get("lastHandledRequest") == self.request and not reconciling
+        return status.get("lastHandledRequest") == request and not reconciling
+
+    return check
+
+
+def _planned(request: str) -> Callable[[Wire], bool]:
+    """The plan ``request`` is answered in ``status.plan``."""
+    return lambda status: (status.get("plan") or {}).get("request") == request
 
 
 def _ready(source: Wire) -> tuple[bool, str]:
@@ -106,7 +127,7 @@ def cmd_sync(session: Session, args: argparse.Namespace) -> int:
     session.say(f"gitsource/{name} sync requested")
     if not args.wait:
         return 0
-    handled = _Handled(session, info, name, request)
+    handled = _Answered(session, info, name, _synced(request))
     if not poll_until(timeout, handled):
         session.err.write(
             f"error: timed out after {args.timeout} waiting for gitsource/{name} to sync "
@@ -120,7 +141,8 @@ def cmd_sync(session: Session, args: argparse.Namespace) -> int:
 
 def _where(placement: Wire) -> str:
     member = placement.get("member")
-    place = "/".join(str(p) for p in (placement.get("region"), placement.get("zone")) if p)
+    zone = placement.get("zone") or "zone at creation"
+    place = f"{placement.get('region')}/{zone}"
     on = (
         f"member {member} (account {placement['account']}, {place})"
         if member
@@ -168,25 +190,6 @@ def print_plan(session: Session, name: str, plan: Wire) -> int:
     return 1 if changes or plan.get("omitted") else 0
 
 
-class _Planned:
-    """The check ``diff --gitsource`` polls: has the reconciler answered ``request``?"""
-
-    def __init__(self, session: Session, info: KindInfo, name: str, request: str) -> None:
-        self.session, self.info, self.name, self.request = session, info, name, request
-        self.plan: Wire = {}
-
-    def __call__(self) -> bool:
-        namespace = self.session.namespace_for(self.info)
-        try:
-            source = self.session.backend.get(self.info, namespace, self.name)
-        except ApiError as exc:
-            if exc.not_found:
-                raise ApiError(404, "NotFound", f"gitsource/{self.name} was deleted") from None
-            raise
-        self.plan = (source.get("status") or {}).get("plan") or {}
-        return self.plan.get("request") == self.request
-
-
 def cmd_diff(session: Session, args: argparse.Namespace) -> int:
     """``diff -f FILE`` (the apply engine's diff), or ``diff --gitsource NAME [--revision]``:
     ask the GitSource's reconciler for the plan of a revision and print it."""
@@ -210,14 +213,14 @@ def cmd_diff(session: Session, args: argparse.Namespace) -> int:
     annotations = {PLAN_REQUESTED_AT_ANNOTATION: request, PLAN_REVISION_ANNOTATION: args.revision}
     patch = {"metadata": {"annotations": annotations}}
     session.backend.patch(info, session.namespace_for(info), name, patch, dry_run=False)
-    planned = _Planned(session, info, name, request)
+    planned = _Answered(session, info, name, _planned(request))
     if not poll_until(timeout, planned):
         session.err.write(
             f"error: timed out after {args.timeout} waiting for gitsource/{name}'s plan "
             f"(status.plan.request is not {request}): is the controller running?\n"
         )
         return 1
-    return print_plan(session, name, planned.plan)
+    return print_plan(session, name, planned.status["plan"])
 
 
 VERBS = {"sync": cmd_sync, "diff": cmd_diff}

@@ -15,6 +15,10 @@ Modules, in the order a request meets them:
 - ``registry``   action name → handler; ``actions`` lists the action modules;
 - ``context``    what a handler is given (credential, region = Pool, backend as the user);
 - ``catalog``    the read-only actions: regions, zones, images, instance types;
+- ``network``    VPCs and subnets (``vpcs``), security groups (``securitygroups``, their
+                 rules by ``permissions``);
+- ``volumes``    the volume actions (Create/Describe/Attach/Detach/DeleteVolume), answering with
+  ``volumeview`` (a Volume's EC2 state, attachment and DescribeVolumes item);
 - ``instances``  Run/Describe/Start/Stop/TerminateInstances (``instanceview``: states, items);
 - ``tags``       Create/Delete/DescribeTags over every mapped resource;
 - ``resources``  the ids, tags-as-labels and pages every resource action shares;

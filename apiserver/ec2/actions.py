@@ -7,7 +7,7 @@ it below.
 
 from __future__ import annotations
 
-from apiserver.ec2 import catalog, instances, tags
+from apiserver.ec2 import catalog, instances, network, tags, volumes
 from apiserver.ec2.registry import ActionRegistry
 
 __all__ = ["default_actions"]
@@ -16,6 +16,8 @@ __all__ = ["default_actions"]
 def default_actions() -> ActionRegistry:
     registry = ActionRegistry()
     catalog.register(registry)
+    network.register(registry)
+    volumes.register(registry)
     instances.register(registry)
     tags.register(registry)
     return registry

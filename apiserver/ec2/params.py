@@ -144,6 +144,12 @@ class Params:
             groups.setdefault(index, []).append((rest[1:], value))
         return [(index, Params(groups[index])) for index in sorted(groups)]
 
+    def structures(self, prefix: str) -> list[tuple[int, Params]]:
+        """``{prefix}.N.*`` as ``(N, its parameters without the {prefix}.N. part)``, in index
+        order: a list of structures such as ``IpPermissions.N`` (``IpProtocol``, ``FromPort``,
+        ``IpRanges.M.CidrIp`` …), each read with this class's own methods."""
+        return self._groups(prefix)
+
     def filters(self) -> dict[str, list[str]]:
         """``Filter.N.Name`` → its ``Filter.N.Value.M`` values (two filters of one name: their
         values together, as EC2 reads them)."""

@@ -14,8 +14,12 @@ them, so an id, a tag or a page means the same thing in every action:
   id of another tenant's object is simply not there, so the answer is the kind's
   ``….NotFound`` code (``InvalidInstanceID.NotFound``…), never a 403 that would say it exists.
 * **Tags are labels**, but for ``Name``, which is the object's name (:func:`tags_of`,
-  :func:`labels_of`); a tag that cannot be a label (key or value) is
-  ``InvalidParameterValue`` naming it — nothing is half written.
+  :func:`labels_of`, :func:`name_of` — a generated ``{prefix}-{8 hex}`` when there is no
+  ``Name``); a tag that cannot be a label (key or value) or a ``Name`` that cannot be a name is
+  ``InvalidParameterValue`` naming it — nothing is half written. A create's tags come from its
+  ``TagSpecification.N`` for its resource type (:func:`requested_tags`); Describe actions take
+  EC2's tag filters ``tag:<key>``, ``tag-key`` and ``tag-value`` (:func:`tag_filter_names`,
+  :func:`tag_attributes`).
 * **Pages**: :func:`page` cuts a sorted listing at ``MaxResults`` (5-1000) and answers an
   opaque ``NextToken`` (the last id given, base64) that resumes after it; a token this server
   did not make is ``InvalidParameterValue``.
@@ -26,11 +30,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from api_types.registry import KindInfo, by_kind
-from api_types.validation import validate_label_map
+from api_types.validation import validate_dns1123_subdomain, validate_label_map
 from apiserver.ec2.context import ActionContext
 from apiserver.ec2.errors import Ec2Error, invalid_parameter
 from apiserver.ec2.params import Params
@@ -39,13 +44,19 @@ __all__ = [
     "ID_PREFIXES",
     "NAME_TAG",
     "NOT_FOUND_CODES",
+    "TAG_FILTERS",
     "ec2_id",
     "find",
     "id_of",
     "labels_of",
     "listed",
+    "name_of",
     "owner_id",
     "page",
+    "pick",
+    "requested_tags",
+    "tag_attributes",
+    "tag_filter_names",
     "tags_of",
     "vpc_id",
 ]
@@ -111,7 +122,13 @@ def id_of(kind: str, obj: Wire) -> str:
 def find(context: ActionContext, kind: str, ids: Sequence[str]) -> list[Wire]:
     """The objects of ``kind`` with these EC2 ids in the key's namespace, in the order asked;
     the kind's NotFound code naming the ids that are not there (another tenant's included)."""
-    by_id = {id_of(kind, obj): obj for obj in listed(context, kind)}
+    return pick(kind, listed(context, kind), ids)
+
+
+def pick(kind: str, objects: Sequence[Wire], ids: Sequence[str]) -> list[Wire]:
+    """:func:`find` among ``objects`` of ``kind`` an action already narrowed (a region's
+    subnets, the groups not being deleted): the ones with these ids, or the NotFound code."""
+    by_id = {id_of(kind, obj): obj for obj in objects}
     missing = [wanted for wanted in ids if wanted not in by_id]
     if missing:
         noun = kind.lower()
@@ -142,6 +159,52 @@ def labels_of(tags: Mapping[str, str], where: str) -> dict[str, str]:
             raise invalid_parameter(f"{where} {key!r}", f"cannot be a label: {exc}") from None
         labels[key] = value
     return labels
+
+
+def name_of(tags: Mapping[str, str], where: str, prefix: str) -> str:
+    """The object name a create's tags ask for: the ``Name`` tag, or ``{prefix}-`` and 8 random
+    hex digits; a ``Name`` that is no object name is ``InvalidParameterValue`` naming it."""
+    name = tags.get(NAME_TAG)
+    if name is None:
+        return f"{prefix}-{secrets.token_hex(4)}"
+    try:
+        return validate_dns1123_subdomain(name)
+    except ValueError as exc:
+        raise invalid_parameter(f"{where} {NAME_TAG!r}", f"cannot be a name: {exc}") from None
+
+
+def requested_tags(params: Params, resource_type: str) -> dict[str, str]:
+    """The tags a create's ``TagSpecification.N`` give its ``resource_type`` (``instance``,
+    ``subnet`` …; several specifications of that type merge); a specification for another type
+    is ``InvalidParameterValue`` naming its ``ResourceType``, as EC2 answers."""
+    tags: dict[str, str] = {}
+    for index, specification in enumerate(params.tag_specifications(), start=1):
+        if specification.resource_type != resource_type:
+            raise invalid_parameter(
+                f"TagSpecification.{index}.ResourceType",
+                f"{specification.resource_type!r} is not {resource_type!r}, what this creates",
+            )
+        tags.update(specification.tags)
+    return tags
+
+
+#: The tag filters of every tagged resource's Describe besides ``tag:<key>``.
+TAG_FILTERS = ("tag-key", "tag-value")
+
+
+def tag_filter_names(filters: Mapping[str, Sequence[str]]) -> list[str]:
+    """The tag filters a Describe accepts, for ``apply_filters``'s ``supported``:
+    ``tag-key``, ``tag-value`` and each ``tag:<key>`` among the request's ``filters``."""
+    return [*TAG_FILTERS, *(name for name in filters if name.startswith("tag:"))]
+
+
+def tag_attributes(tags: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:
+    """A ``tagSet`` (:func:`tags_of`) as filter attributes: ``tag:<key>`` → its value,
+    ``tag-key`` → every key, ``tag-value`` → every value."""
+    attributes: dict[str, list[str]] = {f"tag:{tag['key']}": [tag["value"]] for tag in tags}
+    attributes["tag-key"] = [tag["key"] for tag in tags]
+    attributes["tag-value"] = [tag["value"] for tag in tags]
+    return attributes
 
 
 def _token(last: str) -> str:

@@ -16,7 +16,8 @@ stores the :class:`~api_types.gitops.GitPlan` in ``status.plan``, answering the 
 4. each Instance to create is forecast by the process's scheduler
    (:meth:`reconcilers.placement.Scheduler.forecast`: member, size and hourly price, in
    creation order so each counts for the quota and load of the next), or why no member could
-   take it.
+   take it; its zone only when the instance pins one (otherwise it is spread by the uid the
+   server gives at creation).
 
 The list is bounded (:data:`~api_types.gitops.MAX_PLAN_CHANGES` changes, diffs cut at
 :data:`~api_types.gitops.MAX_PLAN_DIFF_CHARS`) so the status stays small; ``omitted`` counts
@@ -167,11 +168,15 @@ def _planned(change: Change, forecast: Forecast | None) -> PlannedChange:
         if option is None:
             planned.unplaced = forecast.unplaced
         else:
+            spec = forecast.instance.spec
+            # The zone is spread by the uid the server has not given yet: shown only when the
+            # instance pins it (a zone hint, or its subnet's zone).
+            pinned = (spec.placement is not None and spec.placement.zone) or spec.subnet_ref
             planned.placement = PlannedPlacement(
                 member=option.candidate.member,
                 account=option.account,
                 region=option.region,
-                zone=option.zone,
+                zone=option.zone if pinned else None,
                 size=option.size.id if option.size else None,
                 price_per_hour=option.size.price_per_hour if option.size else None,
             )

@@ -2,17 +2,20 @@
 
 Where it sits: the vocabulary of ``reconcilers.placement.group`` (the VirtualCluster
 scheduler, DESIGN §10), shared with its wording (``grouptext``) and re-exported by ``group``.
-They are decoupled from ``api_types``: the VirtualCluster reconciler translates its spec's
-members and ``placement`` rules into :class:`Replica` and :class:`Rule`, its existing replicas
-into :class:`Fixed`, and reads back the :class:`GroupDecision`.
+A rule speaks the spec's own words (``api_types.clusters``: :data:`RuleType`, :data:`Topology`,
+:data:`Mode` are its enums); the VirtualCluster reconciler turns its spec's members and
+``placement`` rules into :class:`Replica` and :class:`Rule`, its existing replicas into
+:class:`Fixed`, and reads back the :class:`GroupDecision`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
+from api_types.clusters import PlacementMode as Mode
+from api_types.clusters import PlacementRuleType as RuleType
+from api_types.clusters import Topology
 from reconcilers.placement.policy import AccountState, Need, Option
 
 __all__ = [
@@ -32,24 +35,6 @@ __all__ = [
 
 #: The provider of an account whose driver is not known.
 UNKNOWN_PROVIDER = "unknown"
-
-
-class RuleType(StrEnum):
-    ANTI_AFFINITY = "AntiAffinity"
-    PROXIMITY = "Proximity"
-
-
-class Topology(StrEnum):
-    ZONE = "zone"
-    REGION = "region"
-    ACCOUNT = "account"
-    PROVIDER = "provider"
-    HOST = "host"
-
-
-class Mode(StrEnum):
-    REQUIRED = "Required"
-    PREFERRED = "Preferred"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,20 @@ import re
 import pytest
 
 from apiserver.ec2.errors import Ec2Error
+from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
-from apiserver.ec2.resources import ec2_id, labels_of, owner_id, page, tags_of, vpc_id
+from apiserver.ec2.resources import (
+    ec2_id,
+    labels_of,
+    name_of,
+    owner_id,
+    page,
+    requested_tags,
+    tag_attributes,
+    tag_filter_names,
+    tags_of,
+    vpc_id,
+)
 
 
 def test_ids_are_stable_shaped_and_distinct() -> None:
@@ -66,3 +78,46 @@ def test_tag_lists_tell_an_absent_value_from_an_empty_one() -> None:
     with pytest.raises(Ec2Error) as named:
         nested.tag_specifications()
     assert "TagSpecification.2.Tag.4.Key" in str(named.value)
+
+
+def test_a_creates_tags_name_it_and_must_be_for_its_type() -> None:
+    params = Params(
+        [
+            ("TagSpecification.1.ResourceType", "subnet"),
+            ("TagSpecification.1.Tag.1.Key", "Name"),
+            ("TagSpecification.1.Tag.1.Value", "web"),
+            ("TagSpecification.1.Tag.2.Key", "tier"),
+            ("TagSpecification.1.Tag.2.Value", "front"),
+        ]
+    )
+    tags = requested_tags(params, "subnet")
+    assert tags == {"Name": "web", "tier": "front"}
+    assert name_of(tags, "TagSpecification", "subnet") == "web"
+    assert re.fullmatch(r"subnet-[0-9a-f]{8}", name_of({}, "TagSpecification", "subnet"))
+    with pytest.raises(Ec2Error) as wrong_type:
+        requested_tags(params, "vpc")
+    assert "TagSpecification.1.ResourceType" in str(wrong_type.value)
+    with pytest.raises(Ec2Error) as bad_name:
+        name_of({"Name": "Web Server"}, "TagSpecification", "subnet")
+    assert bad_name.value.code == "InvalidParameterValue" and "'Name'" in str(bad_name.value)
+
+
+def test_tag_filters() -> None:
+    objects = [
+        {"metadata": {"name": "a", "labels": {"tier": "front"}}},
+        {"metadata": {"name": "b", "labels": {"tier": "back"}}},
+        {"metadata": {"name": "c"}},
+    ]
+
+    def chosen(filters: dict[str, list[str]]) -> list[str]:
+        kept = apply_filters(
+            objects, filters, tag_filter_names(filters), lambda o: tag_attributes(tags_of(o))
+        )
+        return [o["metadata"]["name"] for o in kept]
+
+    assert chosen({"tag:tier": ["front"]}) == ["a"]
+    assert chosen({"tag:Name": ["b", "c"]}) == ["b", "c"]
+    assert chosen({"tag-key": ["tier"]}) == ["a", "b"]
+    assert chosen({"tag-value": ["ba*"]}) == ["b"]
+    with pytest.raises(Ec2Error):
+        chosen({"tags": ["x"]})

@@ -54,6 +54,16 @@ def test_lists_in_index_order_with_gaps() -> None:
     assert p.strings("Missing") == []
     assert "InstanceId.0" in refusal(params("InstanceId.0=a").strings, "InstanceId").message
     assert refusal(params("InstanceId.x=a").strings, "InstanceId").code == ("InvalidParameterValue")
+    nested = params(
+        "IpPermissions.2.IpProtocol=udp&IpPermissions.1.IpProtocol=tcp"
+        "&IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0/8"
+    ).structures("IpPermissions")
+    assert [(index, p.get("IpProtocol")) for index, p in nested] == [(1, "tcp"), (2, "udp")]
+    assert [r.get("CidrIp") for _, r in nested[0][1].structures("IpRanges")] == ["10.0.0.0/8"]
+    assert (
+        "IpPermissions.1"
+        in refusal(params("IpPermissions.1=x").structures, "IpPermissions").message
+    )
 
 
 def test_filters_and_tag_specifications() -> None:
@@ -168,21 +178,26 @@ def test_rest_errors_map_onto_ec2_codes() -> None:
 
 def test_registry_refuses_unknown_actions_and_double_registration() -> None:
     actions = default_actions()
-    # Each action module adds its own; these are the catalogue's, the instances' and the tags'.
-    assert {
+    # Every action module's names (each module adds its own set; other modules' may follow).
+    catalog = {
         "DescribeAvailabilityZones",
         "DescribeImages",
         "DescribeInstanceTypes",
         "DescribeRegions",
-        "RunInstances",
-        "DescribeInstances",
-        "StartInstances",
-        "StopInstances",
-        "TerminateInstances",
-        "CreateTags",
-        "DeleteTags",
-        "DescribeTags",
-    } <= set(actions.names())
+    }
+    instances = {
+        "RunInstances", "DescribeInstances", "StartInstances", "StopInstances",
+        "TerminateInstances", "CreateTags", "DeleteTags", "DescribeTags",
+    }  # fmt: skip
+    network = {
+        "CreateVpc", "DescribeVpcs", "DeleteVpc",
+        "CreateSubnet", "DescribeSubnets", "DeleteSubnet",
+        "CreateSecurityGroup", "DescribeSecurityGroups", "DeleteSecurityGroup",
+        "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
+        "RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress",
+    }  # fmt: skip
+    assert catalog | network | instances <= set(actions.names())
+    assert actions.names() == sorted(actions.names())
     unknown = refusal(actions.handler, "LaunchRockets")
     assert (unknown.code, unknown.status) == ("InvalidAction", 400)
     registry = ActionRegistry()

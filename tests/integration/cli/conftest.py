@@ -30,3 +30,22 @@ def any_backend(
         return
     with running_api_server(store, tmp_path) as server:
         yield Skyctl(("--server", server.url, "--token", "admin-token"))
+
+
+#: The GitSource the sync and diff tests ask things of (played reconcilers answer them).
+GITSOURCE = """\
+apiVersion: skybroker.io/v1alpha1
+kind: GitSource
+metadata: {name: infra, namespace: acme}
+spec: {url: "https://git.example.com/infra.git"}
+"""
+
+
+@pytest.fixture
+def with_gitsource(any_backend: Skyctl, tmp_path: Path) -> Skyctl:
+    """``any_backend`` once GitSource ``acme/infra`` is applied."""
+    manifest = tmp_path / "gitsource.yaml"
+    manifest.write_text(GITSOURCE)
+    applied = any_backend("apply", "-f", str(manifest))
+    assert applied.code == 0, applied.err
+    return any_backend

@@ -18,13 +18,6 @@ from controller.store.objects import Store
 from tests.integration.cli.helpers import Skyctl
 from tests.waiting import eventually
 
-GITSOURCE = """\
-apiVersion: skybroker.io/v1alpha1
-kind: GitSource
-metadata: {name: infra, namespace: acme}
-spec: {url: "https://git.example.com/infra.git"}
-"""
-
 REVISION = "next@sha1:" + "a" * 40
 DIFF = "--- live/instances.acme.web-1\n+++ merged/instances.acme.web-1\n-    cpu: 1\n+    cpu: 2\n"
 CHANGES: list[dict[str, Any]] = [
@@ -45,7 +38,6 @@ CHANGES: list[dict[str, Any]] = [
             "member": "sim-b",
             "account": "sim-b",
             "region": "sim-1",
-            "zone": "sim-1b",
             "size": "m1.small",
             "pricePerHour": 0.0231,
         },
@@ -62,12 +54,8 @@ CHANGES: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-def skyctl(any_backend: Skyctl, tmp_path: Path) -> Skyctl:
-    manifest = tmp_path / "gitsource.yaml"
-    manifest.write_text(GITSOURCE)
-    applied = any_backend("apply", "-f", str(manifest))
-    assert applied.code == 0, applied.err
-    return any_backend
+def skyctl(with_gitsource: Skyctl) -> Skyctl:
+    return with_gitsource
 
 
 def _annotations(store: Store) -> dict[str, str]:
@@ -120,7 +108,8 @@ def test_diff_prints_the_plan_and_exits_1(
         "3 unchanged (nothing written)\n"
         "~ Instance acme/web-1: spec.hardware.cpu\n"
         f"{DIFF}"
-        "+ Instance acme/web-3 → member sim-b (account sim-b, sim-1/sim-1b), size m1.small, "
+        "+ Instance acme/web-3 → member sim-b (account sim-b, sim-1/zone at creation), "
+        "size m1.small, "
         "$0.0231/h\n"
         "+ Instance acme/web-4 → not placeable now: namespace quota exceeded for instances\n"
         "- Volume acme/old\n"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,21 +16,10 @@ from controller.store.objects import Store
 from tests.integration.cli.helpers import Skyctl
 from tests.waiting import eventually
 
-GITSOURCE = """\
-apiVersion: skybroker.io/v1alpha1
-kind: GitSource
-metadata: {name: infra, namespace: acme}
-spec: {url: "https://git.example.com/infra.git"}
-"""
-
 
 @pytest.fixture
-def skyctl(any_backend: Skyctl, tmp_path: Path) -> Skyctl:
-    manifest = tmp_path / "gitsource.yaml"
-    manifest.write_text(GITSOURCE)
-    applied = any_backend("apply", "-f", str(manifest))
-    assert applied.code == 0, applied.err
-    return any_backend
+def skyctl(with_gitsource: Skyctl) -> Skyctl:
+    return with_gitsource
 
 
 def _infra(store: Store) -> GitSource:
