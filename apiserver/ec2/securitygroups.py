@@ -86,7 +86,13 @@ from apiserver.ec2.vpcs import (
 from apiserver.ec2.xmlwriter import Fields, Value
 from controller.errors import ApiError
 
-__all__ = ["register"]
+__all__ = [
+    "GROUP_NAME_ANNOTATION",
+    "group_name_of",
+    "groups_named",
+    "register",
+    "security_groups",
+]
 
 Wire = dict[str, Any]
 #: On a security group whose ``GroupName`` is not its object name: the ``GroupName``.
@@ -111,12 +117,12 @@ def register(registry: ActionRegistry) -> None:
 # --------------------------------------------------------------------------- shared
 
 
-def _groups(context: ActionContext) -> list[Wire]:
+def security_groups(context: ActionContext) -> list[Wire]:
     """The namespace's Firewalls not being deleted: its security groups."""
     return [group for group in listed(context, Firewall.KIND) if not deleting(group)]
 
 
-def _group_name(group: Wire) -> str:
+def group_name_of(group: Wire) -> str:
     if is_default_group(group):
         return DEFAULT_GROUP
     return _annotation(group, GROUP_NAME_ANNOTATION) or str(group["metadata"]["name"])
@@ -132,19 +138,19 @@ def _vpc_id(context: ActionContext, group: Wire) -> str | None:
     return None if network is None else vpc_id(context.namespace, network)
 
 
-def _by_names(groups: Sequence[Wire], names: Sequence[str]) -> list[Wire]:
+def groups_named(groups: Sequence[Wire], names: Sequence[str]) -> list[Wire]:
     """The groups with these ``groupName`` s, all of them; ``InvalidGroup.NotFound`` naming
     the names no group has."""
-    if missing := [name for name in names if all(_group_name(g) != name for g in groups)]:
+    if missing := [name for name in names if all(group_name_of(g) != name for g in groups)]:
         raise Ec2Error(
             "InvalidGroup.NotFound", f"The security group '{', '.join(missing)}' does not exist"
         )
-    return [group for group in groups if _group_name(group) in names]
+    return [group for group in groups if group_name_of(group) in names]
 
 
 def _the_group(context: ActionContext, params: Params) -> Wire:
     """The one group ``GroupId`` (or else ``GroupName``) names."""
-    groups = _groups(context)
+    groups = security_groups(context)
     wanted = params.get("GroupId")
     if wanted:
         (group,) = pick(Firewall.KIND, groups, [wanted])
@@ -152,7 +158,7 @@ def _the_group(context: ActionContext, params: Params) -> Wire:
     name = params.get("GroupName")
     if not name:
         raise missing_parameter("GroupId")
-    found = _by_names(groups, [name])
+    found = groups_named(groups, [name])
     if len(found) > 1:
         raise invalid_parameter(
             "GroupName", f"{name!r} names {len(found)} groups (one per VPC): give GroupId"
@@ -165,7 +171,7 @@ def _group_fields(context: ActionContext, group: Wire) -> Fields:
     description = _annotation(group, DESCRIPTION_ANNOTATION)
     return {
         "groupId": id_of(Firewall.KIND, group),
-        "groupName": _group_name(group),
+        "groupName": group_name_of(group),
         "groupDescription": description or f"Firewall {group['metadata']['name']}",
         "vpcId": _vpc_id(context, group),
         "ipPermissions": ip_permissions(rules, RuleDirection.INGRESS),
@@ -215,7 +221,7 @@ def create_security_group(context: ActionContext, params: Params) -> Fields:
     duplicate = Ec2Error(
         "InvalidGroup.Duplicate", f"The security group '{group_name}' already exists"
     )
-    if any(_group_name(group) == group_name for group in _groups(context)):
+    if any(group_name_of(group) == group_name for group in security_groups(context)):
         raise duplicate
     wire: Wire = {
         "apiVersion": API_VERSION,
@@ -242,17 +248,17 @@ def create_security_group(context: ActionContext, params: Params) -> Fields:
 def describe_security_groups(context: ActionContext, params: Params) -> Fields:
     dry_run = params.boolean("DryRun")
     context.pool()
-    groups = _groups(context)
+    groups = security_groups(context)
     if ids := params.strings("GroupId"):
         groups = pick(Firewall.KIND, groups, ids)
     if names := params.strings("GroupName"):
-        groups = _by_names(groups, names)
+        groups = groups_named(groups, names)
 
     def attributes(group: Wire) -> Mapping[str, Sequence[str]]:
         vpc = _vpc_id(context, group)
         return {
             "group-id": [id_of(Firewall.KIND, group)],
-            "group-name": [_group_name(group)],
+            "group-name": [group_name_of(group)],
             "vpc-id": [vpc] if vpc else [],
             "description": [str(_group_fields(context, group)["groupDescription"])],
             **tag_attributes(tags_of(group)),

@@ -67,6 +67,7 @@ __all__ = [
     "dependency_violation",
     "find_vpc",
     "is_default_group",
+    "regional_subnets",
     "register",
     "users_of",
     "vpcs",
@@ -355,7 +356,7 @@ def delete_vpc(context: ActionContext, params: Params) -> Fields:
 # --------------------------------------------------------------------------- subnets
 
 
-def _regional_subnets(context: ActionContext, region: str) -> list[Wire]:
+def regional_subnets(context: ActionContext, region: str) -> list[Wire]:
     """The namespace's subnets in ``region`` (its pool) not being deleted."""
     return [
         subnet
@@ -449,7 +450,7 @@ def create_subnet(context: ActionContext, params: Params) -> Fields:
 def describe_subnets(context: ActionContext, params: Params) -> Fields:
     dry_run = params.boolean("DryRun")
     pool = context.pool()
-    subnets = _regional_subnets(context, pool.metadata.name)
+    subnets = regional_subnets(context, pool.metadata.name)
     if requested := params.strings("SubnetId"):
         subnets = pick(Subnet.KIND, subnets, requested)
 
@@ -482,7 +483,7 @@ def delete_subnet(context: ActionContext, params: Params) -> Fields:
     dry_run = params.boolean("DryRun")
     pool = context.pool()
     wanted = params.require("SubnetId")
-    (subnet,) = pick(Subnet.KIND, _regional_subnets(context, pool.metadata.name), [wanted])
+    (subnet,) = pick(Subnet.KIND, regional_subnets(context, pool.metadata.name), [wanted])
     name = subnet["metadata"]["name"]
     if users := users_of(context, subnet=name):
         raise dependency_violation(f"subnet '{wanted}'", users)
