@@ -20,8 +20,10 @@ once with them ``pending`` (DESIGN: async; the reconcilers take them on). Parame
   digits derived from the ClientToken and the launch index (random without a token).
 - ``UserData``: base64 (as EC2 clients send it) of UTF-8 text → ``spec.userData``; not base64,
   or not text, is ``InvalidParameterValue``.
-- ``SubnetId`` → ``spec.subnetRef`` (``InvalidSubnetID.NotFound`` if not the namespace's);
-  ``SecurityGroupId.N`` (ids) and ``SecurityGroup.N`` (names) → ``spec.firewallRefs``
+- ``SubnetId`` → ``spec.subnetRef``: one of the namespace's subnets in the request's region
+  not being deleted (``vpcs.regional_subnets``; else ``InvalidSubnetID.NotFound``).
+  ``SecurityGroupId.N`` (ids) and ``SecurityGroup.N`` (group names, ``securitygroups``:
+  ``default`` being the default group of the subnet's VPC) → ``spec.firewallRefs``
   (``InvalidGroup.NotFound``). Security groups need a ``SubnetId`` — a firewall is realised
   in a subnet's network and there is no default VPC — else ``MissingParameter`` says so.
 - ``Placement.AvailabilityZone`` → ``spec.placement.zone`` (one of the pool's zones, when
@@ -70,8 +72,8 @@ import structlog
 from api_types.accounts import HardwareProfile
 from api_types.compute import Instance
 from api_types.meta import API_VERSION
+from api_types.network import Firewall, Subnet
 from api_types.registry import by_kind
-from api_types.validation import validate_dns1123_subdomain
 from apiserver.ec2.catalog import pool_images, pool_zones
 from apiserver.ec2.context import ActionContext
 from apiserver.ec2.errors import Ec2Error, dry_run_succeeded, invalid_parameter, missing_parameter
@@ -88,7 +90,18 @@ from apiserver.ec2.instanceview import (
 )
 from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
-from apiserver.ec2.resources import NAME_TAG, find, id_of, labels_of, listed
+from apiserver.ec2.resources import (
+    NAME_TAG,
+    find,
+    id_of,
+    labels_of,
+    listed,
+    name_of,
+    pick,
+    requested_tags,
+)
+from apiserver.ec2.securitygroups import groups_named, security_groups
+from apiserver.ec2.vpcs import VPC_ANNOTATION, is_default_group, regional_subnets
 from apiserver.ec2.xmlwriter import Fields
 from controller.errors import ApiError, NotFoundError
 
@@ -204,32 +217,24 @@ def _user_data(params: Params) -> str | None:
         raise invalid_parameter("UserData", "must be the base64 encoding of UTF-8 text") from None
 
 
-def _firewalls(context: ActionContext, params: Params) -> list[str]:
-    """``SecurityGroupId.N`` then ``SecurityGroup.N`` as firewall names, each once."""
-    ids = params.strings("SecurityGroupId")
-    names = [str(obj["metadata"]["name"]) for obj in find(context, "Firewall", ids)] if ids else []
-    by_name = params.strings("SecurityGroup")
-    if by_name:
-        known = {str(o["metadata"]["name"]) for o in listed(context, "Firewall")}
-        if missing := [name for name in by_name if name not in known]:
-            raise Ec2Error(
-                "InvalidGroup.NotFound",
-                f"The security group '{', '.join(missing)}' does not exist in this namespace",
-            )
-        names += by_name
-    return list(dict.fromkeys(names))
-
-
-def _tags(params: Params) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for specification in params.tag_specifications():
-        if specification.resource_type != "instance":
-            raise invalid_parameter(
-                "TagSpecification.N.ResourceType",
-                f"{specification.resource_type!r}: RunInstances tags instances only",
-            )
-        tags.update(specification.tags)
-    return tags
+def _firewalls(context: ActionContext, params: Params, network: str | None) -> list[str]:
+    """``SecurityGroupId.N`` then ``SecurityGroup.N`` (group names: ``securitygroups``) as
+    Firewall names, each once; ``default`` is the default group of ``network``, the VPC of the
+    instance's subnet (every VPC has one of that name)."""
+    ids, names = params.strings("SecurityGroupId"), params.strings("SecurityGroup")
+    if not ids and not names:
+        return []
+    groups = security_groups(context)
+    chosen = pick(Firewall.KIND, groups, ids) if ids else []
+    if names:
+        in_vpc = [
+            group
+            for group in groups
+            if not is_default_group(group)
+            or (group["metadata"].get("annotations") or {}).get(VPC_ANNOTATION) == network
+        ]
+        chosen += groups_named(in_vpc, names)
+    return list(dict.fromkeys(str(group["metadata"]["name"]) for group in chosen))
 
 
 def _name(tags: dict[str, str], most: int) -> tuple[str | None, str]:
@@ -238,13 +243,7 @@ def _name(tags: dict[str, str], most: int) -> tuple[str | None, str]:
     if not tag:
         return None, _GENERATED
     if most == 1:
-        try:
-            validate_dns1123_subdomain(tag)
-        except ValueError as exc:
-            raise invalid_parameter(
-                "TagSpecification Name", f"{tag!r} is the instance's name, so: {exc}"
-            ) from None
-        return tag, _GENERATED
+        return name_of(tags, "TagSpecification", _GENERATED), _GENERATED
     stem = re.sub(r"[^a-z0-9]+", "-", tag.lower()).strip("-")[:50].strip("-")
     return None, stem or _GENERATED
 
@@ -273,15 +272,18 @@ def _launch(context: ActionContext, params: Params, most: int, reservation: str)
         "image": image,
     }
     subnet_id = params.get("SubnetId")
+    network = None
     if subnet_id:
-        spec["subnetRef"] = find(context, "Subnet", [subnet_id])[0]["metadata"]["name"]
-    firewalls = _firewalls(context, params)
+        (subnet,) = pick(Subnet.KIND, regional_subnets(context, pool.metadata.name), [subnet_id])
+        spec["subnetRef"] = subnet["metadata"]["name"]
+        network = str(subnet["spec"]["network"]["name"])
+    elif params.strings("SecurityGroupId") or params.strings("SecurityGroup"):
+        raise missing_parameter(
+            "SubnetId (security groups are realised in a subnet's network and there is no "
+            "default VPC: give SubnetId with SecurityGroupId.N)"
+        )
+    firewalls = _firewalls(context, params, network)
     if firewalls:
-        if not subnet_id:
-            raise missing_parameter(
-                "SubnetId (security groups are realised in a subnet's network and there is "
-                "no default VPC: give SubnetId with SecurityGroupId.N)"
-            )
         spec["firewallRefs"] = firewalls
     user_data = _user_data(params)
     if user_data is not None:
@@ -294,7 +296,7 @@ def _launch(context: ActionContext, params: Params, most: int, reservation: str)
                 "Placement.AvailabilityZone", f"'{zone}' is not a zone of this region"
             )
         spec["placement"] = {"zone": zone}
-    tags = _tags(params)
+    tags = requested_tags(params, "instance")
     name, base = _name(tags, most)
     annotations = {RESERVATION: reservation}
     token = params.get("ClientToken")
@@ -315,7 +317,7 @@ def _by_token(context: ActionContext, params: Params, token: str, most: int) -> 
     (every RunInstances), and only a retry, or a name held by another object (a rolled-back
     leftover still being deleted), lists the namespace."""
     digest = _sha256(token)
-    name, base = _name(_tags(params), most)
+    name, base = _name(requested_tags(params, "instance"), most)
     try:
         context.backend.get(_INSTANCE, context.namespace, name or _generated_name(base, token, 0))
     except ApiError as exc:

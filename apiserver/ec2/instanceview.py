@@ -28,12 +28,13 @@ digits of its instance id.
 
 **DescribeInstances**: ``InstanceId.N`` (each must be the key's namespace's:
 ``InvalidInstanceID.NotFound`` otherwise, another tenant's included), ``Filter.N`` (the names
-in :data:`FILTERS`, plus ``tag:KEY``), ``MaxResults``/``NextToken`` (over instances, by id;
-EC2 refuses ``MaxResults`` beside ``InstanceId``: ``InvalidParameterCombination``); each page's
-instances grouped into their reservations, in the order of their first instance. ``vpcId`` is
-the VPC of the instance's subnet's network (``resources.vpc_id``), ``groupSet`` its firewalls
-(security groups), addresses its ``status.addresses`` (first private and first public IP, a
-hostname as ``dnsName``).
+in :data:`FILTERS`, plus ``tag:KEY``, ``tag-key``, ``tag-value``), ``MaxResults``/``NextToken``
+(over instances, by id; EC2 refuses ``MaxResults`` beside ``InstanceId``:
+``InvalidParameterCombination``); each page's instances grouped into their reservations, in the
+order of their first instance. ``vpcId`` is the VPC of the instance's subnet's network
+(``resources.vpc_id``), ``groupSet`` its firewalls (security groups, named as
+``securitygroups.group_name_of`` says), addresses its ``status.addresses`` (first private and
+first public IP, a hostname as ``dnsName``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,18 @@ from apiserver.ec2.context import ActionContext
 from apiserver.ec2.errors import Ec2Error, dry_run_succeeded
 from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
-from apiserver.ec2.resources import find, id_of, listed, owner_id, page, tags_of, vpc_id
+from apiserver.ec2.resources import (
+    find,
+    id_of,
+    listed,
+    owner_id,
+    page,
+    tag_attributes,
+    tag_filter_names,
+    tags_of,
+    vpc_id,
+)
+from apiserver.ec2.securitygroups import group_name_of
 from apiserver.ec2.xmlwriter import Fields, Value
 
 __all__ = [
@@ -74,7 +86,7 @@ LAUNCH_INDEX = "ec2.skybroker.io/launch-index"
 PENDING, RUNNING, SHUTTING_DOWN = (0, "pending"), (16, "running"), (32, "shutting-down")
 TERMINATED, STOPPING, STOPPED = (48, "terminated"), (64, "stopping"), (80, "stopped")
 
-#: The filters DescribeInstances knows (and every ``tag:KEY``).
+#: The filters DescribeInstances knows besides the tag filters (``resources.TAG_FILTERS``).
 FILTERS = (
     "availability-zone",
     "group-id",
@@ -89,8 +101,6 @@ FILTERS = (
     "private-ip-address",
     "reservation-id",
     "subnet-id",
-    "tag-key",
-    "tag-value",
     "vpc-id",
 )
 
@@ -185,7 +195,10 @@ class Related:
         names: list[str] = obj["spec"].get("firewallRefs") or []
         firewalls = self._named("Firewall") if names else {}
         return [
-            {"groupId": id_of("Firewall", firewalls[name]), "groupName": name}
+            {
+                "groupId": id_of("Firewall", firewalls[name]),
+                "groupName": group_name_of(firewalls[name]),
+            }
             for name in names
             if name in firewalls
         ]
@@ -248,7 +261,6 @@ def reservations(context: ActionContext, objects: Sequence[Wire], related: Relat
 def _attributes(obj: Wire, related: Related) -> dict[str, list[str]]:
     code, name = state_of(obj)
     subnet_id, vpc = related.subnet(obj)
-    tags = tags_of(obj)
     found: dict[str, list[str]] = {
         "availability-zone": [zone] if (zone := _zone(obj)) else [],
         "group-id": [str(g["groupId"]) for g in related.groups(obj)],
@@ -263,20 +275,16 @@ def _attributes(obj: Wire, related: Related) -> dict[str, list[str]]:
         "private-ip-address": [ip] if (ip := _address(obj, "PrivateIP")) else [],
         "reservation-id": [reservation_of(obj)],
         "subnet-id": [subnet_id] if subnet_id else [],
-        "tag-key": [tag["key"] for tag in tags],
-        "tag-value": [tag["value"] for tag in tags],
         "vpc-id": [vpc] if vpc else [],
     }
-    for tag in tags:
-        found[f"tag:{tag['key']}"] = [tag["value"]]
-    return found
+    return {**found, **tag_attributes(tags_of(obj))}
 
 
 def filtered(
     objects: Sequence[Wire], filters: Mapping[str, Sequence[str]], related: Related
 ) -> list[Wire]:
     """``objects`` that pass DescribeInstances' filters (``tag:KEY`` for any key)."""
-    supported = set(FILTERS) | {name for name in filters if name.startswith("tag:")}
+    supported = [*FILTERS, *tag_filter_names(filters)]
     return apply_filters(objects, filters, supported, lambda obj: _attributes(obj, related))
 
 

@@ -421,3 +421,30 @@ def test_states_follow_phases_and_power_state(ec2_world: HttpServer, api_store: 
     assert code == "IncorrectInstanceState" and up in message
     broken = by_name["broken"]["InstanceId"]
     assert error_of(client.stop_instances, InstanceIds=[broken])[0] == "IncorrectInstanceState"
+
+
+def test_security_groups_by_id_and_name_in_a_vpc_made_through_ec2(ec2_world: HttpServer) -> None:
+    client = ec2(ec2_world)
+    vpc = client.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    subnet = client.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
+    web = client.create_security_group(GroupName="Web Servers", Description="w", VpcId=vpc)
+    [default] = client.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"]
+    launched = run(
+        client, SubnetId=subnet, SecurityGroupIds=[web["GroupId"]], SecurityGroups=["default"]
+    )["Instances"][0]
+    assert launched["VpcId"] == vpc and launched["SubnetId"] == subnet
+    assert launched["SecurityGroups"] == [
+        {"GroupId": web["GroupId"], "GroupName": "Web Servers"},
+        {"GroupId": default["GroupId"], "GroupName": "default"},
+    ]
+    group_filter = [{"Name": "group-name", "Values": ["Web Servers"]}]
+    assert [i["InstanceId"] for i in instances(client, Filters=group_filter)] == [
+        launched["InstanceId"]
+    ]
+    # EC2 refuses to delete what an instance uses: so does this door, for both.
+    assert error_of(client.delete_subnet, SubnetId=subnet)[0] == "DependencyViolation"
+    assert error_of(client.delete_security_group, GroupId=web["GroupId"])[0] == (
+        "DependencyViolation"
+    )

@@ -105,8 +105,6 @@ def test_tags_are_labels_on_every_resource(ec2_world: HttpServer, api_store: Sto
     assert error_of(client.create_tags, Resources=[ids["volume"]], Tags=[tag("a b", "1")])[0] == (
         "InvalidParameterValue"
     )
-    assert error_of(client.create_tags, Resources=[vpc_id("team-a", "main")],
-                    Tags=[tag("x", "1")])[0] == "InvalidParameterValue"  # fmt: skip
     assert error_of(client.create_tags, Resources=["ami-12345678"], Tags=[tag("x", "1")])[0] == (
         "InvalidID"
     )
@@ -158,4 +156,38 @@ def test_a_tenant_cannot_tag_or_see_another_tenants_resources(
         assert error_of(bob.create_tags, Resources=[ids[kind]], Tags=[tag("x", "1")])[0] == code
         assert error_of(bob.delete_tags, Resources=[ids[kind]])[0] == code
     assert bob.describe_tags()["Tags"] == []
-    assert len(alice.describe_tags()["Tags"]) == 3
+    # The subnet's, the group's and the volume's Name, and that of the subnet's VPC (main).
+    assert len(alice.describe_tags()["Tags"]) == 4
+
+
+def test_vpc_tags_live_in_its_record(ec2_world: HttpServer, api_store: Store) -> None:  # noqa: F811
+    client = ec2(ec2_world)
+    vpc = client.create_vpc(
+        CidrBlock="10.20.0.0/16",
+        TagSpecifications=[{"ResourceType": "vpc", "Tags": [tag("Name", "prod"), tag("a", "1")]}],
+    )["Vpc"]["VpcId"]
+    client.create_tags(Resources=[vpc], Tags=[tag("env", "prod"), tag("Name", "prod")])
+    assert described(client, ("resource-type", ["vpc"])) == [
+        ("vpc", "Name", "prod"),
+        ("vpc", "a", "1"),
+        ("vpc", "env", "prod"),
+    ]
+    [shown] = client.describe_vpcs(VpcIds=[vpc])["Vpcs"]
+    assert sorted((t["Key"], t["Value"]) for t in shown["Tags"]) == [
+        ("Name", "prod"),
+        ("a", "1"),
+        ("env", "prod"),
+    ]
+    client.delete_tags(Resources=[vpc], Tags=[{"Key": "a"}])
+    assert described(client, ("resource-id", [vpc]), ("key", ["a"])) == []
+    assert error_of(client.create_tags, Resources=[vpc], Tags=[tag("Name", "dev")])[0] == (
+        "InvalidParameterValue"
+    )
+    assert error_of(client.create_tags, Resources=[vpc_id("team-a", "nowhere")],
+                    Tags=[tag("x", "1")])[0] == "InvalidVpcID.NotFound"  # fmt: skip
+    # A VPC known only from subnets written through REST has no record for its tags.
+    create(api_store, NETWORK[0])
+    code, message = error_of(
+        client.create_tags, Resources=[vpc_id("team-a", "main")], Tags=[tag("x", "1")]
+    )
+    assert code == "InvalidParameterValue" and "record" in message
