@@ -51,8 +51,9 @@ of the namespace. Two requests with one token at the very same moment are not se
 instance's previous and current state (``stopping``/``pending`` until the reconciler is
 done); an instance being deleted or failed is ``IncorrectInstanceState``.
 **TerminateInstances** deletes the Instances (the reconciler deletes the VM, then the object
-goes) and answers ``shutting-down``. All three take ``InstanceId.N`` (the namespace's only:
-``InvalidInstanceID.NotFound``) and ``DryRun``, and check every id before changing any.
+goes) and answers ``shutting-down``. All three take ``InstanceId.N`` (the namespace's in the
+request's region only, as DescribeInstances sees them: ``InvalidInstanceID.NotFound``) and
+``DryRun``, and check every id before changing any.
 """
 
 from __future__ import annotations
@@ -92,15 +93,14 @@ from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
 from apiserver.ec2.resources import (
     NAME_TAG,
-    find,
     id_of,
     labels_of,
-    listed,
     name_of,
     pick,
     requested_tags,
 )
 from apiserver.ec2.securitygroups import groups_named, security_groups
+from apiserver.ec2.volumeview import region_instances
 from apiserver.ec2.vpcs import VPC_ANNOTATION, is_default_group, regional_subnets
 from apiserver.ec2.xmlwriter import Fields
 from controller.errors import ApiError, NotFoundError
@@ -325,7 +325,7 @@ def _by_token(context: ActionContext, params: Params, token: str, most: int) -> 
             return []
         raise
     # Ours (a retry) or another's (a leftover): the reservation is whatever carries the token.
-    return [obj for obj in listed(context, "Instance") if _carries(obj, digest)]
+    return [obj for obj in region_instances(context) if _carries(obj, digest)]
 
 
 def _quota_refused(exc: ApiError) -> bool:
@@ -417,7 +417,8 @@ def _instances(context: ActionContext, params: Params) -> list[Wire]:
     ids = params.strings("InstanceId")
     if not ids:
         raise missing_parameter("InstanceId.N")
-    return find(context, "Instance", list(dict.fromkeys(ids)))
+    context.pool()
+    return pick(Instance.KIND, region_instances(context), list(dict.fromkeys(ids)))
 
 
 def _power(context: ActionContext, params: Params, power: str, verb: str) -> Fields:

@@ -26,8 +26,10 @@ the annotation :data:`RESERVATION` (with :data:`LAUNCH_INDEX`, EC2's ``amiLaunch
 instance made otherwise (REST, skyctl, GitOps) is a reservation of its own, ``r-`` and the
 digits of its instance id.
 
-**DescribeInstances**: ``InstanceId.N`` (each must be the key's namespace's:
-``InvalidInstanceID.NotFound`` otherwise, another tenant's included), ``Filter.N`` (the names
+**DescribeInstances**: the namespace's instances in the request's region (``spec.pool`` = the
+region: ``volumeview.region_instances``, what every instance action sees); ``InstanceId.N``
+(each must be one of them: ``InvalidInstanceID.NotFound`` otherwise, another tenant's or
+another region's included), ``Filter.N`` (the names
 in :data:`FILTERS`, plus ``tag:KEY``, ``tag-key``, ``tag-value``), ``MaxResults``/``NextToken``
 (over instances, by id; EC2 refuses ``MaxResults`` beside ``InstanceId``:
 ``InvalidParameterCombination``); each page's instances grouped into their reservations, in the
@@ -42,22 +44,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from api_types.compute import Instance
 from apiserver.ec2.context import ActionContext
 from apiserver.ec2.errors import Ec2Error, dry_run_succeeded
 from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
 from apiserver.ec2.resources import (
-    find,
     id_of,
     listed,
     owner_id,
     page,
+    pick,
     tag_attributes,
     tag_filter_names,
     tags_of,
     vpc_id,
 )
 from apiserver.ec2.securitygroups import group_name_of
+from apiserver.ec2.volumeview import region_instances
 from apiserver.ec2.xmlwriter import Fields, Value
 
 __all__ = [
@@ -296,7 +300,10 @@ def describe_instances(context: ActionContext, params: Params) -> Fields:
             "InvalidParameterCombination",
             "The parameter instancesSet cannot be used with the parameter maxResults",
         )
-    objects = find(context, "Instance", ids) if ids else listed(context, "Instance")
+    context.pool()  # the region must be a pool the namespace may use, as for every action
+    objects = region_instances(context)
+    if ids:
+        objects = pick(Instance.KIND, objects, ids)
     related = Related(context)
     chosen = filtered(objects, params.filters(), related)
     shown, token = page(chosen, lambda obj: id_of("Instance", obj), params)

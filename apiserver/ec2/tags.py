@@ -2,8 +2,9 @@
 
 Where it sits: EC2 action handlers (``registry``) over ``resources``: a resource id's prefix
 names its kind (``i-`` Instance, ``subnet-`` Subnet, ``sg-`` Firewall, ``vol-`` Volume:
-``resources.ID_PREFIXES``), ``resources.find`` looks it up in the key's namespace (the kind's
-``….NotFound`` for an id that is not there, another tenant's included), and tags are labels
+``resources.ID_PREFIXES``) and is looked up among what the kind's own actions see (the
+region's instances, volumes and subnets, the namespace's security groups: :func:`_seen`), the
+kind's ``….NotFound`` for an id that is not there (another tenant's included). Tags are labels
 (``resources.tags_of``/``labels_of``) written by a JSON merge patch of ``metadata.labels``
 through ``context.backend`` as the user (RBAC ``patch`` on the kind). A ``vpc-`` id is a VPC,
 which is no object: ``vpcs.vpcs`` finds it (``InvalidVpcID.NotFound``), its ``Name`` is its
@@ -34,8 +35,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from api_types.network import Firewall
+from api_types.compute import Instance
+from api_types.network import Firewall, Subnet
 from api_types.registry import by_kind
+from api_types.storage import Volume
 from apiserver.ec2.context import ActionContext
 from apiserver.ec2.errors import Ec2Error, dry_run_succeeded, invalid_parameter, missing_parameter
 from apiserver.ec2.filters import apply_filters
@@ -44,14 +47,15 @@ from apiserver.ec2.registry import ActionRegistry
 from apiserver.ec2.resources import (
     ID_PREFIXES,
     NAME_TAG,
-    find,
     id_of,
     labels_of,
-    listed,
     page,
+    pick,
     tags_of,
 )
-from apiserver.ec2.vpcs import VPC_TAGS_ANNOTATION, Vpc, find_vpc, vpcs
+from apiserver.ec2.securitygroups import security_groups
+from apiserver.ec2.volumeview import region_instances, region_volumes
+from apiserver.ec2.vpcs import VPC_TAGS_ANNOTATION, Vpc, find_vpc, regional_subnets, vpcs
 from apiserver.ec2.xmlwriter import Fields, Value
 
 __all__ = ["RESOURCE_TYPES", "create_tags", "delete_tags", "describe_tags", "register"]
@@ -124,6 +128,19 @@ def _vpc(context: ActionContext, vpc: Vpc) -> _Tagged:
     return _Tagged(vpc.id, vpc.name, tags, write)
 
 
+def _seen(context: ActionContext, kind: str) -> list[Wire]:
+    """The objects of ``kind`` this request sees, as the kind's own actions do: the region's
+    instances and volumes (``volumeview``), the region's subnets not being deleted
+    (``vpcs``), the namespace's security groups not being deleted (``securitygroups``)."""
+    if kind == Instance.KIND:
+        return region_instances(context)
+    if kind == Volume.KIND:
+        return region_volumes(context)
+    if kind == Subnet.KIND:
+        return regional_subnets(context, context.region)
+    return security_groups(context)
+
+
 def _kind_of(resource_id: str) -> str:
     prefix = resource_id.partition("-")[0]
     if prefix == _VPC:
@@ -139,6 +156,7 @@ def _resources(context: ActionContext, params: Params) -> list[_Tagged]:
     ids = list(dict.fromkeys(params.strings("ResourceId")))
     if not ids:
         raise missing_parameter("ResourceId.N")
+    context.pool()  # the region must be a pool the namespace may use, as for every action
     wanted: dict[str, list[str]] = {}
     for resource_id in ids:
         wanted.setdefault(_kind_of(resource_id), []).append(resource_id)
@@ -149,7 +167,7 @@ def _resources(context: ActionContext, params: Params) -> list[_Tagged]:
             for resource_id in kind_ids:
                 found[resource_id] = _vpc(context, find_vpc(context, resource_id, known))
             continue
-        for obj in find(context, kind, kind_ids):
+        for obj in pick(kind, _seen(context, kind), kind_ids):
             tagged = _object(context, kind, obj)
             found[tagged.resource_id] = tagged
     return [found[resource_id] for resource_id in ids]
@@ -227,6 +245,7 @@ def _types(filters: Mapping[str, Sequence[str]]) -> list[str]:
 def describe_tags(context: ActionContext, params: Params) -> Fields:
     dry_run = params.boolean("DryRun")
     filters = params.filters()
+    context.pool()
     items: list[dict[str, str]] = []
     kinds = {rtype: kind for kind, rtype in RESOURCE_TYPES.items()}
     for rtype in _types(filters):
@@ -234,7 +253,7 @@ def describe_tags(context: ActionContext, params: Params) -> Fields:
             tagged = [(vpc.id, vpc.tags) for vpc in vpcs(context).values()]
         else:
             kind = kinds[rtype]
-            tagged = [(id_of(kind, obj), tags_of(obj)) for obj in listed(context, kind)]
+            tagged = [(id_of(kind, obj), tags_of(obj)) for obj in _seen(context, kind)]
         items += [
             {"resourceId": resource_id, "resourceType": rtype, **tag}
             for resource_id, tags in tagged

@@ -84,11 +84,11 @@ def controller(api_store: Store, tmp_path: Path) -> Iterator[Harness]:
     running.stop()
 
 
-def ec2(server: HttpServer, key: AccessKeyCredential = ALICE) -> Any:
+def ec2(server: HttpServer, key: AccessKeyCredential = ALICE, region: str = "general") -> Any:
     return boto3.client(
         "ec2",
         endpoint_url=f"{server.url}/ec2/",
-        region_name="general",
+        region_name=region,
         aws_access_key_id=key.access_key_id,
         aws_secret_access_key=key.secret_access_key,
         config=Config(retries={"max_attempts": 1}),
@@ -448,3 +448,19 @@ def test_security_groups_by_id_and_name_in_a_vpc_made_through_ec2(ec2_world: Htt
     assert error_of(client.delete_security_group, GroupId=web["GroupId"])[0] == (
         "DependencyViolation"
     )
+
+
+def test_instances_are_regional(ec2_world: HttpServer, api_store: Store) -> None:
+    create(api_store, pool_manifest("other", [{"account": "sim-a"}]))
+    general, other = ec2(ec2_world), ec2(ec2_world, region="other")
+    here = run(general)["Instances"][0]["InstanceId"]
+    there = run(other)["Instances"][0]["InstanceId"]
+    assert [i["InstanceId"] for i in instances(general)] == [here]
+    assert [i["InstanceId"] for i in instances(other)] == [there]
+    for call in (general.describe_instances, general.stop_instances):
+        assert error_of(call, InstanceIds=[there])[0] == "InvalidInstanceID.NotFound"
+    assert error_of(general.create_tags, Resources=[there], Tags=[tag("a", "b")])[0] == (
+        "InvalidInstanceID.NotFound"
+    )
+    assert {t["ResourceId"] for t in other.describe_tags()["Tags"]} == {there}
+    assert error_of(ec2(ec2_world, region="nowhere").describe_instances)[0] == "AuthFailure"
