@@ -15,9 +15,11 @@ once with them ``pending`` (DESIGN: async; the reconcilers take them on). Parame
   shows up as the instance's placement failure, as for REST).
 - ``TagSpecification.N`` of ResourceType ``instance`` (others are refused: nothing else is
   launched): tags become labels (``resources.labels_of``). ``Name`` is the object's name when
-  ``MaxCount`` is 1 (it must then be a DNS-1123 name, and free); otherwise each instance is
-  named ``{base}-{8 hex}``, ``base`` being the Name tag made DNS-safe, else ``ec2``, the hex
-  digits derived from the ClientToken and the launch index (random without a token).
+  ``MaxCount`` is 1 and it is a DNS-1123 name (it must then be free); otherwise each instance
+  is named ``{base}-{8 hex}``, ``base`` being the Name tag made DNS-safe, else ``ec2``, the hex
+  digits derived from the ClientToken and the launch index (random without a token), and the
+  Name tag's text is kept as such (``resources.name_annotations``: any text is a Name, as in
+  EC2 — skybroker's ``ec2`` provider tags ``{namespace}/{name}``).
 - ``UserData``: base64 (as EC2 clients send it) of UTF-8 text → ``spec.userData``; not base64,
   or not text, is ``InvalidParameterValue``.
 - ``SubnetId`` → ``spec.subnetRef``: one of the namespace's subnets in the request's region
@@ -93,9 +95,10 @@ from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
 from apiserver.ec2.resources import (
     NAME_TAG,
+    given_name,
     id_of,
     labels_of,
-    name_of,
+    name_annotations,
     pick,
     requested_tags,
 )
@@ -154,6 +157,8 @@ class _Launch:
 
     namespace: str
     spec: Wire
+    #: The requested tags (the Name tag is kept as such where it is not the name).
+    tags: dict[str, str]
     labels: dict[str, str]
     annotations: dict[str, str]
     #: The object name when the Name tag names the one instance.
@@ -167,6 +172,7 @@ class _Launch:
         """Instance ``index`` of the reservation; ``fresh``: under a random name even if the
         token would name it (its name is held by another object)."""
         name = self.name or _generated_name(self.base, None if fresh else self.token, index)
+        annotations = {**self.annotations, **name_annotations(self.tags, name)}
         return {
             "apiVersion": API_VERSION,
             "kind": Instance.KIND,
@@ -174,7 +180,7 @@ class _Launch:
                 "name": name,
                 "namespace": self.namespace,
                 "labels": dict(self.labels),
-                "annotations": {**self.annotations, LAUNCH_INDEX: str(index)},
+                "annotations": {**annotations, LAUNCH_INDEX: str(index)},
             },
             "spec": self.spec,
         }
@@ -242,8 +248,8 @@ def _name(tags: dict[str, str], most: int) -> tuple[str | None, str]:
     tag = tags.get(NAME_TAG)
     if not tag:
         return None, _GENERATED
-    if most == 1:
-        return name_of(tags, "TagSpecification", _GENERATED), _GENERATED
+    if most == 1 and (name := given_name(tags)) is not None:
+        return name, _GENERATED
     stem = re.sub(r"[^a-z0-9]+", "-", tag.lower()).strip("-")[:50].strip("-")
     return None, stem or _GENERATED
 
@@ -304,7 +310,7 @@ def _launch(context: ActionContext, params: Params, most: int, reservation: str)
         annotations[CLIENT_TOKEN] = _sha256(token)
         annotations[REQUEST] = _request_hash(params)
     labels = labels_of(tags, "TagSpecification.N.Tag")
-    return _Launch(context.namespace, spec, labels, annotations, name, base, token or None)
+    return _Launch(context.namespace, spec, tags, labels, annotations, name, base, token or None)
 
 
 def _carries(obj: Wire, digest: str) -> bool:

@@ -15,7 +15,11 @@ them, so an id, a tag or a page means the same thing in every action:
   ``….NotFound`` code (``InvalidInstanceID.NotFound``…), never a 403 that would say it exists.
 * **Tags are labels**, but for ``Name``, which is the object's name (:func:`tags_of`,
   :func:`labels_of`, :func:`name_of` — a generated ``{prefix}-{8 hex}`` when there is no
-  ``Name``); a tag that cannot be a label (key or value) or a ``Name`` that cannot be a name is
+  ``Name``). EC2 takes any text as a ``Name`` (skybroker's own ``ec2`` provider tags
+  ``{namespace}/{name}``): a ``Name`` that is no object name (:func:`given_name` None) gets
+  the object a generated name, and the tag's text is kept in the annotation
+  :data:`NAME_ANNOTATION` (:func:`name_annotations`), which :func:`name_tag` and
+  :func:`tags_of` answer as the ``Name``. A tag that cannot be a label (key or value) is
   ``InvalidParameterValue`` naming it — nothing is half written. A create's tags come from its
   ``TagSpecification.N`` for its resource type (:func:`requested_tags`); Describe actions take
   EC2's tag filters ``tag:<key>``, ``tag-key`` and ``tag-value`` (:func:`tag_filter_names`,
@@ -42,15 +46,19 @@ from apiserver.ec2.params import Params
 
 __all__ = [
     "ID_PREFIXES",
+    "NAME_ANNOTATION",
     "NAME_TAG",
     "NOT_FOUND_CODES",
     "TAG_FILTERS",
     "ec2_id",
     "find",
+    "given_name",
     "id_of",
     "labels_of",
     "listed",
+    "name_annotations",
     "name_of",
+    "name_tag",
     "owner_id",
     "page",
     "pick",
@@ -80,6 +88,9 @@ NOT_FOUND_CODES: Mapping[str, str] = {
 }
 #: The tag that is the object's name.
 NAME_TAG = "Name"
+#: Annotation: the ``Name`` tag of an object whose name it is not (text that is no object
+#: name, or a stem of generated names), answered as its ``Name`` tag.
+NAME_ANNOTATION = "ec2.skybroker.io/name"
 _HEX_DIGITS = 17
 MAX_RESULTS = 1000
 MIN_RESULTS = 5
@@ -138,10 +149,17 @@ def pick(kind: str, objects: Sequence[Wire], ids: Sequence[str]) -> list[Wire]:
     return [by_id[wanted] for wanted in ids]
 
 
+def name_tag(obj: Wire) -> str:
+    """The ``Name`` tag of an object: the text it was created with (:data:`NAME_ANNOTATION`)
+    when that is not its name, else its name."""
+    annotations: Mapping[str, str] = obj["metadata"].get("annotations") or {}
+    return annotations.get(NAME_ANNOTATION) or str(obj["metadata"]["name"])
+
+
 def tags_of(obj: Wire) -> list[dict[str, str]]:
-    """EC2's ``tagSet`` of an object: ``Name`` = its name, then its labels, sorted by key."""
+    """EC2's ``tagSet`` of an object: ``Name`` (:func:`name_tag`), then its labels, by key."""
     labels: Mapping[str, str] = obj["metadata"].get("labels") or {}
-    tags = [{"key": NAME_TAG, "value": str(obj["metadata"]["name"])}]
+    tags = [{"key": NAME_TAG, "value": name_tag(obj)}]
     tags += [{"key": key, "value": labels[key]} for key in sorted(labels)]
     return tags
 
@@ -161,16 +179,30 @@ def labels_of(tags: Mapping[str, str], where: str) -> dict[str, str]:
     return labels
 
 
-def name_of(tags: Mapping[str, str], where: str, prefix: str) -> str:
-    """The object name a create's tags ask for: the ``Name`` tag, or ``{prefix}-`` and 8 random
-    hex digits; a ``Name`` that is no object name is ``InvalidParameterValue`` naming it."""
-    name = tags.get(NAME_TAG)
-    if name is None:
-        return f"{prefix}-{secrets.token_hex(4)}"
+def given_name(tags: Mapping[str, str]) -> str | None:
+    """The object name a create's ``Name`` tag gives: the tag when it is an object name (a
+    DNS-1123 subdomain); None without one, or when it is other text (the caller generates a
+    name and keeps the text: :func:`name_annotations`)."""
+    text = tags.get(NAME_TAG)
+    if text is None:
+        return None
     try:
-        return validate_dns1123_subdomain(name)
-    except ValueError as exc:
-        raise invalid_parameter(f"{where} {NAME_TAG!r}", f"cannot be a name: {exc}") from None
+        return validate_dns1123_subdomain(text)
+    except ValueError:
+        return None
+
+
+def name_annotations(tags: Mapping[str, str], name: str) -> dict[str, str]:
+    """The annotations that keep a create's ``Name`` tag on an object named ``name``: none
+    when the tag is the name (or absent), else :data:`NAME_ANNOTATION` with its text."""
+    text = tags.get(NAME_TAG)
+    return {} if text is None or text == name else {NAME_ANNOTATION: text}
+
+
+def name_of(tags: Mapping[str, str], prefix: str) -> str:
+    """The object name a create's tags ask for: :func:`given_name`, else ``{prefix}-`` and 8
+    random hex digits (keep the tag with :func:`name_annotations`)."""
+    return given_name(tags) or f"{prefix}-{secrets.token_hex(4)}"
 
 
 def requested_tags(params: Params, resource_type: str) -> dict[str, str]:

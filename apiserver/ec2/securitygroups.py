@@ -58,10 +58,11 @@ from apiserver.ec2.permissions import (
 )
 from apiserver.ec2.registry import ActionRegistry
 from apiserver.ec2.resources import (
-    NAME_TAG,
+    given_name,
     id_of,
     labels_of,
     listed,
+    name_annotations,
     name_of,
     page,
     pick,
@@ -191,14 +192,16 @@ def _text(params: Params, name: str) -> str:
 
 
 def _object_name(tags: Mapping[str, str], group_name: str) -> str:
-    """The Firewall's name: the ``Name`` tag, else the group name if it is an object name
-    (and not a default group's), else a generated ``sg-…``."""
-    if NAME_TAG in tags:
-        return name_of(tags, "TagSpecification", "sg")
+    """The Firewall's name: the ``Name`` tag if it is an object name, else the group name if it
+    is one (and not a default group's), else a generated ``sg-…`` (a ``Name`` tag that is not
+    the name is kept as the tag: ``resources.name_annotations``)."""
+    given = given_name(tags)
+    if given is not None:
+        return given
     try:
         validate_dns1123_subdomain(group_name)
     except ValueError:
-        return name_of({}, "TagSpecification", "sg")
+        return name_of({}, "sg")
     return group_name
 
 
@@ -216,6 +219,7 @@ def create_security_group(context: ActionContext, params: Params) -> Fields:
         annotations[VPC_ANNOTATION] = find_vpc(context, wanted_vpc).name
     tags = requested_tags(params, "security-group")
     name = _object_name(tags, group_name)
+    annotations.update(name_annotations(tags, name))
     if name != group_name:
         annotations[GROUP_NAME_ANNOTATION] = group_name
     duplicate = Ec2Error(

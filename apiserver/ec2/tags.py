@@ -13,9 +13,10 @@ network name and its other tags live in its record (the annotation
 ``resourceVersion`` as a precondition (a concurrent write makes it ``Unavailable``, which
 clients retry). A VPC known only from its subnets has no record, so no tags but ``Name``.
 
-``Name`` is the object's name and names are immutable: CreateTags with ``Name`` equal to the
-name changes nothing, with another value it is ``InvalidParameterValue``; DeleteTags of
-``Name`` (any value, or the name's) is refused likewise — a ``Value`` that is not the name
+``Name`` is the object's name (or the text it was created with: ``resources.name_tag``) and
+names are immutable: CreateTags with ``Name`` equal to it changes nothing, with another value
+it is ``InvalidParameterValue``; DeleteTags of ``Name`` (any value, or the name's) is refused
+likewise — a ``Value`` that is not the name
 deletes nothing, as EC2 does for a value that does not match. Both write actions check every
 id and tag before writing anything (``DryRun`` stops there), then write each resource once.
 
@@ -49,6 +50,7 @@ from apiserver.ec2.resources import (
     NAME_TAG,
     id_of,
     labels_of,
+    name_tag,
     page,
     pick,
     tags_of,
@@ -101,7 +103,7 @@ def _object(context: ActionContext, kind: str, obj: Wire) -> _Tagged:
         name = str(metadata["name"])
         context.backend.patch(by_kind(kind), context.namespace, name, patch, dry_run=dry_run)
 
-    return _Tagged(id_of(kind, obj), str(metadata["name"]), metadata.get("labels") or {}, write)
+    return _Tagged(id_of(kind, obj), name_tag(obj), metadata.get("labels") or {}, write)
 
 
 def _vpc(context: ActionContext, vpc: Vpc) -> _Tagged:

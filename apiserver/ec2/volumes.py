@@ -66,14 +66,13 @@ from typing import Any
 from api_types import API_VERSION, Instance, Volume
 from api_types.common import MAX_DISK_GIB
 from api_types.registry import by_kind
-from api_types.validation import validate_dns1123_subdomain
 from apiserver.ec2.catalog import pool_zones
 from apiserver.ec2.context import ActionContext
 from apiserver.ec2.errors import Ec2Error, dry_run_succeeded, invalid_parameter, missing_parameter
 from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
-from apiserver.ec2.resources import NAME_TAG, labels_of, page, pick
+from apiserver.ec2.resources import given_name, labels_of, name_annotations, page, pick
 from apiserver.ec2.volumeview import (
     FILTERS,
     TAG_FILTER,
@@ -178,16 +177,12 @@ def _tags(params: Params) -> dict[str, str]:
 
 
 def _name(tags: Mapping[str, str], token: str | None) -> str:
-    """The Volume's name: the ``Name`` tag; else derived from the client token (so a retry
+    """The Volume's name: the ``Name`` tag when it is an object name (other text is kept as
+    the tag: ``resources.name_annotations``); else derived from the client token (so a retry
     meets its first attempt); else random."""
-    given = tags.get(NAME_TAG)
+    given = given_name(tags)
     if given is not None:
-        try:
-            return validate_dns1123_subdomain(given)
-        except ValueError as exc:
-            raise invalid_parameter(
-                "TagSpecification tag Name", f"cannot be a name: {exc}"
-            ) from None
+        return given
     if token is not None:
         digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:_TOKEN_HEX_DIGITS]
         return f"{_GENERATED_PREFIX}{digest}"
@@ -257,13 +252,17 @@ def create_volume(context: ActionContext, params: Params) -> Fields:
     _refuse_unsupported(params)
     tags = _tags(params)
     token = _client_token(params)
+    name = _name(tags, token)
     metadata: Wire = {
-        "name": _name(tags, token),
+        "name": name,
         "namespace": context.namespace,
         "labels": labels_of(tags, "tag"),
     }
+    annotations = name_annotations(tags, name)
     if token is not None:
-        metadata["annotations"] = {CLIENT_TOKEN_ANNOTATION: token}
+        annotations[CLIENT_TOKEN_ANNOTATION] = token
+    if annotations:
+        metadata["annotations"] = annotations
     spec: Wire = {"pool": pool.metadata.name, "sizeGiB": size, "zone": zone}
     volume_type = params.get("VolumeType")
     if volume_type:

@@ -44,6 +44,7 @@ from apiserver.ec2.resources import (
     id_of,
     labels_of,
     listed,
+    name_annotations,
     name_of,
     page,
     pick,
@@ -264,7 +265,12 @@ def create_vpc(context: ActionContext, params: Params) -> Fields:
             f"The CIDR '{block}' is invalid: a VPC is a /{_SHORTEST} to a /{_LONGEST}",
         )
     tags = requested_tags(params, "vpc")
-    network = name_of(tags, "TagSpecification", "vpc")
+    network = name_of(tags, "vpc")
+    if tags.get(NAME_TAG, network) != network:
+        # A VPC's Name is its network's name (its record holds no other): it must be one.
+        raise invalid_parameter(
+            f"TagSpecification {NAME_TAG!r}", f"{tags[NAME_TAG]!r} cannot be a network name"
+        )
     labels = labels_of(tags, "TagSpecification")
     if any(vpc.name == network for vpc in vpcs(context).values()):
         raise invalid_parameter(
@@ -431,13 +437,15 @@ def create_subnet(context: ActionContext, params: Params) -> Fields:
     }
     if zone is not None:
         spec["zone"] = zone
+    name = name_of(tags, "subnet")
     wire: Wire = {
         "apiVersion": API_VERSION,
         "kind": Subnet.KIND,
         "metadata": {
-            "name": name_of(tags, "TagSpecification", "subnet"),
+            "name": name,
             "namespace": context.namespace,
             "labels": labels_of(tags, "TagSpecification"),
+            "annotations": name_annotations(tags, name),
         },
         "spec": spec,
     }

@@ -64,6 +64,11 @@ def _enum(kind: type[InstanceState] | type[VolumeState], value: Any) -> Any:
 
 
 def _arch(size: NodeSize) -> str:
+    # A server's own type lists its architectures (x86_64 first when it allows both);
+    # libcloud's AWS table names the processor.
+    architectures: list[str] = size.extra.get("architectures") or []
+    if architectures:
+        return "x86_64" if "x86_64" in architectures else architectures[0]
     processor = str(size.extra.get("physicalProcessor", "")).lower()
     return "arm64" if "graviton" in processor else "x86_64"
 

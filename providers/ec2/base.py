@@ -4,8 +4,10 @@
 
 Where it sits: ``Ec2Base`` is the root of ``Ec2Provider`` (``adapter.py``) and its network
 half (``network.py``). Credentials come from the account's Secret (``key``, ``secret``,
-optional ``token`` for session credentials); ``endpoint`` (e.g. ``http://127.0.0.1:5000``)
-overrides AWS's regional endpoint; ``options["timeout"]`` sets the HTTP timeout in seconds
+optional ``token`` for session credentials); ``endpoint`` (e.g. ``http://127.0.0.1:5000``, or
+another skybroker's front door ``http://host:port/ec2/``: its path is the requests' path)
+overrides AWS's regional endpoint, and the region may then be any name the server has (a
+skybroker's regions are its pools); ``options["timeout"]`` sets the HTTP timeout in seconds
 (default 30); ``options["placement_groups"]`` (``true``/``false``, default true as on AWS)
 says whether the endpoint has placement groups — false for EC2-compatible servers without
 them (moto up to at least 5.2 answers those Actions with a bare HTTP 500), so that the
@@ -55,7 +57,12 @@ def _driver(config: AccountConfig) -> PortableEC2NodeDriver:
     if config.endpoint:
         url = urlsplit(config.endpoint)
         secure = url.scheme == "https"
-        kwargs.update(secure=secure, host=url.hostname, port=url.port or (443 if secure else 80))
+        kwargs.update(
+            secure=secure,
+            host=url.hostname,
+            port=url.port or (443 if secure else 80),
+            path=url.path or "/",
+        )
     with ec2_errors():
         return PortableEC2NodeDriver(key, secret, **kwargs)
 

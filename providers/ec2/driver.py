@@ -4,6 +4,11 @@
 
 Where it sits: under ``providers.ec2.adapter``; nothing else touches libcloud. The fixes:
 
+* EC2-compatible servers: libcloud knows AWS's regions only (any other name is
+  ``Invalid region``) and sends every request to ``/``. A driver given a ``host`` takes any
+  region name (the server defines its regions) and a ``path`` (skybroker's own front door is
+  at ``/ec2/``); the sizes of a region libcloud does not know come from the server
+  (DescribeInstanceTypes) instead of libcloud's AWS price table.
 * Response namespace: EC2-compatible servers (moto answers ``…/doc/2013-10-15/``, some
   without the trailing slash) use another XML namespace than libcloud's, and libcloud then
   silently finds nothing in the response. Every body is normalised to libcloud's namespace.
@@ -34,7 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from libcloud.compute.base import Node, StorageVolume
+from libcloud.compute.base import Node, NodeSize, StorageVolume
 from libcloud.compute.drivers.ec2 import (
     NAMESPACE,
     EC2Connection,
@@ -147,10 +152,66 @@ def _tag_specification(resource_type: str, tags: Mapping[str, str]) -> dict[str,
     return params
 
 
+#: The AWS region a driver for a server's own region is built on: libcloud takes the region's
+#: endpoint, API name and country from its table, none of which matters with a host given.
+_STAND_IN_REGION = "us-east-1"
+
+
 class PortableEC2NodeDriver(EC2NodeDriver):
     """``EC2NodeDriver`` with the fixes listed in the module docstring."""
 
     connectionCls = PortableEC2Connection
+
+    def __init__(
+        self,
+        key: str,
+        secret: str,
+        *,
+        region: str,
+        host: str | None = None,
+        path: str = "/",
+        **kwargs: Any,
+    ) -> None:
+        #: A region of the server at ``host`` that libcloud's table does not have.
+        self.own_region = host is not None and region not in self.list_regions()
+        known = _STAND_IN_REGION if self.own_region else region
+        super().__init__(key, secret, region=known, host=host, **kwargs)
+        # SigV4 signs region_name into the credential scope, and create_node checks a
+        # location's region against it: the server's own name, not the stand-in's.
+        self.region_name = region
+        self.path = path
+
+    def list_sizes(self, location: Any = None) -> list[NodeSize]:
+        if not self.own_region:
+            sizes: list[NodeSize] = super().list_sizes(location)
+            return sizes
+        pages = self._describe_all({"Action": "DescribeInstanceTypes"})
+        return [
+            self._to_instance_type(item)
+            for page in pages
+            for item in findall(page, "instanceTypeSet/item", NAMESPACE)
+        ]
+
+    def _to_instance_type(self, element: Any) -> NodeSize:
+        """A DescribeInstanceTypes item as libcloud's sizes look (``extra``: ``vcpu`` and
+        ``architectures``; no price: a server's own types have none)."""
+
+        def number(xpath: str) -> int:
+            text = findtext(element=element, xpath=xpath, namespace=NAMESPACE)
+            return int(text) if text and text.isdigit() else 0
+
+        name = findtext(element=element, xpath="instanceType", namespace=NAMESPACE)
+        architectures = [
+            item.text
+            for item in findall(element, "processorInfo/supportedArchitectures/item", NAMESPACE)
+            if item.text
+        ]
+        extra = {"vcpu": number("vCpuInfo/defaultVCpus"), "architectures": architectures}
+        disk = number("instanceStorageInfo/totalSizeInGB")
+        memory = number("memoryInfo/sizeInMiB")
+        # price None = not priced, as libcloud's own table has it for some sizes (its
+        # annotation says float)
+        return NodeSize(name, name, memory, disk, None, None, self, extra=extra)  # type: ignore[arg-type]
 
     def _request(self, params: Mapping[str, str]) -> Any:
         return self.connection.request(self.path, params=dict(params)).object

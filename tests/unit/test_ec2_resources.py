@@ -10,9 +10,13 @@ from apiserver.ec2.errors import Ec2Error
 from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
 from apiserver.ec2.resources import (
+    NAME_ANNOTATION,
     ec2_id,
+    given_name,
     labels_of,
+    name_annotations,
     name_of,
+    name_tag,
     owner_id,
     page,
     requested_tags,
@@ -92,14 +96,30 @@ def test_a_creates_tags_name_it_and_must_be_for_its_type() -> None:
     )
     tags = requested_tags(params, "subnet")
     assert tags == {"Name": "web", "tier": "front"}
-    assert name_of(tags, "TagSpecification", "subnet") == "web"
-    assert re.fullmatch(r"subnet-[0-9a-f]{8}", name_of({}, "TagSpecification", "subnet"))
+    assert name_of(tags, "subnet") == "web" and name_annotations(tags, "web") == {}
+    assert re.fullmatch(r"subnet-[0-9a-f]{8}", name_of({}, "subnet"))
     with pytest.raises(Ec2Error) as wrong_type:
         requested_tags(params, "vpc")
     assert "TagSpecification.1.ResourceType" in str(wrong_type.value)
-    with pytest.raises(Ec2Error) as bad_name:
-        name_of({"Name": "Web Server"}, "TagSpecification", "subnet")
-    assert bad_name.value.code == "InvalidParameterValue" and "'Name'" in str(bad_name.value)
+
+
+def test_any_text_is_a_name_tag_as_in_ec2() -> None:
+    """A ``Name`` that is no object name (skybroker's ec2 provider tags ``namespace/name``)
+    gets a generated name and is kept, to be answered as the ``Name`` tag (it used to be
+    refused as InvalidParameterValue)."""
+    for text in ("acme/web-1", "Web Server", "x" * 255):
+        tags = {"Name": text, "tier": "front"}
+        assert given_name(tags) is None
+        name = name_of(tags, "subnet")
+        assert re.fullmatch(r"subnet-[0-9a-f]{8}", name)
+        annotations = name_annotations(tags, name)
+        assert annotations == {NAME_ANNOTATION: text}
+        obj = {"metadata": {"name": name, "labels": {"tier": "front"},
+                            "annotations": annotations}}  # fmt: skip
+        assert name_tag(obj) == text
+        assert tags_of(obj) == [{"key": "Name", "value": text}, {"key": "tier", "value": "front"}]
+    assert given_name({"Name": "web-1"}) == "web-1" and given_name({}) is None
+    assert name_annotations({}, "web-1") == {}
 
 
 def test_tag_filters() -> None:
