@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from apiserver.ec2.resources import NAME_ANNOTATION
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
-from reconcilers import instance
+from reconcilers import account, instance, pool
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import TOKEN_FILE
 from tests.integration.reconcilers.harness import (
@@ -145,7 +146,15 @@ def test_a_broker_converges_instances_on_another_brokers_front_door(
     eventually(lambda: _key_works(client), CONVERGE, "the inner server never knew the key")
 
     outer.apply(*_outer_account(endpoint))
-    outer.start(instance.register)
+    outer.start(partial(account.register, probe_interval=0.5), pool.register, instance.register)
+    # The account's health probe lists the inner pool's zones as the region's.
+    outer.wait_for(ProviderAccount, "inner", None, lambda a: a.status.zones == ZONES, CONVERGE)
+    # Its catalogue: the inner HardwareProfile as a size (DescribeInstanceTypes: least vCPUs
+    # and memory, no price), the inner logical image under its own id.
+    [small] = outer.cloud("inner").list_sizes()
+    assert (small.id, small.cpu, small.memory_mib, small.arch) == ("small", 1, 1024, "x86_64")
+    assert small.price_per_hour is None
+    assert [image.id for image in outer.cloud("inner").list_images()] == ["ubuntu-22.04"]
     names = ["web-1", "web-2"]
     outer.apply(*(instance_manifest(n, pool="brokered", hardware={"size": "small"}) for n in names))
     web = {n: outer.wait_for(Instance, n, "acme", _running, CONVERGE) for n in names}
@@ -195,4 +204,3 @@ def test_a_broker_converges_instances_on_another_brokers_front_door(
         "the inner VM of web-1 stays",
     )
     assert outer.get(Instance, "web-2", "acme") is not None
-    assert outer.get(ProviderAccount, "inner") is not None
