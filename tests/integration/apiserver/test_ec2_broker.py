@@ -32,6 +32,7 @@ from apiserver.ec2.resources import NAME_ANNOTATION
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
+from providers.types import ImageId, InstanceCreate, ResourceTags, SizeId
 from reconcilers import account, instance, pool
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import TOKEN_FILE
@@ -187,6 +188,20 @@ def test_a_broker_converges_instances_on_another_brokers_front_door(
         seen = described[str(web[name].status.provider_id)]
         assert seen["State"]["Name"] == "running"
         assert {"Key": "Name", "Value": f"acme/{name}"} in seen["Tags"]
+
+    # A create retried with web-2's token (a controller killed after the call) adopts web-2's
+    # inner instance: the token is looked up by tag (DescribeTags, then DescribeInstances by
+    # instance-id) and nothing is made twice.
+    token = str(web["web-2"].status.create_token)
+    again = outer.cloud("inner").create_instance(
+        InstanceCreate(
+            tags=ResourceTags("acme/web-2", str(web["web-2"].metadata.uid), token),
+            size=SizeId("small"),
+            image=ImageId("ubuntu-22.04"),
+        )
+    )
+    assert again.id == web["web-2"].status.provider_id and again.token == token
+    assert len(api_store.list(Instance, "team-b").items) == 2
 
     # Deleting an outer Instance terminates the inner one, and the simulated VM with it.
     outer.store.delete(Instance, "web-1", "acme")

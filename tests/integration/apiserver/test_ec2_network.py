@@ -485,3 +485,44 @@ def test_aws_cli(ec2_server: HttpServer, tmp_path: Path) -> None:
         ("tcp", 22, 22),
         ("udp", 8000, 8080),
     ]
+
+
+def test_any_text_is_a_subnet_or_group_name_tag(api_store: Store, ec2_server: HttpServer) -> None:
+    """As in EC2, a Name tag may be any text (skybroker's ec2 provider tags
+    ``namespace/name``): the object gets a generated name and answers the text as its Name.
+    A VPC's Name is its network name, which must still be a name."""
+    client = ec2(ec2_server, ALICE)
+    vpc = client.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    made = client.create_subnet(
+        VpcId=vpc, CidrBlock="10.30.1.0/24", TagSpecifications=tags(("Name", "acme/web"),
+                                                                    ("tier", "front"),
+                                                                    kind="subnet")
+    )["Subnet"]  # fmt: skip
+    assert tag_map(made) == {"Name": "acme/web", "tier": "front"}
+    [stored] = api_store.list(Subnet, "team-a").items
+    assert stored.metadata.name.startswith("subnet-")
+    found = client.describe_subnets(Filters=[{"Name": "tag:Name", "Values": ["acme/web"]}])
+    assert [s["SubnetId"] for s in found["Subnets"]] == [made["SubnetId"]]
+    # The kept text is the Name the tag actions know: the same text changes nothing.
+    client.create_tags(Resources=[made["SubnetId"]], Tags=[{"Key": "Name", "Value": "acme/web"}])
+    code = error_of(client.create_tags, Resources=[made["SubnetId"]],
+                    Tags=[{"Key": "Name", "Value": "other"}])[1]  # fmt: skip
+    assert code == "InvalidParameterValue"
+
+    group = client.create_security_group(
+        GroupName="Web Servers",
+        Description="web",
+        VpcId=vpc,
+        TagSpecifications=tags(("Name", "acme/http"), kind="security-group"),
+    )
+    [described] = client.describe_security_groups(GroupIds=[group["GroupId"]])["SecurityGroups"]
+    assert described["GroupName"] == "Web Servers" and tag_map(described)["Name"] == "acme/http"
+    names = {f.metadata.name for f in api_store.list(Firewall, "team-a").items}
+    assert any(name.startswith("sg-") for name in names)
+
+    code, message = error_of(
+        client.create_vpc,
+        CidrBlock="10.40.0.0/16",
+        TagSpecifications=tags(("Name", "acme/main"), kind="vpc"),
+    )[1:]
+    assert code == "InvalidParameterValue" and "Name" in message

@@ -337,3 +337,27 @@ def test_filters_pages_and_tenants(ec2_server: HttpServer) -> None:
     assert error_of(bob.attach_volume, VolumeId=theirs, InstanceId="i-1", Device="/dev/sdf")[1] == (
         "InvalidVolume.NotFound"
     )
+
+
+def test_any_text_is_a_volume_name_tag(ec2_server: HttpServer, api_store: Store) -> None:
+    """As in EC2, any text is a Name (it used to be refused): a generated name, the text
+    answered as the Name tag; with a ClientToken the name still follows from the token."""
+    client = ec2(ec2_server, ALICE)
+    made = client.create_volume(
+        Size=1, AvailabilityZone="sim-easta", TagSpecifications=tags("acme/data", tier="db")
+    )
+    assert {t["Key"]: t["Value"] for t in made["Tags"]} == {"Name": "acme/data", "tier": "db"}
+    again = client.create_volume(
+        Size=1, AvailabilityZone="sim-easta", TagSpecifications=tags("acme/data"),
+        ClientToken="retry-me",
+    )  # fmt: skip
+    retried = client.create_volume(
+        Size=1, AvailabilityZone="sim-easta", TagSpecifications=tags("acme/data"),
+        ClientToken="retry-me",
+    )  # fmt: skip
+    assert retried["VolumeId"] == again["VolumeId"]
+    found = client.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["acme/data"]}])
+    assert sorted(v["VolumeId"] for v in found["Volumes"]) == sorted(
+        [made["VolumeId"], again["VolumeId"]]
+    )
+    assert len(api_store.list(Volume, "team-a").items) == 2
