@@ -16,9 +16,9 @@ clients retry). A VPC known only from its subnets has no record, so no tags but 
 ``Name`` is the object's name (or the text it was created with: ``resources.name_tag``) and
 names are immutable: CreateTags with ``Name`` equal to it changes nothing, with another value
 it is ``InvalidParameterValue``; DeleteTags of ``Name`` (any value, or the name's) is refused
-likewise — a ``Value`` that is not the name
-deletes nothing, as EC2 does for a value that does not match. Both write actions check every
-id and tag before writing anything (``DryRun`` stops there), then write each resource once.
+likewise — a ``Value`` that is not the name deletes nothing, as EC2 does for a value that does
+not match. Both write actions check every id and tag before writing anything (``DryRun`` stops
+there), then write each resource once.
 
 - ``CreateTags``: ``ResourceId.N``, ``Tag.N.Key``/``Tag.N.Value`` (absent value = empty).
 - ``DeleteTags``: ``ResourceId.N``, ``Tag.N.Key`` with an optional ``Tag.N.Value`` (then only
