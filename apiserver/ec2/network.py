@@ -13,7 +13,8 @@ validation, admission and quota as for REST. The mapping onto skybroker's kinds:
   ``failed`` when it failed). Ids ``subnet-…`` from the uid.
 * **Security group** = a Firewall (``securitygroups`` says how), ids ``sg-…`` from the uid.
 * **VPC** = the network name Subnets share (``spec.network``), which is no kind: its id is
-  ``resources.vpc_id`` (namespace and network name), its ``Name`` tag the network name.
+  ``resources.vpc_id`` (namespace and network name), its ``Name`` tag the network name (or
+  the text it was created with, when that is no name or another VPC's: ``…/vpc-name``).
 
 How a VPC is persisted — the choice, and why. CreateVpc must be remembered before any subnet
 names the network, or DescribeVpcs could not list it and CreateSubnet could not learn its CIDR.
@@ -37,16 +38,18 @@ deleting the ``default.{network}`` Firewall through REST forgets an empty VPC (o
 stays: their ``spec.network`` names it); a VPC is the namespace's, not a region's (its subnets
 are regional); a VPC's ``state`` is always ``available`` (its cloud network is created with its
 first subnet, by the Subnet reconciler); network names are unique per namespace, so a
-second VPC with the ``Name`` of an existing one is ``InvalidParameterValue`` naming the tag.
+second VPC with the ``Name`` of an existing one gets a generated network name and keeps the
+tag in its record (``…/vpc-name``), as does a ``Name`` that is no name: EC2 allows both.
 A VPC's tags live in its record, not in labels: whatever reads or writes tags by resource id
 (DescribeTags, CreateTags) finds a VPC's through ``vpcs.vpcs``.
 
 - ``CreateVpc`` (``CidrBlock``: IPv4, /16 to /28 else ``InvalidVpc.Range``;
   ``TagSpecification`` of type ``vpc``, ``Name`` = network name, generated ``vpc-…`` when
-  absent); ``DescribeVpcs`` (``VpcId.N`` — unknown: ``InvalidVpcID.NotFound`` —, filters
-  ``vpc-id``, ``cidr``, ``cidr-block-association.cidr-block``, ``state``, ``is-default``,
-  ``tag:<key>``, ``tag-key``, ``tag-value``; MaxResults/NextToken); ``DeleteVpc``
-  (``DependencyViolation`` naming the subnets, security groups and instances using it).
+  absent, no name or taken); ``DescribeVpcs`` (``VpcId.N`` — unknown:
+  ``InvalidVpcID.NotFound`` —, filters ``vpc-id``, ``cidr``,
+  ``cidr-block-association.cidr-block``, ``state``, ``is-default``, ``tag:<key>``,
+  ``tag-key``, ``tag-value``; MaxResults/NextToken); ``DeleteVpc`` (``DependencyViolation``
+  naming the subnets, security groups and instances using it).
 - ``CreateSubnet``, ``DescribeSubnets`` (``SubnetId.N``, filters ``subnet-id``, ``vpc-id``,
   ``availability-zone``, ``cidr-block``/``cidr``, ``state``, ``default-for-az``, tags;
   MaxResults/NextToken), ``DeleteSubnet`` — ``DependencyViolation`` while an instance names the

@@ -54,6 +54,7 @@ __all__ = [
     "find",
     "given_name",
     "id_of",
+    "kept_name",
     "labels_of",
     "listed",
     "name_annotations",
@@ -192,11 +193,18 @@ def given_name(tags: Mapping[str, str]) -> str | None:
         return None
 
 
+def kept_name(tags: Mapping[str, str], name: str) -> str | None:
+    """The text of a create's ``Name`` tag when it is not ``name``, what the object is called
+    (None: no Name tag, or the name itself)."""
+    text = tags.get(NAME_TAG)
+    return None if text is None or text == name else text
+
+
 def name_annotations(tags: Mapping[str, str], name: str) -> dict[str, str]:
     """The annotations that keep a create's ``Name`` tag on an object named ``name``: none
     when the tag is the name (or absent), else :data:`NAME_ANNOTATION` with its text."""
-    text = tags.get(NAME_TAG)
-    return {} if text is None or text == name else {NAME_ANNOTATION: text}
+    kept = kept_name(tags, name)
+    return {} if kept is None else {NAME_ANNOTATION: kept}
 
 
 def name_of(tags: Mapping[str, str], prefix: str) -> str:

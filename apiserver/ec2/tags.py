@@ -127,7 +127,8 @@ def _vpc(context: ActionContext, vpc: Vpc) -> _Tagged:
         context.backend.patch(by_kind(Firewall.KIND), context.namespace, name, patch,
                               dry_run=dry_run)  # fmt: skip
 
-    return _Tagged(vpc.id, vpc.name, tags, write)
+    name = next(tag["value"] for tag in vpc.tags if tag["key"] == NAME_TAG)
+    return _Tagged(vpc.id, name, tags, write)
 
 
 def _seen(context: ActionContext, kind: str) -> list[Wire]:

@@ -41,7 +41,9 @@ from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
 from apiserver.ec2.resources import (
     NAME_TAG,
+    given_name,
     id_of,
+    kept_name,
     labels_of,
     listed,
     name_annotations,
@@ -61,6 +63,7 @@ __all__ = [
     "DESCRIPTION_ANNOTATION",
     "VPC_ANNOTATION",
     "VPC_CIDR_ANNOTATION",
+    "VPC_NAME_ANNOTATION",
     "VPC_TAGS_ANNOTATION",
     "Vpc",
     "default_group_name",
@@ -80,8 +83,12 @@ Wire = dict[str, Any]
 VPC_ANNOTATION = "ec2.skybroker.io/vpc"
 #: On a VPC's default group only — what makes it the VPC's record: the VPC's CIDR.
 VPC_CIDR_ANNOTATION = "ec2.skybroker.io/vpc-cidr"
-#: On a VPC's default group: the VPC's tags but ``Name`` (which is the network name), JSON.
+#: On a VPC's default group: the VPC's tags but ``Name`` (the network name, or
+#: :data:`VPC_NAME_ANNOTATION`), JSON.
 VPC_TAGS_ANNOTATION = "ec2.skybroker.io/vpc-tags"
+#: On a VPC's default group: the VPC's ``Name`` tag when it is not the network name (text
+#: that is no name, or a Name another VPC has: ``resources.kept_name``).
+VPC_NAME_ANNOTATION = "ec2.skybroker.io/vpc-name"
 #: On a security group: its ``GroupDescription``.
 DESCRIPTION_ANNOTATION = "ec2.skybroker.io/description"
 #: The ``groupName`` of every VPC's default group, as in EC2.
@@ -199,7 +206,8 @@ def vpcs(
             except ValueError:
                 continue  # a record a REST writer spoiled records nothing
             network = annotations[VPC_ANNOTATION]
-            tags = _tag_set(network, _record_tags(group))
+            name_tag = annotations.get(VPC_NAME_ANNOTATION) or network
+            tags = _tag_set(name_tag, _record_tags(group))
             found[network] = Vpc(vpc_id(context.namespace, network), network, cidr, tags, group)
     oldest_first = sorted(
         subnets,
@@ -265,36 +273,37 @@ def create_vpc(context: ActionContext, params: Params) -> Fields:
             f"The CIDR '{block}' is invalid: a VPC is a /{_SHORTEST} to a /{_LONGEST}",
         )
     tags = requested_tags(params, "vpc")
-    network = name_of(tags, "vpc")
-    if tags.get(NAME_TAG, network) != network:
-        # A VPC's Name is its network's name (its record holds no other): it must be one.
-        raise invalid_parameter(
-            f"TagSpecification {NAME_TAG!r}", f"{tags[NAME_TAG]!r} cannot be a network name"
-        )
     labels = labels_of(tags, "TagSpecification")
-    if any(vpc.name == network for vpc in vpcs(context).values()):
-        raise invalid_parameter(
-            f"TagSpecification {NAME_TAG!r}", f"the namespace has a VPC named {network!r} already"
-        )
+    # The network is named by the Name tag when that is a name no VPC of the namespace has;
+    # else (any text, or a Name two VPCs share, as EC2 allows) it gets a generated name and
+    # the record keeps the tag.
+    taken = {vpc.name for vpc in vpcs(context).values()}
+    network = given_name(tags)
+    while network is None or network in taken:
+        network = name_of({}, "vpc")
+    annotations = {
+        VPC_ANNOTATION: network,
+        VPC_CIDR_ANNOTATION: str(block),
+        VPC_TAGS_ANNOTATION: json.dumps(labels, sort_keys=True),
+        DESCRIPTION_ANNOTATION: f"default VPC security group of {network}",
+    }
+    if (kept := kept_name(tags, network)) is not None:
+        annotations[VPC_NAME_ANNOTATION] = kept
     record: Wire = {
         "apiVersion": API_VERSION,
         "kind": Firewall.KIND,
         "metadata": {
             "name": default_group_name(network),
             "namespace": context.namespace,
-            "annotations": {
-                VPC_ANNOTATION: network,
-                VPC_CIDR_ANNOTATION: str(block),
-                VPC_TAGS_ANNOTATION: json.dumps(labels, sort_keys=True),
-                DESCRIPTION_ANNOTATION: f"default VPC security group of {network}",
-            },
+            "annotations": annotations,
         },
         "spec": {"rules": [everything_out()]},
     }
     created = context.backend.create(record, dry_run=dry_run)
     if dry_run:
         raise dry_run_succeeded()
-    vpc = Vpc(vpc_id(context.namespace, network), network, str(block), _tag_set(network, labels),
+    name_tag = kept or network
+    vpc = Vpc(vpc_id(context.namespace, network), network, str(block), _tag_set(name_tag, labels),
               created)  # fmt: skip
     return {"vpc": _vpc_fields(vpc)}
 

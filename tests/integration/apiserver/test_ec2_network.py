@@ -189,12 +189,15 @@ def test_vpc_and_subnet_refusals_name_the_parameter(
     main = client.create_vpc(
         CidrBlock="10.10.0.0/16", TagSpecifications=tags(("Name", "main"), kind="vpc")
     )["Vpc"]["VpcId"]
-    again = error_of(
-        client.create_vpc,
-        CidrBlock="10.20.0.0/16",
-        TagSpecifications=tags(("Name", "main"), kind="vpc"),
-    )
-    assert again[1] == "InvalidParameterValue" and "Name" in again[2]
+    # A second VPC named "main" (it used to be refused as InvalidParameterValue): EC2 allows
+    # it; the network is named otherwise and the VPC answers the tag.
+    again = client.create_vpc(
+        CidrBlock="10.20.0.0/16", TagSpecifications=tags(("Name", "main"), kind="vpc")
+    )["Vpc"]
+    assert again["VpcId"] != main and tag_map(again)["Name"] == "main"
+    twins = client.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["main"]}])["Vpcs"]
+    assert sorted(v["VpcId"] for v in twins) == sorted([main, again["VpcId"]])
+    client.delete_vpc(VpcId=again["VpcId"])
     wrong_type = error_of(
         client.create_vpc, CidrBlock="10.20.0.0/16", TagSpecifications=tags(kind="subnet")
     )
@@ -487,10 +490,10 @@ def test_aws_cli(ec2_server: HttpServer, tmp_path: Path) -> None:
     ]
 
 
-def test_any_text_is_a_subnet_or_group_name_tag(api_store: Store, ec2_server: HttpServer) -> None:
+def test_any_text_is_a_name_tag(api_store: Store, ec2_server: HttpServer) -> None:
     """As in EC2, a Name tag may be any text (skybroker's ec2 provider tags
-    ``namespace/name``): the object gets a generated name and answers the text as its Name.
-    A VPC's Name is its network name, which must still be a name."""
+    ``namespace/name``): the object (or a VPC's network) gets a generated name and answers the
+    text as its Name."""
     client = ec2(ec2_server, ALICE)
     vpc = client.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
     made = client.create_subnet(
@@ -520,9 +523,19 @@ def test_any_text_is_a_subnet_or_group_name_tag(api_store: Store, ec2_server: Ht
     names = {f.metadata.name for f in api_store.list(Firewall, "team-a").items}
     assert any(name.startswith("sg-") for name in names)
 
-    code, message = error_of(
-        client.create_vpc,
+    other = client.create_vpc(
         CidrBlock="10.40.0.0/16",
-        TagSpecifications=tags(("Name", "acme/main"), kind="vpc"),
-    )[1:]
-    assert code == "InvalidParameterValue" and "Name" in message
+        TagSpecifications=tags(("Name", "acme/main"), ("tier", "front"), kind="vpc"),
+    )["Vpc"]
+    assert tag_map(other) == {"Name": "acme/main", "tier": "front"}
+    [seen] = client.describe_vpcs(VpcIds=[other["VpcId"]])["Vpcs"]
+    assert tag_map(seen) == {"Name": "acme/main", "tier": "front"}
+    # The tag actions know the kept text as the VPC's Name too.
+    client.create_tags(Resources=[other["VpcId"]], Tags=[{"Key": "Name", "Value": "acme/main"}])
+    described_tags = client.describe_tags(
+        Filters=[{"Name": "resource-id", "Values": [other["VpcId"]]}]
+    )["Tags"]
+    assert {(t["Key"], t["Value"]) for t in described_tags} == {
+        ("Name", "acme/main"),
+        ("tier", "front"),
+    }
