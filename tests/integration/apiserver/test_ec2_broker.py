@@ -9,7 +9,8 @@ Outer skybroker: a Harness on a store prefix of its own, with ProviderAccount ``
 driver ``ec2`` whose endpoint is the inner ``/ec2/``, region ``general`` (the inner pool: no
 AWS region) and bob's key as its credentials, mapping ``ubuntu-22.04`` to the inner logical
 image of that name; its Instances ask for size ``small``, the inner HardwareProfile that the
-inner DescribeInstanceTypes offers.
+inner DescribeInstanceTypes offers. A second test takes an outer Subnet and Firewall through
+too (VPC, subnet and security group made through the front door).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from api_types import Instance, InstancePhase, ProviderAccount, registry
+from api_types import Firewall, Instance, InstancePhase, ProviderAccount, Subnet, registry
 from api_types.common import SYSTEM_NAMESPACE
 from apiserver import ApiOptions
 from apiserver.ec2.resources import NAME_ANNOTATION
@@ -33,7 +34,7 @@ from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from providers.types import ImageId, InstanceCreate, ResourceTags, SizeId
-from reconcilers import account, instance, pool
+from reconcilers import account, firewall, instance, pool, subnet
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import TOKEN_FILE
 from tests.integration.reconcilers.harness import (
@@ -42,6 +43,8 @@ from tests.integration.reconcilers.harness import (
     pool_manifest,
     sim_account,
 )
+from tests.integration.reconcilers.test_firewall import HTTP, firewall_manifest
+from tests.integration.reconcilers.test_subnet import subnet_manifest
 from tests.waiting import eventually
 
 API = "skybroker.io/v1alpha1"
@@ -101,7 +104,7 @@ def inner(api_store: Store, tmp_path: Path) -> Iterator[tuple[HttpServer, Harnes
     cloud = tmp_path / "inner-cloud"
     cloud.mkdir()
     controller = Harness(api_store, cloud)
-    controller.start(instance.register)
+    controller.start(instance.register, subnet.register, firewall.register)
     yield http, controller
     controller.stop()
     http.stop()
@@ -127,14 +130,9 @@ def _key_works(client: Any) -> bool:
     return True
 
 
-def _running(obj: Instance) -> bool:
-    return obj.status.phase == InstancePhase.RUNNING
-
-
-def test_a_broker_converges_instances_on_another_brokers_front_door(
-    inner: tuple[HttpServer, Harness], api_store: Store, outer: Harness
-) -> None:
-    server, controller = inner
+def _brokered(server: HttpServer, outer: Harness, *registers: Any) -> Any:
+    """The outer account on the inner front door, once the inner server knows the key; the
+    outer controllers started with ``registers``; a boto3 client of the key."""
     endpoint = f"{server.url}/ec2/"
     client = boto3.client(
         "ec2",
@@ -145,9 +143,23 @@ def test_a_broker_converges_instances_on_another_brokers_front_door(
         config=Config(retries={"max_attempts": 1}),
     )
     eventually(lambda: _key_works(client), CONVERGE, "the inner server never knew the key")
-
     outer.apply(*_outer_account(endpoint))
-    outer.start(partial(account.register, probe_interval=0.5), pool.register, instance.register)
+    outer.start(*registers)
+    return client
+
+
+def _running(obj: Instance) -> bool:
+    return obj.status.phase == InstancePhase.RUNNING
+
+
+def test_a_broker_converges_instances_on_another_brokers_front_door(
+    inner: tuple[HttpServer, Harness], api_store: Store, outer: Harness
+) -> None:
+    server, controller = inner
+    client = _brokered(
+        server, outer, partial(account.register, probe_interval=0.5), pool.register,
+        instance.register,
+    )  # fmt: skip
     # The account's health probe lists the inner pool's zones as the region's.
     outer.wait_for(ProviderAccount, "inner", None, lambda a: a.status.zones == ZONES, CONVERGE)
     # Its catalogue: the inner HardwareProfile as a size (DescribeInstanceTypes: least vCPUs
@@ -219,3 +231,48 @@ def test_a_broker_converges_instances_on_another_brokers_front_door(
         "the inner VM of web-1 stays",
     )
     assert outer.get(Instance, "web-2", "acme") is not None
+
+
+def test_networks_and_firewalls_through_another_broker(
+    inner: tuple[HttpServer, Harness], api_store: Store, outer: Harness
+) -> None:
+    """An outer Subnet, Firewall and an Instance in both: the outer provider makes a VPC, a
+    subnet and a security group through the inner front door (their Name tags
+    ``acme/web`` are no names there), and the inner reconcilers realise them on its cloud."""
+    server, controller = inner
+    client = _brokered(server, outer, subnet.register, firewall.register, instance.register)
+    outer.apply(
+        subnet_manifest("web", "10.10.1.0/24", pool="brokered"),
+        firewall_manifest("web", [HTTP]),
+        instance_manifest("app", pool="brokered", hardware={"size": "small"},
+                          subnetRef="web", firewallRefs=["web"]),
+    )  # fmt: skip
+    app = outer.wait_for(Instance, "app", "acme", _running, CONVERGE)
+    web = outer.wait_for(Subnet, "web", "acme", lambda s: bool(s.status.provider_id), CONVERGE)
+    realised = outer.wait_for(
+        Firewall, "web", "acme", lambda f: len(f.status.realisations) == 1, CONVERGE
+    )
+
+    [seen] = [i for r in client.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert seen["InstanceId"] == app.status.provider_id
+    assert seen["SubnetId"] == web.status.provider_id
+    assert [g["GroupId"] for g in seen["SecurityGroups"]] == [
+        realised.status.realisations[0].provider_id
+    ]
+    [inside] = api_store.list(Instance, "team-b").items
+    eventually(
+        lambda: _running(api_store.get(Instance, inside.metadata.name, "team-b")),
+        CONVERGE,
+        "the inner instance never ran",
+    )
+    [inner_subnet] = api_store.list(Subnet, "team-b").items
+    assert inside.spec.subnet_ref == inner_subnet.metadata.name
+    assert inner_subnet.spec.cidr == "10.10.1.0/24"
+    groups = {g["GroupId"]: g for g in client.describe_security_groups()["SecurityGroups"]}
+    rules = groups[realised.status.realisations[0].provider_id]["IpPermissions"]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules] == [("tcp", 80, 80)]
+    assert len(controller.cloud("sim-a").list_instances()) == 1
+
+    outer.store.delete(Instance, "app", "acme")
+    outer.wait_gone(Instance, "app", "acme", CONVERGE)
+    eventually(lambda: api_store.list(Instance, "team-b").items == [], CONVERGE, "inner stays")
