@@ -10,7 +10,8 @@ driver ``ec2`` whose endpoint is the inner ``/ec2/``, region ``general`` (the in
 AWS region) and bob's key as its credentials, mapping ``ubuntu-22.04`` to the inner logical
 image of that name; its Instances ask for size ``small``, the inner HardwareProfile that the
 inner DescribeInstanceTypes offers. A second test takes an outer Subnet and Firewall through
-too (VPC, subnet and security group made through the front door).
+too (VPC, subnet and security group made through the front door), a third a Volume
+attached to an Instance.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from api_types import Firewall, Instance, InstancePhase, ProviderAccount, Subnet, registry
+from api_types import (
+    Firewall,
+    Instance,
+    InstancePhase,
+    ProviderAccount,
+    Subnet,
+    Volume,
+    registry,
+)
 from api_types.common import SYSTEM_NAMESPACE
 from apiserver import ApiOptions
 from apiserver.ec2.resources import NAME_ANNOTATION
@@ -34,7 +43,7 @@ from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from providers.types import ImageId, InstanceCreate, ResourceTags, SizeId
-from reconcilers import account, firewall, instance, pool, subnet
+from reconcilers import account, firewall, instance, pool, subnet, volume
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import TOKEN_FILE
 from tests.integration.reconcilers.harness import (
@@ -45,6 +54,7 @@ from tests.integration.reconcilers.harness import (
 )
 from tests.integration.reconcilers.test_firewall import HTTP, firewall_manifest
 from tests.integration.reconcilers.test_subnet import subnet_manifest
+from tests.integration.reconcilers.test_volume import volume_manifest
 from tests.waiting import eventually
 
 API = "skybroker.io/v1alpha1"
@@ -54,7 +64,7 @@ ZONES = ["sim-easta", "sim-eastb"]
 CONVERGE = 180.0
 
 INNER: list[dict[str, Any]] = [
-    sim_account("sim-a"),
+    sim_account("sim-a", volume_seconds=0.1),
     pool_manifest("general", [{"account": "sim-a", "zones": ZONES}]),
     {"kind": "HardwareProfile", "metadata": {"name": "small"},
      "spec": {"cpu": {"min": 1, "max": 2}, "memoryMiB": {"min": 1024}}},
@@ -104,7 +114,7 @@ def inner(api_store: Store, tmp_path: Path) -> Iterator[tuple[HttpServer, Harnes
     cloud = tmp_path / "inner-cloud"
     cloud.mkdir()
     controller = Harness(api_store, cloud)
-    controller.start(instance.register, subnet.register, firewall.register)
+    controller.start(instance.register, subnet.register, firewall.register, volume.register)
     yield http, controller
     controller.stop()
     http.stop()
@@ -276,3 +286,33 @@ def test_networks_and_firewalls_through_another_broker(
     outer.store.delete(Instance, "app", "acme")
     outer.wait_gone(Instance, "app", "acme", CONVERGE)
     eventually(lambda: api_store.list(Instance, "team-b").items == [], CONVERGE, "inner stays")
+
+
+def test_a_volume_attached_through_another_broker(
+    inner: tuple[HttpServer, Harness], api_store: Store, outer: Harness
+) -> None:
+    server, controller = inner
+    client = _brokered(server, outer, volume.register, instance.register)
+    outer.apply(
+        instance_manifest("app", pool="brokered", hardware={"size": "small"}),
+        volume_manifest("data", pool="brokered", sizeGiB=5,
+                        attachTo={"instance": "app", "device": "/dev/sdf"}),
+    )  # fmt: skip
+    app = outer.wait_for(Instance, "app", "acme", _running, CONVERGE)
+    data = outer.wait_for(Volume, "data", "acme", lambda v: v.status.phase == "Attached", CONVERGE)
+    [seen] = client.describe_volumes(VolumeIds=[str(data.status.provider_id)])["Volumes"]
+    assert {"Key": "Name", "Value": "acme/data"} in seen["Tags"] and seen["Size"] == 5
+    assert [(a["InstanceId"], a["Device"]) for a in seen["Attachments"]] == [
+        (app.status.provider_id, "/dev/sdf")
+    ]
+    [inside] = api_store.list(Volume, "team-b").items
+    assert inside.spec.size_gib == 5
+    eventually(
+        lambda: any(v.attached_to for v in controller.cloud("sim-a").list_volumes()),
+        CONVERGE,
+        "the inner cloud's disk is never attached",
+    )
+
+    outer.store.delete(Volume, "data", "acme")
+    outer.wait_gone(Volume, "data", "acme", CONVERGE)
+    eventually(lambda: api_store.list(Volume, "team-b").items == [], CONVERGE, "inner stays")
