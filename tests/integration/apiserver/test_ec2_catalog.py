@@ -12,9 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,7 @@ from apiserver.ec2 import EC2_NAMESPACE
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 from skyctl.main import main as skyctl
+from tests.awscli import aws_cli
 from tests.integration.apiserver.conftest import TOKEN_FILE
 from tests.waiting import eventually
 
@@ -317,27 +315,10 @@ def test_request_digest_header_must_match_the_body(ec2_server: HttpServer) -> No
     assert _xml(response).findtext("Errors/Error/Code") == "SignatureDoesNotMatch"
 
 
-@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
 def test_aws_cli(ec2_server: HttpServer, tmp_path: Path) -> None:
-    environment = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-        "AWS_ACCESS_KEY_ID": ALICE.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": ALICE.secret_access_key,
-        "AWS_DEFAULT_REGION": "general",
-    }
-
-    def aws(*argv: str) -> subprocess.CompletedProcess[str]:
-        command = ["aws", "ec2", *argv, "--endpoint-url", f"{ec2_server.url}/ec2/"]
-        return subprocess.run(
-            [*command, "--output", "json"],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    aws = aws_cli(
+        f"{ec2_server.url}/ec2/", ALICE.access_key_id, ALICE.secret_access_key, "general", tmp_path
+    )
 
     zones = aws("describe-availability-zones")
     assert zones.returncode == 0, zones.stderr
