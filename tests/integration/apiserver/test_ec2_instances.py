@@ -28,6 +28,7 @@ from apiserver.ec2.resources import ec2_id, vpc_id
 from controller.store.objects import Store
 from reconcilers import instance
 from skybroker.apiserver import HttpServer
+from tests.awscli import answer, aws_cli
 from tests.integration.apiserver.conftest import TOKEN_FILE
 from tests.integration.apiserver.test_ec2_catalog import _signed
 from tests.integration.reconcilers.harness import Harness, pool_manifest, sim_account
@@ -464,3 +465,29 @@ def test_instances_are_regional(ec2_world: HttpServer, api_store: Store) -> None
     )
     assert {t["ResourceId"] for t in other.describe_tags()["Tags"]} == {there}
     assert error_of(ec2(ec2_world, region="nowhere").describe_instances)[0] == "AuthFailure"
+
+
+def test_the_aws_cli_runs_describes_and_terminates(
+    ec2_world: HttpServer, controller: Harness, tmp_path: Path
+) -> None:
+    aws = aws_cli(
+        f"{ec2_world.url}/ec2/", ALICE.access_key_id, ALICE.secret_access_key, "general", tmp_path
+    )
+    launched = answer(
+        aws("run-instances", "--image-id", "ubuntu-22.04", "--instance-type", "small",
+            "--count", "2", "--client-token", "cli-1",
+            "--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=web}]")
+    )  # fmt: skip
+    ids = sorted(i["InstanceId"] for i in launched["Instances"])
+    assert len(ids) == 2 and {i["State"]["Name"] for i in launched["Instances"]} == {"pending"}
+
+    def running() -> list[str]:
+        filters = ["Name=instance-state-name,Values=running", "Name=tag:team,Values=web"]
+        listed = answer(aws("describe-instances", "--filters", *filters))
+        return sorted(i["InstanceId"] for r in listed["Reservations"] for i in r["Instances"])
+
+    eventually(lambda: running() == ids, timeout=CONVERGE)
+    ended = answer(aws("terminate-instances", "--instance-ids", *ids))
+    assert {i["CurrentState"]["Name"] for i in ended["TerminatingInstances"]} == {"shutting-down"}
+    missing = aws("describe-instances", "--instance-ids", "i-00000000000000000")
+    assert missing.returncode != 0 and "InvalidInstanceID.NotFound" in missing.stderr
