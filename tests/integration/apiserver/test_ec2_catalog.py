@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-import boto3
 import httpx
 import pytest
 from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -35,6 +33,7 @@ from skybroker.apiserver import HttpServer
 from skyctl.main import main as skyctl
 from tests.awscli import aws_cli
 from tests.integration.apiserver.conftest import TOKEN_FILE
+from tests.integration.apiserver.ec2world import ec2_api, ec2_client
 from tests.waiting import eventually
 
 API = "skybroker.io/v1alpha1"
@@ -71,28 +70,15 @@ CATALOGUE: list[dict[str, Any]] = [
 
 @pytest.fixture
 def ec2_server(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
-    for wire in CATALOGUE:
-        api_store.create(registry.parse_object({"apiVersion": API, **wire}))
-    probed = api_store.get(ProviderAccount, "sim-a")
-    probed.status.zones = ["r1a", "r1b"]  # what the account's health probe writes
-    api_store.update_status(probed)
-    token_file = tmp_path / "tokens.csv"
-    token_file.write_text(TOKEN_FILE)
-    http = HttpServer(api_store, token_file, "127.0.0.1:0", ApiOptions(), credentials=KEYS.get)
-    http.start()
-    yield http
-    http.stop()
+    with ec2_api(api_store, tmp_path, CATALOGUE, KEYS) as http:
+        probed = api_store.get(ProviderAccount, "sim-a")
+        probed.status.zones = ["r1a", "r1b"]  # what the account's health probe writes
+        api_store.update_status(probed)
+        yield http
 
 
 def ec2(server: HttpServer, key: AccessKeyCredential, region: str = "general") -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=f"{server.url}/ec2/",
-        region_name=region,
-        aws_access_key_id=key.access_key_id,
-        aws_secret_access_key=key.secret_access_key,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return ec2_client(server, key, region)
 
 
 def error_of(call: Any, *args: Any, **kwargs: Any) -> tuple[int, str, str]:

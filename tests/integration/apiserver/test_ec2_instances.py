@@ -15,13 +15,11 @@ from typing import Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from api_types import Firewall, Instance, InstancePhase, Subnet, registry
-from apiserver import ApiOptions, User
+from apiserver import User
 from apiserver.accesskeys import AccessKeyCredential
 from apiserver.ec2.instances import _generated_name
 from apiserver.ec2.resources import ec2_id, vpc_id
@@ -29,7 +27,7 @@ from controller.store.objects import Store
 from reconcilers import instance
 from skybroker.apiserver import HttpServer
 from tests.awscli import answer, aws_cli
-from tests.integration.apiserver.conftest import TOKEN_FILE
+from tests.integration.apiserver.ec2world import ec2_api, ec2_client
 from tests.integration.apiserver.test_ec2_catalog import _signed
 from tests.integration.reconcilers.harness import Harness, pool_manifest, sim_account
 from tests.waiting import eventually
@@ -65,13 +63,8 @@ def create(store: Store, *manifests: dict[str, Any]) -> None:
 
 @pytest.fixture
 def ec2_world(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
-    create(api_store, *WORLD)
-    token_file = tmp_path / "tokens.csv"
-    token_file.write_text(TOKEN_FILE)
-    http = HttpServer(api_store, token_file, "127.0.0.1:0", ApiOptions(), credentials=KEYS.get)
-    http.start()
-    yield http
-    http.stop()
+    with ec2_api(api_store, tmp_path, WORLD, KEYS) as http:
+        yield http
 
 
 @pytest.fixture
@@ -86,14 +79,7 @@ def controller(api_store: Store, tmp_path: Path) -> Iterator[Harness]:
 
 
 def ec2(server: HttpServer, key: AccessKeyCredential = ALICE, region: str = "general") -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=f"{server.url}/ec2/",
-        region_name=region,
-        aws_access_key_id=key.access_key_id,
-        aws_secret_access_key=key.secret_access_key,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return ec2_client(server, key, region)
 
 
 def error_of(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, str]:
