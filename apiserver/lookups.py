@@ -118,6 +118,13 @@ class Lookups:
             return cached
         return self.store.get(model, name, namespace)
 
+    def list(self, model: type[R]) -> list[R]:
+        """Every object of a cluster-scoped ``model`` (read-only if cached; else from etcd)."""
+        informer = self._synced(model)
+        if informer is not None:
+            return [obj for obj in informer.list() if isinstance(obj, model)]
+        return self.store.list(model).items
+
     def quotas(self, namespace: str) -> QuotaSnapshot:
         """The namespace's quotas: none, from the cache, if it has none; else read from etcd."""
         informer = self._synced(Quota)

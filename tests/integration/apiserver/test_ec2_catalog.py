@@ -3,8 +3,8 @@ botocore's presigner, raw httpx) and the read-only "where" actions (DESIGN §12)
 
 Catalogue: accounts ``sim-a`` (zones from its probed status, images ubuntu/debian) and
 ``sim-b`` (its member names zone ``r1c``; images ubuntu/centos) in pool ``general``; pool
-``b-only`` is closed to ``team-a``. ``alice`` (admin in team-a) may read pools and hardware
-profiles through a ClusterRoleBinding; ``nobody`` may not. Access keys come from a dict.
+``b-only`` is closed to ``team-a``. ``alice`` is admin in team-a, ``nobody`` holds no role:
+both see the catalogue of their namespace. Access keys come from a dict.
 """
 
 from __future__ import annotations
@@ -158,14 +158,21 @@ def test_a_region_must_be_a_pool_the_namespace_may_use(ec2_server: HttpServer) -
         assert region in message and "team-a" in message
 
 
-def test_rbac_applies_as_for_rest(ec2_server: HttpServer) -> None:
-    status, code, message = error_of(ec2(ec2_server, NOBODY).describe_regions)
-    assert (status, code) == (403, "UnauthorizedOperation")
-    assert 'User "nobody" cannot list resource "pools"' in message
-    # DryRun checks the same permissions and stops short of the answer.
-    assert error_of(ec2(ec2_server, NOBODY).describe_images, DryRun=True)[1] == (
-        "UnauthorizedOperation"
+def test_the_catalogue_is_the_namespaces_and_writes_need_rbac(ec2_server: HttpServer) -> None:
+    # nobody holds no role at all, yet sees the regions its namespace may use, as every cloud
+    # account sees its regions; what it may do in them is RBAC's, as for REST.
+    regions = ec2(ec2_server, NOBODY).describe_regions()["Regions"]
+    assert [region["RegionName"] for region in regions] == ["general"]
+    status, code, message = error_of(
+        ec2(ec2_server, NOBODY).run_instances,
+        ImageId="ubuntu-22.04",
+        InstanceType="small",
+        MinCount=1,
+        MaxCount=1,
     )
+    assert (status, code) == (403, "UnauthorizedOperation")
+    assert 'User "nobody" cannot' in message and 'resource "instances"' in message
+    # DryRun checks the same and stops short of the answer.
     assert error_of(ec2(ec2_server, ALICE).describe_images, DryRun=True)[:2] == (
         412,
         "DryRunOperation",
