@@ -315,7 +315,9 @@ class AgentStatus(WireModel):
     """What the instance's boot agent last reported; changes only on a transition."""
 
     state: WireEnum[AgentState] = Field(description="Booting, Configured, Failed or Lost.")
-    address: StrictStr | None = Field(None, description="The address the agent reported.")
+    address: StrictStr | None = Field(
+        None, max_length=255, description="The address the agent reported (IP or host name)."
+    )
     parameters: ParameterMap = Field(
         default_factory=dict, description="Parameters the agent reported."
     )

@@ -261,6 +261,11 @@ def test_the_agent_record_validates() -> None:
             "'a b'",
         ),
         (
+            _set("status.agent", {"state": "Booting", "address": "a" * 256}),
+            "status.agent.address",
+            "at most 255 characters",
+        ),
+        (
             _set("status.agent", {"state": "Booting", "lastReport": "yesterday"}),
             "status.agent.lastReport",
             "datetime",
