@@ -19,6 +19,8 @@ from api_types.accounts import (
     ProviderAccountSpec,
     ProviderAccountStatus,
 )
+from api_types.boot import BootString, format_boot_string, new_boot_secret, parse_boot_string
+from api_types.bootconfigs import BootConfig, BootConfigSpec, BootConfigStatus
 from api_types.clusters import (
     MemberTemplate,
     MemberVolume,
@@ -40,11 +42,14 @@ from api_types.clusters import (
 from api_types.common import IntRange, Placement, PlacementRejection, SecretReference
 from api_types.compute import (
     AddressType,
+    AgentState,
+    AgentStatus,
     DeletionPolicy,
     DriftPolicy,
     HardwareSpec,
     Instance,
     InstanceAddress,
+    InstanceHealth,
     InstancePhase,
     InstancePlacement,
     InstanceSpec,
@@ -52,6 +57,7 @@ from api_types.compute import (
     InstanceTemplate,
     PlacementHints,
     PowerState,
+    Remediation,
 )
 from api_types.events import Event, EventSource, EventType, InvolvedObject
 from api_types.gitops import (
@@ -150,8 +156,14 @@ __all__ = [
     "AccessKeySecretReference",
     "AccessKeySpec",
     "AddressType",
+    "AgentState",
+    "AgentStatus",
     "ApiBudget",
     "Arch",
+    "BootConfig",
+    "BootConfigSpec",
+    "BootConfigStatus",
+    "BootString",
     "ClusterRole",
     "ClusterRoleBinding",
     "Condition",
@@ -179,6 +191,7 @@ __all__ = [
     "HardwareSpec",
     "Instance",
     "InstanceAddress",
+    "InstanceHealth",
     "InstancePhase",
     "InstancePlacement",
     "InstanceSpec",
@@ -224,6 +237,7 @@ __all__ = [
     "QuotaSpec",
     "QuotaStatus",
     "QuotaUsage",
+    "Remediation",
     "ReplicaPlacement",
     "Resource",
     "Role",
@@ -261,8 +275,11 @@ __all__ = [
     "by_kind",
     "by_plural",
     "field_errors",
+    "format_boot_string",
     "json_schema",
     "lookup",
+    "new_boot_secret",
+    "parse_boot_string",
     "parse_object",
     "usage_of",
 ]

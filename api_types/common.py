@@ -22,6 +22,7 @@ rather than the enclosing object.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Union
 
 from pydantic import (
@@ -79,7 +80,10 @@ __all__ = [
     "TargetSpec",
     "as_range",
     "at_most",
+    "bounded_duration",
+    "duration_seconds",
     "field_error",
+    "format_duration",
 ]
 
 #: The namespace of the system's own objects (account credentials); it always exists.
@@ -113,6 +117,43 @@ MAX_COUNT = 1_000_000
 MAX_SECONDS = 7 * 24 * 3600
 #: Rates (calls per second).
 MAX_RATE = 1_000_000
+
+
+_DURATION = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,6})s)?")
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds of a duration written ``"90s"``, ``"5m"``, ``"2h"`` or ``"1h30m15s"``."""
+    match = _DURATION.fullmatch(value)
+    if not value or match is None:
+        raise ValueError(
+            f"{value!r} is not a duration: write hours, minutes and seconds like 90s, 5m, 1h30m"
+        )
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def format_duration(seconds: int) -> str:
+    """``seconds`` written as :func:`duration_seconds` reads it: ``5s``, ``10m``, ``1h30m``."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
+    return text or "0s"
+
+
+def bounded_duration(low: int, high: int) -> AfterValidator:
+    """A duration string (:func:`duration_seconds`) between ``low`` and ``high`` seconds; the
+    string is kept as written."""
+
+    def check(value: str) -> str:
+        seconds = duration_seconds(value)
+        if not low <= seconds <= high:
+            raise ValueError(
+                f"{value!r} must be between {format_duration(low)} and {format_duration(high)}"
+            )
+        return value
+
+    return AfterValidator(check)
 
 
 def field_error(loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:

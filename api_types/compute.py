@@ -5,6 +5,10 @@ Where it sits: pure data, namespaced. The instance reconciler schedules it (plac
 chosen), records the create intent in ``status.createToken``, creates it through the provider
 and keeps it converged with ``spec`` (power state, drift per ``driftPolicy``).
 
+An Instance may name a BootConfig (``spec.bootConfigRef``, DESIGN §11): it then boots with a
+boot string as its user data (so ``spec.userData`` must be absent), its agent's reports land in
+``status.agent``, and ``spec.health`` says what to do when the agent is lost.
+
 ``spec.hardware`` takes exactly one of three forms::
 
     hardware: {profile: small}                     # a HardwareProfile by name
@@ -17,35 +21,46 @@ and keeps it converged with ``spec`` (power state, drift per ``driftPolicy``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, StrictStr, model_validator
 
 from api_types.accounts import Arch
+from api_types.bootconfigs import ParameterMap
 from api_types.common import (
     CpuOrRange,
     DiskOrRange,
     IntRange,
     MemoryOrRange,
+    NonNegativeInt,
     ObjectName,
     PlacedStatus,
     Placement,
     ProviderToken,
     TargetSpec,
     as_range,
+    bounded_duration,
+    duration_seconds,
     field_error,
 )
 from api_types.meta import Resource, Scope, WireEnum, WireModel
 
 __all__ = [
+    "DEFAULT_REMEDIATION_AFTER",
+    "MAX_REMEDIATION_AFTER_SECONDS",
     "MAX_USER_DATA_BYTES",
+    "MIN_REMEDIATION_AFTER_SECONDS",
     "AddressType",
+    "AgentState",
+    "AgentStatus",
     "DeletionPolicy",
     "DriftPolicy",
     "HardwareSpec",
     "Instance",
     "InstanceAddress",
+    "InstanceHealth",
     "InstancePhase",
     "InstancePlacement",
     "InstanceSpec",
@@ -53,9 +68,15 @@ __all__ = [
     "InstanceTemplate",
     "PlacementHints",
     "PowerState",
+    "Remediation",
 ]
 
 MAX_USER_DATA_BYTES = 16 * 1024
+#: ``spec.health.after``: remediating more often than this would restart a slow boot in a loop
+MIN_REMEDIATION_AFTER_SECONDS = 60
+#: ... and a week is the longest wait that still means something.
+MAX_REMEDIATION_AFTER_SECONDS = 7 * 24 * 3600
+DEFAULT_REMEDIATION_AFTER = "5m"
 
 
 class PowerState(StrEnum):
@@ -93,6 +114,23 @@ class AddressType(StrEnum):
     PUBLIC_IP = "PublicIP"
     PRIVATE_IP = "PrivateIP"
     HOSTNAME = "Hostname"
+
+
+class Remediation(StrEnum):
+    """What to do when an instance's agent is lost (DESIGN §11)."""
+
+    NONE = "None"
+    RESTART = "Restart"
+    REPLACE = "Replace"
+
+
+class AgentState(StrEnum):
+    """Where the boot agent of an instance is: Booting until its first report."""
+
+    BOOTING = "Booting"
+    CONFIGURED = "Configured"
+    FAILED = "Failed"
+    LOST = "Lost"
 
 
 class HardwareSpec(WireModel):
@@ -157,6 +195,26 @@ class PlacementHints(WireModel):
     account: ObjectName | None = Field(None, description="Only this pool member's account.")
 
 
+class InstanceHealth(WireModel):
+    """How an instance with a boot agent is kept healthy: on ``AgentLost``, restart it
+    (stop/start) or replace it (delete and recreate where its pool or VirtualCluster allows),
+    at most once per ``after``."""
+
+    remediation: WireEnum[Remediation] = Field(
+        Remediation.NONE, description="None (only report), Restart or Replace."
+    )
+    after: Annotated[
+        StrictStr, bounded_duration(MIN_REMEDIATION_AFTER_SECONDS, MAX_REMEDIATION_AFTER_SECONDS)
+    ] = Field(
+        DEFAULT_REMEDIATION_AFTER,
+        description="At most one remediation per this duration (e.g. 5m; 1m to 168h).",
+    )
+
+    @property
+    def after_seconds(self) -> int:
+        return duration_seconds(self.after)
+
+
 class InstanceTemplate(WireModel):
     """An Instance spec apart from where it is drawn from (``pool``/``account``): what a
     VirtualCluster member's ``template`` holds, its pool coming from the VirtualCluster."""
@@ -172,7 +230,19 @@ class InstanceTemplate(WireModel):
         default_factory=list, description="Firewalls in the same namespace applied to it."
     )
     user_data: Annotated[str, AfterValidator(_user_data_size)] | None = Field(
-        None, description=f"Boot-time user data (cloud-init), ≤ {MAX_USER_DATA_BYTES} bytes."
+        None,
+        description=f"Boot-time user data (cloud-init), ≤ {MAX_USER_DATA_BYTES} bytes; "
+        "not with bootConfigRef.",
+    )
+    boot_config_ref: ObjectName | None = Field(
+        None,
+        description="BootConfig in the same namespace: the instance boots with a boot string "
+        "as its user data and its agent fetches the config (exclusive with userData).",
+    )
+    health: InstanceHealth | None = Field(
+        None,
+        description="What to do when the boot agent is lost (needs bootConfigRef); absent = "
+        "remediation None.",
     )
     power_state: WireEnum[PowerState] = Field(PowerState.RUNNING, description="Running or Stopped.")
     placement: PlacementHints | None = Field(
@@ -198,6 +268,28 @@ class InstanceTemplate(WireModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _boot_config_replaces_user_data(self) -> InstanceTemplate:
+        if self.boot_config_ref is not None and self.user_data is not None:
+            raise field_error(
+                ("userData",),
+                "must not be set together with bootConfigRef: the boot string is the user data",
+                None,  # never echo user data: it may carry credentials
+            )
+        # Remediation acts on AgentLost, which only an agent (a BootConfig) can produce:
+        # without one it would silently never act.
+        if (
+            self.health is not None
+            and self.health.remediation != Remediation.NONE
+            and self.boot_config_ref is None
+        ):
+            raise field_error(
+                ("health", "remediation"),
+                "acts when the boot agent is lost: set bootConfigRef too",
+                self.health.remediation,
+            )
+        return self
+
 
 # Bases in this order keep pool and account first on the wire: pydantic lists the fields of
 # the last base first.
@@ -219,6 +311,22 @@ class InstanceAddress(WireModel):
     address: str = Field(min_length=1, description="The address.")
 
 
+class AgentStatus(WireModel):
+    """What the instance's boot agent last reported; changes only on a transition."""
+
+    state: WireEnum[AgentState] = Field(description="Booting, Configured, Failed or Lost.")
+    address: StrictStr | None = Field(
+        None, max_length=255, description="The address the agent reported (IP or host name)."
+    )
+    parameters: ParameterMap = Field(
+        default_factory=dict, description="Parameters the agent reported."
+    )
+    config_revision: NonNegativeInt | None = Field(
+        None, description="The BootConfig status.revision the agent last applied."
+    )
+    last_report: datetime | None = Field(None, description="When the agent last reported.")
+
+
 class InstanceStatus(PlacedStatus):
     phase: WireEnum[InstancePhase] | None = Field(
         None,
@@ -229,6 +337,9 @@ class InstanceStatus(PlacedStatus):
     )
     addresses: list[InstanceAddress] = Field(
         default_factory=list, description="Addresses reported by the cloud."
+    )
+    agent: AgentStatus | None = Field(
+        None, description="The boot agent's record (bootConfigRef); absent until it reports."
     )
 
 

@@ -56,7 +56,7 @@ from pydantic import (
     model_validator,
 )
 
-from api_types.common import ObjectName, field_error
+from api_types.common import ObjectName, bounded_duration, duration_seconds, field_error
 from api_types.meta import PhaselessStatus, Resource, Scope, WireModel
 from api_types.validation import split_url, validate_token
 
@@ -134,7 +134,6 @@ MAX_INTERVAL_SECONDS = 7 * 24 * 3600
 #: Waiting for health longer than a day means something else is wrong.
 MAX_TIMEOUT_SECONDS = 24 * 3600
 
-_DURATION = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,6})s)?")
 #: What git refuses in a ref name (git-check-ref-format), plus whitespace and control chars.
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
@@ -163,27 +162,6 @@ def verify_github_signature(secret: bytes, body: bytes, header: str | None) -> b
         return False
     expected = github_signature(secret, body)
     return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii", "replace"))
-
-
-def duration_seconds(value: str) -> int:
-    """Seconds of a duration written ``"90s"``, ``"5m"``, ``"2h"`` or ``"1h30m15s"``."""
-    match = _DURATION.fullmatch(value)
-    if not value or match is None:
-        raise ValueError(
-            f"{value!r} is not a duration: write hours, minutes and seconds like 90s, 5m, 1h30m"
-        )
-    hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def _bounded_duration(low: int, high: int) -> AfterValidator:
-    def check(value: str) -> str:
-        seconds = duration_seconds(value)
-        if not low <= seconds <= high:
-            raise ValueError(f"{value!r} must be between {low}s and {high // 3600}h")
-        return value
-
-    return AfterValidator(check)
 
 
 def _validate_git_url(value: str) -> str:
@@ -244,8 +222,8 @@ RefName = Annotated[str, AfterValidator(_validate_ref_name)]
 CommitSha = Annotated[str, AfterValidator(_validate_commit)]
 RepoPath = Annotated[str, AfterValidator(_validate_repo_path)]
 UserName = Annotated[str, AfterValidator(validate_token)]
-Interval = Annotated[StrictStr, _bounded_duration(MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)]
-Timeout = Annotated[StrictStr, _bounded_duration(1, MAX_TIMEOUT_SECONDS)]
+Interval = Annotated[StrictStr, bounded_duration(MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)]
+Timeout = Annotated[StrictStr, bounded_duration(1, MAX_TIMEOUT_SECONDS)]
 
 
 class GitRef(WireModel):

@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 
 from api_types.accesskeys import AccessKey
 from api_types.accounts import HardwareProfile, ProviderAccount
+from api_types.bootconfigs import BootConfig
 from api_types.clusters import VirtualCluster
 from api_types.compute import Instance
 from api_types.events import Event
@@ -70,6 +71,7 @@ _MODELS: tuple[type[Resource], ...] = (
     Event,
     GitSource,
     VirtualCluster,
+    BootConfig,
 )
 
 

@@ -15,12 +15,13 @@ before the quota reservation and the store write. In order:
    ``Pending`` (DESIGN §3); a new Quota starts with the namespace's current usage;
    a Secret's ``stringData`` is folded into ``data`` (base64), as Kubernetes does, so the
    stored object has one form;
-2. references — the pool, account, hardware profile, subnet and firewalls an object names must
-   exist, and the pool's ``allowedNamespaces`` must admit the object's namespace; an Instance's
-   ``image`` must be mapped (``spec.images``) by its account, or by at least one member account
-   of its pool — the placement filter's rule, so an image no member can boot is refused now
-   rather than left Unschedulable. A VirtualCluster's pool, and each member template's
-   profile, subnet, firewalls and image, are checked the same way, at their own paths
+2. references — the pool, account, hardware profile, subnet, firewalls and BootConfig
+   (``bootConfigRef``) an object names must exist, and the pool's ``allowedNamespaces`` must
+   admit the object's namespace; an Instance's ``image`` must be mapped (``spec.images``) by
+   its account, or by at least one member account of its pool — the placement filter's rule,
+   so an image no member can boot is refused now rather than left Unschedulable. A
+   VirtualCluster's pool, and each member template's profile, subnet, firewalls, BootConfig
+   and image, are checked the same way, at their own paths
    (``spec.members[1].template.image``); a rule of ``host`` topology is refused unless every
    account of the pool can express it (driver ``ec2``: EC2 placement groups, DESIGN §10).
    Each failure is a cause naming the field (422). On an update only references that changed
@@ -61,6 +62,7 @@ import pydantic
 
 from api_types.accesskeys import AccessKey
 from api_types.accounts import HardwareProfile, ProviderAccount
+from api_types.bootconfigs import BootConfig
 from api_types.clusters import HOST_TOPOLOGY_DRIVERS, Topology, VirtualCluster
 from api_types.common import TargetSpec
 from api_types.compute import Instance, InstanceTemplate
@@ -130,6 +132,10 @@ def _template_references(
         _Reference(f"{prefix}.firewallRefs[{i}]", Firewall, name, namespace)
         for i, name in enumerate(template.firewall_refs)
     )
+    if template.boot_config_ref:
+        found.append(
+            _Reference(f"{prefix}.bootConfigRef", BootConfig, template.boot_config_ref, namespace)
+        )
     return found
 
 

@@ -8,8 +8,8 @@ references and reserving its quota cost no etcd read:
 - a reference found in the cache exists (it may have been deleted a moment ago — as it may be
   right after any check; the controllers check again before acting); one missing from the
   cache is read from etcd before the write is refused, so an object created a moment ago (by
-  this or another API server) is never reported missing. Subnets and firewalls, namespaced and
-  numerous, are always read from etcd;
+  this or another API server) is never reported missing. Subnets, firewalls and BootConfigs,
+  namespaced and numerous, are always read from etcd;
 - a namespace the cache holds no Quota for is answered from the cache with the revision the
   cache had reached before it looked; ``quota`` makes its transaction compare that no Quota of
   the namespace was written after it, so a Quota the cache has not seen yet fails the
@@ -117,6 +117,13 @@ class Lookups:
         if isinstance(cached, model):
             return cached
         return self.store.get(model, name, namespace)
+
+    def list(self, model: type[R]) -> list[R]:
+        """Every object of a cluster-scoped ``model`` (read-only if cached; else from etcd)."""
+        informer = self._synced(model)
+        if informer is not None:
+            return [obj for obj in informer.list() if isinstance(obj, model)]
+        return self.store.list(model).items
 
     def quotas(self, namespace: str) -> QuotaSnapshot:
         """The namespace's quotas: none, from the cache, if it has none; else read from etcd."""

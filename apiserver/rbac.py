@@ -16,7 +16,7 @@ Semantics, as in Kubernetes:
   ``acme`` may get ``namespaces/acme`` but not list every namespace;
 - the built-in ClusterRoles ``cluster-admin``, ``admin``, ``edit`` and ``view`` are defined here
   and win over stored objects of the same names. ``view`` cannot read Secrets or RBAC objects;
-  ``edit`` writes workloads (GitSources and VirtualClusters among them) and Secrets;
+  ``edit`` writes workloads (GitSources, VirtualClusters and BootConfigs among them) and Secrets;
   ``admin`` also manages Roles and RoleBindings of its namespace; neither may write Quotas or
   any ``/status`` (tenants must not reset their usage). None of them covers ``accesskeys``
   (EC2 credentials acting as any user, DESIGN §12): only ``cluster-admin`` and
@@ -57,7 +57,15 @@ __all__ = ["BUILTIN_CLUSTER_ROLES", "IMPERSONATE", "Attributes", "Authorizer"]
 
 _READ = ["get", "list", "watch"]
 _WRITE = ["create", "update", "patch", "delete", "deletecollection"]
-_WORKLOADS = ["instances", "subnets", "firewalls", "volumes", "gitsources", "virtualclusters"]
+_WORKLOADS = [
+    "instances",
+    "subnets",
+    "firewalls",
+    "volumes",
+    "gitsources",
+    "virtualclusters",
+    "bootconfigs",
+]
 _BY_NAME = "name"
 #: The verb (on resource ``users``, resourceName = the user) that lets a user act as another.
 IMPERSONATE = "impersonate"

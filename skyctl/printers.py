@@ -168,6 +168,12 @@ _COLUMNS: dict[str, list[Column]] = {
         _READY,
         Column("PLACEMENT", lambda obj: _condition(obj, "PlacementSatisfied"), wide=True),
     ],
+    "BootConfig": [
+        Column("DYNAMIC", lambda obj: bool(lookup_path(obj, "spec.dynamic"))),
+        Column("SLOTS", lambda obj: lookup_path(obj, "spec.slots") or 0),
+        Column("CLAIMED", lambda obj: lookup_path(obj, "status.claimed") or 0),
+        _path("REVISION", "status.revision"),  # <none> until the reconciler has seen it
+    ],
     "Namespace": [_PHASE],
     # Never the secret: an AccessKey only names its Secret (secretRef), shown with -o wide.
     "AccessKey": [

@@ -23,15 +23,14 @@ pool's accounts map, an instance type is a HardwareProfile:
   ``InvalidInstanceType``); filters ``instance-type``, ``vcpu-info.default-vcpus``,
   ``memory-info.size-in-mib``, ``processor-info.supported-architecture``.
 
-Each honours ``DryRun=true``: the read runs (RBAC and the region checked) and answers
+Each honours ``DryRun=true``: the read runs (the region checked) and answers
 ``DryRunOperation`` (412) instead of its result.
 
-Reads go through ``context.backend`` as the user (RBAC: ``list``/``get`` on ``pools`` and
-``hardwareprofiles`` at the cluster scope, which the built-in roles grant only through a
-ClusterRoleBinding — without it the answer is ``UnauthorizedOperation``), and every action but
-DescribeRegions first resolves the request's region to its pool (``context.pool``). The
-accounts behind a pool are read through ``context.lookups``: tenants never read accounts, and
-only their zones and image names are shown, never their names.
+The catalogue is read through ``context.lookups``, as a cloud's API shows it to every account
+(see ``context``): which regions a key sees is its namespace's business (``allowedNamespaces``),
+not an RBAC grant on cluster-scoped kinds that tenants are never given; every action but
+DescribeRegions first resolves the request's region to its pool (``context.pool``). Of the
+accounts behind a pool only their zones and image names are shown, never their names.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ from collections.abc import Mapping, Sequence
 from api_types.accounts import Arch, HardwareProfile, ProviderAccount
 from api_types.common import IntRange
 from api_types.pools import Pool
-from api_types.registry import by_kind
 from apiserver.ec2.context import ActionContext
 from apiserver.ec2.errors import Ec2Error, dry_run_succeeded
 from apiserver.ec2.filters import apply_filters
@@ -94,8 +92,7 @@ def _unknown(requested: Sequence[str], known: Sequence[str]) -> list[str]:
 
 
 def describe_regions(context: ActionContext, params: Params) -> Fields:
-    listed = context.backend.list(by_kind(Pool.KIND), None, None).items
-    pools = [Pool.model_validate(wire) for wire in listed]
+    pools = context.lookups.list(Pool)
     names = sorted(p.metadata.name for p in pools if p.spec.allows(context.namespace))
     requested = params.strings("RegionName")
     if missing := _unknown(requested, names):
@@ -266,10 +263,7 @@ def _instance_type(profile: HardwareProfile) -> Fields:
 
 def describe_instance_types(context: ActionContext, params: Params) -> Fields:
     context.pool()  # the region must be a pool the namespace may use, as for every action
-    listed = context.backend.list(by_kind(HardwareProfile.KIND), None, None).items
-    profiles = sorted(
-        (HardwareProfile.model_validate(wire) for wire in listed), key=lambda p: p.metadata.name
-    )
+    profiles = sorted(context.lookups.list(HardwareProfile), key=lambda p: p.metadata.name)
     names = [profile.metadata.name for profile in profiles]
     requested = params.strings("InstanceType")
     if missing := _unknown(requested, names):

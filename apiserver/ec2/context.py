@@ -8,14 +8,15 @@ write an action makes goes through RBAC, validation, admission and quota exactly
 request through REST would (DESIGN §12: no second write path); its failures are the REST
 errors, which ``errors.ec2_error_from`` turns into EC2's codes.
 
-``lookups`` are admission's reads (``apiserver.lookups``), for what the broker itself knows
-about a pool the user may read but the user may not read directly: the ProviderAccounts behind
-it (tenants never read accounts; an action exposes only what a cloud's API would — zones and
-logical image names — never an account's name or credentials).
+``lookups`` are admission's reads (``apiserver.lookups``), for the catalogue a cloud's API
+shows every account — its regions (the Pools the key's namespace may use, DESIGN §12: the
+namespace decides, not an RBAC grant on cluster-scoped kinds a tenant is never given), its
+instance types (HardwareProfiles) and, behind a pool, its zones and logical image names — never
+an account's name or credentials (tenants never read ProviderAccounts).
 
 The region of a request is the region of its credential scope, and a region is a Pool:
-:meth:`ActionContext.pool` reads it as the user and answers ``AuthFailure`` when there is no
-such pool or the key's namespace may not use it. That is what EC2 answers for a region the
+:meth:`ActionContext.pool` answers ``AuthFailure`` when there is no such pool or the key's
+namespace may not use it. That is what EC2 answers for a region the
 account is not enabled in; it is the credential, not a parameter, that names the region, so
 ``InvalidParameterValue`` would name nothing the client sent as a parameter. A pool that
 exists but is closed to the namespace gets the same answer as one that does not exist.
@@ -26,13 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api_types.pools import Pool
-from api_types.registry import by_kind
 from apiserver.accesskeys import AccessKeyCredential
 from apiserver.auth import User
 from apiserver.ec2.errors import auth_failure
 from apiserver.local import LocalBackend
 from apiserver.lookups import Lookups
-from controller.errors import ApiError
+from controller.errors import NotFoundError
 
 __all__ = ["ActionContext"]
 
@@ -62,15 +62,12 @@ class ActionContext:
         return self.credential.namespace
 
     def pool(self) -> Pool:
-        """The Pool this request's region names, read as the user; AuthFailure if there is
-        none or the namespace may not use it (403 UnauthorizedOperation if RBAC forbids it)."""
+        """The Pool this request's region names; AuthFailure if there is none or the
+        namespace may not use it."""
         try:
-            wire = self.backend.get(by_kind(Pool.KIND), None, self.region)
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            wire = None
-        pool = Pool.model_validate(wire) if wire is not None else None
+            pool: Pool | None = self.lookups.get(Pool, self.region)
+        except NotFoundError:
+            pool = None
         if pool is None or not pool.spec.allows(self.namespace):
             raise auth_failure(
                 f"The region '{self.region}' is not a pool namespace '{self.namespace}' may use"

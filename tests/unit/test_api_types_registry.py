@@ -24,7 +24,7 @@ from api_types import (
 CLUSTER = {"Namespace", "ProviderAccount", "Pool", "HardwareProfile", "ClusterRole",
            "ClusterRoleBinding", "AccessKey"}  # fmt: skip
 NAMESPACED = {"Instance", "Subnet", "Firewall", "Volume", "Quota", "Secret", "Role",
-              "RoleBinding", "Event", "GitSource", "VirtualCluster"}  # fmt: skip
+              "RoleBinding", "Event", "GitSource", "VirtualCluster", "BootConfig"}  # fmt: skip
 NO_STATUS = {"Secret", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Event",
              "AccessKey"}  # fmt: skip
 

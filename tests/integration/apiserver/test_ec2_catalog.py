@@ -3,8 +3,8 @@ botocore's presigner, raw httpx) and the read-only "where" actions (DESIGN §12)
 
 Catalogue: accounts ``sim-a`` (zones from its probed status, images ubuntu/debian) and
 ``sim-b`` (its member names zone ``r1c``; images ubuntu/centos) in pool ``general``; pool
-``b-only`` is closed to ``team-a``. ``alice`` (admin in team-a) may read pools and hardware
-profiles through a ClusterRoleBinding; ``nobody`` may not. Access keys come from a dict.
+``b-only`` is closed to ``team-a``. ``alice`` is admin in team-a, ``nobody`` holds no role:
+both see the catalogue of their namespace. Access keys come from a dict.
 """
 
 from __future__ import annotations
@@ -12,20 +12,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-import boto3
 import httpx
 import pytest
 from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -36,7 +31,9 @@ from apiserver.ec2 import EC2_NAMESPACE
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 from skyctl.main import main as skyctl
+from tests.awscli import aws_cli
 from tests.integration.apiserver.conftest import TOKEN_FILE
+from tests.integration.apiserver.ec2world import ec2_api, ec2_client
 from tests.waiting import eventually
 
 API = "skybroker.io/v1alpha1"
@@ -73,28 +70,15 @@ CATALOGUE: list[dict[str, Any]] = [
 
 @pytest.fixture
 def ec2_server(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
-    for wire in CATALOGUE:
-        api_store.create(registry.parse_object({"apiVersion": API, **wire}))
-    probed = api_store.get(ProviderAccount, "sim-a")
-    probed.status.zones = ["r1a", "r1b"]  # what the account's health probe writes
-    api_store.update_status(probed)
-    token_file = tmp_path / "tokens.csv"
-    token_file.write_text(TOKEN_FILE)
-    http = HttpServer(api_store, token_file, "127.0.0.1:0", ApiOptions(), credentials=KEYS.get)
-    http.start()
-    yield http
-    http.stop()
+    with ec2_api(api_store, tmp_path, CATALOGUE, KEYS) as http:
+        probed = api_store.get(ProviderAccount, "sim-a")
+        probed.status.zones = ["r1a", "r1b"]  # what the account's health probe writes
+        api_store.update_status(probed)
+        yield http
 
 
 def ec2(server: HttpServer, key: AccessKeyCredential, region: str = "general") -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=f"{server.url}/ec2/",
-        region_name=region,
-        aws_access_key_id=key.access_key_id,
-        aws_secret_access_key=key.secret_access_key,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return ec2_client(server, key, region)
 
 
 def error_of(call: Any, *args: Any, **kwargs: Any) -> tuple[int, str, str]:
@@ -174,14 +158,21 @@ def test_a_region_must_be_a_pool_the_namespace_may_use(ec2_server: HttpServer) -
         assert region in message and "team-a" in message
 
 
-def test_rbac_applies_as_for_rest(ec2_server: HttpServer) -> None:
-    status, code, message = error_of(ec2(ec2_server, NOBODY).describe_regions)
-    assert (status, code) == (403, "UnauthorizedOperation")
-    assert 'User "nobody" cannot list resource "pools"' in message
-    # DryRun checks the same permissions and stops short of the answer.
-    assert error_of(ec2(ec2_server, NOBODY).describe_images, DryRun=True)[1] == (
-        "UnauthorizedOperation"
+def test_the_catalogue_is_the_namespaces_and_writes_need_rbac(ec2_server: HttpServer) -> None:
+    # nobody holds no role at all, yet sees the regions its namespace may use, as every cloud
+    # account sees its regions; what it may do in them is RBAC's, as for REST.
+    regions = ec2(ec2_server, NOBODY).describe_regions()["Regions"]
+    assert [region["RegionName"] for region in regions] == ["general"]
+    status, code, message = error_of(
+        ec2(ec2_server, NOBODY).run_instances,
+        ImageId="ubuntu-22.04",
+        InstanceType="small",
+        MinCount=1,
+        MaxCount=1,
     )
+    assert (status, code) == (403, "UnauthorizedOperation")
+    assert 'User "nobody" cannot' in message and 'resource "instances"' in message
+    # DryRun checks the same and stops short of the answer.
     assert error_of(ec2(ec2_server, ALICE).describe_images, DryRun=True)[:2] == (
         412,
         "DryRunOperation",
@@ -317,27 +308,10 @@ def test_request_digest_header_must_match_the_body(ec2_server: HttpServer) -> No
     assert _xml(response).findtext("Errors/Error/Code") == "SignatureDoesNotMatch"
 
 
-@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
 def test_aws_cli(ec2_server: HttpServer, tmp_path: Path) -> None:
-    environment = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-        "AWS_ACCESS_KEY_ID": ALICE.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": ALICE.secret_access_key,
-        "AWS_DEFAULT_REGION": "general",
-    }
-
-    def aws(*argv: str) -> subprocess.CompletedProcess[str]:
-        command = ["aws", "ec2", *argv, "--endpoint-url", f"{ec2_server.url}/ec2/"]
-        return subprocess.run(
-            [*command, "--output", "json"],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    aws = aws_cli(
+        f"{ec2_server.url}/ec2/", ALICE.access_key_id, ALICE.secret_access_key, "general", tmp_path
+    )
 
     zones = aws("describe-availability-zones")
     assert zones.returncode == 0, zones.stderr

@@ -15,20 +15,19 @@ from typing import Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from api_types import Firewall, Instance, InstancePhase, Subnet, registry
-from apiserver import ApiOptions, User
+from apiserver import User
 from apiserver.accesskeys import AccessKeyCredential
 from apiserver.ec2.instances import _generated_name
 from apiserver.ec2.resources import ec2_id, vpc_id
 from controller.store.objects import Store
 from reconcilers import instance
 from skybroker.apiserver import HttpServer
-from tests.integration.apiserver.conftest import TOKEN_FILE
+from tests.awscli import answer, aws_cli
+from tests.integration.apiserver.ec2world import ec2_api, ec2_client
 from tests.integration.apiserver.test_ec2_catalog import _signed
 from tests.integration.reconcilers.harness import Harness, pool_manifest, sim_account
 from tests.waiting import eventually
@@ -64,13 +63,8 @@ def create(store: Store, *manifests: dict[str, Any]) -> None:
 
 @pytest.fixture
 def ec2_world(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
-    create(api_store, *WORLD)
-    token_file = tmp_path / "tokens.csv"
-    token_file.write_text(TOKEN_FILE)
-    http = HttpServer(api_store, token_file, "127.0.0.1:0", ApiOptions(), credentials=KEYS.get)
-    http.start()
-    yield http
-    http.stop()
+    with ec2_api(api_store, tmp_path, WORLD, KEYS) as http:
+        yield http
 
 
 @pytest.fixture
@@ -85,14 +79,7 @@ def controller(api_store: Store, tmp_path: Path) -> Iterator[Harness]:
 
 
 def ec2(server: HttpServer, key: AccessKeyCredential = ALICE, region: str = "general") -> Any:
-    return boto3.client(
-        "ec2",
-        endpoint_url=f"{server.url}/ec2/",
-        region_name=region,
-        aws_access_key_id=key.access_key_id,
-        aws_secret_access_key=key.secret_access_key,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return ec2_client(server, key, region)
 
 
 def error_of(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, str]:
@@ -468,3 +455,29 @@ def test_instances_are_regional(ec2_world: HttpServer, api_store: Store) -> None
     )
     assert {t["ResourceId"] for t in other.describe_tags()["Tags"]} == {there}
     assert error_of(ec2(ec2_world, region="nowhere").describe_instances)[0] == "AuthFailure"
+
+
+def test_the_aws_cli_runs_describes_and_terminates(
+    ec2_world: HttpServer, controller: Harness, tmp_path: Path
+) -> None:
+    aws = aws_cli(
+        f"{ec2_world.url}/ec2/", ALICE.access_key_id, ALICE.secret_access_key, "general", tmp_path
+    )
+    launched = answer(
+        aws("run-instances", "--image-id", "ubuntu-22.04", "--instance-type", "small",
+            "--count", "2", "--client-token", "cli-1",
+            "--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=web}]")
+    )  # fmt: skip
+    ids = sorted(i["InstanceId"] for i in launched["Instances"])
+    assert len(ids) == 2 and {i["State"]["Name"] for i in launched["Instances"]} == {"pending"}
+
+    def running() -> list[str]:
+        filters = ["Name=instance-state-name,Values=running", "Name=tag:team,Values=web"]
+        listed = answer(aws("describe-instances", "--filters", *filters))
+        return sorted(i["InstanceId"] for r in listed["Reservations"] for i in r["Instances"])
+
+    eventually(lambda: running() == ids, timeout=CONVERGE)
+    ended = answer(aws("terminate-instances", "--instance-ids", *ids))
+    assert {i["CurrentState"]["Name"] for i in ended["TerminatingInstances"]} == {"shutting-down"}
+    missing = aws("describe-instances", "--instance-ids", "i-00000000000000000")
+    assert missing.returncode != 0 and "InvalidInstanceID.NotFound" in missing.stderr

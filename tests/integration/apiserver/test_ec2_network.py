@@ -11,10 +11,6 @@ the store (no instance reconciler: they are only references).
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,13 +19,14 @@ from typing import Any
 import pytest
 
 from api_types import Firewall, Instance, Subnet, registry
-from apiserver import ApiOptions, User
+from apiserver import User
 from apiserver.accesskeys import AccessKeyCredential
 from apiserver.ec2.resources import vpc_id
 from controller.store.objects import Store
 from reconcilers import firewall, subnet
 from skybroker.apiserver import HttpServer
-from tests.integration.apiserver.conftest import TOKEN_FILE
+from tests.awscli import answer, aws_cli
+from tests.integration.apiserver.ec2world import ec2_api
 from tests.integration.apiserver.test_ec2_catalog import ALICE, ec2, error_of
 from tests.integration.reconcilers.harness import (
     Harness,
@@ -58,14 +55,8 @@ CATALOGUE: list[dict[str, Any]] = [
 
 @pytest.fixture
 def ec2_server(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
-    for wire in CATALOGUE:
-        api_store.create(registry.parse_object(wire))
-    token_file = tmp_path / "tokens.csv"
-    token_file.write_text(TOKEN_FILE)
-    http = HttpServer(api_store, token_file, "127.0.0.1:0", ApiOptions(), credentials=KEYS.get)
-    http.start()
-    yield http
-    http.stop()
+    with ec2_api(api_store, tmp_path, CATALOGUE, KEYS) as http:
+        yield http
 
 
 @pytest.fixture
@@ -451,29 +442,13 @@ def test_describe_pages(api_store: Store, ec2_server: HttpServer) -> None:
     assert {s["SubnetId"] for s in first["Subnets"] + rest["Subnets"]} == created
 
 
-@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
 def test_aws_cli(ec2_server: HttpServer, tmp_path: Path) -> None:
-    environment = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
-        "AWS_ACCESS_KEY_ID": ALICE.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": ALICE.secret_access_key,
-        "AWS_DEFAULT_REGION": "general",
-    }
+    run = aws_cli(
+        f"{ec2_server.url}/ec2/", ALICE.access_key_id, ALICE.secret_access_key, "general", tmp_path
+    )
 
     def aws(*argv: str) -> Any:
-        command = ["aws", "ec2", *argv, "--endpoint-url", f"{ec2_server.url}/ec2/"]
-        done = subprocess.run(
-            [*command, "--output", "json"],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout) if done.stdout.strip() else None
+        return answer(run(*argv))
 
     vpc = aws("create-vpc", "--cidr-block", "10.10.0.0/16")["Vpc"]["VpcId"]
     group = aws("create-security-group", "--group-name", "ssh", "--description", "ssh in",

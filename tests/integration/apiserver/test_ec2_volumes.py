@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from api_types import Instance, Volume, registry
-from apiserver import ApiOptions, User
+from apiserver import User
 from apiserver.accesskeys import AccessKeyCredential
 from apiserver.ec2.resources import ec2_id
 from apiserver.ec2.volumes import CLIENT_TOKEN_ANNOTATION
 from controller.store.objects import Store
 from reconcilers import instance, volume
 from skybroker.apiserver import HttpServer
-from tests.integration.apiserver.conftest import TOKEN_FILE
+from tests.integration.apiserver.ec2world import ec2_api
 from tests.integration.apiserver.test_ec2_catalog import ec2, error_of
 from tests.integration.reconcilers.harness import (
     API,
@@ -56,14 +56,8 @@ CATALOGUE: list[dict[str, Any]] = [
 
 @pytest.fixture
 def ec2_server(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
-    for wire in CATALOGUE:
-        api_store.create(registry.parse_object(wire))
-    token_file = tmp_path / "tokens.csv"
-    token_file.write_text(TOKEN_FILE)
-    http = HttpServer(api_store, token_file, "127.0.0.1:0", ApiOptions(), credentials=KEYS.get)
-    http.start()
-    yield http
-    http.stop()
+    with ec2_api(api_store, tmp_path, CATALOGUE, KEYS) as http:
+        yield http
 
 
 @pytest.fixture

@@ -128,3 +128,48 @@ def test_explain_a_virtualcluster_by_its_short_name() -> None:
     text = explain("vc.spec.placement")
     assert "topology" in text and "mode" in text
     assert "Always absent" in explain("virtualcluster.spec.members.template.pool")
+
+
+def boot_config(spec: dict, status: dict | None = None) -> dict:
+    return {
+        "kind": "BootConfig",
+        "metadata": {
+            "name": "web",
+            "namespace": "acme",
+            "creationTimestamp": (datetime.now(UTC) - timedelta(minutes=7)).isoformat(),
+        },
+        "spec": spec,
+        "status": status or {},
+    }
+
+
+def test_bootconfig_table_by_its_short_name() -> None:
+    info = registry.lookup("bootconfigs")
+    static = boot_config({"config": "#!/bin/sh\n"})  # as stored without defaults
+    dynamic = boot_config({"dynamic": True, "slots": 5}, {"revision": 3, "claimed": 2})
+    for output in (None, "wide"):
+        header, *rows = format_objects(
+            info, [static, dynamic], output, namespaces=False, single=False
+        ).splitlines()
+        assert header.split() == ["NAME", "DYNAMIC", "SLOTS", "CLAIMED", "REVISION", "AGE"]
+        assert rows[0].split() == ["web", "False", "0", "0", "<none>", "7m"]
+        assert rows[1].split() == ["web", "True", "5", "2", "3", "7m"]
+
+
+def test_explain_a_bootconfig_by_its_short_name() -> None:
+    text = explain("bc.spec")
+    for field in ("config", "parameters", "dynamic", "slots", "staleAfter"):
+        assert field in text
+    assert "64 KiB" in explain("bc.spec.config") or "65536" in explain("bc.spec.config")
+    assert "revision" in explain("bootconfig.status")
+
+
+def test_instance_wide_columns_are_unchanged_by_the_agent_record() -> None:
+    info = registry.lookup("instances")
+    obj = web("web-1")
+    obj["status"]["agent"] = {"state": "Configured", "address": "10.0.0.9"}
+    header, row = format_objects(info, [obj], "wide", namespaces=False, single=False).splitlines()
+    assert header.split() == [
+        "NAME", "POOL", "PHASE", "ACCOUNT", "ZONE", "SIZE", "PROVIDER-ID", "ADDRESSES", "AGE"
+    ]  # fmt: skip
+    assert "10.0.0.9" not in row
