@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from api_types import ProviderAccount, registry
+from api_types import registry
 from apiserver import ApiOptions, User
 from apiserver.accesskeys import AccessKeyCredential
 from apiserver.ec2 import EC2_NAMESPACE
@@ -47,7 +47,9 @@ KEYS = {key.access_key_id: key for key in (ALICE, NOBODY)}
 CATALOGUE: list[dict[str, Any]] = [
     {"kind": "ProviderAccount", "metadata": {"name": "sim-a"},
      "spec": {"driver": "simulated", "region": "r1",
-              "images": {"ubuntu-22.04": "img-u", "debian-12": "img-d"}}},
+              "images": {"ubuntu-22.04": "img-u", "debian-12": "img-d"}},
+     # what the account's health probe writes; stored before the server's caches start
+     "status": {"zones": ["r1a", "r1b"]}},
     {"kind": "ProviderAccount", "metadata": {"name": "sim-b"},
      "spec": {"driver": "simulated", "region": "r1",
               "images": {"ubuntu-22.04": "img-u2", "centos-9": "img-c"}}},
@@ -71,9 +73,6 @@ CATALOGUE: list[dict[str, Any]] = [
 @pytest.fixture
 def ec2_server(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
     with ec2_api(api_store, tmp_path, CATALOGUE, KEYS) as http:
-        probed = api_store.get(ProviderAccount, "sim-a")
-        probed.status.zones = ["r1a", "r1b"]  # what the account's health probe writes
-        api_store.update_status(probed)
         yield http
 
 
