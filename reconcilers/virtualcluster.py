@@ -362,12 +362,6 @@ class VirtualClusterReconciler:
                 waiting.append(ref)
         return waiting
 
-    def _subnet_of(self, instance: Instance) -> Subnet | None:
-        ref = instance.spec.subnet_ref
-        if ref is None:
-            return None
-        return self._subnets.peek(ObjectKey(Subnet.PLURAL, instance.metadata.namespace, ref))
-
     def _schedule(
         self,
         vc: VirtualCluster,
@@ -392,7 +386,6 @@ class VirtualClusterReconciler:
             replicas,
             fixed,
             [group_rule(rule) for rule in vc.spec.placement],
-            self._subnet_of,
         )
 
     def _child(

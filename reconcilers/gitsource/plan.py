@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from api_types import GitSource, Instance, Subnet
+from api_types import GitSource, Instance
 from api_types.gitops import (
     MAX_PLAN_CHANGES,
     MAX_PLAN_DIFF_CHARS,
@@ -52,7 +52,6 @@ from controller.apply import (
     unified_diff,
 )
 from controller.errors import TerminalError
-from controller.store.keys import ObjectKey
 from reconcilers.deps import Deps
 from reconcilers.gitsource.errors import GitFetchError
 from reconcilers.gitsource.fetch import ManifestLimits, fetch
@@ -82,7 +81,6 @@ class Planner:
         self._backend_for = backend_for
         self._cache_dir = cache_dir
         self._limits = limits
-        self._subnets = deps.manager.informer(Subnet)
 
     def plan(self, source: GitSource, request: str, revision: str | None) -> GitPlan:
         """The plan of ``revision`` (:meth:`GitRef.parse`; None = ``spec.ref``), answering
@@ -130,7 +128,7 @@ class Planner:
         ]
         forecasts = {
             (forecast.instance.metadata.namespace, forecast.instance.metadata.name): forecast
-            for forecast in self._deps.scheduler.forecast(creating, self._subnet_of)
+            for forecast in self._deps.scheduler.forecast(creating)
         }
         planned = []
         for change in plan.changes:
@@ -139,12 +137,6 @@ class Planner:
             target = change.target
             planned.append(_planned(change, forecasts.get((target.namespace, target.name))))
         return planned
-
-    def _subnet_of(self, instance: Instance) -> Subnet | None:
-        ref = instance.spec.subnet_ref
-        if ref is None:
-            return None
-        return self._subnets.peek(ObjectKey(Subnet.PLURAL, instance.metadata.namespace, ref))
 
 
 def _planned(change: Change, forecast: Forecast | None) -> PlannedChange:

@@ -73,7 +73,6 @@ class InstanceReconciler:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._instances = deps.manager.informer(Instance)
-        self._subnets = deps.manager.informer(Subnet)
         self._firewalls = deps.manager.informer(Firewall)
         self.scheduler = deps.scheduler
         self.cloud = CloudSteps(deps, self.scheduler.memory, self.scheduler.hardware)
@@ -118,7 +117,7 @@ class InstanceReconciler:
         status = pass_.obj.status
         if status.phase is None:
             status.phase = InstancePhase.PENDING
-        subnet = self._subnet(pass_.obj)
+        subnet = self.scheduler.subnet_of(pass_.obj)
         if status.placement is None:
             waiting = self._schedule(pass_, subnet)
             if waiting is not None:
@@ -136,12 +135,6 @@ class InstanceReconciler:
         result = self.cloud.converge(pass_, handle, subnet_id, firewall_ids)
         pass_.observe_generation()
         return result
-
-    def _subnet(self, instance: Instance) -> Subnet | None:
-        ref = instance.spec.subnet_ref
-        if ref is None:
-            return None
-        return self._subnets.peek(ObjectKey(Subnet.PLURAL, instance.metadata.namespace, ref))
 
     def _wait(self, pass_: Pass[Instance], reason: str, message: str) -> Result:
         pass_.condition("Ready", False, reason, message)

@@ -29,7 +29,7 @@ admitted once one of the others is deleted — instead of all blocking each othe
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -111,6 +111,14 @@ class Scheduler:
         self._profiles = deps.manager.informer(HardwareProfile)
         self._quotas = deps.manager.informer(Quota)
         self._volumes = deps.manager.informer(Volume)
+        self._subnets = deps.manager.informer(Subnet)
+
+    def subnet_of(self, instance: Instance) -> Subnet | None:
+        """The Subnet ``spec.subnetRef`` names, from the cache (None without one, or missing)."""
+        ref = instance.spec.subnet_ref
+        if ref is None:
+            return None
+        return self._subnets.peek(ObjectKey(Subnet.PLURAL, instance.metadata.namespace, ref))
 
     def profile(self, name: str) -> HardwareProfile | None:
         return self._profiles.peek(ObjectKey(HardwareProfile.PLURAL, None, name))
@@ -239,7 +247,6 @@ class Scheduler:
         replicas: Sequence[tuple[str, int, Instance]],
         fixed: Sequence[tuple[str, int, Placement]],
         rules: Sequence[Rule],
-        subnet_of: Callable[[Instance], Subnet | None],
     ) -> GroupDecision:
         """Place ``replicas`` — (member, ordinal, the Instance to be, or the unplaced one that
         exists) — together in ``pool`` under ``rules``, the ``fixed`` ones (member, ordinal,
@@ -255,7 +262,7 @@ class Scheduler:
         needs: list[Replica] = []
         ahead: list[Instance] = []
         for member, ordinal, instance in replicas:
-            need = self._need(instance, subnet_of(instance), self.quota(instance, ahead))
+            need = self._need(instance, self.subnet_of(instance), self.quota(instance, ahead))
             needs.append(Replica(member, ordinal, need))
             ahead.append(instance)
         load, turn = self._pools.load_and_turn(pool)
@@ -283,9 +290,7 @@ class Scheduler:
         for instance, member in placed:
             self._pools.remember(instance, pool, member)
 
-    def forecast(
-        self, instances: Sequence[Instance], subnet_of: Callable[[Instance], Subnet | None]
-    ) -> list[Forecast]:
+    def forecast(self, instances: Sequence[Instance]) -> list[Forecast]:
         """Where each of ``instances`` (not in the store yet, in the order they would be
         created) would be placed now — nothing remembered, nothing written. Each counts for
         the quota and the pool load of those after it, and takes its RoundRobin turn, as if
@@ -301,7 +306,7 @@ class Scheduler:
                 if verdict.over:
                     forecasts.append(Forecast(instance, None, verdict.message()))
                     continue
-                decision, pool = self.schedule(instance, subnet_of(instance), verdict, chosen)
+                decision, pool = self.schedule(instance, self.subnet_of(instance), verdict, chosen)
             except (Unschedulable, UnknownProfileError) as exc:
                 forecasts.append(Forecast(instance, None, str(exc)))
                 continue
