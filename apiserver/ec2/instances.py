@@ -95,6 +95,7 @@ from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
 from apiserver.ec2.resources import (
     NAME_TAG,
+    client_token,
     given_name,
     id_of,
     labels_of,
@@ -129,7 +130,6 @@ CLIENT_TOKEN = "ec2.skybroker.io/client-token-sha256"
 REQUEST = "ec2.skybroker.io/request-sha256"
 #: The most instances one RunInstances makes (each is one etcd transaction).
 MAX_COUNT = 100
-_MAX_TOKEN = 64
 _GENERATED = "ec2"
 #: Parameters that do not make two requests with one token different.
 _NOT_THE_REQUEST = ("Action", "Version", "ClientToken", "DryRun")
@@ -390,9 +390,7 @@ def _create(context: ActionContext, launch: _Launch, least: int, most: int) -> l
 def run_instances(context: ActionContext, params: Params) -> Fields:
     dry_run = params.boolean("DryRun")
     least, most = _counts(params)
-    token = params.get("ClientToken")
-    if token is not None and not (0 < len(token) <= _MAX_TOKEN and token.isascii()):
-        raise invalid_parameter("ClientToken", f"must be 1 to {_MAX_TOKEN} ASCII characters")
+    token = client_token(params)
     if token and (earlier := _by_token(context, params, token, most)):
         recorded = (earlier[0]["metadata"].get("annotations") or {}).get(REQUEST)
         if recorded != _request_hash(params):

@@ -50,6 +50,7 @@ __all__ = [
     "NAME_TAG",
     "NOT_FOUND_CODES",
     "TAG_FILTERS",
+    "client_token",
     "ec2_id",
     "find",
     "given_name",
@@ -259,9 +260,7 @@ def _after(token: str) -> str:
         raise invalid_parameter("NextToken", "is not a token this server gave") from None
 
 
-def page(
-    items: Sequence[T], key: Callable[[T], str], params: Params
-) -> tuple[list[T], str | None]:
+def page(items: Sequence[T], key: Callable[[T], str], params: Params) -> tuple[list[T], str | None]:
     """``items`` sorted by ``key`` (an EC2 id), from after ``NextToken``, at most
     ``MaxResults``; and the token of the next page (None on the last)."""
     ordered = sorted(items, key=key)
@@ -274,3 +273,16 @@ def page(
         return ordered, None
     shown = ordered[:limit]
     return shown, _token(key(shown[-1]))
+
+
+#: EC2's bound on a ``ClientToken``: 1 to 64 ASCII characters.
+MAX_CLIENT_TOKEN = 64
+
+
+def client_token(params: Params) -> str | None:
+    """A create's ``ClientToken`` (idempotency), if given: 1 to 64 ASCII characters, else
+    ``InvalidParameterValue``."""
+    token = params.get("ClientToken")
+    if token is not None and not (0 < len(token) <= MAX_CLIENT_TOKEN and token.isascii()):
+        raise invalid_parameter("ClientToken", f"must be 1 to {MAX_CLIENT_TOKEN} ASCII characters")
+    return token

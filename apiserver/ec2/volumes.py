@@ -72,7 +72,14 @@ from apiserver.ec2.errors import Ec2Error, dry_run_succeeded, invalid_parameter,
 from apiserver.ec2.filters import apply_filters
 from apiserver.ec2.params import Params
 from apiserver.ec2.registry import ActionRegistry
-from apiserver.ec2.resources import given_name, labels_of, name_annotations, page, pick
+from apiserver.ec2.resources import (
+    client_token,
+    given_name,
+    labels_of,
+    name_annotations,
+    page,
+    pick,
+)
 from apiserver.ec2.volumeview import (
     FILTERS,
     TAG_FILTER,
@@ -105,7 +112,6 @@ Wire = dict[str, Any]
 CLIENT_TOKEN_ANNOTATION = "ec2.skybroker.io/client-token"
 _GENERATED_PREFIX = "volume-"
 _TOKEN_HEX_DIGITS = 17
-_CLIENT_TOKEN_MAX = 64
 #: Parameters that ask for what a Volume cannot express (the module docstring).
 _UNSUPPORTED = ("Iops", "Throughput", "KmsKeyId", "OutpostArn")
 _UNSUPPORTED_TRUE = ("Encrypted", "MultiAttachEnabled")
@@ -198,13 +204,6 @@ def _refuse_unsupported(params: Params) -> None:
             raise invalid_parameter(name, "a skybroker Volume offers no such option")
 
 
-def _client_token(params: Params) -> str | None:
-    token = params.get("ClientToken")
-    if token is not None and not 0 < len(token) <= _CLIENT_TOKEN_MAX:
-        raise invalid_parameter("ClientToken", f"must be 1 to {_CLIENT_TOKEN_MAX} characters")
-    return token
-
-
 def _earlier(context: ActionContext, wanted: Wire, token: str, taken: ApiError) -> Wire:
     """The volume an earlier request with ``token`` made under ``wanted``'s name (``taken``
     if the name is another volume's); ``IdempotentParameterMismatch`` if it was asked for
@@ -251,7 +250,7 @@ def create_volume(context: ActionContext, params: Params) -> Fields:
         )
     _refuse_unsupported(params)
     tags = _tags(params)
-    token = _client_token(params)
+    token = client_token(params)
     name = _name(tags, token)
     metadata: Wire = {
         "name": name,
