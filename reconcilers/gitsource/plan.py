@@ -81,6 +81,9 @@ class Planner:
         self._backend_for = backend_for
         self._cache_dir = cache_dir
         self._limits = limits
+        # Built now, at registration: the caches it reads are made with it, and a cache made
+        # once the manager runs is never started.
+        self._scheduler = deps.scheduler
 
     def plan(self, source: GitSource, request: str, revision: str | None) -> GitPlan:
         """The plan of ``revision`` (:meth:`GitRef.parse`; None = ``spec.ref``), answering
@@ -128,7 +131,7 @@ class Planner:
         ]
         forecasts = {
             (forecast.instance.metadata.namespace, forecast.instance.metadata.name): forecast
-            for forecast in self._deps.scheduler.forecast(creating)
+            for forecast in self._scheduler.forecast(creating)
         }
         planned = []
         for change in plan.changes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api_types import GitSource, Instance
+from api_types import GitSource, Instance, Pool, ProviderAccount
 from api_types.gitops import GitPlan
 from controller.store.keys import ObjectKey
 from tests.gitservers import Origin
@@ -58,6 +58,13 @@ def test_a_plan_forecasts_each_new_instance_and_writes_nothing(
     gitops.apply(
         sim_account("sim-b"),
         pool_manifest("spread", [{"account": "sim-a"}, {"account": "sim-b"}], "LeastLoaded"),
+    )
+    # The forecast reads the reconciler's caches: let them show the pool and its new member.
+    cached_pool = ObjectKey(Pool.PLURAL, None, "spread")
+    cached_account = ObjectKey(ProviderAccount.PLURAL, None, "sim-b")
+    gitops.eventually(
+        lambda: gitops.manager.informer(Pool).peek(cached_pool) is not None
+        and gitops.manager.informer(ProviderAccount).peek(cached_account) is not None
     )
     first = origin.commit({"web.yaml": documents(_spread_instance("w-1"), _spread_instance("w-2"))})
     gitops.apply(gitsource_doc(f"file://{origin.path}", suspend=True))
