@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.apiserver.conftest import ROOT
+from tests.waiting import eventually
 
 TEAM_A = f"{ROOT}/namespaces/team-a/virtualclusters"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -163,7 +164,11 @@ def test_a_host_rule_is_refused_on_a_pool_with_an_account_that_cannot_express_it
     # rule: a member is in one host rule at most).
     first = labelled.json()["spec"]["placement"][0]
     rules = [first, {**HOST, "topology": "zone"}, {**HOST, "type": "Proximity"}]
-    grown = admin.patch(f"{TEAM_A}/shop", json={"spec": {"placement": rules}}, headers=MERGE)
+    patch = {"spec": {"placement": rules}}
+    # Admission reads pools from a watched cache: wait until it has the grown pool.
+    eventually(lambda: admin.patch(f"{TEAM_A}/shop", params={"dryRun": "All"}, json=patch,
+                                   headers=MERGE).status_code == 422)  # fmt: skip
+    grown = admin.patch(f"{TEAM_A}/shop", json=patch, headers=MERGE)
     assert _causes(grown) == [("spec.placement[2].topology", message.replace("mixed", "ec2"))]
 
 
@@ -189,9 +194,11 @@ def test_the_pool_and_the_templates_references_must_exist(admin: httpx.Client) -
 
 
 def test_a_pool_that_does_not_admit_the_namespace_is_refused(admin: httpx.Client) -> None:
-    pool = admin.get(f"{ROOT}/pools/ec2").json()
-    pool["spec"]["allowedNamespaces"] = ["team-b"]
-    assert admin.put(f"{ROOT}/pools/ec2", json=pool).is_success
-    assert _causes(admin.post(TEAM_A, json=_vc("shop", "ec2"))) == [
-        ("spec.pool", "pool 'ec2' does not allow namespace 'team-a'")
+    # A new pool, not an update of one: admission reads pools from a watched cache, and a pool
+    # the cache has not seen yet is read from etcd, whereas an update reaches it a moment later.
+    pool = {"kind": "Pool", "metadata": {"name": "team-b-only"},
+            "spec": {"members": [{"account": "aws"}], "allowedNamespaces": ["team-b"]}}  # fmt: skip
+    assert admin.post(f"{ROOT}/pools", json=pool).is_success
+    assert _causes(admin.post(TEAM_A, json=_vc("shop", "team-b-only"))) == [
+        ("spec.pool", "pool 'team-b-only' does not allow namespace 'team-a'")
     ]
