@@ -22,7 +22,8 @@ events`` and ``describe`` read them back with :meth:`EventRecorder.list_events`.
   events in namespace ``default`` — each attached to an etcd lease so that etcd deletes them
   after ``ttl`` (24 h). One lease is shared by all events written in the same ``lease_bucket``
   (an hour) with a TTL of ``ttl + lease_bucket``, instead of one lease per event; every update
-  re-attaches the current bucket's lease, so an event that keeps happening lives on.
+  re-attaches the current bucket's lease, so an event that keeps happening lives on
+  (``controller.store.leases``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from controller.metrics import RuntimeMetrics, runtime_metrics
 from controller.store.codec import DecodeError, decode_value, encode_value
 from controller.store.etcd import cmp_create_revision, cmp_mod_revision, op_get, op_put
 from controller.store.keys import ObjectKey
+from controller.store.leases import BucketedLease
 from controller.store.objects import Store
 
 __all__ = ["EventRecorder", "event_name", "involved_for_key"]
@@ -147,8 +149,9 @@ class EventRecorder:
         self._layout = store.layout
         self._store = store
         self._source = EventSource(component=component, host=socket.gethostname())
-        self._lease_ttl = int(ttl + lease_bucket)
-        self._lease_bucket = lease_bucket
+        self._leases = BucketedLease(
+            self._client, ttl, lease_bucket, lambda: self._now().timestamp()
+        )
         self._max_queue = max_queue
         self._now = now
         self._metrics = metrics or runtime_metrics()
@@ -157,7 +160,6 @@ class EventRecorder:
         self._queue: deque[_Pending] = deque()
         self._unsettled = 0
         self._stopping = False
-        self._lease: tuple[int, int] | None = None  # (bucket, lease id)
         self._thread = threading.Thread(target=self._run, name="event-recorder", daemon=True)
         self._thread.start()
 
@@ -279,7 +281,7 @@ class EventRecorder:
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     raise
-                self._lease = None  # the lease expired or was revoked: grant a new one
+                self._leases.reset()  # the lease expired or was revoked: grant a new one
             for slot, entry in batch.items():
                 try:
                     self._write(entry)
@@ -313,7 +315,7 @@ class EventRecorder:
         keys = [self._layout.event_key(entry.namespace, entry.name) for entry in entries]
         read = self._client.txn([], [op_get(key) for key in keys])
         guards, puts = [], []
-        lease = self._current_lease()
+        lease = self._leases.current()
         for key, entry, response in zip(keys, entries, read.responses, strict=True):
             kvs = response.response_range.kvs
             stored = kvs[0] if kvs else None
@@ -337,11 +339,11 @@ class EventRecorder:
                 else cmp_create_revision(etcd_key, 0)
             )
             try:
-                result = self._client.txn([guard], [op_put(etcd_key, wire, self._current_lease())])
+                result = self._client.txn([guard], [op_put(etcd_key, wire, self._leases.current())])
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     raise
-                self._lease = None  # the lease expired or was revoked: grant a new one
+                self._leases.reset()  # the lease expired or was revoked: grant a new one
                 continue
             if result.succeeded:
                 return
@@ -383,10 +385,3 @@ class EventRecorder:
             event.involved_object = entry.involved
             event.metadata.resource_version = None
         return encode_value(event.to_wire())
-
-    def _current_lease(self) -> int:
-        """The lease of the current time bucket, granted on first use."""
-        bucket = int(self._now().timestamp() // self._lease_bucket)
-        if self._lease is None or self._lease[0] != bucket:
-            self._lease = (bucket, self._client.lease_grant(self._lease_ttl))
-        return self._lease[1]

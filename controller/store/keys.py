@@ -7,6 +7,10 @@ Where it sits: every store module builds and parses keys only through ``KeyLayou
     {prefix}/events/{namespace}/{name}               events (leased)
     {prefix}/history/{plural}/{namespace}/{name}/{revision}
     {prefix}/leases/{name}                           leader election and shards
+    {prefix}/heartbeats/{namespace}/{uuid}           boot agents' heartbeats (leased, §11)
+    {prefix}/rendezvous/records/{uuid}               whom a boot uuid belongs to
+    {prefix}/rendezvous/enrollments/{digest}         a dynamic BootConfig's enrollment
+    {prefix}/rendezvous/claims/{namespace}/{bootconfig}/{slot}   a claimed dynamic slot
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class ObjectKey(NamedTuple):
 @dataclass(frozen=True)
 class KeyLayout:
     """The etcd key layout of DESIGN §2 under one prefix (default ``/skybroker``)."""
+
     prefix: str = "/skybroker"
 
     def __post_init__(self) -> None:
@@ -115,6 +120,34 @@ class KeyLayout:
 
     def lease_key(self, name: str) -> bytes:
         return f"{self.prefix}/leases/{name}".encode()
+
+    def heartbeats_prefix(self, namespace: str | None = None) -> bytes:
+        if namespace is None:
+            return f"{self.prefix}/heartbeats/".encode()
+        return f"{self.prefix}/heartbeats/{namespace}/".encode()
+
+    def heartbeat_key(self, namespace: str, uuid: str) -> bytes:
+        return f"{self.prefix}/heartbeats/{namespace}/{uuid}".encode()
+
+    def parse_heartbeat_key(self, raw: bytes) -> tuple[str, str] | None:
+        """(namespace, uuid) of a heartbeat key; None if it is not one."""
+        root = self.heartbeats_prefix()
+        if not raw.startswith(root):
+            return None
+        parts = raw[len(root) :].decode("utf-8", errors="replace").split("/")
+        return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
+
+    def rendezvous_record_key(self, uuid: str) -> bytes:
+        return f"{self.prefix}/rendezvous/records/{uuid}".encode()
+
+    def enrollment_key(self, digest: str) -> bytes:
+        return f"{self.prefix}/rendezvous/enrollments/{digest}".encode()
+
+    def claims_prefix(self, namespace: str, bootconfig: str) -> bytes:
+        return f"{self.prefix}/rendezvous/claims/{namespace}/{bootconfig}/".encode()
+
+    def claim_key(self, namespace: str, bootconfig: str, slot: int) -> bytes:
+        return self.claims_prefix(namespace, bootconfig) + str(slot).encode()
 
     @property
     def compaction_key(self) -> bytes:

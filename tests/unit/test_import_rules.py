@@ -18,8 +18,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = {"api_types", "controller", "apiserver", "skyctl", "providers", "reconcilers", "skybroker"}
 
-#: the part of api_types the runtime may see: the envelope, the registry, its own Event kind
-RUNTIME_API = ("api_types.meta", "api_types.registry", "api_types.events", "api_types.validation")
+#: the part of api_types the runtime may see: the envelope, the registry, its own Event kind and
+#: the rendezvous records it stores beside events (§11)
+RUNTIME_API = (
+    "api_types.meta",
+    "api_types.registry",
+    "api_types.events",
+    "api_types.validation",
+    "api_types.rendezvous",
+)
 
 #: package → allowed local modules, as prefixes; a module matches "x" if it is x or x.*
 ALLOWED: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,305 @@
+"""The rendezvous records in etcd (DESIGN §11): who a boot uuid is, heartbeats, dynamic slots.
+
+Where it sits: beside the event recorder, one layer above the store, shared by both sides of
+the boot rendezvous — the API server's endpoints (``apiserver.rendezvous``: check a bearer
+secret, write a heartbeat, claim a slot) and the controllers (``reconcilers``: pre-register an
+Instance, free stale slots, turn heartbeats into ``Instance.status.agent``). Every key is
+built by ``KeyLayout``; every value is a model of ``api_types.rendezvous`` as compact JSON.
+
+- :meth:`RendezvousStore.register` / :meth:`~RendezvousStore.record` /
+  :meth:`~RendezvousStore.forget`: the uuid → owner record (one read checks a secret);
+- :meth:`RendezvousStore.beat`: a heartbeat is **one** etcd write, a put under a lease shared
+  by every heartbeat of the same ``staleAfter`` in a time bucket (``controller.store.leases``):
+  live for at least twice ``staleAfter`` after the beat, so a stale agent is seen as stale (its
+  ``reportedAt`` is old) before etcd drops its key;
+- :meth:`RendezvousStore.claim`: the first free slot of a dynamic BootConfig, taken by a
+  create-if-absent transaction that also writes the claimant's record, so two claimants never
+  share a slot and a claim is never half written; :meth:`~RendezvousStore.release` frees it;
+- :class:`HeartbeatCache`: list + watch of every heartbeat, for the controllers (resumes from
+  its last revision, re-lists on compaction, as ``controller.cache.Informer`` does for kinds).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pydantic
+import structlog
+
+from api_types.meta import WireModel
+from api_types.rendezvous import EnrollmentRecord, Heartbeat, RendezvousRecord
+from controller.errors import StoreUnavailableError
+from controller.store.codec import DecodeError, decode_value, encode_value
+from controller.store.etcd import cmp_create_revision, cmp_mod_revision, op_delete, op_put
+from controller.store.leases import BucketedLease
+from controller.store.objects import Store
+from controller.store.watch import PrefixWatch, WatchCompacted, WatchEvent
+
+__all__ = ["HeartbeatCache", "HeartbeatHandler", "RendezvousStore"]
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=WireModel)
+
+#: How often a lost claim race is retried before the claimant is told to come back.
+_CLAIM_ATTEMPTS = 8
+_MAX_BACKOFF = 2.0
+
+
+def _encode(model: WireModel) -> bytes:
+    return encode_value(model.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def _decode(model: type[M], raw: bytes) -> M | None:
+    """The stored model, or None for a value that is not one (logged, never raised)."""
+    try:
+        return model.model_validate(decode_value(raw))
+    except (DecodeError, pydantic.ValidationError):
+        log.warning("unreadable rendezvous value ignored", model=model.__name__)
+        return None
+
+
+class RendezvousStore:
+    """Reads and writes of the rendezvous records over one store's client and key layout."""
+
+    def __init__(self, store: Store, now: Callable[[], float] | None = None) -> None:
+        self._client = store.client
+        self._layout = store.layout
+        self._now = now or (lambda: datetime.now(UTC).timestamp())
+        self._lock = threading.Lock()
+        self._leases: dict[int, BucketedLease] = {}
+
+    # --- who a uuid is --------------------------------------------------------------------
+
+    def register(self, uuid: str, record: RendezvousRecord) -> None:
+        """Store (or overwrite with the same) the record of a pre-registered uuid."""
+        self._client.put(self._layout.rendezvous_record_key(uuid), _encode(record))
+
+    def record(self, uuid: str) -> RendezvousRecord | None:
+        response = self._client.range(self._layout.rendezvous_record_key(uuid))
+        return _decode(RendezvousRecord, bytes(response.kvs[0].value)) if response.kvs else None
+
+    def forget(self, namespace: str, uuid: str) -> None:
+        """Remove a uuid's record and heartbeat together (the seeds' remove)."""
+        self._client.txn(
+            [],
+            [
+                op_delete(self._layout.rendezvous_record_key(uuid)),
+                op_delete(self._layout.heartbeat_key(namespace, uuid)),
+            ],
+        )
+
+    # --- heartbeats -----------------------------------------------------------------------
+
+    def _lease_for(self, stale_after_seconds: int) -> BucketedLease:
+        with self._lock:
+            lease = self._leases.get(stale_after_seconds)
+            if lease is None:
+                ttl = 2 * stale_after_seconds
+                lease = BucketedLease(self._client, ttl, stale_after_seconds / 2, self._now)
+                self._leases[stale_after_seconds] = lease
+            return lease
+
+    def beat(self, namespace: str, heartbeat: Heartbeat, stale_after_seconds: int) -> None:
+        """Write one heartbeat: a single leased put."""
+        key = self._layout.heartbeat_key(namespace, heartbeat.uuid)
+        self._lease_for(stale_after_seconds).put(key, _encode(heartbeat))
+
+    def heartbeat(self, namespace: str, uuid: str) -> Heartbeat | None:
+        response = self._client.range(self._layout.heartbeat_key(namespace, uuid))
+        return _decode(Heartbeat, bytes(response.kvs[0].value)) if response.kvs else None
+
+    # --- enrollments ----------------------------------------------------------------------
+
+    def enroll(self, digest: str, record: EnrollmentRecord) -> None:
+        self._client.put(self._layout.enrollment_key(digest), _encode(record))
+
+    def enrollment(self, digest: str) -> EnrollmentRecord | None:
+        response = self._client.range(self._layout.enrollment_key(digest))
+        return _decode(EnrollmentRecord, bytes(response.kvs[0].value)) if response.kvs else None
+
+    def unenroll(self, digest: str) -> None:
+        self._client.delete_range(self._layout.enrollment_key(digest))
+
+    # --- dynamic slots --------------------------------------------------------------------
+
+    def claims(self, namespace: str, bootconfig: str) -> dict[int, str]:
+        """Claimed slots of a dynamic BootConfig: slot → the claimant's uuid."""
+        kvs, _ = self._client.range_prefix(self._layout.claims_prefix(namespace, bootconfig))
+        prefix = self._layout.claims_prefix(namespace, bootconfig)
+        taken: dict[int, str] = {}
+        for kv in kvs:
+            suffix = bytes(kv.key)[len(prefix) :]
+            if suffix.isdigit():
+                taken[int(suffix)] = bytes(kv.value).decode("utf-8", errors="replace")
+        return taken
+
+    def claim(self, slots: int, uuid: str, record: RendezvousRecord) -> int | None:
+        """Take the first free slot (``record.slot`` is set to it) for ``uuid``, writing the
+        slot and the record in one transaction; None when all ``slots`` are taken."""
+        namespace, bootconfig = record.namespace, record.boot_config
+        for _ in range(_CLAIM_ATTEMPTS):
+            taken = self.claims(namespace, bootconfig)
+            free = next((slot for slot in range(slots) if slot not in taken), None)
+            if free is None:
+                return None
+            key = self._layout.claim_key(namespace, bootconfig, free)
+            bound = record.model_copy(update={"slot": free})
+            done = self._client.txn(
+                [cmp_create_revision(key, 0)],
+                [
+                    op_put(key, uuid.encode()),
+                    op_put(self._layout.rendezvous_record_key(uuid), _encode(bound)),
+                ],
+            )
+            if done.succeeded:
+                return free
+        raise StoreUnavailableError("the slots kept being claimed under us; try again")
+
+    def release(self, namespace: str, bootconfig: str, slot: int, uuid: str) -> bool:
+        """Free ``slot`` if ``uuid`` still holds it, with its record and heartbeat (the
+        seeds' remove_stale); False if someone else holds it now (nothing is touched)."""
+        key = self._layout.claim_key(namespace, bootconfig, slot)
+        response = self._client.range(key)
+        if not response.kvs or bytes(response.kvs[0].value).decode() != uuid:
+            return False
+        done = self._client.txn(
+            [cmp_mod_revision(key, int(response.kvs[0].mod_revision))],
+            [
+                op_delete(key),
+                op_delete(self._layout.rendezvous_record_key(uuid)),
+                op_delete(self._layout.heartbeat_key(namespace, uuid)),
+            ],
+        )
+        return bool(done.succeeded)
+
+
+#: Called with (namespace, uuid, the heartbeat now or None when its key is gone).
+HeartbeatHandler = Callable[[str, str, Heartbeat | None], None]
+
+
+class HeartbeatCache:
+    """Every heartbeat of the store, kept current by a watch; handlers hear each change."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._prefix = store.layout.heartbeats_prefix()
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], Heartbeat] = {}
+        self._handlers: list[HeartbeatHandler] = []
+        self._synced = threading.Event()
+        self._stopped = threading.Event()
+        self._watch: PrefixWatch | None = None
+        self._thread: threading.Thread | None = None
+        self.last_revision = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        with self._lock:
+            watch = self._watch
+        if watch is not None:
+            watch.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def add_handler(self, handler: HeartbeatHandler) -> None:
+        """Register before :meth:`start`: every heartbeat listed or changed reaches it."""
+        self._handlers.append(handler)
+
+    def get(self, namespace: str, uuid: str) -> Heartbeat | None:
+        with self._lock:
+            return self._items.get((namespace, uuid))
+
+    # --- the list/watch loop --------------------------------------------------------------
+
+    def _run(self) -> None:
+        needs_list = True
+        backoff = 0.05
+        while not self._stopped.is_set():
+            try:
+                if needs_list:
+                    self._relist()
+                    needs_list = False
+                    backoff = 0.05
+                self._follow()
+            except WatchCompacted:
+                needs_list = True
+                continue
+            except StoreUnavailableError as exc:
+                log.warning("cannot list heartbeats; retrying", error=str(exc))
+                needs_list = True
+            except Exception:
+                log.exception("heartbeat cache failed; re-listing")
+                needs_list = True
+            if self._stopped.wait(backoff):
+                return
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _follow(self) -> None:
+        watch = PrefixWatch(self._store.client, self._prefix, self.last_revision + 1)
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._watch = watch
+        try:
+            for batch in watch:
+                self._apply(batch, watch.last_revision)
+        finally:
+            with self._lock:
+                self._watch = None
+
+    def _parse(self, raw_key: bytes) -> tuple[str, str] | None:
+        return self._store.layout.parse_heartbeat_key(raw_key)
+
+    def _relist(self) -> None:
+        listed: tuple[list[Any], int] = self._store.client.range_prefix(self._prefix)
+        kvs, revision = listed
+        fresh: dict[tuple[str, str], Heartbeat] = {}
+        for kv in kvs:
+            where = self._parse(bytes(kv.key))
+            beat = _decode(Heartbeat, bytes(kv.value)) if where is not None else None
+            if where is not None and beat is not None:
+                fresh[where] = beat
+        with self._lock:
+            old = self._items
+            self._items = fresh
+            self.last_revision = revision
+        for where in sorted(set(old) | set(fresh)):
+            if old.get(where) != fresh.get(where):
+                self._notify(where, fresh.get(where))
+        self._synced.set()
+
+    def _apply(self, batch: list[WatchEvent], revision: int) -> None:
+        for event in batch:
+            where = self._parse(event.key)
+            if where is None:
+                continue
+            beat = None if event.deleted else _decode(Heartbeat, event.value)
+            with self._lock:
+                if beat is None:
+                    self._items.pop(where, None)
+                else:
+                    self._items[where] = beat
+            self._notify(where, beat)
+        with self._lock:
+            self.last_revision = max(self.last_revision, revision)
+
+    def _notify(self, where: tuple[str, str], beat: Heartbeat | None) -> None:
+        for handler in self._handlers:
+            try:
+                handler(where[0], where[1], beat)
+            except Exception:
+                log.exception("heartbeat handler failed")
