@@ -41,6 +41,9 @@ class Deps:
     providers: ProviderRegistry
     clock: Clock
     memory: PlacementMemory
+    #: The rendezvous base URL written into boot strings (``--rendezvous-url``; ``up``: its
+    #: API's URL); None: instances with a ``bootConfigRef`` wait, saying it is not set.
+    rendezvous_url: str | None = None
 
     @property
     def store(self) -> Store:

@@ -120,7 +120,11 @@ def _run_manager(
     client = EtcdClient(endpoints)
     store = Store(client, KeyLayout(args.prefix), cipher=cipher)
     manager = Manager(store, _manager_options(args))
-    register_reconcilers(manager, Path(args.simulated_state_dir).resolve())
+    register_reconcilers(
+        manager,
+        Path(args.simulated_state_dir).resolve(),
+        rendezvous_url=args.rendezvous_url or None,
+    )
     manager.install_signal_handlers()
 
     def ready() -> None:
@@ -180,6 +184,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             flush=True,
         )
         args.simulated_state_dir = args.simulated_state_dir or str(data_dir)
+        args.rendezvous_url = args.rendezvous_url or http.url
         return _run_manager([etcd.endpoint], args, cipher, "skybroker up: controllers running")
 
 
@@ -218,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="AES-GCM keys of Secrets at rest (as the apiserver's)")  # fmt: skip
         sub.add_argument("--simulated-state-dir", default="",
                          help="state of simulated clouds (default: data dir, or .)")  # fmt: skip
+        sub.add_argument("--rendezvous-url", default="",
+                         help="base URL boot agents reach the rendezvous endpoints at (an "
+                              "API server's; up: its own API)")  # fmt: skip
         sub.add_argument("--health-listen", default="127.0.0.1:8081",
                          help="host:port of /healthz, /readyz and /metrics ('' = off)")  # fmt: skip
 

@@ -88,15 +88,19 @@ class GitOpsBackends:
 
 
 def register_reconcilers(
-    manager: Manager, simulated_state_dir: Path | None, git_cache_dir: Path | None = None
+    manager: Manager,
+    simulated_state_dir: Path | None,
+    git_cache_dir: Path | None = None,
+    rendezvous_url: str | None = None,
 ) -> Deps:
     """Every reconciler on ``manager``; GitSources fetch into ``git_cache_dir`` (default: a
-    ``git-cache`` directory beside the simulated clouds' state, else none registered)."""
+    ``git-cache`` directory beside the simulated clouds' state, else none registered); boot
+    strings name ``rendezvous_url``."""
     clock = manager.clock
     providers = ProviderRegistry(
         manager.store, simulated_state_dir=simulated_state_dir, clock=clock
     )
-    deps = Deps(manager, providers, clock, PlacementMemory(clock))
+    deps = Deps(manager, providers, clock, PlacementMemory(clock), rendezvous_url)
     for module in _MODULES:
         module.register(deps)
     cache = git_cache_dir or (simulated_state_dir / "git-cache" if simulated_state_dir else None)
