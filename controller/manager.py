@@ -21,7 +21,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 import structlog
@@ -95,6 +95,18 @@ def _normalised_or_gone(informer: Informer[Any], key: ObjectKey) -> bool:
     return obj is None or is_normalised(obj)
 
 
+class Source(Protocol):
+    """A watched cache the manager runs beside the informers (:meth:`Manager.add_source`)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+    def has_synced(self) -> bool: ...
+
+    def wait_for_sync(self, timeout: float | None = ...) -> bool: ...
+
+
 class Manager:
     """Runs the informers and controllers of one process; see the module.
 
@@ -124,6 +136,7 @@ class Manager:
         self.garbage_collector = GarbageCollector(store, is_active=self.is_maintainer)
         self.compactor = Compactor(store.client, store.layout)
         self._informers: dict[str, Informer[Any]] = {}
+        self._sources: list[Source] = []
         self._controllers: list[Controller] = []
         self._stop = threading.Event()
         self._health: AsgiServer | None = None
@@ -140,6 +153,14 @@ class Manager:
             return created
         # One informer per plural, created above from the kind's own model.
         return cast(Informer[R], informer)
+
+    def add_source(self, source: Source) -> None:
+        """A cache that is not a kind's informer (the boot agents' heartbeats): started, synced
+        and stopped with the informers by :meth:`run`, and counted by :meth:`ready`."""
+        self._sources.append(source)
+
+    def _caches(self) -> list[Source]:
+        return [*self._informers.values(), *self._sources]
 
     @property
     def controllers(self) -> tuple[Controller, ...]:
@@ -261,10 +282,10 @@ class Manager:
     def run(self, ready: Callable[[], None] | None = None) -> None:
         """Run until :meth:`stop` (or SIGTERM with the handlers installed); blocks."""
         self._start_http()
-        for informer in self._informers.values():
-            informer.start()
-        for informer in self._informers.values():
-            while not informer.wait_for_sync(0.5):
+        for cache in self._caches():
+            cache.start()
+        for cache in self._caches():
+            while not cache.wait_for_sync(0.5):
                 if self._stop.is_set():
                     break
         threads = [
@@ -289,8 +310,8 @@ class Manager:
             controller.stop()
         for thread in threads:
             thread.join(timeout=self.options.lease_ttl)
-        for informer in self._informers.values():
-            informer.stop()
+        for cache in self._caches():
+            cache.stop()
         self.recorder.stop()
         if self._health is not None:
             self._health.stop()
@@ -350,7 +371,7 @@ class Manager:
     def ready(self) -> bool:
         """Ready = able to reconcile its share now: caches synced, etcd answering, and every
         shard this process should hold held (not still waiting out a dead holder's lease)."""
-        if not all(i.has_synced() for i in self._informers.values()):
+        if not all(cache.has_synced() for cache in self._caches()):
             return False
         return self.store.client.reachable() and self.shards.holds_its_share()
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from controller.clock import Clock
 from controller.events import EventRecorder
 from controller.manager import Manager
+from controller.rendezvous import HeartbeatCache, RendezvousStore
 from controller.store.objects import Store
 from reconcilers.accounts import ProviderRegistry
 
@@ -61,3 +62,16 @@ class Deps:
         from reconcilers.placement.instance import Scheduler  # builds on Deps itself
 
         return Scheduler(self, self.memory)
+
+    @cached_property
+    def rendezvous(self) -> RendezvousStore:
+        """The boot rendezvous records (DESIGN §11), timestamped by the process clock."""
+        return RendezvousStore(self.store, lambda: self.clock.wall().timestamp())
+
+    @cached_property
+    def heartbeats(self) -> HeartbeatCache:
+        """The process's one cache of boot agents' heartbeats, run by the manager: take it at
+        registration (the manager starts only what it was given before it runs)."""
+        cache = HeartbeatCache(self.store)
+        self.manager.add_source(cache)
+        return cache
