@@ -16,7 +16,9 @@ built by ``KeyLayout``; every value is a model of ``api_types.rendezvous`` as co
   create-if-absent transaction that also writes the claimant's record, so two claimants never
   share a slot and a claim is never half written; :meth:`~RendezvousStore.release` frees it;
 - :class:`HeartbeatCache`: list + watch of every heartbeat, for the controllers (resumes from
-  its last revision, re-lists on compaction, as ``controller.cache.Informer`` does for kinds).
+  its last revision, re-lists on compaction, as ``controller.cache.Informer`` does for kinds);
+  :class:`ClaimCache` the same of every claimed slot (claims are made by the API server: this
+  is how the BootConfig reconciler hears of one before its claimant reports).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pydantic
 import structlog
@@ -38,7 +40,7 @@ from controller.store.leases import BucketedLease
 from controller.store.objects import Store
 from controller.store.watch import PrefixWatch, WatchCompacted, WatchEvent
 
-__all__ = ["HeartbeatCache", "HeartbeatHandler", "RendezvousStore"]
+__all__ = ["ClaimCache", "ClaimHandler", "HeartbeatCache", "HeartbeatHandler", "RendezvousStore"]
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +126,19 @@ class RendezvousStore:
     def unenroll(self, digest: str) -> None:
         self._client.delete_range(self._layout.enrollment_key(digest))
 
+    def enrollments_of(self, namespace: str, bootconfig: str) -> list[str]:
+        """Digests enrolled for one BootConfig. A scan of every enrollment (one per dynamic
+        BootConfig, about): for the rare moments an old one must be found — a rotated secret,
+        a deleted BootConfig — so no digest of a secret need be kept where users read it."""
+        prefix = self._layout.enrollments_prefix()
+        kvs, _ = self._client.range_prefix(prefix)
+        wanted = EnrollmentRecord(namespace=namespace, boot_config=bootconfig)
+        return [
+            bytes(kv.key)[len(prefix) :].decode("utf-8", errors="replace")
+            for kv in kvs
+            if _decode(EnrollmentRecord, bytes(kv.value)) == wanted
+        ]
+
     # --- dynamic slots --------------------------------------------------------------------
 
     def claims(self, namespace: str, bootconfig: str) -> dict[int, str]:
@@ -179,25 +194,41 @@ class RendezvousStore:
 
 #: Called with (namespace, uuid, the heartbeat now or None when its key is gone).
 HeartbeatHandler = Callable[[str, str, Heartbeat | None], None]
+#: Called with (namespace, bootconfig, slot, the claimant's uuid now or None when freed).
+ClaimHandler = Callable[[str, str, int, str | None], None]
+
+W = TypeVar("W")
+V = TypeVar("V")
 
 
-class HeartbeatCache:
-    """Every heartbeat of the store, kept current by a watch; handlers hear each change."""
+class _PrefixCache(Generic[W, V]):
+    """Every value under one prefix, kept current by a watch that resumes from its last
+    revision and re-lists on compaction (as ``controller.cache.Informer`` does for kinds);
+    each change is told to the handlers as (where, value or None). ``W`` is where a key
+    points (parsed from it), ``V`` its decoded value."""
 
-    def __init__(self, store: Store) -> None:
+    name = "prefix"
+
+    def __init__(self, store: Store, prefix: bytes) -> None:
         self._store = store
-        self._prefix = store.layout.heartbeats_prefix()
+        self._prefix = prefix
         self._lock = threading.Lock()
-        self._items: dict[tuple[str, str], Heartbeat] = {}
-        self._handlers: list[HeartbeatHandler] = []
+        self._items: dict[W, V] = {}
+        self._listeners: list[Callable[[W, V | None], None]] = []
         self._synced = threading.Event()
         self._stopped = threading.Event()
         self._watch: PrefixWatch | None = None
         self._thread: threading.Thread | None = None
         self.last_revision = 0
 
+    def _parse(self, raw_key: bytes) -> W | None:
+        raise NotImplementedError
+
+    def _decode(self, raw: bytes) -> V | None:
+        raise NotImplementedError
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -215,13 +246,8 @@ class HeartbeatCache:
     def wait_for_sync(self, timeout: float | None = None) -> bool:
         return self._synced.wait(timeout)
 
-    def add_handler(self, handler: HeartbeatHandler) -> None:
-        """Register before :meth:`start`: every heartbeat listed or changed reaches it."""
-        self._handlers.append(handler)
-
-    def get(self, namespace: str, uuid: str) -> Heartbeat | None:
-        with self._lock:
-            return self._items.get((namespace, uuid))
+    def _listen(self, listener: Callable[[W, V | None], None]) -> None:
+        self._listeners.append(listener)
 
     # --- the list/watch loop --------------------------------------------------------------
 
@@ -239,10 +265,10 @@ class HeartbeatCache:
                 needs_list = True
                 continue
             except StoreUnavailableError as exc:
-                log.warning("cannot list heartbeats; retrying", error=str(exc))
+                log.warning(f"cannot list {self.name}; retrying", error=str(exc))
                 needs_list = True
             except Exception:
-                log.exception("heartbeat cache failed; re-listing")
+                log.exception(f"{self.name} cache failed; re-listing")
                 needs_list = True
             if self._stopped.wait(backoff):
                 return
@@ -261,23 +287,20 @@ class HeartbeatCache:
             with self._lock:
                 self._watch = None
 
-    def _parse(self, raw_key: bytes) -> tuple[str, str] | None:
-        return self._store.layout.parse_heartbeat_key(raw_key)
-
     def _relist(self) -> None:
         listed: tuple[list[Any], int] = self._store.client.range_prefix(self._prefix)
         kvs, revision = listed
-        fresh: dict[tuple[str, str], Heartbeat] = {}
+        fresh: dict[W, V] = {}
         for kv in kvs:
             where = self._parse(bytes(kv.key))
-            beat = _decode(Heartbeat, bytes(kv.value)) if where is not None else None
-            if where is not None and beat is not None:
-                fresh[where] = beat
+            value = self._decode(bytes(kv.value)) if where is not None else None
+            if where is not None and value is not None:
+                fresh[where] = value
         with self._lock:
             old = self._items
             self._items = fresh
             self.last_revision = revision
-        for where in sorted(set(old) | set(fresh)):
+        for where in [w for w in old if w not in fresh] + list(fresh):
             if old.get(where) != fresh.get(where):
                 self._notify(where, fresh.get(where))
         self._synced.set()
@@ -287,19 +310,71 @@ class HeartbeatCache:
             where = self._parse(event.key)
             if where is None:
                 continue
-            beat = None if event.deleted else _decode(Heartbeat, event.value)
+            value = None if event.deleted else self._decode(event.value)
             with self._lock:
-                if beat is None:
+                if value is None:
                     self._items.pop(where, None)
                 else:
-                    self._items[where] = beat
-            self._notify(where, beat)
+                    self._items[where] = value
+            self._notify(where, value)
         with self._lock:
             self.last_revision = max(self.last_revision, revision)
 
-    def _notify(self, where: tuple[str, str], beat: Heartbeat | None) -> None:
-        for handler in self._handlers:
+    def _notify(self, where: W, value: V | None) -> None:
+        for listener in self._listeners:
             try:
-                handler(where[0], where[1], beat)
+                listener(where, value)
             except Exception:
-                log.exception("heartbeat handler failed")
+                log.exception(f"{self.name} handler failed")
+
+
+class HeartbeatCache(_PrefixCache[tuple[str, str], Heartbeat]):
+    """Every heartbeat of the store, kept current by a watch; handlers hear each change."""
+
+    name = "heartbeats"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, store.layout.heartbeats_prefix())
+
+    def add_handler(self, handler: HeartbeatHandler) -> None:
+        """Register before :meth:`start`: every heartbeat listed or changed reaches it."""
+        self._listen(lambda where, beat: handler(where[0], where[1], beat))
+
+    def get(self, namespace: str, uuid: str) -> Heartbeat | None:
+        with self._lock:
+            return self._items.get((namespace, uuid))
+
+    def _parse(self, raw_key: bytes) -> tuple[str, str] | None:
+        return self._store.layout.parse_heartbeat_key(raw_key)
+
+    def _decode(self, raw: bytes) -> Heartbeat | None:
+        return _decode(Heartbeat, raw)
+
+
+class ClaimCache(_PrefixCache[tuple[str, str, int], str]):
+    """Every claimed dynamic slot of the store (slot → the claimant's uuid), kept current by a
+    watch: how the BootConfig reconciler hears of a claim made by the API server at once,
+    before the claimant ever reports."""
+
+    name = "claims"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, store.layout.claims_root())
+
+    def add_handler(self, handler: ClaimHandler) -> None:
+        """Register before :meth:`start`: every claim listed, made or freed reaches it."""
+        self._listen(lambda where, uuid: handler(where[0], where[1], where[2], uuid))
+
+    def claims(self, namespace: str, bootconfig: str) -> dict[int, str]:
+        with self._lock:
+            return {
+                slot: uuid
+                for (ns, bc, slot), uuid in self._items.items()
+                if (ns, bc) == (namespace, bootconfig)
+            }
+
+    def _parse(self, raw_key: bytes) -> tuple[str, str, int] | None:
+        return self._store.layout.parse_claim_key(raw_key)
+
+    def _decode(self, raw: bytes) -> str | None:
+        return raw.decode("utf-8", errors="replace") or None

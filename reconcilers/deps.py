@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from controller.clock import Clock
 from controller.events import EventRecorder
 from controller.manager import Manager
-from controller.rendezvous import HeartbeatCache, RendezvousStore
+from controller.rendezvous import ClaimCache, HeartbeatCache, RendezvousStore
 from controller.store.objects import Store
 from reconcilers.accounts import ProviderRegistry
 
@@ -73,5 +73,13 @@ class Deps:
         """The process's one cache of boot agents' heartbeats, run by the manager: take it at
         registration (the manager starts only what it was given before it runs)."""
         cache = HeartbeatCache(self.store)
+        self.manager.add_source(cache)
+        return cache
+
+    @cached_property
+    def claims(self) -> ClaimCache:
+        """The process's one cache of claimed dynamic slots, run by the manager (take it at
+        registration, as :attr:`heartbeats`): the BootConfig reconciler hears claims by it."""
+        cache = ClaimCache(self.store)
         self.manager.add_source(cache)
         return cache

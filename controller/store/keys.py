@@ -140,11 +140,27 @@ class KeyLayout:
     def rendezvous_record_key(self, uuid: str) -> bytes:
         return f"{self.prefix}/rendezvous/records/{uuid}".encode()
 
+    def enrollments_prefix(self) -> bytes:
+        return f"{self.prefix}/rendezvous/enrollments/".encode()
+
     def enrollment_key(self, digest: str) -> bytes:
-        return f"{self.prefix}/rendezvous/enrollments/{digest}".encode()
+        return self.enrollments_prefix() + digest.encode()
+
+    def claims_root(self) -> bytes:
+        return f"{self.prefix}/rendezvous/claims/".encode()
 
     def claims_prefix(self, namespace: str, bootconfig: str) -> bytes:
-        return f"{self.prefix}/rendezvous/claims/{namespace}/{bootconfig}/".encode()
+        return self.claims_root() + f"{namespace}/{bootconfig}/".encode()
+
+    def parse_claim_key(self, raw: bytes) -> tuple[str, str, int] | None:
+        """(namespace, bootconfig, slot) of a claim key; None if it is not one."""
+        root = self.claims_root()
+        if not raw.startswith(root):
+            return None
+        parts = raw[len(root) :].decode("utf-8", errors="replace").split("/")
+        if len(parts) != 3 or not all(parts) or not parts[2].isdigit():
+            return None
+        return parts[0], parts[1], int(parts[2])
 
     def claim_key(self, namespace: str, bootconfig: str, slot: int) -> bytes:
         return self.claims_prefix(namespace, bootconfig) + str(slot).encode()
