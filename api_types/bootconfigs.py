@@ -4,8 +4,8 @@ Where it sits: pure data, namespaced. Instances name it (``spec.bootConfigRef``)
 string (``api_types.boot``) as their user data; their agent fetches ``spec.config`` and
 ``spec.parameters`` through the rendezvous endpoints and reports back (``Instance.status.agent``).
 The BootConfig reconciler owns the status: ``revision`` moves whenever ``spec.config`` or
-``spec.parameters`` change (agents long-poll on it), ``claimed`` counts the dynamic slots
-taken.
+``spec.parameters`` change (agents long-poll on it; ``configDigest`` is what it counts), ``claimed``
+counts the dynamic slots taken and ``claims`` lists the first :data:`MAX_LISTED_CLAIMS` of them.
 
 Rules, each refused at its own field:
 
@@ -24,6 +24,7 @@ Rules, each refused at its own field:
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
@@ -32,6 +33,7 @@ from pydantic import AfterValidator, Field, StrictBool, StrictStr, model_validat
 from api_types.common import (
     BoundedCount,
     NonNegativeInt,
+    ObjectName,
     bounded_duration,
     duration_seconds,
     field_error,
@@ -42,11 +44,13 @@ from api_types.validation import validate_secret_key
 __all__ = [
     "DEFAULT_STALE_AFTER",
     "MAX_CONFIG_BYTES",
+    "MAX_LISTED_CLAIMS",
     "MAX_PARAMETERS",
     "MAX_PARAMETER_VALUE_BYTES",
     "MAX_STALE_AFTER_SECONDS",
     "MIN_STALE_AFTER_SECONDS",
     "BootConfig",
+    "BootConfigClaim",
     "BootConfigCondition",
     "BootConfigSpec",
     "BootConfigStatus",
@@ -64,6 +68,8 @@ MIN_STALE_AFTER_SECONDS = 30
 #: A day: an agent silent longer than that is lost, whatever the workload.
 MAX_STALE_AFTER_SECONDS = 24 * 3600
 DEFAULT_STALE_AFTER = "10m"
+#: ``status.claims`` lists at most this many claims (the lowest slots); ``claimed`` counts all.
+MAX_LISTED_CLAIMS = 50
 
 
 def _config_size(value: str) -> str:
@@ -146,6 +152,19 @@ class BootConfigCondition(StrEnum):
     READY = "Ready"
 
 
+class BootConfigClaim(WireModel):
+    """One claimed dynamic slot, as of the last status write (heartbeats are not written to
+    the BootConfig: ``lastReport`` is refreshed when the claims change, and at least once
+    within ``staleAfter`` while the claimant reports)."""
+
+    slot: NonNegativeInt = Field(description="The slot claimed.")
+    uuid: StrictStr = Field(description="The claimant's uuid (its rendezvous identity).")
+    address: StrictStr | None = Field(None, description="The address the claimant reported.")
+    last_report: datetime | None = Field(
+        None, description="When the claimant last reported; absent: not yet."
+    )
+
+
 class BootConfigStatus(PhaselessStatus):
     """Owned by the BootConfig reconciler."""
 
@@ -154,7 +173,22 @@ class BootConfigStatus(PhaselessStatus):
         description="Moves whenever spec.config or spec.parameters change; agents long-poll "
         "on it. Absent until the reconciler has seen the BootConfig.",
     )
+    config_digest: StrictStr | None = Field(
+        None,
+        description="SHA-256 (hex) of the canonical JSON of spec.config and spec.parameters "
+        "that revision was last moved for.",
+    )
     claimed: NonNegativeInt = Field(0, description="Dynamic slots claimed by agents.")
+    claims: list[BootConfigClaim] = Field(
+        default_factory=list,
+        max_length=MAX_LISTED_CLAIMS,
+        description=f"The claimed slots (the lowest {MAX_LISTED_CLAIMS}; claimed counts all).",
+    )
+    enrollment_secret: ObjectName | None = Field(
+        None,
+        description="Dynamic only: the Secret (this namespace) whose entry 'secret' claimants "
+        "present to claim a slot.",
+    )
 
 
 class BootConfig(Resource):
