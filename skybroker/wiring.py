@@ -23,6 +23,7 @@ from controller.manager import Manager
 from controller.store.objects import Store
 from reconcilers import (
     account,
+    bootconfig,
     firewall,
     gitsource,
     hardwareprofile,
@@ -52,6 +53,7 @@ _MODULES = (
     instance,
     volume,
     virtualcluster,
+    bootconfig,
     sweeper,
 )
 
