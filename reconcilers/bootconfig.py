@@ -23,7 +23,9 @@ are ``Deps.rendezvous``'s; the endpoints agents talk to are the API server's
      heartbeat's ``reportedAt``, or its record's ``createdAt`` when it never reported — is
      released (with its record and heartbeat: the seeds' remove_stale) with a ``SlotFreed``
      event; the rest are ``status.claimed`` and ``status.claims``, and the pass comes back at
-     the earliest staleness deadline among them;
+     the earliest staleness deadline among them. Claims of slots at or above ``spec.slots`` (it was
+     lowered) are released too, as lowering a VirtualCluster's replicas removes the highest
+     ordinals;
 3. deleted, or no longer dynamic: every claim is released and every enrollment of it removed,
    then the finalizer goes (the enrollment Secret, owned, is the garbage collector's).
 
@@ -313,10 +315,15 @@ class BootConfigReconciler:
         kept: list[BootConfigClaim] = []
         earliest: datetime | None = None
         for slot, uuid in sorted(self._rendezvous.claims(namespace, name).items()):
+            if slot >= bc.spec.slots:
+                self._free(pass_, slot, uuid, f"spec.slots is {bc.spec.slots} now")
+                continue
             beat = self._heartbeats.get(namespace, uuid)
             last = beat.reported_at if beat is not None else self._claimed_at(uuid)
             if last is None or now - last >= stale_after:
-                self._free(pass_, slot, uuid, reported=beat is not None)
+                since = "its last report" if beat is not None else "its claim"
+                why = f"agent did not report within {bc.spec.stale_after} of {since}"
+                self._free(pass_, slot, uuid, why)
                 continue
             deadline = last + stale_after
             earliest = deadline if earliest is None else min(earliest, deadline)
@@ -340,18 +347,14 @@ class BootConfigReconciler:
         record = self._rendezvous.record(uuid)
         return record.created_at if record is not None else None
 
-    def _free(self, pass_: Pass[BootConfig], slot: int, uuid: str, *, reported: bool) -> None:
+    def _free(self, pass_: Pass[BootConfig], slot: int, uuid: str, why: str) -> None:
+        """Release a claim (with its record and heartbeat), saying why in a SlotFreed event."""
         bc = pass_.obj
         namespace, name = bc.metadata.namespace or "", bc.metadata.name
         if not self._rendezvous.release(namespace, name, slot, uuid):
             return  # claimed by someone else meanwhile: the next pass sees the new claimant
-        since = "its last report" if reported else "its claim"
-        message = (
-            f"slot {slot} freed: agent {uuid} did not report within {bc.spec.stale_after} "
-            f"of {since}"
-        )
-        log.info("stale claim released", slot=slot, uuid=uuid)
-        pass_.event("Normal", "SlotFreed", message)
+        log.info("claim released", slot=slot, uuid=uuid, why=why)
+        pass_.event("Normal", "SlotFreed", f"slot {slot} of agent {uuid} freed: {why}")
 
     def _retire(self, pass_: Pass[BootConfig], why: str) -> None:
         """Unenroll (no new claims), then release every claim with its record and heartbeat."""

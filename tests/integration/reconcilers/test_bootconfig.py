@@ -292,6 +292,20 @@ def test_a_beat_changes_the_status_only_when_the_claim_does(quiet: Harness) -> N
     assert quiet.reconciles("BootConfig") - before <= 2
 
 
+def test_lowering_slots_frees_the_highest(quiet: Harness) -> None:
+    quiet.start(bootconfig.register)
+    quiet.apply(dynamic("pool", slots=3))
+    quiet.wait_for(BootConfig, "pool", NS, ready)
+    taken = dict(claim(quiet, "pool", age=0) for _ in range(3))
+    quiet.wait_for(BootConfig, "pool", NS, lambda b: b.status.claimed == 3, timeout=10)
+    edit(quiet, "pool", slots=1)
+    lowered = quiet.wait_for(BootConfig, "pool", NS, lambda b: b.status.claimed == 1, timeout=10)
+    assert [c.slot for c in lowered.status.claims] == [0]
+    assert claimed(quiet, "pool") == {0: taken[0]}
+    assert lowered.status.revision == 1
+    quiet.wait_for_event("bootconfigs", "pool", NS, "SlotFreed")
+
+
 # --- retiring ----------------------------------------------------------------------------
 
 
