@@ -33,7 +33,6 @@ from pydantic import AfterValidator, Field, StrictBool, StrictStr, model_validat
 from api_types.common import (
     BoundedCount,
     NonNegativeInt,
-    ObjectName,
     bounded_duration,
     duration_seconds,
     field_error,
@@ -184,7 +183,9 @@ class BootConfigStatus(PhaselessStatus):
         max_length=MAX_LISTED_CLAIMS,
         description=f"The claimed slots (the lowest {MAX_LISTED_CLAIMS}; claimed counts all).",
     )
-    enrollment_secret: ObjectName | None = Field(
+    # Not ObjectName: a BootConfig name near the limit makes a name too long for a Secret,
+    # which Ready=False reports; the status must still be writable then.
+    enrollment_secret: StrictStr | None = Field(
         None,
         description="Dynamic only: the Secret (this namespace) whose entry 'secret' claimants "
         "present to claim a slot.",

@@ -60,6 +60,7 @@ from api_types.rendezvous import (
     enrollment_secret_name,
     secret_digest,
 )
+from api_types.validation import validate_dns1123_subdomain
 from controller.controller import Controller
 from controller.errors import AlreadyExistsError, InvalidObjectError
 from controller.handler import EnqueueMapped
@@ -271,6 +272,14 @@ class BootConfigReconciler:
 
     def _create_secret(self, pass_: Pass[BootConfig], secret_name: str) -> Secret:
         bc = pass_.obj
+        try:
+            validate_dns1123_subdomain(secret_name)
+        except ValueError as exc:
+            raise _EnrollmentProblem(
+                "EnrollmentSecretInvalid",
+                f"cannot create Secret {secret_name[:64]}…: its name {exc}; "
+                "shorten the BootConfig's name",
+            ) from None
         secret = Secret(
             metadata=ObjectMeta(
                 name=secret_name,
@@ -292,9 +301,10 @@ class BootConfigReconciler:
         except AlreadyExistsError:
             # Made meanwhile (by a user, or this pass's cache was behind): that one counts.
             return self._deps.store.get(Secret, secret_name, bc.metadata.namespace)
-        except InvalidObjectError as exc:
+        except InvalidObjectError:
+            # Not quoted: a Secret's validation error may carry its value.
             raise _EnrollmentProblem(
-                "EnrollmentSecretInvalid", f"cannot create Secret {secret_name}: {exc}"
+                "EnrollmentSecretInvalid", f"cannot create Secret {secret_name}: refused"
             ) from None
         pass_.event("Normal", "EnrollmentSecretCreated", f"created Secret {secret_name}")
         return created

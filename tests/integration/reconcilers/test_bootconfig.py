@@ -221,6 +221,16 @@ def test_a_user_made_secret_is_used_and_a_missing_entry_is_reported(quiet: Harne
     assert enrolled(quiet, "now-it-is-right") == EnrollmentRecord(namespace=NS, boot_config="bad")
 
 
+def test_a_name_too_long_for_its_enrollment_secret_is_reported(quiet: Harness) -> None:
+    quiet.start(bootconfig.register)
+    name = "b" * 250  # valid, but "{name}-enrollment" is longer than a name may be
+    quiet.apply(dynamic(name))
+    bc = quiet.wait_for(BootConfig, name, NS, lambda b: ready(b, "False"))
+    condition = bc.status.condition("Ready")
+    assert condition is not None and condition.reason == "EnrollmentSecretInvalid"
+    assert bc.status.revision == 1
+
+
 # --- claims ------------------------------------------------------------------------------
 
 
