@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,8 +101,11 @@ class Measured:
 
 
 @contextlib.contextmanager
-def apiservers(endpoint: str, prefix: str, tmp: Path, count: int) -> Iterator[Servers]:
-    """``count`` ``skybroker apiserver`` processes on one etcd prefix."""
+def apiservers(
+    endpoint: str, prefix: str, tmp: Path, count: int, extra_args: Sequence[str] = ()
+) -> Iterator[Servers]:
+    """``count`` ``skybroker apiserver`` processes on one etcd prefix (``extra_args`` added
+    to each command line)."""
     token_file = tmp / "tokens.csv"
     token_file.write_text(f'{TOKEN},admin,admin,"system:masters"\n')
     ports = [_free_port() for _ in range(count)]
@@ -112,7 +115,7 @@ def apiservers(endpoint: str, prefix: str, tmp: Path, count: int) -> Iterator[Se
             command = [
                 sys.executable, "-m", "skybroker", "--log-level", "warning", "apiserver",
                 "--etcd-endpoints", endpoint, "--listen", f"127.0.0.1:{port}",
-                "--token-file", str(token_file), "--prefix", prefix,
+                "--token-file", str(token_file), "--prefix", prefix, *extra_args,
             ]  # fmt: skip
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             processes.append(subprocess.Popen(command, env=env))
