@@ -72,8 +72,14 @@ class Remedies:
             due = agent.last_remediation + timedelta(seconds=health.after_seconds)
             if now < due:
                 return Result(requeue_after=(due - now).total_seconds())
-        cloud_id = status.provider_id
         handle = account_handle(self._deps, status.placement.account)
+        # A transition to Lost made in this pass is stored first: its history record (the
+        # AgentReady transition) must not be folded into the Booting written below.
+        pass_.save()
+        status = pass_.obj.status
+        agent = status.agent
+        assert agent is not None and status.provider_id is not None
+        cloud_id = status.provider_id
         restart = health.remediation == Remediation.RESTART
         verb = "restarting" if restart else "replacing"
         message = f"the boot agent is lost; {verb} {cloud_id} (spec.health: {health.remediation})"

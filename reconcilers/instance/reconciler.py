@@ -158,9 +158,8 @@ class InstanceReconciler:
         """The boot agent's status and, when it is lost, health remediation."""
         judge_again = self.agent.converge(pass_)
         remedied = self.remedies.act(pass_)
-        if remedied is not None:
-            return remedied
-        delays = [d for d in (result.requeue_after, judge_again) if d is not None]
+        wait = remedied.requeue_after if remedied is not None else None
+        delays = [d for d in (result.requeue_after, judge_again, wait) if d is not None]
         return Result(requeue_after=min(delays)) if delays else result
 
     def _wait(self, pass_: Pass[Instance], reason: str, message: str) -> Result:

@@ -244,6 +244,7 @@ def test_heartbeats_move_the_agent_only_when_they_change_it(harness: Harness) ->
             and harness.deps.rendezvous.heartbeat(NS, uid) is None
         )
     )
+    harness.wait_gone(Secret, boot_secret_name(uid), NS)
 
 
 def _state(state: AgentState) -> Any:
