@@ -271,6 +271,14 @@ def test_a_lost_agent_is_restarted_at_most_once_per_after(harness: Harness) -> N
     )
     assert obj.status.agent is not None and obj.status.agent.last_remediation is not None
     assert "DriftCorrected" not in events(harness, "web-1"), "the restart was taken for drift"
+    agent_ready = [
+        str(c["after"])
+        for entry in harness.store.history(ObjectKey(Instance.PLURAL, NS, "web-1"))
+        for c in entry.changes
+        if c["path"] == "status.conditions[AgentReady]"
+    ]
+    assert any("AgentLost" in after for after in agent_ready), agent_ready
+    assert "Booting" in agent_ready[-1], agent_ready
     assert obj.status.provider_id is not None
     assert harness.cloud("sim-a").list_instances()[0].state == "running"
 
