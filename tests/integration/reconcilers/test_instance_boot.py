@@ -174,12 +174,17 @@ def test_a_missing_bootconfig_is_waited_for(harness: Harness) -> None:
     harness.apply(sim_account("sim-a"), pool_manifest("general", [{"account": "sim-a"}]))
     harness.start(instance.register)
     harness.apply(booted("web-1"))
+    # Beside it, an instance without a BootConfig keeps its own user data.
+    harness.apply(instance_manifest("plain", NS, pool="general", userData="#cloud-config\n"))
 
     harness.wait_for(
         Instance, "web-1", NS, lambda i: condition(i, "Ready") == ("False", "BootConfigNotFound")
     )
     harness.wait_for_event(Instance.PLURAL, "web-1", NS, "BootConfigNotFound")
-    assert harness.cloud("sim-a").list_instances() == []
+    plain = harness.wait_for(Instance, "plain", NS, running, timeout=60)
+    assert plain.status.provider_id is not None and plain.status.agent is None
+    assert user_data(harness, "sim-a", plain.status.provider_id) == "#cloud-config\n"
+    assert [c.id for c in harness.cloud("sim-a").list_instances()] == [plain.status.provider_id]
 
     harness.apply(bootconfig())
     harness.wait_for(Instance, "web-1", NS, running, timeout=60)
