@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from prometheus_client import REGISTRY
 
-from api_types import Instance, InstancePhase, Secret, VirtualCluster
+from api_types import Instance, InstancePhase, ProviderAccount, Secret, VirtualCluster
 from api_types.compute import AgentState
 from api_types.rendezvous import (
     INSTANCE_LABEL,
@@ -26,6 +27,7 @@ from api_types.rendezvous import (
     secret_digest,
 )
 from controller.store.keys import ObjectKey
+from controller.store.objects import Store
 from providers import ResourceKind
 from providers.simulated.engine import SimulatedProvider
 from reconcilers import instance, virtualcluster, volume
@@ -40,6 +42,7 @@ from tests.integration.reconcilers.harness import (
 
 NS = "acme"
 STALE_AFTER = 30
+QUOTA = "options.skybroker.io/quota_instances"
 
 
 def bootconfig(name: str = "web") -> dict[str, Any]:
@@ -398,3 +401,41 @@ def test_without_a_rendezvous_url_the_instance_waits_and_says_why(
         assert unset.cloud("sim-a").list_instances() == []
     finally:
         unset.stop()
+
+
+def test_a_restarted_controller_creates_with_the_secret_stored_before(
+    store: Store, tmp_path: Path
+) -> None:
+    # The only account takes no instance: the first controller pre-registers and fails to
+    # create; the account is fixed, and a new controller process creates with the same secret.
+    first = Harness(store, tmp_path)
+    try:
+        first.apply(
+            sim_account("sim-a", quota_instances="0"),
+            pool_manifest("general", [{"account": "sim-a"}]),
+            bootconfig(),
+        )
+        first.start(instance.register)
+        first.apply(booted("web-1"))
+        first.wait_for_event(Instance.PLURAL, "web-1", NS, "Replacing")
+    finally:
+        first.stop()
+    obj = store.get(Instance, "web-1", NS)
+    assert obj.status.provider_id is None
+    secret = boot_secret(first, obj)
+    account = store.get(ProviderAccount, "sim-a")
+    account.metadata.annotations[QUOTA] = "10"
+    store.update(account, actor="test")
+
+    second = Harness(store, tmp_path)
+    try:
+        second.start(instance.register)
+        obj = second.wait_for(Instance, "web-1", NS, running, timeout=60)
+        assert obj.status.provider_id is not None
+        uid = str(obj.metadata.uid)
+        assert user_data(second, "sim-a", obj.status.provider_id) == (
+            f"skybroker-boot:v1:{uid}:{secret}:{RENDEZVOUS_URL}"
+        )
+        assert boot_secret(second, obj) == secret
+    finally:
+        second.stop()
