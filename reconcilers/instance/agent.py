@@ -15,11 +15,14 @@ module turns them into the Instance's ``status.agent``, in two halves:
   a Configured or Failed agent reports other parameters, address or revision).
 
 Staleness: an agent is Lost when its last report (the beat's ``reportedAt``; for an agent that
-never reported since it became Booting, the later of that moment and the cloud instance's
-creation) is older than its BootConfig's ``staleAfter``. The reconcile asks to be requeued at
-that deadline, and judges staleness only while the instance runs (a stopped or booting machine
-has no agent to hear from). Once Lost, ``reconcilers.instance.health`` remediates per
-``spec.health`` and sets the agent Booting again, which restarts the stale clock.
+never reported since it became Booting, the latest of that moment, the cloud instance's
+creation and its last becoming Ready) is older than its BootConfig's ``staleAfter``. The
+reconcile asks to be requeued at that deadline, and judges staleness only while the instance
+runs (a booting machine has no agent to hear from); an instance stopped through
+``spec.powerState`` has its agent Booting, so that it is not Lost the moment it starts again.
+
+Once Lost, ``reconcilers.instance.health`` remediates per ``spec.health`` and sets the agent
+Booting again, which restarts the stale clock.
 
 Which beats count: a Booting or Lost agent hears only beats newer than its ``lastReport`` (the
 beat it was lost with stays in the cache until its lease goes, and must not make a restarted
@@ -109,16 +112,16 @@ def evaluate(
     beat: Heartbeat | None,
     now: datetime,
     stale_after: timedelta | None,
-    created_at: datetime | None,
+    up_since: datetime | None,
 ) -> Verdict:
     """Apply the current heartbeat to ``agent`` and judge staleness (``stale_after`` None:
-    not judged). ``created_at``: when the cloud instance was created (a Booting agent cannot
-    report before)."""
+    not judged). ``up_since``: since when the cloud instance has been up (created, running):
+    a Booting agent cannot report before."""
     heard = beat if beat is not None and counts(agent, beat) else None
     if heard is not None:
         reference: datetime | None = heard.reported_at
     elif agent.state == AgentState.BOOTING:
-        since = [t for t in (agent.last_transition_time, created_at) if t is not None]
+        since = [t for t in (agent.last_transition_time, up_since) if t is not None]
         reference = max(since) if since else None
     else:
         reference = agent.last_report
@@ -138,6 +141,18 @@ def evaluate(
     if stale_after is None or reference is None or current.state == AgentState.LOST:
         return Verdict(current, heard, None)
     return Verdict(current, heard, reference + stale_after)
+
+
+def _up_since(instance: Instance) -> datetime | None:
+    """Since when the cloud instance has been up: the later of its creation and of its last
+    becoming Ready (running), as far as the conditions say."""
+    times = [
+        found.last_transition_time
+        for type_ in ("Provisioned", "Ready")
+        if (found := instance.status.condition(type_)) is not None and found.status == "True"
+    ]
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
 
 
 def _where(agent: AgentStatus) -> str:
@@ -189,25 +204,37 @@ class AgentWatch:
             return None
         uid = pass_.uid
         beat = self._deps.heartbeats.get(instance.metadata.namespace or "", uid)
-        running = (
-            status.phase == InstancePhase.RUNNING
-            and instance.spec.power_state == PowerState.RUNNING
-        )
-        provisioned = status.condition("Provisioned")
-        created_at = (
-            provisioned.last_transition_time
-            if provisioned is not None and provisioned.status == "True"
-            else None
-        )
+        if instance.spec.power_state == PowerState.STOPPED:
+            self._stopped(pass_, agent, beat)
+            return None
+        running = status.phase == InstancePhase.RUNNING
         now = self._deps.clock.wall()
         stale_after = self.stale_after(instance)
-        verdict = evaluate(agent, beat, now, stale_after if running else None, created_at)
+        verdict = evaluate(agent, beat, now, stale_after if running else None, _up_since(instance))
         if verdict.agent != agent:
             status.agent = verdict.agent
             self._transition(pass_, agent, verdict, stale_after)
         if verdict.deadline is None:
             return None
         return max(0.0, (verdict.deadline - now).total_seconds()) + _DEADLINE_MARGIN_SECONDS
+
+    def _stopped(self, pass_: Pass[Instance], agent: AgentStatus, beat: Heartbeat | None) -> None:
+        """A stopped instance has no agent to hear from: Booting until it runs and reports
+        again (beats up to now no longer count), never Lost meanwhile."""
+        if agent.state == AgentState.BOOTING:
+            return
+        last = agent.last_report
+        if beat is not None and (last is None or beat.reported_at > last):
+            last = beat.reported_at
+        pass_.obj.status.agent = agent.model_copy(
+            update={
+                "state": AgentState.BOOTING,
+                "last_report": last,
+                "last_transition_time": self._deps.clock.wall(),
+            }
+        )
+        message = "the instance is stopped (spec.powerState): its agent reports once it runs"
+        pass_.condition(AGENT_READY, False, "Booting", message)
 
     def _transition(
         self, pass_: Pass[Instance], before: AgentStatus, verdict: Verdict, stale: timedelta

@@ -16,7 +16,14 @@ from typing import Any, cast
 
 from prometheus_client import REGISTRY
 
-from api_types import Instance, InstancePhase, ProviderAccount, Secret, VirtualCluster
+from api_types import (
+    Instance,
+    InstancePhase,
+    PowerState,
+    ProviderAccount,
+    Secret,
+    VirtualCluster,
+)
 from api_types.compute import AgentState
 from api_types.rendezvous import (
     INSTANCE_LABEL,
@@ -296,6 +303,32 @@ def test_a_lost_agent_is_restarted_at_most_once_per_after(harness: Harness) -> N
     harness.wait_for_reconciles("Instance", 3)
     assert calls("sim-a", "stop_instance") == stops + 1
     assert events(harness, "web-1")["AgentLost"] == 2
+
+
+def test_a_stopped_instance_has_its_agent_booting_not_lost(harness: Harness) -> None:
+    start(harness)
+    harness.apply(booted("web-1", health={"remediation": "Restart", "after": "10m"}))
+    obj = harness.wait_for(Instance, "web-1", NS, running, timeout=60)
+    beat(harness, obj, address="10.0.0.5")
+    obj = harness.wait_for(Instance, "web-1", NS, _state(AgentState.CONFIGURED))
+
+    obj.spec.power_state = PowerState.STOPPED
+    harness.store.update(obj, actor="test")
+
+    def stopped(i: Instance) -> bool:
+        return i.status.phase == InstancePhase.STOPPED and _state(AgentState.BOOTING)(i)
+
+    obj = harness.wait_for(Instance, "web-1", NS, stopped, timeout=60)
+    assert condition(obj, "AgentReady") == ("False", "Booting")
+    obj.spec.power_state = PowerState.RUNNING
+    harness.store.update(obj, actor="test")
+    obj = harness.wait_for(Instance, "web-1", NS, running, timeout=60)
+    harness.wait_for_reconciles("Instance", 2)
+    obj = harness.wait_for(Instance, "web-1", NS, _state(AgentState.BOOTING))
+    assert "AgentLost" not in events(harness, "web-1")
+    beat(harness, obj, address="10.0.0.6")
+    obj = harness.wait_for(Instance, "web-1", NS, _state(AgentState.CONFIGURED))
+    assert obj.status.agent is not None and obj.status.agent.address == "10.0.0.6"
 
 
 def test_a_lost_agent_is_replaced_by_a_new_machine_with_the_same_boot_string(
