@@ -355,7 +355,8 @@ class InstanceStatus(PlacedStatus):
 
 
 class Instance(Resource):
-    """A virtual machine. Conditions: Scheduled, Provisioned, Ready, Drifted, QuotaExceeded."""
+    """A virtual machine. Conditions: Scheduled, Provisioned, Ready, Drifted, QuotaExceeded and,
+    with a bootConfigRef, AgentReady."""
 
     KIND: ClassVar[str] = "Instance"
     PLURAL: ClassVar[str] = "instances"
