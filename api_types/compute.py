@@ -325,6 +325,15 @@ class AgentStatus(WireModel):
         None, description="The BootConfig status.revision the agent last applied."
     )
     last_report: datetime | None = Field(None, description="When the agent last reported.")
+    last_transition_time: datetime | None = Field(
+        None,
+        description="When state last changed; a Booting agent's stale clock starts here.",
+    )
+    last_remediation: datetime | None = Field(
+        None,
+        description="When spec.health last acted (Restart or Replace): at most once per "
+        "spec.health.after.",
+    )
 
 
 class InstanceStatus(PlacedStatus):
@@ -339,12 +348,15 @@ class InstanceStatus(PlacedStatus):
         default_factory=list, description="Addresses reported by the cloud."
     )
     agent: AgentStatus | None = Field(
-        None, description="The boot agent's record (bootConfigRef); absent until it reports."
+        None,
+        description="The boot agent's record (bootConfigRef): Booting from pre-registration "
+        "until its first report.",
     )
 
 
 class Instance(Resource):
-    """A virtual machine. Conditions: Scheduled, Provisioned, Ready, Drifted, QuotaExceeded."""
+    """A virtual machine. Conditions: Scheduled, Provisioned, Ready, Drifted, QuotaExceeded and,
+    with a bootConfigRef, AgentReady."""
 
     KIND: ClassVar[str] = "Instance"
     PLURAL: ClassVar[str] = "instances"

@@ -277,7 +277,8 @@ class InstanceCreate:
     zone: ZoneName | None = None
     subnet_id: SubnetId | None = None
     firewall_ids: tuple[FirewallId, ...] = ()
-    user_data: str | None = None
+    #: Out of the repr: it may be a boot string (its secret) or carry credentials.
+    user_data: str | None = field(default=None, repr=False)
     placement_group: str | None = None
     """Launch inside this placement group (``ensure_placement_group`` made it); only on
     providers whose ``supports_placement_groups`` is true."""

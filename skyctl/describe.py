@@ -3,7 +3,8 @@
 Where it sits: read verbs over any ``Backend``. ``describe`` gathers the object, its events
 (from the namespace the event recorder files them under) and its durable history, and prints
 kubectl-style sections: metadata, spec, conditions, placement with the pool members that were
-rejected and why (``status.rejections``, DESIGN §6), recent events, recent history.
+rejected and why (``status.rejections``, DESIGN §6), an Instance's boot agent
+(``status.agent``, DESIGN §11), recent events, recent history.
 """
 
 from __future__ import annotations
@@ -130,6 +131,31 @@ def _placement(obj: Wire) -> str:
     return text + _rejected(rejections, "Rejected:", 4)
 
 
+def _agent(obj: Wire) -> str:
+    """An Instance's boot agent (``status.agent``, DESIGN §11): state, address, parameters,
+    the config revision it applied and when it last reported."""
+    agent = lookup_path(obj, "status.agent")
+    if not isinstance(agent, dict):
+        return ""
+    parameters = agent.get("parameters")
+    revision = agent.get("configRevision")
+    fields = [
+        ("State", agent.get("state") or NONE),
+        ("Address", agent.get("address") or NONE),
+        ("Parameters", _mapping(parameters if isinstance(parameters, dict) else None)),
+        ("Config revision", NONE if revision is None else revision),
+        ("Last report", _when(agent.get("lastReport"))),
+        ("Since", _when(agent.get("lastTransitionTime"))),
+        ("Remediated", _when(agent.get("lastRemediation"))),
+    ]
+    width = max(len(label) for label, _ in fields) + 2
+    return "Agent:\n" + "".join(f"  {label + ':':<{width}}{value}\n" for label, value in fields)
+
+
+def _when(timestamp: Any) -> str:
+    return NONE if not timestamp else f"{timestamp} ({age(timestamp)} ago)"
+
+
 def _rule_text(rule: Any, index: int, states: dict[int, Wire]) -> str:
     """A rule of ``spec.placement`` as :attr:`PlacementRule.text` writes it (what the status
     recorded, if the spec's rule cannot be read)."""
@@ -219,7 +245,7 @@ def describe(backend: Backend, info: KindInfo, namespace: str | None, name: str)
     if info.kind == VirtualCluster.KIND:
         text += _conditions(obj) + _virtual_cluster(obj)
     elif info.has_status:
-        text += _conditions(obj) + _placement(obj)
+        text += _conditions(obj) + _placement(obj) + _agent(obj)
     # The object itself was read; a failure to read its events or history (an API server
     # without that route, no permission on events) should not hide it.
     try:

@@ -152,7 +152,10 @@ class CloudSteps:
         handle: AccountHandle,
         subnet_id: SubnetId | None,
         firewall_ids: tuple[FirewallId, ...],
+        user_data: str | None,
     ) -> Result:
+        """``user_data``: what a create sends (``spec.userData``, or the boot string of an
+        instance with a ``bootConfigRef``: ``reconcilers.instance.boot``)."""
         try:
             status = pass_.obj.status
             max_age = TRANSITION_VIEW_SECONDS if _in_transition(pass_.obj) else None
@@ -167,7 +170,7 @@ class CloudSteps:
                 if cloud is None:
                     return self._vanished(pass_)
             if cloud is None:
-                created = self._create(pass_, handle, subnet_id, firewall_ids)
+                created = self._create(pass_, handle, subnet_id, firewall_ids, user_data)
                 if isinstance(created, Result):
                     return created
                 cloud = created
@@ -196,6 +199,7 @@ class CloudSteps:
         handle: AccountHandle,
         subnet_id: SubnetId | None,
         firewall_ids: tuple[FirewallId, ...],
+        user_data: str | None,
     ) -> CloudInstance | Result:
         instance = pass_.obj
         status = instance.status
@@ -218,7 +222,7 @@ class CloudSteps:
                 zone=ZoneName(placement.zone) if placement.zone else None,
                 subnet_id=subnet_id,
                 firewall_ids=firewall_ids,
-                user_data=instance.spec.user_data,
+                user_data=user_data,
                 placement_group=placement.placement_group,
             )
             try:

@@ -17,7 +17,12 @@ also by Subnet and Firewall changes. One reconcile walks the life cycle as far a
    placement's (account, region, network) — the Firewall reconciler realises firewalls where
    placed instances need them, which is why a waiting instance writes its placement first;
    one that need not wait writes placement and create token together;
-5. ``cloud.CloudSteps.converge``: create (token first), observe, power state, drift.
+5. an instance with a ``bootConfigRef`` is pre-registered just before its create
+   (``boot.BootRegistrar``: Secret, rendezvous record, the boot string as its user data);
+6. ``cloud.CloudSteps.converge``: create (token first), observe, power state, drift;
+7. its boot agent: ``status.agent`` from the heartbeats and staleness (``agent.AgentWatch``),
+   then health remediation of a lost agent (``health.Remedies``). On deletion the uuid's
+   rendezvous record and heartbeat are forgotten on every finalizer pass.
 
 Status is built on the cached copy and written only if it differs from what was read, so a
 converged resync writes nothing. Requeue intervals are the constants below.
@@ -42,7 +47,10 @@ from reconcilers._common import (
 )
 from reconcilers.deps import Deps
 from reconcilers.hardware import UnknownProfileError
+from reconcilers.instance.agent import AgentWatch
+from reconcilers.instance.boot import BootRegistrar
 from reconcilers.instance.cloud import CloudSteps
+from reconcilers.instance.health import Remedies
 from reconcilers.placement import Unschedulable
 from reconcilers.quota import QUOTA_EXCEEDED
 
@@ -76,6 +84,9 @@ class InstanceReconciler:
         self._firewalls = deps.manager.informer(Firewall)
         self.scheduler = deps.scheduler
         self.cloud = CloudSteps(deps, self.scheduler.memory, self.scheduler.hardware)
+        self.boot = BootRegistrar(deps)
+        self.agent = AgentWatch(deps, self.boot)
+        self.remedies = Remedies(deps)
 
     # --- mapping other kinds' events ------------------------------------------------------
 
@@ -107,6 +118,7 @@ class InstanceReconciler:
             if instance.metadata.deletion_timestamp is not None:
                 if FINALIZER not in instance.metadata.finalizers:
                     return Result()
+                self.boot.forget(pass_)
                 return self.cloud.finalize(pass_, FINALIZER)
             # Written with the first status save, which always precedes the first cloud call
             # (the create token is saved before the create).
@@ -122,19 +134,33 @@ class InstanceReconciler:
             waiting = self._schedule(pass_, subnet)
             if waiting is not None:
                 return waiting
+        user_data = pass_.obj.spec.user_data
         if status.provider_id is None:
             ready = self._dependencies(pass_, subnet)
             if isinstance(ready, Result):
                 return ready
             subnet_id, firewall_ids = ready
+            if pass_.obj.spec.boot_config_ref is not None:
+                boot = self.boot.pre_register(pass_)
+                if isinstance(boot, Result):
+                    return boot
+                user_data = boot
         else:
             subnet_id, firewall_ids = None, ()
-        placement = status.placement
+        placement = pass_.obj.status.placement
         assert placement is not None
         handle = account_handle(self._deps, placement.account)
-        result = self.cloud.converge(pass_, handle, subnet_id, firewall_ids)
+        result = self.cloud.converge(pass_, handle, subnet_id, firewall_ids, user_data)
         pass_.observe_generation()
-        return result
+        return self._agent(pass_, result)
+
+    def _agent(self, pass_: Pass[Instance], result: Result) -> Result:
+        """The boot agent's status and, when it is lost, health remediation."""
+        judge_again = self.agent.converge(pass_)
+        remedied = self.remedies.act(pass_)
+        wait = remedied.requeue_after if remedied is not None else None
+        delays = [d for d in (result.requeue_after, judge_again, wait) if d is not None]
+        return Result(requeue_after=min(delays)) if delays else result
 
     def _wait(self, pass_: Pass[Instance], reason: str, message: str) -> Result:
         pass_.condition("Ready", False, reason, message)

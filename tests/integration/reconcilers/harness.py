@@ -42,6 +42,7 @@ from tests.integration.providers.conftest import REGION as EC2_REGION
 from tests.waiting import eventually
 
 __all__ = [
+    "RENDEZVOUS_URL",
     "Harness",
     "ec2_account",
     "harness",
@@ -57,6 +58,8 @@ Register = Callable[[Deps], None]
 API = "skybroker.io/v1alpha1"
 REGION = "sim-east"
 IMAGES = {"ubuntu-22.04": "img-ubuntu-2204"}
+#: The rendezvous base URL written into boot strings (nothing listens there in these tests).
+RENDEZVOUS_URL = "http://127.0.0.1:7480"
 
 
 def sim_account(name: str, region: str = REGION, **options: object) -> dict[str, Any]:
@@ -138,7 +141,8 @@ class Harness:
     ``inventory_interval``: the accounts' view age (short by default, so tests see the cloud
     quickly; tests of behaviour under the production interval pass ``INVENTORY_SECONDS``).
     ``resync_period``: short by default; a test that must show something happens without a
-    resync passes a long one."""
+    resync passes a long one. ``rendezvous_url``: ``Deps.rendezvous_url`` (None: as a
+    controller run without ``--rendezvous-url``)."""
 
     def __init__(
         self,
@@ -147,6 +151,7 @@ class Harness:
         shards: int = 1,
         inventory_interval: float = 0.3,
         resync_period: float = 2.0,
+        rendezvous_url: str | None = RENDEZVOUS_URL,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
@@ -166,7 +171,9 @@ class Harness:
             maintenance_interval=1.0,
         )
         self.manager = Manager(store, options, clock=clock)
-        self.deps = Deps(self.manager, self.providers, clock, PlacementMemory(clock))
+        self.deps = Deps(
+            self.manager, self.providers, clock, PlacementMemory(clock), rendezvous_url
+        )
         self._thread: threading.Thread | None = None
 
     # --- life cycle -----------------------------------------------------------------------
