@@ -207,8 +207,8 @@ class HandlerRunner:
             return Applied(FAILED, revision, message=self._with_tail(message, stderr))
         reported = parse_parameters(stdout)
         event(
-            f"handler {name} configured revision {revision}"
-            + (f" and reported {len(reported)} parameter(s)" if reported else "")
+            f"revision {revision} configured by {name}"
+            + (f", which reported {len(reported)} parameter(s)" if reported else "")
         )
         return Applied(CONFIGURED, revision, reported or {})
 

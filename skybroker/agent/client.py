@@ -112,8 +112,10 @@ def _send(
         )
     except httpx.TimeoutException:
         raise Unavailable("timed out") from None
+    except httpx.ConnectError:
+        raise Unavailable("cannot connect") from None
     except httpx.TransportError as exc:
-        raise Unavailable(f"cannot connect: {type(exc).__name__}") from None
+        raise Unavailable(f"connection failed: {type(exc).__name__}") from None
     if response.status_code >= 500 or response.status_code == 429:
         raise Unavailable(f"HTTP {response.status_code}")
     return response

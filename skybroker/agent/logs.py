@@ -3,8 +3,8 @@
 Where it sits: every module of :mod:`skybroker.agent` logs through :func:`event`. Lines are
 ``{UTC time} skybroker-agent: {text}`` — plain, since the agent's output lands in a cloud
 console or a journal. Callers never pass the secret (bodies and headers are never logged).
-:class:`Reachability` keeps a retry loop from logging every attempt: it speaks when the
-rendezvous becomes unreachable (or fails another way) and when it answers again.
+:class:`Reachability` keeps the retry loops from logging every attempt: it speaks when the
+rendezvous stops answering and when it answers again.
 """
 
 from __future__ import annotations
@@ -28,24 +28,25 @@ def event(text: str) -> None:
 
 
 class Reachability:
-    """Whether the rendezvous answers, shared by the agent's threads; logs transitions only."""
+    """Whether the rendezvous answers, shared by the agent's threads: logs the transitions
+    (answering → not, with the first problem seen; not → answering again), not each attempt."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._problem: str | None = None
+        self._down = False
 
     def failed(self, problem: str) -> None:
-        """An attempt failed because of ``problem`` (logged if it is a new problem)."""
+        """An attempt failed because of ``problem``."""
         with self._lock:
-            if problem == self._problem:
+            if self._down:
                 return
-            self._problem = problem
+            self._down = True
         event(f"rendezvous unavailable ({problem}); retrying with backoff")
 
     def answered(self) -> None:
-        """An attempt got an answer (logged if the last one had failed)."""
+        """An attempt got an answer."""
         with self._lock:
-            if self._problem is None:
+            if not self._down:
                 return
-            self._problem = None
+            self._down = False
         event("rendezvous answers again")
