@@ -141,6 +141,10 @@ class BootAgents:
         with self._lock:
             return self._passes
 
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
     def close(self) -> None:
         """Stop supervising and stop every agent (idempotent)."""
         self._stop.set()

@@ -196,7 +196,10 @@ class HandlerRunner:
             stdout, stderr = process.communicate(timeout=self._timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            _, stderr = process.communicate()
+            try:
+                _, stderr = process.communicate(timeout=5.0)
+            except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
+                stderr = ""
             message = f"handler {name} timed out after {self._timeout:g} s"
             return Applied(FAILED, revision, message=self._with_tail(message, stderr))
         finally:

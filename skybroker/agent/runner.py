@@ -22,6 +22,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def detect_address(endpoint: str) -> str | None:
         return None
 
 
-def parent_watch(pid: int) -> Any:
+def parent_watch(pid: int) -> Callable[[], bool]:
     """A check that says True once process ``pid`` is gone: it no longer exists, or — if it
     was this process's parent at the start — this process was handed to another parent."""
     was_parent = os.getppid() == pid
@@ -180,7 +181,7 @@ class Agent:
     def _apply(self, config: Config) -> Applied:
         event(f"fetched config revision {config.revision} ({len(config.config)} characters)")
         applied = self._handler.apply(
-            config.uuid, config.config, config.parameters, config.revision
+            self._boot.uuid, config.config, config.parameters, config.revision
         )
         if applied.message:
             event(f"revision {config.revision}: {applied.status}: {applied.message}")
