@@ -14,8 +14,10 @@ the waiting long-polls' connections without an answer, as a dying server would.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+import socket
 import threading
 import uuid as uuidlib
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ class FakeRendezvous:
         self._state = _State(heartbeat_seconds=heartbeat_seconds)
         self._changed = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         self.port = 0
         self.up = False
@@ -86,6 +89,18 @@ class FakeRendezvous:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._changed:
+            connections = list(self._connections)
+        for connection in connections:  # kept-alive connections die with the server too
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def _track(self, connection: socket.socket, open_: bool) -> None:
+        with self._changed:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
 
     @property
     def endpoint(self) -> str:
@@ -139,6 +154,7 @@ class FakeRendezvous:
 
     @property
     def requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every request; a GET's path with its query."""
         with self._changed:
             return list(self._state.requests)
 
@@ -205,6 +221,21 @@ def _handler_class(peer: FakeRendezvous) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return None
 
+        def setup(self) -> None:
+            super().setup()
+            peer._track(self.connection, True)
+
+        def finish(self) -> None:
+            peer._track(self.connection, False)
+            super().finish()
+
+        def _down(self) -> bool:
+            """Stopped: a request on a connection kept alive from before is dropped."""
+            if peer.up:
+                return False
+            self.close_connection = True
+            return True
+
         def _bearer(self) -> str | None:
             header = self.headers.get("Authorization", "")
             return header[len("Bearer ") :] if header.startswith("Bearer ") else None
@@ -229,8 +260,10 @@ def _handler_class(peer: FakeRendezvous) -> type[BaseHTTPRequestHandler]:
             return uid if uid and "/" not in uid else None
 
         def do_GET(self) -> None:
+            if self._down():
+                return
             parts = urlsplit(self.path)
-            peer._log("GET", parts.path)
+            peer._log("GET", self.path)
             uid = self._uuid(parts.path)
             if uid is None:
                 self._answer(404, {"message": "not found"})
@@ -248,6 +281,8 @@ def _handler_class(peer: FakeRendezvous) -> type[BaseHTTPRequestHandler]:
             self._answer(200, answer)
 
         def do_PUT(self) -> None:
+            if self._down():
+                return
             parts = urlsplit(self.path)
             peer._log("PUT", parts.path)
             uid = self._uuid(parts.path, "/report")
@@ -272,6 +307,8 @@ def _handler_class(peer: FakeRendezvous) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
         def do_POST(self) -> None:
+            if self._down():
+                return
             parts = urlsplit(self.path)
             peer._log("POST", parts.path)
             length = int(self.headers.get("Content-Length", "0"))
