@@ -34,6 +34,7 @@ __all__ = [
     "RendezvousClient",
     "Unavailable",
     "claim",
+    "parse_config",
 ]
 
 #: The rendezvous endpoints' path under the endpoint of a boot string.
@@ -131,7 +132,8 @@ def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     return body
 
 
-def _config(body: dict[str, Any]) -> Config:
+def parse_config(body: dict[str, Any]) -> Config:
+    """A config answer's JSON object as :class:`Config`; Rejected if it is not one."""
     try:
         parameters = body.get("parameters") or {}
         config = Config(
@@ -172,7 +174,7 @@ class RendezvousClient:
             raise Refused()
         if response.status_code != 200:
             raise Rejected(f"config: HTTP {response.status_code}")
-        return _config(_json_object(response, "config"))
+        return parse_config(_json_object(response, "config"))
 
     def report(self, body: dict[str, Any]) -> None:
         """``PUT …/report`` (204; any 2xx is taken)."""

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import ast
 import sys
+import threading
+import uuid as uuidlib
 from pathlib import Path
 
 import pytest
 
-from skybroker.agent.apply import parse_parameters
-from skybroker.agent.client import Backoff
+from api_types.boot import format_boot_string, new_boot_secret, parse_boot_string
+from api_types.rendezvous import AgentReport, ClaimAnswer, RendezvousConfig
+from skybroker.agent.apply import Applied, parse_parameters
+from skybroker.agent.client import Backoff, parse_config
+from skybroker.agent.runner import Agent, AgentOptions
 
 PACKAGE = Path(__file__).resolve().parents[2] / "skybroker" / "agent"
 ALLOWED_THIRD_PARTY = {"httpx"}
@@ -95,3 +100,29 @@ def test_backoff_grows_to_its_cap_with_jitter_and_resets() -> None:
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     backoff.reset()
     assert 0.5 <= backoff.delay() <= 1.0
+
+
+def test_the_agent_speaks_the_wire_shapes_of_api_types_rendezvous(tmp_path: Path) -> None:
+    """What the agent sends validates as ``AgentReport``; what the server sends
+    (``RendezvousConfig``, ``ClaimAnswer``) is what the agent reads."""
+    boot = parse_boot_string(
+        format_boot_string(str(uuidlib.uuid4()), new_boot_secret(), "http://127.0.0.1:9")
+    )
+    agent = Agent(boot, AgentOptions(tmp_path / "config", address="10.0.0.7"), threading.Event())
+    for applied in (
+        Applied("Configured", 4, {"role": "web"}),
+        Applied("Failed", 5, {}, "handler h exited with 1: boom"),
+    ):
+        report = AgentReport.model_validate(agent._report_body(applied))
+        assert report.config_revision == applied.revision and report.address == "10.0.0.7"
+        assert report.message == applied.message and report.parameters == applied.parameters
+    served = RendezvousConfig(
+        uuid=boot.uuid, config="#!/bin/sh\n", parameters={"a": "b"}, revision=3,
+        heartbeat_seconds=10,
+    )  # fmt: skip
+    read = parse_config(served.model_dump(by_alias=True, mode="json"))
+    assert (read.uuid, read.config, read.parameters, read.revision, read.heartbeat_seconds) == (
+        boot.uuid, "#!/bin/sh\n", {"a": "b"}, 3, 10,
+    )  # fmt: skip
+    answer = ClaimAnswer(uuid=boot.uuid, secret=boot.secret, endpoint=boot.endpoint)
+    assert set(answer.model_dump(by_alias=True)) == {"uuid", "secret", "endpoint"}
