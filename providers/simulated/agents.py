@@ -215,7 +215,9 @@ class BootAgents:
         except OSError:
             lock.close()
             raise
-        (directory / "agent.pid").write_text(f"{process.pid}\n")
+        # Renamed into place: a reader in another process never sees it empty.
+        (directory / "agent.pid.new").write_text(f"{process.pid}\n")
+        (directory / "agent.pid.new").replace(directory / "agent.pid")
         with self._lock:
             self._runs[row.id] = _Run(_epoch(row), process, lock, directory)
         log.info("boot agent started", instance=row.id, pid=process.pid)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from providers.config import AccountConfig
 from providers.simulated import SimOptions, SimulatedProvider
 from providers.simulated.agents import agent_dir, agents_root
 from providers.types import ImageId, InstanceCreate, InstanceId, SizeId
+from tests.integration.agent.helpers import ROOT
 from tests.integration.providers.conftest import REGION
 from tests.integration.providers.helpers import CLOCK_START, tags
 from tests.rendezvous_peer import FakeRendezvous
@@ -202,3 +206,42 @@ def test_the_option_reads_true_or_false() -> None:
     assert SimOptions.parse({}).boot_agents is False
     with pytest.raises(ValueError, match="boot-agents must be true or false"):
         SimOptions.parse({"boot-agents": "yes"})
+
+
+def test_agents_die_with_the_process_that_started_them(
+    tmp_path: Path, peer: FakeRendezvous
+) -> None:
+    """The controller SIGKILLed: nothing stops its agents but ``$SKYBROKER_AGENT_PARENT_PID``.
+    The test, in another process, finds the agent through its pid file."""
+    state = tmp_path / "cloud.db"
+    boot = peer.identity()
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from providers.config import AccountConfig
+        from providers.simulated import SimulatedProvider
+        from providers.types import ImageId, InstanceCreate, ResourceTags, SizeId
+        config = AccountConfig("sim-agents", "simulated", "{REGION}", endpoint={str(state)!r},
+                               options={{"boot_seconds": "0", "boot-agents": "true"}})
+        cloud = SimulatedProvider(config)
+        vm = cloud.create_instance(InstanceCreate(ResourceTags("vm", "u", "t"),
+                                   SizeId("s1.small"), ImageId("img-ubuntu-2204"),
+                                   user_data={boot!r}))
+        print(vm.id, flush=True)
+        time.sleep(600)
+        """
+    )
+    controller = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert controller.stdout is not None
+        vm = controller.stdout.readline().strip()
+        pid_file = agent_dir(str(state), "sim-agents", REGION, vm) / "agent.pid"
+        eventually(pid_file.exists, what="the agent's pid file")
+        agent = int(pid_file.read_text())
+        eventually(lambda: peer.reports_of(parse_boot_string(boot).uuid), what="a report")
+    finally:
+        controller.kill()
+        controller.wait()
+    eventually(lambda: not _alive(agent) or _zombie(agent), what="the orphaned agent ending")
