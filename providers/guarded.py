@@ -86,6 +86,13 @@ class GuardedProvider:
     def supports_placement_groups(self) -> bool:
         return self.inner.supports_placement_groups  # local: no API call, nothing to budget
 
+    def close(self) -> None:
+        """Stop what the driver runs in the background (the simulated cloud's boot agents), if
+        it has a ``close``; not a cloud call, so not budgeted."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+
     def _call(self, op: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         account = self.inner.account
         try:

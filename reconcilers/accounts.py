@@ -216,11 +216,23 @@ class ProviderRegistry:
             catalogue = Catalogue(provider, self._clock)
             handle = AccountHandle(name, provider, inventory, catalogue, version)
             self._handles[name] = handle
-            return handle
+        if known is not None:  # outside the lock: closing may wait for background work
+            known.provider.close()
+        return handle
 
     def forget(self, name: str) -> None:
         with self._lock:
-            self._handles.pop(name, None)
+            handle = self._handles.pop(name, None)
+        if handle is not None:
+            handle.provider.close()
+
+    def close(self) -> None:
+        """Close every account's provider (the simulated cloud's boot agents stop); the
+        process is ending. A later :meth:`handle` opens a fresh one."""
+        with self._lock:
+            handles, self._handles = list(self._handles.values()), {}
+        for handle in handles:
+            handle.provider.close()
 
     def _credentials(self, account: ProviderAccount) -> tuple[dict[str, str], str]:
         """(values, Secret resourceVersion); read at most once per ``CREDENTIALS_SECONDS`` per

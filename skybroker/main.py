@@ -36,6 +36,7 @@ from controller.store.encryption import CipherError, SecretCipher
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
+from skybroker.agent.cli import add_parser as add_agent_parser
 from skybroker.apiserver import HttpServer, load_cipher, prepare_data_dir
 from skybroker.seed import seed_if_empty
 from skybroker.wiring import register_reconcilers
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     apiserver.add_argument("--encryption-key-file", default="", help="AES-GCM keys for Secrets")
     apiserver.add_argument("--prefix", default="/skybroker", help="etcd key prefix")
     apiserver.set_defaults(func=cmd_apiserver, shards=1, workers=1)
+
+    add_agent_parser(commands)  # the boot agent (§11): no etcd, no server flags
     return parser
 
 

@@ -89,6 +89,27 @@ class GitOpsBackends:
                 self._authorizer.stop()
 
 
+class _ClosedOnStop:
+    """The account registry as a manager source: nothing to watch or sync, but stopped with
+    the caches when the manager stops — which closes every provider, so the simulated cloud's
+    boot agents end with the controllers (``Manager`` has no other shutdown hook)."""
+
+    def __init__(self, providers: ProviderRegistry) -> None:
+        self._providers = providers
+
+    def start(self) -> None:
+        return None
+
+    def stop(self, timeout: float = 0.0) -> None:
+        self._providers.close()
+
+    def has_synced(self) -> bool:
+        return True
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool:
+        return True
+
+
 def register_reconcilers(
     manager: Manager,
     simulated_state_dir: Path | None,
@@ -102,6 +123,7 @@ def register_reconcilers(
     providers = ProviderRegistry(
         manager.store, simulated_state_dir=simulated_state_dir, clock=clock
     )
+    manager.add_source(_ClosedOnStop(providers))
     deps = Deps(manager, providers, clock, PlacementMemory(clock), rendezvous_url)
     for module in _MODULES:
         module.register(deps)

@@ -6,7 +6,10 @@ holds them): ``boot_seconds``, ``stop_seconds``, ``terminate_seconds``, ``volume
 (asynchronous transitions), ``quota_instances``, ``quota_vcpus``, ``quota_volumes``
 (provider-side quotas per account and region), ``zone_capacity_vcpus`` (capacity per zone,
 shared by every account on the same state file), ``latency``, ``error_rate``,
-``throttle_rate``, ``timeout_rate``, ``retry_after`` and ``seed`` (fault injection).
+``throttle_rate``, ``timeout_rate``, ``retry_after`` and ``seed`` (fault injection), and
+``boot-agents`` (``"true"``: a real ``skybroker agent`` process per running instance whose user
+data is a boot string, ``providers.simulated.agents``). A ``-`` in an option name reads as
+``_`` (annotations are usually spelled with dashes).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from controller.errors import ReconcileError
 from providers.clock import Clock, WallClock
 from providers.config import AccountConfig
 from providers.errors import UnsupportedError
+from providers.simulated.agents import BootAgents
 from providers.simulated.catalog import image_catalogue, size_catalogue, zone_names
 from providers.simulated.faults import FaultInjector, FaultRates, sim_error
 from providers.simulated.store import Row, Scoped, SimStore
@@ -41,6 +45,7 @@ __all__ = ["SimBase", "SimOptions"]
 @dataclass(frozen=True)
 class SimOptions:
     """The simulated cloud's timings (seconds per transition) and account quotas."""
+
     boot_seconds: float = 1.0
     stop_seconds: float = 0.5
     terminate_seconds: float = 0.5
@@ -55,15 +60,20 @@ class SimOptions:
     timeout_rate: float = 0.0
     retry_after: float = 1.0
     seed: int | None = None
+    boot_agents: bool = False
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> SimOptions:
         known = {f.name: f for f in fields(cls)}
-        unknown = set(options) - set(known)
+        named = {name.replace("-", "_"): text for name, text in options.items()}
+        unknown = set(named) - set(known)
         if unknown:
             raise ValueError(f"unknown simulated-driver options: {sorted(unknown)}")
         values: dict[str, Any] = {}
-        for name, text in options.items():
+        for name, text in named.items():
+            if name == "boot_agents":
+                values[name] = _flag(name, text)
+                continue
             kind = int if name.startswith(("quota_", "zone_")) or name == "seed" else float
             values[name] = kind(text)
         return cls(**values)
@@ -76,6 +86,13 @@ class SimOptions:
             latency=self.latency,
             retry_after=self.retry_after,
         )
+
+
+def _flag(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"simulated-driver option {name.replace('_', '-')} must be true or false")
+    return value == "true"
 
 
 _ID_PREFIX = {
@@ -115,6 +132,26 @@ class SimBase:
         self.images = image_catalogue(config.images)
         self.zones = zone_names(config.region)
         self._zone_names = {zone.name for zone in self.zones}
+        self.boot_agents: BootAgents | None = None
+        if self.options.boot_agents:
+            self.boot_agents = BootAgents(
+                account=config.name,
+                region=config.region,
+                state_path=self.store.path,
+                instances=lambda: self.scope.rows(self.store.reader(), "instance"),
+                now=self.clock.now,
+            )
+
+    def agent_pid(self, instance_id: str) -> int | None:
+        """With ``boot-agents``: the pid of the agent started for the instance's current run
+        (None if none; it may have died since). Other processes read ``agent.pid`` in
+        ``providers.simulated.agents.agent_dir(...)``."""
+        return self.boot_agents.agent_pid(instance_id) if self.boot_agents else None
+
+    def close(self) -> None:
+        """Stop what the provider runs in the background (its boot agents); idempotent."""
+        if self.boot_agents is not None:
+            self.boot_agents.close()
 
     @property
     def account(self) -> str:

@@ -10,6 +10,7 @@ from api_types import ProviderAccount, Secret, registry
 from controller.clock import FakeClock
 from controller.errors import TerminalError
 from controller.store.objects import Store
+from providers.simulated import SimulatedProvider
 from reconcilers.accounts import CATALOGUE_TTL, CREDENTIALS_SECONDS, ProviderRegistry
 
 
@@ -115,3 +116,22 @@ def test_unknown_driver_is_terminal(store: Store, tmp_path: Path) -> None:
     with pytest.raises(TerminalError) as err:
         providers.handle(store.update(stored))
     assert err.value.reason == "InvalidAccount"
+
+
+def test_the_boot_agents_option_reaches_the_driver_and_providers_are_closed(
+    store: Store, tmp_path: Path
+) -> None:
+    """``options.skybroker.io/boot-agents`` turns the simulated cloud's agent supervisor on; a
+    replaced provider (new account version) is closed, and ``close`` closes the rest."""
+    providers = ProviderRegistry(store, simulated_state_dir=tmp_path)
+    obj = account("sim-agents")
+    obj.metadata.annotations["options.skybroker.io/boot-agents"] = "true"
+    stored = store.create(obj)
+    first = providers.handle(stored).provider.inner
+    assert isinstance(first, SimulatedProvider) and first.boot_agents is not None
+    stored.spec.images = {"ubuntu": "img-ubuntu-22.04"}
+    second = providers.handle(store.update(stored)).provider.inner
+    assert isinstance(second, SimulatedProvider) and second.boot_agents is not None
+    assert first.boot_agents.closed and not second.boot_agents.closed
+    providers.close()
+    assert second.boot_agents.closed
