@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.up import start_up
+
+__all__ = ["processes", "start_up"]
+
 
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
