@@ -111,6 +111,11 @@ def _revision(boot: BootConfig) -> int:
     return boot.status.revision or 0
 
 
+def _newer(candidate: BootConfig, known: BootConfig) -> bool:
+    """Whether ``candidate`` was written after ``known`` (etcd revisions order them)."""
+    return int(candidate.metadata.resource_version or 0) > int(known.metadata.resource_version or 0)
+
+
 def _json(code: int, model: WireModel) -> Answer:
     return Answer(code, encode(model.model_dump(mode="json", by_alias=True)))
 
@@ -231,7 +236,7 @@ class RendezvousRoutes:
     ) -> Answer:
         after, timeout = poll_parameters(query)
         record = await asyncio.to_thread(self.service.authenticate, uuid, secret)
-        boot = await asyncio.to_thread(self.service.boot_config, record)
+        boot = await asyncio.to_thread(self.service.current_boot_config, record)
         if after is not None and timeout > 0 and _revision(boot) == after:
             boot = await self._wait(record, boot, after, timeout, receive)
         config = await asyncio.to_thread(self.service.config, uuid, record, boot)
@@ -257,15 +262,18 @@ class RendezvousRoutes:
                 # Registered before the cache is read: a change in between wakes it.
                 changed = self.waiters.wait(key)
                 try:
-                    current = self.service.cached_boot_config(record)
-                    if current is None:
+                    cached = self.service.cached_boot_config(record)
+                    if cached is None:
                         # Deleted (404), or not in the cache yet: etcd says which.
-                        current = await asyncio.to_thread(self.service.boot_config, record)
-                    boot = current
+                        boot = await asyncio.to_thread(self.service.current_boot_config, record)
+                    elif _newer(cached, boot):
+                        boot = cached  # never a copy older than the one read from etcd
                     remaining = deadline - loop.time()
                     if _revision(boot) != after or remaining <= 0:
                         return boot
-                    await asyncio.wait({changed, gone}, timeout=remaining)
+                    await asyncio.wait(
+                        {changed, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
                     if gone.done():
                         raise _ClientGone
                 finally:

@@ -5,8 +5,9 @@ Where it sits: under ``routes``, which calls every method here off the event loo
 (every rendezvous key is read and written there) and the API server's BootConfig informer.
 
 - :meth:`RendezvousService.authenticate`: one read of the uuid's record, then ``bearer``'s
-  constant-time check; :meth:`~RendezvousService.boot_config` is served by the informer's
-  cache (etcd only for one the cache has not seen yet);
+  constant-time check; a fetch reads the BootConfig from etcd
+  (:meth:`~RendezvousService.current_boot_config`: the cache may lag), a report from the
+  informer's cache (:meth:`~RendezvousService.boot_config`; etcd only for one it lacks);
 - :meth:`~RendezvousService.config`: the BootConfig's config and parameters overlaid with the
   agent's last reported ones (one read of its heartbeat);
 - :meth:`~RendezvousService.report`: exactly one etcd write, the heartbeat
@@ -104,10 +105,15 @@ class RendezvousService:
     # --- what it gets ---------------------------------------------------------------------
 
     def boot_config(self, record: RendezvousRecord) -> BootConfig:
-        """The record's BootConfig (read-only), from the cache or else etcd; 404 when gone."""
+        """The record's BootConfig (read-only), from the cache or else etcd; 404 when gone.
+        For what may lag a little (a report's ``staleAfter``)."""
         cached = self.boot_configs.peek(boot_config_key(record.namespace, record.boot_config))
-        if cached is not None:
-            return cached
+        return cached if cached is not None else self.current_boot_config(record)
+
+    def current_boot_config(self, record: RendezvousRecord) -> BootConfig:
+        """The record's BootConfig as etcd has it now; 404 when gone. A fetch starts from it:
+        the cache may lag, and an agent must never be handed a revision older than one it
+        was already given."""
         try:
             return self.store.get(BootConfig, record.boot_config, record.namespace)
         except NotFoundError:
