@@ -1,0 +1,155 @@
+"""The rendezvous endpoints under load and abuse (DESIGN §11): waiting long-polls hold no
+thread, the per-address rate limit, secrets kept out of the logs, metrics, and shutdown
+answering the polls that wait."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from structlog.testing import capture_logs
+
+from apiserver import ApiOptions
+from controller.store.objects import Store
+from skybroker.apiserver import HttpServer
+from tests.integration.apiserver.rendezvous_world import (
+    CLAIMS,
+    api_server,
+    bearer,
+    boot_config,
+    config_path,
+    enroll,
+    register,
+    set_revision,
+    wait_until,
+)
+
+#: Enough for the load test's polls from one address.
+UNLIMITED = ApiOptions(rendezvous_rate=100_000, rendezvous_burst=100_000)
+POLLS = 200
+
+
+def test_waiting_long_polls_hold_no_thread(api_store: Store, tmp_path: Path) -> None:
+    boot_config(api_store, "web")
+    set_revision(api_store, "web", 1)
+    uid, secret = register(api_store, "web")
+    headers = bearer(secret)
+    with api_server(api_store, tmp_path, UNLIMITED) as server:
+
+        async def scenario() -> tuple[int, int, list[httpx.Response]]:
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+            async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+                # As many fetches that answer at once: every pool the server (and this
+                # client) grows under that load is grown before counting.
+                warm = [http.get(config_path(uid), headers=headers) for _ in range(POLLS)]
+                assert {a.status_code for a in await asyncio.gather(*warm)} == {200}
+                before = threading.active_count()
+                url = f"{config_path(uid)}?afterRevision=1&timeoutSeconds=120"
+                polls = [
+                    asyncio.ensure_future(http.get(url, headers=headers)) for _ in range(POLLS)
+                ]
+                deadline = time.monotonic() + 60
+                while server.api.rendezvous.waiting() < POLLS:
+                    assert time.monotonic() < deadline, server.api.rendezvous.waiting()
+                    assert not any(poll.done() for poll in polls)
+                    await asyncio.sleep(0.02)
+                during = threading.active_count()
+                set_revision(api_store, "web", 2)
+                return before, during, list(await asyncio.gather(*polls))
+
+        before, during, answers = asyncio.run(scenario())
+    # A thread per waiting poll would add 200; the executors' pools are already grown.
+    print(f"threads: {before} before the polls, {during} while {POLLS} wait")
+    assert during <= before + 2, (before, during)
+    assert [a.status_code for a in answers] == [200] * POLLS
+    assert {a.json()["revision"] for a in answers} == {2}
+
+
+def test_rate_limit_per_client_address(api_store: Store, tmp_path: Path) -> None:
+    boot_config(api_store, "web")
+    uid, secret = register(api_store, "web")
+    options = ApiOptions(rendezvous_rate=0.5, rendezvous_burst=3)
+    with api_server(api_store, tmp_path, options) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            answers = [http.get(config_path(uid), headers=bearer(secret)) for _ in range(3)]
+            assert [a.status_code for a in answers] == [200] * 3
+            limited = http.get(config_path(uid), headers=bearer(secret))
+            assert limited.status_code == 429
+            assert limited.json()["kind"] == "Status"
+            assert limited.json()["reason"] == "TooManyRequests"
+            assert int(limited.headers["Retry-After"]) in (1, 2)
+            # Every endpoint counts, whatever it would have answered.
+            assert http.post(CLAIMS).status_code == 429
+            assert http.get("/rendezvous/nowhere").status_code == 429
+            # The REST API is not limited by it.
+            assert http.get("/healthz").status_code == 200
+        # Another address has a bucket of its own.
+        transport = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=server.url, timeout=30, transport=transport) as other:
+            assert other.get(config_path(uid), headers=bearer(secret)).status_code == 200
+
+
+def test_secrets_never_reach_the_log(api_store: Store, server: HttpServer) -> None:
+    boot_config(api_store, "web")
+    boot_config(api_store, "pool", dynamic=True, slots=1)
+    uid, secret = register(api_store, "web")
+    enrollment = enroll(api_store, "pool")
+    with capture_logs() as logs, httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get(config_path(uid), headers=bearer(secret)).status_code == 200
+        report = {"status": "Configured", "message": "ok"}
+        url = f"{config_path(uid)}/report"
+        assert http.put(url, json=report, headers=bearer(secret)).status_code == 204
+        wrong = http.get(config_path(uid), headers=bearer(secret[::-1]))
+        assert wrong.status_code == 401
+        claimed = http.post(CLAIMS, headers=bearer(enrollment))
+        assert claimed.status_code == 201
+        assert http.post(CLAIMS, headers=bearer(enrollment)).status_code == 409
+        assert http.post(CLAIMS, headers=bearer(secret)).status_code == 401
+    text = repr(logs)
+    for value in (secret, secret[::-1], enrollment, claimed.json()["secret"]):
+        assert value not in text
+    assert "Bearer" not in text and "authorization" not in text.lower()
+    refused = [e for e in logs if e["event"] == "rendezvous request refused"]
+    assert any(e.get("uuid") == uid and e["code"] == 401 for e in refused), logs
+    [claim] = [e for e in logs if e["event"] == "slot claimed"]
+    assert claim["uuid"] == claimed.json()["uuid"] and claim["slot"] == 0
+
+
+def test_metrics_count_requests_by_endpoint_and_code(api_store: Store, server: HttpServer) -> None:
+    boot_config(api_store, "web")
+    uid, secret = register(api_store, "web")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get(config_path(uid), headers=bearer(secret)).status_code == 200
+        assert http.get(config_path(uid)).status_code == 401
+        assert http.get("/rendezvous/x").status_code == 404
+        metrics = http.get("/metrics").text
+    for line in (
+        'apiserver_rendezvous_requests_total{code="200",endpoint="config"}',
+        'apiserver_rendezvous_requests_total{code="401",endpoint="config"}',
+        'apiserver_rendezvous_requests_total{code="404",endpoint="other"}',
+        "apiserver_rendezvous_waiting_polls 0.0",
+    ):
+        assert line in metrics, line
+
+
+def test_shutdown_answers_the_waiting_polls(api_store: Store, tmp_path: Path) -> None:
+    boot_config(api_store, "web")
+    set_revision(api_store, "web", 5)
+    uid, secret = register(api_store, "web")
+    url = f"{config_path(uid)}?afterRevision=5&timeoutSeconds=300"
+    with (
+        ThreadPoolExecutor(1) as pool,
+        api_server(api_store, tmp_path, ApiOptions()) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+        polling = pool.submit(http.get, url, headers=bearer(secret))
+        wait_until(lambda: server.api.rendezvous.waiting() == 1, what="the poll to wait")
+        server.stop()
+        # Answered as at its timeout (the agent polls again elsewhere), not cut off.
+        answer = polling.result(timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["revision"] == 5
