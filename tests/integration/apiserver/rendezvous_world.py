@@ -4,8 +4,7 @@ BootConfig reconciler's ``status.revision`` written by hand, and an API server w
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +37,6 @@ __all__ = [
     "enroll",
     "register",
     "set_revision",
-    "wait_until",
 ]
 
 CLAIMS = f"{API_PREFIX}/claims"
@@ -112,12 +110,3 @@ def api_server(store: Store, tmp_path: Path, options: ApiOptions) -> Iterator[Ht
         yield http
     finally:
         http.stop()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    """Poll ``condition`` until it holds (no fixed sleeps in the tests)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.02)

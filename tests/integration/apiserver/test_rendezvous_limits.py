@@ -13,7 +13,12 @@ from pathlib import Path
 import httpx
 from structlog.testing import capture_logs
 
+from api_types.bootconfigs import BootConfig
 from apiserver import ApiOptions
+from apiserver.rendezvous import RendezvousRoutes
+from controller.cache import Informer
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.rendezvous_world import (
@@ -25,8 +30,8 @@ from tests.integration.apiserver.rendezvous_world import (
     enroll,
     register,
     set_revision,
-    wait_until,
 )
+from tests.waiting import eventually
 
 #: Enough for the load test's polls from one address.
 UNLIMITED = ApiOptions(rendezvous_rate=100_000, rendezvous_burst=100_000)
@@ -147,9 +152,38 @@ def test_shutdown_answers_the_waiting_polls(api_store: Store, tmp_path: Path) ->
         httpx.Client(base_url=server.url, timeout=60) as http,
     ):
         polling = pool.submit(http.get, url, headers=bearer(secret))
-        wait_until(lambda: server.api.rendezvous.waiting() == 1, what="the poll to wait")
+        eventually(lambda: server.api.rendezvous.waiting() == 1, what="the poll to wait")
         server.stop()
         # Answered as at its timeout (the agent polls again elsewhere), not cut off.
         answer = polling.result(timeout=30)
     assert answer.status_code == 200
     assert answer.json()["revision"] == 5
+
+
+def test_an_unreachable_store_is_503(layout: KeyLayout) -> None:
+    """Nothing listens on port 1: every read fails as etcd being down does."""
+    client = EtcdClient(["127.0.0.1:1"], timeout=1.0, retry_for=0.3, fail_fast=True)
+    store = Store(client, layout)
+    routes = RendezvousRoutes(
+        store, Informer(store, BootConfig), max_body_bytes=1024, rate=100.0, burst=100
+    )
+    uid = "0b6f7a4e-1d2c-4e5f-8a9b-0c1d2e3f4a5b"
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=routes)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rdv") as http:
+            return [
+                await http.get(config_path(uid), headers=bearer("x" * 43)),
+                await http.put(f"{config_path(uid)}/report", json={"status": "Configured"},
+                               headers=bearer("x" * 43)),
+                await http.post(CLAIMS, headers=bearer("x" * 43)),
+            ]  # fmt: skip
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        client.close()
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["reason"] == "ServiceUnavailable"
+        assert answer.headers["Retry-After"] == "1"
