@@ -41,7 +41,7 @@ from apiserver.redaction import RequestFacts
 from apiserver.rendezvous.bearer import bearer_secret
 from apiserver.rendezvous.metrics import RendezvousMetrics
 from apiserver.rendezvous.ratelimit import RateLimiter
-from apiserver.rendezvous.service import RendezvousService
+from apiserver.rendezvous.service import RendezvousService, is_uuid
 from apiserver.rendezvous.waiters import RevisionWaiters, boot_config_key
 from apiserver.status import ApiError, error_from
 from controller.asgi import Answer, Receive, Scope, Send, request_headers
@@ -210,7 +210,9 @@ class RendezvousRoutes:
         self.metrics.duration.labels(endpoint).observe(time.perf_counter() - started)
 
     def _log(self, endpoint: str, uuid: str | None, code: int) -> None:
-        bound = log.bind(endpoint=endpoint, uuid=uuid, code=code)
+        # A path segment that is no uuid is not logged: it is anyone's text, of any length.
+        shown = uuid if uuid is None or is_uuid(uuid) else "<not a uuid>"
+        bound = log.bind(endpoint=endpoint, uuid=shown, code=code)
         # A refusal is worth a line (a broken agent, or someone guessing); an answered request
         # or a rate-limited one (a flood would flood the log) only at debug.
         if 400 <= code < 500 and code != 429:
