@@ -237,8 +237,7 @@ class RendezvousRoutes:
         self, uuid: str, secret: str, query: Mapping[str, str], receive: Receive
     ) -> Answer:
         after, timeout = poll_parameters(query)
-        record = await asyncio.to_thread(self.service.authenticate, uuid, secret)
-        boot = await asyncio.to_thread(self.service.current_boot_config, record)
+        record, boot = await asyncio.to_thread(self.service.lookup, uuid, secret)
         if after is not None and timeout > 0 and _revision(boot) == after:
             boot = await self._wait(record, boot, after, timeout, receive)
         config = await asyncio.to_thread(self.service.config, uuid, record, boot)
@@ -284,6 +283,8 @@ class RendezvousRoutes:
         finally:
             self.metrics.waiting.dec()
             gone.cancel()
+            if gone.done() and not gone.cancelled():
+                gone.exception()  # retrieved: a receive that failed is just a client gone
 
     def waiting(self) -> int:
         """Long-polls waiting now (tests and metrics)."""

@@ -104,6 +104,11 @@ class RendezvousService:
 
     # --- what it gets ---------------------------------------------------------------------
 
+    def lookup(self, uuid: str, secret: str) -> tuple[RendezvousRecord, BootConfig]:
+        """A fetch's first step: :meth:`authenticate`, then :meth:`current_boot_config`."""
+        record = self.authenticate(uuid, secret)
+        return record, self.current_boot_config(record)
+
     def boot_config(self, record: RendezvousRecord) -> BootConfig:
         """The record's BootConfig (read-only), from the cache or else etcd; 404 when gone.
         For what may lag a little (a report's ``staleAfter``)."""

@@ -5,6 +5,7 @@ answering the polls that wait."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -187,3 +188,17 @@ def test_an_unreachable_store_is_503(layout: KeyLayout) -> None:
         assert answer.status_code == 503, answer.text
         assert answer.json()["reason"] == "ServiceUnavailable"
         assert answer.headers["Retry-After"] == "1"
+
+
+def test_a_poll_whose_client_leaves_stops_waiting(api_store: Store, server: HttpServer) -> None:
+    boot_config(api_store, "web")
+    uid, secret = register(api_store, "web")
+    request = (
+        f"GET {config_path(uid)}?afterRevision=0&timeoutSeconds=300 HTTP/1.1\r\n"
+        f"Host: {server.address[0]}:{server.address[1]}\r\n"
+        f"Authorization: Bearer {secret}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(server.address, timeout=30) as sock:
+        sock.sendall(request)
+        eventually(lambda: server.api.rendezvous.waiting() == 1, what="the poll to wait")
+    eventually(lambda: server.api.rendezvous.waiting() == 0, what="the poll to end")
