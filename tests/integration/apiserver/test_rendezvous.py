@@ -3,6 +3,7 @@ fetch and its long-poll, reports as one-write heartbeats, the one 401, dynamic c
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -260,9 +261,16 @@ def test_a_report_over_the_body_limit_is_413(api_store: Store, http: httpx.Clien
 def test_three_slots_four_claimants(api_store: Store, http: httpx.Client) -> None:
     boot_config(api_store, "pool", dynamic=True, slots=3)
     enrollment = enroll(api_store, "pool")
+    start = threading.Barrier(4)
+
+    def claimant(_: int) -> httpx.Response:
+        """One agent: its own connection, sent when all four are ready."""
+        with httpx.Client(base_url=http.base_url, timeout=30) as own:
+            start.wait(30)
+            return own.post(CLAIMS, headers=bearer(enrollment))
+
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: http.post(CLAIMS, headers=bearer(enrollment)),
-                                range(4)))  # fmt: skip
+        answers = list(pool.map(claimant, range(4)))
     codes = sorted(answer.status_code for answer in answers)
     assert codes == [201, 201, 201, 409], [a.text for a in answers]
     [full] = [a for a in answers if a.status_code == 409]

@@ -48,11 +48,13 @@ def test_waiting_long_polls_hold_no_thread(api_store: Store, tmp_path: Path) -> 
 
         async def scenario() -> tuple[int, int, list[httpx.Response]]:
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+            # As many fetches that answer at once: every pool the server grows under that
+            # load is grown before counting. On connections of their own, closed afterwards:
+            # one the server closes as idle while a poll reuses it would fail the poll.
             async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
-                # As many fetches that answer at once: every pool the server (and this
-                # client) grows under that load is grown before counting.
                 warm = [http.get(config_path(uid), headers=headers) for _ in range(POLLS)]
                 assert {a.status_code for a in await asyncio.gather(*warm)} == {200}
+            async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
                 before = threading.active_count()
                 url = f"{config_path(uid)}?afterRevision=1&timeoutSeconds=120"
                 polls = [
