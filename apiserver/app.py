@@ -154,8 +154,9 @@ class ApiServer:
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the RBAC and admission caches, wait for them, store the built-in ClusterRoles
-        and the system namespace (admission creates nothing in a namespace that is missing)."""
+        """Start the RBAC, admission and BootConfig (rendezvous) caches, wait for them, store
+        the built-in ClusterRoles and the system namespace (admission creates nothing in a
+        namespace that is missing)."""
         caches: list[Authorizer | Lookups | AccessKeys | Informer[BootConfig]] = [
             self.authorizer,
             self.lookups,
