@@ -9,7 +9,8 @@ reads of admission and quota served by ``lookups``' caches) or ``watch``; failur
 ``system``'s route table; ``openapi`` documents every route from the models. ``local`` runs
 the same resource operations in-process as one user (skyctl's ``--etcd`` mode, GitOps) — and
 for ``ec2``, the EC2 Query front door at ``/ec2/`` (DESIGN §12), whose SigV4-signed actions run
-as an access key's user (``accesskeys``).
+as an access key's user (``accesskeys``). ``rendezvous`` serves the boot rendezvous at
+``/rendezvous/`` (DESIGN §11): agents authenticated by a boot secret instead of a user token.
 ``skybroker apiserver`` and ``skybroker up`` serve :class:`ApiServer` with uvicorn.
 """
 

@@ -11,7 +11,10 @@ store) → pre-serialised JSON, or a ``Status`` for any failure (``status``); or
 front door (``ec2``, DESIGN §12): EC2 Query requests signed with an access key, whose
 :data:`~apiserver.accesskeys.CredentialResolver` is the store's AccessKeys
 (``apiserver.accesskeys.AccessKeys``) unless one is handed over, run as the key's user through
-the same resource operations as REST. Every other path is a system endpoint (``system``):
+the same resource operations as REST. ``/rendezvous/`` is the boot rendezvous (``rendezvous``,
+DESIGN §11): agents fetch their BootConfig (long-polling a BootConfig informer started with the
+other caches), report and claim slots, with a bearer secret instead of a user token. Every
+other path is a system endpoint (``system``):
 unauthenticated ``/healthz``, ``/readyz``, ``/version``, ``/openapi.json`` and ``/metrics``
 (as the controller manager's health port), and discovery
 (``/apis``, ``/apis/skybroker.io/v1alpha1``), which needs a token but no permission.
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Histogram
 
 from api_types import registry
+from api_types.bootconfigs import BootConfig
 from api_types.common import SYSTEM_NAMESPACE
 from api_types.meta import Resource
 from apiserver.accesskeys import AccessKeys, CredentialResolver
@@ -38,8 +42,10 @@ from apiserver.hooks import HOOKS_ROOT, WebhookRoutes
 from apiserver.lookups import Lookups
 from apiserver.openapi import API_ROOT
 from apiserver.rbac import BUILTIN_CLUSTER_ROLES, Authorizer
+from apiserver.rendezvous import RENDEZVOUS_ROOT, RendezvousRoutes
 from apiserver.system import SystemRoutes
 from controller.asgi import Receive, Scope, Send
+from controller.cache import Informer
 from controller.errors import AlreadyExistsError, StoreError
 from controller.store.objects import Store
 
@@ -59,6 +65,13 @@ class ApiOptions:
     sync_timeout: float = 30.0
     #: Threads running resource operations (each blocks on etcd for a round trip).
     workers: int = 32
+    #: Rendezvous requests per second per client address, and the burst allowed: enough for
+    #: some fifty agents behind one NAT heartbeating and long-polling.
+    rendezvous_rate: float = 50.0
+    rendezvous_burst: int = 100
+    #: The rendezvous URL a dynamic claim answers (``--rendezvous-url``); None: the claim
+    #: request's own base URL.
+    rendezvous_url: str | None = None
 
 
 class _Metrics:
@@ -126,14 +139,29 @@ class ApiServer:
             requests=metrics.requests,
             duration=metrics.duration,
         )
+        #: BootConfigs for the rendezvous endpoints (config fetches and long-polls).
+        self.boot_configs: Informer[BootConfig] = Informer(store, BootConfig)
+        self.rendezvous = RendezvousRoutes(
+            store,
+            self.boot_configs,
+            max_body_bytes=self.options.max_body_bytes,
+            rate=self.options.rendezvous_rate,
+            burst=self.options.rendezvous_burst,
+            rendezvous_url=self.options.rendezvous_url,
+        )
         self.system = SystemRoutes(authenticator, self.ready)
 
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the RBAC and admission caches, wait for them, store the built-in ClusterRoles
-        and the system namespace (admission creates nothing in a namespace that is missing)."""
-        caches: list[Authorizer | Lookups | AccessKeys] = [self.authorizer, self.lookups]
+        """Start the RBAC, admission and BootConfig (rendezvous) caches, wait for them, store
+        the built-in ClusterRoles and the system namespace (admission creates nothing in a
+        namespace that is missing)."""
+        caches: list[Authorizer | Lookups | AccessKeys | Informer[BootConfig]] = [
+            self.authorizer,
+            self.lookups,
+            self.boot_configs,
+        ]
         if self.access_keys is not None:
             caches.append(self.access_keys)
         for cache in caches:
@@ -152,10 +180,13 @@ class ApiServer:
             self.access_keys.stop()
         self.lookups.stop()
         self.authorizer.stop()
+        self.boot_configs.stop()
 
     def end_watches(self) -> None:
-        """End the open watch streams: the HTTP server is shutting down (event loop only)."""
+        """End the open watch streams and answer the waiting rendezvous long-polls: the HTTP
+        server is shutting down (event loop only)."""
         self.dispatcher.end_watches()
+        self.rendezvous.end_polls()
 
     def _bootstrap_roles(self) -> None:
         """Make the built-in roles visible to ``skyctl get clusterroles`` (the code's copy is
@@ -182,6 +213,7 @@ class ApiServer:
         synced = (
             self.authorizer.has_synced()
             and self.lookups.has_synced()
+            and self.boot_configs.has_synced()
             and (self.access_keys is None or self.access_keys.has_synced())
         )
         return synced and self.store.client.reachable()
@@ -190,8 +222,9 @@ class ApiServer:
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI application: resource paths to the dispatcher, webhooks to their receiver,
-        ``/ec2/`` to the EC2 front door, the rest to the system endpoints (HTTP only: there is
-        no websocket, and uvicorn runs without lifespan)."""
+        ``/ec2/`` to the EC2 front door, ``/rendezvous/`` to the boot rendezvous, the rest to
+        the system endpoints (HTTP only: there is no websocket, and uvicorn runs without
+        lifespan)."""
         if scope["type"] != "http":
             return
         path: str = scope["path"]
@@ -201,5 +234,7 @@ class ApiServer:
             await self.hooks(scope, receive, send)
         elif is_ec2_path(path):
             await self.ec2(scope, receive, send)
+        elif path.startswith(RENDEZVOUS_ROOT):
+            await self.rendezvous(scope, receive, send)
         else:
             await self.system(scope, receive, send)
