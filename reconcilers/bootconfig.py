@@ -81,6 +81,15 @@ READY = BootConfigCondition.READY.value
 _DEADLINE_SLACK_SECONDS = 0.05
 
 
+def _enrollment_secret() -> str:
+    """A fresh enrollment secret that does not start with ``-``: it is handed to agents as a
+    command-line argument (``skybroker agent --claim ENDPOINT SECRET``), where a leading ``-``
+    reads as a flag."""
+    while (secret := new_boot_secret()).startswith("-"):
+        pass
+    return secret
+
+
 def config_digest(spec: BootConfigSpec) -> str:
     """SHA-256 (hex) of the canonical JSON of what an agent runs: config and parameters."""
     canonical = json.dumps(
@@ -294,7 +303,7 @@ class BootConfigReconciler:
                     )
                 ],
             ),
-            string_data={SECRET_KEY: new_boot_secret()},
+            string_data={SECRET_KEY: _enrollment_secret()},
         ).folded()
         try:
             created = self._deps.store.create(secret, actor=ACTOR)

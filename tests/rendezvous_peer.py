@@ -130,9 +130,10 @@ class FakeRendezvous:
         with self._changed:
             self._state.refuse_all = refuse
 
-    def enable_claims(self, slots: int) -> str:
-        """A dynamic config with ``slots`` slots; its enrollment secret."""
-        secret = new_boot_secret()
+    def enable_claims(self, slots: int, secret: str | None = None) -> str:
+        """A dynamic config with ``slots`` slots; its enrollment secret (``secret``, or a new
+        one)."""
+        secret = secret or new_boot_secret()
         with self._changed:
             self._state.enrollment_secret, self._state.slots = secret, slots
         return secret

@@ -5,8 +5,9 @@ Where it sits: the first step of :func:`skybroker.agent.cli.run`. Exactly one so
 - ``--boot-string S``, ``--boot-string-file F`` or ``$SKYBROKER_BOOT`` (the user data of an
   Instance with a ``bootConfigRef``);
 - ``--claim ENDPOINT ENROLLMENT_SECRET`` (a dynamic BootConfig): claim a slot, first come
-  first served. With ``--boot-string-file`` the claimed boot string is saved there (0600) and,
-  on a restart, read back instead of claiming a second slot.
+  first served; ``-`` as the secret reads it from ``$SKYBROKER_ENROLLMENT_SECRET``. With
+  ``--boot-string-file`` the claimed boot string is saved there (0600) and, on a restart, read
+  back instead of claiming a second slot.
 
 A bad string stops the agent with exit 2 and a message naming the source and the wrong part
 (:func:`api_types.boot.parse_boot_string` never quotes its input, so not the secret either).
@@ -14,6 +15,7 @@ A bad string stops the agent with exit 2 and a message naming the source and the
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +34,13 @@ from skybroker.agent.errors import (
 )
 from skybroker.agent.logs import Reachability, event
 
-__all__ = ["BootSources", "resolve_boot_string"]
+__all__ = ["ENROLLMENT_ENV", "FROM_ENV", "BootSources", "resolve_boot_string"]
+
+#: ``--claim ENDPOINT -`` reads the enrollment secret from this variable instead: kept out of
+#: the process list, and usable when the secret starts with ``-`` (which argparse would take
+#: for a flag).
+ENROLLMENT_ENV = "SKYBROKER_ENROLLMENT_SECRET"
+FROM_ENV = "-"
 
 
 class BootSources:
@@ -128,6 +136,10 @@ def _claimed(
             return _parse(text, f"--boot-string-file {file} (saved claim)")
     endpoint, enrollment_secret = arguments
     _check_claim_endpoint(endpoint)
+    if enrollment_secret == FROM_ENV:
+        enrollment_secret = os.environ.get(ENROLLMENT_ENV, "")
+        if not enrollment_secret:
+            raise AgentExit(EXIT_USAGE, f"--claim ENDPOINT -: set ${ENROLLMENT_ENV}")
     backoff = Backoff(cap=retry_max)
     while True:
         try:

@@ -50,7 +50,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--claim",
         nargs=2,
         metavar=("ENDPOINT", "ENROLLMENT_SECRET"),
-        help="claim a slot of a dynamic BootConfig (else: $SKYBROKER_BOOT)",
+        help="claim a slot of a dynamic BootConfig (ENROLLMENT_SECRET '-': read it from "
+        "$SKYBROKER_ENROLLMENT_SECRET); else the boot string comes from $SKYBROKER_BOOT",
     )
     agent.add_argument(
         "--config-path",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from api_types.boot import parse_boot_string
+from api_types.boot import new_boot_secret, parse_boot_string
 from tests.integration.agent.helpers import AgentProcess
 from tests.rendezvous_peer import FakeRendezvous
 from tests.waiting import eventually
@@ -223,10 +223,13 @@ def test_the_agent_rides_out_a_rendezvous_outage(
 def test_claim_saves_and_reuses_the_boot_string_and_409_exits_4(
     tmp_path: Path, peer: FakeRendezvous, agents: list[AgentProcess]
 ) -> None:
-    enrollment = peer.enable_claims(slots=1)
+    # A secret may start with '-' (1 in 64 of them): given as '-', it is read from the
+    # environment, where argparse cannot take it for a flag.
+    enrollment = peer.enable_claims(slots=1, secret="-" + new_boot_secret()[1:])
+    from_env = {"SKYBROKER_ENROLLMENT_SECRET": enrollment}
     saved = tmp_path / "state" / "boot"
-    claim = ["--claim", peer.endpoint, enrollment, "--boot-string-file", str(saved), "--once"]
-    first = AgentProcess(tmp_path / "a", *claim)
+    claim = ["--claim", peer.endpoint, "-", "--boot-string-file", str(saved), "--once"]
+    first = AgentProcess(tmp_path / "a", *claim, env=from_env)
     agents.append(first)
     assert first.wait() == 0, first.log
     [uid] = peer.claimed
@@ -234,12 +237,12 @@ def test_claim_saves_and_reuses_the_boot_string_and_409_exits_4(
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert len(peer.reports_of(uid)) == 1
     # A restart reuses the saved identity: no second claim.
-    again = AgentProcess(tmp_path / "a", *claim)
+    again = AgentProcess(tmp_path / "a", *claim, env=from_env)
     agents.append(again)
     assert again.wait() == 0, again.log
     assert peer.claimed == [uid] and len(peer.reports_of(uid)) == 2
     # Another claimant finds no free slot.
-    third = AgentProcess(tmp_path / "c", "--claim", peer.endpoint, enrollment, "--once")
+    third = AgentProcess(tmp_path / "c", "--claim", peer.endpoint, "-", "--once", env=from_env)
     agents.append(third)
     assert third.wait() == 4, third.log
     assert "no free slot" in third.log
