@@ -26,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from apiserver import ApiOptions
 from apiserver.auth import TokenFileError
 from controller.asgi import ListenError
 from controller.errors import SkybrokerError
@@ -74,9 +75,22 @@ def _data_dir_lock(data_dir: Path) -> Iterator[None]:
         yield
 
 
-def _http_server(store: Store, token_file: Path, listen: str) -> HttpServer:
+def _api_options(args: argparse.Namespace) -> ApiOptions:
+    """The API server's tunables from the command line (the rest keep their defaults)."""
+    if args.rendezvous_rate <= 0 or args.rendezvous_burst < 1:
+        raise StartupError("--rendezvous-rate must be positive and --rendezvous-burst at least 1")
+    return ApiOptions(
+        rendezvous_rate=args.rendezvous_rate,
+        rendezvous_burst=args.rendezvous_burst,
+        rendezvous_url=args.rendezvous_url or None,
+    )
+
+
+def _http_server(
+    store: Store, token_file: Path, listen: str, args: argparse.Namespace
+) -> HttpServer:
     try:
-        return HttpServer(store, token_file, listen)
+        return HttpServer(store, token_file, listen, _api_options(args))
     except ListenError as exc:
         raise StartupError(
             f"cannot serve the API on {exc.address}: {exc.reason}; --listen chooses another"
@@ -176,7 +190,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         api_store = Store(api_client, KeyLayout(args.prefix), cipher=cipher)
         for created in seed_if_empty(api_store):
             print(f"skybroker up: created {created}", flush=True)
-        http = _http_server(api_store, files.token_file, args.listen)
+        http = _http_server(api_store, files.token_file, args.listen, args)
         http.start()
         cleanup.callback(http.stop)
         print(
@@ -194,7 +208,7 @@ def cmd_apiserver(args: argparse.Namespace) -> int:
     client = EtcdClient(endpoints, fail_fast=True)
     store = Store(client, KeyLayout(args.prefix), cipher=load_cipher(args.encryption_key_file))
     try:
-        http = _http_server(store, Path(args.token_file), args.listen)
+        http = _http_server(store, Path(args.token_file), args.listen, args)
         log.info("apiserver listening", url=http.url)
         http.run()
     finally:
@@ -217,28 +231,41 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--renew-every", type=float, default=5.0)
         sub.add_argument("--resync-period", type=float, default=600.0,
                          help="seconds between re-checks of each object's cloud state")  # fmt: skip
-        sub.add_argument("--compaction-interval", type=float, default=300.0,
-                         help="compact etcd to the revision of one interval ago, every "
-                              "interval (seconds; 0 = never)")
+        sub.add_argument(
+            "--compaction-interval",
+            type=float,
+            default=300.0,
+            help="compact etcd to the revision of one interval ago, every "
+            "interval (seconds; 0 = never)",
+        )
         sub.add_argument("--encryption-key-file", default="",
                          help="AES-GCM keys of Secrets at rest (as the apiserver's)")  # fmt: skip
         sub.add_argument("--simulated-state-dir", default="",
                          help="state of simulated clouds (default: data dir, or .)")  # fmt: skip
-        sub.add_argument("--rendezvous-url", default="",
-                         help="base URL boot agents reach the rendezvous endpoints at (an "
-                              "API server's; up: its own API)")  # fmt: skip
         sub.add_argument("--health-listen", default="127.0.0.1:8081",
                          help="host:port of /healthz, /readyz and /metrics ('' = off)")  # fmt: skip
+
+    def rendezvous_flags(sub: argparse.ArgumentParser, serves: bool) -> None:
+        sub.add_argument("--rendezvous-url", default="",
+                         help="base URL boot agents reach the rendezvous endpoints at (an API "
+                              "server's; up: its own API)")  # fmt: skip
+        if serves:
+            sub.add_argument("--rendezvous-rate", type=float, default=ApiOptions.rendezvous_rate,
+                             help="rendezvous requests/s allowed per client address")  # fmt: skip
+            sub.add_argument("--rendezvous-burst", type=int, default=ApiOptions.rendezvous_burst,
+                             help="rendezvous requests a client address may burst")  # fmt: skip
 
     up = commands.add_parser("up", help="everything in one process on an embedded etcd")
     up.add_argument("--data-dir", default="./.skybroker")
     up.add_argument("--listen", default="127.0.0.1:7480", help="REST API address")
     runtime_flags(up)
+    rendezvous_flags(up, serves=True)
     up.set_defaults(func=cmd_up)
 
     controller = commands.add_parser("controller", help="the controllers beside an etcd cluster")
     controller.add_argument("--etcd-endpoints", required=True, help="URL[,URL…]")
     runtime_flags(controller)
+    rendezvous_flags(controller, serves=False)
     controller.set_defaults(func=cmd_controller)
 
     apiserver = commands.add_parser("apiserver", help="the REST API beside an etcd cluster")
@@ -249,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apiserver.add_argument("--encryption-key-file", default="", help="AES-GCM keys for Secrets")
     apiserver.add_argument("--prefix", default="/skybroker", help="etcd key prefix")
+    rendezvous_flags(apiserver, serves=True)
     apiserver.set_defaults(func=cmd_apiserver, shards=1, workers=1)
 
     add_agent_parser(commands)  # the boot agent (§11): no etcd, no server flags
