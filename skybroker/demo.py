@@ -8,7 +8,9 @@ Ready, shows the tables, deletes one instance in the cloud behind skybroker's ba
 recreated, shows what a manifest written straight into etcd becomes, keeps a git repository
 applied with a GitSource (a commit that adds an instance, planned with ``skyctl diff
 --gitsource``, synced at once with ``skyctl sync``, converging, its history naming the
-commit), then stops the server with SIGTERM. It exits 0
+commit), boots an instance that configures itself from a BootConfig (a real ``skybroker agent``
+in the simulated cloud fetches the config, runs it and reports its address and parameters; a
+config change reaches it), then stops the server with SIGTERM. It exits 0
 only if every step happened and the server stopped cleanly; then it removes its temporary
 data dir, which it otherwise keeps for a look (and says where).
 """
@@ -143,6 +145,7 @@ def run_demo(data_dir: Path) -> int:
         drift_is_corrected(skyctl, data_dir)
         direct_writes_are_picked_up(skyctl, data_dir)
         gitops(skyctl, data_dir)
+        boot_rendezvous(skyctl)
     finally:
         step("stopping skybroker (SIGTERM)")
         server.send_signal(signal.SIGTERM)
@@ -272,6 +275,38 @@ def gitops(skyctl: Skyctl, data_dir: Path) -> None:
     if f"gitsource/acme/infra@{sha}" not in actors:
         raise SystemExit(f"demo: batch-2's history does not name the commit: {actors}")
     skyctl.show("history", "instance/batch-2", "-n", "acme")
+
+
+def agent_of(skyctl: Skyctl, name: str) -> dict[str, Any]:
+    return dict(skyctl.json("get", "instance", name, "-n", "acme")["status"].get("agent") or {})
+
+
+def boot_rendezvous(skyctl: Skyctl) -> None:
+    step("boot rendezvous: a generic image configures itself from a BootConfig")
+    print((EXAMPLES / "boot" / "10-bootconfig.yaml").read_text(), end="")
+    skyctl.show("apply", "-f", str(EXAMPLES / "boot"))
+    print("the instance boots with only a boot string as its user data; its agent fetches the")
+    print("config from the rendezvous point, runs it and reports back", flush=True)
+    configured = wait_for(
+        "app-1's agent Configured",
+        lambda: (a := agent_of(skyctl, "app-1")).get("state") == "Configured" and a,
+        timeout=180,
+    )
+    if "greeting" not in configured.get("parameters", {}) or not configured.get("address"):
+        raise SystemExit(f"demo: app-1's agent reported no greeting or address: {configured}")
+    skyctl.show("describe", "instance", "app-1", "-n", "acme")
+
+    step("the BootConfig changes: the running agent applies it and reports the new revision")
+    patch = json.dumps({"spec": {"parameters": {"role": "app", "tier": "gold"}}})
+    skyctl.show("patch", "bootconfig", "app", "-n", "acme", "--type", "merge", "-p", patch)
+    revision = int(configured.get("configRevision") or 0)
+    wait_for(
+        "app-1's agent on the new revision",
+        lambda: int(agent_of(skyctl, "app-1").get("configRevision") or 0) > revision,
+        timeout=120,
+    )
+    skyctl.show("get", "bootconfigs", "-n", "acme")
+    skyctl.show("get", "instance", "app-1", "-n", "acme", "-o", "wide")
 
 
 def main() -> int:
