@@ -16,9 +16,7 @@ import httpx
 import pytest
 
 from tests.awscli import answer, aws_cli
-from tests.e2e.test_up_process import ROOT, Up, start_up
-
-__all__ = ["start_up"]  # the fixture, used below
+from tests.e2e.up import ROOT, Up
 
 pytestmark = pytest.mark.slow
 CONVERGE = 180.0  # seconds: instances boot on a loaded 2-core machine
