@@ -378,3 +378,24 @@ class ClaimCache(_PrefixCache[tuple[str, str, int], str]):
 
     def _decode(self, raw: bytes) -> str | None:
         return raw.decode("utf-8", errors="replace") or None
+
+
+class RecordCache(_PrefixCache[str, RendezvousRecord]):
+    """Every uuid's record, kept current by a watch: the API server checks a report's secret
+    against it without an etcd read (a record missing from it is read from etcd, so one
+    registered a moment ago is never refused)."""
+
+    name = "rendezvous-records"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, store.layout.rendezvous_records_prefix())
+
+    def get(self, uuid: str) -> RendezvousRecord | None:
+        with self._lock:
+            return self._items.get(uuid)
+
+    def _parse(self, raw_key: bytes) -> str | None:
+        return self._store.layout.parse_rendezvous_record_key(raw_key)
+
+    def _decode(self, raw: bytes) -> RendezvousRecord | None:
+        return _decode(RendezvousRecord, raw)

@@ -52,7 +52,7 @@ from apiserver.rendezvous.waiters import boot_config_key
 from apiserver.status import ApiError
 from controller.cache import Informer
 from controller.errors import FieldCause, InvalidObjectError, NotFoundError
-from controller.rendezvous import RendezvousStore
+from controller.rendezvous import RecordCache, RendezvousStore
 from controller.store.objects import Store
 
 __all__ = ["RendezvousService", "config_gone", "is_uuid", "parse_report"]
@@ -86,16 +86,22 @@ def parse_report(body: bytes, content_type: str | None) -> AgentReport:
 class RendezvousService:
     """The endpoints' reads and writes over one store (blocking: call off the event loop)."""
 
-    def __init__(self, store: Store, boot_configs: Informer[BootConfig]) -> None:
+    def __init__(
+        self, store: Store, boot_configs: Informer[BootConfig], cached: RecordCache
+    ) -> None:
         self.store = store
         self.records = RendezvousStore(store)
         self.boot_configs = boot_configs
+        self.cached = cached
 
     # --- who is asking --------------------------------------------------------------------
 
     def authenticate(self, uuid: str, secret: str) -> RendezvousRecord:
         """The record of ``uuid`` if ``secret`` is its secret; else the one 401."""
-        record = self.records.record(uuid) if is_uuid(uuid) else None
+        record = None
+        if is_uuid(uuid):
+            # A record the cache lacks may have been registered a moment ago: etcd decides.
+            record = self.cached.get(uuid) or self.records.record(uuid)
         # An unknown uuid costs the same hash and compare as a wrong secret.
         accepted = matches(secret, None if record is None else record.secret_sha256)
         if record is None or not accepted:
