@@ -2,9 +2,11 @@
 
 Where it sits: under ``routes``, which calls every method here off the event loop
 (``asyncio.to_thread``: each blocks on etcd), and over ``controller.rendezvous.RendezvousStore``
-(every rendezvous key is read and written there) and the API server's BootConfig informer.
+(every rendezvous key is read and written there), the API server's BootConfig informer and its
+watched copy of the boot records (``controller.rendezvous.RecordCache``).
 
-- :meth:`RendezvousService.authenticate`: one read of the uuid's record, then ``bearer``'s
+- :meth:`RendezvousService.authenticate`: the uuid's record from the record cache (from etcd
+  when the cache lacks it: registered a moment ago, or unknown), then ``bearer``'s
   constant-time check; a fetch reads the BootConfig from etcd
   (:meth:`~RendezvousService.current_boot_config`: the cache may lag), a report from the
   informer's cache (:meth:`~RendezvousService.boot_config`; etcd only for one it lacks);
