@@ -47,6 +47,8 @@ from apiserver.system import SystemRoutes
 from controller.asgi import Receive, Scope, Send
 from controller.cache import Informer
 from controller.errors import AlreadyExistsError, StoreError
+from controller.manager import Source
+from controller.rendezvous import RecordCache
 from controller.store.objects import Store
 
 __all__ = ["ApiOptions", "ApiServer"]
@@ -141,9 +143,12 @@ class ApiServer:
         )
         #: BootConfigs for the rendezvous endpoints (config fetches and long-polls).
         self.boot_configs: Informer[BootConfig] = Informer(store, BootConfig)
+        #: Every boot uuid's record: a report's secret is checked without an etcd read.
+        self.boot_records = RecordCache(store)
         self.rendezvous = RendezvousRoutes(
             store,
             self.boot_configs,
+            self.boot_records,
             max_body_bytes=self.options.max_body_bytes,
             rate=self.options.rendezvous_rate,
             burst=self.options.rendezvous_burst,
@@ -154,17 +159,10 @@ class ApiServer:
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the RBAC, admission and BootConfig (rendezvous) caches, wait for them, store
-        the built-in ClusterRoles and the system namespace (admission creates nothing in a
-        namespace that is missing)."""
-        caches: list[Authorizer | Lookups | AccessKeys | Informer[BootConfig]] = [
-            self.authorizer,
-            self.lookups,
-            self.boot_configs,
-        ]
-        if self.access_keys is not None:
-            caches.append(self.access_keys)
-        for cache in caches:
+        """Start the RBAC, admission and rendezvous (BootConfigs, boot records) caches, wait for
+        them, store the built-in ClusterRoles and the system namespace (admission creates
+        nothing in a namespace that is missing)."""
+        for cache in (caches := self._caches()):
             cache.start()
         timeout = self.options.sync_timeout
         if not all(cache.wait_for_sync(timeout) for cache in caches):
@@ -174,13 +172,16 @@ class ApiServer:
             registry.parse_object({"kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
         )
 
+    def _caches(self) -> list[Source]:
+        caches: list[Source] = [self.authorizer, self.lookups, self.boot_configs, self.boot_records]
+        if self.access_keys is not None:
+            caches.append(self.access_keys)
+        return caches
+
     def stop(self) -> None:
         self.dispatcher.close()
-        if self.access_keys is not None:
-            self.access_keys.stop()
-        self.lookups.stop()
-        self.authorizer.stop()
-        self.boot_configs.stop()
+        for cache in self._caches():
+            cache.stop()
 
     def end_watches(self) -> None:
         """End the open watch streams and answer the waiting rendezvous long-polls: the HTTP
@@ -210,12 +211,7 @@ class ApiServer:
 
     def ready(self) -> bool:
         """Caches synced and etcd answering (``/readyz``)."""
-        synced = (
-            self.authorizer.has_synced()
-            and self.lookups.has_synced()
-            and self.boot_configs.has_synced()
-            and (self.access_keys is None or self.access_keys.has_synced())
-        )
+        synced = all(cache.has_synced() for cache in self._caches())
         return synced and self.store.client.reachable()
 
     # --- the application ------------------------------------------------------------------

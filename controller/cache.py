@@ -37,12 +37,13 @@ from typing import Any, Generic, Protocol, TypeVar
 import structlog
 
 from api_types.meta import Resource
-from controller.errors import FieldCause, InvalidObjectError, StoreUnavailableError
+from controller.errors import FieldCause, InvalidObjectError
 from controller.labels import LabelSelector
 from controller.metrics import RuntimeMetrics, runtime_metrics
 from controller.store.keys import ObjectKey
+from controller.store.listwatch import ListWatch
 from controller.store.objects import Store
-from controller.store.watch import PrefixWatch, WatchCompacted, WatchEvent
+from controller.store.watch import WatchCompacted, WatchEvent
 
 __all__ = ["NAMESPACE_INDEX", "Informer", "InvalidHandler"]
 
@@ -52,7 +53,6 @@ log = structlog.get_logger(__name__)
 
 #: The built-in index: namespace → keys ("" for cluster-scoped objects).
 NAMESPACE_INDEX = "namespace"
-_MAX_BACKOFF = 5.0
 
 
 class InvalidHandler(Protocol):
@@ -83,15 +83,18 @@ class _Change(Generic[R]):
     raw: bytes = b""
 
 
-class Informer(Generic[R]):
-    """List + watch of one kind (``model.PLURAL``) into an indexed cache; one per kind."""
+class Informer(ListWatch, Generic[R]):
+    """List + watch of one kind (``model.PLURAL``) into an indexed cache; one per kind (the
+    loop is ``controller.store.listwatch``'s)."""
 
     def __init__(
         self, store: Store, model: type[R], *, metrics: RuntimeMetrics | None = None
     ) -> None:
+        super().__init__(
+            store.client, store.layout.kind_prefix(model.PLURAL), f"informer[{model.PLURAL}]"
+        )
         self.model = model
         self._store = store
-        self._prefix = store.layout.kind_prefix(model.PLURAL)
         self._metrics = metrics or runtime_metrics()
         # _lock guards the cache and indexes (held briefly, by readers too); _dispatch orders
         # notifications and handler registration, so a new handler's replayed adds come
@@ -105,36 +108,6 @@ class Informer(Generic[R]):
         }
         self._indices: dict[str, dict[str, set[ObjectKey]]] = {NAMESPACE_INDEX: {}}
         self._handlers: list[_Handlers[R]] = []
-        self._synced = threading.Event()
-        self._stopped = threading.Event()
-        self._watch: PrefixWatch | None = None
-        self._thread: threading.Thread | None = None
-        #: The newest revision the cache reflects (0 before the first list).
-        self.last_revision = 0
-
-    # --- life cycle -----------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"informer[{self.model.PLURAL}]", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopped.set()
-        with self._lock:
-            watch = self._watch
-        if watch is not None:
-            watch.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def has_synced(self) -> bool:
-        """True once the first list is in the cache and its adds have been handed out."""
-        return self._synced.is_set()
-
-    def wait_for_sync(self, timeout: float | None = None) -> bool:
-        return self._synced.wait(timeout)
 
     # --- registration ---------------------------------------------------------------------
 
@@ -243,45 +216,9 @@ class Informer(Generic[R]):
 
     # --- the list/watch loop --------------------------------------------------------------
 
-    def _run(self) -> None:
-        needs_list = True
-        backoff = 0.05
-        while not self._stopped.is_set():
-            try:
-                if needs_list:
-                    self._relist()
-                    needs_list = False
-                    backoff = 0.05
-                self._watch_until_stopped()
-            except WatchCompacted as exc:
-                log.info("watch compacted; re-listing", kind=self.model.KIND, error=str(exc))
-                self._metrics.informer_relists.labels(kind=self.model.KIND).inc()
-                needs_list = True
-                continue
-            except StoreUnavailableError as exc:
-                log.warning("cannot list; retrying", kind=self.model.KIND, error=str(exc))
-                needs_list = True
-            except Exception:
-                # Anything unexpected: start over from a fresh list, whose diff against the
-                # cache emits whatever happened meanwhile.
-                log.exception("informer failed; re-listing", kind=self.model.KIND)
-                needs_list = True
-            if self._stopped.wait(backoff):
-                return
-            backoff = min(backoff * 2, _MAX_BACKOFF)
-
-    def _watch_until_stopped(self) -> None:
-        watch = PrefixWatch(self._store.client, self._prefix, self.last_revision + 1)
-        with self._lock:
-            if self._stopped.is_set():
-                return
-            self._watch = watch
-        try:
-            for batch in watch:
-                self._apply(batch, watch.last_revision)
-        finally:
-            with self._lock:
-                self._watch = None
+    def _compacted(self, error: WatchCompacted) -> None:
+        log.info("watch compacted; re-listing", kind=self.model.KIND, error=str(error))
+        self._metrics.informer_relists.labels(kind=self.model.KIND).inc()
 
     def _decode(self, key: ObjectKey, raw: bytes, revision: int) -> R | _Change[R]:
         """The model stored at ``key``, or the invalid-value notification describing why not."""
@@ -325,7 +262,6 @@ class Informer(Generic[R]):
                         self._store.forget(key)
                 self.last_revision = revision
             self._notify(changes)
-            self._synced.set()
 
     def _apply(self, batch: builtins.list[WatchEvent], revision: int) -> None:
         changes: builtins.list[_Change[R]] = []

@@ -96,15 +96,16 @@ def _normalised_or_gone(informer: Informer[Any], key: ObjectKey) -> bool:
 
 
 class Source(Protocol):
-    """A watched cache the manager runs beside the informers (:meth:`Manager.add_source`)."""
+    """A watched cache that is started, waited for and stopped with the others: what
+    :meth:`Manager.add_source` takes beside the informers (and the API server's caches)."""
 
     def start(self) -> None: ...
 
-    def stop(self, timeout: float = ...) -> None: ...
+    def stop(self) -> None: ...
 
     def has_synced(self) -> bool: ...
 
-    def wait_for_sync(self, timeout: float | None = ...) -> bool: ...
+    def wait_for_sync(self, timeout: float) -> bool: ...
 
 
 class Manager:

@@ -37,10 +37,18 @@ from controller.errors import StoreUnavailableError
 from controller.store.codec import DecodeError, decode_value, encode_value
 from controller.store.etcd import cmp_create_revision, cmp_mod_revision, op_delete, op_put
 from controller.store.leases import BucketedLease
+from controller.store.listwatch import ListWatch
 from controller.store.objects import Store
-from controller.store.watch import PrefixWatch, WatchCompacted, WatchEvent
+from controller.store.watch import WatchEvent
 
-__all__ = ["ClaimCache", "ClaimHandler", "HeartbeatCache", "HeartbeatHandler", "RendezvousStore"]
+__all__ = [
+    "ClaimCache",
+    "ClaimHandler",
+    "HeartbeatCache",
+    "HeartbeatHandler",
+    "RecordCache",
+    "RendezvousStore",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +56,6 @@ M = TypeVar("M", bound=WireModel)
 
 #: How often a lost claim race is retried before the claimant is told to come back.
 _CLAIM_ATTEMPTS = 8
-_MAX_BACKOFF = 2.0
 
 
 def _encode(model: WireModel) -> bytes:
@@ -201,25 +208,19 @@ W = TypeVar("W")
 V = TypeVar("V")
 
 
-class _PrefixCache(Generic[W, V]):
-    """Every value under one prefix, kept current by a watch that resumes from its last
-    revision and re-lists on compaction (as ``controller.cache.Informer`` does for kinds);
-    each change is told to the handlers as (where, value or None). ``W`` is where a key
-    points (parsed from it), ``V`` its decoded value."""
+class _PrefixCache(ListWatch, Generic[W, V]):
+    """Every value under one prefix, kept current by list + watch
+    (``controller.store.listwatch``); each change is told to the listeners as (where, value
+    or None). ``W`` is where a key points (parsed from it), ``V`` its decoded value."""
 
     name = "prefix"
 
     def __init__(self, store: Store, prefix: bytes) -> None:
+        super().__init__(store.client, prefix, self.name)
         self._store = store
-        self._prefix = prefix
         self._lock = threading.Lock()
         self._items: dict[W, V] = {}
         self._listeners: list[Callable[[W, V | None], None]] = []
-        self._synced = threading.Event()
-        self._stopped = threading.Event()
-        self._watch: PrefixWatch | None = None
-        self._thread: threading.Thread | None = None
-        self.last_revision = 0
 
     def _parse(self, raw_key: bytes) -> W | None:
         raise NotImplementedError
@@ -227,65 +228,8 @@ class _PrefixCache(Generic[W, V]):
     def _decode(self, raw: bytes) -> V | None:
         raise NotImplementedError
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopped.set()
-        with self._lock:
-            watch = self._watch
-        if watch is not None:
-            watch.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def has_synced(self) -> bool:
-        return self._synced.is_set()
-
-    def wait_for_sync(self, timeout: float | None = None) -> bool:
-        return self._synced.wait(timeout)
-
     def _listen(self, listener: Callable[[W, V | None], None]) -> None:
         self._listeners.append(listener)
-
-    # --- the list/watch loop --------------------------------------------------------------
-
-    def _run(self) -> None:
-        needs_list = True
-        backoff = 0.05
-        while not self._stopped.is_set():
-            try:
-                if needs_list:
-                    self._relist()
-                    needs_list = False
-                    backoff = 0.05
-                self._follow()
-            except WatchCompacted:
-                needs_list = True
-                continue
-            except StoreUnavailableError as exc:
-                log.warning(f"cannot list {self.name}; retrying", error=str(exc))
-                needs_list = True
-            except Exception:
-                log.exception(f"{self.name} cache failed; re-listing")
-                needs_list = True
-            if self._stopped.wait(backoff):
-                return
-            backoff = min(backoff * 2, _MAX_BACKOFF)
-
-    def _follow(self) -> None:
-        watch = PrefixWatch(self._store.client, self._prefix, self.last_revision + 1)
-        with self._lock:
-            if self._stopped.is_set():
-                return
-            self._watch = watch
-        try:
-            for batch in watch:
-                self._apply(batch, watch.last_revision)
-        finally:
-            with self._lock:
-                self._watch = None
 
     def _relist(self) -> None:
         listed: tuple[list[Any], int] = self._store.client.range_prefix(self._prefix)
@@ -303,7 +247,6 @@ class _PrefixCache(Generic[W, V]):
         for where in [w for w in old if w not in fresh] + list(fresh):
             if old.get(where) != fresh.get(where):
                 self._notify(where, fresh.get(where))
-        self._synced.set()
 
     def _apply(self, batch: list[WatchEvent], revision: int) -> None:
         for event in batch:
@@ -378,3 +321,24 @@ class ClaimCache(_PrefixCache[tuple[str, str, int], str]):
 
     def _decode(self, raw: bytes) -> str | None:
         return raw.decode("utf-8", errors="replace") or None
+
+
+class RecordCache(_PrefixCache[str, RendezvousRecord]):
+    """Every uuid's record, kept current by a watch: the API server checks a report's secret
+    against it without an etcd read (a record missing from it is read from etcd, so one
+    registered a moment ago is never refused)."""
+
+    name = "rendezvous-records"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, store.layout.rendezvous_records_prefix())
+
+    def get(self, uuid: str) -> RendezvousRecord | None:
+        with self._lock:
+            return self._items.get(uuid)
+
+    def _parse(self, raw_key: bytes) -> str | None:
+        return self._store.layout.parse_rendezvous_record_key(raw_key)
+
+    def _decode(self, raw: bytes) -> RendezvousRecord | None:
+        return _decode(RendezvousRecord, raw)

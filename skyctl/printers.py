@@ -109,6 +109,7 @@ _COLUMNS: dict[str, list[Column]] = {
         _path("SIZE", "status.placement.size", wide=True),
         _path("PROVIDER-ID", "status.providerID", wide=True),
         Column("ADDRESSES", _addresses, wide=True),
+        _path("AGENT", "status.agent.state", wide=True),
     ],
     "Subnet": [
         Column("POOL", _pool_or_account),

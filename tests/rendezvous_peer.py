@@ -20,14 +20,17 @@ import json
 import socket
 import threading
 import uuid as uuidlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from api_types.boot import format_boot_string, new_boot_secret
 
-__all__ = ["FakeRendezvous", "Report"]
+__all__ = ["FakeRendezvous", "Report", "peer"]
 
 PREFIX = "/rendezvous/v1"
 
@@ -327,3 +330,11 @@ def _handler_class(peer: FakeRendezvous) -> type[BaseHTTPRequestHandler]:
                 self._answer(code, body)
 
     return Handler
+
+
+@pytest.fixture
+def peer() -> Iterator[FakeRendezvous]:
+    """A fake rendezvous asking for a heartbeat every second; stopped after the test."""
+    server = FakeRendezvous(heartbeat_seconds=1)
+    yield server
+    server.stop()

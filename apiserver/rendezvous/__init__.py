@@ -11,7 +11,8 @@ order a request meets them:
 - ``ratelimit``  per-client-address token buckets (429 with ``Retry-After``);
 - ``bearer``     the ``Authorization: Bearer`` secret and its constant-time check (one 401);
 - ``service``    the blocking reads and the one write of each endpoint, over
-                 ``controller.rendezvous.RendezvousStore`` and the BootConfig informer;
+                 ``controller.rendezvous.RendezvousStore``, the BootConfig informer and the
+                 watched boot records (``RecordCache``);
 - ``waiters``    long-polls as asyncio futures, woken from the informer's thread;
 - ``metrics``    requests by endpoint and code, durations, waiting polls.
 

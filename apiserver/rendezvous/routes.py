@@ -46,6 +46,7 @@ from apiserver.rendezvous.waiters import RevisionWaiters, boot_config_key
 from apiserver.status import ApiError, error_from
 from controller.asgi import Answer, Receive, Scope, Send, request_headers
 from controller.cache import Informer
+from controller.rendezvous import RecordCache
 from controller.store.objects import Store
 
 __all__ = [
@@ -133,13 +134,14 @@ class RendezvousRoutes:
         self,
         store: Store,
         boot_configs: Informer[BootConfig],
+        records: RecordCache,
         *,
         max_body_bytes: int,
         rate: float,
         burst: int,
         rendezvous_url: str | None = None,
     ) -> None:
-        self.service = RendezvousService(store, boot_configs)
+        self.service = RendezvousService(store, boot_configs, records)
         self.waiters = RevisionWaiters()
         self.waiters.follow(boot_configs)
         self.limiter = RateLimiter(rate, burst)

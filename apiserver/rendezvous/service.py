@@ -2,9 +2,11 @@
 
 Where it sits: under ``routes``, which calls every method here off the event loop
 (``asyncio.to_thread``: each blocks on etcd), and over ``controller.rendezvous.RendezvousStore``
-(every rendezvous key is read and written there) and the API server's BootConfig informer.
+(every rendezvous key is read and written there), the API server's BootConfig informer and its
+watched copy of the boot records (``controller.rendezvous.RecordCache``).
 
-- :meth:`RendezvousService.authenticate`: one read of the uuid's record, then ``bearer``'s
+- :meth:`RendezvousService.authenticate`: the uuid's record from the record cache (from etcd
+  when the cache lacks it: registered a moment ago, or unknown), then ``bearer``'s
   constant-time check; a fetch reads the BootConfig from etcd
   (:meth:`~RendezvousService.current_boot_config`: the cache may lag), a report from the
   informer's cache (:meth:`~RendezvousService.boot_config`; etcd only for one it lacks);
@@ -52,7 +54,7 @@ from apiserver.rendezvous.waiters import boot_config_key
 from apiserver.status import ApiError
 from controller.cache import Informer
 from controller.errors import FieldCause, InvalidObjectError, NotFoundError
-from controller.rendezvous import RendezvousStore
+from controller.rendezvous import RecordCache, RendezvousStore
 from controller.store.objects import Store
 
 __all__ = ["RendezvousService", "config_gone", "is_uuid", "parse_report"]
@@ -86,16 +88,22 @@ def parse_report(body: bytes, content_type: str | None) -> AgentReport:
 class RendezvousService:
     """The endpoints' reads and writes over one store (blocking: call off the event loop)."""
 
-    def __init__(self, store: Store, boot_configs: Informer[BootConfig]) -> None:
+    def __init__(
+        self, store: Store, boot_configs: Informer[BootConfig], cached: RecordCache
+    ) -> None:
         self.store = store
         self.records = RendezvousStore(store)
         self.boot_configs = boot_configs
+        self.cached = cached
 
     # --- who is asking --------------------------------------------------------------------
 
     def authenticate(self, uuid: str, secret: str) -> RendezvousRecord:
         """The record of ``uuid`` if ``secret`` is its secret; else the one 401."""
-        record = self.records.record(uuid) if is_uuid(uuid) else None
+        record = None
+        if is_uuid(uuid):
+            # A record the cache lacks may have been registered a moment ago: etcd decides.
+            record = self.cached.get(uuid) or self.records.record(uuid)
         # An unknown uuid costs the same hash and compare as a wrong secret.
         accepted = matches(secret, None if record is None else record.secret_sha256)
         if record is None or not accepted:

@@ -137,8 +137,17 @@ class KeyLayout:
         parts = raw[len(root) :].decode("utf-8", errors="replace").split("/")
         return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
+    def rendezvous_records_prefix(self) -> bytes:
+        return f"{self.prefix}/rendezvous/records/".encode()
+
     def rendezvous_record_key(self, uuid: str) -> bytes:
-        return f"{self.prefix}/rendezvous/records/{uuid}".encode()
+        return self.rendezvous_records_prefix() + uuid.encode()
+
+    def parse_rendezvous_record_key(self, raw: bytes) -> str | None:
+        """The uuid of a record key; None if it is not one."""
+        root = self.rendezvous_records_prefix()
+        uuid = raw[len(root) :].decode("utf-8", errors="replace")
+        return uuid if raw.startswith(root) and uuid and "/" not in uuid else None
 
     def enrollments_prefix(self) -> bytes:
         return f"{self.prefix}/rendezvous/enrollments/".encode()

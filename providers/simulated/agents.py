@@ -6,7 +6,7 @@ reconciles, every :data:`INTERVAL` seconds, "should run" against "runs":
 
 - an instance that is effectively running (its state moves on the clock lazily, so it is read
   again each pass) and whose user data is a boot string (``api_types.boot``) gets a child
-  process ``python -m skybroker agent --boot-string-file F --config-path DIR/config --address
+  process ``python -m skybroker.agent --boot-string-file F --config-path DIR/config --address
   PRIVATE_IP`` with ``$SKYBROKER_AGENT_PARENT_PID`` set to this process (so the agents die
   with it, however it ends); other user data gets no agent;
 - an instance that is no longer running (stopping, stopped, shutting down, terminated, gone)
@@ -233,7 +233,7 @@ class BootAgents:
             p for p in (str(_CODE_ROOT), env.get("PYTHONPATH", "")) if p
         )
         command = [
-            sys.executable, "-m", "skybroker", "agent",
+            sys.executable, "-m", "skybroker.agent",
             "--boot-string-file", str(boot_file),
             "--config-path", str(directory / "config"),
             "--address", str(row.data["private_ip"]),

@@ -25,20 +25,38 @@ from skybroker.agent.errors import EXIT_OK, EXIT_USAGE, AgentExit
 from skybroker.agent.logs import Reachability, event
 from skybroker.agent.runner import PARENT_PID_ENV, Agent, AgentOptions
 
-__all__ = ["DEFAULT_CONFIG_PATH", "add_parser", "run"]
+__all__ = ["DEFAULT_CONFIG_PATH", "add_parser", "main", "run"]
 
 DEFAULT_CONFIG_PATH = "/var/lib/skybroker/config"
+
+
+_DESCRIPTION = (
+    "Fetch this instance's config from the rendezvous, apply it, report, heartbeat and follow "
+    "config changes (DESIGN §11). Exit codes: 0 stopped, 1 failure, 2 bad flags or boot "
+    "string, 3 refused (401), 4 no free slot (409)."
+)
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add ``agent`` to ``commands`` (the subparsers of the ``skybroker`` parser)."""
     agent = commands.add_parser(
-        "agent",
-        help="the boot agent that runs inside a cloud instance",
-        description="Fetch this instance's config from the rendezvous, apply it, report, "
-        "heartbeat and follow config changes (DESIGN §11). Exit codes: 0 stopped, 1 failure, "
-        "2 bad flags or boot string, 3 refused (401), 4 no free slot (409).",
+        "agent", help="the boot agent that runs inside a cloud instance", description=_DESCRIPTION
     )
+    _add_flags(agent)
+    agent.set_defaults(func=run, shards=1, workers=1)
+    parser: argparse.ArgumentParser = agent
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m skybroker.agent``: the agent alone, without importing the server (what the
+    simulated cloud starts: a second less per boot than ``python -m skybroker agent``)."""
+    parser = argparse.ArgumentParser(prog="skybroker agent", description=_DESCRIPTION)
+    _add_flags(parser)
+    return run(parser.parse_args(argv))
+
+
+def _add_flags(agent: argparse.ArgumentParser) -> None:
     source = agent.add_argument_group("boot string (exactly one)")
     source.add_argument("--boot-string", metavar="S", help="the boot string itself")
     source.add_argument(
@@ -89,9 +107,6 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest wait between retries of an unreachable rendezvous",
     )
-    agent.set_defaults(func=run, shards=1, workers=1)
-    parser: argparse.ArgumentParser = agent
-    return parser
 
 
 def _options(args: argparse.Namespace) -> AgentOptions:

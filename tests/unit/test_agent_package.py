@@ -70,7 +70,8 @@ def test_every_agent_module_has_a_docstring_and_all(path: Path) -> None:
         for target in node.targets
         if isinstance(target, ast.Name)
     }
-    assert "__all__" in names, f"{path.name} has no __all__"
+    # The entry script (python -m skybroker.agent) runs, it exports nothing.
+    assert "__all__" in names or path.name == "__main__.py", f"{path.name} has no __all__"
 
 
 def test_the_package_list_is_not_empty() -> None:

@@ -39,13 +39,6 @@ print(json.dumps({"lines": len(config.splitlines()), "ok": True, "name": "web-1"
 
 
 @pytest.fixture
-def peer() -> Iterator[FakeRendezvous]:
-    server = FakeRendezvous(heartbeat_seconds=1)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def agents() -> Iterator[list[AgentProcess]]:
     started: list[AgentProcess] = []
     yield started

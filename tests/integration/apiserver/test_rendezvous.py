@@ -86,6 +86,24 @@ def test_every_refusal_is_the_same_401(api_store: Store, http: httpx.Client) -> 
         assert secret not in answer.text
 
 
+def test_a_forgotten_uuid_is_refused_once_the_record_is_gone(
+    api_store: Store, http: httpx.Client
+) -> None:
+    """Reports are checked against the API server's watched copy of the records; deleting a
+    record (the Instance deleted, a stale slot released) reaches it at once."""
+    boot_config(api_store, "web")
+    uid, secret = register(api_store, "web")
+    report = {"status": "Configured"}
+    path = f"{config_path(uid)}/report"
+    assert http.put(path, json=report, headers=bearer(secret)).status_code == 204
+    RendezvousStore(api_store).forget("team-a", uid)
+    eventually(
+        lambda: http.put(path, json=report, headers=bearer(secret)).status_code == 401,
+        what="a report of a forgotten uuid still accepted",
+    )
+    assert http.get(config_path(uid), headers=bearer(secret)).status_code == 401
+
+
 def test_report_is_one_etcd_write_of_the_heartbeat(
     api_store: Store, http: httpx.Client, etcd_client: EtcdClient, key_prefix: str
 ) -> None:

@@ -18,6 +18,7 @@ from api_types.bootconfigs import BootConfig
 from apiserver import ApiOptions
 from apiserver.rendezvous import RendezvousRoutes
 from controller.cache import Informer
+from controller.rendezvous import RecordCache
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
@@ -168,7 +169,12 @@ def test_an_unreachable_store_is_503(layout: KeyLayout) -> None:
     client = EtcdClient(["127.0.0.1:1"], timeout=1.0, retry_for=0.3, fail_fast=True)
     store = Store(client, layout)
     routes = RendezvousRoutes(
-        store, Informer(store, BootConfig), max_body_bytes=1024, rate=100.0, burst=100
+        store,
+        Informer(store, BootConfig),
+        RecordCache(store),
+        max_body_bytes=1024,
+        rate=100.0,
+        burst=100,
     )
     uid = "0b6f7a4e-1d2c-4e5f-8a9b-0c1d2e3f4a5b"
 

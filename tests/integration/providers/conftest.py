@@ -31,6 +31,7 @@ from providers.protocol import CloudProvider
 from providers.simulated import SimulatedProvider
 from providers.types import ImageId, SizeId, ZoneName
 from tests.integration.providers.helpers import CLOCK_START, FaultProxy, free_port
+from tests.rendezvous_peer import peer  # noqa: F401 (a fixture of the boot agent tests)
 
 REGION = "us-east-1"
 #: What moto accepts (it checks no credentials unless told to): libcloud's names.

@@ -36,13 +36,6 @@ TRANSITION = 5.0  # seconds of fake time for boot, stop and terminate
 
 
 @pytest.fixture
-def peer() -> Iterator[FakeRendezvous]:
-    server = FakeRendezvous(heartbeat_seconds=1)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def providers() -> Iterator[list[SimulatedProvider]]:
     made: list[SimulatedProvider] = []
     yield made

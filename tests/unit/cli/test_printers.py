@@ -164,12 +164,17 @@ def test_explain_a_bootconfig_by_its_short_name() -> None:
     assert "revision" in explain("bootconfig.status")
 
 
-def test_instance_wide_columns_are_unchanged_by_the_agent_record() -> None:
+def test_instance_wide_columns_show_the_boot_agents_state() -> None:
     info = registry.lookup("instances")
     obj = web("web-1")
     obj["status"]["agent"] = {"state": "Configured", "address": "10.0.0.9"}
-    header, row = format_objects(info, [obj], "wide", namespaces=False, single=False).splitlines()
+    plain = web("web-2")
+    header, row, other = format_objects(
+        info, [obj, plain], "wide", namespaces=False, single=False
+    ).splitlines()
     assert header.split() == [
-        "NAME", "POOL", "PHASE", "ACCOUNT", "ZONE", "SIZE", "PROVIDER-ID", "ADDRESSES", "AGE"
+        "NAME", "POOL", "PHASE", "ACCOUNT", "ZONE", "SIZE", "PROVIDER-ID", "ADDRESSES", "AGENT",
+        "AGE",
     ]  # fmt: skip
-    assert "10.0.0.9" not in row
+    assert row.split()[-2] == "Configured" and "10.0.0.9" not in row
+    assert "Configured" not in other
