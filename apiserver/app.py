@@ -44,6 +44,7 @@ from apiserver.openapi import API_ROOT
 from apiserver.rbac import BUILTIN_CLUSTER_ROLES, Authorizer
 from apiserver.rendezvous import RENDEZVOUS_ROOT, RendezvousRoutes
 from apiserver.system import SystemRoutes
+from apiserver.watchcache import DEFAULT_CAPACITY, WatchCaches
 from controller.asgi import Receive, Scope, Send
 from controller.cache import Informer
 from controller.errors import AlreadyExistsError, StoreError
@@ -63,6 +64,9 @@ class ApiOptions:
     max_body_bytes: int = MAX_BODY_BYTES
     #: Seconds of quiet after which a watch stream sends a BOOKMARK.
     bookmark_interval: float = 30.0
+    #: Events each plural's watch cache keeps: a watch resuming from further back than these
+    #: reach watches etcd itself.
+    watch_cache_size: int = DEFAULT_CAPACITY
     #: How long start() waits for the RBAC caches before giving up.
     sync_timeout: float = 30.0
     #: Threads running resource operations (each blocks on etcd for a round trip).
@@ -122,11 +126,14 @@ class ApiServer:
         self.lookups = Lookups(store)
         self.resources = Resources(store, self.authorizer, self.lookups)
         metrics = _Metrics.get()
+        #: One etcd watch per watched plural, shared by the REST watches (started lazily).
+        self.watch_caches = WatchCaches(store, self.options.watch_cache_size)
         self.dispatcher = Dispatcher(
             self.resources,
             authenticator,
             max_body_bytes=self.options.max_body_bytes,
             bookmark_interval=self.options.bookmark_interval,
+            watch_caches=self.watch_caches,
             workers=self.options.workers,
             requests=metrics.requests,
             duration=metrics.duration,
@@ -180,6 +187,7 @@ class ApiServer:
 
     def stop(self) -> None:
         self.dispatcher.close()
+        self.watch_caches.stop()
         for cache in self._caches():
             cache.stop()
 

@@ -7,7 +7,7 @@ the query, decoding the body, the operation (``handlers``: RBAC, validation, adm
 store) and the JSON encoding of the answer or of the ``Status`` for any failure (``status``) —
 runs in one worker thread, one hop there and one back. A watch is positioned in the worker
 (authorization, the initial list) and then streamed from the event loop (``watch``), holding
-no thread.
+no thread: its events come from the plural's shared watch cache (``watchcache``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from apiserver.rbac import Attributes
 from apiserver.redaction import RequestFacts
 from apiserver.status import ApiError, error_from, error_headers, status_object
 from apiserver.watch import WatchRequest, open_watch
+from apiserver.watchcache import WatchCaches
 from controller.asgi import Answer, Receive, Scope, Send, request_headers, stream
 
 __all__ = ["REVIEWS", "Dispatcher", "Request", "encode", "failure"]
@@ -115,6 +116,7 @@ class Dispatcher:
         *,
         max_body_bytes: int,
         bookmark_interval: float,
+        watch_caches: WatchCaches,
         workers: int,
         requests: Counter,
         duration: Histogram,
@@ -123,6 +125,7 @@ class Dispatcher:
         self.authenticator = authenticator
         self.max_body_bytes = max_body_bytes
         self.bookmark_interval = bookmark_interval
+        self.watch_caches = watch_caches
         self._requests, self._duration = requests, duration
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="api-worker")
         self._watches: set[WatchRequest] = set()
@@ -256,4 +259,5 @@ class Dispatcher:
             query.get("fieldSelector"),
             query.get("resourceVersion"),
             self.bookmark_interval,
+            self.watch_caches,
         )

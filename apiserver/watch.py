@@ -14,11 +14,14 @@ Where it sits: the list routes hand a watch request here after authorization. Th
 - with a label or field selector, an object that stops matching is sent as DELETED, one that
   starts matching as ADDED (Kubernetes' filtered-watch semantics).
 
-Each stream owns a :class:`~controller.store.watch.PrefixWatch` (which itself survives etcd
-restarts) on a daemon thread that hands batches to the event loop; no thread-pool thread is
-held while a client is connected, so idle watchers cost no request capacity. When the server
-shuts down, :meth:`WatchRequest.stop` ends every stream at once (its client re-watches, from
-its last revision, wherever the API is still served).
+Each stream subscribes to its plural's :class:`~apiserver.watchcache.WatchCache` (one etcd
+watch and one thread per plural, each event decoded once) and filters what it is handed: its
+namespace, its selection, what its user may see. A start revision older than the cache's buffer
+reaches falls back to a :class:`~controller.store.watch.PrefixWatch` of the stream's own, on a
+daemon thread (rare: a client resuming from far back). No thread-pool thread is held while a
+client is connected, so idle watchers cost no request capacity. When the server shuts down,
+:meth:`WatchRequest.stop` ends every stream at once (its client re-watches, from its last
+revision, wherever the API is still served).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -37,9 +40,9 @@ from apiserver.auth import User
 from apiserver.handlers import Resources, Selection, parse_selection
 from apiserver.paths import Target
 from apiserver.status import ApiError, error_from, status_object
-from controller.errors import InvalidObjectError
+from apiserver.watchcache import CachedEvent, Delivery, WatchCache, WatchCaches, decode_event
 from controller.store.etcd import prefix_range_end
-from controller.store.watch import PrefixWatch, WatchCompacted, WatchEvent
+from controller.store.watch import PrefixWatch, WatchCompacted
 
 __all__ = ["WatchRequest", "open_watch"]
 
@@ -49,6 +52,41 @@ _END = object()
 
 def _line(event_type: str, obj: dict[str, Any]) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+class _Source(Protocol):
+    """Where a stream's events come from: a cache subscription or its own etcd watch."""
+
+    def stop(self) -> None: ...
+
+
+class _OwnWatch:
+    """The fallback: the stream's own etcd watch and pump thread (a start revision older than
+    the cache's buffer reaches)."""
+
+    def __init__(self, request: WatchRequest, deliver: Callable[[Delivery], None]) -> None:
+        resources, info = request.resources, request.target.info
+        self._watch = watch = PrefixWatch(
+            resources.store.client, request.prefix, request.start_revision, prev_kv=True
+        )
+
+        def pump() -> None:
+            try:
+                try:
+                    for batch in watch:
+                        events = [decode_event(resources.store, info, e) for e in batch]
+                        deliver((events, watch.last_revision))
+                except (WatchCompacted, grpc.RpcError) as exc:
+                    deliver(exc)
+                    return
+                deliver(None)
+            except RuntimeError:
+                return  # the event loop closed under us: the server has stopped
+
+        threading.Thread(target=pump, name="api-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        self._watch.stop()
 
 
 @dataclass(eq=False)  # identity: open streams are kept in a set
@@ -64,40 +102,34 @@ class WatchRequest:
     start_revision: int
     initial: list[Resource]
     bookmark_interval: float
+    cache: WatchCache | None = None
     _stopping: bool = field(default=False, init=False)
-    _watch: PrefixWatch | None = field(default=None, init=False)
+    _source: _Source | None = field(default=None, init=False)
+    _end: Callable[[], None] | None = field(default=None, init=False)
 
     def stop(self) -> None:
         """End the stream now (called on the event loop, like :meth:`stream`)."""
         self._stopping = True
-        if self._watch is not None:
-            self._watch.stop()
-
-    def _decode(self, key_bytes: bytes, raw: bytes | None, revision: int) -> Resource | None:
-        store = self.resources.store
-        key = store.layout.parse_object_key(key_bytes)
-        if key is None or raw is None:
-            return None
-        try:
-            obj = store.decode(key, raw, revision)
-        except InvalidObjectError:
-            return None  # a bad direct write is not an object; the normaliser reports it
-        return obj if isinstance(obj, self.target.info.model) else None
+        if self._source is not None:
+            self._source.stop()
+        if self._end is not None:
+            self._end()
 
     def _matches(self, obj: Resource | None) -> bool:
         return obj is not None and self.selection.matches(obj)
 
-    def _lines(self, event: WatchEvent) -> bytes:
-        new = None if event.deleted else self._decode(event.key, event.value, event.mod_revision)
-        old = None
-        if event.deleted or not self.selection.empty:
-            old = self._decode(event.key, event.prev_value, event.mod_revision)
+    def _lines(self, cached: CachedEvent) -> bytes:
+        # The cache watches every namespace and may be behind a revision the client saw.
+        event = cached.event
+        if event.mod_revision < self.start_revision or not event.key.startswith(self.prefix):
+            return b""
+        new, old = cached.new, cached.old
         if self._matches(new):
             entered = not self.selection.empty and not self._matches(old)
             created = event.create_revision == event.mod_revision or entered
             assert new is not None
             return _line("ADDED" if created else "MODIFIED", self.resources.visible(self.user, new))
-        if self._matches(old):
+        if (event.deleted or not self.selection.empty) and self._matches(old):
             assert old is not None
             return _line("DELETED", self.resources.visible(self.user, old))
         return b""
@@ -117,31 +149,25 @@ class WatchRequest:
             return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        watch = PrefixWatch(
-            self.resources.store.client, self.prefix, self.start_revision, prev_kv=True
-        )
-        self._watch = watch
+        source: _Source | None = None
 
-        def offer(item: Any) -> None:
+        def offer(item: Delivery) -> None:
             if queue.qsize() >= _QUEUE_LIMIT:
-                watch.stop()  # a client this far behind re-watches from its last revision
+                if source is not None:
+                    source.stop()  # a client this far behind re-watches from its last revision
                 queue.put_nowait(_END)
             else:
-                queue.put_nowait(item)
+                queue.put_nowait(_END if item is None else item)
 
-        def pump() -> None:
-            try:
-                try:
-                    for batch in watch:
-                        loop.call_soon_threadsafe(offer, (batch, watch.last_revision))
-                except (WatchCompacted, grpc.RpcError) as exc:
-                    loop.call_soon_threadsafe(offer, exc)
-                    return
-                loop.call_soon_threadsafe(offer, _END)
-            except RuntimeError:
-                return  # the event loop closed under us: the server has stopped
+        def deliver(item: Delivery) -> None:
+            loop.call_soon_threadsafe(offer, item)
 
-        threading.Thread(target=pump, name="api-watch", daemon=True).start()
+        self._end = lambda: queue.put_nowait(_END)
+        if self.cache is not None:
+            source = self.cache.subscribe(self.start_revision, deliver)
+        if source is None:
+            source = _OwnWatch(self, deliver)
+        self._source = source
         sent = self.start_revision - 1
         try:
             while True:
@@ -166,7 +192,7 @@ class WatchRequest:
                     yield chunk
                 sent = max(sent, revision)
         finally:
-            watch.stop()
+            source.stop()
 
 
 def open_watch(
@@ -177,6 +203,7 @@ def open_watch(
     fields_text: str | None,
     resource_version: str | None,
     bookmark_interval: float,
+    caches: WatchCaches | None = None,
 ) -> WatchRequest:
     """Authorize and position a watch (400/403/410 here, before the response starts)."""
     resources.authorize(user, "watch", target)
@@ -198,6 +225,8 @@ def open_watch(
             raise ApiError(400, "BadRequest", f"resourceVersion {revision} is in the future")
         # A read at the revision fails when etcd has compacted past it: answer 410 now.
         store.client.range(prefix, prefix_range_end(prefix), revision=revision, count_only=True)
+    # Started here, on a worker thread: a cache's first watch asks etcd for its revision.
+    cache = caches.get(info) if caches is not None else None
     return WatchRequest(
-        resources, user, target, selection, prefix, revision + 1, initial, bookmark_interval
+        resources, user, target, selection, prefix, revision + 1, initial, bookmark_interval, cache
     )
