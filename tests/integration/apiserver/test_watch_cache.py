@@ -1,0 +1,220 @@
+"""The watch cache: many REST watches share one etcd watch; replay, fallback, selectors, bookmarks.
+
+Each test starts the firewalls cache before its writes (``_cache``), so the watches that follow
+are served from its buffer; the fallback test shrinks the buffer so a start falls below it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api_types import registry
+from apiserver import ApiOptions
+from apiserver.watchcache import WatchCache
+from controller.store.objects import Store
+from skybroker.apiserver import HttpServer
+from tests.integration.apiserver.conftest import ROOT, TOKEN_FILE, TOKENS, firewall
+from tests.waiting import eventually
+
+FW = f"{ROOT}/namespaces/team-a/firewalls"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def _cache(server: HttpServer) -> WatchCache:
+    cache = server.api.watch_caches.get(registry.by_plural("firewalls"))
+    assert cache is not None
+    return cache
+
+
+def _revision(admin: httpx.Client) -> str:
+    return str(admin.get(FW).json()["metadata"]["resourceVersion"])
+
+
+def _events(http: httpx.Client, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+    with http.stream("GET", FW, params={"watch": "true", **params}) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.strip():
+                yield json.loads(line)
+
+
+def _changes(http: httpx.Client, params: dict[str, str], count: int) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    for event in _events(http, params):
+        if event["type"] != "BOOKMARK":
+            seen.append((event["type"], event["object"]["metadata"]["name"]))
+        if len(seen) == count:
+            break
+    return seen
+
+
+def _server_threads(ours: list[threading.Thread]) -> int:
+    """Live threads, the test's own readers left out."""
+    return sum(1 for thread in threading.enumerate() if thread not in ours)
+
+
+def test_hundred_watches_share_one_etcd_watch(server: HttpServer, admin: httpx.Client) -> None:
+    cache = _cache(server)
+    start = _revision(admin)
+    results: dict[int, list[tuple[str, str]]] = {}
+    clients: list[httpx.Client] = []
+    readers: list[threading.Thread] = []
+
+    def read(index: int, http: httpx.Client) -> None:
+        results[index] = _changes(http, {"resourceVersion": start}, 3)
+
+    def open_watches(count: int) -> None:
+        for _ in range(count):
+            http = httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {TOKENS['admin']}"},
+                timeout=60,
+            )  # fmt: skip
+            clients.append(http)
+            reader = threading.Thread(target=read, args=(len(readers), http), daemon=True)
+            readers.append(reader)
+            reader.start()
+        eventually(lambda: cache.subscribers == len(readers), what="every watch subscribed")
+
+    try:
+        open_watches(1)
+        one = _server_threads(readers)
+        open_watches(99)
+        hundred = _server_threads(readers)
+        assert hundred - one <= 3, f"threads: {one} with one watch, {hundred} with 100"
+        assert admin.post(FW, json=firewall("a")).status_code == 201
+        patched = admin.patch(f"{FW}/a", json={"metadata": {"labels": {"x": "1"}}}, headers=MERGE)
+        assert patched.status_code == 200
+        assert admin.delete(f"{FW}/a").status_code == 200
+        for reader in readers:
+            reader.join(60)
+        expected = [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
+        assert len(results) == 100
+        assert all(seen == expected for seen in results.values()), results
+        eventually(lambda: cache.subscribers == 0, what="the gone clients unsubscribed")
+    finally:
+        for http in clients:
+            http.close()
+
+
+def test_resume_inside_the_buffer_gets_exactly_the_later_events(
+    server: HttpServer, admin: httpx.Client
+) -> None:
+    cache = _cache(server)
+    revisions = []
+    for name in ("a", "b", "c"):
+        answer = admin.post(FW, json=firewall(name))
+        revisions.append(answer.json()["metadata"]["resourceVersion"])
+    assert cache.origin < int(revisions[0])
+    events = _events(admin, {"resourceVersion": revisions[0]})
+    first = next(events)
+    assert cache.subscribers == 1, "served by the cache"
+    second = next(events)
+    events.close()
+    seen = [(e["type"], e["object"]["metadata"]["name"]) for e in (first, second)]
+    assert seen == [("ADDED", "b"), ("ADDED", "c")]
+
+
+def test_selector_watch_from_the_cache_sees_objects_leave_and_enter(
+    server: HttpServer, admin: httpx.Client
+) -> None:
+    cache = _cache(server)
+    start = _revision(admin)
+    admin.post(FW, json=firewall("a", app="web"))
+    admin.post(FW, json=firewall("other", namespace="team-b", app="web"))  # another namespace
+    for labels in ({"app": "db"}, {"app": "web"}):
+        admin.patch(f"{FW}/a", json={"metadata": {"labels": labels}}, headers=MERGE)
+    admin.delete(f"{FW}/a")
+    events = _events(admin, {"resourceVersion": start, "labelSelector": "app=web"})
+    seen = []
+    for event in events:
+        assert cache.subscribers == 1, "served by the cache"
+        if event["type"] != "BOOKMARK":
+            seen.append((event["type"], event["object"]["metadata"]["name"]))
+        if len(seen) == 4:
+            break
+    events.close()
+    assert seen == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "a"), ("DELETED", "a")]
+
+
+def test_bookmarks_advance_on_a_quiet_prefix(server: HttpServer, admin: httpx.Client) -> None:
+    _cache(server)
+    start = int(_revision(admin))
+    # A write elsewhere moves etcd's revision; the firewalls' watch learns it from a progress
+    # notification (every 5 s on the test etcd), and the bookmarks carry it.
+    elsewhere = admin.post(
+        f"{ROOT}/namespaces", json={"kind": "Namespace", "metadata": {"name": "quiet-test"}}
+    )
+    assert elsewhere.status_code == 201, elsewhere.text
+    moved = int(elsewhere.json()["metadata"]["resourceVersion"])
+    assert moved > start
+    for event in _events(admin, {"resourceVersion": str(start)}):
+        assert event["type"] == "BOOKMARK", event
+        if int(event["object"]["metadata"]["resourceVersion"]) >= moved:
+            break
+
+
+@pytest.fixture
+def small_server(api_store: Store, tmp_path: Path) -> Iterator[HttpServer]:
+    """A server whose watch caches keep three events."""
+    token_file = tmp_path / "tokens.csv"
+    token_file.write_text(TOKEN_FILE)
+    options = ApiOptions(bookmark_interval=0.3, watch_cache_size=3)
+    http = HttpServer(api_store, token_file, "127.0.0.1:0", options)
+    http.start()
+    yield http
+    http.stop()
+
+
+def test_start_below_the_buffer_falls_back_and_compacted_is_gone(
+    small_server: HttpServer, api_store: Store
+) -> None:
+    cache = _cache(small_server)
+    admin = httpx.Client(
+        base_url=small_server.url, headers={"Authorization": f"Bearer {TOKENS['admin']}"},
+        timeout=30,
+    )  # fmt: skip
+    try:
+        start = _revision(admin)
+        names = [f"fw-{i}" for i in range(6)]
+        for name in names:
+            assert admin.post(FW, json=firewall(name)).status_code == 201
+        eventually(lambda: cache.origin > int(start), what="the buffer moved past the start")
+        seen = []
+        for event in _events(admin, {"resourceVersion": start}):
+            assert cache.subscribers == 0, "its own etcd watch"
+            if event["type"] == "ADDED":
+                seen.append(event["object"]["metadata"]["name"])
+            if len(seen) == len(names):
+                break
+        assert seen == names
+        api_store.client.compact(api_store.client.current_revision())
+        answer = admin.get(FW, params={"watch": "true", "resourceVersion": start})
+        assert answer.status_code == 410 and answer.json()["reason"] == "Gone"
+    finally:
+        admin.close()
+
+
+def test_server_stop_ends_cached_streams(
+    server: HttpServer, client: Callable[[str | None], httpx.Client]
+) -> None:
+    cache = _cache(server)
+    http = client("admin")
+    ended = threading.Event()
+
+    def read() -> None:
+        for _ in _events(http, {"resourceVersion": _revision(http)}):
+            pass
+        ended.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    eventually(lambda: cache.subscribers == 1, what="the watch subscribed")
+    server.stop()
+    eventually(ended.is_set, what="the stream ended with the server")
