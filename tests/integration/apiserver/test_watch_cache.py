@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def _revision(admin: httpx.Client) -> str:
     return str(admin.get(FW).json()["metadata"]["resourceVersion"])
 
 
-def _events(http: httpx.Client, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+def _events(http: httpx.Client, params: dict[str, str]) -> Generator[dict[str, Any]]:
     with http.stream("GET", FW, params={"watch": "true", **params}) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
