@@ -3,12 +3,12 @@ outside the resource tree are part of the REST contract like the rest (DESIGN §
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from api_types import registry
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import ROOT, firewall
 from tests.waiting import eventually
@@ -110,22 +110,17 @@ def test_trailing_slashes_redirect_to_the_endpoint(anonymous: httpx.Client) -> N
 
 def test_a_watch_ends_when_its_client_goes_away(admin: httpx.Client, server: HttpServer) -> None:
     """The stream is cancelled at the disconnect, not at its next write: an idle watcher that
-    left must not keep its etcd watch (and the thread pumping it) until the next event."""
+    left must not keep its subscription to the watch cache until the next event."""
     collection = f"{ROOT}/namespaces/team-a/firewalls"
     admin.post(collection, json=firewall("web"))
-    def pumps() -> set[threading.Thread]:
-        return {t for t in threading.enumerate() if t.name == "api-watch"}
-
-    before = pumps()
+    cache = server.api.watch_caches.get(registry.by_plural("firewalls"))
+    assert cache is not None
     with admin.stream("GET", collection, params={"watch": "true"}) as response:
         assert response.headers["content-type"] == "application/json;stream=watch"
         assert response.headers["transfer-encoding"] == "chunked"
         lines = response.iter_lines()
         assert '"type":"ADDED"' in next(lines)
-        # a BOOKMARK comes from the loop that waits on the etcd watch: it is running
+        # a BOOKMARK comes from the loop that waits on the cache: it is subscribed
         assert '"type":"BOOKMARK"' in next(lines)
-        streaming = pumps() - before
-        assert streaming, "the watch has a thread pumping its etcd watch"
-    eventually(
-        lambda: not any(t.is_alive() for t in streaming), what="the watch outlived its client"
-    )
+        assert cache.subscribers == 1, "the watch is subscribed to its plural's cache"
+    eventually(lambda: cache.subscribers == 0, what="the watch outlived its client")
