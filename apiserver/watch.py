@@ -214,6 +214,9 @@ def open_watch(
     if not text.isdigit():
         raise ApiError(400, "BadRequest", f"resourceVersion {text!r} is not a number")
     revision = int(text)
+    # Started here, on a worker thread (a cache's first watch asks etcd for its revision), and
+    # before the list: the list's revision is then inside the cache's window.
+    cache = caches.get(info) if caches is not None else None
     initial: list[Resource] = []
     if revision == 0:
         listed = store.list(info.model, target.namespace, selection.labels)
@@ -225,8 +228,6 @@ def open_watch(
             raise ApiError(400, "BadRequest", f"resourceVersion {revision} is in the future")
         # A read at the revision fails when etcd has compacted past it: answer 410 now.
         store.client.range(prefix, prefix_range_end(prefix), revision=revision, count_only=True)
-    # Started here, on a worker thread: a cache's first watch asks etcd for its revision.
-    cache = caches.get(info) if caches is not None else None
     return WatchRequest(
         resources, user, target, selection, prefix, revision + 1, initial, bookmark_interval, cache
     )

@@ -218,3 +218,21 @@ def test_server_stop_ends_cached_streams(
     eventually(lambda: cache.subscribers == 1, what="the watch subscribed")
     server.stop()
     eventually(ended.is_set, what="the stream ended with the server")
+
+
+def test_first_watch_without_revision_is_served_by_the_cache(
+    server: HttpServer, admin: httpx.Client
+) -> None:
+    """The cache starts before the list, so the list's revision is inside its window."""
+    admin.post(FW, json=firewall("existing"))
+    events = _events(admin, {})
+    first = next(events)
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "existing")
+    cache = _cache(server)
+    eventually(lambda: cache.subscribers == 1, what="served by the cache")
+    admin.post(FW, json=firewall("later"))
+    for event in events:
+        if event["type"] != "BOOKMARK":
+            assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "later")
+            break
+    events.close()
