@@ -236,3 +236,49 @@ def test_first_watch_without_revision_is_served_by_the_cache(
             assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "later")
             break
     events.close()
+
+
+def test_compaction_overtaking_the_cache_ends_its_streams_with_410(
+    server: HttpServer, admin: httpx.Client, api_store: Store
+) -> None:
+    cache = _cache(server)
+    events: list[dict[str, Any]] = []
+
+    def read() -> None:
+        events.extend(_events(admin, {"resourceVersion": _revision(admin)}))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    eventually(lambda: cache.subscribers == 1, what="the watch subscribed")
+    client = api_store.client
+    writes = iter(range(1000))
+
+    def overtaken() -> bool:
+        if any(event["type"] == "ERROR" for event in events):
+            return True
+        # Move etcd past the cache's last revision (a write it does not watch), compact there
+        # and break the cache's etcd stream: it resumes from a compacted revision. (A progress
+        # notification landing in between moves the cache along; then the next round does it.)
+        namespace = {"kind": "Namespace", "metadata": {"name": f"move-{next(writes)}"}}
+        assert admin.post(f"{ROOT}/namespaces", json=namespace).status_code == 201
+        client.compact(client.current_revision())
+        watch = cache._watch
+        call = watch._call if watch is not None else None
+        if call is not None:
+            call.cancel()
+        return False
+
+    eventually(overtaken, what="the stream ended with an ERROR", poll=0.2)
+    reader.join(30)
+    error = events[-1]
+    assert error["type"] == "ERROR" and error["object"]["code"] == 410, error
+    # the cache restarted from the current revision: a new watch is served by it again
+    eventually(lambda: cache.origin >= client.current_revision() - 1 and cache.subscribers == 0)
+    events.clear()
+    later = threading.Thread(target=read, daemon=True)
+    later.start()
+    eventually(lambda: cache.subscribers == 1, what="a new watch subscribed to the restarted cache")
+    assert admin.post(FW, json=firewall("after")).status_code == 201
+    eventually(lambda: any(e["type"] == "ADDED" for e in events), what="the new watch's event")
+    server.stop()
+    later.join(30)
