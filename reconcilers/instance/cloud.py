@@ -300,7 +300,7 @@ class CloudSteps:
         # while it is going away), and the providerID is forgotten only after it: a crash
         # in between finds the recorded instance gone and recreates it, instead of leaving
         # one nothing refers to.
-        self._leaving_ready(pass_, "Replacing", message, InstancePhase.PROVISIONING)
+        self.leaving_ready(pass_, "Replacing", message, InstancePhase.PROVISIONING)
         handle.provider.delete_instance(cloud.id)
         handle.inventory.invalidate(ResourceKind.INSTANCE)
         pass_.event("Normal", "Replacing", message)
@@ -317,7 +317,7 @@ class CloudSteps:
         return Result(requeue_after=0.1)
 
     @staticmethod
-    def _leaving_ready(
+    def leaving_ready(
         pass_: Pass[Instance], reason: str, message: str, phase: InstancePhase | None = None
     ) -> None:
         """Store ``Ready=False`` (``reason``), and ``phase`` if given, before a cloud call that
@@ -390,7 +390,7 @@ class CloudSteps:
             pass_.event("Normal", "DriftCorrected", f"{message}: changed outside skybroker")
         pass_.condition("Drifted", False, "InSync")
         going = f"{cloud.id}: going {desired.value}"
-        self._leaving_ready(pass_, "Transitioning", going)
+        self.leaving_ready(pass_, "Transitioning", going)
         if desired == PowerState.RUNNING:
             handle.provider.start_instance(cloud.id)
         else:

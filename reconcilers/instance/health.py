@@ -19,7 +19,7 @@ Where it sits: the Instance reconcile calls :meth:`Remedies.act` after
 Either sets ``status.agent`` back to Booting (the stale clock restarts) and records
 ``lastRemediation``; a remediation acts at most once per ``spec.health.after`` (a Lost agent
 within that window waits, requeued for when it ends). The mark, ``Ready=False`` and the new
-phase are stored before the cloud call (``CloudSteps._leaving_ready``), so a crash cannot make
+phase are stored before the cloud call (``CloudSteps.leaving_ready``), so a crash cannot make
 it act twice; a call that fails takes the mark back. Events: ``Restarting`` / ``Replacing``.
 """
 
@@ -93,7 +93,7 @@ class Remedies:
         )
         pass_.condition(AGENT_READY, False, "Booting", f"{verb} after AgentLost")
         reason = "Restarting" if restart else "Replacing"
-        CloudSteps._leaving_ready(pass_, reason, message, InstancePhase.PROVISIONING)
+        CloudSteps.leaving_ready(pass_, reason, message, InstancePhase.PROVISIONING)
         try:
             if restart:
                 handle.provider.stop_instance(InstanceId(cloud_id))
