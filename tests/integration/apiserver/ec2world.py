@@ -18,9 +18,22 @@ from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import TOKEN_FILE
 
-__all__ = ["API", "ec2_api", "ec2_client"]
+__all__ = ["API", "ec2_api", "ec2_client", "pool_readers"]
 
 API = "skybroker.io/v1alpha1"
+
+
+def pool_readers(*users: str) -> list[dict[str, Any]]:
+    """A ClusterRole reading pools and its binding to ``users``: what a tenant needs to see
+    the regions (pools) of its namespace through the front door."""
+    return [
+        {"apiVersion": API, "kind": "ClusterRole", "metadata": {"name": "pool-reader"},
+         "rules": [{"apiGroups": ["skybroker.io"], "resources": ["pools"],
+                    "verbs": ["get", "list"]}]},
+        {"apiVersion": API, "kind": "ClusterRoleBinding", "metadata": {"name": "pool-readers"},
+         "roleRef": {"kind": "ClusterRole", "name": "pool-reader"},
+         "subjects": [{"kind": "User", "name": user} for user in users]},
+    ]  # fmt: skip
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from controller.store.objects import Store
 from reconcilers import firewall, subnet
 from skybroker.apiserver import HttpServer
 from tests.awscli import answer, aws_cli
-from tests.integration.apiserver.ec2world import ec2_api
+from tests.integration.apiserver.ec2world import ec2_api, pool_readers
 from tests.integration.apiserver.test_ec2_catalog import ALICE, ec2, error_of
 from tests.integration.reconcilers.harness import (
     Harness,
@@ -43,13 +43,7 @@ ZONES = ["sim-easta", "sim-eastb"]
 CATALOGUE: list[dict[str, Any]] = [
     sim_account("sim-a"),
     pool_manifest("general", [{"account": "sim-a", "zones": ZONES}]),
-    {"apiVersion": "skybroker.io/v1alpha1", "kind": "ClusterRole",
-     "metadata": {"name": "pool-reader"},
-     "rules": [{"apiGroups": ["skybroker.io"], "resources": ["pools"], "verbs": ["get", "list"]}]},
-    {"apiVersion": "skybroker.io/v1alpha1", "kind": "ClusterRoleBinding",
-     "metadata": {"name": "tenants-read-pools"},
-     "roleRef": {"kind": "ClusterRole", "name": "pool-reader"},
-     "subjects": [{"kind": "User", "name": "alice"}, {"kind": "User", "name": "bob"}]},
+    *pool_readers("alice", "bob"),
 ]  # fmt: skip
 
 

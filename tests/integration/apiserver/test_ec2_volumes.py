@@ -25,10 +25,9 @@ from apiserver.ec2.volumes import CLIENT_TOKEN_ANNOTATION
 from controller.store.objects import Store
 from reconcilers import instance, volume
 from skybroker.apiserver import HttpServer
-from tests.integration.apiserver.ec2world import ec2_api
+from tests.integration.apiserver.ec2world import ec2_api, pool_readers
 from tests.integration.apiserver.test_ec2_catalog import ec2, error_of
 from tests.integration.reconcilers.harness import (
-    API,
     Harness,
     instance_manifest,
     pool_manifest,
@@ -46,11 +45,7 @@ POLL = 0.1  # each look is a signed request: no need to spin
 CATALOGUE: list[dict[str, Any]] = [
     sim_account("sim-a", volume_seconds=0.1),
     pool_manifest("general", [{"account": "sim-a", "zones": ["sim-easta", "sim-eastb"]}]),
-    {"apiVersion": API, "kind": "ClusterRole", "metadata": {"name": "pool-reader"},
-     "rules": [{"apiGroups": ["skybroker.io"], "resources": ["pools"], "verbs": ["get", "list"]}]},
-    {"apiVersion": API, "kind": "ClusterRoleBinding", "metadata": {"name": "tenants-pools"},
-     "roleRef": {"kind": "ClusterRole", "name": "pool-reader"},
-     "subjects": [{"kind": "User", "name": "alice"}, {"kind": "User", "name": "bob"}]},
+    *pool_readers("alice", "bob"),
 ]  # fmt: skip
 
 
