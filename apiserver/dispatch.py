@@ -13,7 +13,6 @@ no thread: its events come from the plural's shared watch cache (``watchcache``)
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from apiserver.status import ApiError, error_from, error_headers, status_object
 from apiserver.watch import WatchRequest, open_watch
 from apiserver.watchcache import WatchCaches
 from controller.asgi import Answer, Receive, Scope, Send, request_headers, stream
+from controller.store.codec import encode_value
 
 __all__ = ["REVIEWS", "Dispatcher", "Request", "encode", "failure"]
 
@@ -46,7 +46,8 @@ _WATCH_MEDIA = b"application/json;stream=watch"
 
 
 def encode(value: Wire) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """An answer's JSON: the store's own compact encoding (orjson, ``codec.encode_value``)."""
+    return encode_value(value)
 
 
 def warning_headers(warnings: Warnings) -> tuple[tuple[bytes, bytes], ...]:

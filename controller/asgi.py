@@ -176,6 +176,8 @@ class AsgiServer:
         self._socket = bind(listen)
         host, port = self._socket.getsockname()[:2]
         self.address = (str(host), int(port))
+        # http and loop stay "auto": uvicorn takes httptools and uvloop (dependencies, for
+        # speed) when they import, and h11 / asyncio otherwise, with the same behaviour.
         config = uvicorn.Config(
             app,
             interface="asgi3",

@@ -22,6 +22,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 import pydantic
 import yaml
 
@@ -52,6 +53,9 @@ MAX_DEPTH = 32
 MAX_NUMBER_DIGITS = 4300
 #: A JSON number of more digits than that, as a value (after ``:``, ``[`` or ``,``).
 _LONG_JSON_NUMBER = re.compile(rf"[:\[,]\s*(-?[0-9]{{{MAX_NUMBER_DIGITS + 1},}})")
+#: A run of digits orjson might read as something else than Python's ``json`` does: it turns
+#: integers past 64 bits into floats, where ``json`` keeps them exact.
+_WIDE_DIGITS = re.compile(r"[0-9]{19}")
 
 
 class DecodeError(SkybrokerError, ValueError):
@@ -171,6 +175,15 @@ def _load_json(text: str) -> Any:
             raise _too_long(digits, _position(text, offsets[0]) if offsets else "the value")
         return int(literal)
 
+    if _WIDE_DIGITS.search(text) is None:
+        # orjson gives exactly json.loads' result for what it accepts (no integer past 64
+        # bits here), some thirty times faster; whatever it refuses (NaN, lone surrogates,
+        # deep nesting, bad syntax) takes the standard path below, whose result or message
+        # stays the one clients see.
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(text, parse_int=parse_int)
 
 
@@ -229,7 +242,17 @@ def decode_value(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> dict[str, A
 
 
 def encode_value(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact UTF-8 JSON: the stored form, history records and the API's answers.
+
+    orjson writes what ``json.dumps(separators=(",", ":"), ensure_ascii=False)`` writes, some
+    thirty times faster; what it refuses (integers past 64 bits, keys that are not strings)
+    goes through ``json`` as before. One difference: a non-finite float becomes ``null``
+    (valid JSON) rather than ``NaN``/``Infinity``, which strict JSON parsers refuse."""
+    try:
+        encoded: bytes = orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return encoded
 
 
 def decode_canonical(key: ObjectKey, raw: bytes) -> Resource | None:
