@@ -347,6 +347,32 @@ def test_wait_gates_ready_on_the_health_of_what_was_applied(
     assert failed.status.last_applied_revision == f"main@sha1:{origin.head()}"
 
 
+def test_wait_holds_ready_until_what_was_applied_is_ready(gitops: Harness, origin: Origin) -> None:
+    origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", wait=True, timeout="5m"))
+    waiting = gitops.wait_for(
+        GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "Progressing"
+    )
+    assert "Instance/web-1" in waiting.status.condition("Ready").message  # type: ignore[union-attr]
+    assert waiting.status.last_applied_revision == f"main@sha1:{origin.head()}"
+
+    # No instance controller runs here: the instance reports Ready as its controller would.
+    def report_ready() -> bool:
+        web1 = gitops.get(Instance, "web-1", NS)
+        assert web1 is not None
+        web1.status.conditions = [Condition(type="Ready", status=ConditionStatus.TRUE)]
+        try:
+            gitops.store.update_status(web1, actor="instance-controller")
+        except ConflictError:
+            return False
+        return True
+
+    gitops.eventually(report_ready)
+    ready = gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
+    healthy = ready.status.condition("Healthy")
+    assert healthy is not None and healthy.status == "True"
+
+
 class _FailingCreates:
     """The real backends, but a real (not dry-run) create of ``name`` is refused: a write that
     fails after every dry-run passed, as a quota taken meanwhile would."""
