@@ -148,6 +148,23 @@ def test_drift_is_reverted_with_an_event_naming_who_changed_it(
     assert "alice" in drift.message and "spec.image" in drift.message
 
 
+def test_a_managed_object_deleted_by_a_user_is_created_again_with_the_event(
+    gitops: Harness, origin: Origin
+) -> None:
+    first = origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", interval="1h"))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(first))
+    web1 = gitops.get(Instance, "web-1", NS)
+    assert web1 is not None
+    gitops.store.delete(Instance, "web-1", NS, actor="bob")
+    # interval is an hour: only the watch on managed objects can bring it back this soon
+    gitops.wait_for(Instance, "web-1", NS, lambda i: i.metadata.uid != web1.metadata.uid)
+    gitops.wait_for_event("gitsources", "infra", NS, "DriftReverted")
+    events = gitops.manager.recorder.list_events(involved=ObjectKey("gitsources", NS, "infra"))
+    drift = next(e for e in events if e.reason == "DriftReverted")
+    assert "bob" in drift.message and "deleted" in drift.message
+
+
 def test_depends_on_waits_for_the_other_source_and_suspend_stops_syncing(
     gitops: Harness, origin: Origin, tmp_path: Path
 ) -> None:
