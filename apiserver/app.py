@@ -35,6 +35,7 @@ from api_types.meta import Resource
 from apiserver.accesskeys import AccessKeys, CredentialResolver
 from apiserver.auth import TokenAuthenticator
 from apiserver.body import MAX_BODY_BYTES
+from apiserver.cachedreads import CachedReads
 from apiserver.dispatch import Dispatcher
 from apiserver.ec2 import Ec2Routes, is_ec2_path
 from apiserver.handlers import Resources
@@ -124,10 +125,13 @@ class ApiServer:
         self.options = options or ApiOptions()
         self.authorizer = Authorizer(store)
         self.lookups = Lookups(store)
-        self.resources = Resources(store, self.authorizer, self.lookups)
-        metrics = _Metrics.get()
-        #: One etcd watch per watched plural, shared by the REST watches (started lazily).
+        #: One etcd watch per plural read or watched, shared by the REST watches and serving
+        #: the reads ``cachedreads`` allows (started lazily).
         self.watch_caches = WatchCaches(store, self.options.watch_cache_size)
+        self.resources = Resources(
+            store, self.authorizer, self.lookups, CachedReads(store, self.watch_caches)
+        )
+        metrics = _Metrics.get()
         self.dispatcher = Dispatcher(
             self.resources,
             authenticator,

@@ -26,6 +26,7 @@ from prometheus_client import Counter, Histogram
 from api_types import registry
 from apiserver.auth import TokenAuthenticator, User
 from apiserver.body import decode_body, read_request_body
+from apiserver.cachedreads import Warnings, parse_resource_version
 from apiserver.handlers import Resources, Wire
 from apiserver.paths import SUBRESOURCES, Target, parse_path
 from apiserver.rbac import Attributes
@@ -46,6 +47,11 @@ _WATCH_MEDIA = b"application/json;stream=watch"
 
 def encode(value: Wire) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def warning_headers(warnings: Warnings) -> tuple[tuple[bytes, bytes], ...]:
+    """Kubernetes' ``Warning: 299 - "text"`` headers, one per warning."""
+    return tuple((b"warning", f'299 - "{text}"'.encode("latin-1")) for text in warnings)
 
 
 def failure(error: ApiError) -> Answer:
@@ -220,7 +226,9 @@ class Dispatcher:
         if method == "GET":
             if collection and _flag(query.get("watch"), "watch"):
                 return self._watch(request, target, user)
-            return Answer(200, encode(self._read(request, target, user)))
+            warnings: Warnings = []
+            wire = self._read(request, target, user, warnings)
+            return Answer(200, encode(wire), headers=warning_headers(warnings))
         resources, code = self.resources, 200
         dry_run = _dry_run(query.get("dryRun"))
         if method == "DELETE":
@@ -234,8 +242,9 @@ class Dispatcher:
             result = resources.patch(user, target, self._body(request, patch=True), dry_run)
         return Answer(code, encode(result))
 
-    def _read(self, request: Request, target: Target, user: User) -> Wire:
+    def _read(self, request: Request, target: Target, user: User, warnings: Warnings) -> Wire:
         query = request.query
+        resource_version = parse_resource_version(query.get("resourceVersion"))
         if target.name is None:
             return self.resources.list(
                 user,
@@ -244,10 +253,12 @@ class Dispatcher:
                 _limit(query.get("limit")),
                 query.get("continue"),
                 query.get("fieldSelector"),
+                resource_version,
+                warnings,
             )
         if target.subresource == "history":
             return self.resources.history(user, target)
-        return self.resources.get(user, target)
+        return self.resources.get(user, target, resource_version, warnings)
 
     def _watch(self, request: Request, target: Target, user: User) -> WatchRequest:
         query = request.query

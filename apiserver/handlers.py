@@ -32,6 +32,7 @@ from api_types.meta import API_VERSION, Resource
 from api_types.tenancy import Namespace, Secret
 from apiserver.admission import admit, default_for_create
 from apiserver.auth import User
+from apiserver.cachedreads import CachedReads, Warnings
 from apiserver.lookups import Lookups
 from apiserver.paths import Target, decode_continue, encode_continue
 from apiserver.quota import usage_change, with_reservation
@@ -108,11 +109,16 @@ class Resources:
     server; without them every read goes to etcd)."""
 
     def __init__(
-        self, store: Store, authorizer: Authorizer, lookups: Lookups | None = None
+        self,
+        store: Store,
+        authorizer: Authorizer,
+        lookups: Lookups | None = None,
+        reads: CachedReads | None = None,
     ) -> None:
         self.store = store
         self.authorizer = authorizer
         self.lookups = lookups or Lookups(store)
+        self.reads = reads or CachedReads(store)
 
     # --- authorization --------------------------------------------------------------------
 
@@ -169,15 +175,23 @@ class Resources:
 
     # --- reads ----------------------------------------------------------------------------
 
-    def get(self, user: User, target: Target) -> Wire:
+    def get(
+        self,
+        user: User,
+        target: Target,
+        resource_version: int | None = None,
+        warnings: Warnings | None = None,
+    ) -> Wire:
+        """The object (``resource_version`` and ``warnings``: see ``cachedreads``)."""
         self.authorize(user, "get", target)
-        info, name = target.info, str(target.name)
-        try:
-            obj = self.store.get(info.model, name, target.namespace)
-        except InvalidObjectError:
-            key = ObjectKey(info.plural, target.namespace, name)
-            return invalid_row(info.kind, self.store.invalid_value(key))
-        return obj.to_wire()
+        info = target.info
+        key = ObjectKey(info.plural, target.namespace, str(target.name))
+        entry = self.reads.get(
+            info, key, resource_version=resource_version, warnings=warnings
+        )
+        if isinstance(entry, InvalidValue):
+            return invalid_row(info.kind, entry)
+        return entry.to_wire()
 
     def history(self, user: User, target: Target) -> Wire:
         self.authorize(user, "get", target)
@@ -195,9 +209,12 @@ class Resources:
         limit: int,
         token: str | None,
         fields: str | None = None,
+        resource_version: int | None = None,
+        warnings: Warnings | None = None,
     ) -> Wire:
         """A page of the collection. With a field selector a page may hold fewer than
-        ``limit`` items (even none) and still continue, as Kubernetes' may."""
+        ``limit`` items (even none) and still continue, as Kubernetes' may
+        (``resource_version`` and ``warnings``: see ``cachedreads``)."""
         if limit < 0:
             raise _bad_request("limit must not be negative")
         self.authorize(user, "list", target)
@@ -205,13 +222,15 @@ class Resources:
         info = target.info
         prefix = self.store.layout.kind_prefix(info.plural, target.namespace)
         revision, after = decode_continue(token, prefix) if token else (0, None)
-        result = self.store.list(
-            info.model,
+        result = self.reads.list(
+            info,
             target.namespace,
             selection.labels,
             limit=limit,
             continue_after=after,
             revision=revision,
+            resource_version=resource_version,
+            warnings=warnings,
         )
         metadata: Wire = {"resourceVersion": str(result.resource_version)}
         if result.continue_after is not None:

@@ -3,7 +3,9 @@
 Where it sits: the list routes hand a watch request here after authorization. The stream is
 ``{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": …}`` per line:
 
-- without a resourceVersion (or ``0``), the current objects come first as ADDED, then changes;
+- without a resourceVersion (or ``0``), the current objects come first as ADDED, then changes
+  (unset: listed from etcd, or from the cache while etcd is unreachable; ``0``: from the
+  cache — see ``cachedreads``);
 - with ``resourceVersion=N``, every change after revision N, in order, exactly once; a client
   that lost its connection re-watches from the last resourceVersion it saw and misses nothing;
 - a compacted N is refused with 410 before the stream starts; compaction overtaking a running
@@ -37,6 +39,7 @@ import grpc
 
 from api_types.meta import API_VERSION, Resource
 from apiserver.auth import User
+from apiserver.cachedreads import parse_resource_version
 from apiserver.handlers import Resources, Selection, parse_selection
 from apiserver.paths import Target
 from apiserver.status import ApiError, error_from, status_object
@@ -47,6 +50,9 @@ from controller.store.watch import PrefixWatch, WatchCompacted
 __all__ = ["WatchRequest", "open_watch"]
 
 _QUEUE_LIMIT = 10_000
+#: How long a watch waits for its plural's cache to list (a larger plural falls back to a
+#: watch of its own meanwhile; nothing is lost either way).
+_CACHE_READY_SECONDS = 5.0
 _END = object()
 
 
@@ -210,16 +216,21 @@ def open_watch(
     selection = parse_selection(selector_text, fields_text)
     store, info = resources.store, target.info
     prefix = store.layout.kind_prefix(info.plural, target.namespace)
-    text = (resource_version or "0").strip()
-    if not text.isdigit():
-        raise ApiError(400, "BadRequest", f"resourceVersion {text!r} is not a number")
-    revision = int(text)
-    # Started here, on a worker thread (a cache's first watch asks etcd for its revision), and
-    # before the list: the list's revision is then inside the cache's window.
+    revision = parse_resource_version(resource_version) or 0
+    # Started here, on a worker thread, and ready before the list: the list's revision is then
+    # inside the cache's window, so this stream shares the cache's etcd watch.
     cache = caches.get(info) if caches is not None else None
+    if cache is not None and not store.client.known_down:
+        cache.wait_ready(_CACHE_READY_SECONDS)
     initial: list[Resource] = []
     if revision == 0:
-        listed = store.list(info.model, target.namespace, selection.labels)
+        # Unset: a consistent list (the cache's copy while etcd is down); 0: the cache's copy.
+        listed = resources.reads.list(
+            info,
+            target.namespace,
+            selection.labels,
+            resource_version=parse_resource_version(resource_version),
+        )
         initial = [obj for obj in listed.items if selection.matches(obj)]
         revision = listed.resource_version
     else:

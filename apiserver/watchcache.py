@@ -1,10 +1,14 @@
 """The watch cache: one etcd watch per watched resource plural, shared by every REST watch.
 
-Where it sits: between etcd and ``watch`` (the ``?watch=true`` streams), in the API server
-process (Kubernetes' cacher). The first watch of a plural starts its :class:`WatchCache`: ONE
-:class:`~controller.store.watch.PrefixWatch` on the plural's prefix (all namespaces) from the
-revision current then, and ONE pump thread that decodes each event once and keeps the newest
-``capacity`` of them in a ring buffer. A stream :meth:`~WatchCache.subscribe`\\ s from its start
+Where it sits: between etcd and ``watch`` (the ``?watch=true`` streams) and ``cachedreads``
+(lists and gets that may be served from memory), in the API server process (Kubernetes'
+cacher). The first watch or read of a plural starts its :class:`WatchCache`: ONE pump thread
+that lists the plural (all namespaces) at a revision, then runs ONE
+:class:`~controller.store.watch.PrefixWatch` on its prefix from the next revision, decodes each
+event once, applies it to the cache's copy of the objects and keeps the newest ``capacity``
+events in a ring buffer. The copy is the plural's state at :attr:`WatchCache.last_revision`;
+it survives an etcd outage (the watch resumes when etcd answers), which is what lets reads go
+on while etcd is down. A stream :meth:`~WatchCache.subscribe`\\ s from its start
 revision: when the buffer covers it, the buffered events from there on are replayed and the
 live ones follow, exactly once and in order (the replay and the registration happen under the
 lock the pump delivers under); when it does not, ``subscribe`` says so and the stream watches
@@ -12,8 +16,8 @@ etcd itself (today's semantics: any non-compacted revision, 410 when compacted).
 etcd watches grow with the watched plurals, never with the clients.
 
 Compaction overtaking the cache's own watch hands every subscriber the ``WatchCompacted`` (its
-stream ends with an ERROR 410, its client re-lists) and restarts the cache from the current
-revision with an empty buffer.
+stream ends with an ERROR 410, its client re-lists) and restarts the cache: a new list, an
+empty buffer (the old copy keeps answering reads until the new one is complete).
 """
 
 from __future__ import annotations
@@ -23,25 +27,52 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import Gauge
+
 from api_types.meta import Resource
 from api_types.registry import KindInfo
 from controller.errors import InvalidObjectError
+from controller.labels import LabelSelector
 from controller.store.objects import Store
+from controller.store.results import InvalidValue, ObjectList
 from controller.store.watch import PrefixWatch, WatchEvent
 
-__all__ = ["CachedEvent", "Delivery", "Subscription", "WatchCache", "WatchCaches", "decode_event"]
+__all__ = [
+    "CachedEvent",
+    "Delivery",
+    "Entry",
+    "Subscription",
+    "WatchCache",
+    "WatchCaches",
+    "decode_event",
+]
 
 #: Events the cache keeps by default (``ApiOptions.watch_cache_size``).
 DEFAULT_CAPACITY = 10_000
 
+_REVISION = Gauge(
+    "apiserver_watch_cache_revision",
+    "The revision a plural's watch cache holds every change up to (absent: not listed yet).",
+    ["resource"],
+)
+_OBJECTS = Gauge(
+    "apiserver_watch_cache_objects", "Objects in a plural's watch cache.", ["resource"]
+)
+
+#: What the cache holds under a key: the object, or the stored value that does not decode
+#: (a bad direct write; lists show it as an invalid row, as they do when reading etcd).
+Entry = Resource | InvalidValue
+
 
 @dataclass(frozen=True)
 class CachedEvent:
-    """One etcd event with its objects decoded (None: gone, or not an object of the kind)."""
+    """One etcd event with its objects decoded (None: gone, or not an object of the kind);
+    ``invalid`` is the new value when it does not decode."""
 
     event: WatchEvent
     new: Resource | None
     old: Resource | None
+    invalid: InvalidValue | None = None
 
     @property
     def mod_revision(self) -> int:
@@ -54,16 +85,14 @@ class CachedEvent:
 Delivery = tuple[list[CachedEvent], int] | BaseException | None
 
 
-def _decode(
-    store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: int
-) -> Resource | None:
+def _decode(store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: int) -> Entry | None:
     parsed = store.layout.parse_object_key(key)
     if parsed is None or raw is None:
         return None
     try:
         obj = store.decode(parsed, raw, rev)
-    except InvalidObjectError:
-        return None  # a bad direct write is not an object; the normaliser reports it
+    except InvalidObjectError as exc:
+        return InvalidValue(parsed, rev, exc.causes)
     return obj if isinstance(obj, info.model) else None
 
 
@@ -72,7 +101,12 @@ def decode_event(store: Store, info: KindInfo, event: WatchEvent) -> CachedEvent
     key, revision = event.key, event.mod_revision
     new = None if event.deleted else _decode(store, info, key, event.value, revision)
     old = _decode(store, info, key, event.prev_value, revision)
-    return CachedEvent(event, new, old)
+    return CachedEvent(
+        event,
+        new if isinstance(new, Resource) else None,
+        old if isinstance(old, Resource) else None,
+        new if isinstance(new, InvalidValue) else None,
+    )
 
 
 class Subscription:
@@ -87,7 +121,8 @@ class Subscription:
 
 
 class WatchCache:
-    """The recent events of one plural (all namespaces), fanned out to subscribers."""
+    """The objects and recent events of one plural (all namespaces), fanned out to
+    subscribers; :meth:`ready` once its first list is in."""
 
     def __init__(self, store: Store, info: KindInfo, capacity: int = DEFAULT_CAPACITY) -> None:
         self.store = store
@@ -95,12 +130,16 @@ class WatchCache:
         self.capacity = capacity
         self.prefix = store.layout.kind_prefix(info.plural)
         self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
         self._buffer: deque[CachedEvent] = deque()
         self._subscribers: set[Subscription] = set()
+        #: The plural's objects at ``last_revision``, by etcd key.
+        self._objects: dict[bytes, Entry] = {}
         #: Every event after this revision is in the buffer (or still to come from etcd).
         self.origin = 0
-        #: The newest revision all of whose events are in the buffer.
+        #: The newest revision all of whose events are in the buffer and the objects.
         self.last_revision = 0
+        self._ready = threading.Event()
         self._watch: PrefixWatch | None = None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,21 +147,39 @@ class WatchCache:
     # --- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._restart()
+        """Start the pump; it lists first (:meth:`wait_ready` waits for that)."""
         self._thread = threading.Thread(
             target=self._pump, name=f"api-watch-cache-{self.info.plural}", daemon=True
         )
         self._thread.start()
 
-    def _restart(self) -> None:
-        """Watch from the current revision with an empty buffer (subscribers already ended)."""
-        revision = self.store.client.current_revision()
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def _restart(self) -> PrefixWatch:
+        """List the plural, then watch from the list's revision on with an empty buffer
+        (subscribers already ended)."""
+        listed = self.store.list(self.info.model)
+        objects: dict[bytes, Entry] = {}
+        for obj in listed.items:
+            objects[self.store.layout.object_key(self.store.key_of(obj))] = obj
+        for value in listed.invalid:
+            objects[self.store.layout.object_key(value.key)] = value
+        revision = listed.resource_version
         with self._lock:
             self._buffer.clear()
+            self._objects = objects
             self.origin = self.last_revision = revision
             self._watch = PrefixWatch(self.store.client, self.prefix, revision + 1, prev_kv=True)
             if self._stopped.is_set():
                 self._watch.stop()
+            self._progress.notify_all()
+            self._measure()
+        self._ready.set()
+        return self._watch
 
     def stop(self) -> None:
         self._stopped.set()
@@ -132,22 +189,19 @@ class WatchCache:
 
     def _pump(self) -> None:
         while not self._stopped.is_set():
-            watch = self._watch
-            assert watch is not None
+            try:
+                watch = self._restart()
+            except Exception:  # etcd unreachable: try again (reads keep the old copy)
+                if self._stopped.wait(1.0):
+                    break
+                continue
             try:
                 for batch in watch:
                     self._publish([decode_event(self.store, self.info, e) for e in batch], watch)
                 break  # stopped
-            except Exception as exc:  # compacted, etcd gone, or a bug: never leave streams hanging
+            except Exception as exc:  # compacted, history lost, or a bug: never leave streams
                 self._end_all(exc)
-            # Restart from the current revision (streams wanting older ones fall back meanwhile).
-            while not self._stopped.wait(0.05):
-                try:
-                    self._restart()
-                    break
-                except Exception:  # etcd unreachable: try again
-                    if self._stopped.wait(1.0):
-                        break
+            self._stopped.wait(0.05)
         self._end_all(None)
 
     def _publish(self, events: list[CachedEvent], watch: PrefixWatch) -> None:
@@ -155,9 +209,22 @@ class WatchCache:
             self._buffer.extend(events)
             while len(self._buffer) > self.capacity:
                 self.origin = self._buffer.popleft().mod_revision
+            for cached in events:
+                entry = cached.new or cached.invalid
+                if entry is None:
+                    self._objects.pop(cached.event.key, None)
+                else:
+                    self._objects[cached.event.key] = entry
             self.last_revision = watch.last_revision
+            self._progress.notify_all()
+            self._measure()
             for subscriber in list(self._subscribers):
                 self._send(subscriber, (events, self.last_revision))
+
+    def _measure(self) -> None:
+        """The gauges (lock held)."""
+        _REVISION.labels(self.info.plural).set(self.last_revision)
+        _OBJECTS.labels(self.info.plural).set(len(self._objects))
 
     def _send(self, subscriber: Subscription, item: Delivery) -> None:
         """Hand over (lock held); a subscriber whose event loop has closed is dropped."""
@@ -172,17 +239,68 @@ class WatchCache:
             for subscriber in subscribers:
                 self._send(subscriber, item)
 
+    # --- reads ----------------------------------------------------------------------------
+
+    def wait_for(self, revision: int, timeout: float) -> bool:
+        """Wait until the cache holds every change up to ``revision`` (False: not in time)."""
+        with self._progress:
+            return self._progress.wait_for(
+                lambda: self._ready.is_set() and self.last_revision >= revision, timeout
+            )
+
+    def list(
+        self,
+        namespace: str | None,
+        selector: LabelSelector | None,
+        *,
+        limit: int = 0,
+        continue_after: bytes | None = None,
+    ) -> ObjectList[Resource]:
+        """What :meth:`Store.list <controller.store.objects.Store.list>` answers, from memory:
+        the objects in key order at ``last_revision``, one page when ``limit`` > 0."""
+        prefix = self.store.layout.kind_prefix(self.info.plural, namespace)
+        with self._lock:
+            revision = self.last_revision
+            keys = sorted(
+                key
+                for key in self._objects
+                if key.startswith(prefix) and (continue_after is None or key > continue_after)
+            )
+            entries = [self._objects[key] for key in keys]
+        items: list[Resource] = []
+        invalid: list[InvalidValue] = []
+        for index, entry in enumerate(entries):
+            if isinstance(entry, InvalidValue):
+                invalid.append(entry)
+                continue
+            if selector is None or selector.matches(entry.metadata.labels):
+                items.append(entry)
+            if limit and len(items) >= limit:
+                more = keys[index] if index < len(entries) - 1 else None
+                return ObjectList(items, revision, invalid, more)
+        return ObjectList(items, revision, invalid, None)
+
+    def get(self, key: bytes) -> tuple[Entry | None, int]:
+        """The entry under an etcd key (None: no such object) and the revision it is at."""
+        with self._lock:
+            return self._objects.get(key), self.last_revision
+
     # --- subscribers ----------------------------------------------------------------------
 
     def subscribe(
         self, start_revision: int, deliver: Callable[[Delivery], None]
     ) -> Subscription | None:
         """Replay the buffered events from ``start_revision`` on and deliver the live ones
-        after them; None when the buffer does not reach back that far (or the cache stopped).
+        after them; None when the buffer does not reach back that far (or the cache stopped,
+        or has not listed yet).
         The caller still drops live events older than ``start_revision``: the cache may not
         have caught up with a revision the client already saw."""
         with self._lock:
-            if self._stopped.is_set() or start_revision - 1 < self.origin:
+            if (
+                self._stopped.is_set()
+                or not self._ready.is_set()
+                or start_revision - 1 < self.origin
+            ):
                 return None
             subscription = Subscription(self, deliver)
             replay = [e for e in self._buffer if e.mod_revision >= start_revision]
@@ -201,7 +319,8 @@ class WatchCache:
 
 
 class WatchCaches:
-    """The API server's watch caches, one per plural, each started by its first watch."""
+    """The API server's watch caches, one per plural, each started by its first watch or
+    read."""
 
     def __init__(self, store: Store, capacity: int = DEFAULT_CAPACITY) -> None:
         self.store = store
@@ -211,7 +330,8 @@ class WatchCaches:
         self._stopped = False
 
     def get(self, info: KindInfo) -> WatchCache | None:
-        """The plural's cache, started now if it is the first watch (None once stopped)."""
+        """The plural's cache, started now if this is its first use (None once stopped); it
+        serves once :meth:`WatchCache.ready`."""
         with self._lock:
             if self._stopped:
                 return None

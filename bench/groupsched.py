@@ -55,7 +55,8 @@ SIZES = tuple(
 
 
 def scenario() -> tuple[list[Replica], list[Candidate], dict[str, AccountState], list[Rule]]:
-    """The pool, the replicas and the rules measured (shared with the tests' timing check)."""
+    """The pool, the replicas and the rules measured (shared with a unit test that checks
+    the decision, not its time)."""
     accounts: dict[str, AccountState] = {}
     candidates: list[Candidate] = []
     for n in range(20):

@@ -177,7 +177,13 @@ def _manifest_verbs(verb: VerbParser) -> None:
     )
     _files(create, required=False)
     _dry_run(create)
-    create.add_argument("kind", nargs="?", metavar="accesskey", help="create an AccessKey")
+    create.add_argument(
+        "kind",
+        nargs="?",
+        metavar="accesskey",
+        help="create an AccessKey: EC2 credentials for boto3, the AWS CLI or libcloud at "
+        "SERVER/ec2/, region a Pool (id and secret printed once; README)",
+    )
     create.add_argument("names", nargs="*", metavar="NAME", help="the AccessKey's name")
     create.add_argument("--user", help="accesskey: the user its requests act as")
     create.add_argument(

@@ -1,6 +1,6 @@
 """The EC2 front door of a real ``skybroker up`` process, driven by real clients: an access key
-made by the ``skyctl`` process, then the AWS CLI running, stopping and terminating instances
-that converge on the simulated cloud behind it (DESIGN §12)."""
+made by the ``skyctl`` process, then the AWS CLI running, stopping and terminating instances,
+and boto3 starting one again, converging on the simulated cloud behind it (DESIGN §12)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 
 from tests.awscli import answer, aws_cli
 from tests.e2e.up import ROOT, Up
@@ -55,9 +57,7 @@ def test_the_aws_cli_drives_instances_through_a_real_up(
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     key = dict(line.split(": ", 1) for line in made.stdout.splitlines())
-    run = aws_cli(
-        f"{up.url}/ec2/", key["accessKeyId"], key["secretAccessKey"], "general", tmp_path
-    )
+    run = aws_cli(f"{up.url}/ec2/", key["accessKeyId"], key["secretAccessKey"], "general", tmp_path)
 
     launched = answer(run("run-instances", "--image-id", "ubuntu-22.04", "--instance-type",
                           "small", "--count", "2"))  # fmt: skip
@@ -73,6 +73,21 @@ def test_the_aws_cli_drives_instances_through_a_real_up(
     answer(run("stop-instances", "--instance-ids", ids[0]))
     _poll(lambda: states()[ids[0]] == "stopped", f"{ids[0]} stopped")
     assert states()[ids[1]] == "running"
+    # boto3 on the same process and key: it starts what the CLI stopped.
+    client = boto3.client(
+        "ec2",
+        endpoint_url=f"{up.url}/ec2/",
+        region_name="general",
+        aws_access_key_id=key["accessKeyId"],
+        aws_secret_access_key=key["secretAccessKey"],
+        config=Config(retries={"max_attempts": 1}),
+    )
+    [starting] = client.start_instances(InstanceIds=ids[:1])["StartingInstances"]
+    assert (starting["PreviousState"]["Name"], starting["CurrentState"]["Name"]) == (
+        "stopped",
+        "pending",
+    )
+    _poll(lambda: set(states().values()) == {"running"}, f"{ids[0]} started by boto3")
     ended = answer(run("terminate-instances", "--instance-ids", *ids))
     assert {i["CurrentState"]["Name"] for i in ended["TerminatingInstances"]} == {"shutting-down"}
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api_types import PoolPolicy, PoolPolicyType
+from bench import groupsched
 from reconcilers.placement import (
     AccountState,
     Candidate,
@@ -344,6 +345,21 @@ def test_a_replica_given_twice_is_refused() -> None:
         assert "lb-0 is given twice" in str(error)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_the_benchmarked_decision_keeps_the_required_rules_and_breaks_the_preferred() -> None:
+    """``bench.groupsched`` times this decision (a benchmark, not a timed test): it must stay
+    the one its docstring describes, every replica placed and the fallback solves run."""
+    group, candidates, accounts, rules = groupsched.scenario()
+    policy = PoolPolicy(type=PoolPolicyType.LEAST_LOADED)
+    decision = place_group(group, candidates, accounts, rules=rules, policy=policy)
+    assert decision.feasible and len(decision.assignments) == len(group) == 100
+    assert len(candidates) == 20
+    assert [(o.rule.mode, o.kept) for o in decision.rules] == [
+        (REQ, True),
+        (REQ, True),
+        (PREF, False),
+    ]
 
 
 # -- properties ------------------------------------------------------------------------------

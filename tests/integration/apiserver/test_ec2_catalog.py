@@ -13,10 +13,12 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+import botocore.auth
 import httpx
 import pytest
 from botocore.auth import SigV4Auth, SigV4QueryAuth
@@ -186,6 +188,38 @@ def test_signature_failures(ec2_server: HttpServer) -> None:
         403,
         "SignatureDoesNotMatch",
     )
+
+
+def test_expired_requests_are_refused(
+    ec2_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """boto3 signing with a clock 20 minutes off either way (beyond the 15-minute skew window),
+    and a presigned URL past its expiry: genuine signatures, refused as ``RequestExpired``."""
+    real_now = botocore.auth.get_current_datetime
+    for offset in (timedelta(minutes=-20), timedelta(minutes=20)):
+        monkeypatch.setattr(
+            botocore.auth,
+            "get_current_datetime",
+            lambda *a, shift=offset, **k: real_now(*a, **k) + shift,
+        )
+        status, code, message = error_of(ec2(ec2_server, ALICE).describe_regions)
+        assert (status, code) == (400, "RequestExpired") and "expired" in message
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", real_now)
+    assert ec2(ec2_server, ALICE).describe_regions()["Regions"]  # the right clock passes
+
+    # A URL presigned for 60 s, two minutes ago.
+    two_minutes_ago = real_now() - timedelta(minutes=2)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: two_minutes_ago)
+    request = AWSRequest(
+        "GET",
+        f"{ec2_server.url}/ec2/",
+        params={"Action": "DescribeRegions", "Version": "2016-11-15"},
+    )
+    credentials = Credentials(ALICE.access_key_id, ALICE.secret_access_key)
+    SigV4QueryAuth(credentials, "ec2", "general", expires=60).add_auth(request)
+    response = httpx.get(request.prepare().url)
+    assert response.status_code == 400
+    assert _xml(response).findtext("Errors/Error/Code") == "RequestExpired"
 
 
 def _xml(response: httpx.Response) -> ElementTree.Element:

@@ -349,6 +349,26 @@ def test_subnets_security_groups_zones_and_refusals(
     assert seen["InstanceId"] == boxed["InstanceId"]
 
 
+def test_an_instance_type_that_is_no_profile_is_a_provider_size(
+    ec2_world: HttpServer, controller: Harness
+) -> None:
+    """DESIGN §12: InstanceType is a HardwareProfile's name or a provider size; the simulated
+    account's size ``s1.medium`` is taken as is and the instance runs on it."""
+    client = ec2(ec2_world)
+    [launched] = run(client, InstanceType="s1.medium")["Instances"]
+    assert launched["InstanceType"] == "s1.medium"
+    [obj] = stored(controller.store)
+    assert (obj.spec.hardware.size, obj.spec.hardware.profile) == ("s1.medium", None)
+    ids = [launched["InstanceId"]]
+    eventually(
+        lambda: states(client, ids) == {"running"}, CONVERGE, lambda: str(states(client, ids))
+    )
+    [seen] = instances(client, InstanceIds=ids)
+    assert seen["InstanceType"] == "s1.medium"
+    placement = controller.store.get(Instance, obj.metadata.name, "team-a").status.placement
+    assert placement is not None and placement.size == "s1.medium"
+
+
 def test_a_tenant_cannot_see_or_touch_another_tenants_instances(ec2_world: HttpServer) -> None:
     alice, bob = ec2(ec2_world, ALICE), ec2(ec2_world, BOB)
     mine = run(alice, 1)["Instances"][0]["InstanceId"]

@@ -171,6 +171,10 @@ def test_scaling_two_to_four_to_one_keeps_the_rule_and_removes_the_highest(
         harness.eventually(lambda n=replicas: len(_children(harness, "shop")) == n)  # type: ignore[misc]
         # Preferred: 4 replicas over 2 accounts break it, and it is reported, not enforced
         assert shop.status.rules[0].state == rule_state, shop.status.rules
+        now = _children(harness, "shop")
+        for name in set(before) & set(now):  # the existing replicas stay where they were
+            assert now[name].metadata.uid == before[name].metadata.uid
+            assert now[name].status.placement == before[name].status.placement
 
     children = _children(harness, "shop")
     assert list(children) == ["shop-web-0"]
@@ -200,6 +204,38 @@ def test_a_replica_terminated_outside_comes_back_in_a_zone_that_keeps_the_rule(
 
     back = harness.wait_for(Instance, "shop-lb-1", NS, replaced, timeout=60)
     assert back.status.placement == lost.status.placement
+    harness.eventually(
+        lambda: _running_zones(harness, "sim-a", "sim-b") == ["sim-easta", "sim-eastb", "sim-eastc"]
+    )
+
+
+def test_a_replica_deleted_through_the_api_is_placed_again_under_the_rule(
+    harness: Harness,
+) -> None:
+    # Not the cloud instance but the Instance itself: the group scheduler places the slot
+    # again, the two other replicas fixed, so it must take the zone they leave free.
+    _pool(harness, sim_account("sim-a"), sim_account("sim-b"))
+    harness.apply(_vc("shop", {"lb": 3}, _rule("AntiAffinity", ["lb"], "zone")))
+    harness.wait_for(VirtualCluster, "shop", NS, _ready(3), timeout=60)
+    before = _children(harness, "shop")
+    lost = before["shop-lb-1"]
+
+    harness.store.delete(Instance, "shop-lb-1", NS)
+
+    def recreated(child: Instance) -> bool:
+        return (
+            child.metadata.uid != lost.metadata.uid and child.status.phase == InstancePhase.RUNNING
+        )
+
+    back = harness.wait_for(Instance, "shop-lb-1", NS, recreated, timeout=60)
+    shop = harness.wait_for(VirtualCluster, "shop", NS, _ready(3), timeout=60)
+    children = _children(harness, "shop")
+    assert back.status.placement is not None and lost.status.placement is not None
+    assert back.status.placement.zone == lost.status.placement.zone  # the only zone left
+    assert len(set(_zones(children).values())) == 3
+    for name in ("shop-lb-0", "shop-lb-2"):  # the others were not moved
+        assert children[name].metadata.uid == before[name].metadata.uid
+    assert shop.status.rules[0].state == "Satisfied"
     harness.eventually(
         lambda: _running_zones(harness, "sim-a", "sim-b") == ["sim-easta", "sim-eastb", "sim-eastc"]
     )
