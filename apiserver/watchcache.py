@@ -85,12 +85,18 @@ class CachedEvent:
 Delivery = tuple[list[CachedEvent], int] | BaseException | None
 
 
-def _decode(store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: int) -> Entry | None:
+def _decode(
+    store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: int, *, current: bool
+) -> Entry | None:
+    """``current``: ``raw`` is the value stored at ``rev`` (an event's new value), which the
+    store may remember as the base of this process's next write of the key; a previous value
+    must not be (a write based on ``rev`` would start from it: a PUT would bring back the
+    status before the event)."""
     parsed = store.layout.parse_object_key(key)
     if parsed is None or raw is None:
         return None
     try:
-        obj = store.decode(parsed, raw, rev)
+        obj = store.decode(parsed, raw, rev, remember=current)
     except InvalidObjectError as exc:
         return InvalidValue(parsed, rev, exc.causes)
     return obj if isinstance(obj, info.model) else None
@@ -99,8 +105,8 @@ def _decode(store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: in
 def decode_event(store: Store, info: KindInfo, event: WatchEvent) -> CachedEvent:
     """Decode an event's new and previous objects (done once per event, by the cache)."""
     key, revision = event.key, event.mod_revision
-    new = None if event.deleted else _decode(store, info, key, event.value, revision)
-    old = _decode(store, info, key, event.prev_value, revision)
+    new = None if event.deleted else _decode(store, info, key, event.value, revision, current=True)
+    old = _decode(store, info, key, event.prev_value, revision, current=False)
     return CachedEvent(
         event,
         new if isinstance(new, Resource) else None,
