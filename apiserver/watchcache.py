@@ -15,6 +15,9 @@ lock the pump delivers under); when it does not, ``subscribe`` says so and the s
 etcd itself (today's semantics: any non-compacted revision, 410 when compacted). So threads and
 etcd watches grow with the watched plurals, never with the clients.
 
+The objects, as the informer's, are shrunk by ``controller.compact`` (they are read-only here:
+streams and reads only serialise them), which halves what each costs.
+
 Compaction overtaking the cache's own watch hands every subscriber the ``WatchCompacted`` (its
 stream ends with an ERROR 410, its client re-lists) and restarts the cache: a new list, an
 empty buffer (the old copy keeps answering reads until the new one is complete).
@@ -31,6 +34,7 @@ from prometheus_client import Gauge
 
 from api_types.meta import Resource
 from api_types.registry import KindInfo
+from controller.compact import compact
 from controller.errors import InvalidObjectError
 from controller.labels import LabelSelector
 from controller.store.objects import Store
@@ -49,6 +53,8 @@ __all__ = [
 
 #: Events the cache keeps by default (``ApiOptions.watch_cache_size``).
 DEFAULT_CAPACITY = 10_000
+#: Objects decoded per list page: the fresh models of one page are compacted before the next.
+_LIST_PAGE = 1000
 
 _REVISION = Gauge(
     "apiserver_watch_cache_revision",
@@ -99,7 +105,10 @@ def _decode(
         obj = store.decode(parsed, raw, rev, remember=current)
     except InvalidObjectError as exc:
         return InvalidValue(parsed, rev, exc.causes)
-    return obj if isinstance(obj, info.model) else None
+    if not isinstance(obj, info.model):
+        return None
+    compact(obj)  # held by the cache and its events, read-only
+    return obj
 
 
 def decode_event(store: Store, info: KindInfo, event: WatchEvent) -> CachedEvent:
@@ -168,13 +177,20 @@ class WatchCache:
     def _restart(self) -> PrefixWatch:
         """List the plural, then watch from the list's revision on with an empty buffer
         (subscribers already ended)."""
-        listed = self.store.list(self.info.model)
         objects: dict[bytes, Entry] = {}
-        for obj in listed.items:
-            objects[self.store.layout.object_key(self.store.key_of(obj))] = obj
-        for value in listed.invalid:
-            objects[self.store.layout.object_key(value.key)] = value
-        revision = listed.resource_version
+        revision, after = 0, None
+        while True:  # a page at a time, each compacted before the next is decoded
+            listed = self.store.list(
+                self.info.model, limit=_LIST_PAGE, continue_after=after, revision=revision
+            )
+            for obj in listed.items:
+                compact(obj)
+                objects[self.store.layout.object_key(self.store.key_of(obj))] = obj
+            for value in listed.invalid:
+                objects[self.store.layout.object_key(value.key)] = value
+            revision, after = listed.resource_version, listed.continue_after
+            if after is None:
+                break
         with self._lock:
             self._buffer.clear()
             self._objects = objects

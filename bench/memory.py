@@ -10,8 +10,9 @@ the way), then in a fresh process per measurement, so nothing the writer allocat
   and again once it has synced, the workqueues its handlers filled have been drained (what the
   workers do) and ``gc.collect()`` ran. Per object = (after - baseline) / N.
 - **watch cache** (the API server's, ``apiserver.watchcache``): one cache on the Instance
-  plural, then one status update of each of min(N, its capacity) objects; RSS per buffered
-  event over the same kind of baseline (an event holds both the new and the previous object).
+  plural; RSS per object once it has listed them all, over the same kind of baseline; then one
+  status update of each of min(N, its capacity) objects, and RSS per buffered event over the
+  listed state (an event holds the previous object and both raw values).
 - the informer's sync time (the relist: list, decode, cache), since memory saved per object
   must not cost too much time per object;
 - with ``--tracemalloc``, the informer run once more under tracemalloc: the Python-heap bytes
@@ -19,7 +20,8 @@ the way), then in a fresh process per measurement, so nothing the writer allocat
 
 The last line is exactly::
 
-    memory N=<n> baseline_mb=<b> rss_per_object_bytes=<x> watch_cache_per_event_bytes=<y>
+    memory N=<n> baseline_mb=<b> rss_per_object_bytes=<x> watch_cache_per_object_bytes=<o> \
+watch_cache_per_event_bytes=<e>
 
     python -m bench.memory --count 10000 [--tracemalloc] [--etcd-endpoints URL,...]
 """
@@ -196,19 +198,19 @@ def measure_watch_cache(args: argparse.Namespace) -> dict[str, Any]:
         key = layout.object_key(ObjectKey("instances", meta["namespace"], meta["name"]))
         values.append(op_put(key, encode_value(wire)))
     cache = WatchCache(store, registry.by_kind("Instance"))
-    cache.start()
     baseline = settled_rss()
+    cache.start()
+    if not cache.wait_ready(600):
+        raise SystemExit("the watch cache did not list in 600 s")
+    listed = settled_rss()
     for start in range(0, events, BATCH):
         assert client.txn([], values[start : start + BATCH]).succeeded
     target = client.current_revision()
-    deadline = time.monotonic() + 600
-    while cache.last_revision < target:
-        if time.monotonic() > deadline:
-            raise SystemExit("the watch cache did not catch up in 600 s")
-        time.sleep(0.05)
+    if not cache.wait_for(target, 600):
+        raise SystemExit("the watch cache did not catch up in 600 s")
     after = settled_rss()
     cache.stop()
-    return {"baseline": baseline, "after": after, "events": events}
+    return {"baseline": baseline, "listed": listed, "after": after, "events": events}
 
 
 def run_child(args: argparse.Namespace, endpoint: str, prefix: str, *extra: str) -> Any:
@@ -266,11 +268,16 @@ def main() -> None:
             for where, size_, blocks in traced["top"]:
                 print(f"  {size_ / args.count:8.0f} {blocks / args.count:6.1f}  {where}")
         cache = run_child(args, endpoint, prefix, "--measure", "watch-cache")
-        per_event = (cache["after"] - cache["baseline"]) / cache["events"]
-        print(f"watch cache: {cache['events']} events buffered, {per_event:.0f} bytes/event")
+        per_cached = (cache["listed"] - cache["baseline"]) / args.count
+        per_event = (cache["after"] - cache["listed"]) / cache["events"]
+        print(
+            f"API server watch cache: {per_cached:.0f} bytes/object listed; then "
+            f"{cache['events']} updates buffered, {per_event:.0f} bytes/event"
+        )
     print(
         f"memory N={args.count} baseline_mb={informer['baseline'] / 2**20:.1f} "
-        f"rss_per_object_bytes={per_object:.0f} watch_cache_per_event_bytes={per_event:.0f}"
+        f"rss_per_object_bytes={per_object:.0f} watch_cache_per_object_bytes={per_cached:.0f} "
+        f"watch_cache_per_event_bytes={per_event:.0f}"
     )
 
 
