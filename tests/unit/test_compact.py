@@ -135,3 +135,15 @@ def test_copies_of_a_compacted_model_are_independent() -> None:
     assert cached.metadata.__pydantic_fields_set__ is other.metadata.__pydantic_fields_set__
     assert cached.status.provider_id is None
     assert updated.provider_id == "p-1"
+
+
+def test_a_dict_not_in_field_order_is_left_as_it_is() -> None:
+    """Serialisers follow ``__dict__`` order, so only dicts in field order (all pydantic-core
+    makes) are rebuilt in it."""
+    obj = instance(3)
+    reordered = dict(reversed(obj.metadata.__dict__.items()))
+    object.__setattr__(obj.metadata, "__dict__", reordered)
+    before = dumps(obj)
+    compact(obj)
+    assert obj.metadata.__dict__ is reordered
+    assert dumps(obj) == before
