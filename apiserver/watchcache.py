@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
@@ -73,6 +73,11 @@ class CachedEvent:
     new: Resource | None
     old: Resource | None
     invalid: InvalidValue | None = None
+    #: The event's lines as streams send them, encoded once for every stream that sends the
+    #: same one (``watch`` fills it on the event loop): (type, of the new object, data hidden).
+    encoded: dict[tuple[str, bool, bool], bytes] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def mod_revision(self) -> int:
