@@ -114,3 +114,18 @@ def test_a_context_lists_several_servers(
     assert "acme" in listed.out
     contexts = skyctl("config", "get-contexts")
     assert f"{dead},{api.url}" in contexts.out
+
+
+def test_a_watch_that_fails_resumes_on_the_next_server(api: HttpServer) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    backend = HttpBackend([dead, api.url], "admin-token")
+    info = registry.by_kind("Namespace")
+    try:
+        with pytest.raises(ApiError) as raised:
+            next(iter(backend.watch(info, None, None, "0")))
+        assert raised.value.retryable
+        stream = iter(backend.watch(info, None, None, "0"))  # as skyctl.follow resumes
+        assert next(stream).object["metadata"]["name"]
+        stream.close()  # type: ignore[attr-defined]
+    finally:
+        backend.close()
