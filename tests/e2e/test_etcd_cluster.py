@@ -161,15 +161,24 @@ class RestWatcher:
                 event.type != "BOOKMARK" and version == stretch.reached
             ):
                 self.problems.append(f"{event.type} at {version} after {stretch.reached}")
+            if event.type != "BOOKMARK":
+                name = metadata["name"]
+                stretch.events.append((version, name, event.type))
+                if event.type == "DELETED":
+                    self.view.pop(name, None)
+                else:
+                    self.view[name] = version
+            # Last: whoever reads ``reached`` finds every event up to it recorded.
             stretch.reached = max(stretch.reached, version)
-            if event.type == "BOOKMARK":
-                continue
-            name = metadata["name"]
-            stretch.events.append((version, name, event.type))
-            if event.type == "DELETED":
-                self.view.pop(name, None)
-            else:
-                self.view[name] = version
+
+    def recorded(self) -> list[Stretch]:
+        """The stretches as they are now (the thread goes on appending to the last)."""
+        copies = []
+        for stretch in list(self.stretches):
+            reached = stretch.reached
+            events = [e for e in list(stretch.events) if e[0] <= reached]
+            copies.append(Stretch(stretch.start, reached, events))
+        return copies
 
 
 def etcd_events(client: EtcdClient, prefix: bytes, after: int, until: int) -> list[Event]:
@@ -338,28 +347,32 @@ def test_three_members_two_apiservers_three_controllers_survive_kills(
 
         # The watch clients: their views reach the store's, and every stretch holds exactly
         # the events etcd recorded for it, in order.
-        listed = store.list(Instance, "acme").items
-        expected = {i.metadata.name: int(i.metadata.resource_version or 0) for i in listed}
+        def in_store() -> dict[str, int]:
+            listed = store.list(Instance, "acme").items
+            return {i.metadata.name: int(i.metadata.resource_version or 0) for i in listed}
+
         for watcher in watchers:
             eventually(
-                lambda w=watcher: w.view == expected,  # type: ignore[misc]
+                lambda w=watcher: w.view == in_store(),  # type: ignore[misc]
                 timeout=60,
+                poll=0.2,
                 what=lambda w=watcher: f"{w.url}: {len(w.view)} seen, problems {w.problems}",  # type: ignore[misc]
             )
+        recorded = {watcher.url: watcher.recorded() for watcher in watchers}
         prefix = store.layout.kind_prefix("instances", "acme")
-        after = min(s.start for w in watchers for s in w.stretches)
-        until = max(s.reached for w in watchers for s in w.stretches)
+        after = min(s.start for stretches in recorded.values() for s in stretches)
+        until = max(s.reached for stretches in recorded.values() for s in stretches)
         truth = etcd_events(client, prefix, after, until)
         for watcher in watchers:
             assert not watcher.problems, f"{watcher.url}: {watcher.problems}"
-            for stretch in watcher.stretches:
+            for stretch in recorded[watcher.url]:
                 wanted = [e for e in truth if stretch.start < e[0] <= stretch.reached]
                 assert stretch.events == wanted, (
                     f"{watcher.url}: stretch from {stretch.start} to {stretch.reached} "
                     f"differs from etcd's events"
                 )
         report = ", ".join(
-            f"{w.url}: {sum(len(s.events) for s in w.stretches)} events, "
+            f"{w.url}: {sum(len(s.events) for s in recorded[w.url])} events, "
             f"{w.resumes} resumes, {w.relists} re-lists"
             for w in watchers
         )
