@@ -16,6 +16,7 @@ from controller.store.embedded import free_port
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 from skyctl.backend import ApiError
+from skyctl.config import ConfigError, server_text
 from skyctl.http import HttpBackend, parse_servers
 from tests.integration.cli.helpers import Skyctl, running_api_server
 
@@ -65,6 +66,9 @@ def test_servers_parse_from_a_list_or_commas() -> None:
     assert parse_servers(["http://a:1"]) == ["http://a:1"]
     with pytest.raises(ValueError, match="server"):
         parse_servers(" , ")
+    assert server_text(["http://a:1", "http://b:2"], "ha") == "http://a:1,http://b:2"
+    with pytest.raises(ConfigError, match="context 'ha': server must be"):
+        server_text([1], "ha")
 
 
 def test_an_unreachable_server_is_skipped_for_every_method(api: HttpServer) -> None:
