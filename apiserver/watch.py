@@ -179,7 +179,7 @@ class WatchRequest:
 
         self._end = lambda: queue.put_nowait(_END)
         if self.cache is not None:
-            source = self.cache.subscribe(self.start_revision, deliver)
+            source = self.cache.subscribe(self.start_revision, offer)
         if source is None:
             source = _OwnWatch(self, deliver)
         self._source = source

@@ -22,7 +22,9 @@ empty buffer (the old copy keeps answering reads until the new one is complete).
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from asyncio import AbstractEventLoop
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -117,14 +119,24 @@ def decode_event(store: Store, info: KindInfo, event: WatchEvent) -> CachedEvent
 
 
 class Subscription:
-    """One stream's place in a cache: :meth:`stop` unsubscribes (no delivery follows)."""
+    """One stream's place in a cache: :meth:`stop` unsubscribes (no delivery follows).
+    ``offer`` is called on ``loop``, the event loop the stream runs on."""
 
-    def __init__(self, cache: WatchCache, deliver: Callable[[Delivery], None]) -> None:
+    def __init__(
+        self, cache: WatchCache, offer: Callable[[Delivery], None], loop: AbstractEventLoop
+    ) -> None:
         self._cache = cache
-        self.deliver = deliver
+        self.offer = offer
+        self.loop = loop
 
     def stop(self) -> None:
         self._cache.unsubscribe(self)
+
+
+def _fan_out(subscribers: list[Subscription], item: Delivery) -> None:
+    """On an event loop: hand ``item`` to each of its streams."""
+    for subscriber in subscribers:
+        subscriber.offer(item)
 
 
 class WatchCache:
@@ -225,26 +237,30 @@ class WatchCache:
             self.last_revision = watch.last_revision
             self._progress.notify_all()
             self._measure()
-            for subscriber in list(self._subscribers):
-                self._send(subscriber, (events, self.last_revision))
+            self._send(self._subscribers, (events, self.last_revision))
 
     def _measure(self) -> None:
         """The gauges (lock held)."""
         _REVISION.labels(self.info.plural).set(self.last_revision)
         _OBJECTS.labels(self.info.plural).set(len(self._objects))
 
-    def _send(self, subscriber: Subscription, item: Delivery) -> None:
-        """Hand over (lock held); a subscriber whose event loop has closed is dropped."""
-        try:
-            subscriber.deliver(item)
-        except RuntimeError:
-            self._subscribers.discard(subscriber)
+    def _send(self, subscribers: set[Subscription], item: Delivery) -> None:
+        """Hand over (lock held): one wake-up per event loop, however many streams it runs
+        (a thousand watchers cost one cross-thread call, not a thousand); the subscribers of
+        a loop that has closed are dropped."""
+        by_loop: dict[AbstractEventLoop, list[Subscription]] = {}
+        for subscriber in subscribers:
+            by_loop.setdefault(subscriber.loop, []).append(subscriber)
+        for loop, streams in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_fan_out, streams, item)
+            except RuntimeError:
+                self._subscribers.difference_update(streams)
 
     def _end_all(self, item: BaseException | None) -> None:
         with self._lock:
             subscribers, self._subscribers = self._subscribers, set()
-            for subscriber in subscribers:
-                self._send(subscriber, item)
+            self._send(subscribers, item)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -295,11 +311,11 @@ class WatchCache:
     # --- subscribers ----------------------------------------------------------------------
 
     def subscribe(
-        self, start_revision: int, deliver: Callable[[Delivery], None]
+        self, start_revision: int, offer: Callable[[Delivery], None]
     ) -> Subscription | None:
-        """Replay the buffered events from ``start_revision`` on and deliver the live ones
-        after them; None when the buffer does not reach back that far (or the cache stopped,
-        or has not listed yet).
+        """Replay the buffered events from ``start_revision`` on and offer the live ones after
+        them, on the calling stream's event loop; None when the buffer does not reach back
+        that far (or the cache stopped, or has not listed yet).
         The caller still drops live events older than ``start_revision``: the cache may not
         have caught up with a revision the client already saw."""
         with self._lock:
@@ -309,9 +325,9 @@ class WatchCache:
                 or start_revision - 1 < self.origin
             ):
                 return None
-            subscription = Subscription(self, deliver)
+            subscription = Subscription(self, offer, asyncio.get_running_loop())
             replay = [e for e in self._buffer if e.mod_revision >= start_revision]
-            deliver((replay, self.last_revision))
+            offer((replay, self.last_revision))
             self._subscribers.add(subscription)
             return subscription
 
