@@ -90,7 +90,9 @@ def _decode(store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: in
     if parsed is None or raw is None:
         return None
     try:
-        obj = store.decode(parsed, raw, rev)
+        # Not remembered as the key's base: the API server's writes read their own base, and
+        # an event's previous value is not the key's value at ``rev``.
+        obj = store.decode(parsed, raw, rev, remember=False)
     except InvalidObjectError as exc:
         return InvalidValue(parsed, rev, exc.causes)
     return obj if isinstance(obj, info.model) else None
@@ -162,13 +164,13 @@ class WatchCache:
     def _restart(self) -> PrefixWatch:
         """List the plural, then watch from the list's revision on with an empty buffer
         (subscribers already ended)."""
-        listed = self.store.list(self.info.model)
         objects: dict[bytes, Entry] = {}
-        for obj in listed.items:
-            objects[self.store.layout.object_key(self.store.key_of(obj))] = obj
-        for value in listed.invalid:
-            objects[self.store.layout.object_key(value.key)] = value
-        revision = listed.resource_version
+        kvs, revision = self.store.client.range_prefix(self.prefix)
+        for kv in kvs:
+            key, rev = bytes(kv.key), int(kv.mod_revision)
+            entry = _decode(self.store, self.info, key, bytes(kv.value), rev)
+            if entry is not None:
+                objects[key] = entry
         with self._lock:
             self._buffer.clear()
             self._objects = objects
