@@ -138,8 +138,8 @@ class Store:
         self, key: ObjectKey, raw: bytes, mod_revision: int, *, remember: bool = True
     ) -> Resource:
         """Decode and validate one stored value; remembers it as the base for later writes
-        unless ``remember`` is False (a value that is not the one stored at ``mod_revision``,
-        such as a watch event's previous value, must not become that revision's base)."""
+        unless told not to (a watch event's previous value is not the key's value at
+        ``mod_revision``: remembered, it would become the base of the next write)."""
         raw = self.plain(key, raw)
         obj = decode_canonical(key, raw)
         if obj is None:
