@@ -100,6 +100,15 @@ def invalid_row(kind: str, value: InvalidValue) -> Wire:
     }
 
 
+def seen_as(obj: Resource, hide_data: bool) -> Wire:
+    """The wire form of ``obj``, without a Secret's data when ``hide_data``."""
+    wire = obj.to_wire()
+    if hide_data:
+        wire.pop("data", None)
+        wire.pop("stringData", None)
+    return wire
+
+
 def _bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
@@ -132,15 +141,16 @@ class Resources:
     def authorize(self, user: User, verb: str, target: Target) -> None:
         self.authorizer.check(user, self.attributes(verb, target))
 
+    def hides_data(self, user: User, obj: Resource) -> bool:
+        """Whether ``user`` sees ``obj`` without its data: a Secret, without ``get secrets``."""
+        if not isinstance(obj, Secret):
+            return False
+        attrs = Attributes("get", "secrets", obj.metadata.namespace, obj.metadata.name)
+        return not self.authorizer.allowed(user, attrs)
+
     def visible(self, user: User, obj: Resource) -> Wire:
-        """The wire form ``user`` may see: Secrets lose their data without ``get secrets``."""
-        wire = obj.to_wire()
-        if isinstance(obj, Secret):
-            attrs = Attributes("get", "secrets", obj.metadata.namespace, obj.metadata.name)
-            if not self.authorizer.allowed(user, attrs):
-                wire.pop("data", None)
-                wire.pop("stringData", None)
-        return wire
+        """The wire form ``user`` may see (:func:`seen_as`)."""
+        return seen_as(obj, self.hides_data(user, obj))
 
     # --- decoding -------------------------------------------------------------------------
 
@@ -186,9 +196,7 @@ class Resources:
         self.authorize(user, "get", target)
         info = target.info
         key = ObjectKey(info.plural, target.namespace, str(target.name))
-        entry = self.reads.get(
-            info, key, resource_version=resource_version, warnings=warnings
-        )
+        entry = self.reads.get(info, key, resource_version=resource_version, warnings=warnings)
         if isinstance(entry, InvalidValue):
             return invalid_row(info.kind, entry)
         return entry.to_wire()

@@ -40,7 +40,7 @@ import grpc
 from api_types.meta import API_VERSION, Resource
 from apiserver.auth import User
 from apiserver.cachedreads import parse_resource_version
-from apiserver.handlers import Resources, Selection, parse_selection
+from apiserver.handlers import Resources, Selection, parse_selection, seen_as
 from apiserver.paths import Target
 from apiserver.status import ApiError, error_from, status_object
 from apiserver.watchcache import CachedEvent, Delivery, WatchCache, WatchCaches, decode_event
@@ -134,11 +134,20 @@ class WatchRequest:
             entered = not self.selection.empty and not self._matches(old)
             created = event.create_revision == event.mod_revision or entered
             assert new is not None
-            return _line("ADDED" if created else "MODIFIED", self.resources.visible(self.user, new))
+            return self._encoded(cached, "ADDED" if created else "MODIFIED", new)
         if (event.deleted or not self.selection.empty) and self._matches(old):
             assert old is not None
-            return _line("DELETED", self.resources.visible(self.user, old))
+            return self._encoded(cached, "DELETED", old)
         return b""
+
+    def _encoded(self, cached: CachedEvent, event_type: str, obj: Resource) -> bytes:
+        """The line, encoded once per event for all the streams that send the same one."""
+        hide = self.resources.hides_data(self.user, obj)
+        key = (event_type, obj is cached.new, hide)
+        line = cached.encoded.get(key)
+        if line is None:
+            line = cached.encoded[key] = _line(event_type, seen_as(obj, hide))
+        return line
 
     def _bookmark(self, revision: int) -> bytes:
         obj = {
@@ -170,33 +179,48 @@ class WatchRequest:
 
         self._end = lambda: queue.put_nowait(_END)
         if self.cache is not None:
-            source = self.cache.subscribe(self.start_revision, deliver)
+            source = self.cache.subscribe(self.start_revision, offer)
         if source is None:
             source = _OwnWatch(self, deliver)
         self._source = source
         sent = self.start_revision - 1
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self.bookmark_interval)
-                except TimeoutError:
-                    yield self._bookmark(sent)
-                    continue
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    error = (
-                        ApiError(410, "Gone", str(item))
-                        if isinstance(item, WatchCompacted)
-                        else error_from(item)
-                    )
-                    yield _line("ERROR", status_object(error))
-                    return
-                batch, revision = item
-                chunk = b"".join(self._lines(event) for event in batch)
+                if queue.empty():  # only an idle stream pays for a timer (its bookmark's)
+                    try:
+                        item = await asyncio.wait_for(queue.get(), self.bookmark_interval)
+                    except TimeoutError:
+                        yield self._bookmark(sent)
+                        continue
+                else:
+                    item = queue.get_nowait()
+                # Everything queued goes out as one chunk: one socket write, not one per batch.
+                lines: list[bytes] = []
+                ended = False
+                while True:
+                    if item is _END:
+                        ended = True
+                        break
+                    if isinstance(item, BaseException):
+                        error = (
+                            ApiError(410, "Gone", str(item))
+                            if isinstance(item, WatchCompacted)
+                            else error_from(item)
+                        )
+                        lines.append(_line("ERROR", status_object(error)))
+                        ended = True
+                        break
+                    batch, revision = item
+                    lines.extend(self._lines(event) for event in batch)
+                    sent = max(sent, revision)
+                    if queue.empty():
+                        break
+                    item = queue.get_nowait()
+                chunk = b"".join(lines)
                 if chunk:
                     yield chunk
-                sent = max(sent, revision)
+                if ended:
+                    return
         finally:
             source.stop()
 

@@ -15,6 +15,9 @@ lock the pump delivers under); when it does not, ``subscribe`` says so and the s
 etcd itself (today's semantics: any non-compacted revision, 410 when compacted). So threads and
 etcd watches grow with the watched plurals, never with the clients.
 
+The objects, as the informer's, are shrunk by ``controller.compact`` as they are decoded (they
+are read-only here: streams and reads only serialise them), which halves what each costs.
+
 Compaction overtaking the cache's own watch hands every subscriber the ``WatchCompacted`` (its
 stream ends with an ERROR 410, its client re-lists) and restarts the cache: a new list, an
 empty buffer (the old copy keeps answering reads until the new one is complete).
@@ -22,15 +25,18 @@ empty buffer (the old copy keeps answering reads until the new one is complete).
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from asyncio import AbstractEventLoop
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
 from api_types.meta import Resource
 from api_types.registry import KindInfo
+from controller.compact import compact
 from controller.errors import InvalidObjectError
 from controller.labels import LabelSelector
 from controller.store.objects import Store
@@ -73,6 +79,11 @@ class CachedEvent:
     new: Resource | None
     old: Resource | None
     invalid: InvalidValue | None = None
+    #: The event's lines as streams send them, encoded once for every stream that sends the
+    #: same one (``watch`` fills it on the event loop): (type, of the new object, data hidden).
+    encoded: dict[tuple[str, bool, bool], bytes] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def mod_revision(self) -> int:
@@ -90,10 +101,15 @@ def _decode(store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: in
     if parsed is None or raw is None:
         return None
     try:
-        obj = store.decode(parsed, raw, rev)
+        # Not remembered as the key's base: the API server's writes read their own base, and
+        # an event's previous value is not the key's value at ``rev``.
+        obj = store.decode(parsed, raw, rev, remember=False)
     except InvalidObjectError as exc:
         return InvalidValue(parsed, rev, exc.causes)
-    return obj if isinstance(obj, info.model) else None
+    if not isinstance(obj, info.model):
+        return None
+    compact(obj)  # held by the cache and its events, read-only
+    return obj
 
 
 def decode_event(store: Store, info: KindInfo, event: WatchEvent) -> CachedEvent:
@@ -110,14 +126,24 @@ def decode_event(store: Store, info: KindInfo, event: WatchEvent) -> CachedEvent
 
 
 class Subscription:
-    """One stream's place in a cache: :meth:`stop` unsubscribes (no delivery follows)."""
+    """One stream's place in a cache: :meth:`stop` unsubscribes (no delivery follows).
+    ``offer`` is called on ``loop``, the event loop the stream runs on."""
 
-    def __init__(self, cache: WatchCache, deliver: Callable[[Delivery], None]) -> None:
+    def __init__(
+        self, cache: WatchCache, offer: Callable[[Delivery], None], loop: AbstractEventLoop
+    ) -> None:
         self._cache = cache
-        self.deliver = deliver
+        self.offer = offer
+        self.loop = loop
 
     def stop(self) -> None:
         self._cache.unsubscribe(self)
+
+
+def _fan_out(subscribers: list[Subscription], item: Delivery) -> None:
+    """On an event loop: hand ``item`` to each of its streams."""
+    for subscriber in subscribers:
+        subscriber.offer(item)
 
 
 class WatchCache:
@@ -162,13 +188,17 @@ class WatchCache:
     def _restart(self) -> PrefixWatch:
         """List the plural, then watch from the list's revision on with an empty buffer
         (subscribers already ended)."""
-        listed = self.store.list(self.info.model)
         objects: dict[bytes, Entry] = {}
-        for obj in listed.items:
-            objects[self.store.layout.object_key(self.store.key_of(obj))] = obj
-        for value in listed.invalid:
-            objects[self.store.layout.object_key(value.key)] = value
-        revision = listed.resource_version
+        revision = 0
+        # A page at a time, all at the first page's revision: the raw values of the whole
+        # plural are never held beside its models.
+        for page, pinned, _ in self.store.client.range_pages(self.prefix):
+            revision = pinned
+            for kv in page:
+                key, rev = bytes(kv.key), int(kv.mod_revision)
+                entry = _decode(self.store, self.info, key, bytes(kv.value), rev)
+                if entry is not None:
+                    objects[key] = entry
         with self._lock:
             self._buffer.clear()
             self._objects = objects
@@ -218,26 +248,30 @@ class WatchCache:
             self.last_revision = watch.last_revision
             self._progress.notify_all()
             self._measure()
-            for subscriber in list(self._subscribers):
-                self._send(subscriber, (events, self.last_revision))
+            self._send(self._subscribers, (events, self.last_revision))
 
     def _measure(self) -> None:
         """The gauges (lock held)."""
         _REVISION.labels(self.info.plural).set(self.last_revision)
         _OBJECTS.labels(self.info.plural).set(len(self._objects))
 
-    def _send(self, subscriber: Subscription, item: Delivery) -> None:
-        """Hand over (lock held); a subscriber whose event loop has closed is dropped."""
-        try:
-            subscriber.deliver(item)
-        except RuntimeError:
-            self._subscribers.discard(subscriber)
+    def _send(self, subscribers: set[Subscription], item: Delivery) -> None:
+        """Hand over (lock held): one wake-up per event loop, however many streams it runs
+        (a thousand watchers cost one cross-thread call, not a thousand); the subscribers of
+        a loop that has closed are dropped."""
+        by_loop: dict[AbstractEventLoop, list[Subscription]] = {}
+        for subscriber in subscribers:
+            by_loop.setdefault(subscriber.loop, []).append(subscriber)
+        for loop, streams in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_fan_out, streams, item)
+            except RuntimeError:
+                self._subscribers.difference_update(streams)
 
     def _end_all(self, item: BaseException | None) -> None:
         with self._lock:
             subscribers, self._subscribers = self._subscribers, set()
-            for subscriber in subscribers:
-                self._send(subscriber, item)
+            self._send(subscribers, item)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -288,11 +322,11 @@ class WatchCache:
     # --- subscribers ----------------------------------------------------------------------
 
     def subscribe(
-        self, start_revision: int, deliver: Callable[[Delivery], None]
+        self, start_revision: int, offer: Callable[[Delivery], None]
     ) -> Subscription | None:
-        """Replay the buffered events from ``start_revision`` on and deliver the live ones
-        after them; None when the buffer does not reach back that far (or the cache stopped,
-        or has not listed yet).
+        """Replay the buffered events from ``start_revision`` on and offer the live ones after
+        them, on the calling stream's event loop; None when the buffer does not reach back
+        that far (or the cache stopped, or has not listed yet).
         The caller still drops live events older than ``start_revision``: the cache may not
         have caught up with a revision the client already saw."""
         with self._lock:
@@ -302,9 +336,9 @@ class WatchCache:
                 or start_revision - 1 < self.origin
             ):
                 return None
-            subscription = Subscription(self, deliver)
+            subscription = Subscription(self, offer, asyncio.get_running_loop())
             replay = [e for e in self._buffer if e.mod_revision >= start_revision]
-            deliver((replay, self.last_revision))
+            offer((replay, self.last_revision))
             self._subscribers.add(subscription)
             return subscription
 

@@ -24,6 +24,11 @@ Reads are thread-safe. :meth:`Informer.get` returns a private deep copy, safe to
 write back; :meth:`Informer.list` and :meth:`Informer.by_index` return the cached models
 themselves, which callers must treat as read-only (copying every object of a large list on
 every scan would cost more than the scan).
+
+Memory: a relist decodes a page at a time, so it never holds the whole prefix's raw values
+beside their models, and each model entering the cache is shrunk by ``controller.compact``
+(safe because cached models are read-only): a cached Instance costs about half of what a
+freshly validated one does.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ import builtins
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 
 from api_types.meta import Resource
+from controller.compact import compact
 from controller.errors import FieldCause, InvalidObjectError
 from controller.labels import LabelSelector
 from controller.metrics import RuntimeMetrics, runtime_metrics
@@ -229,26 +235,29 @@ class Informer(ListWatch, Generic[R]):
             return _Change(key, None, None, revision, causes, raw)
         if not isinstance(obj, self.model):
             return _Change(key, None, None, revision, (FieldCause("kind", "wrong kind"),), raw)
+        compact(obj)  # it is cached from here on, so read-only
         return obj
 
     def _relist(self) -> None:
-        listed: tuple[builtins.list[Any], int] = self._store.client.range_prefix(self._prefix)
-        kvs, revision = listed
         fresh: dict[ObjectKey, R] = {}
         invalid: dict[ObjectKey, int] = {}
         changes: builtins.list[_Change[R]] = []
-        for kv in kvs:
-            key = self._store.layout.parse_object_key(bytes(kv.key))
-            if key is None:
-                continue
-            decoded = self._decode(key, bytes(kv.value), int(kv.mod_revision))
-            if isinstance(decoded, _Change):
-                invalid[key] = decoded.revision
-                if self._invalid_revisions.get(key) != decoded.revision:
-                    changes.append(decoded)
-            else:
-                fresh[key] = decoded
-        del listed, kvs  # the raw values are not kept: the cache holds models only
+        revision = 0
+        # Decoded a page at a time (every page at the first one's revision): the raw values are
+        # not kept, so a relist never holds the whole prefix's bytes beside its models.
+        for page, pinned, _ in self._store.client.range_pages(self._prefix):
+            revision = pinned
+            for kv in page:
+                key = self._store.layout.parse_object_key(bytes(kv.key))
+                if key is None:
+                    continue
+                decoded = self._decode(key, bytes(kv.value), int(kv.mod_revision))
+                if isinstance(decoded, _Change):
+                    invalid[key] = decoded.revision
+                    if self._invalid_revisions.get(key) != decoded.revision:
+                        changes.append(decoded)
+                else:
+                    fresh[key] = decoded
         self._invalid_revisions = invalid
         with self._dispatch:
             with self._lock:

@@ -11,6 +11,10 @@ to ``DIR/skyctl.yaml``)::
         token: 3f0c…
         namespace: default        # optional
 
+``server`` may name several API servers of one installation (DESIGN §13), as a YAML list or
+comma-separated (``--server`` too): a request that finds one unreachable, or an idempotent one
+answered 503, goes to the next (``skyctl.http``).
+
 Flags override the chosen context field by field: ``--context``, ``--server``, ``--token``,
 ``-n/--namespace``. The file holds bearer tokens, so it is written readable by its owner only.
 """
@@ -36,6 +40,7 @@ __all__ = [
     "load_config",
     "resolve_context",
     "save_config",
+    "server_text",
     "set_context",
     "use_context",
 ]
@@ -51,7 +56,7 @@ class ConfigError(SkybrokerError, ValueError):
 class Context:
     """One context of the skyctl config: where the API is, the token, the default namespace."""
     name: str
-    server: str | None
+    server: str | None  # one URL, or several comma-separated
     token: str | None
     namespace: str
 
@@ -115,10 +120,19 @@ def resolve_context(
         chosen = found
     return Context(
         name=str(name or ""),
-        server=server or chosen.get("server"),
+        server=server or server_text(chosen.get("server"), str(name)),
         token=token or chosen.get("token"),
         namespace=namespace or chosen.get("namespace") or DEFAULT_NAMESPACE,
     )
+
+
+def server_text(value: Any, context: str) -> str | None:
+    """A context's ``server``: one URL, a comma-separated string, or a list, as one string."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    raise ConfigError(f"context {context!r}: server must be a URL or a list of URLs")
 
 
 def use_context(config: dict[str, Any], name: str) -> None:

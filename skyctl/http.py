@@ -10,13 +10,21 @@ patch is a PATCH with a JSON merge patch. Lists and watches send ``labelSelector
 :class:`ApiError` with their field causes; a transport failure (refused, reset, dropped
 mid-stream, a watch silent past its idle limit) is a retryable 503. One watch request is one
 stream: resuming it after a drop, and re-listing after a 410, is ``skyctl.follow``'s job.
+
+Several API servers (DESIGN §13: any number behind one etcd cluster) are given as a list or
+comma-separated. Requests go to one of them until it fails; then the next is tried, once each:
+a request whose connection was never made, whatever its method, and an idempotent one (GET,
+PUT, DELETE) that failed in transit or was answered 503. A create or a patch that may have
+reached a server is not sent again (the caller sees the 503 and decides). A watch that fails
+moves the next attempt (``skyctl.follow``'s resume) to the next server.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -27,7 +35,7 @@ from api_types.registry import KindInfo
 from controller.errors import FieldCause
 from skyctl.backend import ApiError, ListResult, WatchEvent, client_version, deleted
 
-__all__ = ["HttpBackend"]
+__all__ = ["HttpBackend", "parse_servers"]
 
 Wire = dict[str, Any]
 
@@ -37,6 +45,21 @@ _TIMEOUT = 30.0
 #: sends a BOOKMARK after every quiet ``bookmark_interval`` (default 30 s).
 _WATCH_IDLE = 120.0
 _MERGE_PATCH = "application/merge-patch+json"
+#: Methods whose repetition leaves the server as one request would (RFC 9110 §9.2.2): sent
+#: again to the next server after a failure in transit or a 503.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+#: Failures that happen before any byte of the request left: safe to send anywhere again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def parse_servers(server: str | Sequence[str]) -> list[str]:
+    """The API servers' base URLs from a list or a comma-separated string (``server`` of a
+    context, ``--server``)."""
+    items = server.split(",") if isinstance(server, str) else list(server)
+    servers = [item.strip().rstrip("/") for item in items if item.strip()]
+    if not servers:
+        raise ValueError("server: no API server URL given")
+    return servers
 
 
 def _error(response: httpx.Response) -> ApiError:
@@ -65,15 +88,28 @@ def _error(response: httpx.Response) -> ApiError:
 class HttpBackend:
     """The default backend: the REST API over HTTP with a bearer token."""
 
-    def __init__(self, server: str, token: str | None, *, verify: bool = True) -> None:
-        self.description = server
+    def __init__(
+        self, server: str | Sequence[str], token: str | None, *, verify: bool = True
+    ) -> None:
+        self._servers = parse_servers(server)
+        self.description = ",".join(self._servers)
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._base = server.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self._base, headers=headers, timeout=_TIMEOUT, verify=verify
-        )
+        self._lock = threading.Lock()
+        self._current = 0
+        self._http = httpx.Client(headers=headers, timeout=_TIMEOUT, verify=verify)
+
+    @property
+    def _base(self) -> str:
+        """The server requests go to now."""
+        return self._servers[self._current]
+
+    def _failed(self, base: str) -> None:
+        """``base`` failed: later requests go to the next server (unless one moved on already)."""
+        with self._lock:
+            if self._servers[self._current] == base:
+                self._current = (self._current + 1) % len(self._servers)
 
     def close(self) -> None:
         self._http.close()
@@ -101,11 +137,30 @@ class HttpBackend:
 
     # --- requests -------------------------------------------------------------------------
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer of the first server that gives one worth keeping, trying each once."""
+        unavailable: ApiError | None = None
+        for _ in self._servers:
+            base = self._base
+            try:
+                response = self._http.request(method, base + path, **kwargs)
+            except httpx.HTTPError as exc:
+                self._failed(base)
+                unavailable = ApiError(503, "ServiceUnavailable", f"{base}: {exc}")
+                if isinstance(exc, _NOT_SENT) or method in _IDEMPOTENT:
+                    continue
+                raise unavailable from None
+            if response.status_code == 503:
+                self._failed(base)
+                if method in _IDEMPOTENT:
+                    unavailable = _error(response)
+                    continue
+            return response
+        assert unavailable is not None
+        raise unavailable
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(503, "ServiceUnavailable", f"{self._base}: {exc}") from None
+        response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise _error(response)
         try:
@@ -191,11 +246,14 @@ class HttpBackend:
             **self._selectors(selector, fields),
         }
         timeout = httpx.Timeout(_TIMEOUT, read=_WATCH_IDLE)
-        path = self._collection(info, namespace)
+        base = self._base
+        url = base + self._collection(info, namespace)
         try:
-            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+            with self._http.stream("GET", url, params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
+                    if response.status_code == 503:
+                        self._failed(base)
                     raise _error(response)
                 for line in response.iter_lines():
                     if not line.strip():
@@ -213,7 +271,8 @@ class HttpBackend:
                         )
                     yield WatchEvent(str(event.get("type")), event.get("object") or {})
         except httpx.HTTPError as exc:
-            raise ApiError(503, "ServiceUnavailable", f"{self._base}: {exc}") from None
+            self._failed(base)  # the resume goes to the next server
+            raise ApiError(503, "ServiceUnavailable", f"{base}: {exc}") from None
 
     def history(self, info: KindInfo, namespace: str | None, name: str) -> builtins.list[Wire]:
         result = self._request("GET", self._item(info, namespace, name) + "/history")

@@ -60,7 +60,7 @@ def _common(sub: argparse.ArgumentParser, defaults: bool) -> None:
         return value if defaults else argparse.SUPPRESS
 
     sub.add_argument("--context", default=default(None), help="context of the config to use")
-    sub.add_argument("--server", default=default(None), help="API server URL")
+    sub.add_argument("--server", default=default(None), help="API server URL[,URL…]")
     sub.add_argument("--token", default=default(None), help="bearer token")
     sub.add_argument("-n", "--namespace", default=default(None), help="namespace")
     sub.add_argument(
@@ -370,7 +370,7 @@ def _config_command(args: argparse.Namespace, out: IO[str]) -> int:
             [
                 "*" if c["name"] == current else "",
                 c["name"],
-                str(c.get("server", "")),
+                configuration.server_text(c.get("server"), c["name"]) or "",
                 str(c.get("namespace", configuration.DEFAULT_NAMESPACE)),
             ]
             for c in config["contexts"]

@@ -34,7 +34,7 @@ in :data:`FILTERS`, plus ``tag:KEY``, ``tag-key``, ``tag-value``), ``MaxResults`
 (over instances, by id; EC2 refuses ``MaxResults`` beside ``InstanceId``:
 ``InvalidParameterCombination``); each page's instances grouped into their reservations, in the
 order of their first instance. ``vpcId`` is the VPC of the instance's subnet's network
-(``resources.vpc_id``), ``groupSet`` its firewalls (security groups, named as
+(``vpcs.VpcIds``), ``groupSet`` its firewalls (security groups, named as
 ``securitygroups.group_name_of`` says), addresses its ``status.addresses`` (first private and
 first public IP, a hostname as ``dnsName``).
 """
@@ -58,10 +58,10 @@ from apiserver.ec2.resources import (
     tag_attributes,
     tag_filter_names,
     tags_of,
-    vpc_id,
 )
 from apiserver.ec2.securitygroups import group_name_of
 from apiserver.ec2.volumeview import region_instances
+from apiserver.ec2.vpcs import VpcIds
 from apiserver.ec2.xmlwriter import Fields, Value
 
 __all__ = [
@@ -177,6 +177,7 @@ class Related:
     def __init__(self, context: ActionContext) -> None:
         self._context = context
         self._by_kind: dict[str, dict[str, Wire]] = {}
+        self._vpc_ids = VpcIds(context)
 
     def _named(self, kind: str) -> dict[str, Wire]:
         if kind not in self._by_kind:
@@ -192,7 +193,7 @@ class Related:
         if subnet is None:
             return None, None
         network = str(subnet["spec"]["network"]["name"])
-        return id_of("Subnet", subnet), vpc_id(self._context.namespace, network)
+        return id_of("Subnet", subnet), self._vpc_ids(network)
 
     def groups(self, obj: Wire) -> list[Fields]:
         """``groupSet``: each firewall the instance references that exists."""

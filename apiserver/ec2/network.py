@@ -12,8 +12,9 @@ validation, admission and quota as for REST. The mapping onto skybroker's kinds:
   request's region. ``state`` is ``pending`` until the Subnet is ``Ready`` (``available``;
   ``failed`` when it failed). Ids ``subnet-…`` from the uid.
 * **Security group** = a Firewall (``securitygroups`` says how), ids ``sg-…`` from the uid.
-* **VPC** = the network name Subnets share (``spec.network``), which is no kind: its id is
-  ``resources.vpc_id`` (namespace and network name), its ``Name`` tag the network name (or
+* **VPC** = the network name Subnets share (``spec.network``), which is no kind: its id
+  ``vpc-…`` is derived from the uid of its record (below; ``resources.vpc_id``), so a VPC
+  made again under a deleted one's name is a new id; its ``Name`` tag the network name (or
   the text it was created with, when that is no name or another VPC's: ``…/vpc-name``).
 
 How a VPC is persisted — the choice, and why. CreateVpc must be remembered before any subnet
@@ -35,7 +36,8 @@ a lie about what it holds; a new ``Network`` kind would be a second source of tr
 Its honest limits: EC2's default group allows all traffic from its own members, which CIDR
 rules cannot say, so ours allows nothing in (narrower, never wider) and all out, as EC2 does;
 deleting the ``default.{network}`` Firewall through REST forgets an empty VPC (one with subnets
-stays: their ``spec.network`` names it); a VPC is the namespace's, not a region's (its subnets
+stays: their ``spec.network`` names it, and its id becomes that of a VPC with no record, from
+the namespace and network name); a VPC is the namespace's, not a region's (its subnets
 are regional); a VPC's ``state`` is always ``available`` (its cloud network is created with its
 first subnet, by the Subnet reconciler); network names are unique per namespace, so a
 second VPC with the ``Name`` of an existing one gets a generated network name and keeps the

@@ -6,10 +6,11 @@ them, so an id, a tag or a page means the same thing in every action:
 
 * **Ids** are derived from uids and stable: :func:`ec2_id` is the kind's prefix and the first
   17 hex digits of the SHA-256 of the uid (``i-0b5d…``, ``subnet-…``, ``sg-…``, ``vol-…``);
-  a VPC, which is a Subnets' ``network`` and no object of its own, takes the hash of its
-  namespace and network name (:func:`vpc_id`), and the "account id" (``ownerId``) is its
-  namespace's (:func:`owner_id`). Hashing keeps EC2's shape whatever the uid looks like and
-  tells nothing about it.
+  a VPC, a Subnets' ``network`` and no object of its own, takes the uid of its record, the
+  default security group CreateVpc writes (:func:`vpc_id`; ``vpcs`` owns the record), so a
+  VPC deleted and made again under the same name is a new id; and the "account id"
+  (``ownerId``) is its namespace's (:func:`owner_id`). Hashing keeps EC2's shape whatever
+  the uid looks like and tells nothing about it.
 * **Lookups by id** (:func:`find`) list the kind in the key's namespace only, as the user: an
   id of another tenant's object is simply not there, so the answer is the kind's
   ``….NotFound`` code (``InvalidInstanceID.NotFound``…), never a 403 that would say it exists.
@@ -107,8 +108,14 @@ def ec2_id(kind: str, uid: str) -> str:
     return f"{ID_PREFIXES[kind]}-{_digest(uid)}"
 
 
-def vpc_id(namespace: str, network: str) -> str:
-    """The id of the VPC that is network ``network`` of ``namespace``'s subnets."""
+def vpc_id(namespace: str, network: str, record_uid: str | None) -> str:
+    """The id of the VPC that is network ``network`` of ``namespace``'s subnets: ``vpc-`` and
+    the digits of its record's uid (its default security group, so they are that group's
+    ``sg-`` digits), like every id. A VPC with no record — known only from subnets written
+    through REST, so there is no uid to take — has the digits of its namespace and network
+    name (a uid has no ``/``: the two never meet)."""
+    if record_uid is not None:
+        return f"vpc-{_digest(record_uid)}"
     return f"vpc-{_digest(f'{namespace}/{network}')}"
 
 

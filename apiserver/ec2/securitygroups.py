@@ -70,12 +70,12 @@ from apiserver.ec2.resources import (
     tag_attributes,
     tag_filter_names,
     tags_of,
-    vpc_id,
 )
 from apiserver.ec2.vpcs import (
     DEFAULT_GROUP,
     DESCRIPTION_ANNOTATION,
     VPC_ANNOTATION,
+    VpcIds,
     default_group_name,
     deleting,
     dependency_violation,
@@ -134,9 +134,9 @@ def _annotation(group: Wire, key: str) -> str | None:
     return annotations.get(key)
 
 
-def _vpc_id(context: ActionContext, group: Wire) -> str | None:
+def _vpc_id(vpc_ids: VpcIds, group: Wire) -> str | None:
     network = _annotation(group, VPC_ANNOTATION)
-    return None if network is None else vpc_id(context.namespace, network)
+    return None if network is None else vpc_ids(network)
 
 
 def groups_named(groups: Sequence[Wire], names: Sequence[str]) -> list[Wire]:
@@ -167,14 +167,14 @@ def _the_group(context: ActionContext, params: Params) -> Wire:
     return found[0]
 
 
-def _group_fields(context: ActionContext, group: Wire) -> Fields:
+def _group_fields(group: Wire, vpc_ids: VpcIds) -> Fields:
     rules = Firewall.model_validate(group).spec.rules
     description = _annotation(group, DESCRIPTION_ANNOTATION)
     return {
         "groupId": id_of(Firewall.KIND, group),
         "groupName": group_name_of(group),
         "groupDescription": description or f"Firewall {group['metadata']['name']}",
-        "vpcId": _vpc_id(context, group),
+        "vpcId": _vpc_id(vpc_ids, group),
         "ipPermissions": ip_permissions(rules, RuleDirection.INGRESS),
         "ipPermissionsEgress": ip_permissions(rules, RuleDirection.EGRESS),
         "tagSet": tags_of(group),
@@ -253,18 +253,19 @@ def describe_security_groups(context: ActionContext, params: Params) -> Fields:
     dry_run = params.boolean("DryRun")
     context.pool()
     groups = security_groups(context)
+    vpc_ids = VpcIds(context, groups)  # every record is among them
     if ids := params.strings("GroupId"):
         groups = pick(Firewall.KIND, groups, ids)
     if names := params.strings("GroupName"):
         groups = groups_named(groups, names)
 
     def attributes(group: Wire) -> Mapping[str, Sequence[str]]:
-        vpc = _vpc_id(context, group)
+        vpc = _vpc_id(vpc_ids, group)
         return {
             "group-id": [id_of(Firewall.KIND, group)],
             "group-name": [group_name_of(group)],
             "vpc-id": [vpc] if vpc else [],
-            "description": [str(_group_fields(context, group)["groupDescription"])],
+            "description": [str(_group_fields(group, vpc_ids)["groupDescription"])],
             **tag_attributes(tags_of(group)),
         }
 
@@ -274,7 +275,7 @@ def describe_security_groups(context: ActionContext, params: Params) -> Fields:
     shown, token = page(chosen, lambda group: id_of(Firewall.KIND, group), params)
     if dry_run:
         raise dry_run_succeeded()
-    items: list[Value] = [_group_fields(context, group) for group in shown]
+    items: list[Value] = [_group_fields(group, vpc_ids) for group in shown]
     return {"securityGroupInfo": items, "nextToken": token}
 
 

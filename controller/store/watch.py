@@ -169,6 +169,9 @@ class PrefixWatch:
         was, at its revision (``StoreUnavailableError`` or a gRPC error: etcd did not answer)."""
         event = self._last_event
         if event is None:
+            # Still one call: a stream does not move the client off a dead member of a
+            # cluster, a call does (a quiet watch would otherwise retry that member forever).
+            self._client.current_revision()
             return
         try:
             response = self._client.range(event.key, revision=event.mod_revision)

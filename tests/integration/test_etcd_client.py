@@ -1,7 +1,9 @@
-"""EtcdClient against a real etcd that goes away: riding over an outage, or failing fast."""
+"""EtcdClient against a real etcd that goes away: riding over an outage, failing fast, or
+leaving a dead member of a cluster for the next."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 from controller.errors import StoreUnavailableError
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient
+from controller.store.watch import PrefixWatch
+from tests.etcd_cluster import EtcdCluster
 from tests.waiting import eventually
 
 
@@ -54,3 +58,38 @@ def _reachable(client: EtcdClient) -> bool:
     except StoreUnavailableError:
         return False
     return True
+
+
+@pytest.mark.slow
+def test_a_dead_member_is_left_for_the_next_by_calls_and_by_a_quiet_watch(
+    tmp_path: Path,
+) -> None:
+    """A watch that has delivered nothing yet (a quiet prefix) reconnects to another member when
+    its own dies: a reconnect makes one call, which moves the client on, before it reopens."""
+    cluster = EtcdCluster(tmp_path / "etcd")
+    cluster.start()
+    victim = cluster.follower()
+    # The victim first: the client and its watch start on the member that will die.
+    endpoints = [cluster.endpoints[victim]]
+    endpoints += [e for i, e in enumerate(cluster.endpoints) if i != victim]
+    client = EtcdClient(endpoints)
+    writer = EtcdClient([e for i, e in enumerate(cluster.endpoints) if i != victim])
+    seen: list[bytes] = []
+    watch = PrefixWatch(client, b"/quiet/", client.current_revision() + 1)
+
+    def follow() -> None:
+        for batch in watch:
+            seen.extend(event.key for event in batch)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    try:
+        thread.start()
+        cluster.kill(victim)  # while the stream opens there or runs: either way it reconnects
+        writer.put(b"/quiet/after", b"1")
+        eventually(lambda: seen == [b"/quiet/after"], timeout=60, what=lambda: f"saw {seen}")
+        assert client.range(b"/quiet/after").kvs[0].value == b"1"
+    finally:
+        watch.stop()
+        client.close()
+        writer.close()
+        cluster.stop()

@@ -33,8 +33,13 @@ def test_ids_are_stable_shaped_and_distinct() -> None:
     assert re.fullmatch(r"i-[0-9a-f]{17}", ec2_id("Instance", uid))
     assert re.fullmatch(r"vol-[0-9a-f]{17}", ec2_id("Volume", uid))
     assert ec2_id("Instance", uid) != ec2_id("Instance", uid.replace("3", "4"))
-    assert vpc_id("acme", "main") != vpc_id("team-b", "main")
-    assert re.fullmatch(r"vpc-[0-9a-f]{17}", vpc_id("acme", "main"))
+    # A VPC's id comes from its record's uid; one without a record from namespace and name.
+    assert re.fullmatch(r"vpc-[0-9a-f]{17}", vpc_id("acme", "main", uid))
+    assert vpc_id("acme", "main", uid) != vpc_id("acme", "main", uid.replace("3", "4"))
+    assert vpc_id("acme", "main", uid)[4:] == ec2_id("Firewall", uid)[3:]
+    assert vpc_id("acme", "main", None) != vpc_id("team-b", "main", None)
+    assert re.fullmatch(r"vpc-[0-9a-f]{17}", vpc_id("acme", "main", None))
+    assert vpc_id("acme", "main", None) != vpc_id("acme", "main", uid)
     assert re.fullmatch(r"[0-9]{12}", owner_id("acme")) and owner_id("acme") == owner_id("acme")
     assert owner_id("acme") != owner_id("team-b")
 

@@ -308,7 +308,7 @@ def test_subnets_security_groups_zones_and_refusals(
         SecurityGroupIds=[group_id],
         Placement={"AvailabilityZone": "sim-eastb"},
     )["Instances"][0]
-    assert launched["SubnetId"] == subnet_id and launched["VpcId"] == vpc_id("team-a", "main")
+    assert launched["SubnetId"] == subnet_id and launched["VpcId"] == vpc_id("team-a", "main", None)
     assert launched["SecurityGroups"] == [{"GroupId": group_id, "GroupName": "http"}]
     assert launched["Placement"]["AvailabilityZone"] == "sim-eastb"
     [obj] = stored(api_store)

@@ -84,7 +84,8 @@ def test_vpc_and_subnet_life_cycle(
                                                           kind="vpc"),
     )["Vpc"]  # fmt: skip
     vpc_id_ = vpc["VpcId"]
-    assert vpc_id_ == vpc_id("team-a", "main")
+    record = api_store.get(Firewall, "default.main", "team-a")  # the VPC's record: its uid
+    assert vpc_id_ == vpc_id("team-a", "main", str(record.metadata.uid))
     assert (vpc["CidrBlock"], vpc["State"], tag_map(vpc)) == (
         "10.10.0.0/16",
         "available",
@@ -157,6 +158,58 @@ def test_vpc_and_subnet_life_cycle(
     status, code, _ = error_of(client.describe_vpcs, VpcIds=[vpc_id_])
     assert (status, code) == (400, "InvalidVpcID.NotFound")
     eventually(lambda: client.describe_security_groups()["SecurityGroups"] == [])
+
+
+def test_a_vpc_made_again_under_a_deleted_ones_name_has_a_new_id(
+    api_store: Store, ec2_server: HttpServer
+) -> None:
+    """DESIGN §12: a VPC's id comes from its record's uid, so the old id is gone with it."""
+    client = ec2(ec2_server, ALICE)
+    main = tags(("Name", "main"), kind="vpc")
+    old = client.create_vpc(CidrBlock="10.10.0.0/16", TagSpecifications=main)["Vpc"]["VpcId"]
+    # The record lingers while deleting (as while the Firewall reconciler cleans up): hold it.
+    record = api_store.get(Firewall, "default.main", "team-a")
+    record.metadata.finalizers = ["test.skybroker.io/hold"]
+    api_store.update(record)
+    client.delete_vpc(VpcId=old)
+
+    def made_again() -> str:
+        again = client.create_vpc(CidrBlock="10.10.0.0/16", TagSpecifications=main)["Vpc"]
+        assert tag_map(again)["Name"] == "main"
+        return str(again["VpcId"])
+
+    lingering = made_again()  # a generated network name: default.main is still held
+    held = api_store.get(Firewall, "default.main", "team-a")
+    held.metadata.finalizers = []
+    api_store.update(held)
+    eventually(lambda: not any(f.metadata.name == "default.main"
+                               for f in api_store.list(Firewall, "team-a").items))  # fmt: skip
+    again = made_again()  # the network "main" again, a new record
+    assert api_store.get(Firewall, "default.main", "team-a").metadata.uid != record.metadata.uid
+    assert len({old, lingering, again}) == 3
+    shown = client.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["main"]}])["Vpcs"]
+    assert sorted(v["VpcId"] for v in shown) == sorted([lingering, again])
+
+    # The old id is no VPC wherever an id is taken, and answers nothing where one is matched.
+    for call, kwargs in [
+        (client.describe_vpcs, {"VpcIds": [old]}),
+        (client.delete_vpc, {"VpcId": old}),
+        (client.create_subnet, {"VpcId": old, "CidrBlock": "10.10.1.0/24"}),
+        (client.create_security_group, {"GroupName": "web", "Description": "w", "VpcId": old}),
+        (client.create_tags, {"Resources": [old], "Tags": [{"Key": "a", "Value": "1"}]}),
+        (client.delete_tags, {"Resources": [old]}),
+    ]:
+        assert error_of(call, **kwargs)[:2] == (400, "InvalidVpcID.NotFound"), call
+    assert client.describe_tags(Filters=[{"Name": "resource-id", "Values": [old]}])["Tags"] == []
+    # The new id is what its subnets and groups answer.
+    subnet = client.create_subnet(VpcId=again, CidrBlock="10.10.1.0/24")["Subnet"]
+    assert subnet["VpcId"] == again
+    for old_or_new, expected in ((old, []), (again, [subnet["SubnetId"]])):
+        vpc_filter = [{"Name": "vpc-id", "Values": [old_or_new]}]
+        found = client.describe_subnets(Filters=vpc_filter)["Subnets"]
+        assert [s["SubnetId"] for s in found] == expected
+        groups = client.describe_security_groups(Filters=vpc_filter)["SecurityGroups"]
+        assert [g["GroupName"] for g in groups] == (["default"] if expected else [])
 
 
 def test_vpc_and_subnet_refusals_name_the_parameter(

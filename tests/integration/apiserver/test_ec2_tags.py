@@ -183,11 +183,11 @@ def test_vpc_tags_live_in_its_record(ec2_world: HttpServer, api_store: Store) ->
     assert error_of(client.create_tags, Resources=[vpc], Tags=[tag("Name", "dev")])[0] == (
         "InvalidParameterValue"
     )
-    assert error_of(client.create_tags, Resources=[vpc_id("team-a", "nowhere")],
+    assert error_of(client.create_tags, Resources=[vpc_id("team-a", "nowhere", None)],
                     Tags=[tag("x", "1")])[0] == "InvalidVpcID.NotFound"  # fmt: skip
     # A VPC known only from subnets written through REST has no record for its tags.
     create(api_store, NETWORK[0])
     code, message = error_of(
-        client.create_tags, Resources=[vpc_id("team-a", "main")], Tags=[tag("x", "1")]
+        client.create_tags, Resources=[vpc_id("team-a", "main", None)], Tags=[tag("x", "1")]
     )
     assert code == "InvalidParameterValue" and "record" in message

@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from api_types import registry
+from api_types import Firewall, registry
 from apiserver import ApiOptions
 from apiserver.watchcache import WatchCache
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout
 from controller.store.objects import Store
 from skybroker.apiserver import HttpServer
 from tests.integration.apiserver.conftest import ROOT, TOKEN_FILE, TOKENS, firewall
@@ -282,3 +284,30 @@ def test_compaction_overtaking_the_cache_ends_its_streams_with_410(
     eventually(lambda: any(e["type"] == "ADDED" for e in events), what="the new watch's event")
     server.stop()
     later.join(30)
+
+
+def test_an_event_previous_value_never_becomes_the_base_of_a_write(
+    server: HttpServer, admin: httpx.Client, etcd_client: EtcdClient, layout: KeyLayout
+) -> None:
+    """The cache decodes each event's previous value too; the API server's store must not take
+    it for the value at the event's revision, or a status write based on that revision (what a
+    client that saw the event sends; /status is written without a read first) would write the
+    spec of before the event back."""
+    cache = _cache(server)
+    admin.post(FW, json=firewall("based")).raise_for_status()
+    other = Store(etcd_client, layout)  # another API server's or skyctl --etcd's store
+    seen = other.get(Firewall, "based", "team-a")
+    seen.metadata.labels = {"edited": "elsewhere"}
+    edited = other.update(seen)
+    revision = int(edited.metadata.resource_version or 0)
+    eventually(lambda: cache.last_revision >= revision, what="the cache sees the edit")
+
+    body = edited.to_wire()
+    body["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Realised"}]}
+    answer = admin.put(f"{FW}/based/status", json=body)
+    assert answer.status_code == 200, answer.text
+
+    stored = other.get(Firewall, "based", "team-a")
+    assert stored.metadata.labels == {"edited": "elsewhere"}
+    ready = stored.status.condition("Ready")
+    assert ready is not None and ready.reason == "Realised"

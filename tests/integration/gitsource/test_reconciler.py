@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from api_types import GitSource, Instance, Secret, registry
+from api_types import Condition, ConditionStatus, GitSource, Instance, Secret, registry
 from api_types.gitops import REQUESTED_AT_ANNOTATION, REVISION_ANNOTATION, SOURCE_LABEL
 from controller.apply import ApiError
 from controller.errors import ConflictError
@@ -148,6 +148,23 @@ def test_drift_is_reverted_with_an_event_naming_who_changed_it(
     assert "alice" in drift.message and "spec.image" in drift.message
 
 
+def test_a_managed_object_deleted_by_a_user_is_created_again_with_the_event(
+    gitops: Harness, origin: Origin
+) -> None:
+    first = origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", interval="1h"))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(first))
+    web1 = gitops.get(Instance, "web-1", NS)
+    assert web1 is not None
+    gitops.store.delete(Instance, "web-1", NS, actor="bob")
+    # interval is an hour: only the watch on managed objects can bring it back this soon
+    gitops.wait_for(Instance, "web-1", NS, lambda i: i.metadata.uid != web1.metadata.uid)
+    gitops.wait_for_event("gitsources", "infra", NS, "DriftReverted")
+    events = gitops.manager.recorder.list_events(involved=ObjectKey("gitsources", NS, "infra"))
+    drift = next(e for e in events if e.reason == "DriftReverted")
+    assert "bob" in drift.message and "deleted" in drift.message
+
+
 def test_depends_on_waits_for_the_other_source_and_suspend_stops_syncing(
     gitops: Harness, origin: Origin, tmp_path: Path
 ) -> None:
@@ -251,6 +268,49 @@ def test_the_prune_disabled_annotation_keeps_an_object_that_left_git(
     assert gitops.get(Instance, "web-2", NS) is not None
 
 
+@pytest.mark.parametrize("prune", [True, False])
+def test_a_removed_file_is_pruned_or_kept_and_what_other_writers_own_stays(
+    gitops: Harness, origin: Origin, prune: bool
+) -> None:
+    first = origin.commit(
+        {"web.yaml": documents(instance_doc("web-1")), "db.yaml": documents(instance_doc("db-1"))}
+    )
+    gitops.apply(gitsource_doc(f"file://{origin.path}", prune=prune))
+    gitops.wait_for(GitSource, "infra", NS, ready_at(first))
+
+    # Another writer labels web-1 and writes its status: fields git does not name, theirs.
+    def annotate_web1() -> bool:
+        web1 = gitops.get(Instance, "web-1", NS)
+        assert web1 is not None
+        web1.metadata.labels["owner"] = "alice"
+        try:
+            web1 = gitops.store.update(web1, actor="alice")  # as stored: its old status
+            web1.status.conditions = [Condition(type="Ready", status=ConditionStatus.TRUE)]
+            gitops.store.update_status(web1, actor="alice")
+        except ConflictError:  # a write of the reconciler in between: read again
+            return False
+        return True
+
+    gitops.eventually(annotate_web1)
+
+    # db.yaml leaves git, web-1 changes: db-1 pruned with prune, else kept; the label and
+    # the status web-1 got from someone else survive the update.
+    second = origin.commit({"web.yaml": documents(instance_doc("web-1", cpu=2))})
+    source = gitops.wait_for(GitSource, "infra", NS, ready_at(second))
+    assert {(e.kind, e.name) for e in source.status.inventory} == {("Instance", "web-1")}
+    web1 = gitops.get(Instance, "web-1", NS)
+    assert web1 is not None and web1.spec.hardware.cpu == 2
+    assert web1.metadata.labels["owner"] == "alice"
+    ready = web1.status.condition("Ready")
+    assert ready is not None and ready.status == "True"
+    if prune:
+        gitops.wait_gone(Instance, "db-1", NS)
+    else:
+        gitops.wait_for_reconciles("GitSource", 2, timeout=60)
+        db1 = gitops.get(Instance, "db-1", NS)
+        assert db1 is not None and db1.metadata.deletion_timestamp is None
+
+
 def test_a_requested_sync_applies_a_new_commit_at_once_and_is_echoed(
     gitops: Harness, origin: Origin
 ) -> None:
@@ -302,6 +362,32 @@ def test_wait_gates_ready_on_the_health_of_what_was_applied(
     assert healthy is not None and healthy.status == "False"
     assert "Instance/web-1" in healthy.message
     assert failed.status.last_applied_revision == f"main@sha1:{origin.head()}"
+
+
+def test_wait_holds_ready_until_what_was_applied_is_ready(gitops: Harness, origin: Origin) -> None:
+    origin.commit({"web.yaml": documents(instance_doc("web-1"))})
+    gitops.apply(gitsource_doc(f"file://{origin.path}", wait=True, timeout="5m"))
+    waiting = gitops.wait_for(
+        GitSource, "infra", NS, lambda s: _reason(s, "Ready") == "Progressing"
+    )
+    assert "Instance/web-1" in waiting.status.condition("Ready").message  # type: ignore[union-attr]
+    assert waiting.status.last_applied_revision == f"main@sha1:{origin.head()}"
+
+    # No instance controller runs here: the instance reports Ready as its controller would.
+    def report_ready() -> bool:
+        web1 = gitops.get(Instance, "web-1", NS)
+        assert web1 is not None
+        web1.status.conditions = [Condition(type="Ready", status=ConditionStatus.TRUE)]
+        try:
+            gitops.store.update_status(web1, actor="instance-controller")
+        except ConflictError:
+            return False
+        return True
+
+    gitops.eventually(report_ready)
+    ready = gitops.wait_for(GitSource, "infra", NS, ready_at(origin.head()))
+    healthy = ready.status.condition("Healthy")
+    assert healthy is not None and healthy.status == "True"
 
 
 class _FailingCreates:
