@@ -29,7 +29,6 @@ revision, wherever the API is still served).
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from apiserver.handlers import Resources, Selection, parse_selection, seen_as
 from apiserver.paths import Target
 from apiserver.status import ApiError, error_from, status_object
 from apiserver.watchcache import CachedEvent, Delivery, WatchCache, WatchCaches, decode_event
+from controller.store.codec import encode_value
 from controller.store.etcd import prefix_range_end
 from controller.store.watch import PrefixWatch, WatchCompacted
 
@@ -57,7 +57,8 @@ _END = object()
 
 
 def _line(event_type: str, obj: dict[str, Any]) -> bytes:
-    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+    """One event of the stream: the answers' own JSON (``codec.encode_value``) and a newline."""
+    return encode_value({"type": event_type, "object": obj}) + b"\n"
 
 
 class _Source(Protocol):
