@@ -15,6 +15,7 @@ cloud (its SQLite state dir shared). Measures, in one run:
   so it also shows that a resync of all N objects writes nothing and costs O(accounts) cloud
   calls — reported with the floor (one relist plus one CAS per object at the raw rate) on the
   line before the last;
+- CPU seconds of the controllers (user + system, every thread) until converged, per object;
 - resident memory per object: the controllers' RSS once converged, less a controller's RSS
   with no objects (in-process: the benchmark's RSS before the manager started), over N.
 
@@ -175,6 +176,12 @@ class RunningCount:
             return len(self._running)
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds of a process (all its threads), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int | str = "self") -> int:
     """Resident set size of a process, in KiB, from ``/proc``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -194,6 +201,8 @@ class Measured:
     steady_writes: float
     rss_kb_over_baseline: float
     steady_note: str
+    #: CPU seconds (user + system) the controllers spent from start to convergence.
+    cpu_seconds: float
 
 
 def converge_in_process(
@@ -206,6 +215,7 @@ def converge_in_process(
     running = RunningCount(manager)
     start_revision = client.current_revision()
     before = reconcile_count()
+    cpu_before = cpu_seconds()
     started = time.monotonic()
     thread = threading.Thread(target=manager.run, daemon=True)
     thread.start()
@@ -214,19 +224,22 @@ def converge_in_process(
             raise SystemExit(f"not converged after {args.timeout}s: {len(running)}")
         time.sleep(0.05)
     seconds = time.monotonic() - started
+    cpu = cpu_seconds() - cpu_before
     reconciles = reconcile_count() - before
     converged_revision = client.current_revision()
     rss_over = rss_kb() - baseline_kb
-    # Let the trailing bookkeeping land before watching: the last events, and account
-    # status (managed-resource counts) once their inventories have listed the result.
-    time.sleep(2.0 + INVENTORY_SECONDS)
-    steady_from = client.current_revision()
-    reconciles_before, calls_before = reconcile_count(), cloud_calls()
-    resync_everything(manager)
-    time.sleep(args.steady)
-    steady_writes = (client.current_revision() - steady_from) / args.steady
-    steady_reconciles = reconcile_count() - reconciles_before
-    steady_calls = cloud_calls() - calls_before
+    steady_writes, steady_reconciles, steady_calls = float("nan"), 0.0, 0.0
+    if args.steady > 0:
+        # Let the trailing bookkeeping land before watching: the last events, and account
+        # status (managed-resource counts) once their inventories have listed the result.
+        time.sleep(2.0 + INVENTORY_SECONDS)
+        steady_from = client.current_revision()
+        reconciles_before, calls_before = reconcile_count(), cloud_calls()
+        resync_everything(manager)
+        time.sleep(args.steady)
+        steady_writes = (client.current_revision() - steady_from) / args.steady
+        steady_reconciles = reconcile_count() - reconciles_before
+        steady_calls = cloud_calls() - calls_before
     manager.stop()
     thread.join(60)
     note = (
@@ -234,7 +247,7 @@ def converge_in_process(
         f"cloud_calls={steady_calls:.0f} for {len(ACCOUNTS)} accounts"
     )
     return Measured(
-        seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note
+        seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note, cpu
     )
 
 
@@ -346,20 +359,23 @@ def converge_processes(
                 raise SystemExit(f"not converged after {args.timeout}s: {len(running)}")
             time.sleep(0.05)
         seconds = time.monotonic() - started
+        cpu = sum(cpu_seconds(p.process.pid) for p in processes)
         converged_revision = client.current_revision()
         rss_over = sum(p.rss_kb() - baseline_kb for p in processes)
         reconciles = sum(p.reconciles() for p in processes)
         running.stop()
-        time.sleep(2.0 + INVENTORY_SECONDS)
-        steady_from = client.current_revision()
-        time.sleep(args.steady)
-        steady_writes = (client.current_revision() - steady_from) / args.steady
+        steady_writes = float("nan")
+        if args.steady > 0:
+            time.sleep(2.0 + INVENTORY_SECONDS)
+            steady_from = client.current_revision()
+            time.sleep(args.steady)
+            steady_writes = (client.current_revision() - steady_from) / args.steady
     finally:
         for process in processes:
             process.stop()
     note = f"(no forced resync) across {args.processes} processes"
     return Measured(
-        seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note
+        seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note, cpu
     )
 
 
@@ -371,7 +387,8 @@ def main() -> None:
                         help="run P `skybroker controller` processes (0 = in-process)")  # fmt: skip
     parser.add_argument("--shards", type=int, default=0,
                         help="shard leases (default: 4 with --processes, else 1)")  # fmt: skip
-    parser.add_argument("--steady", type=float, default=30.0, help="seconds watched after")
+    parser.add_argument("--steady", type=float, default=30.0,
+                        help="seconds watched after (0: none)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--etcd-endpoints", default="")
     parser.add_argument("--log-level", default="warning", help="the controllers' log level")
@@ -396,7 +413,10 @@ def main() -> None:
     print(
         f"floor_seconds={floor:.2f} (relist {relist:.2f} s + one CAS per object) "
         f"seconds_over_floor={seconds / floor:.1f} | steady {args.steady:.0f} s "
-        f"{measured.steady_note} | load average {os.getloadavg()[0]:.1f}"
+        f"{measured.steady_note} | controller CPU {measured.cpu_seconds:.1f} s = "
+        f"{1000 * measured.cpu_seconds / args.count:.2f} ms/object, "
+        f"{100 * measured.cpu_seconds / seconds:.0f}% of a core | "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"converge N={args.count} processes={args.processes or 1} seconds={seconds:.2f} "

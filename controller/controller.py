@@ -20,9 +20,9 @@ contract is in ``controller.reconcile``):
 
 Exceptions never end a worker thread. The counts are ``reconcile_total{kind,result}``.
 
-``is_active(key)`` is asked before every reconcile: leader election and sharding plug in
-there (does this process hold the lease of the key's shard?). A key this process may not
-reconcile is parked instead, and a housekeeping thread re-queues it once ``is_active(key)`` is
+``is_active(key)`` is asked when a key is queued and again before its reconcile: leader
+election and sharding plug in there (does this process hold the lease of the key's shard?). A
+key this process may not reconcile is parked instead, and a housekeeping thread re-queues it once ``is_active(key)`` is
 true again — a process that lost its lease stops at once and resumes where it left off. The
 same thread drives the periodic resync: every key of ``resync_source`` (the kind's informer)
 is re-queued once per ``resync_period`` ± 10 %, counted from its last successful reconcile, so
@@ -153,6 +153,12 @@ class Controller:
             self._enqueue(request.key)
 
     def _enqueue(self, key: ObjectKey) -> None:
+        if not self._may_reconcile(key):
+            # Parked at once: with several processes most events name keys of other shards,
+            # and queueing each only for a worker to wake up and park it costs more than this.
+            with self._lock:
+                self._parked.add(key)
+            return
         if self._min_interval is not None:
             with self._lock:
                 last = self._last_started.get(key)
