@@ -235,6 +235,8 @@ class Manager:
         listener(self.shard_share())
 
     def _shards_changed(self, owned: frozenset[int]) -> None:
+        for controller in self._controllers:
+            controller.wake_parked()  # keys of a shard won are parked: reconcile them now
         share = len(owned) / self.options.shards
         for listener in self._share_listeners:
             try:
