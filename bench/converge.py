@@ -1,7 +1,9 @@
 """N instances from manifests in the store to all Running, against raw etcd in the same run.
 
 Runs the real manager and reconcilers in-process on an embedded etcd and the simulated cloud
-with zero latency (two accounts in a pool). Measures, in one run:
+with zero latency (two accounts in a pool) — or, with ``--processes P``, P real ``skybroker
+controller`` processes splitting ``--shards`` shard leases over one etcd and one simulated
+cloud (its SQLite state dir shared). Measures, in one run:
 
 - raw CAS transactions/s of the same etcd at the controller's concurrency (``--workers``);
 - seconds from the manager's start (informer relist included) until every Instance is Running;
@@ -12,24 +14,40 @@ with zero latency (two accounts in a pool). Measures, in one run:
   opens with a forced resync of every Instance (what the periodic resync does every 10 min),
   so it also shows that a resync of all N objects writes nothing and costs O(accounts) cloud
   calls — reported with the floor (one relist plus one CAS per object at the raw rate) on the
-  line before the last.
+  line before the last;
+- CPU seconds of the controllers (user + system, every thread) until converged, per object;
+- resident memory per object: the controllers' RSS once converged, less a controller's RSS
+  with no objects (in-process: the benchmark's RSS before the manager started), over N.
+
+With ``--processes P`` the clock starts when the processes are spawned (interpreter start and
+imports included, as a restarted deployment pays them), the Running count comes from a raw
+etcd watch in the benchmark (no decoding, so it charges the controllers nothing), reconciles
+are summed from every process's ``/metrics``, and the steady window has no forced resync (the
+processes are not reachable in-process); the ratio P=2 ÷ P=1 of ``seconds`` is the speed-up.
 
 The last line is exactly::
 
-    converge N=<n> seconds=<s> reconciles_per_s=<r> raw_cas_per_s=<c> ratio=<r/c> \
-writes_per_object=<w> steady_writes_per_s=<x>
+    converge N=<n> processes=<p> seconds=<s> reconciles_per_s=<r> raw_cas_per_s=<c> \
+ratio=<r/c> seconds_over_floor=<f> writes_per_object=<w> steady_writes_per_s=<x> \
+rss_kb_per_object=<k>
 
-    python -m bench.converge --count 2000
+    python -m bench.converge --count 2000 [--processes 2 --shards 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +59,11 @@ from bench.store_limits import raw_cas_rate
 from controller.logging import configure_logging
 from controller.manager import Manager, ManagerOptions
 from controller.reconcile import Request
+from controller.store.embedded import free_port
+from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
+from controller.store.watch import PrefixWatch
 from reconcilers.accounts import INVENTORY_SECONDS
 from skybroker.main import tune_interpreter
 from skybroker.wiring import register_reconcilers
@@ -155,40 +176,66 @@ class RunningCount:
             return len(self._running)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--steady", type=float, default=30.0, help="seconds watched after")
-    parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--etcd-endpoints", default="")
-    parser.add_argument("--log-level", default="warning", help="the controllers' log level")
-    args = parser.parse_args()
-    configure_logging(json=True, level=args.log_level)
-    tune_interpreter()
-    prefix = f"/converge-{uuid.uuid4().hex[:8]}"
-    with etcd_for_bench(args) as client, tempfile.TemporaryDirectory() as state_dir:
-        raw = raw_cas_rate(client, prefix + "-raw", args.workers, 300)
-        store = Store(client, KeyLayout(prefix))
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(store.create, map(registry.parse_object, manifests(args.count))))
-        relist = relist_seconds(store)
-        options = ManagerOptions(workers=args.workers, health_listen=None)
-        manager = Manager(store, options)
-        register_reconcilers(manager, Path(state_dir))
-        running = RunningCount(manager)
-        start_revision = client.current_revision()
-        before = reconcile_count()
-        started = time.monotonic()
-        thread = threading.Thread(target=manager.run, daemon=True)
-        thread.start()
-        while len(running) < args.count:
-            if time.monotonic() - started > args.timeout:
-                raise SystemExit(f"not converged after {args.timeout}s: {len(running)}")
-            time.sleep(0.05)
-        seconds = time.monotonic() - started
-        reconciles = reconcile_count() - before
-        converged_revision = client.current_revision()
+def cpu_seconds(pid: int | str = "self") -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_since(before: tuple[float, float], pid: int | str = "self") -> tuple[float, float]:
+    now = cpu_seconds(pid)
+    return now[0] - before[0], now[1] - before[1]
+
+
+def rss_kb(pid: int | str = "self") -> int:
+    """Resident set size of a process, in KiB, from ``/proc``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass
+class Measured:
+    """What one converge run measured, whichever way the controllers ran."""
+
+    seconds: float
+    reconciles: float
+    start_revision: int
+    converged_revision: int
+    steady_writes: float
+    rss_kb_over_baseline: float
+    steady_note: str
+    #: CPU seconds (user, system) the controllers spent from start to convergence.
+    cpu: tuple[float, float]
+
+
+def converge_in_process(
+    args: argparse.Namespace, client: EtcdClient, store: Store, state_dir: Path
+) -> Measured:
+    baseline_kb = rss_kb()
+    options = ManagerOptions(workers=args.workers, health_listen=None, shards=args.shards)
+    manager = Manager(store, options)
+    register_reconcilers(manager, state_dir)
+    running = RunningCount(manager)
+    start_revision = client.current_revision()
+    before = reconcile_count()
+    cpu_before = cpu_seconds()
+    started = time.monotonic()
+    thread = threading.Thread(target=manager.run, daemon=True)
+    thread.start()
+    while len(running) < args.count:
+        if time.monotonic() - started > args.timeout:
+            raise SystemExit(f"not converged after {args.timeout}s: {len(running)}")
+        time.sleep(0.05)
+    seconds = time.monotonic() - started
+    cpu = cpu_since(cpu_before)
+    reconciles = reconcile_count() - before
+    converged_revision = client.current_revision()
+    rss_over = rss_kb() - baseline_kb
+    steady_writes, steady_reconciles, steady_calls = float("nan"), 0.0, 0.0
+    if args.steady > 0:
         # Let the trailing bookkeeping land before watching: the last events, and account
         # status (managed-resource counts) once their inventories have listed the result.
         time.sleep(2.0 + INVENTORY_SECONDS)
@@ -199,21 +246,199 @@ def main() -> None:
         steady_writes = (client.current_revision() - steady_from) / args.steady
         steady_reconciles = reconcile_count() - reconciles_before
         steady_calls = cloud_calls() - calls_before
-        manager.stop()
-        thread.join(60)
-    rate = reconciles / seconds
-    writes = (converged_revision - start_revision) / args.count
+    manager.stop()
+    thread.join(60)
+    note = (
+        f"after a forced resync of all {args.count}: reconciles={steady_reconciles:.0f} "
+        f"cloud_calls={steady_calls:.0f} for {len(ACCOUNTS)} accounts"
+    )
+    return Measured(
+        seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note, cpu
+    )
+
+
+class RunningWatch:
+    """Instances Running, from a raw etcd watch of their keys: values are compact JSON, so a
+    byte search finds the phase without decoding anything."""
+
+    def __init__(self, client: EtcdClient, prefix: bytes, start_revision: int) -> None:
+        self._running: set[bytes] = set()
+        #: When the first instance was seen Running (monotonic), if yet.
+        self.first_running: float | None = None
+        self._watch = PrefixWatch(client, prefix, start_revision)
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        for batch in self._watch:
+            for event in batch:
+                if not event.deleted and b'"phase":"Running"' in event.value:
+                    self._running.add(event.key)
+                    self.first_running = self.first_running or time.monotonic()
+                else:
+                    self._running.discard(event.key)
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+
+class ControllerProcess:
+    """One ``skybroker controller`` process of the benchmark, its output in temporary files."""
+
+    def __init__(self, args: argparse.Namespace, prefix: str, index: int, state_dir: Path) -> None:
+        self.health = f"127.0.0.1:{free_port()}"
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 (read on failure, then closed)
+        command = [
+            sys.executable, "-m", "skybroker", "--log-level", args.log_level,
+            "--log-format", "json", "controller", "--etcd-endpoints", args.endpoint,
+            "--prefix", prefix, "--shards", str(args.shards), "--workers", str(args.workers),
+            "--identity", f"bench-{index}", "--simulated-state-dir", str(state_dir),
+            "--health-listen", self.health,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=self._output, stderr=self._output)
+
+    def get(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://{self.health}{path}", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
+    def reconciles(self) -> float:
+        text = self.get("/metrics") or ""
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("reconcile_total{")
+        )
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.process.pid)
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            self._output.seek(0)
+            tail = self._output.read()[-4000:].decode(errors="replace")
+            raise SystemExit(f"controller {self.process.pid} exited: {tail}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._output.close()
+
+
+def idle_controller_rss_kb(args: argparse.Namespace, state_dir: Path) -> int:
+    """RSS of one controller process over an empty prefix, once ready: the baseline."""
+    idle = ControllerProcess(args, f"/converge-idle-{uuid.uuid4().hex[:8]}", 0, state_dir)
+    try:
+        deadline = time.monotonic() + args.timeout
+        while idle.get("/readyz") is None:
+            idle.check_alive()
+            if time.monotonic() > deadline:
+                raise SystemExit("the idle controller never became ready")
+            time.sleep(0.1)
+        return idle.rss_kb()
+    finally:
+        idle.stop()
+
+
+def converge_processes(
+    args: argparse.Namespace, client: EtcdClient, store: Store, state_dir: Path
+) -> Measured:
+    baseline_kb = idle_controller_rss_kb(args, state_dir / "idle")
+    instances = store.layout.kind_prefix(Instance.PLURAL)
+    start_revision = client.current_revision()
+    running = RunningWatch(client, instances, start_revision + 1)
+    started = time.monotonic()
+    processes = [
+        ControllerProcess(args, store.layout.prefix, i, state_dir) for i in range(args.processes)
+    ]
+    try:
+        while len(running) < args.count:
+            for process in processes:
+                process.check_alive()
+            if time.monotonic() - started > args.timeout:
+                raise SystemExit(f"not converged after {args.timeout}s: {len(running)}")
+            time.sleep(0.05)
+        seconds = time.monotonic() - started
+        per_process = [cpu_seconds(p.process.pid) for p in processes]
+        cpu = (sum(u for u, _ in per_process), sum(s for _, s in per_process))
+        converged_revision = client.current_revision()
+        rss_over = sum(p.rss_kb() - baseline_kb for p in processes)
+        reconciles = sum(p.reconciles() for p in processes)
+        running.stop()
+        steady_writes = float("nan")
+        if args.steady > 0:
+            time.sleep(2.0 + INVENTORY_SECONDS)
+            steady_from = client.current_revision()
+            time.sleep(args.steady)
+            steady_writes = (client.current_revision() - steady_from) / args.steady
+    finally:
+        for process in processes:
+            process.stop()
+    first = (running.first_running or started) - started
+    note = (
+        f"(no forced resync) across {args.processes} processes; the first Running "
+        f"{first:.1f} s after spawning them"
+    )
+    return Measured(
+        seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note, cpu
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=0,
+                        help="run P `skybroker controller` processes (0 = in-process)")  # fmt: skip
+    parser.add_argument("--shards", type=int, default=0,
+                        help="shard leases (default: 4 with --processes, else 1)")  # fmt: skip
+    parser.add_argument("--steady", type=float, default=30.0,
+                        help="seconds watched after (0: none)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--etcd-endpoints", default="")
+    parser.add_argument("--log-level", default="warning", help="the controllers' log level")
+    args = parser.parse_args()
+    args.shards = args.shards or (4 if args.processes else 1)
+    configure_logging(json=True, level=args.log_level)
+    tune_interpreter()
+    prefix = f"/converge-{uuid.uuid4().hex[:8]}"
+    with etcd_for_bench(args) as client, tempfile.TemporaryDirectory() as state_dir:
+        args.endpoint = client.endpoints[0]
+        raw = raw_cas_rate(client, prefix + "-raw", args.workers, 300)
+        store = Store(client, KeyLayout(prefix))
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(store.create, map(registry.parse_object, manifests(args.count))))
+        relist = relist_seconds(store)
+        run = converge_processes if args.processes else converge_in_process
+        measured = run(args, client, store, Path(state_dir))
+    seconds = measured.seconds
+    cpu = sum(measured.cpu)
+    rate = measured.reconciles / seconds
+    writes = (measured.converged_revision - measured.start_revision) / args.count
     floor = relist + args.count / raw
     print(
         f"floor_seconds={floor:.2f} (relist {relist:.2f} s + one CAS per object) "
-        f"seconds_over_floor={seconds / floor:.1f} | steady {args.steady:.0f} s after a forced "
-        f"resync of all {args.count}: reconciles={steady_reconciles:.0f} "
-        f"cloud_calls={steady_calls:.0f} for {len(ACCOUNTS)} accounts"
+        f"seconds_over_floor={seconds / floor:.1f} | steady {args.steady:.0f} s "
+        f"{measured.steady_note} | controller CPU {cpu:.1f} s (system "
+        f"{measured.cpu[1]:.1f}) = {1000 * cpu / args.count:.2f} ms/object, "
+        f"{100 * cpu / seconds:.0f}% of a core | "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"converge N={args.count} seconds={seconds:.2f} reconciles_per_s={rate:.1f} "
-        f"raw_cas_per_s={raw:.1f} ratio={rate / raw:.3f} writes_per_object={writes:.2f} "
-        f"steady_writes_per_s={steady_writes:.2f}"
+        f"converge N={args.count} processes={args.processes or 1} seconds={seconds:.2f} "
+        f"reconciles_per_s={rate:.1f} raw_cas_per_s={raw:.1f} ratio={rate / raw:.3f} "
+        f"seconds_over_floor={seconds / floor:.1f} writes_per_object={writes:.2f} "
+        f"steady_writes_per_s={measured.steady_writes:.2f} "
+        f"rss_kb_per_object={measured.rss_kb_over_baseline / args.count:.1f}"
     )
 
 

@@ -11,6 +11,8 @@ registers one reconciler per kind with :meth:`Manager.add_controller` and calls
   completed, or holds because its namespace is missing, waits whichever way it was queued:
   event, watched kind or periodic resync) — and the holder of shard 0 runs the maintenance
   loops (direct-write normaliser, owner garbage collection, history trimming, etcd compaction);
+- tells whoever subscribed with :meth:`Manager.on_share_change` the fraction of the shards it
+  holds whenever that changes (the per-account API budgets are split by it);
 - turns a ``TerminalError`` into a Warning event and condition ``Ready=False``;
 - serves ``/healthz``, ``/readyz`` and ``/metrics`` and shuts down cleanly on SIGTERM.
 """
@@ -139,6 +141,7 @@ class Manager:
         self._informers: dict[str, Informer[Any]] = {}
         self._sources: list[Source] = []
         self._controllers: list[Controller] = []
+        self._share_listeners: list[Callable[[float], None]] = []
         self._stop = threading.Event()
         self._health: AsgiServer | None = None
         self.health_address: tuple[str, int] | None = None
@@ -220,6 +223,27 @@ class Manager:
         """True while this process validly holds the shard of ``key``."""
         return self.shards.owns(key.namespace, key.name)
 
+    def shard_share(self) -> float:
+        """The fraction of all shards this process validly holds now (0 before it holds any)."""
+        return len(self.shards.owned()) / self.options.shards
+
+    def on_share_change(self, listener: Callable[[float], None]) -> None:
+        """Call ``listener(held shards ÷ all shards)`` now and whenever the held shards change:
+        a shard is reported lost before its lease is released (so before another process can
+        report it won) and won once held. Runs in the shards thread: return quickly."""
+        self._share_listeners.append(listener)
+        listener(self.shard_share())
+
+    def _shards_changed(self, owned: frozenset[int]) -> None:
+        for controller in self._controllers:
+            controller.wake_parked()  # keys of a shard won are parked: reconcile them now
+        share = len(owned) / self.options.shards
+        for listener in self._share_listeners:
+            try:
+                listener(share)
+            except Exception:  # a listener's bug must not end the shards thread
+                log.exception("shard share listener failed", share=share)
+
     def is_maintainer(self) -> bool:
         return self.shards.leadership(0) is not None
 
@@ -290,7 +314,9 @@ class Manager:
                 if self._stop.is_set():
                     break
         threads = [
-            threading.Thread(target=self.shards.run, args=(self._stop,), name="shards"),
+            threading.Thread(
+                target=self.shards.run, args=(self._stop, self._shards_changed), name="shards"
+            ),
             threading.Thread(target=self._maintain, name="maintenance"),
         ]
         for thread in threads:

@@ -8,6 +8,14 @@ the workqueue requeues the item for then.
 
 Deletes go first: a slice of the bucket (``ApiBudget.delete_reserve``) is spendable only by
 deletes, so under pressure teardown keeps flowing while creates and reads wait.
+
+Across processes: an account's budget is for the whole deployment, yet each controller
+process has its own gate. Each process therefore spends the slice of it that matches the
+work it holds — ``ApiGate.set_share(held shards ÷ total shards)``, called whenever the
+process's shards change (``Manager.on_share_change``, wired by ``reconcilers.deps``) — so the
+rates of all processes add up to at most the account's rate (:func:`budget_share` has the
+arithmetic). A shard is reported lost before another process can take it, so the slices never
+overlap; a process holding nothing spends nothing.
 """
 
 from __future__ import annotations
@@ -25,13 +33,30 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "TokenBucket",
+    "budget_share",
 ]
+
+#: What a bucket with no rate (a process holding no shard) answers: look again after this.
+IDLE_WAIT = 1.0
+
+
+def budget_share(budget: ApiBudget, share: float) -> tuple[float, float]:
+    """(rate, burst) of the slice ``share`` (0…1, this process's part of the shards) of an
+    account's ``budget``. The burst never drops below what one non-delete call needs beside
+    the delete reserve (``1 / (1 - delete_reserve)`` tokens), or a thin slice could never
+    create; a zero share is no budget at all."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"a budget share is a fraction in [0, 1], not {share}")
+    if share == 0.0:
+        return 0.0, 0.0
+    return budget.rate * share, max(budget.burst * share, 1.0 / (1.0 - budget.delete_reserve))
 
 
 class TokenBucket:
-    """``rate`` tokens per second into a bucket of ``burst``; thread-safe, never blocks."""
+    """``rate`` tokens per second into a bucket of ``burst``; thread-safe, never blocks.
+    ``rescale`` changes both; a bucket of rate 0 admits nothing it does not hold."""
 
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
         self._rate = rate
         self._burst = float(burst)
         self._clock = clock
@@ -51,7 +76,28 @@ class TokenBucket:
             if self._tokens - 1.0 >= reserve - 1e-9:
                 self._tokens -= 1.0
                 return 0.0
+            if self._rate <= 0.0:
+                return IDLE_WAIT
             return (reserve + 1.0 - self._tokens) / self._rate
+
+    def rescale(self, rate: float, burst: float) -> None:
+        """New rate and burst from now on; tokens above the new burst are dropped, and a
+        larger bucket fills at the new rate (no tokens appear at once)."""
+        with self._lock:
+            self._refill()
+            self._rate = rate
+            self._burst = float(burst)
+            self._tokens = min(self._tokens, self._burst)
+
+    @property
+    def rate(self) -> float:
+        with self._lock:
+            return self._rate
+
+    @property
+    def burst(self) -> float:
+        with self._lock:
+            return self._burst
 
     @property
     def tokens(self) -> float:
@@ -62,6 +108,7 @@ class TokenBucket:
 
 class BreakerState(StrEnum):
     """Where a circuit breaker is: passing calls, refusing them, or letting one probe through."""
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"
@@ -143,14 +190,23 @@ class CircuitBreaker:
 
 
 class ApiGate:
-    """The budget and the breaker of one account, in the order a call meets them."""
+    """The budget and the breaker of one account, in the order a call meets them; the bucket
+    holds this process's ``share`` of the budget (see the module)."""
 
-    def __init__(self, account: str, budget: ApiBudget, clock: Clock) -> None:
+    def __init__(self, account: str, budget: ApiBudget, clock: Clock, share: float = 1.0) -> None:
         self.account = account
-        self.bucket = TokenBucket(budget.rate, budget.burst, clock)
+        self.budget = budget
+        rate, burst = budget_share(budget, share)
+        self.bucket = TokenBucket(rate, burst, clock)
         self.breaker = CircuitBreaker(budget.breaker_threshold, budget.breaker_cooldown, clock)
         self.cooldown = budget.breaker_cooldown
-        self._reserve = budget.delete_reserve * budget.burst
+        self._reserve = budget.delete_reserve * burst
+
+    def set_share(self, share: float) -> None:
+        """Spend ``share`` of the account's budget from now on (this process's shards ÷ all)."""
+        rate, burst = budget_share(self.budget, share)
+        self.bucket.rescale(rate, burst)
+        self._reserve = self.budget.delete_reserve * burst
 
     def circuit_message(self) -> str:
         """Why calls are refused while the circuit is open: the failure that opened it."""

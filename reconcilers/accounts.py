@@ -184,6 +184,16 @@ class ProviderRegistry:
         self._handles: dict[str, AccountHandle] = {}
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, str], str]] = {}
         self._circuit_listeners: list[Callable[[str], None]] = []
+        self._share = 1.0
+
+    def set_share(self, share: float) -> None:
+        """Every account's API budget, now and for providers built later, is ``share`` of the
+        account's (this process's shards ÷ all shards); 1.0 until first called."""
+        with self._lock:
+            self._share = share
+            handles = list(self._handles.values())
+        for handle in handles:
+            handle.provider.gate.set_share(share)
 
     def on_circuit_open(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(account name)`` whenever an account's circuit breaker opens."""
@@ -212,6 +222,7 @@ class ProviderRegistry:
                 )
             except ValueError as exc:
                 raise TerminalError(str(exc), reason="InvalidAccount") from None
+            provider.gate.set_share(self._share)
             inventory = Inventory(provider, clock=self._clock, interval=self._inventory_interval)
             catalogue = Catalogue(provider, self._clock)
             handle = AccountHandle(name, provider, inventory, catalogue, version)

@@ -36,6 +36,7 @@ class Deps:
     the provider registry (one guarded provider and inventory per account), the placement
     memory (what recent placements taught this process, shared by every reconciler) and the
     clock — the manager's (``Manager.clock``), on which ``providers`` and ``memory`` are built.
+    Building one subscribes ``providers`` to the manager's shard share (``set_share``).
     """
 
     manager: Manager
@@ -45,6 +46,11 @@ class Deps:
     #: The rendezvous base URL written into boot strings (``--rendezvous-url``; ``up``: its
     #: API's URL); None: instances with a ``bootConfigRef`` wait, saying it is not set.
     rendezvous_url: str | None = None
+
+    def __post_init__(self) -> None:
+        # One API budget per account for the whole deployment: this process spends the share
+        # of it that its shards are of all shards, re-split whenever they change.
+        self.manager.on_share_change(self.providers.set_share)
 
     @property
     def store(self) -> Store:

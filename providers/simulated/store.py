@@ -3,7 +3,9 @@
 Where it sits: under ``providers.simulated.engine``. The state outlives the controller process
 (restart the process, reopen the file, the cloud is still there), is shared by all worker
 threads (one connection per thread, WAL mode, writes serialised by a per-file lock inside the
-process and by SQLite's own lock across processes), and stays fast at tens of thousands of
+process and by an ``flock`` on ``FILE.lock`` across processes — SQLite's own lock makes a
+waiting writer sleep-and-retry for up to 100 ms at a time, which serialised several controller
+processes on one cloud far more than their writes did), and stays fast at tens of thousands of
 resources: lists are one indexed range query, token lookups and usage counters are indexed
 point reads, and nothing is ever counted by scanning.
 """
@@ -11,6 +13,7 @@ point reads, and nothing is ever counted by scanning.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import sqlite3
@@ -116,6 +119,8 @@ class SimStore:
     path: str
     _local: threading.local = field(default_factory=threading.local)
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: ``{path}.lock``, flocked around each write transaction (across processes).
+    _lock_fd: int = -1
 
     _open: ClassVar[dict[str, SimStore]] = {}
     _open_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -132,6 +137,7 @@ class SimStore:
             store = cls._open.get(key)
             if store is None:
                 store = cls(key)
+                store._lock_fd = os.open(key + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
                 with store._write_lock:
                     store._conn().executescript(_SCHEMA)
                 cls._open[key] = store
@@ -151,13 +157,17 @@ class SimStore:
         """An exclusive write transaction, committed on success, rolled back on error."""
         with self._write_lock:
             conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # blocks without polling; GIL released
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def reader(self) -> sqlite3.Connection:
         """This thread's connection for reads (autocommit: each query sees committed state)."""
@@ -165,7 +175,7 @@ class SimStore:
 
 
 def _remove_quietly(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".lock"):
         with suppress(OSError):
             os.unlink(path + suffix)
 

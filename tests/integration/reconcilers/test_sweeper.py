@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -25,6 +26,10 @@ def tagged_volume(name: str, uid: str) -> VolumeCreate:
     return VolumeCreate(
         tags=ResourceTags(name=name, uid=uid, token=f"t-{name}"), size_gib=1, zone=ZONE
     )
+
+
+def _with_spec(manifest: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    return {**manifest, "spec": {**manifest["spec"], **spec}}
 
 
 def test_leaks_are_deleted_after_the_grace_period_and_orphans_left_alone(
@@ -77,7 +82,10 @@ def test_two_sharded_managers_each_sweep_the_accounts_of_their_shard(
     owners = {"sim-a": "live-a", "sim-d": "live-d"}  # each in the other account's shard
     assert [shard_of(None, a, 2) for a in accounts] == [0, 1]
     assert [shard_of("acme", owners[a], 2) for a in accounts] == [1, 0]
-    harness.apply(*(sim_account(a) for a in accounts))
+    # Each manager spends half of an account's budget (it holds one of two shards), and a
+    # sweep here lists five kinds every 0.5 s: more than half of the default 10 calls/s.
+    budget = {"apiBudget": {"requestsPerSecond": 100, "burst": 100}}
+    harness.apply(*(_with_spec(sim_account(a), budget) for a in accounts))
     live = {
         a: harness.apply(subnet_manifest(owners[a], "10.10.1.0/24", pool=None, account=a))[0]
         for a in accounts
