@@ -48,12 +48,11 @@ from controller.store.watch import PrefixWatch
 from skyctl.backend import ApiError
 from skyctl.http import HttpBackend
 from tests.e2e.test_crash_and_faults import (
-    ACCOUNTS,
     API,
-    account,
     assert_cloud_matches_store,
     cloud_instances,
     instance_manifest,
+    seed,
 )
 from tests.e2e.up import free_port
 from tests.etcd_cluster import EtcdCluster
@@ -253,21 +252,7 @@ def test_three_members_two_apiservers_three_controllers_survive_kills(
     try:
         namespace = {"apiVersion": API, "kind": "Namespace", "metadata": {"name": "acme"}}
         store.create(registry.parse_object(namespace))
-        for name, region in ACCOUNTS.items():
-            store.create(registry.parse_object(account(name, region, boot_seconds="2")))
-        store.create(
-            registry.parse_object(
-                {
-                    "apiVersion": API,
-                    "kind": "Pool",
-                    "metadata": {"name": "general"},
-                    "spec": {
-                        "members": [{"account": name} for name in ACCOUNTS],
-                        "policy": {"type": "RoundRobin"},
-                    },
-                }
-            )
-        )
+        seed(store, 0, boot_seconds="2")  # the accounts and the pool, no instances
         tokens = tmp_path / "tokens.csv"
         tokens.write_text(f'{TOKEN},admin,u-admin,"system:masters"\n')
         etcd = ("--etcd-endpoints", cluster.endpoints_flag, "--prefix", PREFIX)
