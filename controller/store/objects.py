@@ -137,9 +137,8 @@ class Store:
     def decode(
         self, key: ObjectKey, raw: bytes, mod_revision: int, *, remember: bool = True
     ) -> Resource:
-        """Decode and validate one stored value; remembers it as the base for later writes
-        unless told not to (a watch event's previous value is not the key's value at
-        ``mod_revision``: remembered, it would become the base of the next write)."""
+        """Decode and validate one stored value; ``remember`` it as the base of later writes
+        (not a watch event's previous value: it is not the key's value at ``mod_revision``)."""
         raw = self.plain(key, raw)
         obj = decode_canonical(key, raw)
         if obj is None:
