@@ -167,7 +167,7 @@ class CachedReads:
                 return self.store.invalid_value(key)
 
         def from_cache(cache: WatchCache) -> Entry:
-            entry, _ = cache.get(self.store.layout.object_key(key))
+            entry = cache.get(self.store.layout.object_key(key))
             if entry is None:
                 raise NotFoundError(key.said("not found"))
             return entry

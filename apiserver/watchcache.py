@@ -314,10 +314,10 @@ class WatchCache:
                 return ObjectList(items, revision, invalid, more)
         return ObjectList(items, revision, invalid, None)
 
-    def get(self, key: bytes) -> tuple[Entry | None, int]:
-        """The entry under an etcd key (None: no such object) and the revision it is at."""
+    def get(self, key: bytes) -> Entry | None:
+        """The entry under an etcd key (None: no such object)."""
         with self._lock:
-            return self._objects.get(key), self.last_revision
+            return self._objects.get(key)
 
     # --- subscribers ----------------------------------------------------------------------
 
