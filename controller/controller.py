@@ -9,8 +9,9 @@ contract is in ``controller.reconcile``):
 
 * ``Result()`` → forget (reset the backoff); counted as ``success``;
 * ``Result(requeue_after=s)`` → forget, ``add_after(s)``; ``requeue``;
-* ``TransientError(delay=s)`` → ``add_rate_limited(at_least=s)``: ``s`` plus the key's backoff
-  capped at ``s`` (so repeated waits spread out); without a delay, plain backoff; ``transient``;
+* ``TransientError(delay=s)`` → ``add_when_asked(s)``: ``s`` plus a random part of it (so keys
+  waiting for the same refill spread out), not counted as a failure by the backoff; without a
+  delay, plain backoff; ``transient``;
 * ``ConflictError`` (a write lost a compare-and-swap race: the object changed since it was
   read) → plain backoff, logged quietly without a traceback; ``transient`` — the next attempt
   reads the newer object from the cache;
@@ -249,7 +250,10 @@ class Controller:
         try:
             outcome = self._reconciler.reconcile(request)
         except TransientError as exc:
-            self.queue.add_rate_limited(key, at_least=exc.delay or 0.0)
+            if exc.delay:
+                self.queue.add_when_asked(key, exc.delay)
+            else:
+                self.queue.add_rate_limited(key)
             log.info("reconcile will be retried", error=exc.message, delay=exc.delay)
             return "transient"
         except ConflictError as exc:

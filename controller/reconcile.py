@@ -14,8 +14,9 @@ turns what comes back into the next step for that key:
 * ``Result()`` — done; the key is forgotten by the rate limiter.
 * ``Result(requeue_after=s)`` — done for now, call again in ``s`` seconds (polling a slow cloud
   operation); the failure count is reset.
-* ``TransientError(msg, delay=s)`` — failed, retry in ``s`` seconds (a Retry-After); with
-  ``delay=None`` the per-key exponential backoff chooses.
+* ``TransientError(msg, delay=s)`` — failed, retry in ``s`` to ``2s`` seconds (a Retry-After,
+  spread); not counted as a failure by the backoff. With ``delay=None`` the per-key
+  exponential backoff chooses.
 * ``ConflictError`` (``controller.errors``) — a write lost a compare-and-swap race (the object
   changed since the cache copy was read, or this process no longer holds the key's shard):
   retried quietly with the per-key backoff, counted as ``transient``, no traceback. A

@@ -82,12 +82,16 @@ class TokenBucket:
 
     def rescale(self, rate: float, burst: float) -> None:
         """New rate and burst from now on; tokens above the new burst are dropped, and a
-        larger bucket fills at the new rate (no tokens appear at once)."""
+        larger bucket fills at the new rate (no tokens appear at once) — except a bucket of
+        rate 0, which was out of use: given a rate again it starts full, as a new one would.
+        (A process back from holding no shard, or starting with none, is owed its burst as
+        much as a freshly started one; an empty bucket would turn its first calls away.)"""
         with self._lock:
             self._refill()
+            out_of_use = self._rate <= 0.0
             self._rate = rate
             self._burst = float(burst)
-            self._tokens = min(self._tokens, self._burst)
+            self._tokens = self._burst if out_of_use else min(self._tokens, self._burst)
 
     @property
     def rate(self) -> float:

@@ -10,15 +10,17 @@ of client-go's ``DelayingInterface`` and ``RateLimitingInterface``:
   reaches its time. A key delayed again keeps the earlier of its two times: a shorter delay
   moves it earlier, a longer one never moves it later.
 * :class:`RateLimitingQueue` asks a :class:`~controller.workqueue.RateLimiter` for the delay,
-  so a failing key backs off exponentially while the whole controller stays under a budget.
+  so a failing key backs off exponentially while the whole controller stays under a budget;
+  a wait the failure asked for (:meth:`RateLimitingQueue.add_when_asked`) is not a failure.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import random
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 from controller.clock import Clock
@@ -140,25 +142,34 @@ class RateLimitingQueue(DelayingQueue[T]):
         rate_limiter: RateLimiter[T] | None = None,
         clock: Clock | None = None,
         metrics: WorkqueueMetrics | None = None,
+        spread: Callable[[], float] = random.random,
     ) -> None:
-        """``rate_limiter`` defaults to :func:`default_controller_rate_limiter` on ``clock``."""
+        """``rate_limiter`` defaults to :func:`default_controller_rate_limiter` on ``clock``;
+        ``spread`` draws the random part (0…1) of :meth:`add_when_asked`'s waits."""
         super().__init__(name, clock=clock, metrics=metrics)
+        self._spread = spread
         self._rate_limiter: RateLimiter[T] = (
             rate_limiter
             if rate_limiter is not None
             else default_controller_rate_limiter(self._clock)
         )
 
-    def add_rate_limited(self, item: T, *, at_least: float = 0.0) -> None:
-        """Add ``item`` after the delay the rate limiter gives it now.
+    def add_rate_limited(self, item: T) -> None:
+        """Add ``item`` after the delay the rate limiter gives it now (a failure)."""
+        self.add_after(item, self._rate_limiter.when(item))
 
-        ``at_least`` > 0 (a delay the failure asked for, e.g. until the API budget refills):
-        wait that long plus the item's backoff, the backoff capped at ``at_least`` — repeated
-        failures spread out instead of retrying in lockstep with the refill (a retry that needs
-        two tokens would otherwise always find one), and never wait more than twice the hint.
+    def add_when_asked(self, item: T, delay: float) -> None:
+        """Add ``item`` after ``delay``, a wait its failure asked for (until the API budget
+        refills, a cloud's Retry-After), plus a random part of it up to as much again.
+
+        The spread keeps keys that waited for the same refill from returning in lockstep (a
+        retry that needs two tokens would otherwise always find one); the wait is never more
+        than twice the hint. It is flow control, not a failure: the rate limiter is not
+        consulted, so a burst of such waits neither pushes the key's next real failure to an
+        exponential backoff of minutes nor runs the controller's overall retry bucket into
+        a debt that every other key's retries would pay for.
         """
-        backoff = self._rate_limiter.when(item)
-        self.add_after(item, at_least + min(backoff, at_least) if at_least > 0 else backoff)
+        self.add_after(item, delay * (1.0 + self._spread()))
 
     def forget(self, item: T) -> None:
         """Stop tracking ``item``'s failures; it does not remove the key from the queue."""

@@ -67,7 +67,8 @@ log = structlog.get_logger(__name__)
 FINALIZER = "skybroker.io/cloud-resources"
 #: Waiting for a subnet to be placed/created or a firewall to be realised.
 WAIT_SECONDS = 2.0
-#: Nothing can take the instance (or its pool is missing): look again after this.
+#: Nothing can take the instance (or its pool is missing): look again after this (sooner when
+#: only a spent API budget stood in the way: ``PlacementMemory.retry_unplaced``).
 UNSCHEDULABLE_RETRY_SECONDS = 10.0
 #: Blocked by the namespace quota: re-checked this often, so it provisions when usage falls.
 QUOTA_RECHECK_SECONDS = 5.0
@@ -207,7 +208,8 @@ class InstanceReconciler:
             if decision.quota_only:
                 return self._quota_exceeded(pass_, decision.summary())
             message = f"no member can take it: {decision.summary() or 'the pool is empty'}"
-            return self._unschedulable(pass_, "Unschedulable", message, UNSCHEDULABLE_RETRY_SECONDS)
+            retry = self.scheduler.memory.retry_unplaced(decision, UNSCHEDULABLE_RETRY_SECONDS)
+            return self._unschedulable(pass_, "Unschedulable", message, retry)
         backoff = self.scheduler.memory.recently_failed(str(instance.metadata.uid), chosen.key)
         if backoff:
             message = f"{chosen.key} failed moments ago and nothing else can take it"

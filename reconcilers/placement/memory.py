@@ -16,6 +16,7 @@ from collections import defaultdict
 from datetime import datetime
 
 from controller.clock import Clock
+from reconcilers.placement.policy import Decision, RejectionCode
 
 __all__ = ["SAME_MEMBER_BACKOFF_SECONDS", "PlacementMemory"]
 
@@ -61,5 +62,21 @@ class PlacementMemory:
             self._budget_until[account] = self._clock.now() + (delay or 1.0)
 
     def budget_exhausted(self, account: str) -> bool:
+        return self.budget_wait(account) > 0.0
+
+    def budget_wait(self, account: str) -> float:
+        """Seconds until ``account``'s budget is expected back (0 = not known to be spent)."""
         with self._lock:
-            return self._budget_until.get(account, 0.0) > self._clock.now()
+            return max(0.0, self._budget_until.get(account, 0.0) - self._clock.now())
+
+    def retry_unplaced(self, decision: Decision, longest: float) -> float:
+        """When an object that no member could take looks again: after ``longest``, or as soon
+        as the first account skipped for its spent API budget (``AccountUnavailable`` while
+        this memory holds it) is expected to have budget again. A budget refills in moments,
+        and a process that has just regained its shards starts with an empty one."""
+        waits = [
+            self.budget_wait(rejection.account)
+            for rejection in decision.rejections
+            if rejection.code is RejectionCode.ACCOUNT_UNAVAILABLE
+        ]
+        return min([longest, *(wait for wait in waits if wait > 0)])

@@ -52,8 +52,14 @@ def test_a_gate_of_no_share_refuses_everything_until_it_gets_one() -> None:
     assert gate.bucket.try_take() == IDLE_WAIT
     gate.set_share(0.5)
     assert (gate.bucket.rate, gate.bucket.burst) == (2.0, 4.0)
-    clock.step(2.0)  # full again: 4 tokens, one of which is the delete reserve
+    # Full at once, as a new bucket: 4 tokens, one of which is the delete reserve.
     for _ in range(3):
         gate.enter(is_delete=False)
     assert gate.bucket.try_take(1.0) > 0.0
     gate.enter(is_delete=True)
+    # Losing every shard and winning some back: full again at once, not refilling from empty
+    # while the first calls of the regained work are turned away.
+    gate.set_share(0.0)
+    assert gate.bucket.try_take() == IDLE_WAIT
+    gate.set_share(1.0)
+    assert gate.bucket.tokens == 8.0

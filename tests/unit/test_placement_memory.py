@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from controller.clock import FakeClock
 from reconcilers.placement import SAME_MEMBER_BACKOFF_SECONDS, PlacementMemory
+from reconcilers.placement.policy import Decision, Rejection, RejectionCode
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -44,3 +45,28 @@ def test_an_exhausted_budget_is_skipped_for_the_delay_asked_for() -> None:
     assert memory.budget_exhausted("sim-a") and not memory.budget_exhausted("sim-b")
     clock.step(1.5)
     assert not memory.budget_exhausted("sim-a")
+
+
+def test_unplaced_looks_again_when_the_first_spent_budget_is_back() -> None:
+    clock = FakeClock()
+    memory = PlacementMemory(clock)
+    memory.record_budget_exhausted("sim-a", 2.5)
+    memory.record_budget_exhausted("sim-b", 0.5)
+    spent = Decision(
+        ranked=(),
+        rejections=(
+            Rejection("sim-a", "sim-a", RejectionCode.ACCOUNT_UNAVAILABLE, "sim-a: API budget"),
+            Rejection("sim-b", "sim-b", RejectionCode.ACCOUNT_UNAVAILABLE, "sim-b: API budget"),
+            Rejection("sim-c", "sim-c", RejectionCode.HARDWARE, "no size with cpu=64"),
+        ),
+    )
+    assert memory.retry_unplaced(spent, 10.0) == 0.5
+    clock.step(1.0)  # sim-b's budget is back: the next look is for sim-a's
+    assert memory.retry_unplaced(spent, 10.0) == 1.5
+    clock.step(1.5)  # nothing spent any more: the full wait
+    assert memory.retry_unplaced(spent, 10.0) == 10.0
+    # A member rejected for another reason does not shorten the wait, even if its budget is
+    # spent too: its rejection would not go away with the budget.
+    memory.record_budget_exhausted("sim-c", 1.0)
+    hardware_only = Decision(ranked=(), rejections=spent.rejections[2:])
+    assert memory.retry_unplaced(hardware_only, 10.0) == 10.0

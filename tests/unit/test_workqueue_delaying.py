@@ -266,23 +266,30 @@ TestDelayingQueueMachine.settings = settings(
 )
 
 
-def test_a_failure_asking_for_a_delay_waits_that_plus_its_capped_backoff(
-    clock: FakeClock,
-) -> None:
-    """5 ms, 10 ms, … backoff added to the 1 s the failure asked for, capped at another 1 s."""
-    queue = RateLimitingQueue[str](
-        clock=clock, rate_limiter=ItemExponentialFailureRateLimiter(base_delay=0.25)
-    )
+def test_a_wait_asked_for_is_spread_and_is_not_a_failure(clock: FakeClock) -> None:
+    """1 s asked for, plus the drawn part of another second; the key's backoff (and the
+    overall retry bucket) untouched, so a later real failure starts from the shortest delay."""
+    draws = iter([0.25, 0.0, 1.0])
+    limiter = ItemExponentialFailureRateLimiter[str](base_delay=0.25)
+    queue = RateLimitingQueue[str](clock=clock, rate_limiter=limiter, spread=lambda: next(draws))
     try:
-        for extra in [0.25, 0.5, 1.0, 1.0]:
-            queue.add_rate_limited("a", at_least=1.0)
-            ready_at = clock.now() + 1.0 + extra
+        for waited in [1.25, 1.0, 2.0]:
+            queue.add_when_asked("a", 1.0)
+            ready_at = clock.now() + waited
             settle(clock, ready_at)
             assert len(queue) == 0
             clock.set(ready_at)
             settle(clock)
             assert queue.get() == ("a", False)
             queue.done("a")
-        assert queue.num_requeues("a") == 4
+        assert queue.num_requeues("a") == 0
+        queue.add_rate_limited("a")  # a real failure: the first step of the backoff
+        assert queue.num_requeues("a") == 1
+        ready_at = clock.now() + 0.25
+        settle(clock, ready_at)
+        assert len(queue) == 0
+        clock.set(ready_at)
+        settle(clock)
+        assert queue.get() == ("a", False)
     finally:
         queue.shut_down()
