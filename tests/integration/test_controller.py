@@ -85,9 +85,15 @@ def make_controller(metrics: RuntimeMetrics) -> Iterator[Callable[..., Controlle
             "test",
             rate_limiter=ItemExponentialFailureRateLimiter(0.05, 1.0),
             clock=reconciler.clock,
+            spread=lambda: 0.5,  # a wait asked for is spread by half of itself, exactly
         )
         controller = Controller(
-            "tests", reconciler, queue, metrics=metrics, clock=reconciler.clock, **options  # type: ignore[arg-type]
+            "tests",
+            reconciler,
+            queue,
+            metrics=metrics,
+            clock=reconciler.clock,
+            **options,  # type: ignore[arg-type]
         )
         controller.start()
         started.append(controller)
@@ -190,11 +196,12 @@ def test_transient_error_delay_is_honoured(
     reconciler = ScriptedReconciler(throttled, clock)
     make_controller(reconciler).enqueue(Request(KEY))
     eventually(lambda: len(reconciler.times(KEY)) == 1)
-    release_at(clock, 0.3 + 0.05)  # the delay asked for, plus the first backoff step
+    release_at(clock, 0.3 * 1.5)  # the delay asked for, spread by the drawn half of it
     eventually(lambda: len(reconciler.times(KEY)) == 2)
-    release_at(clock, 0.35 + 0.1)  # no delay asked for: the second backoff step alone
+    # No delay asked for: the backoff's first step, as the wait before was not a failure.
+    release_at(clock, 0.45 + 0.05)
     eventually(lambda: len(reconciler.times(KEY)) == 3)
-    assert reconciler.times(KEY) == pytest.approx([0.0, 0.35, 0.45])
+    assert reconciler.times(KEY) == pytest.approx([0.0, 0.45, 0.5])
     assert results(metrics)["transient"] == 2
     eventually(lambda: results(metrics)["success"] == 1)
 
