@@ -152,11 +152,7 @@ class HardwareSpec(WireModel):
 
     @model_validator(mode="after")
     def _exactly_one_form(self) -> HardwareSpec:
-        inline = [
-            info.alias or name
-            for name, info in type(self).model_fields.items()
-            if name not in ("profile", "size") and getattr(self, name) is not None
-        ]
+        inline = [wire for name, wire in _INLINE_FIELDS if getattr(self, name) is not None]
         forms = [name for name in ("profile", "size") if getattr(self, name) is not None]
         if inline:
             forms.append("inline constraints (" + ", ".join(inline) + ")")
@@ -178,6 +174,14 @@ class HardwareSpec(WireModel):
     def constraints(self) -> tuple[IntRange | None, IntRange | None, IntRange | None]:
         """Inline (cpu, memoryMiB, diskGiB) as ranges; exact numbers become min = max."""
         return as_range(self.cpu), as_range(self.memory_mib), as_range(self.disk_gib)
+
+
+#: (Python name, wire name) of the inline-constraint fields: every field but profile and size.
+_INLINE_FIELDS = tuple(
+    (name, info.alias or name)
+    for name, info in HardwareSpec.model_fields.items()
+    if name not in ("profile", "size")
+)
 
 
 def _user_data_size(value: str) -> str:

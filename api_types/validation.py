@@ -43,6 +43,13 @@ _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _TOKEN = re.compile(r"[!-~]+")
 
 
+#: Names, references, zones, sizes and images recur in every object of a relist and in every
+#: watch event: the checks below remember the values they accepted (rejections raise, so
+#: they are never cached).
+_remember_accepted = functools.lru_cache(maxsize=16384)
+
+
+@_remember_accepted
 def validate_dns1123_label(value: str) -> str:
     """A DNS-1123 label (namespace names, driver names): ``[a-z0-9]([-a-z0-9]*[a-z0-9])?``."""
     if len(value) > 63:
@@ -55,6 +62,7 @@ def validate_dns1123_label(value: str) -> str:
     return value
 
 
+@_remember_accepted
 def validate_dns1123_subdomain(value: str) -> str:
     """A DNS-1123 subdomain (object names and references to objects), at most 253 chars."""
     if len(value) > 253:
@@ -188,6 +196,7 @@ def validate_secret_key(key: str) -> str:
     return key
 
 
+@_remember_accepted
 def validate_token(value: str) -> str:
     """A provider-side identifier (region, zone, size, image id): 1-255 printable ASCII, no
     spaces."""
