@@ -73,7 +73,8 @@ class ShardSet(KeyHolder):
         self.total_shards = total_shards
         self._member_prefix = layout.lease_key("members/")
         self._member_key = self._member_prefix + identity.encode()
-        self._shard_numbers = {f"shard-{i}": i for i in range(total_shards)}
+        self._names = [f"shard-{i}" for i in range(total_shards)]
+        self._shard_numbers = {name: i for i, name in enumerate(self._names)}
         self._preference = sorted(
             self._shard_numbers, key=lambda name: zlib.crc32(f"{identity}/{name}".encode())
         )
@@ -100,7 +101,12 @@ class ShardSet(KeyHolder):
         return frozenset(self._shard_numbers[name] for name in self._valid_held())
 
     def leadership(self, shard: int) -> Leadership | None:
-        return self._valid_held().get(f"shard-{shard}")
+        # Asked before every reconcile and every queued key: one lookup, not a copy of the set.
+        if not 0 <= shard < self.total_shards:
+            return None
+        with self._lock:
+            lead = self._held.get(self._names[shard])
+        return lead if lead is not None and lead.is_valid() else None
 
     def leadership_for(self, namespace: str | None, name: str) -> Leadership | None:
         """The valid leadership of the object's shard, or None if another process owns it."""
