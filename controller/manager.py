@@ -19,7 +19,6 @@ registers one reconciler per kind with :meth:`Manager.add_controller` and calls
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from controller.leader import ShardSet, default_identity
 from controller.normalize import DirectWriteNormalizer, is_normalised
 from controller.predicate import NotOwnStatusWrite, Predicate
 from controller.reconcile import Reconciler, Request
+from controller.signals import stop_on_signals
 from controller.store.compaction import Compactor
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
@@ -301,8 +301,8 @@ class Manager:
     # --- running --------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stop.set())
+        """SIGTERM and SIGINT stop the manager (main thread only; see ``controller.signals``)."""
+        stop_on_signals(self._stop)
 
     def stop(self) -> None:
         self._stop.set()
