@@ -1,8 +1,9 @@
 """Stopping on SIGTERM and SIGINT without taking a lock inside the signal handler.
 
-Where it sits: the main threads of the long-running commands turn a stop signal into their stop
-event through :func:`stop_on_signals` — the manager of ``skybroker controller`` and ``skybroker
-up`` (``Manager.install_signal_handlers``) and ``skybroker agent``.
+Where it sits: the manager of ``skybroker controller`` and ``skybroker up`` turns a stop signal
+into its stop event through :func:`stop_on_signals` (``Manager.install_signal_handlers``).
+(``skybroker agent`` may import only the standard library, httpx and ``api_types.boot``, so it
+keeps a handler of its own.)
 
 Why not ``signal.signal(sig, lambda *_: stop.set())``: CPython runs a handler in the main thread
 between two bytecodes, wherever that thread is. If it is inside ``stop.wait()`` (or ``set``)

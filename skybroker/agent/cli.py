@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
 
-from controller.signals import stop_on_signals
 from skybroker.agent.bootsource import BootSources, resolve_boot_string
 from skybroker.agent.errors import EXIT_OK, EXIT_USAGE, AgentExit
 from skybroker.agent.logs import Reachability, event
@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     stop = threading.Event()
-    stop_on_signals(stop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     reach = Reachability()
     try:
         options = _options(args)
