@@ -112,7 +112,9 @@ def run_elector(
     while not stop.is_set():
         started = time.monotonic()
         lead = elector.leadership()  # None unless is_valid()
-        if lead is None:
+        if lead is None or lead.create_revision not in acquired:
+            # Not ours, or won an instant ago and its on_started (run by the elector's thread
+            # right after) has not recorded it yet: reading it then crashed this process.
             stop.wait(0.01)
             continue
         pause = args.pause_after is not None and not paused and written >= args.pause_after
