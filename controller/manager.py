@@ -236,8 +236,7 @@ class Manager:
 
     def _shards_changed(self, owned: frozenset[int]) -> None:
         # The share first: a key woken before its process's budget share is restored would be
-        # refused by a budget of rate 0 and wait out its IDLE_WAIT (seen: 33 s after an etcd
-        # outage instead of at once).
+        # refused by a budget of rate 0 and wait out its IDLE_WAIT.
         share = len(owned) / self.options.shards
         for listener in self._share_listeners:
             try:
