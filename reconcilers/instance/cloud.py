@@ -158,9 +158,14 @@ class CloudSteps:
         instance with a ``bootConfigRef``: ``reconcilers.instance.boot``)."""
         try:
             status = pass_.obj.status
-            max_age = TRANSITION_VIEW_SECONDS if _in_transition(pass_.obj) else None
-            view = handle.inventory.instances(max_age=max_age)
-            cloud = _lookup(view, status.provider_id, status.create_token)
+            cloud = None
+            if status.provider_id is not None or status.create_token is not None:
+                # Nothing to look up otherwise (no create was ever sent for this spec: the
+                # token is durable before the cloud call), and a fresh view of a large account
+                # costs a listing of all of it: every new instance used to force one.
+                max_age = TRANSITION_VIEW_SECONDS if _in_transition(pass_.obj) else None
+                view = handle.inventory.instances(max_age=max_age)
+                cloud = _lookup(view, status.provider_id, status.create_token)
             if cloud is None and status.provider_id is not None:
                 waited = self._since_create(pass_.uid)
                 if waited < LISTING_GRACE_SECONDS:
