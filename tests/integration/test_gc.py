@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from api_types import registry
-from api_types.meta import OwnerReference
+from api_types.meta import OwnerReference, Resource
 from controller.errors import NotFoundError
 from controller.gc import GarbageCollector
 from controller.store.keys import ObjectKey
@@ -32,25 +32,17 @@ def _instance(name: str, owners: list[OwnerReference], finalizers: list[str] | N
     )
 
 
+def _namespace(store: Store, name: str) -> Resource:
+    return store.create(
+        registry.parse_object(
+            {"apiVersion": "skybroker.io/v1alpha1", "kind": "Namespace", "metadata": {"name": name}}
+        )
+    )
+
+
 def test_dependents_are_collected_after_their_owner_is_gone(store: Store) -> None:
-    owner = store.create(
-        registry.parse_object(
-            {
-                "apiVersion": "skybroker.io/v1alpha1",
-                "kind": "Namespace",
-                "metadata": {"name": "acme"},
-            }
-        )
-    )
-    other = store.create(
-        registry.parse_object(
-            {
-                "apiVersion": "skybroker.io/v1alpha1",
-                "kind": "Namespace",
-                "metadata": {"name": "beta"},
-            }
-        )
-    )
+    owner = _namespace(store, "acme")
+    other = _namespace(store, "beta")
     ref = OwnerReference(kind="Namespace", name="acme", uid=str(owner.metadata.uid))
     other_ref = OwnerReference(kind="Namespace", name="beta", uid=str(other.metadata.uid))
     store.create(_instance("owned", [ref]))
@@ -83,15 +75,7 @@ def test_a_sweep_reads_direct_writes_and_never_collects_an_invalid_value(store: 
     """The sweep reads uids and owners from the JSON: a YAML value is decoded by the store, an
     invalid dependent is left alone (its finalizers cannot be read), and an owner whose value
     does not validate still exists, so its dependents stay."""
-    owner = store.create(
-        registry.parse_object(
-            {
-                "apiVersion": "skybroker.io/v1alpha1",
-                "kind": "Namespace",
-                "metadata": {"name": "acme"},
-            }
-        )
-    )
+    owner = _namespace(store, "acme")
     ref = OwnerReference(kind="Namespace", name="acme", uid=str(owner.metadata.uid))
     kept_owner = store.create(_instance("kept-owner", []))
     kept_ref = OwnerReference(kind="Instance", name="kept-owner", uid=str(kept_owner.metadata.uid))
