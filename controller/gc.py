@@ -107,14 +107,9 @@ class GarbageCollector:
 
     def _delete(self, entry: _Stored) -> bool:
         """Delete a dependent whose owners are gone, if it is still the value the sweep read
-        and a valid object (an invalid value is never collected)."""
+        (else the next sweep decides again) and a valid object: the store's delete reads and
+        validates it first, so an invalid value is never collected."""
         try:
-            response = self.store.client.range(self.store.layout.object_key(entry.key))
-            if not response.kvs or int(response.kvs[0].mod_revision) != entry.revision:
-                return False  # changed since the sweep's snapshot; the next sweep decides again
-            self.store.decode(
-                entry.key, bytes(response.kvs[0].value), entry.revision, remember=False
-            )
             self.store.delete(
                 entry.model,
                 entry.key.name,
