@@ -245,8 +245,12 @@ def test_run_loop_outlives_a_failure_and_normalises_what_comes_after(
         eventually(lambda: failed)
         key = ObjectKey("instances", "acme", "web-1")
         put(store, key, VALID_YAML)
+        # The fresh list goes in key order: web-1 is rewritten before web-2 is reported.
         eventually(
-            lambda: store.client.range(store.layout.object_key(key)).kvs[0].value[:1] == b"{"
+            lambda: (
+                store.client.range(store.layout.object_key(key)).kvs[0].value[:1] == b"{"
+                and bool(reports.seen)
+            )
         )
         assert [r[0] for r in reports.seen] == [bad]  # reported again by the fresh list
     finally:
