@@ -11,15 +11,16 @@ caches. For each member of ``spec.members`` it writes a ``status.members`` entry
   ``Deps.memory`` (fed by the Instance reconciler; ``failures`` overrides the lookup). A
   failure already in status is kept.
 
-Recounting sums over every object of the pool, so the controller reconciles a pool at most
-once a second (the runtime's ``min_interval``) however many instances change meanwhile.
-
-Placement in a pool is ``reconcilers.placement.pool.PoolScheduler``; usage here is grouped by
-its :func:`~reconcilers.placement.pool.per_member`, so both count the same objects.
+Usage is read from the caches' placement index as counts per member and size
+(:func:`~reconcilers.placement.pool.placed_counts`, what ``PoolScheduler`` counts load with,
+so both count the same objects): a recount costs O(members * sizes), not O(objects). The
+controller still reconciles a pool at most once a second (the runtime's ``min_interval``)
+however many instances change meanwhile, since each recount that changes a number is a write.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -38,7 +39,7 @@ from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from reconcilers._common import account_sizes, install_indexes, shared_index
 from reconcilers.deps import Deps
-from reconcilers.placement import BY_POOL, per_member, pool_index
+from reconcilers.placement import BY_PLACEMENT, placed_counts, placement_index, pool_index
 
 __all__ = ["PoolReconciler", "register"]
 
@@ -61,8 +62,8 @@ class PoolReconciler:
         self._instances = deps.manager.informer(Instance)
         self._volumes = deps.manager.informer(Volume)
         install_indexes(deps)
-        shared_index(self._instances, BY_POOL, pool_index)
-        shared_index(self._volumes, BY_POOL, pool_index)
+        shared_index(self._instances, BY_PLACEMENT, placement_index)
+        shared_index(self._volumes, BY_PLACEMENT, placement_index)
 
     def pool_of(self, obj: Resource) -> list[Request]:
         assert isinstance(obj, Instance | Volume)
@@ -82,16 +83,16 @@ class PoolReconciler:
         name = pool.metadata.name
         known = {m.member: m for m in pool.status.members}
         failures = self._failures(name) if self._failures is not None else {}
-        instances = per_member(self._instances.by_index(BY_POOL, name))
-        volumes = per_member(self._volumes.by_index(BY_POOL, name))
+        instances = placed_counts(self._instances, name)
+        volumes = placed_counts(self._volumes, name)
         with Pass(self._deps.manager, pool) as pass_:
             pool.status.members = [
                 self._member(
                     member,
                     known.get(member.key),
                     failures.get(member.key),
-                    instances.get(member.key, []),
-                    len(volumes.get(member.key, [])),
+                    instances.get(member.key, Counter()),
+                    volumes.get(member.key, Counter()).total(),
                 )
                 for member in pool.spec.members
             ]
@@ -110,7 +111,7 @@ class PoolReconciler:
         member: PoolMember,
         known: PoolMemberStatus | None,
         failed_at: datetime | None,
-        placed: list[Instance],
+        placed: Counter[str],
         volumes: int,
     ) -> PoolMemberStatus:
         key = member.key
@@ -123,7 +124,7 @@ class PoolReconciler:
             if ready is not None and ready.status == ConditionStatus.FALSE:
                 healthy, message = False, f"{ready.reason}: {ready.message}"
         sizes = account_sizes(self._deps, member.account) if placed and account else {}
-        found = [sizes.get(i.status.placement.size) for i in placed if i.status.placement]
+        found = [(sizes.get(size), count) for size, count in placed.items()]
         last_time = known.last_failure_time if known else None
         last_reason = known.last_failure_reason if known else None
         if failed_at is not None and (last_time is None or failed_at > last_time):
@@ -134,10 +135,10 @@ class PoolReconciler:
             region=member.region or (account.spec.region if account else None),
             healthy=healthy,
             message=message,
-            instances=len(placed),
+            instances=placed.total(),
             volumes=volumes,
-            cpu=sum(s.cpu for s in found if s is not None),
-            memory_mib=sum(s.memory_mib for s in found if s is not None),
+            cpu=sum(s.cpu * count for s, count in found if s is not None),
+            memory_mib=sum(s.memory_mib * count for s, count in found if s is not None),
             last_failure_time=last_time,
             last_failure_reason=last_reason,
         )

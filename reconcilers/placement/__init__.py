@@ -46,10 +46,16 @@ from reconcilers.placement.policy import (
     place,
     zone_choices,
 )
-from reconcilers.placement.pool import BY_POOL, PoolScheduler, per_member, pool_index
+from reconcilers.placement.pool import (
+    BY_PLACEMENT,
+    PoolScheduler,
+    placed_counts,
+    placement_index,
+    pool_index,
+)
 
 __all__ = [
-    "BY_POOL",
+    "BY_PLACEMENT",
     "SAME_MEMBER_BACKOFF_SECONDS",
     "AccountState",
     "Assignment",
@@ -79,9 +85,10 @@ __all__ = [
     "account_states",
     "candidates",
     "candidates_of_pool",
-    "per_member",
     "place",
     "place_group",
+    "placed_counts",
+    "placement_index",
     "pool_index",
     "tightest",
     "zone_choices",

@@ -4,10 +4,10 @@ Where it sits: the last step of the placement pipeline, after the inputs
 (``reconcilers.placement.inputs``) and around the pure policy
 (``reconcilers.placement.policy.place``). The Instance, Subnet and Volume reconcilers each hold
 one :class:`PoolScheduler` (the Instance one through ``reconcilers.placement.instance``); the
-Pool reconciler (``reconcilers.pool``) groups usage with the same :func:`per_member`.
+Pool reconciler (``reconcilers.pool``) counts usage with the same :func:`placed_counts`.
 
 It decides by the pool policy with load and rotation: LeastLoaded counts the kind's objects
-already on each member (:func:`per_member`), RoundRobin takes turns, WeightedRandom, Priority
+already on each member (:func:`placed_counts`), RoundRobin takes turns, WeightedRandom, Priority
 and LowestCost rank as the policy says. Decisions on a pool are serialised in the process and
 remembered until the cache shows them, so objects scheduled at once by several workers see
 each other: four subnets created together in a RoundRobin pool of two land two and two, and
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
-from api_types import Instance, Placement, PoolPolicy, Subnet, Volume
+from api_types import Instance, InstancePlacement, Placement, PoolPolicy, Subnet, Volume
 from api_types.meta import Resource
+from controller.cache import Informer
 from controller.errors import TransientError
 from controller.store.keys import ObjectKey
 from reconcilers._common import shared_index
@@ -34,10 +35,19 @@ from reconcilers.deps import Deps
 from reconcilers.placement.inputs import Unschedulable, account_states, candidates
 from reconcilers.placement.policy import AccountState, Candidate, Decision, Need, place
 
-__all__ = ["BY_POOL", "PoolScheduler", "per_member", "pool_index"]
+__all__ = [
+    "BY_PLACEMENT",
+    "PoolScheduler",
+    "placed_counts",
+    "placement_index",
+    "pool_index",
+]
 
-#: Index of Instances, Subnets and Volumes by ``spec.pool``.
-BY_POOL = "pool"
+#: Index of placed Instances, Subnets and Volumes by pool, member and (Instances) provider size:
+#: load and usage read it as counts (``Informer.index_counts``), never walking the objects.
+BY_PLACEMENT = "pool-placement"
+#: Joins the parts of a ``BY_PLACEMENT`` value; no pool name, member key or size contains it.
+_SEPARATOR = "\x00"
 #: Decisions remembered beyond twice what the last sweep kept before sweeping again.
 _SWEEP_SLACK = 64
 
@@ -45,18 +55,29 @@ P = TypeVar("P", bound=Instance | Subnet | Volume)
 
 
 def pool_index(obj: Instance | Subnet | Volume) -> list[str]:
-    """The ``BY_POOL`` index: the pool an object names."""
+    """The pool an object names (none or one)."""
     return [obj.spec.pool] if obj.spec.pool else []
 
 
-def per_member(objects: Iterable[P]) -> dict[str, list[P]]:
-    """``objects`` (of one pool) that are placed, grouped by their member key."""
-    grouped: dict[str, list[P]] = defaultdict(list)
-    for obj in objects:
-        placement = obj.status.placement
-        if placement is not None and placement.member:
-            grouped[placement.member].append(obj)
-    return grouped
+def placement_index(obj: Instance | Subnet | Volume) -> list[str]:
+    """The ``BY_PLACEMENT`` index: ``pool``, member key and provider size ("" for a kind without
+    one) of an object placed on a member of the pool it names."""
+    placement = obj.status.placement
+    if not obj.spec.pool or placement is None or not placement.member:
+        return []
+    size = placement.size if isinstance(placement, InstancePlacement) else ""
+    return [_SEPARATOR.join((obj.spec.pool, placement.member, size))]
+
+
+def placed_counts(objects: Informer[P], pool: str) -> dict[str, Counter[str]]:
+    """The objects of ``pool`` placed on each member key, counted per provider size."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    prefix = pool + _SEPARATOR
+    for value, count in objects.index_counts(BY_PLACEMENT).items():
+        if value.startswith(prefix):
+            _, member, size = value.split(_SEPARATOR)
+            counts[member][size] += count
+    return counts
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,7 @@ class PoolScheduler:
     def __init__(self, deps: Deps, model: type[Instance] | type[Subnet] | type[Volume]) -> None:
         self._deps = deps
         self._objects = deps.manager.informer(model)
-        shared_index(self._objects, BY_POOL, pool_index)
+        shared_index(self._objects, BY_PLACEMENT, placement_index)
         self._lock = threading.Lock()
         self._decided: dict[str, _Decided] = {}  # by uid
         self._turns: dict[str, int] = defaultdict(int)  # by pool: decisions made there
@@ -174,8 +195,8 @@ class PoolScheduler:
             self._kept_after_sweep = len(self._decided)
         load: Counter[str] = Counter()
         if counts_load:
-            placed = per_member(self._objects.by_index(BY_POOL, pool))
-            load.update({member: len(objects) for member, objects in placed.items()})
+            placed = placed_counts(self._objects, pool)
+            load.update({member: sizes.total() for member, sizes in placed.items()})
             load.update(d.member for u, d in self._decided.items() if d.pool == pool and u != uid)
         mine = self._decided.get(uid)
         return load, mine.turn if mine is not None else self._turns[pool]

@@ -184,6 +184,7 @@ def test_namespace_selector_and_custom_indexes(store: Store, metrics: RuntimeMet
         assert [s.metadata.name for s in secrets.list("ns2", web)] == ["s3"]
         assert [s.metadata.name for s in secrets.by_index("app", "web")] == ["s1", "s3"]
         assert [s.metadata.name for s in secrets.by_index(NAMESPACE_INDEX, "ns2")] == ["s3"]
+        assert secrets.index_counts("app") == {"web": 2, "db": 1}
 
         s1 = store.get(Secret, "s1", "ns1")
         s1.metadata.labels = {"app": "db"}
@@ -191,9 +192,12 @@ def test_namespace_selector_and_custom_indexes(store: Store, metrics: RuntimeMet
         store.delete(Secret, "s3", "ns2")
         eventually(lambda: [s.metadata.name for s in secrets.by_index("app", "web")] == [])
         assert [s.metadata.name for s in secrets.by_index("app", "db")] == ["s1", "s2"]
+        assert secrets.index_counts("app") == {"db": 2}  # a value nothing yields is gone
         assert secrets.list(namespace="ns2") == []
         with pytest.raises(KeyError):
             secrets.by_index("missing", "x")
+        with pytest.raises(KeyError):
+            secrets.index_counts("missing")
         with pytest.raises(ValueError):
             secrets.add_index("app", lambda s: [])
     finally:

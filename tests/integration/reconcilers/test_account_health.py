@@ -37,6 +37,8 @@ def test_ready_follows_the_cloud_and_pool_members_follow_ready(harness: Harness)
         sim_account("sim-b"),
         pool_manifest("general", [{"account": "sim-a"}, {"account": "sim-b"}]),
         instance_manifest("web-1", pool="general"),
+        instance_manifest("web-2", pool="general"),
+        instance_manifest("web-3", pool="general"),
     )
     harness.start(partial(account.register, probe_interval=0.5), pool.register)
     healthy = harness.wait_for(ProviderAccount, "sim-a", None, partial(ready_is, "True"))
@@ -47,17 +49,19 @@ def test_ready_follows_the_cloud_and_pool_members_follow_ready(harness: Harness)
     assert healthy.status.zones == sorted(zone.name for zone in listed if zone.available)
     assert healthy.status.zones
 
-    # The instance reconciler's placement, done by hand: usage shows on the member.
-    instance = harness.store.get(Instance, "web-1", "acme")
-    instance.status.placement = InstancePlacement(
-        account="sim-a", region="sim-east", zone="sim-easta", member="sim-a", size="s1.medium"
-    )
-    harness.store.update_status(instance)
+    # The instance reconciler's placement, done by hand: usage shows on the member, each
+    # instance at its size (two of one size, one of another).
+    for name, size in (("web-1", "s1.medium"), ("web-2", "s1.medium"), ("web-3", "s1.small")):
+        instance = harness.store.get(Instance, name, "acme")
+        instance.status.placement = InstancePlacement(
+            account="sim-a", region="sim-east", zone="sim-easta", member="sim-a", size=size
+        )
+        harness.store.update_status(instance)
     counted = harness.wait_for(
-        Pool, "general", None, lambda p: bool(p.status.members) and p.status.members[0].instances
+        Pool, "general", None, lambda p: [m.instances for m in p.status.members] == [3, 0]
     )
     first, second = counted.status.members
-    assert (first.member, first.instances, first.cpu, first.memory_mib) == ("sim-a", 1, 2, 4096)
+    assert (first.member, first.instances, first.cpu, first.memory_mib) == ("sim-a", 3, 5, 10240)
     assert (second.member, second.instances, second.healthy) == ("sim-b", 0, True)
 
     # Four failed probes (about 2 s; fewer than the breaker's threshold of five): not Ready, so
