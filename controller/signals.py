@@ -1,9 +1,10 @@
 """Stopping on SIGTERM and SIGINT without taking a lock inside the signal handler.
 
 Where it sits: the manager of ``skybroker controller`` and ``skybroker up`` turns a stop signal
-into its stop event through :func:`stop_on_signals` (``Manager.install_signal_handlers``).
-(``skybroker agent`` may import only the standard library, httpx and ``api_types.boot``, so it
-keeps a handler of its own.)
+into its stop event through :func:`stop_on_signals` (``Manager.install_signal_handlers``), and
+so does ``skybroker agent`` (``skybroker.agent.cli``). The agent runs on a generic image and
+imports only the standard library, httpx, ``api_types.boot`` and this module, so this module
+imports the standard library alone (``tests/unit/test_agent_package.py`` checks both).
 
 Why not ``signal.signal(sig, lambda *_: stop.set())``: CPython runs a handler in the main thread
 between two bytecodes, wherever that thread is. If it is inside ``stop.wait()`` (or ``set``)

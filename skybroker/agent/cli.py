@@ -2,7 +2,9 @@
 
 Where it sits: ``skybroker.main.build_parser`` adds this subcommand with :func:`add_parser`;
 it needs no etcd and no server flag. :func:`run` resolves the boot string
-(:mod:`~skybroker.agent.bootsource`), then runs the :class:`~skybroker.agent.runner.Agent`.
+(:mod:`~skybroker.agent.bootsource`), then runs the :class:`~skybroker.agent.runner.Agent`. A
+stop signal reaches the agent's stop event through ``controller.signals`` (standard library
+only), never by a lock taken inside the signal handler.
 
 Exit codes: 0 stopped (SIGTERM/SIGINT, ``--once`` done, parent gone); 1 a failure the agent
 cannot work around; 2 bad flags or boot string; 3 the rendezvous refused the boot string or
@@ -15,11 +17,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
 from pathlib import Path
 from typing import Any
 
+from controller.signals import stop_on_signals
 from skybroker.agent.bootsource import BootSources, resolve_boot_string
 from skybroker.agent.errors import EXIT_OK, EXIT_USAGE, AgentExit
 from skybroker.agent.logs import Reachability, event
@@ -136,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     reach = Reachability()
     try:
         options = _options(args)

@@ -1,9 +1,11 @@
 """``skybroker agent``'s package: what it may import, and its pure pieces.
 
 The agent runs on a generic image: every module of ``skybroker/agent`` imports only the
-standard library, httpx and ``api_types.boot`` (checked on the AST, at any depth, so a lazy
-import inside a function counts too). The handler-output parsing and the backoff are checked
-here; the behaviour as a process is in ``tests/integration/agent``.
+standard library, httpx, ``api_types.boot`` and ``controller.signals`` (checked on the AST, at
+any depth, so a lazy import inside a function counts too; those two modules import only the
+standard library themselves, and ``controller/__init__.py`` imports nothing). The
+handler-output parsing and the backoff are checked here; the behaviour as a process is in
+``tests/integration/agent``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from skybroker.agent.runner import Agent, AgentOptions
 
 PACKAGE = Path(__file__).resolve().parents[2] / "skybroker" / "agent"
 ALLOWED_THIRD_PARTY = {"httpx"}
-ALLOWED_LOCAL = {"api_types.boot"}
+ALLOWED_LOCAL = {"api_types.boot", "controller.signals"}
+ROOT = PACKAGE.parents[1]
 
 
 def _imports(path: Path) -> list[str]:
@@ -54,9 +57,20 @@ MODULES = sorted(PACKAGE.glob("*.py"))
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
-def test_the_agent_imports_only_stdlib_httpx_and_the_boot_string(path: Path) -> None:
+def test_the_agent_imports_only_the_stdlib_httpx_and_two_local_modules(path: Path) -> None:
     bad = [module for module in _imports(path) if not _allowed(module)]
-    assert not bad, f"{path.name} imports {bad}: only the stdlib, httpx and api_types.boot"
+    assert not bad, f"{path.name} imports {bad}: only the stdlib, httpx and {ALLOWED_LOCAL}"
+
+
+@pytest.mark.parametrize("module", sorted(ALLOWED_LOCAL))
+def test_the_local_modules_the_agent_imports_import_only_the_stdlib(module: str) -> None:
+    path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    bad = [m for m in _imports(path) if m.split(".")[0] not in sys.stdlib_module_names]
+    assert not bad, f"{module} imports {bad}, and the agent imports {module}"
+
+
+def test_importing_controller_signals_loads_no_runtime() -> None:
+    assert _imports(ROOT / "controller" / "__init__.py") == []
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
