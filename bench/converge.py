@@ -31,7 +31,7 @@ The last line is exactly::
 ratio=<r/c> seconds_over_floor=<f> writes_per_object=<w> steady_writes_per_s=<x> \
 rss_kb_per_object=<k>
 
-    python -m bench.converge --count 2000 [--processes 2 --shards 4]
+    python -m bench.converge --count 2000 [--processes 2 --shards 4] [--policy LeastLoaded]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ API = "skybroker.io/v1alpha1"
 ACCOUNTS = (("sim-east", "sim-east-1"), ("sim-west", "sim-west-2"))
 
 
-def manifests(count: int) -> list[dict[str, Any]]:
+def manifests(count: int, policy: str = "RoundRobin") -> list[dict[str, Any]]:
     accounts = [
         {
             "apiVersion": API,
@@ -100,7 +100,7 @@ def manifests(count: int) -> list[dict[str, Any]]:
         "metadata": {"name": "general"},
         "spec": {
             "members": [{"account": "sim-east"}, {"account": "sim-west"}],
-            "policy": {"type": "RoundRobin"},
+            "policy": {"type": policy},
         },
     }
     instances = [
@@ -406,6 +406,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--etcd-endpoints", default="")
     parser.add_argument("--log-level", default="warning", help="the controllers' log level")
+    parser.add_argument("--policy", default="RoundRobin",
+                        help="the pool's policy (LeastLoaded counts members' load)")  # fmt: skip
     args = parser.parse_args()
     args.shards = args.shards or (4 if args.processes else 1)
     configure_logging(json=True, level=args.log_level)
@@ -416,7 +418,8 @@ def main() -> None:
         raw = raw_cas_rate(client, prefix + "-raw", args.workers, 300)
         store = Store(client, KeyLayout(prefix))
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(store.create, map(registry.parse_object, manifests(args.count))))
+            objects = map(registry.parse_object, manifests(args.count, args.policy))
+            list(pool.map(store.create, objects))
         relist = relist_seconds(store)
         run = converge_processes if args.processes else converge_in_process
         measured = run(args, client, store, Path(state_dir))

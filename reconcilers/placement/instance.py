@@ -224,7 +224,6 @@ class Scheduler:
         states = self._complete(account_states(self._deps, (c.account for c in targets.candidates)))
         need = self._need(instance, subnet, quota)
         pool = targets.pool
-        counted = any(c.max_instances is not None for c in targets.candidates)
         policy = targets.policy
         decision = self._pools.decide(
             instance,
@@ -233,7 +232,6 @@ class Scheduler:
             targets.candidates,
             states,
             policy=policy,
-            counts_load=counted or (policy is not None and policy.type == "LeastLoaded"),
             failures=self.memory.failures(pool) if pool else {},
             now=self._deps.clock.wall(),
             forecast=None if forecast is None or pool is None else forecast.get(pool, ()),

@@ -7,11 +7,18 @@ one :class:`PoolScheduler` (the Instance one through ``reconcilers.placement.ins
 Pool reconciler (``reconcilers.pool``) counts usage with the same :func:`placed_counts`.
 
 It decides by the pool policy with load and rotation: LeastLoaded counts the kind's objects
-already on each member (:func:`placed_counts`), RoundRobin takes turns, WeightedRandom, Priority
-and LowestCost rank as the policy says. Decisions on a pool are serialised in the process and
-remembered until the cache shows them, so objects scheduled at once by several workers see
-each other: four subnets created together in a RoundRobin pool of two land two and two, and
-LeastLoaded spreads them instead of piling them on the member that looked empty to everyone.
+already on each member, RoundRobin takes turns, WeightedRandom, Priority and LowestCost rank as
+the policy says. Decisions on a pool are serialised in the process and remembered until the
+cache shows them, so objects scheduled at once by several workers see each other: four subnets
+created together in a RoundRobin pool of two land two and two, and LeastLoaded spreads them
+instead of piling them on the member that looked empty to everyone.
+
+The load is the scheduler's own count, kept by the informer's events (Kubernetes' scheduler
+cache with its assumed pods, in small): per pool and member, the objects the cache shows placed
+there (:func:`placement_index`, what the Pool reconciler's usage counts too) plus the decisions
+it does not show yet. The event that shows a decision's object placed moves it from one count
+to the other under the scheduler's lock, so a decision never sees it twice or not at all, and
+a decision costs O(members) however many objects the pool holds or the cache lags behind.
 A turn is taken by a decision, not by an attempt: an object retried after a lost CAS race or a
 stale read keeps its turn. ``maxInstances`` caps instances only, so it is not applied here.
 """
@@ -30,7 +37,6 @@ from api_types.meta import Resource
 from controller.cache import Informer
 from controller.errors import TransientError
 from controller.store.keys import ObjectKey
-from reconcilers._common import shared_index
 from reconcilers.deps import Deps
 from reconcilers.placement.inputs import Unschedulable, account_states, candidates
 from reconcilers.placement.policy import AccountState, Candidate, Decision, Need, place
@@ -48,8 +54,6 @@ __all__ = [
 BY_PLACEMENT = "pool-placement"
 #: Joins the parts of a ``BY_PLACEMENT`` value; no pool name, member key or size contains it.
 _SEPARATOR = "\x00"
-#: Decisions remembered beyond twice what the last sweep kept before sweeping again.
-_SWEEP_SLACK = 64
 
 P = TypeVar("P", bound=Instance | Subnet | Volume)
 
@@ -59,14 +63,23 @@ def pool_index(obj: Instance | Subnet | Volume) -> list[str]:
     return [obj.spec.pool] if obj.spec.pool else []
 
 
+def _placed_on(obj: Instance | Subnet | Volume) -> tuple[str, str] | None:
+    """(pool, member key) of an object placed on a member of the pool it names."""
+    placement = obj.status.placement
+    if not obj.spec.pool or placement is None or not placement.member:
+        return None
+    return obj.spec.pool, placement.member
+
+
 def placement_index(obj: Instance | Subnet | Volume) -> list[str]:
     """The ``BY_PLACEMENT`` index: ``pool``, member key and provider size ("" for a kind without
     one) of an object placed on a member of the pool it names."""
-    placement = obj.status.placement
-    if not obj.spec.pool or placement is None or not placement.member:
+    where = _placed_on(obj)
+    if where is None:
         return []
+    placement = obj.status.placement
     size = placement.size if isinstance(placement, InstancePlacement) else ""
-    return [_SEPARATOR.join((obj.spec.pool, placement.member, size))]
+    return [_SEPARATOR.join((*where, size))]
 
 
 def placed_counts(objects: Informer[P], pool: str) -> dict[str, Counter[str]]:
@@ -82,7 +95,7 @@ def placed_counts(objects: Informer[P], pool: str) -> dict[str, Counter[str]]:
 
 @dataclass(frozen=True)
 class _Decided:
-    """A placement decided in this process that the cache may not show yet."""
+    """A placement decided in this process that the cache does not show yet."""
 
     key: ObjectKey
     pool: str
@@ -95,12 +108,16 @@ class PoolScheduler:
 
     def __init__(self, deps: Deps, model: type[Instance] | type[Subnet] | type[Volume]) -> None:
         self._deps = deps
-        self._objects = deps.manager.informer(model)
-        shared_index(self._objects, BY_PLACEMENT, placement_index)
         self._lock = threading.Lock()
-        self._decided: dict[str, _Decided] = {}  # by uid
+        self._placed: dict[str, tuple[str, str]] = {}  # by uid: (pool, member) the cache shows
+        self._decided: dict[str, _Decided] = {}  # by uid: decisions the cache does not show yet
+        self._load: dict[str, Counter[str]] = defaultdict(Counter)  # by pool: both, per member
         self._turns: dict[str, int] = defaultdict(int)  # by pool: decisions made there
-        self._kept_after_sweep = 0
+        deps.manager.informer(model).add_handlers(
+            on_add=lambda new: self._changed(None, new),
+            on_update=self._changed,
+            on_delete=lambda old: self._changed(old, None),
+        )
 
     def schedule(
         self, obj: Subnet | Volume, *, zone: str | None, bound_to: Placement | None = None
@@ -133,15 +150,12 @@ class PoolScheduler:
         states: Mapping[str, AccountState],
         *,
         policy: PoolPolicy | None = None,
-        counts_load: bool = True,
         failures: Mapping[str, datetime] | None = None,
         now: datetime | None = None,
         forecast: Sequence[str] | None = None,
     ) -> Decision:
         """``placement.place`` with ``pool``'s load (objects placed, and decided here but not
         cached yet) and ``obj``'s RoundRobin turn; remembers a decision that chose a member.
-        ``counts_load=False`` skips counting where neither the policy nor a ``maxInstances``
-        looks at load (counting walks the pool's objects).
 
         With ``forecast`` — the members chosen for the objects forecast before this one in
         ``pool`` — the decision is a preview (a GitSource's plan): those objects count as load
@@ -149,7 +163,7 @@ class PoolScheduler:
         if pool is None:
             return place(need, members, states, policy=policy)
         with self._lock:
-            load, turn = self._load_and_turn(pool, need.uid, counts_load)
+            load, turn = self._load_and_turn(pool, need.uid)
             if forecast is not None:
                 load.update(forecast)
                 turn += len(forecast)
@@ -167,47 +181,65 @@ class PoolScheduler:
                 if need.uid not in self._decided:
                     self._turns[pool] += 1
                 key = self._deps.store.key_of(obj)
-                self._decided[need.uid] = _Decided(key, pool, decision.chosen.key, turn)
+                self._note(need.uid, _Decided(key, pool, decision.chosen.key, turn))
         return decision
 
     def load_and_turn(self, pool: str) -> tuple[Counter[str], int]:
         """Objects per member of ``pool`` (placed, or decided here and not cached yet) and the
         pool's next RoundRobin turn: what a group placement starts from."""
         with self._lock:
-            return self._load_and_turn(pool, "", True)
+            return self._load_and_turn(pool, "")
 
     def remember(self, obj: Instance | Subnet | Volume, pool: str, member: str) -> None:
         """A placement decided elsewhere (a group's) and written: counted as load until the
         cache shows it, and a RoundRobin turn taken."""
         with self._lock:
             key = self._deps.store.key_of(obj)
-            self._decided[str(obj.metadata.uid)] = _Decided(key, pool, member, self._turns[pool])
+            self._note(str(obj.metadata.uid), _Decided(key, pool, member, self._turns[pool]))
             self._turns[pool] += 1
 
-    def _load_and_turn(self, pool: str, uid: str, counts_load: bool) -> tuple[Counter[str], int]:
-        """Objects per member of ``pool`` (placed, or decided here and not yet cached) besides
-        ``uid``, and ``uid``'s RoundRobin turn. Call with the lock held."""
-        # Counting load needs exactly the decisions the cache does not show yet; otherwise
-        # they only keep retried objects' turns, and a sweep per decision would cost
-        # O(decisions in flight) each time: then sweep when the memory has doubled.
-        if counts_load or len(self._decided) > 2 * self._kept_after_sweep + _SWEEP_SLACK:
-            self._decided = {u: d for u, d in self._decided.items() if self._unseen(u, d)}
-            self._kept_after_sweep = len(self._decided)
-        load: Counter[str] = Counter()
-        if counts_load:
-            placed = placed_counts(self._objects, pool)
-            load.update({member: sizes.total() for member, sizes in placed.items()})
-            load.update(d.member for u, d in self._decided.items() if d.pool == pool and u != uid)
-        mine = self._decided.get(uid)
-        return load, mine.turn if mine is not None else self._turns[pool]
+    # --- the counts (callers hold _lock) ---------------------------------------------------
 
-    def _unseen(self, uid: str, decided: _Decided) -> bool:
-        """The decision is still to be shown by the cache: its object is there, unplaced, in
-        that pool (not deleted, recreated under another uid, or moved to another pool)."""
-        obj: Instance | Subnet | Volume | None = self._objects.peek(decided.key)
-        return (
-            obj is not None
-            and str(obj.metadata.uid) == uid
-            and obj.spec.pool == decided.pool
-            and obj.status.placement is None
-        )
+    def _load_and_turn(self, pool: str, uid: str) -> tuple[Counter[str], int]:
+        """Objects per member of ``pool`` (placed, or decided here and not yet cached) besides
+        ``uid``, and ``uid``'s RoundRobin turn."""
+        load = Counter(self._load[pool])
+        mine = self._decided.get(uid)
+        if mine is not None and mine.pool == pool:
+            load[mine.member] -= 1
+        return +load, mine.turn if mine is not None else self._turns[pool]
+
+    def _note(self, uid: str, decided: _Decided) -> None:
+        """Count a decision as load until the cache shows it (unless it shows it already)."""
+        self._settle(uid)
+        if uid not in self._placed:
+            self._decided[uid] = decided
+            self._load[decided.pool][decided.member] += 1
+
+    def _settle(self, uid: str) -> None:
+        """Forget the decision about ``uid``: the cache shows it, or it no longer matters."""
+        decided = self._decided.pop(uid, None)
+        if decided is not None:
+            self._load[decided.pool][decided.member] -= 1
+
+    def _changed(self, old: P | None, new: P | None) -> None:
+        """The informer's change ``old`` -> ``new`` of one object (None: absent), into the
+        counts: where the cache shows it placed, and which decision it settles."""
+        with self._lock:
+            if old is not None:
+                uid = str(old.metadata.uid)
+                where = self._placed.pop(uid, None)
+                if where is not None:
+                    self._load[where[0]][where[1]] -= 1
+                if new is None or str(new.metadata.uid) != uid:
+                    self._settle(uid)  # deleted, or recreated under another uid
+            if new is None:
+                return
+            uid = str(new.metadata.uid)
+            where = _placed_on(new)
+            decided = self._decided.get(uid)
+            if decided is not None and (where is not None or new.spec.pool != decided.pool):
+                self._settle(uid)  # placed (here or by anyone), or moved to another pool
+            if where is not None:
+                self._placed[uid] = where
+                self._load[where[0]][where[1]] += 1
