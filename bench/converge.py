@@ -32,6 +32,7 @@ ratio=<r/c> seconds_over_floor=<f> writes_per_object=<w> steady_writes_per_s=<x>
 rss_kb_per_object=<k>
 
     python -m bench.converge --count 2000 [--processes 2 --shards 4] [--policy LeastLoaded]
+                             [--quota]
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ API = "skybroker.io/v1alpha1"
 ACCOUNTS = (("sim-east", "sim-east-1"), ("sim-west", "sim-west-2"))
 
 
-def manifests(count: int, policy: str = "RoundRobin") -> list[dict[str, Any]]:
+def manifests(count: int, policy: str = "RoundRobin", quota: bool = False) -> list[dict[str, Any]]:
     accounts = [
         {
             "apiVersion": API,
@@ -112,7 +113,17 @@ def manifests(count: int, policy: str = "RoundRobin") -> list[dict[str, Any]]:
         }
         for i in range(count)
     ]
-    return [*accounts, pool, *instances]
+    if not quota:
+        return [*accounts, pool, *instances]
+    namespace = {"apiVersion": API, "kind": "Namespace", "metadata": {"name": "bench"}}
+    room = {"instances": count, "cpu": count}  # every instance admitted, each one counted
+    limits = {
+        "apiVersion": API,
+        "kind": "Quota",
+        "metadata": {"name": "bench", "namespace": "bench"},
+        "spec": {"hard": room},
+    }
+    return [*accounts, pool, namespace, limits, *instances]
 
 
 def counter(family: str, sample: str) -> float:
@@ -408,6 +419,8 @@ def main() -> None:
     parser.add_argument("--log-level", default="warning", help="the controllers' log level")
     parser.add_argument("--policy", default="RoundRobin",
                         help="the pool's policy (LeastLoaded counts members' load)")  # fmt: skip
+    parser.add_argument("--quota", action="store_true",
+                        help="a Quota in the namespace, with room for every instance")  # fmt: skip
     args = parser.parse_args()
     args.shards = args.shards or (4 if args.processes else 1)
     configure_logging(json=True, level=args.log_level)
@@ -418,7 +431,7 @@ def main() -> None:
         raw = raw_cas_rate(client, prefix + "-raw", args.workers, 300)
         store = Store(client, KeyLayout(prefix))
         with ThreadPoolExecutor(8) as pool:
-            objects = map(registry.parse_object, manifests(args.count, args.policy))
+            objects = map(registry.parse_object, manifests(args.count, args.policy, args.quota))
             list(pool.map(store.create, objects))
         relist = relist_seconds(store)
         run = converge_processes if args.processes else converge_in_process

@@ -23,7 +23,10 @@ Quota for objects written straight into the store (DESIGN §3): an instance coun
 namespace once placed, or while it is unplaced, not blocked itself and older than the instance
 asking (creation time, then name). This first-come order is the same in every worker, so three
 direct writes under a limit of two admit the two oldest and block the third — and the third is
-admitted once one of the others is deleted — instead of all blocking each other (or none).
+admitted once one of the others is deleted — instead of all blocking each other (or none). What
+a namespace uses in that order is kept by ``reconcilers.placement.ledger.QuotaLedger`` from the
+informers' events, so asking costs the same with ten instances in the namespace or ten
+thousand.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from api_types import (
     HardwareProfile,
@@ -41,7 +43,6 @@ from api_types import (
     QuotaLimits,
     QuotaUsage,
     Subnet,
-    Volume,
     usage_of,
 )
 from api_types.clusters import HOST_TOPOLOGY_DRIVERS
@@ -54,10 +55,11 @@ from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, UnknownProfileError
 from reconcilers.placement.group import Fixed, GroupDecision, Replica, Rule, Site, place_group
 from reconcilers.placement.inputs import Unschedulable, account_states, candidates
+from reconcilers.placement.ledger import QuotaLedger
 from reconcilers.placement.memory import PlacementMemory
 from reconcilers.placement.policy import AccountState, Decision, Need, Option
 from reconcilers.placement.pool import PoolScheduler
-from reconcilers.quota import counts_against_quota, namespace_usage, profile_of
+from reconcilers.quota import namespace_usage, profile_of
 
 __all__ = [
     "Forecast",
@@ -95,11 +97,6 @@ def tightest(quotas: list[Quota]) -> QuotaLimits | None:
     )
 
 
-def _queue_position(instance: Instance) -> tuple[datetime, str]:
-    created = instance.metadata.creation_timestamp or datetime.max.replace(tzinfo=UTC)
-    return created, instance.metadata.name
-
-
 class Scheduler:
     """Decides where an Instance goes: its namespace quota first, then placement in its pool."""
 
@@ -107,10 +104,9 @@ class Scheduler:
         self._deps = deps
         self.memory = memory
         self._pools = PoolScheduler(deps, Instance)
-        self._instances = deps.manager.informer(Instance)
+        self._ledger = QuotaLedger(deps)
         self._profiles = deps.manager.informer(HardwareProfile)
         self._quotas = deps.manager.informer(Quota)
-        self._volumes = deps.manager.informer(Volume)
         self._subnets = deps.manager.informer(Subnet)
 
     def subnet_of(self, instance: Instance) -> Subnet | None:
@@ -133,11 +129,12 @@ class Scheduler:
 
     def _size_of(self, instance: Instance) -> CloudSize | None:
         placement = instance.status.placement
-        if placement is None:
-            return None
-        state = account_states(self._deps, [placement.account]).get(placement.account)
+        return None if placement is None else self._size(placement.account, placement.size)
+
+    def _size(self, account: str, name: str) -> CloudSize | None:
+        state = account_states(self._deps, [account]).get(account)
         sizes = state.sizes if state is not None else ()
-        return next((s for s in sizes if s.id == placement.size), None)
+        return next((s for s in sizes if s.id == name), None)
 
     def quota(self, instance: Instance, ahead: Sequence[Instance] = ()) -> QuotaVerdict:
         """Would admitting ``instance`` exceed a Quota of its namespace (first come first)?
@@ -146,22 +143,10 @@ class Scheduler:
         quotas = self._quotas.list(namespace)
         if not quotas:
             return QuotaVerdict(None, QuotaUsage(), [])
-        mine = _queue_position(instance)
-        counted = [
-            other
-            for other in self._instances.list(namespace)
-            if other.metadata.uid != instance.metadata.uid
-            and other.metadata.deletion_timestamp is None
-            and (
-                other.status.placement is not None
-                or (counts_against_quota(other) and _queue_position(other) < mine)
-            )
-        ]
-        counted += [other for other in ahead if other.metadata.namespace == namespace]
         profiles = {p.metadata.name: p for p in self._profiles.list()}
-        used = namespace_usage(
-            counted, self._volumes.list(namespace), profiles, sizes=self._size_of
-        )
+        used = self._ledger.used(instance, profiles, self._size)
+        before = [other for other in ahead if other.metadata.namespace == namespace]
+        used += namespace_usage(before, (), profiles, sizes=self._size_of)
         hard = tightest(quotas)
         assert hard is not None
         wanted = usage_of(instance, profile_of(instance, profiles))

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume, registry, usage_of
-from api_types.meta import ConditionStatus
-from reconcilers import quota, volume
+from api_types import (
+    HardwareProfile,
+    Instance,
+    InstancePlacement,
+    ProviderAccount,
+    Quota,
+    QuotaUsage,
+    Volume,
+    registry,
+    usage_of,
+)
+from api_types.meta import Condition, ConditionStatus
+from reconcilers import account, quota, volume
 from reconcilers.quota import namespace_usage, would_exceed
 from tests.integration.reconcilers.harness import (
     API,
@@ -102,3 +113,90 @@ def test_status_used_and_a_volume_held_until_there_is_room(harness: Harness) -> 
         ),
     )
     assert harness.get(HardwareProfile, "small") is not None
+
+
+def _oracle(harness: Harness, asking: Instance) -> QuotaUsage:
+    """What the namespace uses without ``asking``, by the rule of DESIGN §3 walked over every
+    cached object (what the scheduler computed per decision before its ledger)."""
+    instances = harness.manager.informer(Instance).list("acme")
+    volumes = harness.manager.informer(Volume).list("acme")
+    profiles = {p.metadata.name: p for p in harness.manager.informer(HardwareProfile).list()}
+
+    def position(instance: Instance) -> tuple[Any, str]:
+        return instance.metadata.creation_timestamp, instance.metadata.name
+
+    counted = [
+        other
+        for other in instances
+        if other.metadata.uid != asking.metadata.uid
+        and other.metadata.deletion_timestamp is None
+        and (
+            other.status.placement is not None
+            or (quota.counts_against_quota(other) and position(other) < position(asking))
+        )
+    ]
+    sizes = {str(s.id): s for s in harness.cloud("sim-a").list_sizes()}
+
+    def size_of(instance: Instance) -> Any:
+        placement = instance.status.placement
+        return None if placement is None else sizes.get(placement.size)
+
+    return namespace_usage(counted, volumes, profiles, sizes=size_of)
+
+
+def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness) -> None:
+    """Placed (known and unknown sizes), pending (inline and by profile), blocked, deleting,
+    another namespace's, a volume: for every instance asking, the scheduler's answer (kept
+    from events) equals the walk over the namespace, and follows deletes and status writes."""
+    harness.apply(
+        sim_account("sim-a"),
+        SMALL,
+        quota_manifest(instances=100),
+        volume_manifest("disk", sizeGiB=30),
+        instance_manifest("other", namespace="elsewhere", pool="general"),
+    )
+    names = [f"vm-{i}" for i in range(7)]
+    for name in names:  # one at a time: creation order is the first-come order
+        hardware = {"profile": "small"} if name in ("vm-3", "vm-6") else {"cpu": 1}
+        harness.apply(instance_manifest(name, pool="general", hardware=hardware))
+    scheduler = harness.deps.scheduler
+    # Only the account's: sizes are known once it is Ready; the test writes every other status.
+    harness.start(partial(account.register, probe_interval=0.5))
+    harness.wait_for(ProviderAccount, "sim-a", None, lambda a: a.status.zones != [])
+
+    def place(name: str, size: str) -> None:
+        instance = harness.store.get(Instance, name, "acme")
+        instance.status.placement = InstancePlacement(
+            account="sim-a", region="sim-east", zone="sim-easta", member="sim-a", size=size
+        )
+        harness.store.update_status(instance)
+
+    place("vm-0", "s1.medium")
+    place("vm-1", "no-such-size")  # charged its declared minimum
+    blocked = harness.store.get(Instance, "vm-4", "acme")
+    blocked.status.conditions = [
+        Condition(type="QuotaExceeded", status=ConditionStatus.TRUE, reason="QuotaExceeded")
+    ]
+    harness.store.update_status(blocked)
+    deleting = harness.store.get(Instance, "vm-5", "acme")
+    deleting.metadata.finalizers = ["test.skybroker.io/hold"]
+    harness.store.update(deleting)
+    harness.store.delete(Instance, "vm-5", "acme")
+
+    def agrees(count: int) -> bool:
+        cached = harness.manager.informer(Instance).list("acme")
+        return len(cached) == count and all(
+            scheduler.quota(i).used == _oracle(harness, i) for i in cached
+        )
+
+    harness.eventually(partial(agrees, 7), 10, "the ledger and the walk agree")
+    vm6 = harness.get(Instance, "vm-6", "acme")
+    assert vm6 is not None
+    assert scheduler.quota(vm6).used == QuotaUsage(
+        instances=4, cpu=2 + 1 + 1 + 2, memory_mib=4096 + 2048, volumes=1, volume_gib=30
+    )  # vm-0 (s1.medium), vm-1 (1 cpu, inline), vm-2 (1 cpu), vm-3 (small), the disk
+
+    harness.store.delete(Instance, "vm-0", "acme")
+    place("vm-3", "s1.small")
+    harness.eventually(lambda: harness.get(Instance, "vm-0", "acme") is None, 10, "vm-0 gone")
+    harness.eventually(partial(agrees, 6), 10, "the ledger follows a delete and a placement")
