@@ -211,7 +211,6 @@ class Scheduler:
         pool = targets.pool
         policy = targets.policy
         decision = self._pools.decide(
-            instance,
             pool,
             need,
             targets.candidates,

@@ -38,7 +38,7 @@ from providers import CloudSize
 from reconcilers.deps import Deps
 from reconcilers.quota import counts_against_quota, profile_of
 
-__all__ = ["QuotaLedger", "queue_position"]
+__all__ = ["QuotaLedger"]
 
 Position = tuple[datetime, str]
 #: (profile, inline cpu minimum, inline memory minimum): every field ``usage_of`` reads of an
@@ -47,7 +47,7 @@ Demand = tuple[str | None, int | None, int | None]
 SizeLookup = Callable[[str, str], CloudSize | None]
 
 
-def queue_position(instance: Instance) -> Position:
+def _queue_position(instance: Instance) -> Position:
     """An instance's place in the first-come order: creation time, then name."""
     created = instance.metadata.creation_timestamp or datetime.max.replace(tzinfo=UTC)
     return created, instance.metadata.name
@@ -114,7 +114,7 @@ class QuotaLedger:
     ) -> QuotaUsage:
         """What ``instance``'s namespace uses without it, counting the unplaced instances
         older than it (``size(account, name)``: a provider size, None when unknown)."""
-        mine = queue_position(instance)
+        mine = _queue_position(instance)
         uid = str(instance.metadata.uid)
         with self._lock:
             books = self._namespaces.get(instance.metadata.namespace or "")
@@ -153,7 +153,7 @@ class QuotaLedger:
             counted = _Counted(
                 new.metadata.namespace or "",
                 _demand(new),
-                queue_position(new),
+                _queue_position(new),
                 None if placement is None else (placement.account, placement.size),
             )
             self._instances[str(new.metadata.uid)] = counted

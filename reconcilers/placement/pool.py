@@ -4,7 +4,8 @@ Where it sits: the last step of the placement pipeline, after the inputs
 (``reconcilers.placement.inputs``) and around the pure policy
 (``reconcilers.placement.policy.place``). The Instance, Subnet and Volume reconcilers each hold
 one :class:`PoolScheduler` (the Instance one through ``reconcilers.placement.instance``); the
-Pool reconciler (``reconcilers.pool``) counts usage with the same :func:`placed_counts`.
+Pool reconciler (``reconcilers.pool``) counts usage with :func:`placed_counts`, by the rule of
+where an object is placed (:func:`placement_index`) that the scheduler's load follows too.
 
 It decides by the pool policy with load and rotation: LeastLoaded counts the kind's objects
 already on each member, RoundRobin takes turns, WeightedRandom, Priority and LowestCost rank as
@@ -33,10 +34,8 @@ from datetime import datetime
 from typing import TypeVar
 
 from api_types import Instance, InstancePlacement, Placement, PoolPolicy, Subnet, Volume
-from api_types.meta import Resource
 from controller.cache import Informer
 from controller.errors import TransientError
-from controller.store.keys import ObjectKey
 from reconcilers.deps import Deps
 from reconcilers.placement.inputs import Unschedulable, account_states, candidates
 from reconcilers.placement.policy import AccountState, Candidate, Decision, Need, place
@@ -49,8 +48,8 @@ __all__ = [
     "pool_index",
 ]
 
-#: Index of placed Instances, Subnets and Volumes by pool, member and (Instances) provider size:
-#: load and usage read it as counts (``Informer.index_counts``), never walking the objects.
+#: Index of placed Instances and Volumes by pool, member and (Instances) provider size: the Pool
+#: reconciler reads it as counts (``Informer.index_counts``), never walking the objects.
 BY_PLACEMENT = "pool-placement"
 #: Joins the parts of a ``BY_PLACEMENT`` value; no pool name, member key or size contains it.
 _SEPARATOR = "\x00"
@@ -97,7 +96,6 @@ def placed_counts(objects: Informer[P], pool: str) -> dict[str, Counter[str]]:
 class _Decided:
     """A placement decided in this process that the cache does not show yet."""
 
-    key: ObjectKey
     pool: str
     member: str
     turn: int
@@ -134,7 +132,7 @@ class PoolScheduler:
             location_region=bound_to.region if bound_to else None,
             location_zone=bound_to.zone if bound_to else None,
         )
-        decision = self.decide(obj, targets.pool, need, members, states, policy=targets.policy)
+        decision = self.decide(targets.pool, need, members, states, policy=targets.policy)
         if decision.chosen is None:
             raise Unschedulable(f"no member can take it: {decision.summary()}")
         if decision.chosen.zone is None:
@@ -143,7 +141,6 @@ class PoolScheduler:
 
     def decide(
         self,
-        obj: Resource,
         pool: str | None,
         need: Need,
         members: Sequence[Candidate],
@@ -180,8 +177,7 @@ class PoolScheduler:
             if decision.chosen is not None and forecast is None:
                 if need.uid not in self._decided:
                     self._turns[pool] += 1
-                key = self._deps.store.key_of(obj)
-                self._note(need.uid, _Decided(key, pool, decision.chosen.key, turn))
+                self._note(need.uid, _Decided(pool, decision.chosen.key, turn))
         return decision
 
     def load_and_turn(self, pool: str) -> tuple[Counter[str], int]:
@@ -194,8 +190,7 @@ class PoolScheduler:
         """A placement decided elsewhere (a group's) and written: counted as load until the
         cache shows it, and a RoundRobin turn taken."""
         with self._lock:
-            key = self._deps.store.key_of(obj)
-            self._note(str(obj.metadata.uid), _Decided(key, pool, member, self._turns[pool]))
+            self._note(str(obj.metadata.uid), _Decided(pool, member, self._turns[pool]))
             self._turns[pool] += 1
 
     # --- the counts (callers hold _lock) ---------------------------------------------------
