@@ -25,6 +25,7 @@ from reconcilers.accounts import ProviderRegistry
 if TYPE_CHECKING:
     # Built by the composition root: the placement package itself builds on Deps.
     from reconcilers.placement.instance import Scheduler
+    from reconcilers.placement.ledger import QuotaLedger
     from reconcilers.placement.memory import PlacementMemory
 
 __all__ = ["Deps"]
@@ -68,6 +69,15 @@ class Deps:
         from reconcilers.placement.instance import Scheduler  # builds on Deps itself
 
         return Scheduler(self, self.memory)
+
+    @cached_property
+    def ledger(self) -> QuotaLedger:
+        """The process's one quota ledger: what each namespace uses, kept from the informers
+        (the scheduler's first-come admission and the Quota reconciler's status read it). Take
+        it at registration, like the informers it listens to."""
+        from reconcilers.placement.ledger import QuotaLedger  # builds on Deps itself
+
+        return QuotaLedger(self)
 
     @cached_property
     def rendezvous(self) -> RendezvousStore:

@@ -1,9 +1,11 @@
 """Quota: what a namespace uses (``status.used``), and the pure usage arithmetic behind it.
 
-Where it sits: one reconciler per Quota object, fed by the Instance, Volume and
-HardwareProfile caches; the functions below are also what the Instance (and Volume) reconcilers
-call to decide ``QuotaExceeded`` for objects written straight into the store (DESIGN §3). What
-one object uses is ``api_types.usage_of`` (the API server's admission counts with it too):
+Where it sits: one reconciler per Quota object, woken by the Instance, Volume and
+HardwareProfile caches; ``status.used`` is what the process's quota ledger (``Deps.ledger``,
+``reconcilers.placement.ledger``) keeps of the namespace from those caches' events. The
+functions below are also what the Instance (and Volume) reconcilers call to decide
+``QuotaExceeded`` for objects written straight into the store (DESIGN §3). What one object
+uses is ``api_types.usage_of`` (the API server's admission counts with it too):
 
 * ``profile_of(instance, profiles)`` — the HardwareProfile an instance names, for ``usage_of``.
 * ``counts_against_quota(obj) -> bool`` — objects blocked by ``QuotaExceeded=True`` use
@@ -88,29 +90,18 @@ def would_exceed(quota: Quota, used: QuotaUsage, extra: QuotaUsage) -> list[str]
     return (used + extra).exceeds(quota.spec.hard)
 
 
-def _placed_size(deps: Deps) -> SizeLookup:
-    """The provider size an instance was placed on, from its account's catalogue."""
-
-    def lookup(instance: Instance) -> CloudSize | None:
-        placement = instance.status.placement
-        if placement is None:
-            return None
-        return account_sizes(deps, placement.account).get(placement.size)
-
-    return lookup
-
-
 class QuotaReconciler:
     """Recounts ``status.used`` of one Quota from the caches; condition ``Exceeded``."""
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._quotas = deps.manager.informer(Quota)
-        self._instances = deps.manager.informer(Instance)
-        self._volumes = deps.manager.informer(Volume)
         self._profiles = deps.manager.informer(HardwareProfile)
-        self._sizes = _placed_size(deps)
+        self._ledger = deps.ledger
         install_indexes(deps)
+
+    def _size(self, account: str, name: str) -> CloudSize | None:
+        return account_sizes(self._deps, account).get(name)
 
     def quotas_of(self, obj: Resource) -> list[Request]:
         """Every Quota of ``obj``'s namespace (all of them for a cluster-scoped object)."""
@@ -123,14 +114,8 @@ class QuotaReconciler:
         quota = self._quotas.get(request.key)
         if quota is None:
             return Result()
-        namespace = quota.metadata.namespace
         profiles = {p.metadata.name: p for p in self._profiles.list()}
-        used = namespace_usage(
-            self._instances.list(namespace),
-            self._volumes.list(namespace),
-            profiles,
-            sizes=self._sizes,
-        )
+        used = self._ledger.total(quota.metadata.namespace or "", profiles, self._size)
         with Pass(self._deps.manager, quota) as pass_:
             quota.status.used = used
             over = used.exceeds(quota.spec.hard)

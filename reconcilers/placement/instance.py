@@ -55,7 +55,6 @@ from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, UnknownProfileError
 from reconcilers.placement.group import Fixed, GroupDecision, Replica, Rule, Site, place_group
 from reconcilers.placement.inputs import Unschedulable, account_states, candidates
-from reconcilers.placement.ledger import QuotaLedger
 from reconcilers.placement.memory import PlacementMemory
 from reconcilers.placement.policy import AccountState, Decision, Need, Option
 from reconcilers.placement.pool import PoolScheduler
@@ -104,7 +103,7 @@ class Scheduler:
         self._deps = deps
         self.memory = memory
         self._pools = PoolScheduler(deps, Instance)
-        self._ledger = QuotaLedger(deps)
+        self._ledger = deps.ledger
         self._profiles = deps.manager.informer(HardwareProfile)
         self._quotas = deps.manager.informer(Quota)
         self._subnets = deps.manager.informer(Subnet)

@@ -1,15 +1,20 @@
 """What each namespace uses of its quota, kept from the informers' events.
 
-Where it sits: under the instance scheduler (``reconcilers.placement.instance``), whose
-``Scheduler.quota`` asks it, for an instance not placed yet, what its namespace uses without
-it in the first-come order of direct writes (that module's docstring): the instances placed
-there, the unplaced ones older than it (creation time, then name) and the volumes, each only
-while it counts (``reconcilers.quota.counts_against_quota``) — an instance also only while it
-is not being deleted.
+Where it sits: one per process (``Deps.ledger``), read by two callers:
 
-Asking once walked every instance of the namespace, and every unplaced instance asks, so N
-instances created at once under a Quota cost O(N²): 3,000 took 370 s. The ledger keeps per
-namespace, from the Instance and Volume informers' events:
+* the instance scheduler (``reconcilers.placement.instance``): ``Scheduler.quota`` asks
+  :meth:`QuotaLedger.used`, for an instance not placed yet, what its namespace uses without it
+  in the first-come order of direct writes (that module's docstring): the instances placed
+  there, the unplaced ones older than it (creation time, then name) and the volumes, each only
+  while it counts (``reconcilers.quota.counts_against_quota``) and, for an instance, while it
+  is not being deleted;
+* the Quota reconciler (``reconcilers.quota``): ``status.used`` is :meth:`QuotaLedger.total`,
+  everything of the namespace that counts, instances being deleted included (they still run).
+
+Both once walked every object of the namespace — the scheduler for every unplaced instance,
+the reconciler once a second — so N instances created at once under a Quota cost O(N²): 3,000
+took 370 s. The ledger keeps per namespace (and apart, the instances being deleted), from the
+Instance and Volume informers' events:
 
 * placed instances counted per (account, provider size), and within that per demand;
 * unplaced instances per demand, each demand a sorted list of queue positions, so those older
@@ -71,9 +76,9 @@ def _minus(usage: QuotaUsage, taken: QuotaUsage) -> QuotaUsage:
 
 @dataclass(frozen=True)
 class _Counted:
-    """How one instance is counted: in its namespace, placed (account, size) or pending."""
+    """How one instance is counted: in whose books, placed (account, size) or pending."""
 
-    namespace: str
+    books: tuple[str, bool]  # (namespace, being deleted)
     demand: Demand
     position: Position
     placed: tuple[str, str] | None
@@ -91,7 +96,8 @@ class QuotaLedger:
 
     def __init__(self, deps: Deps) -> None:
         self._lock = threading.Lock()
-        self._namespaces: dict[str, _Namespace] = defaultdict(_Namespace)
+        #: By (namespace, being deleted): the volumes are all in the books of (namespace, False).
+        self._namespaces: dict[tuple[str, bool], _Namespace] = defaultdict(_Namespace)
         self._instances: dict[str, _Counted] = {}  # by uid
         self._volumes: dict[str, tuple[str, QuotaUsage]] = {}  # by uid: namespace, usage
         self._example: dict[Demand, Instance] = {}  # one instance standing for each demand
@@ -114,30 +120,52 @@ class QuotaLedger:
     ) -> QuotaUsage:
         """What ``instance``'s namespace uses without it, counting the unplaced instances
         older than it (``size(account, name)``: a provider size, None when unknown)."""
-        mine = _queue_position(instance)
-        uid = str(instance.metadata.uid)
         with self._lock:
-            books = self._namespaces.get(instance.metadata.namespace or "")
+            books = self._namespaces.get((instance.metadata.namespace or "", False))
             if books is None:
                 return QuotaUsage()
-            own = self._instances.get(uid)
-            total = books.volumes
-            for (account, size_name), demands in books.placed.items():
-                counts = Counter(demands)
-                if own is not None and own.placed == (account, size_name):
-                    counts[own.demand] -= 1
-                known = size(account, size_name)
-                for demand, count in counts.items():
-                    if count > 0:
-                        example = self._example[demand]
-                        charged = usage_of(example, profile_of(example, profiles), known)
-                        total += _times(charged, count)
-            for demand, positions in books.pending.items():
-                older = bisect_left(positions, mine)
-                if older:
-                    example = self._example[demand]
-                    total += _times(usage_of(example, profile_of(example, profiles)), older)
+            own = self._instances.get(str(instance.metadata.uid))
+            return self._sum(books, profiles, size, _queue_position(instance), own)
+
+    def total(
+        self, namespace: str, profiles: Mapping[str, HardwareProfile], size: SizeLookup
+    ) -> QuotaUsage:
+        """Everything of ``namespace`` that counts, instances being deleted included."""
+        with self._lock:
+            total = QuotaUsage()
+            for deleting in (False, True):
+                books = self._namespaces.get((namespace, deleting))
+                if books is not None:
+                    total += self._sum(books, profiles, size, None, None)
             return total
+
+    def _sum(
+        self,
+        books: _Namespace,
+        profiles: Mapping[str, HardwareProfile],
+        size: SizeLookup,
+        before: Position | None,
+        own: _Counted | None,
+    ) -> QuotaUsage:
+        """The books' usage: placed instances (less ``own``), unplaced ones (only those older
+        than ``before`` when given) and volumes. Call with the lock held."""
+        total = books.volumes
+        for (account, size_name), demands in books.placed.items():
+            counts = Counter(demands)
+            if own is not None and own.placed == (account, size_name):
+                counts[own.demand] -= 1
+            known = size(account, size_name)
+            for demand, count in counts.items():
+                if count > 0:
+                    example = self._example[demand]
+                    charged = usage_of(example, profile_of(example, profiles), known)
+                    total += _times(charged, count)
+        for demand, positions in books.pending.items():
+            counted = len(positions) if before is None else bisect_left(positions, before)
+            if counted:
+                example = self._example[demand]
+                total += _times(usage_of(example, profile_of(example, profiles)), counted)
+        return total
 
     # --- the informers' events -------------------------------------------------------------
 
@@ -145,20 +173,18 @@ class QuotaLedger:
         with self._lock:
             if old is not None:
                 self._uncount(str(old.metadata.uid))
-            if new is None or new.metadata.deletion_timestamp is not None:
-                return
-            if not counts_against_quota(new):
+            if new is None or not counts_against_quota(new):
                 return
             placement = new.status.placement
             counted = _Counted(
-                new.metadata.namespace or "",
+                (new.metadata.namespace or "", new.metadata.deletion_timestamp is not None),
                 _demand(new),
                 _queue_position(new),
                 None if placement is None else (placement.account, placement.size),
             )
             self._instances[str(new.metadata.uid)] = counted
             self._example.setdefault(counted.demand, new)
-            books = self._namespaces[counted.namespace]
+            books = self._namespaces[counted.books]
             if counted.placed is not None:
                 books.placed.setdefault(counted.placed, Counter())[counted.demand] += 1
             else:
@@ -168,7 +194,7 @@ class QuotaLedger:
         counted = self._instances.pop(uid, None)
         if counted is None:
             return
-        books = self._namespaces[counted.namespace]
+        books = self._namespaces[counted.books]
         if counted.placed is not None:
             demands = books.placed[counted.placed]
             demands[counted.demand] -= 1
@@ -189,10 +215,10 @@ class QuotaLedger:
             if old is not None:
                 counted = self._volumes.pop(str(old.metadata.uid), None)
                 if counted is not None:
-                    books = self._namespaces[counted[0]]
+                    books = self._namespaces[(counted[0], False)]
                     books.volumes = _minus(books.volumes, counted[1])
             if new is not None and counts_against_quota(new):
                 namespace, usage = new.metadata.namespace or "", usage_of(new)
                 self._volumes[str(new.metadata.uid)] = (namespace, usage)
-                books = self._namespaces[namespace]
+                books = self._namespaces[(namespace, False)]
                 books.volumes = books.volumes + usage

@@ -135,19 +135,43 @@ def _oracle(harness: Harness, asking: Instance) -> QuotaUsage:
             or (quota.counts_against_quota(other) and position(other) < position(asking))
         )
     ]
-    sizes = {str(s.id): s for s in harness.cloud("sim-a").list_sizes()}
 
     def size_of(instance: Instance) -> Any:
         placement = instance.status.placement
-        return None if placement is None else sizes.get(placement.size)
+        return None if placement is None else _size(harness, "sim-a", placement.size)
 
     return namespace_usage(counted, volumes, profiles, sizes=size_of)
+
+
+def _size(harness: Harness, account_name: str, name: str) -> Any:
+    return {str(s.id): s for s in harness.cloud(account_name).list_sizes()}.get(name)
+
+
+def _everything(harness: Harness) -> QuotaUsage:
+    """All that counts in the namespace, deleting instances included: the walk the Quota
+    reconciler made once a second before the ledger."""
+    profiles = {p.metadata.name: p for p in harness.manager.informer(HardwareProfile).list()}
+    return namespace_usage(
+        harness.manager.informer(Instance).list("acme"),
+        harness.manager.informer(Volume).list("acme"),
+        profiles,
+        sizes=lambda i: _size(harness, "sim-a", i.status.placement.size)
+        if i.status.placement
+        else None,
+    )
+
+
+def _status_used(harness: Harness) -> QuotaUsage:
+    profiles = {p.metadata.name: p for p in harness.manager.informer(HardwareProfile).list()}
+    return harness.deps.ledger.total("acme", profiles, partial(_size, harness))
 
 
 def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness) -> None:
     """Placed (known and unknown sizes), pending (inline and by profile), blocked, deleting,
     another namespace's, a volume: for every instance asking, the scheduler's answer (kept
-    from events) equals the walk over the namespace, and follows deletes and status writes."""
+    from events) equals the walk over the namespace, the ledger's total (the Quota's
+    ``status.used``) equals the walk over everything, and both follow deletes and status
+    writes."""
     harness.apply(
         sim_account("sim-a"),
         SMALL,
@@ -185,8 +209,10 @@ def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness)
 
     def agrees(count: int) -> bool:
         cached = harness.manager.informer(Instance).list("acme")
-        return len(cached) == count and all(
-            scheduler.quota(i).used == _oracle(harness, i) for i in cached
+        return (
+            len(cached) == count
+            and all(scheduler.quota(i).used == _oracle(harness, i) for i in cached)
+            and _status_used(harness) == _everything(harness)
         )
 
     harness.eventually(partial(agrees, 7), 10, "the ledger and the walk agree")
