@@ -134,6 +134,16 @@ class QuotaUsage(WireModel):
             **{name: getattr(self, name) + getattr(other, name) for name in QuotaUsage.model_fields}
         )
 
+    def __sub__(self, other: QuotaUsage) -> QuotaUsage:
+        """Less ``other``, which this usage includes (a negative part is invalid)."""
+        return QuotaUsage(
+            **{name: getattr(self, name) - getattr(other, name) for name in QuotaUsage.model_fields}
+        )
+
+    def __mul__(self, count: int) -> QuotaUsage:
+        """The usage of ``count`` objects that each use this."""
+        return QuotaUsage(**{name: getattr(self, name) * count for name in QuotaUsage.model_fields})
+
     def exceeds(self, hard: QuotaLimits) -> list[str]:
         """Wire names of the resources whose usage is above ``hard`` (empty = within quota)."""
         over: list[str] = []

@@ -12,8 +12,9 @@ caches. For each member of ``spec.members`` it writes a ``status.members`` entry
   failure already in status is kept.
 
 Usage is read from the caches' placement index as counts per member and size
-(:func:`~reconcilers.placement.pool.placed_counts`, what ``PoolScheduler`` counts load with,
-so both count the same objects): a recount costs O(members * sizes), not O(objects). The
+(:func:`~reconcilers.placement.pool.placed_counts`), by the rule of where an object is placed
+that ``PoolScheduler``'s load follows too (``placement_index``), so both count the same
+objects: a recount costs O(members * sizes), not O(objects). The
 controller still reconciles a pool at most once a second (the runtime's ``min_interval``)
 however many instances change meanwhile, since each recount that changes a number is a write.
 """

@@ -64,16 +64,6 @@ def _demand(instance: Instance) -> Demand:
     return hardware.profile, cpu.min if cpu else None, memory.min if memory else None
 
 
-def _times(usage: QuotaUsage, count: int) -> QuotaUsage:
-    return QuotaUsage(**{name: getattr(usage, name) * count for name in QuotaUsage.model_fields})
-
-
-def _minus(usage: QuotaUsage, taken: QuotaUsage) -> QuotaUsage:
-    """``usage`` less ``taken``, which it includes."""
-    fields = QuotaUsage.model_fields
-    return QuotaUsage(**{name: getattr(usage, name) - getattr(taken, name) for name in fields})
-
-
 @dataclass(frozen=True)
 class _Counted:
     """How one instance is counted: in whose books, placed (account, size) or pending."""
@@ -159,12 +149,12 @@ class QuotaLedger:
                 if count > 0:
                     example = self._example[demand]
                     charged = usage_of(example, profile_of(example, profiles), known)
-                    total += _times(charged, count)
+                    total += charged * count
         for demand, positions in books.pending.items():
             counted = len(positions) if before is None else bisect_left(positions, before)
             if counted:
                 example = self._example[demand]
-                total += _times(usage_of(example, profile_of(example, profiles)), counted)
+                total += usage_of(example, profile_of(example, profiles)) * counted
         return total
 
     # --- the informers' events -------------------------------------------------------------
@@ -216,9 +206,9 @@ class QuotaLedger:
                 counted = self._volumes.pop(str(old.metadata.uid), None)
                 if counted is not None:
                     books = self._namespaces[(counted[0], False)]
-                    books.volumes = _minus(books.volumes, counted[1])
+                    books.volumes -= counted[1]
             if new is not None and counts_against_quota(new):
                 namespace, usage = new.metadata.namespace or "", usage_of(new)
                 self._volumes[str(new.metadata.uid)] = (namespace, usage)
                 books = self._namespaces[(namespace, False)]
-                books.volumes = books.volumes + usage
+                books.volumes += usage

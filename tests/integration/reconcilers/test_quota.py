@@ -67,6 +67,8 @@ def test_usage_arithmetic() -> None:
     assert used + usage_of(disk) == QuotaUsage(
         instances=1, cpu=2, memory_mib=2048, volumes=2, volume_gib=60
     )
+    assert used - usage_of(disk) == QuotaUsage(instances=1, cpu=2, memory_mib=2048)
+    assert usage_of(inline) * 3 == QuotaUsage(instances=3, cpu=3, memory_mib=1536)
 
 
 def test_status_used_and_a_volume_held_until_there_is_room(harness: Harness) -> None:
