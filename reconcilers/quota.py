@@ -23,6 +23,7 @@ A direct write is admitted with, for every Quota ``q`` of the namespace,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume, usage_of
 from api_types.meta import ConditionStatus, Resource
@@ -31,7 +32,7 @@ from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudSize
-from reconcilers._common import account_sizes, install_indexes
+from reconcilers._common import account_size, install_indexes
 from reconcilers.deps import Deps
 
 __all__ = [
@@ -100,9 +101,6 @@ class QuotaReconciler:
         self._ledger = deps.ledger
         install_indexes(deps)
 
-    def _size(self, account: str, name: str) -> CloudSize | None:
-        return account_sizes(self._deps, account).get(name)
-
     def quotas_of(self, obj: Resource) -> list[Request]:
         """Every Quota of ``obj``'s namespace (all of them for a cluster-scoped object)."""
         return [
@@ -115,7 +113,9 @@ class QuotaReconciler:
         if quota is None:
             return Result()
         profiles = {p.metadata.name: p for p in self._profiles.list()}
-        used = self._ledger.total(quota.metadata.namespace or "", profiles, self._size)
+        used = self._ledger.total(
+            quota.metadata.namespace or "", profiles, partial(account_size, self._deps)
+        )
         with Pass(self._deps.manager, quota) as pass_:
             quota.status.used = used
             over = used.exceeds(quota.spec.hard)

@@ -24,6 +24,8 @@ when the cloud refuses the create for good (condition ``Ready`` carries its reas
 
 from __future__ import annotations
 
+from functools import partial
+
 from api_types import (
     DEFAULT_VOLUME_TYPE,
     HardwareProfile,
@@ -47,6 +49,7 @@ from reconcilers._common import (
     TRANSITION_VIEW_SECONDS,
     VOLUMES_BY_INSTANCE,
     account_handle,
+    account_size,
     cloud_tags,
     derived_token,
     install_indexes,
@@ -55,7 +58,7 @@ from reconcilers._common import (
 from reconcilers.accounts import AccountHandle
 from reconcilers.deps import Deps
 from reconcilers.placement import PoolScheduler, Unschedulable
-from reconcilers.quota import QUOTA_EXCEEDED, namespace_usage, would_exceed
+from reconcilers.quota import QUOTA_EXCEEDED, would_exceed
 
 __all__ = ["FINALIZER", "VolumeReconciler", "register"]
 
@@ -76,6 +79,7 @@ class VolumeReconciler:
         self._instances = deps.manager.informer(Instance)
         self._quotas = deps.manager.informer(Quota)
         self._profiles = deps.manager.informer(HardwareProfile)
+        self._ledger = deps.ledger
         self._scheduler = PoolScheduler(deps, Volume)
         install_indexes(deps)
 
@@ -132,20 +136,18 @@ class VolumeReconciler:
 
     def _quota_problem(self, pass_: Pass[Volume]) -> str | None:
         volume = pass_.obj
-        namespace = volume.metadata.namespace
-        used = namespace_usage(
-            self._instances.list(namespace),
-            self._volumes.list(namespace),
-            {p.metadata.name: p for p in self._profiles.list()},
-            exclude=volume.metadata.uid,
-        )
-        over = sorted(
-            {
-                name
-                for q in self._quotas.list(namespace)
-                for name in would_exceed(q, used, usage_of(volume))
-            }
-        )
+        namespace = volume.metadata.namespace or ""
+        quotas = self._quotas.list(namespace)
+        over: list[str] = []
+        if quotas:  # counted as the Quota's status counts (placed instances at their size)
+            used = self._ledger.total(
+                namespace,
+                {p.metadata.name: p for p in self._profiles.list()},
+                partial(account_size, self._deps),
+                without_volume=str(volume.metadata.uid),
+            )
+            extra = usage_of(volume)
+            over = sorted({name for q in quotas for name in would_exceed(q, used, extra)})
         if over:
             pass_.condition(
                 QUOTA_EXCEEDED,

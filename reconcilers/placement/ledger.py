@@ -118,15 +118,24 @@ class QuotaLedger:
             return self._sum(books, profiles, size, _queue_position(instance), own)
 
     def total(
-        self, namespace: str, profiles: Mapping[str, HardwareProfile], size: SizeLookup
+        self,
+        namespace: str,
+        profiles: Mapping[str, HardwareProfile],
+        size: SizeLookup,
+        *,
+        without_volume: str | None = None,
     ) -> QuotaUsage:
-        """Everything of ``namespace`` that counts, instances being deleted included."""
+        """Everything of ``namespace`` that counts, instances being deleted included; less the
+        volume of uid ``without_volume`` (one asking for admission) if it counts."""
         with self._lock:
             total = QuotaUsage()
             for deleting in (False, True):
                 books = self._namespaces.get((namespace, deleting))
                 if books is not None:
                     total += self._sum(books, profiles, size, None, None)
+            asking = self._volumes.get(without_volume) if without_volume is not None else None
+            if asking is not None and asking[0] == namespace:
+                total -= asking[1]
             return total
 
     def _sum(

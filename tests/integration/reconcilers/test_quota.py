@@ -149,23 +149,27 @@ def _size(harness: Harness, account_name: str, name: str) -> Any:
     return {str(s.id): s for s in harness.cloud(account_name).list_sizes()}.get(name)
 
 
-def _everything(harness: Harness) -> QuotaUsage:
-    """All that counts in the namespace, deleting instances included: the walk the Quota
-    reconciler made once a second before the ledger."""
+def _everything(harness: Harness, exclude: str | None = None) -> QuotaUsage:
+    """All that counts in the namespace, deleting instances included (less the volume of uid
+    ``exclude``): the walks the Quota reconciler (once a second) and the Volume reconciler's
+    admission (per unplaced volume) made before the ledger."""
     profiles = {p.metadata.name: p for p in harness.manager.informer(HardwareProfile).list()}
     return namespace_usage(
         harness.manager.informer(Instance).list("acme"),
         harness.manager.informer(Volume).list("acme"),
         profiles,
-        sizes=lambda i: _size(harness, "sim-a", i.status.placement.size)
-        if i.status.placement
-        else None,
+        exclude=exclude,
+        sizes=lambda i: (
+            _size(harness, "sim-a", i.status.placement.size) if i.status.placement else None
+        ),
     )
 
 
-def _status_used(harness: Harness) -> QuotaUsage:
+def _status_used(harness: Harness, without_volume: str | None = None) -> QuotaUsage:
     profiles = {p.metadata.name: p for p in harness.manager.informer(HardwareProfile).list()}
-    return harness.deps.ledger.total("acme", profiles, partial(_size, harness))
+    return harness.deps.ledger.total(
+        "acme", profiles, partial(_size, harness), without_volume=without_volume
+    )
 
 
 def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness) -> None:
@@ -209,12 +213,16 @@ def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness)
     harness.store.update(deleting)
     harness.store.delete(Instance, "vm-5", "acme")
 
+    disk = harness.get(Volume, "disk", "acme")
+    assert disk is not None and disk.metadata.uid is not None
+
     def agrees(count: int) -> bool:
         cached = harness.manager.informer(Instance).list("acme")
         return (
             len(cached) == count
             and all(scheduler.quota(i).used == _oracle(harness, i) for i in cached)
             and _status_used(harness) == _everything(harness)
+            and _status_used(harness, disk.metadata.uid) == _everything(harness, disk.metadata.uid)
         )
 
     harness.eventually(partial(agrees, 7), 10, "the ledger and the walk agree")
@@ -223,6 +231,10 @@ def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness)
     assert scheduler.quota(vm6).used == QuotaUsage(
         instances=4, cpu=2 + 1 + 1 + 2, memory_mib=4096 + 2048, volumes=1, volume_gib=30
     )  # vm-0 (s1.medium), vm-1 (1 cpu, inline), vm-2 (1 cpu), vm-3 (small), the disk
+    assert _status_used(harness) - _status_used(harness, disk.metadata.uid) == QuotaUsage(
+        volumes=1, volume_gib=30
+    )
+    assert _status_used(harness, "no-such-uid") == _status_used(harness)
 
     harness.store.delete(Instance, "vm-0", "acme")
     place("vm-3", "s1.small")
