@@ -45,7 +45,7 @@ from controller.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from controller.store.codec import DecodeError, decode_value
+from controller.store.codec import DecodeError, decode_canonical, decode_value
 from controller.store.history import HistoryRecord, diff_fields
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
@@ -111,21 +111,32 @@ class DirectWriteNormalizer:
         try:
             raw = self.store.plain(key, raw)  # encrypted Secrets are read like any value
             wire = decode_value(raw)
-            obj = self.store.validate_at_key(key, wire)
+            # JSON validates fastest by pydantic's own parser; YAML, or an invalid value (to
+            # say exactly what is wrong), from the decoded wire form.
+            obj = decode_canonical(key, raw) or self.store.validate_at_key(key, wire)
         except DecodeError as exc:
             self.report_invalid(key, mod_revision, (FieldCause("", str(exc)),))
             return Outcome.INVALID
         except InvalidObjectError as exc:
             self.report_invalid(key, mod_revision, exc.causes or (FieldCause("", exc.message),))
             return Outcome.INVALID
-        canonical = obj.to_wire()
-        metadata = canonical["metadata"]
-        missing = [f for f in ("uid", "generation", "creationTimestamp") if f not in metadata]
+        given = obj.metadata
+        missing = [
+            name
+            for name, value in (
+                ("uid", given.uid),
+                ("generation", given.generation),
+                ("creationTimestamp", given.creation_timestamp),
+            )
+            if value is None
+        ]
         stored_revision_field = "resourceVersion" in wire.get("metadata", {})
         is_json = raw.lstrip().startswith(b"{")
-        spec_changes = self._unbumped_spec_changes(key, canonical, prev_raw)
+        spec_changes = self._unbumped_spec_changes(key, obj, wire, prev_raw)
         if not (missing or stored_revision_field or not is_json or spec_changes):
-            return Outcome.UNCHANGED
+            return Outcome.UNCHANGED  # e.g. another process's write: no model dump, no diff
+        canonical = obj.to_wire()
+        metadata = canonical["metadata"]
         if "uid" in missing and key.namespace is not None:
             refusal = self._namespace_refusal(key.namespace)
             if refusal is not None:
@@ -177,21 +188,23 @@ class DirectWriteNormalizer:
                 self.normalise(bytes(kv.key), bytes(kv.value), int(kv.mod_revision))
 
     def _unbumped_spec_changes(
-        self, key: ObjectKey, canonical: dict[str, Any], prev_raw: bytes | None
+        self, key: ObjectKey, obj: Resource, wire: dict[str, Any], prev_raw: bytes | None
     ) -> list[dict[str, Any]]:
-        """Spec changes made by a direct write that kept the previous generation."""
-        if prev_raw is None:
+        """Spec changes made by a direct write (``obj``, validated from ``wire``) that kept
+        the previous generation."""
+        generation = obj.metadata.generation
+        if prev_raw is None or generation is None:
             return []
         try:
             previous = decode_value(self.store.plain(key, prev_raw))
         except (DecodeError, InvalidObjectError):
             return []
-        same_generation = previous.get("metadata", {}).get("generation") == canonical[
-            "metadata"
-        ].get("generation")
-        if not same_generation or "generation" not in canonical["metadata"]:
+        if previous.get("metadata", {}).get("generation") != generation:
             return []
-        return diff_fields(spec_part(previous), spec_part(canonical))
+        before = spec_part(previous)
+        if spec_part(wire) == before:
+            return []  # the spec as written is the one before, so is its canonical form
+        return diff_fields(before, spec_part(obj.to_wire()))
 
     def run(self, stop: threading.Event) -> None:
         """List then watch the whole registry, normalising every value, until ``stop``."""
