@@ -17,7 +17,8 @@ events`` and ``describe`` read them back with :meth:`EventRecorder.list_events`.
 * **Batched.** The writer reads up to ``_BATCH`` pending events in one read-only transaction
   and writes them in one compare-and-swap transaction (one etcd revision for all of them). If
   any compare fails — another process touched one of those events — that batch falls back to
-  one read-and-CAS per event.
+  one read-and-CAS per event. Woken by fewer records than a batch, the writer waits up to
+  ``_LINGER`` (50 ms) for more unless a caller is in :meth:`EventRecorder.flush`.
 * **Leased.** Events live at ``{prefix}/events/{namespace}/{name}`` — cluster-scoped objects'
   events in namespace ``default`` — each attached to an etcd lease so that etcd deletes them
   after ``ttl`` (24 h). One lease is shared by all events written in the same ``lease_bucket``
@@ -66,6 +67,10 @@ DEFAULT_NAMESPACE = "default"
 _CAS_RETRIES = 10
 #: Events per transaction: two operations each, well under etcd's default --max-txn-ops 128.
 _BATCH = 50
+#: How long the writer, woken by a queue shorter than a batch, waits for more records (unless
+#: someone flushes): a steady stream is then written some twenty at a time at 350 events/s,
+#: not one or two per pair of transactions.
+_LINGER = 0.05
 #: Upper bound of the random pause after a lost race, times the attempt number.
 _CONFLICT_PAUSE = 0.005
 _MAX_BACKOFF = 2.0
@@ -159,6 +164,7 @@ class EventRecorder:
         self._cond = threading.Condition()
         self._queue: deque[_Pending] = deque()
         self._unsettled = 0
+        self._flushing = 0  # callers waiting in flush(): the writer does not linger for them
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="event-recorder", daemon=True)
         self._thread.start()
@@ -191,13 +197,19 @@ class EventRecorder:
                 return False
             self._queue.append(pending)
             self._unsettled += 1
-            self._cond.notify_all()
+            if len(self._queue) in (1, _BATCH):  # the writer waits for the first, or lingers
+                self._cond.notify_all()
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every accepted record is written (or dropped); False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._unsettled == 0, timeout)
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._unsettled == 0, timeout)
+            finally:
+                self._flushing -= 1
 
     def stop(self, timeout: float = 5.0) -> None:
         """Write what is queued (for up to ``timeout``), then stop the writer."""
@@ -242,6 +254,12 @@ class EventRecorder:
             with self._cond:
                 while not self._queue and not pending and not self._stopping:
                     self._cond.wait()
+                lingering_until = time.monotonic() + _LINGER
+                while len(self._queue) < _BATCH and not self._stopping and not self._flushing:
+                    left = lingering_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 if self._stopping and not pending and not self._queue:
                     return
                 # Bounded like the queue, so an etcd outage cannot grow memory without limit.

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from api_types.accounts import HardwareProfile, HardwareProfileSpec
 from api_types.meta import ObjectMeta
 from api_types.tenancy import Secret
+from controller import events
 from controller.clock import FakeClock
 from controller.events import EventRecorder, event_name, involved_for_key
 from controller.metrics import RuntimeMetrics
@@ -126,6 +127,30 @@ def test_a_burst_is_written_in_batches_and_racing_batches_lose_no_count(
     assert len(racing_events) == 40
     assert all(event.count == 10 for event in racing_events), [e.count for e in racing_events]
     assert metrics.events_dropped._value.get() == 0
+
+
+def test_a_steady_trickle_is_written_in_batches_and_flush_does_not_wait_for_the_linger(
+    store: Store, make_recorder: Callable[..., EventRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records arriving one at a time (as reconciles make them) are gathered for up to the
+    linger into batches, not written one or two per pair of transactions; a caller in
+    ``flush`` gets its records written without that wait."""
+    recorder = make_recorder()
+    for i in range(40):
+        obj = Secret(metadata=ObjectMeta(name=f"t-{i}", namespace="team-b", uid=f"t-{i}"))
+        assert recorder.record(obj, "Normal", "Synced", "fine")
+        time.sleep(0.002)
+    assert recorder.flush(20)
+    events_prefix = store.layout.events_prefix("team-b").decode()
+    revisions = key_revisions(store.client, events_prefix)
+    assert len(revisions) == 40
+    assert len(set(revisions.values())) <= 10, sorted(set(revisions.values()))
+
+    monkeypatch.setattr(events, "_LINGER", 60.0)  # a writer that lingered would miss flush's 20 s
+    obj = Secret(metadata=ObjectMeta(name="once", namespace="team-b", uid="once"))
+    recorder.record(obj, "Normal", "Synced", "fine")
+    assert recorder.flush(20)
+    assert len(key_revisions(store.client, events_prefix)) == 41
 
 
 def test_cluster_scoped_and_unparseable_objects_get_events_in_default(
