@@ -259,6 +259,14 @@ class Informer(ListWatch, Generic[R]):
                 key = self._store.layout.parse_object_key(bytes(kv.key))
                 if key is None:
                     continue
+                with self._lock:
+                    cached = self._items.get(key)
+                if cached is not None and cached.metadata.resource_version == str(kv.mod_revision):
+                    # A key's value at one mod_revision never changes: what the cache holds for
+                    # it is that value decoded, so a re-list after a broken watch decodes only
+                    # what changed while it was broken.
+                    fresh[key] = cached
+                    continue
                 decoded = self._decode(key, bytes(kv.value), int(kv.mod_revision))
                 if isinstance(decoded, _Change):
                     invalid[key] = decoded.revision

@@ -120,10 +120,23 @@ def test_get_returns_a_private_copy(store: Store, profiles: Informer[HardwarePro
 
 
 def test_compaction_relists_and_emits_the_differences(
-    store: Store, profiles: Informer[HardwareProfile], metrics: RuntimeMetrics
+    store: Store,
+    profiles: Informer[HardwareProfile],
+    metrics: RuntimeMetrics,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A re-list tells the differences, and decodes only the values that changed (a key's
+    value at one mod_revision is the one the cache already holds)."""
     for name in ("keep", "change", "remove"):
         store.create(profile(name))
+    decoded: list[str] = []
+    decode = store.decode
+
+    def counting_decode(key: ObjectKey, raw: bytes, mod_revision: int, **kw: Any) -> Resource:
+        decoded.append(key.name)
+        return decode(key, raw, mod_revision, **kw)
+
+    monkeypatch.setattr(store, "decode", counting_decode)
     # Hold the informer between its first list and the start of its watch, change things,
     # and compact them away: the watch must fail as compacted and the informer re-list.
     release = threading.Event()
@@ -146,9 +159,11 @@ def test_compaction_relists_and_emits_the_differences(
     head = store.client.current_revision()
     assert head > listed_at + 1
     store.client.compact(head)
+    decoded.clear()
     release.set()
 
     eventually(lambda: len(recorder.seen) == 6)
+    assert sorted(decoded) == ["change", "new"]
     initial, synthetic = recorder.seen[:3], recorder.seen[3:]
     assert sorted(s[:2] for s in initial) == [("add", "change"), ("add", "keep"), ("add", "remove")]
     assert sorted(s[:2] for s in synthetic) == [
