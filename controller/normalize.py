@@ -113,7 +113,9 @@ class DirectWriteNormalizer:
             wire = decode_value(raw)
             # JSON validates fastest by pydantic's own parser; YAML, or an invalid value (to
             # say exactly what is wrong), from the decoded wire form.
-            obj = decode_canonical(key, raw) or self.store.validate_at_key(key, wire)
+            obj = decode_canonical(key, raw)
+            if obj is None:
+                obj = self.store.validate_at_key(key, wire)
         except DecodeError as exc:
             self.report_invalid(key, mod_revision, (FieldCause("", str(exc)),))
             return Outcome.INVALID

@@ -18,6 +18,9 @@ uses is ``api_types.usage_of`` (the API server's admission counts with it too):
 
 A direct write is admitted with, for every Quota ``q`` of the namespace,
 ``would_exceed(q, namespace_usage(..., exclude=obj.uid), usage_of(obj, profile_of(obj, …)))``.
+The reconcilers do not walk the namespace for it: the ledger keeps that sum from the caches'
+events (``QuotaLedger.used`` for an instance, first come first; ``QuotaLedger.total`` with
+``without_volume`` for a volume), and the tests hold it equal to the walk.
 """
 
 from __future__ import annotations
