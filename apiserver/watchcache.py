@@ -113,16 +113,31 @@ def _decode(store: Store, info: KindInfo, key: bytes, raw: bytes | None, rev: in
 
 
 def decode_event(store: Store, info: KindInfo, event: WatchEvent) -> CachedEvent:
-    """Decode an event's new and previous objects (done once per event, by the cache)."""
-    key, revision = event.key, event.mod_revision
-    new = None if event.deleted else _decode(store, info, key, event.value, revision)
-    old = _decode(store, info, key, event.prev_value, revision)
+    """Decode an event's new and previous objects (a stream's own watch, which holds no copy
+    of the previous one; the cache decodes only the new: :meth:`WatchCache._cached_events`)."""
+    old = _decode(store, info, event.key, event.prev_value, event.mod_revision)
+    return _event(store, info, event, old if isinstance(old, Resource) else None)
+
+
+def _event(store: Store, info: KindInfo, event: WatchEvent, old: Resource | None) -> CachedEvent:
+    revision = event.mod_revision
+    new = None if event.deleted else _decode(store, info, event.key, event.value, revision)
     return CachedEvent(
         event,
         new if isinstance(new, Resource) else None,
-        old if isinstance(old, Resource) else None,
+        old,
         new if isinstance(new, InvalidValue) else None,
     )
+
+
+def _as_of(previous: Entry | None, revision: int) -> Resource | None:
+    """The previous object as an event at ``revision`` shows it: with that resourceVersion, as
+    etcd's previous value decoded at the event's revision is (a DELETED carries the revision of
+    the delete); a shallow copy, the cached object stays as it is."""
+    if not isinstance(previous, Resource):
+        return None
+    metadata = previous.metadata.model_copy(update={"resource_version": str(revision)})
+    return previous.model_copy(update={"metadata": metadata})
 
 
 class Subscription:
@@ -227,12 +242,29 @@ class WatchCache:
                 continue
             try:
                 for batch in watch:
-                    self._publish([decode_event(self.store, self.info, e) for e in batch], watch)
+                    self._publish(self._cached_events(batch), watch)
                 break  # stopped
             except Exception as exc:  # compacted, history lost, or a bug: never leave streams
                 self._end_all(exc)
             self._stopped.wait(0.05)
         self._end_all(None)
+
+    def _cached_events(self, batch: list[WatchEvent]) -> list[CachedEvent]:
+        """A batch decoded: each event's previous object is the one the cache holds (or an
+        earlier event of the batch made), the value etcd sends as previous, so only the new
+        value is decoded — one validation per event instead of two."""
+        made: dict[bytes, Entry | None] = {}
+        events = []
+        for event in batch:
+            if event.key in made:
+                previous = made[event.key]
+            else:
+                with self._lock:
+                    previous = self._objects.get(event.key)
+            cached = _event(self.store, self.info, event, _as_of(previous, event.mod_revision))
+            made[event.key] = cached.new if cached.new is not None else cached.invalid
+            events.append(cached)
+        return events
 
     def _publish(self, events: list[CachedEvent], watch: PrefixWatch) -> None:
         with self._lock:

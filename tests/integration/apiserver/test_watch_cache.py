@@ -145,6 +145,46 @@ def test_selector_watch_from_the_cache_sees_objects_leave_and_enter(
     assert seen == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "a"), ("DELETED", "a")]
 
 
+def test_the_cache_validates_each_value_once_and_deleted_shows_the_object_before(
+    server: HttpServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event's previous object is the one the cache holds (what etcd sends as the previous
+    value), so the cache validates only the new value; a DELETED — a delete, or an object
+    leaving a selector — still shows the object as it was, at the revision of the event."""
+    cache = _cache(server)
+    start = _revision(admin)
+    decoded: list[str] = []
+    decode = cache.store.decode
+
+    def counting_decode(key: Any, raw: bytes, mod_revision: int, **options: Any) -> Any:
+        if threading.current_thread().name == "api-watch-cache-firewalls":
+            decoded.append(key.name)
+        return decode(key, raw, mod_revision, **options)
+
+    monkeypatch.setattr(cache.store, "decode", counting_decode)
+    admin.post(FW, json=firewall("once", app="web")).raise_for_status()
+    revisions = []
+    for labels in ({"app": "db"}, {"app": "web", "v": "2"}):
+        answer = admin.patch(f"{FW}/once", json={"metadata": {"labels": labels}}, headers=MERGE)
+        revisions.append(answer.json()["metadata"]["resourceVersion"])
+    admin.delete(f"{FW}/once").raise_for_status()
+    events = _events(admin, {"resourceVersion": start, "labelSelector": "app=web"})
+    seen = []
+    for event in events:
+        if event["type"] != "BOOKMARK":
+            metadata = event["object"]["metadata"]
+            seen.append((event["type"], metadata["labels"], metadata["resourceVersion"]))
+        if len(seen) == 4:
+            break
+    events.close()
+    left, back, gone = seen[1], seen[2], seen[3]
+    assert left == ("DELETED", {"app": "web"}, revisions[0])  # as it was, at the patch
+    assert back[:2] == ("ADDED", {"app": "web", "v": "2"}) and back[2] == revisions[1]
+    assert gone[0] == "DELETED" and gone[1] == {"app": "web", "v": "2"}
+    assert int(gone[2]) > int(revisions[1])  # the delete's revision
+    assert decoded == ["once"] * 3  # created, patched twice; the delete decodes nothing
+
+
 def test_bookmarks_advance_on_a_quiet_prefix(server: HttpServer, admin: httpx.Client) -> None:
     _cache(server)
     start = int(_revision(admin))
@@ -289,10 +329,10 @@ def test_compaction_overtaking_the_cache_ends_its_streams_with_410(
 def test_an_event_previous_value_never_becomes_the_base_of_a_write(
     server: HttpServer, admin: httpx.Client, etcd_client: EtcdClient, layout: KeyLayout
 ) -> None:
-    """The cache decodes each event's previous value too; the API server's store must not take
-    it for the value at the event's revision, or a status write based on that revision (what a
-    client that saw the event sends; /status is written without a read first) would write the
-    spec of before the event back."""
+    """An event's previous object (the cache's copy, or a stream's own watch's decoded previous
+    value) must not be taken by the API server's store for the value at the event's revision,
+    or a status write based on that revision (what a client that saw the event sends; /status
+    is written without a read first) would write the spec of before the event back."""
     cache = _cache(server)
     admin.post(FW, json=firewall("based")).raise_for_status()
     other = Store(etcd_client, layout)  # another API server's or skyctl --etcd's store
