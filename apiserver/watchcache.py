@@ -5,7 +5,8 @@ Where it sits: between etcd and ``watch`` (the ``?watch=true`` streams) and ``ca
 cacher). The first watch or read of a plural starts its :class:`WatchCache`: ONE pump thread
 that lists the plural (all namespaces) at a revision, then runs ONE
 :class:`~controller.store.watch.PrefixWatch` on its prefix from the next revision, decodes each
-event once, applies it to the cache's copy of the objects and keeps the newest ``capacity``
+event's new value once (its previous object is the copy's), applies it to the cache's copy of
+the objects and keeps the newest ``capacity``
 events in a ring buffer. The copy is the plural's state at :attr:`WatchCache.last_revision`;
 it survives an etcd outage (the watch resumes when etcd answers), which is what lets reads go
 on while etcd is down. A stream :meth:`~WatchCache.subscribe`\\ s from its start
@@ -218,7 +219,8 @@ class WatchCache:
             self._buffer.clear()
             self._objects = objects
             self.origin = self.last_revision = revision
-            self._watch = PrefixWatch(self.store.client, self.prefix, revision + 1, prev_kv=True)
+            # Without etcd's previous values: the copy holds them (``_cached_events``).
+            self._watch = PrefixWatch(self.store.client, self.prefix, revision + 1)
             if self._stopped.is_set():
                 self._watch.stop()
             self._progress.notify_all()
