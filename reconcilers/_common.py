@@ -37,7 +37,6 @@ __all__ = [
     "TRANSITION_VIEW_SECONDS",
     "VOLUMES_BY_INSTANCE",
     "account_handle",
-    "account_size",
     "account_sizes",
     "cloud_tags",
     "derived_token",
@@ -88,11 +87,6 @@ def account_sizes(deps: Deps, name: str) -> dict[str, CloudSize]:
         return {size.id: size for size in account_handle(deps, name).catalogue.offer().sizes}
     except ReconcileError:
         return {}
-
-
-def account_size(deps: Deps, account: str, name: str) -> CloudSize | None:
-    """One size of the account's catalogue by id (None: unknown, or the cloud cannot say)."""
-    return account_sizes(deps, account).get(name)
 
 
 def derived_token(*parts: str) -> str:

@@ -26,7 +26,6 @@ events (``QuotaLedger.used`` for an instance, first come first; ``QuotaLedger.to
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 
 from api_types import HardwareProfile, Instance, Quota, QuotaUsage, Volume, usage_of
 from api_types.meta import ConditionStatus, Resource
@@ -35,7 +34,7 @@ from controller.passes import Pass
 from controller.reconcile import Request, Result
 from controller.store.keys import ObjectKey
 from providers import CloudSize
-from reconcilers._common import account_size, install_indexes
+from reconcilers._common import install_indexes
 from reconcilers.deps import Deps
 
 __all__ = [
@@ -116,9 +115,7 @@ class QuotaReconciler:
         if quota is None:
             return Result()
         profiles = {p.metadata.name: p for p in self._profiles.list()}
-        used = self._ledger.total(
-            quota.metadata.namespace or "", profiles, partial(account_size, self._deps)
-        )
+        used = self._ledger.total(quota.metadata.namespace or "", profiles)
         with Pass(self._deps.manager, quota) as pass_:
             quota.status.used = used
             over = used.exceeds(quota.spec.hard)

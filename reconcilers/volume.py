@@ -24,8 +24,6 @@ when the cloud refuses the create for good (condition ``Ready`` carries its reas
 
 from __future__ import annotations
 
-from functools import partial
-
 from api_types import (
     DEFAULT_VOLUME_TYPE,
     HardwareProfile,
@@ -49,7 +47,6 @@ from reconcilers._common import (
     TRANSITION_VIEW_SECONDS,
     VOLUMES_BY_INSTANCE,
     account_handle,
-    account_size,
     cloud_tags,
     derived_token,
     install_indexes,
@@ -140,12 +137,8 @@ class VolumeReconciler:
         quotas = self._quotas.list(namespace)
         over: list[str] = []
         if quotas:  # counted as the Quota's status counts (placed instances at their size)
-            used = self._ledger.total(
-                namespace,
-                {p.metadata.name: p for p in self._profiles.list()},
-                partial(account_size, self._deps),
-                without_volume=str(volume.metadata.uid),
-            )
+            profiles = {p.metadata.name: p for p in self._profiles.list()}
+            used = self._ledger.total(namespace, profiles, without_volume=str(volume.metadata.uid))
             extra = usage_of(volume)
             over = sorted({name for q in quotas for name in would_exceed(q, used, extra)})
         if over:

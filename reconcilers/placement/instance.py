@@ -50,7 +50,7 @@ from api_types.common import Placement, TargetSpec
 from controller.errors import ReconcileError
 from controller.store.keys import ObjectKey
 from providers import CloudSize
-from reconcilers._common import account_handle
+from reconcilers._common import account_handle, account_sizes
 from reconcilers.deps import Deps
 from reconcilers.hardware import HardwareConstraints, UnknownProfileError
 from reconcilers.placement.group import Fixed, GroupDecision, Replica, Rule, Site, place_group
@@ -128,12 +128,9 @@ class Scheduler:
 
     def _size_of(self, instance: Instance) -> CloudSize | None:
         placement = instance.status.placement
-        return None if placement is None else self._size(placement.account, placement.size)
-
-    def _size(self, account: str, name: str) -> CloudSize | None:
-        state = account_states(self._deps, [account]).get(account)
-        sizes = state.sizes if state is not None else ()
-        return next((s for s in sizes if s.id == name), None)
+        if placement is None:
+            return None
+        return account_sizes(self._deps, placement.account).get(placement.size)
 
     def quota(self, instance: Instance, ahead: Sequence[Instance] = ()) -> QuotaVerdict:
         """Would admitting ``instance`` exceed a Quota of its namespace (first come first)?
@@ -143,7 +140,7 @@ class Scheduler:
         if not quotas:
             return QuotaVerdict(None, QuotaUsage(), [])
         profiles = {p.metadata.name: p for p in self._profiles.list()}
-        used = self._ledger.used(instance, profiles, self._size)
+        used = self._ledger.used(instance, profiles)
         before = [other for other in ahead if other.metadata.namespace == namespace]
         used += namespace_usage(before, (), profiles, sizes=self._size_of)
         hard = tightest(quotas)

@@ -1,6 +1,6 @@
 """What each namespace uses of its quota, kept from the informers' events.
 
-Where it sits: one per process (``Deps.ledger``), read by two callers:
+Where it sits: one per process (``Deps.ledger``), read by three callers:
 
 * the instance scheduler (``reconcilers.placement.instance``): ``Scheduler.quota`` asks
   :meth:`QuotaLedger.used`, for an instance not placed yet, what its namespace uses without it
@@ -9,22 +9,27 @@ Where it sits: one per process (``Deps.ledger``), read by two callers:
   while it counts (``reconcilers.quota.counts_against_quota``) and, for an instance, while it
   is not being deleted;
 * the Quota reconciler (``reconcilers.quota``): ``status.used`` is :meth:`QuotaLedger.total`,
-  everything of the namespace that counts, instances being deleted included (they still run).
+  everything of the namespace that counts, instances being deleted included (they still run);
+* the Volume reconciler (``reconcilers.volume``): admission of an unplaced volume is
+  ``total`` without that volume (``without_volume``).
 
-Both once walked every object of the namespace — the scheduler for every unplaced instance,
-the reconciler once a second — so N instances created at once under a Quota cost O(N²): 3,000
-took 370 s. The ledger keeps per namespace (and apart, the instances being deleted), from the
-Instance and Volume informers' events:
+All once walked every object of the namespace — the scheduler for every unplaced instance, the
+Volume reconciler for every unplaced volume, the Quota reconciler once a second — so N instances
+created at once under a Quota cost O(N²): 3,000 took 370 s. The ledger keeps per namespace (and
+apart, the instances being deleted), from the Instance and Volume informers' events:
 
 * placed instances counted per (account, provider size), and within that per demand;
 * unplaced instances per demand, each demand a sorted list of queue positions, so those older
   than the asker are one bisect away;
 * the volumes' usage, as a running sum.
 
-A demand is what ``api_types.usage_of`` charges an instance without a known provider size —
-the fields of ``spec.hardware`` it reads — and one instance per demand stands for all of them.
-Sizes and hardware profiles are looked up when asked, since they change without any instance
-changing. An answer costs O(sizes + demands) lookups and a bisect per demand, however many
+A demand is what ``api_types.usage_of`` charges an instance without a known provider size — the
+fields of ``spec.hardware`` it reads — and one instance per demand stands for all of them. Sizes
+and hardware profiles are looked up when asked, since they change without any instance changing:
+the provider sizes of the accounts the namespace has instances on, from their catalogues, before
+the ledger's lock is taken (a catalogue past its age asks the cloud, and the informers' handlers
+wait on that lock); an account that appears in between is charged by declared minimum until the
+next answer. An answer costs O(sizes + demands) lookups and a bisect per demand, however many
 instances the namespace holds.
 """
 
@@ -33,13 +38,14 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from api_types import HardwareProfile, Instance, QuotaUsage, Volume, usage_of
 from api_types.common import as_range
 from providers import CloudSize
+from reconcilers._common import account_sizes
 from reconcilers.deps import Deps
 from reconcilers.quota import counts_against_quota, profile_of
 
@@ -49,7 +55,8 @@ Position = tuple[datetime, str]
 #: (profile, inline cpu minimum, inline memory minimum): every field ``usage_of`` reads of an
 #: instance it has no provider size for.
 Demand = tuple[str | None, int | None, int | None]
-SizeLookup = Callable[[str, str], CloudSize | None]
+#: Provider sizes by account, then by size id.
+Sizes = Mapping[str, Mapping[str, CloudSize]]
 
 
 def _queue_position(instance: Instance) -> Position:
@@ -85,6 +92,7 @@ class QuotaLedger:
     """Per-namespace quota usage, kept by the Instance and Volume informers' events."""
 
     def __init__(self, deps: Deps) -> None:
+        self._deps = deps
         self._lock = threading.Lock()
         #: By (namespace, being deleted): the volumes are all in the books of (namespace, False).
         self._namespaces: dict[tuple[str, bool], _Namespace] = defaultdict(_Namespace)
@@ -102,47 +110,56 @@ class QuotaLedger:
             on_delete=lambda old: self._volume(old, None),
         )
 
-    def used(
-        self,
-        instance: Instance,
-        profiles: Mapping[str, HardwareProfile],
-        size: SizeLookup,
-    ) -> QuotaUsage:
+    def used(self, instance: Instance, profiles: Mapping[str, HardwareProfile]) -> QuotaUsage:
         """What ``instance``'s namespace uses without it, counting the unplaced instances
-        older than it (``size(account, name)``: a provider size, None when unknown)."""
+        older than it."""
+        namespace = instance.metadata.namespace or ""
+        sizes = self._sizes(namespace)
         with self._lock:
-            books = self._namespaces.get((instance.metadata.namespace or "", False))
+            books = self._namespaces.get((namespace, False))
             if books is None:
                 return QuotaUsage()
             own = self._instances.get(str(instance.metadata.uid))
-            return self._sum(books, profiles, size, _queue_position(instance), own)
+            return self._sum(books, profiles, sizes, _queue_position(instance), own)
 
     def total(
         self,
         namespace: str,
         profiles: Mapping[str, HardwareProfile],
-        size: SizeLookup,
         *,
         without_volume: str | None = None,
     ) -> QuotaUsage:
         """Everything of ``namespace`` that counts, instances being deleted included; less the
         volume of uid ``without_volume`` (one asking for admission) if it counts."""
+        sizes = self._sizes(namespace)
         with self._lock:
             total = QuotaUsage()
             for deleting in (False, True):
                 books = self._namespaces.get((namespace, deleting))
                 if books is not None:
-                    total += self._sum(books, profiles, size, None, None)
+                    total += self._sum(books, profiles, sizes, None, None)
             asking = self._volumes.get(without_volume) if without_volume is not None else None
             if asking is not None and asking[0] == namespace:
                 total -= asking[1]
             return total
 
+    def _sizes(self, namespace: str) -> dict[str, dict[str, CloudSize]]:
+        """The catalogue sizes of the accounts ``namespace`` has instances placed on (looked
+        up without the lock: see the module)."""
+        with self._lock:
+            accounts = {
+                account
+                for deleting in (False, True)
+                if (books := self._namespaces.get((namespace, deleting))) is not None
+                for account, _ in books.placed
+            }
+        return {account: account_sizes(self._deps, account) for account in sorted(accounts)}
+
     def _sum(
         self,
         books: _Namespace,
         profiles: Mapping[str, HardwareProfile],
-        size: SizeLookup,
+        sizes: Sizes,
         before: Position | None,
         own: _Counted | None,
     ) -> QuotaUsage:
@@ -153,7 +170,7 @@ class QuotaLedger:
             counts = Counter(demands)
             if own is not None and own.placed == (account, size_name):
                 counts[own.demand] -= 1
-            known = size(account, size_name)
+            known = sizes.get(account, {}).get(size_name)
             for demand, count in counts.items():
                 if count > 0:
                     example = self._example[demand]

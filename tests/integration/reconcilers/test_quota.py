@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from typing import Any
+
+import pytest
 
 from api_types import (
     HardwareProfile,
@@ -18,6 +21,7 @@ from api_types import (
 )
 from api_types.meta import Condition, ConditionStatus
 from reconcilers import account, quota, volume
+from reconcilers.placement import ledger as ledger_module
 from reconcilers.quota import namespace_usage, would_exceed
 from tests.integration.reconcilers.harness import (
     API,
@@ -167,9 +171,7 @@ def _everything(harness: Harness, exclude: str | None = None) -> QuotaUsage:
 
 def _status_used(harness: Harness, without_volume: str | None = None) -> QuotaUsage:
     profiles = {p.metadata.name: p for p in harness.manager.informer(HardwareProfile).list()}
-    return harness.deps.ledger.total(
-        "acme", profiles, partial(_size, harness), without_volume=without_volume
-    )
+    return harness.deps.ledger.total("acme", profiles, without_volume=without_volume)
 
 
 def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness) -> None:
@@ -240,3 +242,64 @@ def test_the_quota_ledger_agrees_with_a_walk_over_every_object(harness: Harness)
     place("vm-3", "s1.small")
     harness.eventually(lambda: harness.get(Instance, "vm-0", "acme") is None, 10, "vm-0 gone")
     harness.eventually(partial(agrees, 6), 10, "the ledger follows a delete and a placement")
+
+
+def test_a_slow_catalogue_never_holds_up_the_ledgers_events(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sizes are looked up before the ledger's lock is taken: while one answer waits on an
+    account's catalogue (past its age it asks the cloud), the informers' events still land and
+    other answers still come."""
+    harness.apply(
+        sim_account("sim-a"),
+        quota_manifest(instances=100),
+        instance_manifest("vm", pool="general", hardware={"cpu": 1}),
+    )
+    ledger = harness.deps.ledger
+    harness.start(partial(account.register, probe_interval=0.5))
+    harness.wait_for(ProviderAccount, "sim-a", None, lambda a: a.status.zones != [])
+    vm = harness.store.get(Instance, "vm", "acme")
+    vm.status.placement = InstancePlacement(
+        account="sim-a", region="sim-east", zone="sim-easta", member="sim-a", size="s1.small"
+    )
+    harness.store.update_status(vm)
+    harness.eventually(
+        lambda: (
+            (seen := harness.get(Instance, "vm", "acme")) is not None
+            and seen.status.placement is not None
+        ),
+        10,
+        "the cache shows vm placed",
+    )
+
+    waiting, release = threading.Event(), threading.Event()
+    catalogue = ledger_module.account_sizes  # type: ignore[attr-defined]
+
+    def slow_catalogue(deps: Any, name: str) -> Any:
+        if not waiting.is_set():
+            waiting.set()
+            release.wait(30)
+        return catalogue(deps, name)
+
+    def volume_gib_within(seconds: float) -> int | None:
+        """The namespace's volume GiB, if the ledger answers within ``seconds``."""
+        answers: list[QuotaUsage] = []
+        asker = threading.Thread(
+            target=lambda: answers.append(ledger.total("acme", {})), daemon=True
+        )
+        asker.start()
+        asker.join(seconds)
+        return answers[0].volume_gib if answers else None
+
+    monkeypatch.setattr(ledger_module, "account_sizes", slow_catalogue)
+    slow = threading.Thread(target=ledger.total, args=("acme", {}), daemon=True)
+    slow.start()
+    try:
+        assert waiting.wait(10)
+        harness.apply(volume_manifest("late", sizeGiB=7))
+        harness.eventually(
+            lambda: volume_gib_within(2) == 7, 10, "the volume's event landed and is answered"
+        )
+    finally:
+        release.set()
+        slow.join(30)
