@@ -82,9 +82,9 @@ def threaded_rate(operation: Callable[[int, int], None], threads: int, per_threa
     return threads * per_thread / (time.perf_counter() - start)
 
 
-def print_table(title: str, rows: list[Row]) -> None:
+def print_table(title: str, rows: list[Row], measured: str = "skybroker") -> None:
     print(f"\n{title}")
-    print(f"{'operation':<34} {'raw etcd':>14} {'skybroker':>14} {'unit':<10} {'ratio':>7}")
+    print(f"{'operation':<34} {'raw etcd':>14} {measured:>14} {'unit':<10} {'ratio':>7}")
     for row in rows:
         print(
             f"{row.operation:<34} {row.raw:>14.1f} {row.skybroker:>14.1f} {row.unit:<10} "

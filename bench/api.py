@@ -24,7 +24,6 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 
 from bench._common import Row, etcd_for_bench, print_table, threaded_rate
 from bench.store_limits import raw_create_rate
+from controller.store.embedded import free_port
 from controller.store.etcd import EtcdClient
 
 CLIENTS = 8
@@ -45,13 +45,7 @@ ROOT = "/apis/skybroker.io/v1alpha1"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _request(
+def request(
     connection: http.client.HTTPConnection, method: str, path: str, body: Any = None
 ) -> tuple[int, bytes]:
     payload = json.dumps(body).encode() if body is not None else None
@@ -60,21 +54,21 @@ def _request(
     return answer.status, answer.read()
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("an apiserver exited during start-up")
         with contextlib.suppress(OSError, http.client.HTTPException):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            if _request(connection, "GET", "/readyz")[0] == 200:
+            if request(connection, "GET", "/readyz")[0] == 200:
                 connection.close()
                 return
         time.sleep(0.1)
     raise RuntimeError("an apiserver did not become ready")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds_of(pids: list[int]) -> float:
     """User + system CPU seconds the processes have used (Linux ``/proc``; NaN elsewhere)."""
     total = 0.0
     for pid in pids:
@@ -108,7 +102,7 @@ def apiservers(
     to each command line)."""
     token_file = tmp / "tokens.csv"
     token_file.write_text(f'{TOKEN},admin,admin,"system:masters"\n')
-    ports = [_free_port() for _ in range(count)]
+    ports = [free_port() for _ in range(count)]
     processes = []
     try:
         for port in ports:
@@ -120,7 +114,7 @@ def apiservers(
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             processes.append(subprocess.Popen(command, env=env))
         for port, process in zip(ports, processes, strict=True):
-            _wait_ready(port, process)
+            wait_ready(port, process)
         yield Servers(ports, [process.pid for process in processes])
     finally:
         for process in processes:
@@ -149,30 +143,30 @@ def api_rates(servers: Servers, per_client: int) -> Measured:
 
     def create(thread_index: int, i: int) -> None:
         name = f"fw-{thread_index}-{i}"
-        code, body = _request(connections[thread_index], "POST", collection, _firewall(name))
+        code, body = request(connections[thread_index], "POST", collection, _firewall(name))
         assert code == 201, body
 
     def get(thread_index: int, i: int) -> None:
-        code, body = _request(
+        code, body = request(
             connections[thread_index], "GET", f"{collection}/fw-{thread_index}-{i}"
         )
         assert code == 200, body
 
     namespace = {"kind": "Namespace", "metadata": {"name": "bench"}}
-    code, body = _request(connections[0], "POST", f"{ROOT}/namespaces", namespace)
+    code, body = request(connections[0], "POST", f"{ROOT}/namespaces", namespace)
     assert code == 201, body
 
     def warm_up(thread_index: int, i: int) -> None:
-        _request(connections[thread_index], "GET", "/healthz")
+        request(connections[thread_index], "GET", "/healthz")
 
     threaded_rate(warm_up, CLIENTS, 5)
     requests = CLIENTS * per_client
     try:
-        before = _cpu_seconds(servers.pids)
+        before = cpu_seconds_of(servers.pids)
         creates = threaded_rate(create, CLIENTS, per_client)
-        middle = _cpu_seconds(servers.pids)
+        middle = cpu_seconds_of(servers.pids)
         gets = threaded_rate(get, CLIENTS, per_client)
-        after = _cpu_seconds(servers.pids)
+        after = cpu_seconds_of(servers.pids)
         return Measured(creates, gets, (middle - before) / requests, (after - middle) / requests)
     finally:
         for connection in connections:

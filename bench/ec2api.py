@@ -48,7 +48,8 @@ import boto3
 from botocore.config import Config
 
 from bench._common import etcd_for_bench, threaded_rate
-from bench.api import _cpu_seconds, _free_port, _wait_ready
+from bench.api import cpu_seconds_of, wait_ready
+from controller.store.embedded import free_port
 from skyctl.accesskeys import create_access_key
 from skyctl.http import HttpBackend
 
@@ -145,9 +146,9 @@ def _rest_operation(connections: list[http.client.HTTPConnection]) -> Callable[[
 
 def measure(target: Target, clients: int, per_client: int) -> Result:
     threaded_rate(target.operation, clients, 2)  # warm up: connections, caches, imports
-    before = _cpu_seconds([target.pid])
+    before = cpu_seconds_of([target.pid])
     ops = threaded_rate(target.operation, clients, per_client)
-    cpu = (_cpu_seconds([target.pid]) - before) / (clients * per_client)
+    cpu = (cpu_seconds_of([target.pid]) - before) / (clients * per_client)
     return Result(target.name, ops, cpu)
 
 
@@ -158,7 +159,7 @@ def skybroker_apiserver(endpoint: str, tmp: Path) -> Iterator[tuple[int, int]]:
     tokens.write_text(f'{ADMIN_TOKEN},admin,admin,"system:masters"\n{USER_TOKEN},bench,bench\n')
     key_file = tmp / "encryption.key"
     key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "skybroker", "--log-level", "warning", "apiserver",
         "--etcd-endpoints", endpoint, "--listen", f"127.0.0.1:{port}",
@@ -167,7 +168,7 @@ def skybroker_apiserver(endpoint: str, tmp: Path) -> Iterator[tuple[int, int]]:
     ]  # fmt: skip
     process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        _wait_ready(port, process)
+        wait_ready(port, process)
         yield port, process.pid
     finally:
         process.terminate()
@@ -181,7 +182,7 @@ def moto_server() -> Iterator[tuple[int, int]]:
     binary = str(beside) if beside.exists() else shutil.which("moto_server")
     if not binary:
         raise SystemExit("moto_server not found: install the dev extra (moto[server])")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -38,7 +38,7 @@ import httpx
 from api_types.boot import new_boot_secret
 from api_types.rendezvous import RendezvousRecord, secret_digest
 from bench._common import etcd_for_bench, threaded_rate
-from bench.api import _cpu_seconds, _request, apiservers
+from bench.api import apiservers, cpu_seconds_of, request
 from controller.rendezvous import RendezvousStore
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
@@ -75,13 +75,13 @@ def _agents(port: int, store: Store, count: int) -> list[tuple[str, str]]:
     """Create ``count`` Instances and pre-register each: [(uid, secret)]."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for path, body in SETUP:
-        code, answer = _request(connection, "POST", path, body)
+        code, answer = request(connection, "POST", path, body)
         assert code == 201, answer
     rendezvous = RendezvousStore(store)
     agents = []
     for index in range(count):
         name = f"agent-{index:05d}"
-        code, answer = _request(
+        code, answer = request(
             connection, "POST", f"{ROOT}/namespaces/{NAMESPACE}/instances", _instance(name)
         )
         assert code == 201, answer
@@ -160,12 +160,12 @@ def main() -> None:
             agents = _agents(servers.ports[0], store, args.agents)
             raw = raw_leased_put_rate(client, prefix, 500)
             instances = _instance_revisions(client, prefix)
-            revision, cpu = client.current_revision(), _cpu_seconds(servers.pids)
+            revision, cpu = client.current_revision(), cpu_seconds_of(servers.pids)
             latencies, codes = asyncio.run(
                 _beat_all(f"http://127.0.0.1:{servers.ports[0]}", agents, args.interval,
                           args.seconds)
             )  # fmt: skip
-            cpu = _cpu_seconds(servers.pids) - cpu
+            cpu = cpu_seconds_of(servers.pids) - cpu
             writes = client.current_revision() - revision
             untouched = _instance_revisions(client, prefix) == instances
     beats = codes.get(204, 0)

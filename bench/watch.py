@@ -41,7 +41,7 @@ from typing import Any
 
 from api_types import registry
 from bench._common import etcd_for_bench
-from bench.api import ROOT, TOKEN, _cpu_seconds, apiservers
+from bench.api import ROOT, TOKEN, apiservers, cpu_seconds_of
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
 from controller.store.objects import Store
@@ -255,7 +255,7 @@ async def measure(args: argparse.Namespace, client: EtcdClient, tmp: Path) -> st
         await asyncio.wait_for(asyncio.gather(*(warm.wait() for _, _, warm in streams)), 120)
         watches = etcd_watchers(endpoint) - before  # before the floor's own watch opens
         floor = floor_watch(client, store, clock, args.writes)
-        cpu_before = _cpu_seconds([pid])
+        cpu_before = cpu_seconds_of([pid])
         started = time.perf_counter()
         await asyncio.to_thread(write_paced, store, clock, 1, args.writes, args.rate)
         wrote = time.perf_counter() - started
@@ -266,7 +266,7 @@ async def measure(args: argparse.Namespace, client: EtcdClient, tmp: Path) -> st
                 break  # a stream ended (the server cut a slow client): report what arrived
             await asyncio.sleep(0.05)
         drained = time.perf_counter() - started
-        cpu = _cpu_seconds([pid]) - cpu_before
+        cpu = cpu_seconds_of([pid]) - cpu_before
         threads, rss = proc_status(pid)
         ended = sum(watcher.closed.done() for _, watcher, _ in streams)
         for transport, _, _ in streams:
