@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import os
 import queue
 import subprocess
 import sys
@@ -75,8 +76,11 @@ def _seed(client: EtcdClient, prefix: str, count: int) -> None:
     threaded_rate(put, 8, count // 8)
 
 
-def converge_skeleton(client: EtcdClient, prefix: str, count: int, workers: int) -> float:
-    """Seconds for ``count`` objects to get their two writes each (see the module docstring)."""
+def converge_skeleton(
+    client: EtcdClient, prefix: str, count: int, workers: int
+) -> tuple[float, float]:
+    """Seconds for ``count`` objects to get their two writes each (see the module docstring),
+    and this process's CPU seconds per object meanwhile."""
     _seed(client, prefix, count)
     count = count // 8 * 8
     results = {}  # the two values each object is written with, made before the clock starts
@@ -144,7 +148,7 @@ def converge_skeleton(client: EtcdClient, prefix: str, count: int, workers: int)
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
     for thread in threads:
         thread.start()
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), cpu_seconds_of([os.getpid()])
     kvs, revision = client.range_prefix(prefix.encode())
     watch = PrefixWatch(client, prefix.encode(), revision + 1)
     follower = threading.Thread(target=follow, args=(watch,), daemon=True)
@@ -159,8 +163,9 @@ def converge_skeleton(client: EtcdClient, prefix: str, count: int, workers: int)
     if failures:
         raise failures[0]
     seconds = time.perf_counter() - start
+    cpu = (cpu_seconds_of([os.getpid()]) - cpu_before) / count
     watch.stop()
-    return seconds
+    return seconds, cpu
 
 
 def _condition(kind: str, status: str, reason: str) -> dict[str, str]:
@@ -281,7 +286,9 @@ def main() -> None:
     base = f"/ceiling-{uuid.uuid4().hex[:8]}"
     with etcd_for_bench(args) as client:
         raw_cas = raw_cas_rate(client, base, args.workers, args.ops // args.workers * 2)
-        seconds = converge_skeleton(client, f"{base}/converge/", args.count, args.workers)
+        seconds, converge_cpu = converge_skeleton(
+            client, f"{base}/converge/", args.count, args.workers
+        )
         objects = args.count // 8 * 8
         raw_list, validated_list = relist_skeleton(client, f"{base}/converge/")
         creates = {}
@@ -304,6 +311,7 @@ def main() -> None:
         Row(f"relist {objects}, validated", raw_list, validated_list, "lists/s"),
     ]
     print_table("stack ceiling: skeletons vs raw etcd (same etcd, same run)", rows, "skeleton")
+    print(f"converge skeleton CPU per object: {converge_cpu * 1e6:.0f} µs")
     print(
         f"skeleton server CPU per create: {creates[False][2] * 1e6:.0f} µs from a worker thread, "
         f"{creates[True][2] * 1e6:.0f} µs on the loop"
