@@ -6,12 +6,19 @@ an endpoint "failed" for 300 s after one UNAVAILABLE (so a single-member etcd th
 stays unusable for five minutes) and hides response headers; here every call returns the raw
 response (with ``header.revision``), channels reconnect by themselves, and gRPC errors become
 ``StoreUnavailableError`` (retryable) after a short bounded retry.
+
+Called from a greenlet of :func:`controller.store.bridge.run_bridged` (the API server's
+single-object requests), a unary call goes out on gRPC's asyncio client, on a channel of the
+running loop, and the greenlet waits for it while the loop serves others; retries pause there
+too. Everywhere else calls block, on one channel per endpoint shared by every thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -26,6 +33,7 @@ from tenacity import (
 )
 
 from controller.errors import StoreUnavailableError
+from controller.store.bridge import bridged, sleep, wait
 
 __all__ = [
     "EtcdClient",
@@ -68,13 +76,20 @@ class _Unavailable(Exception):
 
 
 class _Stubs:
-    """One channel and its service stubs, built once (a stub builds a callable per method)."""
+    """One channel and its service stubs, built once (a stub builds a callable per method):
+    blocking, or (``on_loop``) gRPC's asyncio client on one event loop."""
 
-    def __init__(self, channel: grpc.Channel) -> None:
+    def __init__(self, channel: Any, *, on_loop: bool = False) -> None:
         self.channel = channel
+        self.on_loop = on_loop
         self.kv = etcdrpc.KVStub(channel)
         self.lease = etcdrpc.LeaseStub(channel)
         self.watch = etcdrpc.WatchStub(channel)
+
+    def call(self, method: Any, request: Any, timeout: float) -> Any:
+        """One unary call of ``method`` (a stub's): its answer, awaited on the loop if bridged."""
+        answer = method(request, timeout=timeout)
+        return wait(answer) if self.on_loop else answer
 
 
 #: While etcd is known to be down, a fail-fast client lets one call through this often to see
@@ -110,6 +125,10 @@ class EtcdClient:
         self._lock = threading.Lock()
         self._index = 0
         self._channels: dict[int, _Stubs] = {}
+        #: The asyncio channels of bridged calls, per event loop (a channel serves one loop).
+        self._loop_channels: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[int, _Stubs]
+        ] = weakref.WeakKeyDictionary()
         #: Monotonic time from which the next probe may go out; None while etcd answers.
         self._next_probe: float | None = None
 
@@ -131,13 +150,24 @@ class EtcdClient:
                 stubs = self._channels[index] = _Stubs(channel)
             return index, stubs
 
+    def _loop_channel(self) -> tuple[int, _Stubs]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            index = self._index
+            channels = self._loop_channels.setdefault(loop, {})
+            stubs = channels.get(index)
+            if stubs is None:
+                channel = grpc.aio.insecure_channel(self._netlocs[index], options=_GRPC_OPTIONS)
+                stubs = channels[index] = _Stubs(channel, on_loop=True)
+            return index, stubs
+
     def _rotate(self, failed_index: int) -> None:
         with self._lock:
             if self._index == failed_index:
                 self._index = (self._index + 1) % len(self._netlocs)
 
     def _attempt(self, make_call: Callable[[_Stubs], T]) -> T:
-        index, stubs = self._channel()
+        index, stubs = self._loop_channel() if bridged() else self._channel()
         try:
             return make_call(stubs)
         except grpc.RpcError as exc:
@@ -200,6 +230,7 @@ class EtcdClient:
             retry=retry_if_exception_type(_Unavailable),
             stop=stop_after_delay(self._retry_for),
             wait=wait_exponential(multiplier=0.05, max=1.0),
+            sleep=sleep,
             reraise=True,
         )
         try:
@@ -227,23 +258,23 @@ class EtcdClient:
             keys_only=keys_only,
             count_only=count_only,
         )
-        return self._call(lambda ch: ch.kv.Range(request, self.timeout))
+        return self._call(lambda ch: ch.call(ch.kv.Range, request, self.timeout))
 
     def txn(self, compare: list[Any], success: list[Any], failure: list[Any] | None = None) -> Any:
         request = etcdrpc.TxnRequest(compare=compare, success=success, failure=failure or [])
-        return self._call(lambda ch: ch.kv.Txn(request, self.timeout))
+        return self._call(lambda ch: ch.call(ch.kv.Txn, request, self.timeout))
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> Any:
         request = etcdrpc.PutRequest(key=key, value=value, lease=lease)
-        return self._call(lambda ch: ch.kv.Put(request, self.timeout))
+        return self._call(lambda ch: ch.call(ch.kv.Put, request, self.timeout))
 
     def delete_range(self, key: bytes, range_end: bytes | None = None) -> Any:
         request = etcdrpc.DeleteRangeRequest(key=key, range_end=range_end or b"")
-        return self._call(lambda ch: ch.kv.DeleteRange(request, self.timeout))
+        return self._call(lambda ch: ch.call(ch.kv.DeleteRange, request, self.timeout))
 
     def compact(self, revision: int, physical: bool = True) -> Any:
         request = etcdrpc.CompactionRequest(revision=revision, physical=physical)
-        return self._call(lambda ch: ch.kv.Compact(request, self.timeout))
+        return self._call(lambda ch: ch.call(ch.kv.Compact, request, self.timeout))
 
     def range_pages(
         self,
@@ -293,7 +324,7 @@ class EtcdClient:
 
     def lease_grant(self, ttl: int) -> int:
         request = etcdrpc.LeaseGrantRequest(TTL=ttl, ID=0)
-        response = self._call(lambda ch: ch.lease.LeaseGrant(request, self.timeout))
+        response = self._call(lambda ch: ch.call(ch.lease.LeaseGrant, request, self.timeout))
         return int(response.ID)
 
     def lease_keepalive_once(self, lease_id: int) -> int:
@@ -301,15 +332,15 @@ class EtcdClient:
         request = etcdrpc.LeaseKeepAliveRequest(ID=lease_id)
 
         def call(ch: _Stubs) -> Any:
-            responses = ch.lease.LeaseKeepAlive(iter([request]), self.timeout)
-            return next(iter(responses))
+            responses = ch.lease.LeaseKeepAlive(iter([request]), timeout=self.timeout)
+            return wait(responses.read()) if ch.on_loop else next(iter(responses))
 
         return int(self._call(call).TTL)
 
     def lease_revoke(self, lease_id: int) -> None:
         request = etcdrpc.LeaseRevokeRequest(ID=lease_id)
         try:
-            self._call(lambda ch: ch.lease.LeaseRevoke(request, self.timeout))
+            self._call(lambda ch: ch.call(ch.lease.LeaseRevoke, request, self.timeout))
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
@@ -326,6 +357,11 @@ class EtcdClient:
             for stubs in self._channels.values():
                 stubs.channel.close()
             self._channels.clear()
+            for loop, channels in list(self._loop_channels.items()):
+                if loop.is_running():  # else nothing can close it: dropped with the loop
+                    for stubs in channels.values():
+                        asyncio.run_coroutine_threadsafe(stubs.channel.close(), loop)
+            self._loop_channels.clear()
 
 
 # Builders for transaction operations, kept here so no other module touches etcdrpc.

@@ -3,6 +3,7 @@ leaving a dead member of a cluster for the next."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import StoreUnavailableError
+from controller.store.bridge import run_bridged
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.etcd import EtcdClient
 from controller.store.watch import PrefixWatch
@@ -93,3 +95,65 @@ def test_a_dead_member_is_left_for_the_next_by_calls_and_by_a_quiet_watch(
         client.close()
         writer.close()
         cluster.stop()
+
+
+def test_bridged_calls_are_awaited_on_the_loop_so_other_requests_run_meanwhile(
+    etcd_client: EtcdClient, key_prefix: str
+) -> None:
+    first, second = f"{key_prefix}/first".encode(), f"{key_prefix}/second".encode()
+
+    def waits_for_the_other() -> int:
+        # No pause between the reads: only an etcd call that yields to the loop lets the
+        # other function run at all.
+        etcd_client.put(first, b"1")
+        for reads in range(1, 5000):
+            if etcd_client.range(second).kvs:
+                return reads
+        return 0
+
+    def writes() -> None:
+        lease = etcd_client.lease_grant(30)
+        assert etcd_client.lease_keepalive_once(lease) > 0
+        etcd_client.put(second, b"2", lease=lease)
+
+    async def both() -> list[object]:
+        return await asyncio.gather(run_bridged(waits_for_the_other), run_bridged(writes))
+
+    reads, _ = asyncio.run(both())
+    assert reads > 0, "the other function never ran while the first one called etcd"
+    assert etcd_client.range(second).kvs[0].value == b"2"
+
+
+@pytest.mark.slow
+def test_a_bridged_call_rides_an_outage_without_holding_the_loop(tmp_path: Path) -> None:
+    server = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+    server.start()
+    client = EtcdClient([server.endpoint], retry_for=1.0, timeout=2.0, fail_fast=True)
+    ticks = 0
+
+    async def tick_until(done: asyncio.Future[None]) -> None:
+        nonlocal ticks
+        while not done.done():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def put_while_down() -> None:
+        done = asyncio.get_running_loop().create_future()
+        ticker = asyncio.ensure_future(tick_until(done))
+        try:
+            with pytest.raises(StoreUnavailableError):
+                await run_bridged(client.put, b"/bridged/k", b"v")
+        finally:
+            done.set_result(None)
+            await ticker
+
+    try:
+        client.put(b"/bridged/k", b"up")
+        server.kill()
+        started = time.monotonic()
+        asyncio.run(put_while_down())
+        assert time.monotonic() - started >= 1.0  # it rode the outage for retry_for
+        assert ticks >= 20  # ... while the loop went on (a blocked loop ticks once)
+    finally:
+        client.close()
+        server.stop()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from api_types import Firewall, registry
-from apiserver import ApiOptions
+from apiserver import ApiOptions, cachedreads
 from apiserver.watchcache import WatchCache
 from controller.store.embedded import EmbeddedEtcd
 from controller.store.encryption import SecretCipher
@@ -212,3 +214,39 @@ def test_what_the_cache_decodes_is_not_remembered_as_the_stores_own(world: World
     world.caught_up("firewalls", revision)  # the cache decoded the last status write
     known = world.store.newer_than(ObjectKey("firewalls", "team-a", "web"), revision - 1)
     assert known is None or known.status.phase == "Ready", known
+
+
+def _a_worker_waits_in_the_watch_cache() -> bool:
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or 0) if thread.name.startswith("api-worker") else None
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "wait_for" and code.co_filename.endswith("watchcache.py"):
+                return True
+            frame = frame.f_back
+    return False
+
+
+def test_a_read_waiting_for_its_resource_version_holds_up_no_other_request(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such a read waits on a worker thread, while single-object requests run on the event
+    loop: a create sent meanwhile is answered, and its revision ends the read's wait."""
+    monkeypatch.setattr(cachedreads, "CATCH_UP_SECONDS", 60.0)
+    world.http.get(TEAM_A)  # the first read starts the plural's cache
+    world.caught_up("firewalls", world.client.current_revision())
+    awaited = world.client.current_revision() + 1  # a private etcd: the create's revision
+    answers: dict[str, httpx.Response] = {}
+
+    def read() -> None:
+        params = {"resourceVersion": str(awaited)}
+        answers["read"] = world.http.get(f"{TEAM_A}/later", params=params)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    eventually(_a_worker_waits_in_the_watch_cache, timeout=30)
+    assert world.create(firewall("later")) == awaited
+    reader.join(60)
+    assert answers["read"].status_code == 200, answers["read"].text
+    assert answers["read"].json()["metadata"]["resourceVersion"] == str(awaited)
