@@ -185,6 +185,10 @@ class AsgiServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=grace,
+            # A request's client is its TCP peer. uvicorn's default would take X-Forwarded-For
+            # from any peer on 127.0.0.1, so a local client could pose as any address (and get
+            # a fresh rendezvous rate-limit bucket per request).
+            proxy_headers=False,
         )
         self._server = _Uvicorn(config, on_shutdown)
         self._thread: threading.Thread | None = None

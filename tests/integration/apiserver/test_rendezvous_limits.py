@@ -96,6 +96,9 @@ def test_rate_limit_per_client_address(api_store: Store, tmp_path: Path) -> None
             assert http.get("/rendezvous/nowhere").status_code == 429
             # The REST API is not limited by it.
             assert http.get("/healthz").status_code == 200
+            # A forwarding header does not make another address, even from 127.0.0.1.
+            spoofed = {**bearer(secret), "X-Forwarded-For": "203.0.113.9"}
+            assert http.get(config_path(uid), headers=spoofed).status_code == 429
         # Another address has a bucket of its own.
         transport = httpx.HTTPTransport(local_address="127.0.0.2")
         with httpx.Client(base_url=server.url, timeout=30, transport=transport) as other:
