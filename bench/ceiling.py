@@ -14,16 +14,15 @@ of the reachable ceiling our code achieves, and the skeleton's own ratio bounds 
   as bench.converge's ratio is reconciles/s ÷ raw CAS/s (one reconcile per object).
 - **create** (bench.api's shape): skybroker's HTTP stack (``AsgiServer``: uvicorn with
   httptools and uvloop) in its own process, one route that reads the body and, on a worker
-  thread as the API's dispatcher does, sends one create transaction of it and answers 201
-  with it; 8 keep-alive clients. No authentication, RBAC, validation, admission or history.
-  A second row sends the transaction on the event loop instead, through gRPC's asyncio
-  client (no thread hop, no blocking client): what an API server whose request path awaited
-  etcd could reach. Below the table, the skeleton server's CPU per create (bench.api reports
-  the API server's).
+  thread, sends one create transaction of it and answers 201 with it; 8 keep-alive clients.
+  No authentication, RBAC, validation, admission or history. A second row sends it on the
+  event loop instead, bridged as the API server's single-object requests are
+  (``controller.store.bridge``: no thread hop, gRPC's asyncio client). Below the table, the
+  skeleton server's CPU per create (bench.api reports the API server's).
 - **relist** (bench.store_limits' shape): one range of the N values, each validated by its
   model (``store.list`` decodes no less).
 
-    python -m bench.ceiling [--count 10000] [--ops 2000] [--workers 8] [--etcd-endpoints URL,...]
+    python -m bench.ceiling [--count 10000] [--ops 8000] [--workers 8] [--etcd-endpoints URL,...]
 """
 
 from __future__ import annotations
@@ -39,17 +38,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from urllib.parse import urlsplit
 
-import grpc
 import orjson
-from etcd3 import etcdrpc
 
 from bench._common import Row, etcd_for_bench, print_table, rate, threaded_rate
 from bench.api import CLIENTS, cpu_seconds_of, request, wait_ready
 from bench.store_limits import Instance, make_instance, raw_cas_rate, raw_create_rate
 from controller.asgi import Answer, Application, AsgiServer, Receive, Scope, Send
+from controller.store.bridge import run_bridged
 from controller.store.codec import encode_value
 from controller.store.embedded import free_port
 from controller.store.etcd import (
@@ -194,25 +190,14 @@ def relist_skeleton(client: EtcdClient, prefix: str) -> tuple[float, float]:
 def skeleton_app(client: EtcdClient, prefix: str, *, on_loop: bool) -> Application:
     """The create skeleton's ASGI app: POST any path = create ``prefix + path`` with the body.
 
-    The transaction goes out as the API server's do, from a worker thread on the blocking gRPC
-    client, or (``on_loop``) on the event loop through gRPC's asyncio client: no thread hop."""
+    The transaction goes out from a worker thread on the blocking gRPC client, or (``on_loop``)
+    bridged on the event loop (``controller.store.bridge``), as the API server's lists and
+    single-object requests respectively do."""
     pool = ThreadPoolExecutor(API_WORKERS, thread_name_prefix="api-worker")
-    kv: list[Any] = []  # the asyncio stub, made on the loop it belongs to
-
-    def create_ops(path: str, body: bytes) -> tuple[list[Any], list[Any]]:
-        key = f"{prefix}{path}".encode()
-        return [cmp_create_revision(key, 0)], [op_put(key, body)]
 
     def create(path: str, body: bytes) -> bool:
-        return bool(client.txn(*create_ops(path, body)).succeeded)
-
-    async def create_on_loop(path: str, body: bytes) -> bool:
-        if not kv:
-            netloc = urlsplit(client.endpoints[0]).netloc
-            kv.append(etcdrpc.KVStub(grpc.aio.insecure_channel(netloc)))
-        compare, success = create_ops(path, body)
-        answer = await kv[0].Txn(etcdrpc.TxnRequest(compare=compare, success=success))
-        return bool(answer.succeeded)
+        key = f"{prefix}{path}".encode()
+        return bool(client.txn([cmp_create_revision(key, 0)], [op_put(key, body)]).succeeded)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body, more = b"", True
@@ -224,7 +209,7 @@ def skeleton_app(client: EtcdClient, prefix: str, *, on_loop: bool) -> Applicati
             await Answer(200, b"{}").send(send)
             return
         if on_loop:
-            created = await create_on_loop(scope["path"], body)
+            created = await run_bridged(create, scope["path"], body)
         else:
             loop = asyncio.get_running_loop()
             created = await loop.run_in_executor(pool, create, scope["path"], body)
@@ -272,7 +257,7 @@ def serve(listen: str, endpoints: str, prefix: str, *, on_loop: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=10_000, help="objects to converge/list")
-    parser.add_argument("--ops", type=int, default=2_000, help="creates through HTTP")
+    parser.add_argument("--ops", type=int, default=8_000, help="creates through HTTP")
     parser.add_argument("--workers", type=int, default=8, help="converge worker threads")
     parser.add_argument("--etcd-endpoints", default="")
     parser.add_argument("--serve", metavar="HOST:PORT", help=argparse.SUPPRESS)
