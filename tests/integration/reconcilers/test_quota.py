@@ -263,23 +263,25 @@ def test_a_slow_catalogue_never_holds_up_the_ledgers_events(
         account="sim-a", region="sim-east", zone="sim-easta", member="sim-a", size="s1.small"
     )
     harness.store.update_status(vm)
-    harness.eventually(
-        lambda: (
-            (seen := harness.get(Instance, "vm", "acme")) is not None
-            and seen.status.placement is not None
-        ),
-        10,
-        "the cache shows vm placed",
-    )
-
-    waiting, release = threading.Event(), threading.Event()
+    waiting, release, slowing = threading.Event(), threading.Event(), threading.Event()
     catalogue = ledger_module.account_sizes  # type: ignore[attr-defined]
+    consulted: list[str] = []
 
     def slow_catalogue(deps: Any, name: str) -> Any:
-        if not waiting.is_set():
+        consulted.append(name)
+        if slowing.is_set() and not waiting.is_set():
             waiting.set()
             release.wait(30)
         return catalogue(deps, name)
+
+    def ledger_counts_vm_placed() -> bool:
+        ledger.total("acme", {})
+        return "sim-a" in consulted
+
+    monkeypatch.setattr(ledger_module, "account_sizes", slow_catalogue)
+    # The store shows vm placed at once; the ledger only once its informer delivered the update.
+    harness.eventually(ledger_counts_vm_placed, 10, "the ledger counts vm placed on sim-a")
+    slowing.set()
 
     def volume_gib_within(seconds: float) -> int | None:
         """The namespace's volume GiB, if the ledger answers within ``seconds``."""
@@ -291,7 +293,6 @@ def test_a_slow_catalogue_never_holds_up_the_ledgers_events(
         asker.join(seconds)
         return answers[0].volume_gib if answers else None
 
-    monkeypatch.setattr(ledger_module, "account_sizes", slow_catalogue)
     slow = threading.Thread(target=ledger.total, args=("acme", {}), daemon=True)
     slow.start()
     try:
