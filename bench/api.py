@@ -12,7 +12,8 @@ the run still yields fair ratios. Below the table: the API servers' own CPU time
 
 The clients are threads of this process, each with one keep-alive connection of the standard
 library's ``http.client`` (lighter than httpx: on a small machine the client's own CPU would
-otherwise come out of the server's share); raw etcd is driven from the same threads.
+otherwise come out of the server's share); raw etcd is driven by as many threads, or tasks on
+one event loop, whichever is faster (``bench._common.limit_rate``).
 
     python -m bench.api [--ops 8000] [--apiservers 2] [--etcd-endpoints URL,...]
 """
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import Row, etcd_for_bench, print_table, threaded_rate
+from bench._common import Row, etcd_for_bench, limit_rate, print_table, threaded_rate
 from bench.store_limits import raw_create_rate
 from controller.store.embedded import free_port
 from controller.store.etcd import EtcdClient
@@ -178,7 +179,7 @@ def raw_get_rate(client: EtcdClient, prefix: str, per_client: int) -> float:
         key = f"{prefix}/raw-create/{thread_index}-{i}".encode()
         assert client.range(key).kvs
 
-    return threaded_rate(get, CLIENTS, per_client)
+    return limit_rate(get, CLIENTS, per_client)
 
 
 def measure(client: EtcdClient, tmp: Path, count: int, per_client: int) -> tuple[list[Row], str]:

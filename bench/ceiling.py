@@ -22,6 +22,8 @@ of the reachable ceiling our code achieves, and the skeleton's own ratio bounds 
 - **relist** (bench.store_limits' shape): one range of the N values, each validated by its
   model (``store.list`` decodes no less).
 
+Raw rates are ``bench._common.limit_rate``'s (threads or tasks on one loop, the better).
+
     python -m bench.ceiling [--count 10000] [--ops 8000] [--workers 8] [--etcd-endpoints URL,...]
 """
 
@@ -41,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from bench._common import Row, etcd_for_bench, print_table, rate, threaded_rate
+from bench._common import Row, etcd_for_bench, limit_rate, print_table, threaded_rate
 from bench.api import CLIENTS, cpu_seconds_of, request, wait_ready
 from bench.store_limits import Instance, make_instance, raw_cas_rate, raw_create_rate
 from controller.asgi import Answer, Application, AsgiServer, Receive, Scope, Send
@@ -177,14 +179,14 @@ def _condition(kind: str, status: str, reason: str) -> dict[str, str]:
 def relist_skeleton(client: EtcdClient, prefix: str) -> tuple[float, float]:
     """Lists/s of one range of ``prefix``: raw, and with every value validated."""
 
-    def raw_once(_: int) -> None:
+    def raw_once(_: int, __: int) -> None:
         client.range_prefix(prefix.encode())
 
-    def validated_once(_: int) -> None:
+    def validated_once(_: int, __: int) -> None:
         for kv in client.range_prefix(prefix.encode())[0]:
             Instance.model_validate_json(kv.value)
 
-    return rate(raw_once, 3), rate(validated_once, 3)
+    return limit_rate(raw_once, 1, 3), limit_rate(validated_once, 1, 3)
 
 
 def skeleton_app(client: EtcdClient, prefix: str, *, on_loop: bool) -> Application:

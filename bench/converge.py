@@ -5,7 +5,8 @@ with zero latency (two accounts in a pool) — or, with ``--processes P``, P rea
 controller`` processes splitting ``--shards`` shard leases over one etcd and one simulated
 cloud (its SQLite state dir shared). Measures, in one run:
 
-- raw CAS transactions/s of the same etcd at the controller's concurrency (``--workers``);
+- raw CAS transactions/s of the same etcd at the controller's concurrency (``--workers``
+  callers: threads or tasks on one event loop, whichever is faster);
 - seconds from the manager's start (informer relist included) until every Instance is Running;
 - reconciles/s over that time, and its ratio to the raw CAS rate;
 - etcd revisions consumed per object (every write is one revision; history rides along);

@@ -7,7 +7,7 @@ manager runs in-process on an embedded etcd with only the GitSource controller r
 (the Instances are never launched: their reconciler does not run), applying as a
 serviceAccount bound to ``edit`` in the namespace, with ``interval: 5s``. Measured, in order:
 
-1. raw etcd CAS transactions/s on one thread (an apply is sequential) — the limit;
+1. raw etcd CAS transactions/s of one caller (an apply is sequential) — the limit;
 2. first sync: seconds from the GitSource's creation until it is Ready at the first commit,
    every object in the store; objects/s and the ratio to the raw CAS rate;
 3. ``--intervals`` passes with no new commit (real time, one per interval): etcd revisions
@@ -433,7 +433,7 @@ def main() -> None:
     n = args.objects
     sync_rate, skyctl_rate = n / result.first_sync_seconds, n / skyctl_seconds
     print_table(
-        f"GitSource, {n} objects — objects/s against raw etcd CAS/s (1 thread)",
+        f"GitSource, {n} objects — objects/s against raw etcd CAS/s (1 caller)",
         [
             Row("first sync (GitSource)", raw, sync_rate, "objects/s"),
             Row("skyctl --etcd apply -R", raw, skyctl_rate, "objects/s"),

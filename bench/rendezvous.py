@@ -37,7 +37,7 @@ import httpx
 
 from api_types.boot import new_boot_secret
 from api_types.rendezvous import RendezvousRecord, secret_digest
-from bench._common import etcd_for_bench, threaded_rate
+from bench._common import etcd_for_bench, limit_rate
 from bench.api import apiservers, cpu_seconds_of, request
 from controller.rendezvous import RendezvousStore
 from controller.store.etcd import EtcdClient
@@ -107,7 +107,7 @@ def raw_leased_put_rate(client: EtcdClient, prefix: str, per_thread: int) -> flo
     def put(thread: int, index: int) -> None:
         client.put(f"{prefix}/raw/{thread}/{index % 100}".encode(), value, lease)
 
-    return threaded_rate(put, CLIENT_THREADS, per_thread)
+    return limit_rate(put, CLIENT_THREADS, per_thread)
 
 
 async def _beat_all(

@@ -1,12 +1,14 @@
 """The limits later benchmarks are compared with, measured in one run against one etcd.
 
-Rows: CAS transactions/s at 1 and 8 threads, creates/s at 8 threads, a relist of 10,000
+Rows: CAS transactions/s at 1 and 8 callers, creates/s at 8 callers, a relist of 10,000
 objects (``store.list``, every value decoded), an informer's re-list of those 10,000 when none
 changed (what a broken watch costs a synced cache), and watch put→event latency (p50/p99) —
 each raw (bare gRPC calls on the same
 client, bytes only) and through skybroker's store/informer (JSON, validation, CAS bookkeeping,
 history), with the ratio skybroker/raw (for latencies raw/skybroker, so 1.0 is always "as fast
-as etcd allows").
+as etcd allows"). Rates are ``bench._common.limit_rate``'s: the better of threads and tasks on
+one event loop, for raw calls and for the store alike (the controllers call the store from
+threads, the API server from its loop); the informer re-lists on its own thread, as it runs.
 
     python -m bench.store_limits [--objects 10000] [--etcd-endpoints URL,...]
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 from api_types import registry
 from api_types.meta import Condition, ConditionStatus
-from bench._common import Row, etcd_for_bench, print_table, rate, threaded_rate
+from bench._common import Row, etcd_for_bench, limit_rate, print_table, rate, threaded_rate
 from controller.cache import Informer
 from controller.store.codec import encode_value
 from controller.store.etcd import EtcdClient, cmp_mod_revision, op_put
@@ -59,7 +61,7 @@ def raw_cas_rate(client: EtcdClient, prefix: str, threads: int, per_thread: int)
         assert response.succeeded
         revisions[thread_index] = int(response.header.revision)
 
-    return threaded_rate(cas, threads, per_thread)
+    return limit_rate(cas, threads, per_thread)
 
 
 def store_cas_rate(store: Store, threads: int, per_thread: int) -> float:
@@ -72,7 +74,7 @@ def store_cas_rate(store: Store, threads: int, per_thread: int) -> float:
         ]
         current[thread_index] = store.update_status(obj)
 
-    return threaded_rate(status_write, threads, per_thread)
+    return limit_rate(status_write, threads, per_thread)
 
 
 def raw_create_rate(client: EtcdClient, prefix: str, threads: int, per_thread: int) -> float:
@@ -84,14 +86,14 @@ def raw_create_rate(client: EtcdClient, prefix: str, threads: int, per_thread: i
         key = f"{prefix}/raw-create/{thread_index}-{i}".encode()
         assert client.txn([cmp_create_revision(key, 0)], [op_put(key, value)]).succeeded
 
-    return threaded_rate(create, threads, per_thread)
+    return limit_rate(create, threads, per_thread)
 
 
 def store_create_rate(store: Store, threads: int, per_thread: int) -> float:
     def create(thread_index: int, i: int) -> None:
         store.create(make_instance(f"c-{thread_index}-{i}", namespace="creates"))
 
-    return threaded_rate(create, threads, per_thread)
+    return limit_rate(create, threads, per_thread)
 
 
 def relist(client: EtcdClient, store: Store, objects: int) -> Row:
@@ -101,14 +103,14 @@ def relist(client: EtcdClient, store: Store, objects: int) -> Row:
     threaded_rate(create, 8, objects // 8)
     prefix = store.layout.kind_prefix("instances", "relist")
 
-    def raw_once(_: int) -> None:
+    def raw_once(_: int, __: int) -> None:
         assert len(client.range_prefix(prefix)[0]) == objects // 8 * 8
 
-    def store_once(_: int) -> None:
+    def store_once(_: int, __: int) -> None:
         assert len(store.list(Instance, "relist").items) == objects // 8 * 8
 
-    raw = rate(raw_once, 3)
-    ours = rate(store_once, 3)
+    raw = limit_rate(raw_once, 1, 3)
+    ours = limit_rate(store_once, 1, 3)
     return Row(f"relist {objects // 8 * 8} objects", raw, ours, "lists/s")
 
 
@@ -119,10 +121,10 @@ def informer_relist(client: EtcdClient, store: Store, objects: int) -> Row:
     informer.start()
     assert informer.wait_for_sync(120)
 
-    def raw_once(_: int) -> None:
+    def raw_once(_: int, __: int) -> None:
         assert len(client.range_prefix(prefix)[0]) == objects // 8 * 8
 
-    raw = rate(raw_once, 3)
+    raw = limit_rate(raw_once, 1, 3)
     ours = rate(lambda _: informer._relist(), 3)  # the step its loop runs after a broken watch
     informer.stop()
     return Row(f"informer re-list, {objects // 8 * 8} unchanged", raw, ours, "lists/s")
@@ -192,11 +194,11 @@ def main() -> None:
     with etcd_for_bench(args) as client:
         store = Store(client, KeyLayout(prefix))
         rows = [
-            Row("CAS txn, 1 thread", raw_cas_rate(client, prefix, 1, args.ops),
+            Row("CAS txn, 1 caller", raw_cas_rate(client, prefix, 1, args.ops),
                 store_cas_rate(store, 1, args.ops), "txn/s"),
-            Row("CAS txn, 8 threads", raw_cas_rate(client, prefix, 8, args.ops // 8 * 2),
+            Row("CAS txn, 8 callers", raw_cas_rate(client, prefix, 8, args.ops // 8 * 2),
                 store_cas_rate(store, 8, args.ops // 8 * 2), "txn/s"),
-            Row("create, 8 threads", raw_create_rate(client, prefix, 8, args.ops // 8),
+            Row("create, 8 callers", raw_create_rate(client, prefix, 8, args.ops // 8),
                 store_create_rate(store, 8, args.ops // 8), "creates/s"),
             relist(client, store, args.objects),
             informer_relist(client, store, args.objects),
