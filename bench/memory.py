@@ -8,7 +8,10 @@ the way), then in a fresh process per measurement, so nothing the writer allocat
   registered, so the Instance informer carries the indexes and handlers it has in production);
   RSS is read before the Instance informer starts (the baseline: interpreter, imports, wiring)
   and again once it has synced, the workqueues its handlers filled have been drained (what the
-  workers do) and ``gc.collect()`` ran. Per object = (after - baseline) / N.
+  workers do) and ``gc.collect()`` ran. Per object = (after - baseline) / N. And once more
+  ``--idle-seconds`` later (the store's default), when the store's write memory has forgotten
+  the keys nothing touched since (``controller.store.memory``): what a converged, idle
+  controller holds per object.
 - **watch cache** (the API server's, ``apiserver.watchcache``): one cache on the Instance
   plural; RSS per object once it has listed them all, over the same kind of baseline; then one
   status update of each of min(N, its capacity) objects, and RSS per buffered event over the
@@ -21,9 +24,10 @@ the way), then in a fresh process per measurement, so nothing the writer allocat
 The last line is exactly::
 
     memory N=<n> baseline_mb=<b> rss_per_object_bytes=<x> watch_cache_per_object_bytes=<o> \
-watch_cache_per_event_bytes=<e>
+watch_cache_per_event_bytes=<e> rss_per_idle_object_bytes=<i>
 
-    python -m bench.memory --count 10000 [--tracemalloc] [--etcd-endpoints URL,...]
+    python -m bench.memory --count 10000 [--idle-seconds 120] [--tracemalloc] \
+[--etcd-endpoints URL,...]
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from bench._common import etcd_for_bench
 from controller.store.codec import encode_value
 from controller.store.etcd import EtcdClient, op_put
 from controller.store.keys import KeyLayout, ObjectKey
+from controller.store.memory import IDLE_SECONDS
 
 API = "skybroker.io/v1alpha1"
 NAMESPACES = 20
@@ -139,6 +144,7 @@ def measure_informer(args: argparse.Namespace) -> dict[str, Any]:
     from api_types import Instance
     from controller.logging import configure_logging
     from controller.manager import Manager, ManagerOptions
+    from controller.store.memory import WriteMemory
     from controller.store.objects import Store
     from skybroker.main import tune_interpreter
     from skybroker.wiring import register_reconcilers
@@ -146,7 +152,8 @@ def measure_informer(args: argparse.Namespace) -> dict[str, Any]:
     configure_logging(json=True, level="warning")
     tune_interpreter()
     client = EtcdClient(args.etcd_endpoints.split(","))
-    store = Store(client, KeyLayout(args.prefix))
+    memory = WriteMemory(idle_seconds=args.idle_seconds)
+    store = Store(client, KeyLayout(args.prefix), memory=memory)
     with tempfile.TemporaryDirectory() as state_dir:
         manager = Manager(store, ManagerOptions(health_listen=None))
         register_reconcilers(manager, Path(state_dir))
@@ -165,7 +172,12 @@ def measure_informer(args: argparse.Namespace) -> dict[str, Any]:
                 controller.queue.done(key)
         assert len(informer.keys()) == args.count, len(informer.keys())
         after = settled_rss()
-        result: dict[str, Any] = {"baseline": baseline, "after": after, "sync": synced, "cpu": cpu}
+        time.sleep(args.idle_seconds + 0.5)
+        store.newer_than(ObjectKey("instances", None, "-"), 0)  # a read: the memory sweeps
+        idle = settled_rss()
+        result: dict[str, Any] = {
+            "baseline": baseline, "after": after, "idle": idle, "sync": synced, "cpu": cpu
+        }  # fmt: skip
         if args.tracemalloc:
             snapshot = tracemalloc.take_snapshot()
             traced, _ = tracemalloc.get_traced_memory()
@@ -234,6 +246,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--tracemalloc", action="store_true", help="also show top allocators")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=IDLE_SECONDS,
+        help="the store's write memory forgets keys idle this long (the product's default)",
+    )
     parser.add_argument("--etcd-endpoints", default="")
     parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=("informer", "watch-cache"), help=argparse.SUPPRESS)
@@ -254,10 +272,13 @@ def main() -> None:
         )
         informer = run_child(args, endpoint, prefix, "--measure", "informer")
         per_object = (informer["after"] - informer["baseline"]) / args.count
+        per_idle_object = (informer["idle"] - informer["baseline"]) / args.count
         print(
             f"informer: baseline {informer['baseline'] / 2**20:.1f} MiB, after sync "
             f"{informer['after'] / 2**20:.1f} MiB, {per_object:.0f} bytes/object; synced "
-            f"(list, decode, cache) in {informer['sync']:.1f} s, {informer['cpu']:.1f} s CPU"
+            f"(list, decode, cache) in {informer['sync']:.1f} s, {informer['cpu']:.1f} s CPU; "
+            f"{args.idle_seconds:.0f} s idle later (write memory swept) "
+            f"{informer['idle'] / 2**20:.1f} MiB, {per_idle_object:.0f} bytes/object"
         )
         if args.tracemalloc:
             traced = run_child(args, endpoint, prefix, "--measure", "informer", "--tracemalloc")
@@ -277,7 +298,8 @@ def main() -> None:
     print(
         f"memory N={args.count} baseline_mb={informer['baseline'] / 2**20:.1f} "
         f"rss_per_object_bytes={per_object:.0f} watch_cache_per_object_bytes={per_cached:.0f} "
-        f"watch_cache_per_event_bytes={per_event:.0f}"
+        f"watch_cache_per_event_bytes={per_event:.0f} "
+        f"rss_per_idle_object_bytes={per_idle_object:.0f}"
     )
 
 

@@ -81,7 +81,8 @@ def _now() -> datetime:
 
 class Store:
     """Typed CRUD, list and delete of every registered kind over one etcd key layout; see the
-    module for the rules it enforces. ``now`` gives the timestamps it writes (metadata, history).
+    module for the rules it enforces. ``now`` gives the timestamps it writes (metadata, history);
+    ``memory`` is what it remembers of its reads and writes (``controller.store.memory``).
     """
 
     def __init__(
@@ -91,12 +92,13 @@ class Store:
         *,
         now: Callable[[], datetime] = _now,
         cipher: SecretCipher | None = None,
+        memory: WriteMemory | None = None,
     ) -> None:
         self.client = client
         self.layout = layout or KeyLayout()
         self._now = now
         self._cipher = cipher
-        self._memory = WriteMemory()
+        self._memory = memory if memory is not None else WriteMemory()
         self._last_revision = 0
 
     def _saw_revision(self, revision: int) -> None:

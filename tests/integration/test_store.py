@@ -16,7 +16,9 @@ from controller.errors import (
     NotFoundError,
 )
 from controller.labels import LabelSelector
-from controller.store.keys import ObjectKey
+from controller.store.etcd import EtcdClient
+from controller.store.keys import KeyLayout, ObjectKey
+from controller.store.memory import WriteMemory
 from controller.store.objects import Store
 
 HardwareProfile = registry.by_kind("HardwareProfile").model
@@ -302,3 +304,29 @@ def test_meta_model_round_trip_through_store(store: Store) -> None:
     created = store.create(obj)
     assert isinstance(created.metadata, ObjectMeta)
     assert store.get(HardwareProfile, "rt").metadata.labels == {"tier": "gold"}
+
+
+def test_a_write_after_its_base_was_forgotten_reads_it_from_etcd(
+    etcd_client: EtcdClient, layout: KeyLayout
+) -> None:
+    """Idle keys' bases are dropped (``controller.store.memory``): the next write of such a key
+    reads its base from etcd, so it succeeds on the current resourceVersion and is refused on a
+    stale one, as for a key this store never saw."""
+    now = [0.0]
+    memory = WriteMemory(idle_seconds=10, clock=lambda: now[0])
+    store = Store(etcd_client, layout, memory=memory)
+    first = store.create(instance("idle-vm"))
+    etcd_key = layout.object_key(ObjectKey("instances", "acme", "idle-vm"))
+    assert memory.base(etcd_key) is not None
+    now[0] = 60
+    store.create(instance("busy-vm"))  # its write sweeps the idle key away
+    assert memory.base(etcd_key) is None
+    stale = first.model_copy(deep=True)
+    first.status.phase = InstancePhase.RUNNING
+    written = store.update_status(first)
+    assert written.status.phase == InstancePhase.RUNNING
+    assert memory.base(etcd_key) is not None
+    stale.status.phase = InstancePhase.FAILED
+    with pytest.raises(ConflictError):
+        store.update_status(stale)
+    assert store.get(Instance, "idle-vm", "acme").status.phase == InstancePhase.RUNNING
