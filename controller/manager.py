@@ -48,6 +48,7 @@ from controller.predicate import NotOwnStatusWrite, Predicate
 from controller.reconcile import Reconciler, Request
 from controller.signals import stop_on_signals
 from controller.store.compaction import Compactor
+from controller.store.history import trim_history
 from controller.store.keys import ObjectKey
 from controller.store.objects import Store
 from controller.workqueue import RateLimitingQueue, default_workqueue_metrics
@@ -391,7 +392,7 @@ class Manager:
         # ends each tenure's normaliser, so a failed sweep must never end it.
         try:
             self.garbage_collector.collect_once()
-            self.store.trim_history(self.options.history_limit)
+            trim_history(self.store.client, self.store.layout, self.options.history_limit)
         except (StoreError, grpc.RpcError) as exc:
             log.warning("maintenance sweep failed; will retry", error=str(exc))
 

@@ -54,7 +54,7 @@ from controller.store.etcd import (
     op_get,
     op_put,
 )
-from controller.store.history import HistoryRecord, diff_fields, read_history, trim_history
+from controller.store.history import HistoryRecord, diff_fields, read_history
 from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.memory import WriteMemory
 from controller.store.results import (
@@ -594,9 +594,3 @@ class Store:
         if not deleted.succeeded:
             raise ConflictError(f"{key} was modified since revision {revision}; retry")
         return invalid
-
-    # --- maintenance ----------------------------------------------------------------------
-
-    def trim_history(self, limit: int = 200) -> int:
-        """Keep the newest ``limit`` records per object; returns how many were deleted."""
-        return trim_history(self.client, self.layout, limit)

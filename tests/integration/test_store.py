@@ -9,6 +9,7 @@ import pytest
 from api_types import registry
 from api_types.compute import InstancePhase
 from api_types.meta import Condition, ConditionStatus, ObjectMeta
+from controller.clock import FakeClock
 from controller.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -17,6 +18,7 @@ from controller.errors import (
 )
 from controller.labels import LabelSelector
 from controller.store.etcd import EtcdClient
+from controller.store.history import trim_history
 from controller.store.keys import KeyLayout, ObjectKey
 from controller.store.memory import WriteMemory
 from controller.store.objects import Store
@@ -285,7 +287,7 @@ def test_history_is_trimmed_per_object(store: Store) -> None:
         current = store.update(current)
     key = ObjectKey("hardwareprofiles", None, "busy")
     assert len(store.history(key)) == 13
-    assert store.trim_history(limit=5) == 8
+    assert trim_history(store.client, store.layout, limit=5) == 8
     kept = store.history(key)
     assert len(kept) == 5
     assert kept[-1].changes[0]["after"] == 14
@@ -312,13 +314,13 @@ def test_a_write_after_its_base_was_forgotten_reads_it_from_etcd(
     """Idle keys' bases are dropped (``controller.store.memory``): the next write of such a key
     reads its base from etcd, so it succeeds on the current resourceVersion and is refused on a
     stale one, as for a key this store never saw."""
-    now = [0.0]
-    memory = WriteMemory(idle_seconds=10, clock=lambda: now[0])
+    clock = FakeClock()
+    memory = WriteMemory(idle_seconds=10, clock=clock.now)
     store = Store(etcd_client, layout, memory=memory)
     first = store.create(instance("idle-vm"))
     etcd_key = layout.object_key(ObjectKey("instances", "acme", "idle-vm"))
     assert memory.base(etcd_key) is not None
-    now[0] = 60
+    clock.set(60)
     store.create(instance("busy-vm"))  # its write sweeps the idle key away
     assert memory.base(etcd_key) is None
     stale = first.model_copy(deep=True)

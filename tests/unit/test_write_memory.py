@@ -3,26 +3,19 @@ revision and its status writes, all at once; a key touched meanwhile keeps all t
 
 from __future__ import annotations
 
+from controller.clock import FakeClock
 from controller.store.memory import WriteMemory
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_idle_key_is_forgotten_whole_and_a_touched_one_kept() -> None:
-    clock = Clock()
-    memory = WriteMemory(idle_seconds=10, clock=clock)
+    clock = FakeClock()
+    memory = WriteMemory(idle_seconds=10, clock=clock.now)
     memory.wrote(b"idle", 5, b"old value")
     memory.status_write(b"idle", 4, 5)
     memory.wrote(b"busy", 6, b"value")
-    clock.now = 8
+    clock.set(8)
     memory.status_write(b"busy", 6, None)  # a status write in flight touches its key
-    clock.now = 12  # past the first sweep (every idle_seconds / 2): idle untouched for 12 s
+    clock.set(12)  # past the first sweep (every idle_seconds / 2): idle untouched for 12 s
     memory.remember(b"other", 7, b"x")
     assert memory.base(b"idle") is None
     assert not memory.written_at(b"idle", 5)
@@ -33,25 +26,25 @@ def test_an_idle_key_is_forgotten_whole_and_a_touched_one_kept() -> None:
 
 
 def test_a_key_read_again_stays_and_keeps_its_newest_value() -> None:
-    clock = Clock()
-    memory = WriteMemory(idle_seconds=10, clock=clock)
+    clock = FakeClock()
+    memory = WriteMemory(idle_seconds=10, clock=clock.now)
     memory.remember(b"k", 9, b"newer")
-    clock.now = 6
+    clock.set(6)
     memory.remember(b"k", 3, b"older")  # an older read touches the key, keeps the newer value
-    clock.now = 14
+    clock.set(14)
     memory.remember(b"other", 1, b"x")  # sweeps: k was last touched 8 s ago
     assert memory.base(b"k") == (9, b"newer")
     assert memory.newer(b"k", 8) == (9, b"newer")
-    clock.now = 30
+    clock.set(30)
     memory.remember(b"other", 2, b"y")
     assert memory.base(b"k") is None and memory.newer(b"k", 8) is None
 
 
 def test_reads_alone_sweep() -> None:
     """A converged process may only read (informer gets ask ``newer``): that sweeps too."""
-    clock = Clock()
-    memory = WriteMemory(idle_seconds=10, clock=clock)
+    clock = FakeClock()
+    memory = WriteMemory(idle_seconds=10, clock=clock.now)
     memory.wrote(b"k", 3, b"value")
-    clock.now = 30
+    clock.set(30)
     assert memory.newer(b"other", 0) is None
     assert memory.written_at(b"k", 3) is False
