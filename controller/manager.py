@@ -46,7 +46,7 @@ from controller.leader import ShardSet, default_identity
 from controller.normalize import DirectWriteNormalizer, is_normalised
 from controller.predicate import NotOwnStatusWrite, Predicate
 from controller.reconcile import Reconciler, Request
-from controller.signals import stop_on_signals
+from controller.signals import stop_on_signals, wait_for_stop
 from controller.store.compaction import Compactor
 from controller.store.history import trim_history
 from controller.store.keys import ObjectKey
@@ -334,7 +334,7 @@ class Manager:
         )
         if ready is not None:
             ready()
-        self._stop.wait()
+        wait_for_stop(self._stop)
         log.info("manager stopping")
         for controller in self._controllers:
             controller.stop()

@@ -13,6 +13,13 @@ the handler's ``stop.set()`` waits for a lock its own thread holds: the process 
 every later signal. A main thread that waits on its stop event, as these do, meets that window
 whenever a signal arrives just as it starts waiting. Here the handler only records the signal; a
 daemon thread sets the event, within :data:`RELAY_SECONDS`.
+
+And why the main thread waits with :func:`wait_for_stop`, not ``stop.wait()``: the kernel hands a
+process's signal to any thread that does not block it. If that is not the main thread, CPython
+only notes it, and runs the handler when the main thread next executes bytecode, which is never
+while the main thread is in an untimed wait. ``skybroker up`` then ignored a SIGTERM for good,
+about one time in six on a loaded machine. :func:`wait_for_stop` wakes the main thread every
+:data:`RELAY_SECONDS`.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["RELAY_SECONDS", "stop_on_signals"]
+__all__ = ["RELAY_SECONDS", "stop_on_signals", "wait_for_stop"]
 
 #: How often the relay looks for a recorded signal (and for the event set by other means).
 RELAY_SECONDS = 0.1
@@ -46,3 +53,10 @@ def stop_on_signals(
     for sig in signals:
         signal.signal(sig, record)
     threading.Thread(target=relay, name="signal-relay", daemon=True).start()
+
+
+def wait_for_stop(stop: threading.Event) -> None:
+    """Block until ``stop`` is set, waking every :data:`RELAY_SECONDS` so that a signal the
+    kernel handed to another thread gets its handler run (see the module)."""
+    while not stop.wait(RELAY_SECONDS):
+        pass

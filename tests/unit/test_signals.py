@@ -37,3 +37,32 @@ def test_a_signal_while_the_stop_event_is_locked_still_stops() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["handler returned", "stopped"]
+
+
+ELSEWHERE = textwrap.dedent(
+    """
+    import signal, threading, time
+    from controller.signals import stop_on_signals, wait_for_stop
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+
+    def signal_this_thread():
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    threading.Thread(target=signal_this_thread).start()
+    wait_for_stop(stop)
+    print("stopped", flush=True)
+    """
+)
+
+
+def test_a_signal_handed_to_another_thread_still_stops_the_waiting_main_thread() -> None:
+    """The kernel may hand a process's SIGTERM to any thread; CPython runs the handler only when
+    the main thread next executes bytecode, so a main thread in ``stop.wait()`` never did."""
+    done = subprocess.run(
+        [sys.executable, "-c", ELSEWHERE], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
