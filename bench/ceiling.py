@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
+from apiserver.app import ApiOptions
 from bench._common import Row, etcd_for_bench, limit_rate, print_table, threaded_rate
 from bench.api import CLIENTS, cpu_seconds_of, request, wait_ready
 from bench.store_limits import Instance, make_instance, raw_cas_rate, raw_create_rate
@@ -59,9 +60,6 @@ from controller.store.etcd import (
 )
 from controller.store.watch import PrefixWatch
 from skybroker.main import tune_interpreter
-
-#: The API server's default worker threads (``apiserver.app``), so the hop costs the same.
-API_WORKERS = 32
 
 
 def _seed(client: EtcdClient, prefix: str, count: int) -> None:
@@ -195,7 +193,8 @@ def skeleton_app(client: EtcdClient, prefix: str, *, on_loop: bool) -> Applicati
     The transaction goes out from a worker thread on the blocking gRPC client, or (``on_loop``)
     bridged on the event loop (``controller.store.bridge``), as the API server's lists and
     single-object requests respectively do."""
-    pool = ThreadPoolExecutor(API_WORKERS, thread_name_prefix="api-worker")
+    # The API server's default worker threads, so the hop costs the same.
+    pool = ThreadPoolExecutor(ApiOptions().workers, thread_name_prefix="api-worker")
 
     def create(path: str, body: bytes) -> bool:
         key = f"{prefix}{path}".encode()
