@@ -247,40 +247,44 @@ class Informer(ListWatch, Generic[R]):
         return obj
 
     def _relist(self) -> None:
-        fresh: dict[ObjectKey, R] = {}
+        # Only this thread changes _items, so it reads them without the lock; a key whose cached
+        # object is at the listed mod_revision costs a parse, a lookup and a set insert.
+        items = self._items
+        kept: set[ObjectKey] = set()
+        decoded: dict[ObjectKey, R] = {}
         invalid: dict[ObjectKey, int] = {}
         changes: builtins.list[_Change[R]] = []
         revision = 0
+        parse_key = self._store.layout.parse_object_key
         # Decoded a page at a time (every page at the first one's revision): the raw values are
         # not kept, so a relist never holds the whole prefix's bytes beside its models.
         for page, pinned, _ in self._store.client.range_pages(self._prefix):
             revision = pinned
             for kv in page:
-                key = self._store.layout.parse_object_key(bytes(kv.key))
+                key = parse_key(kv.key)
                 if key is None:
                     continue
-                with self._lock:
-                    cached = self._items.get(key)
+                cached = items.get(key)
                 if cached is not None and cached.metadata.resource_version == str(kv.mod_revision):
                     # A key's value at one mod_revision never changes: what the cache holds for
                     # it is that value decoded, so a re-list after a broken watch decodes only
                     # what changed while it was broken.
-                    fresh[key] = cached
+                    kept.add(key)
                     continue
-                decoded = self._decode(key, bytes(kv.value), int(kv.mod_revision))
-                if isinstance(decoded, _Change):
-                    invalid[key] = decoded.revision
-                    if self._invalid_revisions.get(key) != decoded.revision:
-                        changes.append(decoded)
+                result = self._decode(key, kv.value, int(kv.mod_revision))
+                if isinstance(result, _Change):
+                    invalid[key] = result.revision
+                    if self._invalid_revisions.get(key) != result.revision:
+                        changes.append(result)
                 else:
-                    fresh[key] = decoded
+                    decoded[key] = result
         self._invalid_revisions = invalid
         with self._dispatch:
             with self._lock:
-                for key in sorted(set(self._items) | set(fresh)):
-                    old, new = self._items.get(key), fresh.get(key)
-                    if old is not None and new is not None and _same_revision(old, new):
-                        continue
+                # Neither kept nor decoded: deleted, or now invalid (gone from the cache too).
+                gone = items.keys() - kept - decoded.keys()
+                for key in sorted(decoded.keys() | gone):
+                    old, new = items.get(key), decoded.get(key)
                     self._put(key, new)
                     changes.append(_Change(key, old, new))
                     if new is None:

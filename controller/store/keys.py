@@ -16,6 +16,7 @@ Where it sits: every store module builds and parses keys only through ``KeyLayou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 __all__ = ["CLUSTER_SCOPE", "EVENTS_PLURAL", "KeyLayout", "ObjectKey"]
@@ -63,9 +64,14 @@ class KeyLayout:
         if not self.prefix.startswith("/") or self.prefix.endswith("/"):
             raise ValueError(f"key prefix {self.prefix!r} must start with '/' and not end with it")
 
-    @property
+    # Cached: every watch event and every listed kv is parsed against these two roots.
+    @cached_property
     def registry_root(self) -> bytes:
         return f"{self.prefix}/registry/".encode()
+
+    @cached_property
+    def _events_root(self) -> bytes:
+        return self.events_prefix()
 
     def kind_prefix(self, plural: str, namespace: str | None = None) -> bytes:
         if plural == EVENTS_PLURAL:
@@ -83,7 +89,7 @@ class KeyLayout:
 
     def parse_object_key(self, raw: bytes) -> ObjectKey | None:
         """Turn an object's etcd key back into an ObjectKey (None if it is not one)."""
-        events_root = self.events_prefix()
+        events_root = self._events_root
         if raw.startswith(events_root):
             parts = raw[len(events_root) :].decode("utf-8", errors="replace").split("/")
             if len(parts) == 2 and all(parts):

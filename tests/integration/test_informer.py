@@ -126,8 +126,9 @@ def test_compaction_relists_and_emits_the_differences(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A re-list tells the differences, and decodes only the values that changed (a key's
-    value at one mod_revision is the one the cache already holds)."""
-    for name in ("keep", "change", "remove"):
+    value at one mod_revision is the one the cache already holds); a cached object whose value
+    turned invalid meanwhile is told as invalid and leaves the cache."""
+    for name in ("keep", "change", "remove", "spoil"):
         store.create(profile(name))
     decoded: list[str] = []
     decode = store.decode
@@ -141,11 +142,14 @@ def test_compaction_relists_and_emits_the_differences(
     # and compact them away: the watch must fail as compacted and the informer re-list.
     release = threading.Event()
     recorder = Recorder()
+    invalid: list[str] = []
 
     def hold_on_first_add(obj: Resource) -> None:
         release.wait(10)
 
-    profiles.add_handlers(on_add=hold_on_first_add)
+    profiles.add_handlers(
+        on_add=hold_on_first_add, on_invalid=lambda key, *_: invalid.append(key.name)
+    )
     recorder.attach(profiles)
     profiles.start()
     eventually(lambda: profiles.last_revision > 0)
@@ -156,19 +160,28 @@ def test_compaction_relists_and_emits_the_differences(
     changed.metadata.labels = {"v": "2"}
     store.update(changed)
     store.delete(HardwareProfile, "remove")
+    spoiled = store.layout.object_key(ObjectKey("hardwareprofiles", None, "spoil"))
+    store.client.put(spoiled, b'{"kind": "HardwareProfile"')
     head = store.client.current_revision()
     assert head > listed_at + 1
     store.client.compact(head)
     decoded.clear()
     release.set()
 
-    eventually(lambda: len(recorder.seen) == 6)
-    assert sorted(decoded) == ["change", "new"]
-    initial, synthetic = recorder.seen[:3], recorder.seen[3:]
-    assert sorted(s[:2] for s in initial) == [("add", "change"), ("add", "keep"), ("add", "remove")]
+    eventually(lambda: len(recorder.seen) == 8)
+    assert sorted(decoded) == ["change", "new", "spoil"]
+    assert invalid == ["spoil"]
+    initial, synthetic = recorder.seen[:4], recorder.seen[4:]
+    assert sorted(s[:2] for s in initial) == [
+        ("add", "change"),
+        ("add", "keep"),
+        ("add", "remove"),
+        ("add", "spoil"),
+    ]
     assert sorted(s[:2] for s in synthetic) == [
         ("add", "new"),
         ("delete", "remove"),
+        ("delete", "spoil"),
         ("update", "change"),
     ]
     assert metrics.informer_relists.labels(kind="HardwareProfile")._value.get() == 1
