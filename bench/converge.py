@@ -384,7 +384,8 @@ def converge_processes(
         cpu = (sum(u for u, _ in per_process), sum(s for _, s in per_process))
         converged_revision = client.current_revision()
         rss_over = sum(p.rss_kb() - baseline_kb for p in processes)
-        reconciles = sum(p.reconciles() for p in processes)
+        split = [(sum(c), p.reconciles()) for c, p in zip(per_process, processes, strict=True)]
+        reconciles = sum(r for _, r in split)
         running.stop()
         steady_writes = float("nan")
         if args.steady > 0:
@@ -398,7 +399,8 @@ def converge_processes(
     first = (running.first_running or started) - started
     note = (
         f"(no forced resync) across {args.processes} processes; the first Running "
-        f"{first:.1f} s after spawning them"
+        f"{first:.1f} s after spawning them; per process: "
+        + ", ".join(f"{c:.1f} s CPU for {r:.0f} reconciles" for c, r in split)
     )
     return Measured(
         seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note, cpu
