@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from api_types import Instance, registry
 from bench._common import etcd_for_bench
@@ -319,13 +320,18 @@ class ControllerProcess:
         except OSError:
             return None
 
+    def samples(self, name: str, label: str) -> dict[str, float]:
+        """The samples ``name`` of the process's ``/metrics``, summed by their ``label``."""
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(self.get("/metrics") or ""):
+            for sample in family.samples:
+                if sample.name == name:
+                    value = sample.labels.get(label, "")
+                    found[value] = found.get(value, 0.0) + sample.value
+        return found
+
     def reconciles(self) -> float:
-        text = self.get("/metrics") or ""
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("reconcile_total{")
-        )
+        return sum(self.samples("reconcile_total", "kind").values())
 
     def rss_kb(self) -> int:
         return rss_kb(self.process.pid)
@@ -344,6 +350,12 @@ class ControllerProcess:
             self.process.kill()
             self.process.wait()
         self._output.close()
+
+
+def busiest(threads: dict[str, float], count: int = 5) -> str:
+    """The ``count`` thread groups that used the most CPU seconds, most first."""
+    ranked = sorted(threads.items(), key=lambda item: -item[1])[:count]
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in ranked)
 
 
 def idle_controller_rss_kb(args: argparse.Namespace, state_dir: Path) -> int:
@@ -384,8 +396,11 @@ def converge_processes(
         cpu = (sum(u for u, _ in per_process), sum(s for _, s in per_process))
         converged_revision = client.current_revision()
         rss_over = sum(p.rss_kb() - baseline_kb for p in processes)
-        split = [(sum(c), p.reconciles()) for c, p in zip(per_process, processes, strict=True)]
-        reconciles = sum(r for _, r in split)
+        split = [
+            (sum(c), p.reconciles(), p.samples("thread_cpu_seconds", "thread"))
+            for c, p in zip(per_process, processes, strict=True)
+        ]
+        reconciles = sum(r for _, r, _ in split)
         running.stop()
         steady_writes = float("nan")
         if args.steady > 0:
@@ -400,7 +415,7 @@ def converge_processes(
     note = (
         f"(no forced resync) across {args.processes} processes; the first Running "
         f"{first:.1f} s after spawning them; per process: "
-        + ", ".join(f"{c:.1f} s CPU for {r:.0f} reconciles" for c, r in split)
+        + "; ".join(f"{c:.1f} s CPU for {r:.0f} reconciles ({busiest(t)})" for c, r, t in split)
     )
     return Measured(
         seconds, reconciles, start_revision, converged_revision, steady_writes, rss_over, note, cpu

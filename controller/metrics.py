@@ -9,15 +9,26 @@ private :class:`RuntimeMetrics` on their own ``CollectorRegistry``.
 
 The workqueue families (``workqueue_depth`` and friends) belong to the workqueue package
 (``controller.workqueue.default_workqueue_metrics``) and are not redefined here.
+
+``thread_cpu_seconds`` says which loop burns the process's CPU: the CPU time of each live
+Python thread, read from ``/proc`` at scrape time and summed by thread name less its number
+(``instances-worker-3`` → ``instances-worker``), and ``native`` for the rest of the process (the
+threads Python did not start, such as gRPC's pollers, and threads that ended). A gauge: a thread
+that ends moves its time to ``native``. It is how ``bench.converge --processes`` tells what a
+second controller process repeats.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import threading
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["RECONCILE_RESULTS", "RuntimeMetrics", "runtime_metrics"]
+__all__ = ["RECONCILE_RESULTS", "RuntimeMetrics", "runtime_metrics", "thread_cpu_seconds"]
 
 #: Values of the ``result`` label of ``reconcile_total``.
 RECONCILE_RESULTS = ("success", "requeue", "error", "transient", "terminal")
@@ -68,6 +79,53 @@ class RuntimeMetrics:
             "Event records dropped: the recorder's queue was full, or the write failed for good.",
             registry=registry,
         )
+        registry.register(_ThreadCpu())
+
+
+_THREAD_NUMBER = re.compile(r"[-_]\d+$")
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(stat_path: str) -> float:
+    """User + system CPU seconds from a ``/proc`` ``stat`` file (fields 14 and 15)."""
+    with open(stat_path, encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of this process's live threads by name less its number, and ``native`` for
+    the rest of the process (so they add up to its CPU); empty without ``/proc`` (see the
+    module)."""
+    try:
+        total = _cpu_seconds("/proc/self/stat")
+    except OSError:
+        return {}
+    groups: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            seconds = _cpu_seconds(f"/proc/self/task/{thread.native_id}/stat")
+        except OSError:  # it ended meanwhile
+            continue
+        group = _THREAD_NUMBER.sub("", thread.name)
+        groups[group] = groups.get(group, 0.0) + seconds
+    groups["native"] = max(0.0, total - sum(groups.values()))
+    return groups
+
+
+class _ThreadCpu:
+    """The ``thread_cpu_seconds`` collector."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "thread_cpu_seconds",
+            "CPU seconds of this process's live threads, by thread name less its number "
+            "(native: the rest of the process, threads Python did not start or that ended).",
+            labels=["thread"],
+        )
+        for group, seconds in sorted(thread_cpu_seconds().items()):
+            family.add_metric([group], seconds)
+        yield family
 
 
 _default_lock = threading.Lock()
