@@ -37,6 +37,7 @@ from typing import Any
 
 from bench._common import Row, etcd_for_bench, limit_rate, print_table, threaded_rate
 from bench.store_limits import raw_create_rate
+from controller.metrics import stat_cpu_seconds
 from controller.store.embedded import free_port
 from controller.store.etcd import EtcdClient
 
@@ -74,10 +75,9 @@ def cpu_seconds_of(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(stat_cpu_seconds(f"/proc/{pid}/stat"))
         except OSError:
             return float("nan")
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 

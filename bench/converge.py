@@ -61,6 +61,7 @@ from bench._common import etcd_for_bench
 from bench.store_limits import raw_cas_rate
 from controller.logging import configure_logging
 from controller.manager import Manager, ManagerOptions
+from controller.metrics import stat_cpu_seconds
 from controller.reconcile import Request
 from controller.store.embedded import free_port
 from controller.store.etcd import EtcdClient
@@ -191,9 +192,7 @@ class RunningCount:
 
 def cpu_seconds(pid: int | str = "self") -> tuple[float, float]:
     """(user, system) CPU seconds of a process (all its threads), from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    return stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def cpu_since(before: tuple[float, float], pid: int | str = "self") -> tuple[float, float]:

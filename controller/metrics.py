@@ -28,7 +28,13 @@ from collections.abc import Iterator
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["RECONCILE_RESULTS", "RuntimeMetrics", "runtime_metrics", "thread_cpu_seconds"]
+__all__ = [
+    "RECONCILE_RESULTS",
+    "RuntimeMetrics",
+    "runtime_metrics",
+    "stat_cpu_seconds",
+    "thread_cpu_seconds",
+]
 
 #: Values of the ``result`` label of ``reconcile_total``.
 RECONCILE_RESULTS = ("success", "requeue", "error", "transient", "terminal")
@@ -86,11 +92,12 @@ _THREAD_NUMBER = re.compile(r"[-_]\d+$")
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _cpu_seconds(stat_path: str) -> float:
-    """User + system CPU seconds from a ``/proc`` ``stat`` file (fields 14 and 15)."""
+def stat_cpu_seconds(stat_path: str) -> tuple[float, float]:
+    """(user, system) CPU seconds from a ``/proc`` ``stat`` file of a process or a thread
+    (fields 14 and 15); OSError where there is none."""
     with open(stat_path, encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
 
 
 def thread_cpu_seconds() -> dict[str, float]:
@@ -98,13 +105,13 @@ def thread_cpu_seconds() -> dict[str, float]:
     the rest of the process (so they add up to its CPU); empty without ``/proc`` (see the
     module)."""
     try:
-        total = _cpu_seconds("/proc/self/stat")
+        total = sum(stat_cpu_seconds("/proc/self/stat"))
     except OSError:
         return {}
     groups: dict[str, float] = {}
     for thread in threading.enumerate():
         try:
-            seconds = _cpu_seconds(f"/proc/self/task/{thread.native_id}/stat")
+            seconds = sum(stat_cpu_seconds(f"/proc/self/task/{thread.native_id}/stat"))
         except OSError:  # it ended meanwhile
             continue
         group = _THREAD_NUMBER.sub("", thread.name)
