@@ -421,16 +421,9 @@ def converge_processes(
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=2000)
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a converge run that ``bench.scaleout`` shares."""
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--processes", type=int, default=0,
-                        help="run P `skybroker controller` processes (0 = in-process)")  # fmt: skip
-    parser.add_argument("--shards", type=int, default=0,
-                        help="shard leases (default: 4 with --processes, else 1)")  # fmt: skip
-    parser.add_argument("--steady", type=float, default=30.0,
-                        help="seconds watched after (0: none)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--etcd-endpoints", default="")
     parser.add_argument("--log-level", default="warning", help="the controllers' log level")
@@ -438,6 +431,25 @@ def main() -> None:
                         help="the pool's policy (LeastLoaded counts members' load)")  # fmt: skip
     parser.add_argument("--quota", action="store_true",
                         help="a Quota in the namespace, with room for every instance")  # fmt: skip
+
+
+def create_manifests(store: Store, args: argparse.Namespace) -> None:
+    """The run's ``args.count`` Instances and what they need, written by 8 threads."""
+    with ThreadPoolExecutor(8) as pool:
+        objects = map(registry.parse_object, manifests(args.count, args.policy, args.quota))
+        list(pool.map(store.create, objects))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--processes", type=int, default=0,
+                        help="run P `skybroker controller` processes (0 = in-process)")  # fmt: skip
+    parser.add_argument("--shards", type=int, default=0,
+                        help="shard leases (default: 4 with --processes, else 1)")  # fmt: skip
+    parser.add_argument("--steady", type=float, default=30.0,
+                        help="seconds watched after (0: none)")  # fmt: skip
+    add_run_arguments(parser)
     args = parser.parse_args()
     args.shards = args.shards or (4 if args.processes else 1)
     configure_logging(json=True, level=args.log_level)
@@ -447,9 +459,7 @@ def main() -> None:
         args.endpoint = client.endpoints[0]
         raw = raw_cas_rate(client, prefix + "-raw", args.workers, 300)
         store = Store(client, KeyLayout(prefix))
-        with ThreadPoolExecutor(8) as pool:
-            objects = map(registry.parse_object, manifests(args.count, args.policy, args.quota))
-            list(pool.map(store.create, objects))
+        create_manifests(store, args)
         relist = relist_seconds(store)
         run = converge_processes if args.processes else converge_in_process
         measured = run(args, client, store, Path(state_dir))

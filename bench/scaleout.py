@@ -21,12 +21,10 @@ import argparse
 import statistics
 import tempfile
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from api_types import registry
 from bench._common import etcd_for_bench
-from bench.converge import Measured, converge_processes, manifests
+from bench.converge import Measured, add_run_arguments, converge_processes, create_manifests
 from controller.logging import configure_logging
 from controller.store.etcd import EtcdClient
 from controller.store.keys import KeyLayout
@@ -39,9 +37,7 @@ __all__ = ["main"]
 def one_run(args: argparse.Namespace, client: EtcdClient, processes: int) -> Measured:
     """N fresh Instances under a fresh prefix, converged by ``processes`` controllers."""
     store = Store(client, KeyLayout(f"/scaleout-{uuid.uuid4().hex[:8]}"))
-    with ThreadPoolExecutor(8) as pool:
-        objects = map(registry.parse_object, manifests(args.count, args.policy, args.quota))
-        list(pool.map(store.create, objects))
+    create_manifests(store, args)
     run_args = argparse.Namespace(**{**vars(args), "processes": processes})
     with tempfile.TemporaryDirectory() as state_dir:
         return converge_processes(run_args, client, store, Path(state_dir))
@@ -53,12 +49,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="the side compared with one")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--etcd-endpoints", default="")
-    parser.add_argument("--log-level", default="warning", help="the controllers' log level")
-    parser.add_argument("--policy", default="RoundRobin")
-    parser.add_argument("--quota", action="store_true")
+    add_run_arguments(parser)
     args = parser.parse_args()
     if args.processes < 2 or args.rounds < 1:
         parser.error("--processes must be at least 2 and --rounds at least 1")
